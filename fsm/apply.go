@@ -1,0 +1,230 @@
+package fsm
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/raftkv/raftkv/kv"
+)
+
+// overlay evaluates one command against Badger without touching it: reads go
+// through the overlay's own pending changes first, writes are kept until the
+// whole command has passed its checks. A failed command therefore leaves no
+// trace even though it shares a Badger transaction with the rest of its raft
+// batch.
+type overlay struct {
+	txn     *badger.Txn
+	pending map[string]*kv.Entry // nil entry: deleted
+	order   []string             // first-touch order, so flushing is deterministic
+}
+
+func newOverlay(txn *badger.Txn) *overlay {
+	return &overlay{txn: txn, pending: make(map[string]*kv.Entry)}
+}
+
+func (o *overlay) get(key string) (*kv.Entry, error) {
+	if e, ok := o.pending[key]; ok {
+		return e, nil
+	}
+	item, err := o.txn.Get(dataKey(key))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %q: %w", key, err)
+	}
+	e := &kv.Entry{Key: key}
+	if err := item.Value(func(v []byte) error { return decodeRecord(v, e) }); err != nil {
+		return nil, fmt.Errorf("read %q: %w", key, err)
+	}
+	return e, nil
+}
+
+func (o *overlay) set(e *kv.Entry) { o.touch(e.Key); o.pending[e.Key] = e }
+func (o *overlay) del(key string)  { o.touch(key); o.pending[key] = nil }
+
+func (o *overlay) touch(key string) {
+	if _, ok := o.pending[key]; !ok {
+		o.order = append(o.order, key)
+	}
+}
+
+// list returns the live entries under prefix, sorted by key; values are
+// only decoded when withValues is set.
+func (o *overlay) list(prefix string, withValues bool) ([]kv.Entry, error) {
+	var out []kv.Entry
+	seen := make(map[string]bool)
+	err := scanPrefix(o.txn, prefix, withValues, func(e kv.Entry) bool {
+		if p, ok := o.pending[e.Key]; ok {
+			seen[e.Key] = true
+			if p != nil {
+				out = append(out, *p)
+			}
+			return true
+		}
+		out = append(out, e)
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	added := false
+	for k, p := range o.pending {
+		if p != nil && !seen[k] && strings.HasPrefix(k, prefix) {
+			out = append(out, *p)
+			added = true
+		}
+	}
+	if added {
+		sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	}
+	return out, nil
+}
+
+// flush writes the overlay's changes into its transaction.
+func (o *overlay) flush(set func(k, v []byte) error, del func(k []byte) error) error {
+	for _, key := range o.order {
+		var err error
+		if e := o.pending[key]; e == nil {
+			err = del(dataKey(key))
+		} else {
+			err = set(dataKey(key), encodeRecord(e))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// execute runs c at raft index idx. With force set the checks are skipped
+// and every write happens: used only to finish an oversized command whose
+// first run already passed its checks (see applyOversized).
+func execute(o *overlay, idx uint64, c *kv.Command, force bool) (*kv.Result, error) {
+	res := &kv.Result{Index: idx, OK: true}
+	fail := func(i int, format string, args ...any) {
+		res.Errors = append(res.Errors, kv.OpError{OpIndex: i, What: fmt.Sprintf(format, args...)})
+	}
+	for i, op := range c.Ops {
+		var old *kv.Entry
+		var err error
+		if op.Verb != kv.VerbGetTree && op.Verb != kv.VerbDeleteTree {
+			if old, err = o.get(op.Key); err != nil {
+				return nil, err
+			}
+		}
+		switch op.Verb {
+		case kv.VerbSet, kv.VerbCAS:
+			if op.Verb == kv.VerbCAS && !force {
+				if op.Index == 0 && old != nil {
+					fail(i, "key %q already exists", op.Key)
+					continue
+				}
+				if op.Index != 0 && (old == nil || old.ModifyIndex != op.Index) {
+					fail(i, "current modify index %d does not match %d", modifyIndex(old), op.Index)
+					continue
+				}
+			}
+			e := &kv.Entry{Key: op.Key, Value: op.Value, Flags: op.Flags, CreateIndex: idx, ModifyIndex: idx}
+			if old != nil {
+				e.CreateIndex = old.CreateIndex
+			}
+			o.set(e)
+			res.Entries = append(res.Entries, withoutValue(*e))
+		case kv.VerbGet:
+			if old == nil {
+				fail(i, "key %q doesn't exist", op.Key)
+				continue
+			}
+			res.Entries = append(res.Entries, *old)
+		case kv.VerbGetTree:
+			entries, err := o.list(op.Key, true)
+			if err != nil {
+				return nil, err
+			}
+			res.Entries = append(res.Entries, entries...)
+		case kv.VerbCheckIndex:
+			if old == nil || old.ModifyIndex != op.Index {
+				fail(i, "current modify index %d does not match %d", modifyIndex(old), op.Index)
+				continue
+			}
+			res.Entries = append(res.Entries, withoutValue(*old))
+		case kv.VerbCheckNotExists:
+			if old != nil {
+				fail(i, "key %q exists", op.Key)
+			}
+		case kv.VerbDelete:
+			if old != nil {
+				o.del(op.Key)
+			}
+		case kv.VerbDeleteTree:
+			entries, err := o.list(op.Key, false)
+			if err != nil {
+				return nil, err
+			}
+			for _, e := range entries {
+				o.del(e.Key)
+			}
+		case kv.VerbDeleteCAS:
+			if old == nil {
+				continue // Consul: deleting an absent key with cas succeeds
+			}
+			if old.ModifyIndex != op.Index && !force {
+				fail(i, "current modify index %d does not match %d", old.ModifyIndex, op.Index)
+				continue
+			}
+			o.del(op.Key)
+		default:
+			fail(i, "unknown verb %d", op.Verb)
+		}
+	}
+	if len(res.Errors) > 0 && !force {
+		return &kv.Result{Index: idx, Errors: res.Errors}, nil
+	}
+	res.Errors = nil
+	return res, nil
+}
+
+// changed reports whether flushing the overlay would change anything.
+func (o *overlay) changed() bool { return len(o.order) > 0 }
+
+func modifyIndex(e *kv.Entry) uint64 {
+	if e == nil {
+		return 0
+	}
+	return e.ModifyIndex
+}
+
+func withoutValue(e kv.Entry) kv.Entry { e.Value = nil; return e }
+
+// scanPrefix calls fn for every stored key under prefix, in key order, until
+// fn returns false.
+func scanPrefix(txn *badger.Txn, prefix string, withValues bool, fn func(kv.Entry) bool) error {
+	return scanFrom(txn, prefix, prefix, withValues, fn)
+}
+
+func scanFrom(txn *badger.Txn, prefix, start string, withValues bool, fn func(kv.Entry) bool) error {
+	opts := badger.DefaultIteratorOptions
+	opts.PrefetchValues = withValues
+	opts.Prefix = dataKey(prefix)
+	it := txn.NewIterator(opts)
+	defer it.Close()
+	for it.Seek(dataKey(start)); it.ValidForPrefix(opts.Prefix); it.Next() {
+		item := it.Item()
+		e := kv.Entry{Key: string(bytes.TrimPrefix(item.Key(), dataPrefix))}
+		if withValues {
+			if err := item.Value(func(v []byte) error { return decodeRecord(v, &e) }); err != nil {
+				return fmt.Errorf("scan %q: %w", e.Key, err)
+			}
+		}
+		if !fn(e) {
+			return nil
+		}
+	}
+	return nil
+}

@@ -1,0 +1,341 @@
+package fsm
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+	"github.com/hashicorp/raft"
+
+	"github.com/raftkv/raftkv/kv"
+)
+
+// Badger key layout. Data keys and metadata live in one keyspace, separated
+// by their first byte, so a snapshot is simply "every key but the applied
+// index".
+var (
+	dataPrefix    = []byte("k")
+	metaApplied   = []byte("m:applied")   // last raft index applied
+	metaKVIndex   = []byte("m:kvindex")   // last raft index that changed a key
+	metaOversized = []byte("m:oversized") // index of a command being applied in pieces
+)
+
+func dataKey(key string) []byte {
+	b := make([]byte, 0, len(dataPrefix)+len(key))
+	return append(append(b, dataPrefix...), key...)
+}
+
+// Options tune the Badger instance behind the FSM.
+type Options struct {
+	Logger *slog.Logger
+	// Small sizes Badger for several nodes in one process (tests, example):
+	// small memtables, no block cache, small value-log files.
+	Small bool
+}
+
+// FSM is raftkv's state machine: a raft.BatchingFSM whose state is a Badger
+// database. It is safe for concurrent reads while raft applies.
+type FSM struct {
+	db     *badger.DB
+	logger *slog.Logger
+
+	// mu is held for reading by readers and for writing by the rare
+	// operations that change state in more than one Badger commit (Restore,
+	// oversized commands), so that no reader sees a state that belongs to
+	// no log index.
+	mu sync.RWMutex
+
+	applied  atomic.Uint64
+	kvIndex  atomic.Uint64
+	resuming atomic.Bool
+
+	waitMu sync.Mutex
+	waitCh chan struct{} // closed and replaced whenever applied advances
+}
+
+var (
+	_ raft.BatchingFSM = (*FSM)(nil)
+)
+
+// Open opens (or creates) the Badger database in dir.
+func Open(dir string, opts Options) (*FSM, error) {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	bo := badger.DefaultOptions(dir).
+		WithLogger(badgerLogger{logger}).
+		WithDetectConflicts(false). // the FSM is the only writer
+		WithMetricsEnabled(false).
+		WithValueThreshold(4 << 10) // large values go to the value log, keeping transactions small
+	if opts.Small {
+		bo = bo.WithMemTableSize(8 << 20).
+			WithNumMemtables(2).
+			WithNumLevelZeroTables(2).
+			WithNumLevelZeroTablesStall(8).
+			WithCompression(options.None). // no compression: then no block cache is needed
+			WithBlockCacheSize(0).
+			WithIndexCacheSize(0).
+			WithBaseTableSize(1 << 20).
+			WithValueLogFileSize(16 << 20).
+			WithNumCompactors(2)
+	}
+	db, err := badger.Open(bo)
+	if err != nil {
+		return nil, fmt.Errorf("fsm: open badger in %s: %w", dir, err)
+	}
+	f := &FSM{db: db, logger: logger, waitCh: make(chan struct{})}
+	err = db.View(func(txn *badger.Txn) error {
+		a, err := readUint(txn, metaApplied)
+		if err != nil {
+			return err
+		}
+		k, err := readUint(txn, metaKVIndex)
+		f.applied.Store(a)
+		f.kvIndex.Store(k)
+		return err
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("fsm: read applied index: %w", err)
+	}
+	return f, nil
+}
+
+// Close closes Badger. Raft must be shut down first.
+func (f *FSM) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.db.Close(); err != nil {
+		return fmt.Errorf("fsm: close badger: %w", err)
+	}
+	return nil
+}
+
+// AppliedIndex is the last raft index whose effects are in Badger.
+func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
+
+// KVIndex is the last raft index that changed a key (never 0 for callers:
+// see Index).
+func (f *FSM) KVIndex() uint64 { return f.kvIndex.Load() }
+
+// SetResuming tells Restore that raft is replaying its latest snapshot at
+// start-up. Badger already holds state at least that new if the applied
+// index is past the snapshot, and then Restore keeps it instead of
+// rebuilding from the snapshot.
+func (f *FSM) SetResuming(v bool) { f.resuming.Store(v) }
+
+// Apply implements raft.FSM.
+func (f *FSM) Apply(l *raft.Log) interface{} {
+	return f.ApplyBatch([]*raft.Log{l})[0]
+}
+
+// ApplyBatch implements raft.BatchingFSM: the whole batch goes into one
+// Badger transaction together with the new applied index, so a crash leaves
+// either all of it or none of it. (A WriteBatch would split a large batch
+// into several commits silently and break that.)
+func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
+	out := make([]interface{}, len(logs))
+	for start := 0; start < len(logs); {
+		start += f.applyRun(logs[start:], out[start:], len(logs)-start)
+	}
+	return out
+}
+
+// applyRun applies up to limit entries in one transaction and returns how
+// many it applied (at least one).
+func (f *FSM) applyRun(logs []*raft.Log, out []interface{}, limit int) int {
+	txn := f.db.NewTransaction(true)
+	defer txn.Discard()
+	applied, kvIndex := f.applied.Load(), f.kvIndex.Load()
+	last := applied
+	for i := 0; i < limit; i++ {
+		l := logs[i]
+		out[i] = nil
+		if l.Index <= applied {
+			continue // already in Badger: replay after a restart
+		}
+		last = l.Index
+		if l.Type != raft.LogCommand {
+			continue
+		}
+		res, changed, err := f.applyCommand(txn, l)
+		if errors.Is(err, badger.ErrTxnTooBig) {
+			txn.Discard()
+			if i == 0 {
+				out[0] = f.applyOversized(l)
+				return 1
+			}
+			return f.applyRun(logs, out, i)
+		}
+		if err != nil {
+			panic(fmt.Errorf("fsm: apply index %d: %w", l.Index, err)) // storage failure: fail-stop, replay on restart
+		}
+		out[i] = res
+		if changed {
+			kvIndex = l.Index
+		}
+	}
+	if last == applied {
+		return limit
+	}
+	if err := writeMeta(txn.Set, last, kvIndex); err != nil {
+		if errors.Is(err, badger.ErrTxnTooBig) && limit > 1 {
+			txn.Discard()
+			return f.applyRun(logs, out, limit-1)
+		}
+		panic(fmt.Errorf("fsm: write applied index %d: %w", last, err))
+	}
+	if err := txn.Commit(); err != nil {
+		panic(fmt.Errorf("fsm: commit up to index %d: %w", last, err))
+	}
+	f.advance(last, kvIndex)
+	return limit
+}
+
+// applyCommand decodes and runs one command inside txn. A command that
+// cannot be decoded is answered with an error and changes nothing.
+func (f *FSM) applyCommand(txn *badger.Txn, l *raft.Log) (interface{}, bool, error) {
+	c, err := DecodeCommand(l.Data)
+	if err != nil {
+		f.logger.Error("skipping undecodable log entry", "index", l.Index, "err", err)
+		return fmt.Errorf("%w: log entry %d: %v", kv.ErrInvalid, l.Index, err), false, nil
+	}
+	o := newOverlay(txn)
+	res, err := execute(o, l.Index, c, false)
+	if err != nil {
+		return nil, false, err
+	}
+	if !res.OK || !o.changed() {
+		return res, false, nil
+	}
+	return res, true, o.flush(txn.Set, txn.Delete)
+}
+
+// applyOversized applies a command whose writes do not fit in one Badger
+// transaction (typically a delete-tree over many keys). It marks the index
+// as in progress, writes the changes through a WriteBatch (which splits as
+// needed), then records the applied index. Readers are held off meanwhile.
+// If the process dies half way, the replay finds the marker and re-runs the
+// command without its checks, since the checks had passed the first time
+// and part of its writes may already be visible to them.
+func (f *FSM) applyOversized(l *raft.Log) interface{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, err := DecodeCommand(l.Data)
+	if err != nil {
+		panic(fmt.Errorf("fsm: oversized entry %d no longer decodes: %w", l.Index, err))
+	}
+	var marker uint64
+	err = f.db.View(func(txn *badger.Txn) error {
+		marker, err = readUint(txn, metaOversized)
+		return err
+	})
+	if err != nil {
+		panic(fmt.Errorf("fsm: read oversized marker: %w", err))
+	}
+	var res *kv.Result
+	var o *overlay
+	err = f.db.View(func(txn *badger.Txn) error {
+		o = newOverlay(txn)
+		res, err = execute(o, l.Index, c, marker == l.Index)
+		return err
+	})
+	if err != nil {
+		panic(fmt.Errorf("fsm: evaluate oversized entry %d: %w", l.Index, err))
+	}
+	kvIndex := f.kvIndex.Load()
+	if res.OK && o.changed() {
+		kvIndex = l.Index
+		if err := f.db.Update(func(txn *badger.Txn) error { return txn.Set(metaOversized, uintBytes(l.Index)) }); err != nil {
+			panic(fmt.Errorf("fsm: mark oversized entry %d: %w", l.Index, err))
+		}
+		wb := f.db.NewWriteBatch()
+		if err := o.flush(wb.Set, wb.Delete); err != nil {
+			wb.Cancel()
+			panic(fmt.Errorf("fsm: write oversized entry %d: %w", l.Index, err))
+		}
+		if err := wb.Flush(); err != nil {
+			panic(fmt.Errorf("fsm: flush oversized entry %d: %w", l.Index, err))
+		}
+	}
+	err = f.db.Update(func(txn *badger.Txn) error {
+		if err := txn.Delete(metaOversized); err != nil {
+			return err
+		}
+		return writeMeta(txn.Set, l.Index, kvIndex)
+	})
+	if err != nil {
+		panic(fmt.Errorf("fsm: finish oversized entry %d: %w", l.Index, err))
+	}
+	f.advance(l.Index, kvIndex)
+	f.logger.Info("applied oversized command in pieces", "index", l.Index)
+	return res
+}
+
+func (f *FSM) advance(applied, kvIndex uint64) {
+	f.kvIndex.Store(kvIndex)
+	f.applied.Store(applied)
+	f.waitMu.Lock()
+	close(f.waitCh)
+	f.waitCh = make(chan struct{})
+	f.waitMu.Unlock()
+}
+
+// AppliedChanged returns a channel closed the next time the applied index
+// moves; callers re-check their condition and ask again.
+func (f *FSM) AppliedChanged() <-chan struct{} {
+	f.waitMu.Lock()
+	defer f.waitMu.Unlock()
+	return f.waitCh
+}
+
+func writeMeta(set func(k, v []byte) error, applied, kvIndex uint64) error {
+	if err := set(metaApplied, uintBytes(applied)); err != nil {
+		return err
+	}
+	return set(metaKVIndex, uintBytes(kvIndex))
+}
+
+func uintBytes(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+func readUint(txn *badger.Txn, key []byte) (uint64, error) {
+	item, err := txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var v uint64
+	err = item.Value(func(b []byte) error {
+		if len(b) != 8 {
+			return fmt.Errorf("meta key %s has %d bytes", key, len(b))
+		}
+		v = binary.BigEndian.Uint64(b)
+		return nil
+	})
+	return v, err
+}
+
+// badgerLogger sends Badger's errors and warnings to slog; its info chatter
+// is debug level.
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...interface{})   { b.l.Error(trim(f, a), "component", "badger") }
+func (b badgerLogger) Warningf(f string, a ...interface{}) { b.l.Warn(trim(f, a), "component", "badger") }
+func (b badgerLogger) Infof(f string, a ...interface{})    { b.l.Debug(trim(f, a), "component", "badger") }
+func (b badgerLogger) Debugf(f string, a ...interface{})   {}
+
+func trim(f string, a []interface{}) string {
+	s := fmt.Sprintf(f, a...)
+	for len(s) > 0 && s[len(s)-1] == '\n' {
+		s = s[:len(s)-1]
+	}
+	return s
+}

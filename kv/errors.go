@@ -1,0 +1,81 @@
+package kv
+
+import "errors"
+
+// Sentinel errors. Every layer wraps them with context; callers test with
+// errors.Is. The HTTP status of each is decided in one place (httpd/errors.go)
+// and the wire code used between nodes in Code/FromCode below.
+var (
+	// ErrNotFound: the key does not exist.
+	ErrNotFound = errors.New("key not found")
+	// ErrInvalid: the request is malformed; nothing was done.
+	ErrInvalid = errors.New("invalid request")
+	// ErrTooLarge: a value or a transaction is over the limit; nothing was done.
+	ErrTooLarge = errors.New("request too large")
+	// ErrNoLeader: no leader is known, or the leader could not be reached
+	// before the write was sent. The write was NOT applied; retry.
+	ErrNoLeader = errors.New("no leader")
+	// ErrUnknownOutcome: the write was proposed but its fate is unknown
+	// (leadership lost, timeout, connection lost after sending). It may or may
+	// not have been applied.
+	ErrUnknownOutcome = errors.New("outcome unknown, the write may have been applied")
+	// ErrCASMismatch: a compare-and-set did not match; nothing was changed.
+	ErrCASMismatch = errors.New("compare-and-set index mismatch")
+	// ErrTxnFailed: a check in a transaction failed; nothing was changed.
+	ErrTxnFailed = errors.New("transaction check failed")
+	// ErrNotImplemented: the feature is not available yet.
+	ErrNotImplemented = errors.New("not implemented")
+	// ErrUnknownPeer: a membership change names a server that is not a member.
+	ErrUnknownPeer = errors.New("unknown peer")
+	// ErrClosed: the node is shutting down.
+	ErrClosed = errors.New("node closed")
+)
+
+// codes is the table used to carry sentinel errors between nodes (forwarding).
+var codes = []struct {
+	code string
+	err  error
+}{
+	{"not_found", ErrNotFound},
+	{"invalid", ErrInvalid},
+	{"too_large", ErrTooLarge},
+	{"no_leader", ErrNoLeader},
+	{"unknown_outcome", ErrUnknownOutcome},
+	{"cas_mismatch", ErrCASMismatch},
+	{"txn_failed", ErrTxnFailed},
+	{"not_implemented", ErrNotImplemented},
+	{"unknown_peer", ErrUnknownPeer},
+	{"closed", ErrClosed},
+}
+
+// Code returns the wire code of the sentinel err wraps, or "internal".
+func Code(err error) string {
+	for _, c := range codes {
+		if errors.Is(err, c.err) {
+			return c.code
+		}
+	}
+	return "internal"
+}
+
+// FromCode rebuilds an error from a wire code and message, so that
+// errors.Is works on the far side of a forwarded request.
+func FromCode(code, msg string) error {
+	for _, c := range codes {
+		if c.code == code {
+			if msg == "" || msg == c.err.Error() {
+				return c.err
+			}
+			return &remoteError{msg: msg, sentinel: c.err}
+		}
+	}
+	return errors.New(msg)
+}
+
+type remoteError struct {
+	msg      string
+	sentinel error
+}
+
+func (e *remoteError) Error() string { return e.msg }
+func (e *remoteError) Unwrap() error { return e.sentinel }
