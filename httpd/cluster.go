@@ -1,0 +1,118 @@
+package httpd
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/raftkv/raftkv/kv"
+)
+
+func (h *handler) statusLeader(w http.ResponseWriter, r *http.Request) {
+	addr, _ := h.store.Leader()
+	writeJSON(w, http.StatusOK, addr)
+}
+
+func (h *handler) statusPeers(w http.ResponseWriter, r *http.Request) {
+	c, err := h.store.Configuration(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	peers := []string{}
+	for _, s := range c.Servers {
+		if s.Voter {
+			peers = append(peers, s.Address)
+		}
+	}
+	writeJSON(w, http.StatusOK, peers)
+}
+
+type raftServer struct {
+	ID              string
+	Node            string
+	Address         string
+	Leader          bool
+	ProtocolVersion string
+	Voter           bool
+}
+
+func (h *handler) raftConfiguration(w http.ResponseWriter, r *http.Request) {
+	c, err := h.store.Configuration(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	out := struct {
+		Servers []raftServer
+		Index   uint64
+	}{Servers: []raftServer{}, Index: c.Index}
+	for _, s := range c.Servers {
+		out.Servers = append(out.Servers, raftServer{ID: s.ID, Node: s.ID, Address: s.Address, Leader: s.Leader, ProtocolVersion: "3", Voter: s.Voter})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (h *handler) peerAdd(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	id, addr := q.Get("id"), q.Get("address")
+	if id == "" || addr == "" {
+		writeError(w, fmt.Errorf("%w: need id and address query parameters", kv.ErrInvalid))
+		return
+	}
+	if err := h.store.Join(r.Context(), id, addr); err != nil {
+		writeError(w, err)
+		return
+	}
+	io.WriteString(w, "true\n")
+}
+
+func (h *handler) peerRemove(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	id := q.Get("id")
+	if id == "" && q.Get("address") != "" {
+		c, err := h.store.Configuration(r.Context())
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		for _, s := range c.Servers {
+			if s.Address == q.Get("address") {
+				id = s.ID
+			}
+		}
+		if id == "" {
+			writeError(w, fmt.Errorf("%w: no server at address %q", kv.ErrUnknownPeer, q.Get("address")))
+			return
+		}
+	}
+	if id == "" {
+		writeError(w, fmt.Errorf("%w: need an id (or address) query parameter", kv.ErrInvalid))
+		return
+	}
+	if err := h.store.Remove(r.Context(), id); err != nil {
+		writeError(w, err)
+		return
+	}
+	io.WriteString(w, "true\n")
+}
+
+func (h *handler) transferLeader(w http.ResponseWriter, r *http.Request) {
+	if err := h.store.TransferLeadership(r.Context(), r.URL.Query().Get("id")); err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]bool{"Success": true})
+}
+
+func (h *handler) healthz(w http.ResponseWriter, r *http.Request) {
+	io.WriteString(w, "ok\n")
+}
+
+func (h *handler) readyz(w http.ResponseWriter, r *http.Request) {
+	if !h.store.Ready() {
+		writeError(w, fmt.Errorf("%w: not ready (no leader known, or not caught up)", kv.ErrNoLeader))
+		return
+	}
+	io.WriteString(w, "ready\n")
+}

@@ -1,0 +1,196 @@
+package httpd
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/pprof"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/raftkv/raftkv/kv"
+)
+
+// Store is what the HTTP API needs from a node.
+type Store interface {
+	Read(ctx context.Context, q kv.Query) (*kv.QueryResult, error)
+	Apply(ctx context.Context, cmd *kv.Command) (*kv.Result, error)
+	Leader() (addr, id string)
+	Configuration(ctx context.Context) (kv.Configuration, error)
+	Join(ctx context.Context, id, addr string) error
+	Remove(ctx context.Context, id string) error
+	TransferLeadership(ctx context.Context, id string) error
+	Ready() bool
+}
+
+// Options configure the handler.
+type Options struct {
+	MaxValueBytes int
+	// Registry receives the HTTP metrics and is served on /metrics
+	// (default: a fresh registry).
+	Registry    *prometheus.Registry
+	Logger      *slog.Logger
+	EnablePprof bool
+}
+
+type handler struct {
+	store    Store
+	maxValue int
+	logger   *slog.Logger
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+}
+
+// New returns the API handler.
+func New(store Store, opts Options) http.Handler {
+	if opts.MaxValueBytes <= 0 {
+		opts.MaxValueBytes = kv.DefaultMaxValueBytes
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	h := &handler{
+		store:    store,
+		maxValue: opts.MaxValueBytes,
+		logger:   opts.Logger,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "raftkv_http_requests_total",
+			Help: "HTTP requests by route, method and status code.",
+		}, []string{"route", "method", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "raftkv_http_request_duration_seconds",
+			Help:    "HTTP request latency by route, method and status code.",
+			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16),
+		}, []string{"route", "method", "code"}),
+	}
+	opts.Registry.MustRegister(h.requests, h.latency)
+
+	mux := http.NewServeMux()
+	route := func(pattern, name string, methods map[string]http.HandlerFunc) {
+		mux.Handle(pattern, h.instrument(name, methodSwitch(methods)))
+	}
+	route("/v1/kv/", "kv", map[string]http.HandlerFunc{
+		http.MethodGet: h.kvGet, http.MethodPut: h.kvPut, http.MethodDelete: h.kvDelete,
+	})
+	route("/v1/kv", "kv", map[string]http.HandlerFunc{
+		http.MethodGet: h.kvGet, http.MethodPut: h.kvPut, http.MethodDelete: h.kvDelete,
+	})
+	route("/v1/txn", "txn", map[string]http.HandlerFunc{http.MethodPut: h.txn})
+	route("/v1/status/leader", "status_leader", map[string]http.HandlerFunc{http.MethodGet: h.statusLeader})
+	route("/v1/status/peers", "status_peers", map[string]http.HandlerFunc{http.MethodGet: h.statusPeers})
+	route("/v1/operator/raft/configuration", "raft_configuration", map[string]http.HandlerFunc{http.MethodGet: h.raftConfiguration})
+	route("/v1/operator/raft/peer", "raft_peer", map[string]http.HandlerFunc{
+		http.MethodPut: h.peerAdd, http.MethodDelete: h.peerRemove,
+	})
+	route("/v1/operator/raft/transfer-leader", "raft_transfer_leader", map[string]http.HandlerFunc{http.MethodPost: h.transferLeader})
+	route("/healthz", "healthz", map[string]http.HandlerFunc{http.MethodGet: h.healthz})
+	route("/readyz", "readyz", map[string]http.HandlerFunc{http.MethodGet: h.readyz})
+	mux.Handle("/metrics", h.instrument("metrics", methodSwitch(map[string]http.HandlerFunc{
+		http.MethodGet: promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{}).ServeHTTP,
+	})))
+	if opts.EnablePprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	mux.Handle("/", h.instrument("unknown", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, fmt.Errorf("%w: no such endpoint %s", kv.ErrNotFound, r.URL.Path))
+	})))
+	return mux
+}
+
+// methodSwitch dispatches on the method; others get 405 with Allow.
+func methodSwitch(methods map[string]http.HandlerFunc) http.Handler {
+	allow := ""
+	for _, m := range []string{http.MethodGet, http.MethodPut, http.MethodPost, http.MethodDelete} {
+		if _, ok := methods[m]; ok {
+			if allow != "" {
+				allow += ", "
+			}
+			allow += m
+		}
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if fn, ok := methods[r.Method]; ok {
+			fn(w, r)
+			return
+		}
+		if r.Method == http.MethodHead {
+			if fn, ok := methods[http.MethodGet]; ok {
+				fn(w, r)
+				return
+			}
+		}
+		w.Header().Set("Allow", allow)
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusMethodNotAllowed)
+		fmt.Fprintf(w, "method %s not allowed on %s (allowed: %s)\n", r.Method, r.URL.Path, allow)
+	})
+}
+
+// instrument records the request count and latency of a route and turns a
+// handler panic into a 500 instead of a dropped connection.
+func (h *handler) instrument(route string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				h.logger.Error("handler panic", "route", route, "panic", p)
+				if !rec.wrote {
+					writeError(rec, fmt.Errorf("internal error: %v", p))
+				}
+			}
+			code := strconv.Itoa(rec.status)
+			h.requests.WithLabelValues(route, r.Method, code).Inc()
+			h.latency.WithLabelValues(route, r.Method, code).Observe(time.Since(start).Seconds())
+			if rec.status >= 500 && rec.status != http.StatusServiceUnavailable {
+				h.logger.Warn("request failed", "route", route, "method", r.Method, "status", rec.status)
+			}
+		}()
+		next.ServeHTTP(rec, r)
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if !s.wrote {
+		s.status, s.wrote = code, true
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	s.wrote = true
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusRecorder) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,342 @@
+package httpd
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/raftkv/raftkv/kv"
+)
+
+// dirEntry is Consul's JSON shape of a key.
+type dirEntry struct {
+	LockIndex   uint64
+	Key         string
+	Flags       uint64
+	Value       []byte // base64; null when empty
+	CreateIndex uint64
+	ModifyIndex uint64
+	Session     string
+}
+
+func toDirEntry(e kv.Entry) dirEntry {
+	d := dirEntry{Key: e.Key, Flags: e.Flags, CreateIndex: e.CreateIndex, ModifyIndex: e.ModifyIndex}
+	if len(e.Value) > 0 {
+		d.Value = e.Value
+	}
+	return d
+}
+
+// keyOf extracts and checks the key from /v1/kv/<key>.
+func keyOf(r *http.Request) (string, error) {
+	key := strings.TrimPrefix(strings.TrimPrefix(r.URL.Path, "/v1/kv"), "/")
+	if !utf8.ValidString(key) {
+		return "", fmt.Errorf("%w: key is not valid UTF-8", kv.ErrInvalid)
+	}
+	if len(key) > kv.MaxKeyBytes {
+		return "", fmt.Errorf("%w: key is %d bytes, limit %d", kv.ErrInvalid, len(key), kv.MaxKeyBytes)
+	}
+	return key, nil
+}
+
+func has(q url.Values, name string) bool { _, ok := q[name]; return ok }
+
+// uintParam parses an optional unsigned query parameter.
+func uintParam(q url.Values, name string) (uint64, bool, error) {
+	if !has(q, name) {
+		return 0, false, nil
+	}
+	v, err := strconv.ParseUint(q.Get(name), 10, 64)
+	if err != nil {
+		return 0, false, fmt.Errorf("%w: cannot parse %s=%q as an unsigned integer", kv.ErrInvalid, name, q.Get(name))
+	}
+	return v, true, nil
+}
+
+// parseWait accepts Go durations and Consul's bare "Ns"/"Nms"/"Nm" forms;
+// a bare number means seconds.
+func parseWait(s string) (time.Duration, error) {
+	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
+		return time.Duration(n) * time.Second, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%w: cannot parse wait=%q as a duration", kv.ErrInvalid, s)
+	}
+	return d, nil
+}
+
+func (h *handler) kvGet(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	key, err := keyOf(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if has(q, "stale") && has(q, "consistent") {
+		writeError(w, fmt.Errorf("%w: cannot use stale and consistent together", kv.ErrInvalid))
+		return
+	}
+	index, _, err := uintParam(q, "index")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if has(q, "wait") {
+		if _, err := parseWait(q.Get("wait")); err != nil {
+			writeError(w, err)
+			return
+		}
+	}
+	if index > 0 {
+		writeError(w, fmt.Errorf("%w: blocking queries (index=) are not supported yet", kv.ErrNotImplemented))
+		return
+	}
+	query := kv.Query{Kind: kv.ReadGet, Key: key, Stale: has(q, "stale")}
+	switch {
+	case has(q, "keys"):
+		query.Kind, query.Separator = kv.ReadKeys, q.Get("separator")
+	case has(q, "recurse"):
+		query.Kind = kv.ReadList
+	case key == "":
+		writeError(w, fmt.Errorf("%w: missing key (use ?recurse to list every key)", kv.ErrInvalid))
+		return
+	}
+	res, err := h.store.Read(r.Context(), query)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	setQueryHeaders(w, res)
+	switch {
+	case query.Kind == kv.ReadKeys:
+		if len(res.Keys) == 0 {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		writeJSON(w, http.StatusOK, res.Keys)
+	case len(res.Entries) == 0:
+		w.WriteHeader(http.StatusNotFound)
+	case query.Kind == kv.ReadGet && has(q, "raw"):
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		_, _ = w.Write(res.Entries[0].Value)
+	default:
+		out := make([]dirEntry, len(res.Entries))
+		for i, e := range res.Entries {
+			out[i] = toDirEntry(e)
+		}
+		writeJSON(w, http.StatusOK, out)
+	}
+}
+
+func setQueryHeaders(w http.ResponseWriter, res *kv.QueryResult) {
+	hd := w.Header()
+	hd.Set("X-Consul-Index", strconv.FormatUint(max(res.Index, 1), 10))
+	hd.Set("X-Consul-KnownLeader", strconv.FormatBool(res.KnownLeader))
+	hd.Set("X-Consul-LastContact", strconv.FormatInt(res.LastContact.Milliseconds(), 10))
+	if res.Stale {
+		hd.Set("X-Consul-Effective-Consistency", "stale")
+	} else {
+		hd.Set("X-Consul-Effective-Consistency", "consistent")
+	}
+}
+
+// rejectUnsupportedWrite answers features the write path does not have yet.
+func rejectUnsupportedWrite(w http.ResponseWriter, r *http.Request) bool {
+	q := r.URL.Query()
+	switch {
+	case r.Header.Get("Idempotency-Key") != "":
+		writeError(w, fmt.Errorf("%w: Idempotency-Key is not supported yet", kv.ErrNotImplemented))
+	case has(q, "acquire") || has(q, "release"):
+		writeError(w, fmt.Errorf("%w: sessions (acquire/release) are not supported", kv.ErrNotImplemented))
+	default:
+		return false
+	}
+	return true
+}
+
+func (h *handler) kvPut(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	key, err := keyOf(r)
+	if err == nil && key == "" {
+		err = fmt.Errorf("%w: missing key", kv.ErrInvalid)
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	flags, _, err := uintParam(q, "flags")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	cas, isCAS, err := uintParam(q, "cas")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if rejectUnsupportedWrite(w, r) {
+		return
+	}
+	value, err := h.readValue(w, r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	op := kv.Op{Verb: kv.VerbSet, Key: key, Value: value, Flags: flags}
+	if isCAS {
+		op.Verb, op.Index = kv.VerbCAS, cas
+	}
+	h.applyBool(w, r, op)
+}
+
+// readValue reads the body, refusing more than the value limit.
+func (h *handler) readValue(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	if r.ContentLength > int64(h.maxValue) {
+		return nil, fmt.Errorf("%w: value is %d bytes, limit %d", kv.ErrTooLarge, r.ContentLength, h.maxValue)
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, int64(h.maxValue)+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: reading body: %v", kv.ErrInvalid, err)
+	}
+	if len(b) > h.maxValue {
+		return nil, fmt.Errorf("%w: value is over the %d-byte limit", kv.ErrTooLarge, h.maxValue)
+	}
+	return b, nil
+}
+
+func (h *handler) kvDelete(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	key, err := keyOf(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	cas, isCAS, err := uintParam(q, "cas")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if rejectUnsupportedWrite(w, r) {
+		return
+	}
+	op := kv.Op{Verb: kv.VerbDelete, Key: key}
+	switch {
+	case has(q, "recurse"): // Consul: recurse wins over cas
+		op.Verb = kv.VerbDeleteTree
+	case key == "":
+		writeError(w, fmt.Errorf("%w: missing key (use ?recurse to delete a prefix)", kv.ErrInvalid))
+		return
+	case isCAS:
+		op.Verb, op.Index = kv.VerbDeleteCAS, cas
+	}
+	h.applyBool(w, r, op)
+}
+
+// applyBool runs a one-op write and answers Consul's true/false.
+func (h *handler) applyBool(w http.ResponseWriter, r *http.Request, op kv.Op) {
+	res, err := h.store.Apply(r.Context(), &kv.Command{Ops: []kv.Op{op}})
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Consul-Index", strconv.FormatUint(res.Index, 10))
+	if res.OK {
+		_, _ = io.WriteString(w, "true\n")
+	} else {
+		_, _ = io.WriteString(w, "false\n")
+	}
+}
+
+// txnOp is one element of Consul's transaction array.
+type txnOp struct {
+	KV *struct {
+		Verb    string
+		Key     string
+		Value   []byte
+		Flags   uint64
+		Index   uint64
+		Session string
+	}
+}
+
+type txnResult struct{ KV dirEntry }
+
+type txnResponse struct {
+	Results []txnResult
+	Errors  []txnError
+}
+
+type txnError struct {
+	OpIndex int
+	What    string
+}
+
+func (h *handler) txn(w http.ResponseWriter, r *http.Request) {
+	if rejectUnsupportedWrite(w, r) {
+		return
+	}
+	limit := int64(kv.MaxTxnOps) * int64(h.maxValue*4/3+kv.MaxKeyBytes+256)
+	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		writeError(w, fmt.Errorf("%w: reading body: %v", kv.ErrInvalid, err))
+		return
+	}
+	if int64(len(body)) > limit {
+		writeError(w, fmt.Errorf("%w: transaction body over %d bytes", kv.ErrTooLarge, limit))
+		return
+	}
+	var ops []txnOp
+	if err := json.Unmarshal(body, &ops); err != nil {
+		writeError(w, fmt.Errorf("%w: malformed transaction JSON: %v", kv.ErrInvalid, err))
+		return
+	}
+	if len(ops) > kv.MaxTxnOps {
+		writeError(w, fmt.Errorf("%w: transaction has %d operations, at most %d", kv.ErrTooLarge, len(ops), kv.MaxTxnOps))
+		return
+	}
+	cmd := &kv.Command{Ops: make([]kv.Op, 0, len(ops))}
+	for i, op := range ops {
+		if op.KV == nil {
+			writeError(w, fmt.Errorf("%w: operation %d: only KV operations are supported", kv.ErrInvalid, i))
+			return
+		}
+		verb, err := kv.ParseVerb(op.KV.Verb)
+		if err != nil {
+			writeError(w, fmt.Errorf("operation %d: %w", i, err))
+			return
+		}
+		cmd.Ops = append(cmd.Ops, kv.Op{Verb: verb, Key: op.KV.Key, Value: op.KV.Value, Flags: op.KV.Flags, Index: op.KV.Index})
+	}
+	if err := cmd.Validate(h.maxValue); err != nil {
+		writeError(w, err)
+		return
+	}
+	res, err := h.store.Apply(r.Context(), cmd)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set("X-Consul-Index", strconv.FormatUint(res.Index, 10))
+	if !res.OK {
+		out := txnResponse{}
+		for _, e := range res.Errors {
+			out.Errors = append(out.Errors, txnError(e))
+		}
+		writeJSON(w, http.StatusConflict, out)
+		return
+	}
+	out := txnResponse{Results: make([]txnResult, 0, len(res.Entries))}
+	for _, e := range res.Entries {
+		out.Results = append(out.Results, txnResult{KV: toDirEntry(e)})
+	}
+	writeJSON(w, http.StatusOK, out)
+}

@@ -1,0 +1,87 @@
+package raftstore
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/raftkv/raftkv/kv"
+)
+
+// Config describes one node. Only DataDir and one of Addr/Listener are
+// required.
+type Config struct {
+	// ID is the node's raft server ID, stable across restarts
+	// (default: the advertise address).
+	ID string
+	// Addr is the address to listen on for raft and HTTP ("127.0.0.1:0"
+	// picks a free port). Ignored when Listener is set.
+	Addr     string
+	Listener net.Listener
+	// Advertise is the address peers and clients use (default: the
+	// listener's address; 0.0.0.0 is refused).
+	Advertise string
+	DataDir   string
+	// Bootstrap forms a new single-voter cluster when DataDir holds no raft
+	// state. A no-op otherwise.
+	Bootstrap bool
+	// Join lists addresses of existing members. The node asks them to add
+	// it (forwarded to the leader) until one accepts; a no-op if it already
+	// is a member with this address.
+	Join []string
+
+	MaxValueBytes int
+	Logger        *slog.Logger
+	// SmallFootprint sizes Badger for several nodes in one process.
+	SmallFootprint bool
+	// EnablePprof serves /debug/pprof on the HTTP port.
+	EnablePprof bool
+
+	// Raft tuning; zero values take the defaults below.
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	SnapshotInterval   time.Duration
+	SnapshotThreshold  uint64
+	TrailingLogs       uint64
+	// ApplyTimeout bounds how long a write waits for a leader and for its
+	// commit when the caller's context has no deadline.
+	ApplyTimeout time.Duration
+}
+
+func (c *Config) setDefaults() error {
+	if c.DataDir == "" {
+		return errors.New("raftstore: DataDir is required")
+	}
+	if c.Listener == nil && c.Addr == "" {
+		return errors.New("raftstore: Addr or Listener is required")
+	}
+	if c.MaxValueBytes <= 0 {
+		c.MaxValueBytes = kv.DefaultMaxValueBytes
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.HeartbeatTimeout, time.Second)
+	def(&c.ElectionTimeout, time.Second)
+	def(&c.LeaderLeaseTimeout, c.HeartbeatTimeout/2)
+	def(&c.SnapshotInterval, 2*time.Minute)
+	def(&c.ApplyTimeout, 10*time.Second)
+	if c.SnapshotThreshold == 0 {
+		c.SnapshotThreshold = 8192
+	}
+	if c.TrailingLogs == 0 {
+		c.TrailingLogs = 10240
+	}
+	if c.LeaderLeaseTimeout > c.HeartbeatTimeout {
+		return fmt.Errorf("raftstore: LeaderLeaseTimeout %s exceeds HeartbeatTimeout %s", c.LeaderLeaseTimeout, c.HeartbeatTimeout)
+	}
+	return nil
+}

@@ -1,0 +1,282 @@
+package raftstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/raftkv/raftkv/kv"
+)
+
+// Join adds a voter (or does nothing if id is already a member at addr).
+// Any node accepts it; followers forward it to the leader.
+func (s *RaftStore) Join(ctx context.Context, id, addr string) error {
+	if id == "" || addr == "" {
+		return fmt.Errorf("%w: join needs an id and an address", kv.ErrInvalid)
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return fmt.Errorf("%w: address %q: %v", kv.ErrInvalid, addr, err)
+	}
+	return s.changeMembership(ctx, membershipRequest{Op: "join", ID: id, Address: addr})
+}
+
+// Remove removes a server from the cluster.
+func (s *RaftStore) Remove(ctx context.Context, id string) error {
+	if id == "" {
+		return fmt.Errorf("%w: remove needs an id", kv.ErrInvalid)
+	}
+	return s.changeMembership(ctx, membershipRequest{Op: "remove", ID: id})
+}
+
+// TransferLeadership hands leadership to the voter id, or to any voter
+// raft picks if id is empty.
+func (s *RaftStore) TransferLeadership(ctx context.Context, id string) error {
+	return s.changeMembership(ctx, membershipRequest{Op: "transfer", ID: id})
+}
+
+// changeMembership runs req on the leader, forwarding and retrying like
+// Apply does.
+func (s *RaftStore) changeMembership(ctx context.Context, req membershipRequest) error {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	for {
+		leaderAddr, _ := s.raft.LeaderWithID()
+		var err error
+		switch {
+		case s.isLeader():
+			err = s.changeMembershipLocal(ctx, req)
+		case leaderAddr != "":
+			err = s.peers.membership(ctx, string(leaderAddr), req)
+			s.metrics.forwarded.WithLabelValues("membership").Inc()
+		default:
+			err = fmt.Errorf("%w: no leader known", kv.ErrNoLeader)
+		}
+		if !errors.Is(err, kv.ErrNoLeader) || ctx.Err() != nil {
+			return err
+		}
+		if werr := s.waitLeaderChange(ctx, string(leaderAddr)); werr != nil {
+			return err
+		}
+	}
+}
+
+func (s *RaftStore) changeMembershipLocal(ctx context.Context, req membershipRequest) error {
+	if !s.isLeader() {
+		return fmt.Errorf("%w: %s is not the leader", kv.ErrNoLeader, s.addr)
+	}
+	cf := s.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return classifyApplyError(err)
+	}
+	servers := cf.Configuration().Servers
+	timeout := enqueueTimeout(ctx)
+	switch req.Op {
+	case "join":
+		for _, srv := range servers {
+			if string(srv.ID) == req.ID && string(srv.Address) == req.Address {
+				return nil // already a member here
+			}
+		}
+		// A server rejoining under a new address, or a new server on a dead
+		// one's address: remove the old entry first (rqlite #818).
+		for _, srv := range servers {
+			if string(srv.ID) == req.ID || string(srv.Address) == req.Address {
+				if err := s.raft.RemoveServer(srv.ID, 0, timeout).Error(); err != nil {
+					return classifyApplyError(err)
+				}
+			}
+		}
+		if err := s.raft.AddVoter(raft.ServerID(req.ID), raft.ServerAddress(req.Address), 0, timeout).Error(); err != nil {
+			return classifyApplyError(err)
+		}
+		s.logger.Info("added voter", "id", req.ID, "address", req.Address)
+		return nil
+	case "remove":
+		for _, srv := range servers {
+			if string(srv.ID) == req.ID {
+				if err := s.raft.RemoveServer(srv.ID, 0, timeout).Error(); err != nil {
+					return classifyApplyError(err)
+				}
+				s.logger.Info("removed server", "id", req.ID)
+				return nil
+			}
+		}
+		return fmt.Errorf("%w: %q is not a member", kv.ErrUnknownPeer, req.ID)
+	case "transfer":
+		var f raft.Future
+		if req.ID == "" {
+			f = s.raft.LeadershipTransfer()
+		} else {
+			if req.ID == s.id {
+				return nil // already leader
+			}
+			var target *raft.Server
+			for i := range servers {
+				if string(servers[i].ID) == req.ID && servers[i].Suffrage == raft.Voter {
+					target = &servers[i]
+				}
+			}
+			if target == nil {
+				return fmt.Errorf("%w: %q is not a voter", kv.ErrUnknownPeer, req.ID)
+			}
+			f = s.raft.LeadershipTransferToServer(target.ID, target.Address)
+		}
+		if err := f.Error(); err != nil {
+			return fmt.Errorf("%w: leadership transfer: %v", kv.ErrNoLeader, err)
+		}
+		return nil
+	default:
+		return fmt.Errorf("%w: unknown membership op %q", kv.ErrInvalid, req.Op)
+	}
+}
+
+func (s *RaftStore) isLeader() bool { return s.raft.State() == raft.Leader }
+
+// Leader returns the leader's address and ID, empty if none is known.
+func (s *RaftStore) Leader() (addr, id string) {
+	a, i := s.raft.LeaderWithID()
+	return string(a), string(i)
+}
+
+// Configuration returns the cluster membership as this node knows it.
+func (s *RaftStore) Configuration(ctx context.Context) (kv.Configuration, error) {
+	f := s.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return kv.Configuration{}, fmt.Errorf("raftstore: configuration: %w", err)
+	}
+	_, leaderID := s.raft.LeaderWithID()
+	out := kv.Configuration{Index: f.Index()}
+	for _, srv := range f.Configuration().Servers {
+		out.Servers = append(out.Servers, kv.Server{
+			ID:      string(srv.ID),
+			Address: string(srv.Address),
+			Leader:  srv.ID == leaderID,
+			Voter:   srv.Suffrage == raft.Voter,
+		})
+	}
+	return out, nil
+}
+
+// Nodes returns the members of the cluster.
+func (s *RaftStore) Nodes() ([]kv.Server, error) {
+	c, err := s.Configuration(context.Background())
+	return c.Servers, err
+}
+
+// WaitForLeader blocks until a leader is known and returns its address.
+func (s *RaftStore) WaitForLeader(ctx context.Context) (string, error) {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if addr, _ := s.Leader(); addr != "" {
+			return addr, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("%w: %v", kv.ErrNoLeader, ctx.Err())
+		case <-s.ctx.Done():
+			return "", kv.ErrClosed
+		case <-t.C:
+		}
+	}
+}
+
+// Ready reports whether the node knows a leader and has caught up with the
+// commit index the leader had when this node first reached it.
+func (s *RaftStore) Ready() bool {
+	addr, _ := s.Leader()
+	return addr != "" && s.caughtUp.Load()
+}
+
+func (s *RaftStore) watchReadiness() {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for !s.caughtUp.Load() {
+		if addr, _ := s.Leader(); addr != "" {
+			ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+			idx, err := s.readIndex(ctx)
+			if err == nil {
+				err = s.waitApplied(ctx, idx)
+			}
+			cancel()
+			if err == nil {
+				s.caughtUp.Store(true)
+				s.logger.Info("caught up with the leader", "index", idx)
+				return
+			}
+		}
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// joinLoop asks the -join addresses to add this node until one does, or
+// until the node finds itself a member with a known leader (a restart).
+func (s *RaftStore) joinLoop() {
+	backoff := 200 * time.Millisecond
+	hc := &http.Client{Timeout: 15 * time.Second}
+	for {
+		if s.isMemberWithLeader() {
+			return
+		}
+		for _, addr := range s.cfg.Join {
+			if addr == s.addr {
+				continue
+			}
+			err := s.requestJoin(hc, addr)
+			if err == nil {
+				s.logger.Info("joined cluster", "via", addr)
+				return
+			}
+			s.logger.Debug("join attempt failed", "via", addr, "err", err)
+		}
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func (s *RaftStore) requestJoin(hc *http.Client, addr string) error {
+	q := url.Values{"id": {s.id}, "address": {s.addr}}
+	req, err := http.NewRequestWithContext(s.ctx, http.MethodPut, "http://"+addr+"/v1/operator/raft/peer?"+q.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("join via %s: status %d", addr, resp.StatusCode)
+	}
+	return nil
+}
+
+func (s *RaftStore) isMemberWithLeader() bool {
+	if addr, _ := s.Leader(); addr == "" {
+		return false
+	}
+	f := s.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	for _, srv := range f.Configuration().Servers {
+		if string(srv.ID) == s.id && string(srv.Address) == s.addr {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,295 @@
+package raftstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/raftkv/raftkv/kv"
+)
+
+// leadership tracks whether this node is a leader that may serve reads:
+// after winning an election, the commit index is only trustworthy once an
+// entry of the new term has been applied (raft's Barrier). Until then
+// CommitIndex may lag entries the previous leader acknowledged.
+type leadership struct {
+	mu    sync.Mutex
+	epoch uint64        // bumped on every change of leadership
+	ready chan struct{} // closed when the barrier of this epoch is applied; nil when not leader
+}
+
+func (s *RaftStore) watchLeadership(notify <-chan bool) {
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case isLeader := <-notify:
+			s.metrics.leaderChanges.Inc()
+			s.leader.mu.Lock()
+			s.leader.epoch++
+			epoch := s.leader.epoch
+			s.leader.ready = nil
+			if isLeader {
+				ready := make(chan struct{})
+				s.leader.ready = ready
+				go s.barrier(epoch, ready)
+			}
+			s.leader.mu.Unlock()
+			s.logger.Info("leadership changed", "leader", isLeader)
+		}
+	}
+}
+
+func (s *RaftStore) barrier(epoch uint64, ready chan struct{}) {
+	err := s.raft.Barrier(0).Error()
+	s.leader.mu.Lock()
+	defer s.leader.mu.Unlock()
+	if err != nil || s.leader.epoch != epoch {
+		s.logger.Debug("leader barrier abandoned", "err", err)
+		return
+	}
+	close(ready)
+}
+
+// leaderEpoch waits until this node is a ready leader and returns the epoch.
+func (s *RaftStore) leaderEpoch(ctx context.Context) (uint64, error) {
+	s.leader.mu.Lock()
+	epoch, ready := s.leader.epoch, s.leader.ready
+	s.leader.mu.Unlock()
+	if ready == nil {
+		return 0, fmt.Errorf("%w: this node is not the leader", kv.ErrNoLeader)
+	}
+	select {
+	case <-ready:
+		return epoch, nil
+	case <-ctx.Done():
+		return 0, fmt.Errorf("%w: new leader not ready: %v", kv.ErrNoLeader, ctx.Err())
+	}
+}
+
+// leaderReadIndex is ReadIndex on the leader: the index a linearizable read
+// must wait for. Every state-changing entry at or below it is committed.
+func (s *RaftStore) leaderReadIndex(ctx context.Context) (uint64, error) {
+	epoch, err := s.leaderEpoch(ctx)
+	if err != nil {
+		return 0, err
+	}
+	commit := s.raft.CommitIndex()
+	if err := s.verifier.verify(ctx); err != nil {
+		return 0, fmt.Errorf("%w: leadership not confirmed: %v", kv.ErrNoLeader, err)
+	}
+	s.leader.mu.Lock()
+	same := s.leader.epoch == epoch
+	s.leader.mu.Unlock()
+	if !same {
+		return 0, fmt.Errorf("%w: leadership changed during read", kv.ErrNoLeader)
+	}
+	return s.lastFSMEntry(commit), nil
+}
+
+// lastFSMEntry steps back from a committed index over entries the FSM never
+// sees (noops, barriers), so that waiting for the FSM to reach the result
+// cannot hang on an entry that will never be applied to it.
+func (s *RaftStore) lastFSMEntry(index uint64) uint64 {
+	applied := s.fsm.AppliedIndex()
+	for i := index; i > applied; i-- {
+		var l raft.Log
+		if err := s.logs.GetLog(i, &l); err != nil {
+			return i // compacted or missing: wait for the index itself
+		}
+		if l.Type == raft.LogCommand || l.Type == raft.LogConfiguration {
+			return i
+		}
+	}
+	return min(index, applied)
+}
+
+// readIndex returns the index this node must have applied before a
+// linearizable read: computed locally on the leader, asked of the leader on
+// a follower.
+func (s *RaftStore) readIndex(ctx context.Context) (uint64, error) {
+	for {
+		addr, _ := s.raft.LeaderWithID()
+		switch {
+		case s.raft.State() == raft.Leader:
+			return s.leaderReadIndex(ctx)
+		case addr != "":
+			idx, err := s.peers.readIndex(ctx, string(addr))
+			if err == nil {
+				s.metrics.forwarded.WithLabelValues("readindex").Inc()
+			}
+			return idx, err
+		}
+		if err := s.waitLeaderChange(ctx, ""); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// waitApplied blocks until the FSM has applied index.
+func (s *RaftStore) waitApplied(ctx context.Context, index uint64) error {
+	for {
+		ch := s.fsm.AppliedChanged()
+		if s.fsm.AppliedIndex() >= index {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: index %d not applied yet (at %d): %v", kv.ErrNoLeader, index, s.fsm.AppliedIndex(), ctx.Err())
+		case <-s.ctx.Done():
+			return kv.ErrClosed
+		}
+	}
+}
+
+// verifier shares one VerifyLeader round among all reads that arrive while
+// the previous round is in flight. A read only joins a round that starts
+// after it recorded its commit index, as ReadIndex requires.
+type verifier struct {
+	r       *raft.Raft
+	mu      sync.Mutex
+	waiting []chan error
+	running bool
+}
+
+func newVerifier(r *raft.Raft) *verifier { return &verifier{r: r} }
+
+func (v *verifier) verify(ctx context.Context) error {
+	ch := make(chan error, 1)
+	v.mu.Lock()
+	v.waiting = append(v.waiting, ch)
+	if !v.running {
+		v.running = true
+		go v.run()
+	}
+	v.mu.Unlock()
+	select {
+	case err := <-ch:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (v *verifier) run() {
+	for {
+		v.mu.Lock()
+		batch := v.waiting
+		v.waiting = nil
+		if len(batch) == 0 {
+			v.running = false
+			v.mu.Unlock()
+			return
+		}
+		v.mu.Unlock()
+		err := v.r.VerifyLeader().Error()
+		for _, ch := range batch {
+			ch <- err
+		}
+	}
+}
+
+// Read answers a query, linearizably unless q.Stale.
+func (s *RaftStore) Read(ctx context.Context, q kv.Query) (*kv.QueryResult, error) {
+	if err := kv.ValidateKey(q.Key, q.Kind != kv.ReadGet); err != nil {
+		return nil, err
+	}
+	if !q.Stale {
+		ctx, cancel := s.withTimeout(ctx)
+		defer cancel()
+		idx, err := s.readIndex(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.waitApplied(ctx, idx); err != nil {
+			return nil, err
+		}
+	}
+	res := &kv.QueryResult{Stale: q.Stale}
+	var err error
+	switch q.Kind {
+	case kv.ReadGet:
+		var e kv.Entry
+		e, res.Index, err = s.fsm.Get(q.Key)
+		if err == nil {
+			res.Entries = []kv.Entry{e}
+		} else if errors.Is(err, kv.ErrNotFound) {
+			err = nil
+		}
+	case kv.ReadList:
+		res.Entries, res.Index, err = s.fsm.List(q.Key)
+	case kv.ReadKeys:
+		res.Keys, res.Index, err = s.fsm.Keys(q.Key, q.Separator)
+	default:
+		return nil, fmt.Errorf("%w: unknown read kind %d", kv.ErrInvalid, q.Kind)
+	}
+	if err != nil {
+		return nil, err
+	}
+	addr, _ := s.raft.LeaderWithID()
+	res.KnownLeader = addr != ""
+	res.LastContact = s.LastContact()
+	return res, nil
+}
+
+// LastContact is how long ago this node last heard from the leader (0 on
+// the leader itself).
+func (s *RaftStore) LastContact() time.Duration {
+	if s.raft.State() == raft.Leader {
+		return 0
+	}
+	last := s.raft.LastContact()
+	if last.IsZero() {
+		return 0
+	}
+	return time.Since(last)
+}
+
+// ReadOption changes how the Go API reads.
+type ReadOption func(*kv.Query)
+
+// Stale reads this node's local state: fast, available without a leader,
+// and possibly behind.
+func Stale() ReadOption { return func(q *kv.Query) { q.Stale = true } }
+
+func (s *RaftStore) query(ctx context.Context, q kv.Query, opts []ReadOption) (*kv.QueryResult, error) {
+	for _, o := range opts {
+		o(&q)
+	}
+	return s.Read(ctx, q)
+}
+
+// Get returns one key; ErrNotFound if it does not exist.
+func (s *RaftStore) Get(ctx context.Context, key string, opts ...ReadOption) (kv.Entry, error) {
+	res, err := s.query(ctx, kv.Query{Kind: kv.ReadGet, Key: key}, opts)
+	if err != nil {
+		return kv.Entry{}, err
+	}
+	if len(res.Entries) == 0 {
+		return kv.Entry{}, fmt.Errorf("%w: %q", kv.ErrNotFound, key)
+	}
+	return res.Entries[0], nil
+}
+
+// List returns every entry whose key starts with prefix, sorted by key.
+func (s *RaftStore) List(ctx context.Context, prefix string, opts ...ReadOption) ([]kv.Entry, error) {
+	res, err := s.query(ctx, kv.Query{Kind: kv.ReadList, Key: prefix}, opts)
+	if err != nil {
+		return nil, err
+	}
+	return res.Entries, nil
+}
+
+// Keys returns the key names under prefix, rolled up at separator if given.
+func (s *RaftStore) Keys(ctx context.Context, prefix, separator string, opts ...ReadOption) ([]string, error) {
+	res, err := s.query(ctx, kv.Query{Kind: kv.ReadKeys, Key: prefix, Separator: separator}, opts)
+	if err != nil {
+		return nil, err
+	}
+	return res.Keys, nil
+}

@@ -1,0 +1,189 @@
+package raftstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/raftkv/raftkv/fsm"
+	"github.com/raftkv/raftkv/kv"
+)
+
+// Node-to-node calls share the HTTP side of the port. They are never
+// forwarded again: a node that receives one but is no longer leader answers
+// no_leader (nothing done) and the caller, which knows its request was not
+// applied, looks for the new leader and retries.
+const rpcPrefix = "/internal/v1/"
+
+// rpcResponse carries a result or a sentinel error (by wire code) back.
+type rpcResponse struct {
+	Code   string     `json:"code,omitempty"`
+	Error  string     `json:"error,omitempty"`
+	Result *kv.Result `json:"result,omitempty"`
+	Index  uint64     `json:"index,omitempty"`
+}
+
+type membershipRequest struct {
+	Op      string `json:"op"` // join, remove, transfer
+	ID      string `json:"id"`
+	Address string `json:"address,omitempty"`
+}
+
+const timeoutHeader = "X-Raftkv-Timeout-Ms"
+
+func (s *RaftStore) rpcHandler() http.Handler {
+	m := http.NewServeMux()
+	m.HandleFunc("POST "+rpcPrefix+"apply", s.rpcApply)
+	m.HandleFunc("GET "+rpcPrefix+"readindex", s.rpcReadIndex)
+	m.HandleFunc("POST "+rpcPrefix+"membership", s.rpcMembership)
+	return m
+}
+
+// rpcContext bounds the handler by the caller's remaining time.
+func rpcContext(r *http.Request, fallback time.Duration) (context.Context, context.CancelFunc) {
+	d := fallback
+	if ms, err := strconv.ParseInt(r.Header.Get(timeoutHeader), 10, 64); err == nil && ms > 0 {
+		d = time.Duration(ms) * time.Millisecond
+	}
+	return context.WithTimeout(r.Context(), d)
+}
+
+func (s *RaftStore) rpcApply(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(kv.MaxTxnOps*(s.cfg.MaxValueBytes+kv.MaxKeyBytes+64)+4096)))
+	if err != nil {
+		writeRPC(w, nil, 0, fmt.Errorf("%w: read forwarded command: %v", kv.ErrInvalid, err))
+		return
+	}
+	cmd, err := fsm.DecodeCommand(body)
+	if err == nil {
+		err = cmd.Validate(s.cfg.MaxValueBytes)
+	}
+	if err != nil {
+		writeRPC(w, nil, 0, fmt.Errorf("%w: %v", kv.ErrInvalid, err))
+		return
+	}
+	if !s.isLeader() {
+		writeRPC(w, nil, 0, fmt.Errorf("%w: %s is not the leader", kv.ErrNoLeader, s.addr))
+		return
+	}
+	ctx, cancel := rpcContext(r, s.cfg.ApplyTimeout)
+	defer cancel()
+	res, err := s.applyLocal(ctx, cmd)
+	writeRPC(w, res, 0, err)
+}
+
+func (s *RaftStore) rpcReadIndex(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := rpcContext(r, s.cfg.ApplyTimeout)
+	defer cancel()
+	idx, err := s.leaderReadIndex(ctx)
+	writeRPC(w, nil, idx, err)
+}
+
+func (s *RaftStore) rpcMembership(w http.ResponseWriter, r *http.Request) {
+	var req membershipRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil {
+		writeRPC(w, nil, 0, fmt.Errorf("%w: membership request: %v", kv.ErrInvalid, err))
+		return
+	}
+	ctx, cancel := rpcContext(r, s.cfg.ApplyTimeout)
+	defer cancel()
+	writeRPC(w, nil, 0, s.changeMembershipLocal(ctx, req))
+}
+
+func writeRPC(w http.ResponseWriter, res *kv.Result, index uint64, err error) {
+	out := rpcResponse{Result: res, Index: index}
+	if err != nil {
+		out = rpcResponse{Code: kv.Code(err), Error: err.Error()}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(out)
+}
+
+// peerClient calls other nodes over pooled keep-alive connections.
+type peerClient struct {
+	hc *http.Client
+}
+
+func newPeerClient() *peerClient {
+	return &peerClient{hc: &http.Client{Transport: &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        256,
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
+	}}}
+}
+
+func (p *peerClient) close() { p.hc.CloseIdleConnections() }
+
+// call sends one request. Failures before the request was fully written
+// mean the peer did nothing (ErrNoLeader: retry elsewhere); failures after
+// it mean the outcome is unknown.
+func (p *peerClient) call(ctx context.Context, method, addr, path string, body []byte) (*rpcResponse, error) {
+	var sent atomic.Bool
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteRequest: func(i httptrace.WroteRequestInfo) { sent.Store(i.Err == nil) },
+	})
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", kv.ErrInvalid, err)
+	}
+	if d, ok := ctx.Deadline(); ok {
+		req.Header.Set(timeoutHeader, strconv.FormatInt(max(time.Until(d).Milliseconds(), 1), 10))
+	}
+	resp, err := p.hc.Do(req)
+	if err != nil {
+		if sent.Load() {
+			return nil, fmt.Errorf("%w: %s %s: %v", kv.ErrUnknownOutcome, method, addr, err)
+		}
+		return nil, fmt.Errorf("%w: cannot reach leader %s: %v", kv.ErrNoLeader, addr, err)
+	}
+	defer resp.Body.Close()
+	var out rpcResponse
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return nil, fmt.Errorf("%w: bad answer from %s (status %d): %v", kv.ErrUnknownOutcome, addr, resp.StatusCode, err)
+	}
+	if out.Code != "" {
+		return nil, kv.FromCode(out.Code, out.Error)
+	}
+	return &out, nil
+}
+
+func (p *peerClient) apply(ctx context.Context, addr string, cmd *kv.Command) (*kv.Result, error) {
+	out, err := p.call(ctx, http.MethodPost, addr, rpcPrefix+"apply", fsm.EncodeCommand(cmd))
+	if err != nil {
+		return nil, err
+	}
+	if out.Result == nil {
+		return nil, fmt.Errorf("%w: empty answer from %s", kv.ErrUnknownOutcome, addr)
+	}
+	return out.Result, nil
+}
+
+func (p *peerClient) readIndex(ctx context.Context, addr string) (uint64, error) {
+	out, err := p.call(ctx, http.MethodGet, addr, rpcPrefix+"readindex", nil)
+	if errors.Is(err, kv.ErrUnknownOutcome) {
+		err = fmt.Errorf("%w: %v", kv.ErrNoLeader, err) // a read has no outcome to lose
+	}
+	if err != nil {
+		return 0, err
+	}
+	return out.Index, nil
+}
+
+func (p *peerClient) membership(ctx context.Context, addr string, req membershipRequest) error {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	_, err = p.call(ctx, http.MethodPost, addr, rpcPrefix+"membership", body)
+	return err
+}

@@ -1,0 +1,267 @@
+package raftstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
+
+	"github.com/raftkv/raftkv/fsm"
+	"github.com/raftkv/raftkv/httpd"
+	"github.com/raftkv/raftkv/internal/logging"
+	"github.com/raftkv/raftkv/kv"
+	"github.com/raftkv/raftkv/mux"
+)
+
+// Sentinel errors, re-exported so embedders need only this package.
+var (
+	ErrNotFound       = kv.ErrNotFound
+	ErrNoLeader       = kv.ErrNoLeader
+	ErrUnknownOutcome = kv.ErrUnknownOutcome
+	ErrCASMismatch    = kv.ErrCASMismatch
+	ErrTxnFailed      = kv.ErrTxnFailed
+	ErrInvalid        = kv.ErrInvalid
+	ErrTooLarge       = kv.ErrTooLarge
+	ErrClosed         = kv.ErrClosed
+)
+
+// RaftStore is one raftkv node.
+type RaftStore struct {
+	cfg    Config
+	id     string
+	addr   string
+	logger *slog.Logger
+
+	mux      *mux.Mux
+	raft     *raft.Raft
+	fsm      *fsm.FSM
+	logStore *raftboltdb.BoltStore
+	logs     raft.LogStore // the cache in front of logStore
+	http     *http.Server
+	peers    *peerClient
+	verifier *verifier
+	leader   leadership
+	metrics  *metrics
+
+	caughtUp atomic.Bool // applied the leader's commit index once (readiness)
+
+	ctx       context.Context // cancelled by Close; ends background loops
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open starts a node. It returns once the node serves its port; use
+// WaitForLeader to wait for the cluster.
+func Open(cfg Config) (_ *RaftStore, err error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("raftstore: data dir: %w", err)
+	}
+	s := &RaftStore{cfg: cfg}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	var cleanup []func()
+	defer func() {
+		if err != nil {
+			s.cancel()
+			for i := len(cleanup) - 1; i >= 0; i-- {
+				cleanup[i]()
+			}
+		}
+	}()
+
+	ln := cfg.Listener
+	if ln == nil {
+		if ln, err = net.Listen("tcp", cfg.Addr); err != nil {
+			return nil, fmt.Errorf("raftstore: listen on %s: %w", cfg.Addr, err)
+		}
+	}
+	if s.mux, err = mux.New(ln, mux.Options{Advertise: cfg.Advertise, Logger: cfg.Logger}); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	cleanup = append(cleanup, func() { s.mux.Close() })
+	s.addr = s.mux.Addr().String()
+	s.id = cfg.ID
+	if s.id == "" {
+		s.id = s.addr
+	}
+	s.logger = cfg.Logger.With("node", s.id)
+
+	if s.fsm, err = fsm.Open(filepath.Join(cfg.DataDir, "fsm"), fsm.Options{Logger: s.logger, Small: cfg.SmallFootprint}); err != nil {
+		return nil, err
+	}
+	cleanup = append(cleanup, func() { s.fsm.Close() })
+
+	s.logStore, err = raftboltdb.New(raftboltdb.Options{
+		Path:        filepath.Join(cfg.DataDir, "raft.db"),
+		BoltOptions: &bbolt.Options{Timeout: time.Second, NoFreelistSync: true},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("raftstore: open raft log in %s: %w", cfg.DataDir, err)
+	}
+	cleanup = append(cleanup, func() { s.logStore.Close() })
+	if s.logs, err = raft.NewLogCache(512, s.logStore); err != nil {
+		return nil, fmt.Errorf("raftstore: log cache: %w", err)
+	}
+	hclogger := logging.HCLog(s.logger, "raft")
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hclogger)
+	if err != nil {
+		return nil, fmt.Errorf("raftstore: snapshot store: %w", err)
+	}
+	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  s.mux.RaftLayer(),
+		MaxPool: 8,
+		Timeout: 10 * time.Second,
+		Logger:  hclogger,
+	})
+
+	notify := make(chan bool, 16)
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(s.id)
+	rc.Logger = hclogger
+	rc.NotifyCh = notify
+	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+	rc.ElectionTimeout = cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
+	rc.SnapshotInterval = cfg.SnapshotInterval
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.TrailingLogs = cfg.TrailingLogs
+	rc.BatchApplyCh = true
+	rc.MaxAppendEntries = 256
+	rc.CommitTimeout = 5 * time.Millisecond
+
+	hasState, err := raft.HasExistingState(s.logs, s.logStore, snaps)
+	if err != nil {
+		return nil, fmt.Errorf("raftstore: inspect raft state: %w", err)
+	}
+	s.fsm.SetResuming(true)
+	s.raft, err = raft.NewRaft(rc, s.fsm, s.logs, s.logStore, snaps, trans)
+	s.fsm.SetResuming(false)
+	if err != nil {
+		trans.Close()
+		return nil, fmt.Errorf("raftstore: start raft: %w", err)
+	}
+	cleanup = append(cleanup, func() { s.raft.Shutdown().Error() })
+	if cfg.Bootstrap && !hasState {
+		f := s.raft.BootstrapCluster(raft.Configuration{Servers: []raft.Server{
+			{Suffrage: raft.Voter, ID: raft.ServerID(s.id), Address: raft.ServerAddress(s.addr)},
+		}})
+		if err := f.Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			return nil, fmt.Errorf("raftstore: bootstrap: %w", err)
+		}
+	}
+
+	s.verifier = newVerifier(s.raft)
+	s.peers = newPeerClient()
+	s.metrics = newMetrics()
+	s.http = &http.Server{
+		Handler:           s.routes(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
+	}
+	s.spawn(func() {
+		if err := s.http.Serve(s.mux.HTTPListener()); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			s.logger.Error("http server stopped", "err", err)
+		}
+	})
+	s.spawn(func() { s.watchLeadership(notify) })
+	s.spawn(s.watchReadiness)
+	if len(cfg.Join) > 0 {
+		s.spawn(s.joinLoop)
+	}
+	s.logger.Info("node started", "addr", s.addr, "data_dir", cfg.DataDir, "existing_state", hasState, "applied", s.fsm.AppliedIndex())
+	return s, nil
+}
+
+func (s *RaftStore) routes() http.Handler {
+	m := http.NewServeMux()
+	m.Handle(rpcPrefix, s.rpcHandler())
+	m.Handle("/", httpd.New(s, httpd.Options{
+		MaxValueBytes: s.cfg.MaxValueBytes,
+		Registry:      s.metrics.registry,
+		Logger:        s.logger,
+		EnablePprof:   s.cfg.EnablePprof,
+	}))
+	return m
+}
+
+func (s *RaftStore) spawn(fn func()) {
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); fn() }()
+}
+
+// ID is the node's raft server ID.
+func (s *RaftStore) ID() string { return s.id }
+
+// Addr is the node's advertised address (raft and HTTP).
+func (s *RaftStore) Addr() string { return s.addr }
+
+// Close shuts the node down. A leader hands leadership to another voter
+// first, so the cluster does not wait out an election timeout.
+func (s *RaftStore) Close() error {
+	s.closeOnce.Do(func() {
+		s.cancel()
+		if s.raft.State() == raft.Leader && s.voterCount() > 1 {
+			if err := s.raft.LeadershipTransfer().Error(); err != nil {
+				s.logger.Warn("leadership transfer before shutdown failed", "err", err)
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		if err := s.http.Shutdown(ctx); err != nil {
+			s.http.Close()
+		}
+		cancel()
+		var errs []error
+		if err := s.raft.Shutdown().Error(); err != nil {
+			errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
+		}
+		if err := s.mux.Close(); err != nil {
+			errs = append(errs, err)
+		}
+		s.wg.Wait()
+		s.peers.close()
+		if err := s.fsm.Close(); err != nil {
+			errs = append(errs, err)
+		}
+		if err := s.logStore.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close raft log: %w", err))
+		}
+		s.closeErr = errors.Join(errs...)
+		s.logger.Info("node stopped")
+	})
+	return s.closeErr
+}
+
+func (s *RaftStore) voterCount() int {
+	f := s.raft.GetConfiguration()
+	if f.Error() != nil {
+		return 0
+	}
+	n := 0
+	for _, srv := range f.Configuration().Servers {
+		if srv.Suffrage == raft.Voter {
+			n++
+		}
+	}
+	return n
+}
+
+// Stats exposes raft's own counters (for debugging and the example).
+func (s *RaftStore) Stats() map[string]string { return s.raft.Stats() }

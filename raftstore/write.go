@@ -1,0 +1,203 @@
+package raftstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/raftkv/raftkv/fsm"
+	"github.com/raftkv/raftkv/kv"
+)
+
+// Apply runs a write command on the cluster: proposed here if this node
+// leads, forwarded to the leader otherwise. While no leader is known it
+// waits (up to the context deadline or ApplyTimeout) and retries, which is
+// safe because it only retries attempts that were certainly not applied.
+//
+// Errors: kv.ErrNoLeader (not applied), kv.ErrUnknownOutcome (maybe
+// applied), kv.ErrInvalid / kv.ErrTooLarge (rejected, nothing done).
+// A command whose checks fail is not an error: Result.OK is false.
+func (s *RaftStore) Apply(ctx context.Context, cmd *kv.Command) (*kv.Result, error) {
+	if err := cmd.Validate(s.cfg.MaxValueBytes); err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	for {
+		leaderAddr, _ := s.raft.LeaderWithID()
+		var res *kv.Result
+		var err error
+		switch {
+		case s.raft.State() == raft.Leader:
+			res, err = s.applyLocal(ctx, cmd)
+		case leaderAddr != "":
+			res, err = s.peers.apply(ctx, string(leaderAddr), cmd)
+			s.metrics.forwarded.WithLabelValues("apply").Inc()
+		default:
+			err = fmt.Errorf("%w: no leader known", kv.ErrNoLeader)
+		}
+		if !errors.Is(err, kv.ErrNoLeader) || ctx.Err() != nil {
+			return res, err
+		}
+		// Not applied: wait for a (different) leader and try again.
+		if werr := s.waitLeaderChange(ctx, string(leaderAddr)); werr != nil {
+			return nil, err
+		}
+	}
+}
+
+// applyLocal proposes cmd on this node, which believes it leads.
+func (s *RaftStore) applyLocal(ctx context.Context, cmd *kv.Command) (*kv.Result, error) {
+	if cmd.Time.IsZero() {
+		c := *cmd
+		c.Time = time.Now()
+		cmd = &c
+	}
+	start := time.Now()
+	future := s.raft.Apply(fsm.EncodeCommand(cmd), enqueueTimeout(ctx))
+	done := make(chan error, 1)
+	go func() { done <- future.Error() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %v while waiting for commit", kv.ErrUnknownOutcome, ctx.Err())
+	}
+	s.metrics.applyLatency.Observe(time.Since(start).Seconds())
+	if err != nil {
+		return nil, classifyApplyError(err)
+	}
+	switch resp := future.Response().(type) {
+	case *kv.Result:
+		return resp, nil
+	case error:
+		return nil, resp
+	default:
+		return nil, fmt.Errorf("raftstore: unexpected FSM response %T", resp)
+	}
+}
+
+// classifyApplyError maps raft's errors to "not applied" or "unknown".
+func classifyApplyError(err error) error {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout):
+		return fmt.Errorf("%w: %v", kv.ErrNoLeader, err)
+	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrRaftShutdown):
+		// The entry may be in some logs and may yet commit.
+		return fmt.Errorf("%w: %v", kv.ErrUnknownOutcome, err)
+	default:
+		return fmt.Errorf("%w: %v", kv.ErrUnknownOutcome, err)
+	}
+}
+
+func enqueueTimeout(ctx context.Context) time.Duration {
+	if d, ok := ctx.Deadline(); ok {
+		return max(time.Until(d), time.Millisecond)
+	}
+	return 0
+}
+
+func (s *RaftStore) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, s.cfg.ApplyTimeout)
+}
+
+// waitLeaderChange waits until a leader other than old is known, or, if
+// the same leader stays, one heartbeat timeout: long enough for a leader
+// that just refused a write to step down or settle.
+func (s *RaftStore) waitLeaderChange(ctx context.Context, old string) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	settle := time.Now().Add(s.cfg.HeartbeatTimeout)
+	for {
+		addr, _ := s.raft.LeaderWithID()
+		if addr != "" && (string(addr) != old || time.Now().After(settle)) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %v", kv.ErrNoLeader, ctx.Err())
+		case <-s.ctx.Done():
+			return kv.ErrClosed
+		case <-t.C:
+		}
+	}
+}
+
+// WriteOption changes a Go API write.
+type WriteOption func(*kv.Command)
+
+// WithFlags stores an opaque uint64 with the key (Consul's Flags).
+func WithFlags(flags uint64) WriteOption {
+	return func(c *kv.Command) {
+		for i := range c.Ops {
+			c.Ops[i].Flags = flags
+		}
+	}
+}
+
+func (s *RaftStore) write(ctx context.Context, op kv.Op, opts []WriteOption) (*kv.Result, error) {
+	cmd := &kv.Command{Ops: []kv.Op{op}}
+	for _, o := range opts {
+		o(cmd)
+	}
+	return s.Apply(ctx, cmd)
+}
+
+// Set writes key and returns its new ModifyIndex.
+func (s *RaftStore) Set(ctx context.Context, key string, value []byte, opts ...WriteOption) (uint64, error) {
+	res, err := s.write(ctx, kv.Op{Verb: kv.VerbSet, Key: key, Value: value}, opts)
+	if err != nil {
+		return 0, err
+	}
+	return res.Index, nil
+}
+
+// CompareAndSet writes key only if its ModifyIndex is modifyIndex (0: only
+// if it does not exist). ErrCASMismatch otherwise.
+func (s *RaftStore) CompareAndSet(ctx context.Context, key string, value []byte, modifyIndex uint64, opts ...WriteOption) (uint64, error) {
+	res, err := s.write(ctx, kv.Op{Verb: kv.VerbCAS, Key: key, Value: value, Index: modifyIndex}, opts)
+	if err != nil {
+		return 0, err
+	}
+	if !res.OK {
+		return 0, casError(res)
+	}
+	return res.Index, nil
+}
+
+// Delete removes key; deleting an absent key succeeds.
+func (s *RaftStore) Delete(ctx context.Context, key string) error {
+	_, err := s.write(ctx, kv.Op{Verb: kv.VerbDelete, Key: key}, nil)
+	return err
+}
+
+// DeleteTree removes every key starting with prefix.
+func (s *RaftStore) DeleteTree(ctx context.Context, prefix string) error {
+	_, err := s.write(ctx, kv.Op{Verb: kv.VerbDeleteTree, Key: prefix}, nil)
+	return err
+}
+
+// CompareAndDelete removes key only if its ModifyIndex is modifyIndex.
+func (s *RaftStore) CompareAndDelete(ctx context.Context, key string, modifyIndex uint64) error {
+	res, err := s.write(ctx, kv.Op{Verb: kv.VerbDeleteCAS, Key: key, Index: modifyIndex}, nil)
+	if err != nil {
+		return err
+	}
+	if !res.OK {
+		return casError(res)
+	}
+	return nil
+}
+
+func casError(res *kv.Result) error {
+	if len(res.Errors) > 0 {
+		return fmt.Errorf("%w: %s", kv.ErrCASMismatch, res.Errors[0].What)
+	}
+	return kv.ErrCASMismatch
+}
