@@ -1,0 +1,168 @@
+package httpd
+
+import (
+	"context"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/raftkv/raftkv/kv"
+)
+
+// fakeStore is an in-memory Store. err, when set, is returned by every
+// Read and Apply, to drive the error paths.
+type fakeStore struct {
+	mu      sync.Mutex
+	index   uint64
+	data    map[string]kv.Entry
+	err     error
+	ready   bool
+	servers []kv.Server
+	applied int // Apply calls that reached the store
+}
+
+func newFakeStore() *fakeStore {
+	return &fakeStore{data: map[string]kv.Entry{}, ready: true, index: 1, servers: []kv.Server{
+		{ID: "n1", Address: "127.0.0.1:7001", Leader: true, Voter: true},
+		{ID: "n2", Address: "127.0.0.1:7002", Voter: true},
+		{ID: "n3", Address: "127.0.0.1:7003", Voter: false},
+	}}
+}
+
+func (f *fakeStore) Read(ctx context.Context, q kv.Query) (*kv.QueryResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return nil, f.err
+	}
+	res := &kv.QueryResult{Index: f.index, KnownLeader: true, Stale: q.Stale}
+	switch q.Kind {
+	case kv.ReadGet:
+		if e, ok := f.data[q.Key]; ok {
+			res.Entries, res.Index = []kv.Entry{e}, e.ModifyIndex
+		}
+	default:
+		seen := map[string]bool{}
+		for _, e := range f.sorted(q.Key) {
+			res.Entries = append(res.Entries, e)
+			k := e.Key
+			if q.Separator != "" {
+				if i := strings.Index(k[len(q.Key):], q.Separator); i >= 0 {
+					k = k[:len(q.Key)+i+len(q.Separator)]
+				}
+			}
+			if !seen[k] {
+				seen[k] = true
+				res.Keys = append(res.Keys, k)
+			}
+		}
+	}
+	return res, nil
+}
+
+func (f *fakeStore) sorted(prefix string) []kv.Entry {
+	var out []kv.Entry
+	for k, e := range f.data {
+		if strings.HasPrefix(k, prefix) {
+			out = append(out, e)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out
+}
+
+func (f *fakeStore) Apply(ctx context.Context, cmd *kv.Command) (*kv.Result, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.applied++
+	if f.err != nil {
+		return nil, f.err
+	}
+	f.index++
+	idx := f.index
+	res := &kv.Result{Index: idx, OK: true}
+	next := map[string]kv.Entry{}
+	for k, v := range f.data {
+		next[k] = v
+	}
+	for i, op := range cmd.Ops {
+		old, exists := next[op.Key]
+		fail := func(what string) { res.Errors = append(res.Errors, kv.OpError{OpIndex: i, What: what}) }
+		switch op.Verb {
+		case kv.VerbCAS, kv.VerbCheckIndex, kv.VerbDeleteCAS:
+			if (op.Index == 0 && exists) || (op.Index != 0 && (!exists || old.ModifyIndex != op.Index)) {
+				if !(op.Verb == kv.VerbDeleteCAS && !exists) {
+					fail("index mismatch")
+					continue
+				}
+			}
+		case kv.VerbCheckNotExists:
+			if exists {
+				fail("exists")
+			}
+			continue
+		}
+		switch op.Verb {
+		case kv.VerbSet, kv.VerbCAS:
+			e := kv.Entry{Key: op.Key, Value: op.Value, Flags: op.Flags, CreateIndex: idx, ModifyIndex: idx}
+			if exists {
+				e.CreateIndex = old.CreateIndex
+			}
+			next[op.Key] = e
+			res.Entries = append(res.Entries, kv.Entry{Key: e.Key, Flags: e.Flags, CreateIndex: e.CreateIndex, ModifyIndex: e.ModifyIndex})
+		case kv.VerbGet:
+			if !exists {
+				fail("missing")
+				continue
+			}
+			res.Entries = append(res.Entries, old)
+		case kv.VerbDelete, kv.VerbDeleteCAS:
+			delete(next, op.Key)
+		case kv.VerbDeleteTree:
+			for k := range next {
+				if strings.HasPrefix(k, op.Key) {
+					delete(next, k)
+				}
+			}
+		}
+	}
+	if len(res.Errors) > 0 {
+		return &kv.Result{Index: idx, Errors: res.Errors}, nil
+	}
+	f.data = next
+	return res, nil
+}
+
+func (f *fakeStore) Leader() (string, string) { return "127.0.0.1:7001", "n1" }
+
+func (f *fakeStore) Configuration(ctx context.Context) (kv.Configuration, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return kv.Configuration{Servers: append([]kv.Server(nil), f.servers...), Index: 9}, nil
+}
+
+func (f *fakeStore) Join(ctx context.Context, id, addr string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return f.err
+	}
+	f.servers = append(f.servers, kv.Server{ID: id, Address: addr, Voter: true})
+	return nil
+}
+
+func (f *fakeStore) Remove(ctx context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, s := range f.servers {
+		if s.ID == id {
+			f.servers = append(f.servers[:i], f.servers[i+1:]...)
+			return nil
+		}
+	}
+	return kv.ErrUnknownPeer
+}
+
+func (f *fakeStore) TransferLeadership(ctx context.Context, id string) error { return f.err }
+
+func (f *fakeStore) Ready() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.ready }

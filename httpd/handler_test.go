@@ -1,0 +1,270 @@
+package httpd
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/raftkv/raftkv/kv"
+)
+
+const testMaxValue = 1024
+
+func newTestServer(t *testing.T) (*httptest.Server, *fakeStore) {
+	t.Helper()
+	store := newFakeStore()
+	srv := httptest.NewServer(New(store, Options{MaxValueBytes: testMaxValue}))
+	t.Cleanup(srv.Close)
+	return srv, store
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   string
+}
+
+func do(t *testing.T, srv *httptest.Server, method, path, body string, headers ...string) response {
+	t.Helper()
+	req, err := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return response{resp.StatusCode, resp.Header, string(b)}
+}
+
+func TestKVRoundTrip(t *testing.T) {
+	srv, _ := newTestServer(t)
+	if r := do(t, srv, "PUT", "/v1/kv/a/b?flags=42", "hello"); r.status != 200 || r.body != "true\n" {
+		t.Fatalf("put: %+v", r)
+	}
+	r := do(t, srv, "GET", "/v1/kv/a/b", "")
+	if r.status != 200 {
+		t.Fatalf("get: %+v", r)
+	}
+	var entries []map[string]any
+	if err := json.Unmarshal([]byte(r.body), &entries); err != nil || len(entries) != 1 {
+		t.Fatalf("get body %q: %v", r.body, err)
+	}
+	e := entries[0]
+	if e["Key"] != "a/b" || e["Value"] != "aGVsbG8=" || e["Flags"] != float64(42) || e["LockIndex"] != float64(0) || e["Session"] != "" {
+		t.Fatalf("entry: %v", e)
+	}
+	for _, h := range []string{"X-Consul-Index", "X-Consul-KnownLeader", "X-Consul-LastContact", "X-Consul-Effective-Consistency"} {
+		if r.header.Get(h) == "" {
+			t.Fatalf("missing header %s", h)
+		}
+	}
+	if r.header.Get("X-Consul-Index") != fmt.Sprint(e["ModifyIndex"]) {
+		t.Fatalf("X-Consul-Index %s != ModifyIndex %v", r.header.Get("X-Consul-Index"), e["ModifyIndex"])
+	}
+	if r := do(t, srv, "GET", "/v1/kv/a/b?raw", ""); r.body != "hello" {
+		t.Fatalf("raw: %+v", r)
+	}
+	if r := do(t, srv, "GET", "/v1/kv/a/b?stale", ""); r.header.Get("X-Consul-Effective-Consistency") != "stale" {
+		t.Fatalf("stale consistency header: %v", r.header)
+	}
+	// Empty value is null.
+	do(t, srv, "PUT", "/v1/kv/empty", "")
+	if r := do(t, srv, "GET", "/v1/kv/empty", ""); !strings.Contains(r.body, `"Value":null`) {
+		t.Fatalf("empty value: %s", r.body)
+	}
+	// 404: empty body, headers present.
+	r = do(t, srv, "GET", "/v1/kv/missing", "")
+	if r.status != 404 || r.body != "" || r.header.Get("X-Consul-Index") == "" || r.header.Get("X-Consul-Index") == "0" {
+		t.Fatalf("missing key: %+v", r)
+	}
+	// CAS: wins then loses.
+	idx := e["ModifyIndex"].(float64)
+	if r := do(t, srv, "PUT", fmt.Sprintf("/v1/kv/a/b?cas=%d", int(idx)), "v2"); r.body != "true\n" {
+		t.Fatalf("cas win: %+v", r)
+	}
+	if r := do(t, srv, "PUT", fmt.Sprintf("/v1/kv/a/b?cas=%d", int(idx)), "v3"); r.status != 200 || r.body != "false\n" {
+		t.Fatalf("cas lose: %+v", r)
+	}
+	if r := do(t, srv, "PUT", "/v1/kv/a/b?cas=0", "v3"); r.body != "false\n" {
+		t.Fatalf("cas=0 on existing key: %+v", r)
+	}
+	// Listing and key roll-up.
+	do(t, srv, "PUT", "/v1/kv/a/c/d", "x")
+	if r := do(t, srv, "GET", "/v1/kv/a/?keys&separator=/", ""); r.body != "[\"a/b\",\"a/c/\"]\n" {
+		t.Fatalf("keys: %+v", r)
+	}
+	if r := do(t, srv, "GET", "/v1/kv/a/?recurse", ""); strings.Count(r.body, `"Key"`) != 2 {
+		t.Fatalf("recurse: %+v", r)
+	}
+	if r := do(t, srv, "GET", "/v1/kv/zzz/?keys", ""); r.status != 404 {
+		t.Fatalf("keys on empty prefix: %+v", r)
+	}
+	// Deletes.
+	if r := do(t, srv, "DELETE", "/v1/kv/a/b?cas=1", ""); r.body != "false\n" {
+		t.Fatalf("delete cas lose: %+v", r)
+	}
+	if r := do(t, srv, "DELETE", "/v1/kv/never-existed", ""); r.status != 200 || r.body != "true\n" {
+		t.Fatalf("delete absent: %+v", r)
+	}
+	if r := do(t, srv, "DELETE", "/v1/kv/a?recurse", ""); r.body != "true\n" {
+		t.Fatalf("delete tree: %+v", r)
+	}
+	if r := do(t, srv, "GET", "/v1/kv/a?recurse", ""); r.status != 404 {
+		t.Fatalf("after delete tree: %+v", r)
+	}
+}
+
+// TestStatusTable walks API.md's error table through the real handlers.
+func TestStatusTable(t *testing.T) {
+	long := strings.Repeat("k", kv.MaxKeyBytes+1)
+	ops65 := "[" + strings.TrimSuffix(strings.Repeat(`{"KV":{"Verb":"set","Key":"k"}},`, 65), ",") + "]"
+	cases := []struct {
+		name, method, path, body string
+		storeErr                 error
+		want                     int
+		mutates                  bool // the request reaches Apply
+	}{
+		{"put missing key", "PUT", "/v1/kv/", "v", nil, 400, false},
+		{"delete missing key", "DELETE", "/v1/kv/", "", nil, 400, false},
+		{"get missing key", "GET", "/v1/kv/", "", nil, 400, false},
+		{"key too long", "PUT", "/v1/kv/" + long, "v", nil, 400, false},
+		{"key too long on get", "GET", "/v1/kv/" + long, "", nil, 400, false},
+		{"bad cas", "PUT", "/v1/kv/k?cas=x", "v", nil, 400, false},
+		{"negative cas", "PUT", "/v1/kv/k?cas=-1", "v", nil, 400, false},
+		{"bad flags", "PUT", "/v1/kv/k?flags=1.5", "v", nil, 400, false},
+		{"bad delete cas", "DELETE", "/v1/kv/k?cas=abc", "", nil, 400, false},
+		{"bad index", "GET", "/v1/kv/k?index=abc", "", nil, 400, false},
+		{"bad wait", "GET", "/v1/kv/k?wait=forever", "", nil, 400, false},
+		{"stale and consistent", "GET", "/v1/kv/k?stale&consistent", "", nil, 400, false},
+		{"non-utf8 key", "PUT", "/v1/kv/%ff%fe", "v", nil, 400, false},
+		{"unknown verb", "PUT", "/v1/txn", `[{"KV":{"Verb":"explode","Key":"k"}}]`, nil, 400, false},
+		{"malformed txn", "PUT", "/v1/txn", `[{"KV":`, nil, 400, false},
+		{"non-KV txn op", "PUT", "/v1/txn", `[{"Node":{}}]`, nil, 400, false},
+		{"value over limit", "PUT", "/v1/kv/k", strings.Repeat("x", testMaxValue+1), nil, 413, false},
+		{"value at limit", "PUT", "/v1/kv/k", strings.Repeat("x", testMaxValue), nil, 200, true},
+		{"txn of 65 ops", "PUT", "/v1/txn", ops65, nil, 413, false},
+		{"no leader on write", "PUT", "/v1/kv/k", "v", fmt.Errorf("%w: test", kv.ErrNoLeader), 503, true},
+		{"no leader on read", "GET", "/v1/kv/k", "", fmt.Errorf("%w: test", kv.ErrNoLeader), 503, false},
+		{"unknown outcome", "PUT", "/v1/kv/k", "v", fmt.Errorf("%w: test", kv.ErrUnknownOutcome), 504, true},
+		{"unknown outcome on delete", "DELETE", "/v1/kv/k", "", fmt.Errorf("%w: test", kv.ErrUnknownOutcome), 504, true},
+		{"POST on kv", "POST", "/v1/kv/k", "v", nil, 405, false},
+		{"PATCH on kv", "PATCH", "/v1/kv/k", "v", nil, 405, false},
+		{"GET on txn", "GET", "/v1/txn", "", nil, 405, false},
+		{"DELETE on leader", "DELETE", "/v1/status/leader", "", nil, 405, false},
+		{"POST on peers", "POST", "/v1/status/peers", "", nil, 405, false},
+		{"GET on transfer", "GET", "/v1/operator/raft/transfer-leader", "", nil, 405, false},
+		{"GET on peer", "GET", "/v1/operator/raft/peer", "", nil, 405, false},
+		{"peer add without address", "PUT", "/v1/operator/raft/peer?id=x", "", nil, 400, false},
+		{"remove unknown peer", "DELETE", "/v1/operator/raft/peer?id=nope", "", nil, 404, false},
+		{"blocking query", "GET", "/v1/kv/k?index=5", "", nil, 501, false},
+		{"idempotency key", "PUT", "/v1/kv/k", "v", nil, 501, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			srv, store := newTestServer(t)
+			store.err = c.storeErr
+			var hdr []string
+			if c.name == "idempotency key" {
+				hdr = []string{"Idempotency-Key", "abc"}
+			}
+			r := do(t, srv, c.method, c.path, c.body, hdr...)
+			if r.status != c.want {
+				t.Fatalf("status %d, want %d (body %q)", r.status, c.want, r.body)
+			}
+			if c.want >= 400 {
+				if c.want != 404 || r.body != "" { // a KV 404 has an empty body
+					if strings.Count(r.body, "\n") != 1 || len(r.body) < 5 {
+						t.Fatalf("reason is not one line: %q", r.body)
+					}
+				}
+				if c.want == 503 && r.header.Get("Retry-After") != "1" {
+					t.Fatal("503 without Retry-After: 1")
+				}
+				if c.want == 405 && r.header.Get("Allow") == "" {
+					t.Fatal("405 without Allow")
+				}
+			}
+			if reached := store.applied > 0; reached != c.mutates {
+				t.Fatalf("request reached Apply: %v, want %v", reached, c.mutates)
+			}
+			if c.want >= 400 && len(store.data) != 0 {
+				t.Fatalf("a rejected request changed state: %v", store.data)
+			}
+		})
+	}
+}
+
+func TestTxn(t *testing.T) {
+	srv, store := newTestServer(t)
+	ok := `[{"KV":{"Verb":"set","Key":"a","Value":"MQ=="}},{"KV":{"Verb":"set","Key":"b","Value":"Mg==","Flags":3}},{"KV":{"Verb":"get","Key":"a"}}]`
+	r := do(t, srv, "PUT", "/v1/txn", ok)
+	if r.status != 200 || !strings.Contains(r.body, `"Errors":null`) || strings.Count(r.body, `"KV"`) != 3 {
+		t.Fatalf("txn: %+v", r)
+	}
+	bad := `[{"KV":{"Verb":"set","Key":"c","Value":"Mw=="}},{"KV":{"Verb":"check-not-exists","Key":"a"}}]`
+	r = do(t, srv, "PUT", "/v1/txn", bad)
+	if r.status != 409 || !strings.Contains(r.body, `"Results":null`) || !strings.Contains(r.body, `"OpIndex":1`) {
+		t.Fatalf("failed txn: %+v", r)
+	}
+	if _, exists := store.data["c"]; exists {
+		t.Fatal("failed txn was not rolled back")
+	}
+}
+
+func TestClusterEndpoints(t *testing.T) {
+	srv, store := newTestServer(t)
+	if r := do(t, srv, "GET", "/v1/status/leader", ""); r.body != "\"127.0.0.1:7001\"\n" {
+		t.Fatalf("leader: %+v", r)
+	}
+	if r := do(t, srv, "GET", "/v1/status/peers", ""); r.body != "[\"127.0.0.1:7001\",\"127.0.0.1:7002\"]\n" {
+		t.Fatalf("peers (voters only): %+v", r)
+	}
+	r := do(t, srv, "GET", "/v1/operator/raft/configuration", "")
+	var cfg struct {
+		Servers []struct {
+			ID, Node, Address string
+			Leader, Voter     bool
+		}
+		Index uint64
+	}
+	if err := json.Unmarshal([]byte(r.body), &cfg); err != nil || len(cfg.Servers) != 3 || cfg.Index != 9 || !cfg.Servers[0].Leader || cfg.Servers[0].Node != "n1" {
+		t.Fatalf("configuration %q: %v", r.body, err)
+	}
+	if r := do(t, srv, "PUT", "/v1/operator/raft/peer?id=n4&address=127.0.0.1:7004", ""); r.status != 200 {
+		t.Fatalf("add peer: %+v", r)
+	}
+	if r := do(t, srv, "DELETE", "/v1/operator/raft/peer?address=127.0.0.1:7004", ""); r.status != 200 {
+		t.Fatalf("remove peer by address: %+v", r)
+	}
+	if r := do(t, srv, "POST", "/v1/operator/raft/transfer-leader?id=n2", ""); r.status != 200 || !strings.Contains(r.body, `"Success":true`) {
+		t.Fatalf("transfer: %+v", r)
+	}
+	if r := do(t, srv, "GET", "/healthz", ""); r.status != 200 {
+		t.Fatalf("healthz: %+v", r)
+	}
+	if r := do(t, srv, "GET", "/readyz", ""); r.status != 200 {
+		t.Fatalf("readyz: %+v", r)
+	}
+	store.ready = false
+	if r := do(t, srv, "GET", "/readyz", ""); r.status != 503 {
+		t.Fatalf("readyz when not ready: %+v", r)
+	}
+	do(t, srv, "PUT", "/v1/kv/x", "1")
+	r = do(t, srv, "GET", "/metrics", "")
+	if r.status != 200 || !strings.Contains(r.body, `raftkv_http_requests_total{code="200",method="PUT",route="kv"} 1`) {
+		t.Fatalf("metrics missing the HTTP counter:\n%.2000s", r.body)
+	}
+	if r := do(t, srv, "GET", "/v1/nope", ""); r.status != 404 {
+		t.Fatalf("unknown endpoint: %+v", r)
+	}
+}
