@@ -1,0 +1,111 @@
+// Command raftkvd runs one raftkv node: raft and the HTTP API on one port.
+//
+//	raftkvd -id n1 -addr 127.0.0.1:7001 -data-dir /var/lib/raftkv/n1 -bootstrap
+//	raftkvd -id n2 -addr 127.0.0.1:7002 -data-dir /var/lib/raftkv/n2 -join 127.0.0.1:7001
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/raftkv/raftkv/internal/logging"
+	"github.com/raftkv/raftkv/kv"
+	"github.com/raftkv/raftkv/raftstore"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stderr))
+}
+
+// run returns the exit code: 0 after a clean shutdown, 1 on a runtime
+// error, 2 on bad flags.
+func run(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("raftkvd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		id        = fs.String("id", "", "node ID, stable across restarts (default: the advertise address)")
+		addr      = fs.String("addr", "127.0.0.1:7000", "listen address for raft + HTTP")
+		advertise = fs.String("advertise", "", "address peers and clients use to reach this node (default: -addr)")
+		dataDir   = fs.String("data-dir", "", "directory for the raft log, snapshots and the FSM (required)")
+		bootstrap = fs.Bool("bootstrap", false, "form a new single-voter cluster if -data-dir holds no raft state")
+		join      = fs.String("join", "", "comma-separated addresses of existing members to join through")
+		logLevel  = fs.String("log-level", "info", "debug, info, warn or error")
+		logFormat = fs.String("log-format", "text", "text (logfmt) or json")
+		maxValue  = fs.Int("max-value-bytes", kv.DefaultMaxValueBytes, "largest value accepted")
+		pprof     = fs.Bool("pprof", false, "serve /debug/pprof on the HTTP port")
+	)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	usage := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "raftkvd: "+format+"\n", a...)
+		return 2
+	}
+	if fs.NArg() > 0 {
+		return usage("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	if *dataDir == "" {
+		return usage("-data-dir is required")
+	}
+	if *maxValue <= 0 {
+		return usage("-max-value-bytes must be positive")
+	}
+	level, err := logging.ParseLevel(*logLevel)
+	if err != nil {
+		return usage("-log-level: %v", err)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	var handler slog.Handler
+	switch *logFormat {
+	case "text":
+		handler = slog.NewTextHandler(stderr, opts)
+	case "json":
+		handler = slog.NewJSONHandler(stderr, opts)
+	default:
+		return usage("-log-format must be text or json")
+	}
+	logger := slog.New(handler)
+	var joinAddrs []string
+	for _, a := range strings.Split(*join, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			joinAddrs = append(joinAddrs, a)
+		}
+	}
+
+	store, err := raftstore.Open(raftstore.Config{
+		ID:            *id,
+		Addr:          *addr,
+		Advertise:     *advertise,
+		DataDir:       *dataDir,
+		Bootstrap:     *bootstrap,
+		Join:          joinAddrs,
+		MaxValueBytes: *maxValue,
+		Logger:        logger,
+		EnablePprof:   *pprof,
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "raftkvd: %v\n", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	logger.Info("raftkvd serving", "id", store.ID(), "addr", store.Addr())
+	<-ctx.Done()
+	logger.Info("shutting down")
+	if err := store.Close(); err != nil {
+		logger.Error("shutdown", "err", err)
+		return 1
+	}
+	return 0
+}

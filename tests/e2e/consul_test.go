@@ -1,0 +1,197 @@
+package e2e
+
+import (
+	"fmt"
+	"sort"
+	"testing"
+	"time"
+
+	consul "github.com/hashicorp/consul/api"
+)
+
+func client(t *testing.T, addr string) *consul.Client {
+	t.Helper()
+	c, err := consul.NewClient(&consul.Config{Address: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// leaderAndFollowers splits the cluster by what the Consul client reports.
+func (c *cluster) leaderAndFollowers() (leader *proc, followers []*proc) {
+	c.t.Helper()
+	var addr string
+	waitFor(c.t, 20*time.Second, "a leader", func() error {
+		err := fmt.Errorf("no node running")
+		for _, p := range c.procs {
+			if p.cmd == nil {
+				continue
+			}
+			addr, err = client(c.t, p.addr).Status().Leader()
+			if err == nil && addr == "" {
+				err = fmt.Errorf("%s knows no leader yet", p.id)
+			}
+			if err == nil {
+				return nil
+			}
+		}
+		return err
+	})
+	for _, p := range c.procs {
+		if p.cmd == nil {
+			continue
+		}
+		if p.addr == addr {
+			leader = p
+		} else {
+			followers = append(followers, p)
+		}
+	}
+	if leader == nil {
+		c.t.Fatalf("leader %s is not one of ours", addr)
+	}
+	return leader, followers
+}
+
+func TestConsulClientAgainstThreeNodes(t *testing.T) {
+	c := startCluster(t, 3)
+	leader, followers := c.leaderAndFollowers()
+	f := client(t, followers[0].addr)
+
+	// Put through a follower, Get from every node (linearizable by default).
+	if _, err := f.KV().Put(&consul.KVPair{Key: "app/config", Value: []byte("v1"), Flags: 7}, nil); err != nil {
+		t.Fatal(err)
+	}
+	var modify uint64
+	for _, p := range c.procs {
+		pair, meta, err := client(t, p.addr).KV().Get("app/config", nil)
+		if err != nil {
+			t.Fatalf("get on %s: %v", p.id, err)
+		}
+		if pair == nil || string(pair.Value) != "v1" || pair.Flags != 7 {
+			t.Fatalf("get on %s: %+v", p.id, pair)
+		}
+		if meta.LastIndex != pair.ModifyIndex || !meta.KnownLeader {
+			t.Fatalf("meta on %s: %+v (ModifyIndex %d)", p.id, meta, pair.ModifyIndex)
+		}
+		modify = pair.ModifyIndex
+	}
+	// Stale reads work too, and a missing key is nil, not an error.
+	if pair, _, err := f.KV().Get("nope", &consul.QueryOptions{AllowStale: true}); err != nil || pair != nil {
+		t.Fatalf("missing key: %+v %v", pair, err)
+	}
+
+	// CAS: one wins, one loses.
+	ok, _, err := f.KV().CAS(&consul.KVPair{Key: "app/config", Value: []byte("v2"), ModifyIndex: modify}, nil)
+	if err != nil || !ok {
+		t.Fatalf("cas with the current index: %v %v", ok, err)
+	}
+	ok, _, err = client(t, followers[1].addr).KV().CAS(&consul.KVPair{Key: "app/config", Value: []byte("v3"), ModifyIndex: modify}, nil)
+	if err != nil || ok {
+		t.Fatalf("cas with a stale index: %v %v", ok, err)
+	}
+
+	// List and Keys with a separator.
+	for _, k := range []string{"app/db/host", "app/db/port", "app/name"} {
+		if _, err := client(t, leader.addr).KV().Put(&consul.KVPair{Key: k, Value: []byte(k)}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pairs, _, err := f.KV().List("app/", nil)
+	if err != nil || len(pairs) != 4 {
+		t.Fatalf("list: %d pairs, %v", len(pairs), err)
+	}
+	if !sort.SliceIsSorted(pairs, func(i, j int) bool { return pairs[i].Key < pairs[j].Key }) {
+		t.Fatal("list is not sorted by key")
+	}
+	keys, _, err := f.KV().Keys("app/", "/", nil)
+	if err != nil || fmt.Sprint(keys) != "[app/config app/db/ app/name]" {
+		t.Fatalf("keys: %v %v", keys, err)
+	}
+
+	// A transaction, atomically.
+	txnOK, resp, _, err := f.KV().Txn(consul.KVTxnOps{
+		{Verb: consul.KVSet, Key: "txn/a", Value: []byte("1")},
+		{Verb: consul.KVCheckNotExists, Key: "app/config"},
+	}, nil)
+	if err != nil || txnOK || len(resp.Errors) != 1 {
+		t.Fatalf("failing txn: ok=%v resp=%+v err=%v", txnOK, resp, err)
+	}
+	if pair, _, _ := f.KV().Get("txn/a", nil); pair != nil {
+		t.Fatal("failed txn left a write behind")
+	}
+
+	// DeleteTree.
+	if _, err := f.KV().DeleteTree("app/db/", nil); err != nil {
+		t.Fatal(err)
+	}
+	keys, _, _ = client(t, leader.addr).KV().Keys("app/", "", nil)
+	if fmt.Sprint(keys) != "[app/config app/name]" {
+		t.Fatalf("after delete tree: %v", keys)
+	}
+
+	// Cluster status through the Consul client.
+	for _, p := range c.procs {
+		l, err := client(t, p.addr).Status().Leader()
+		if err != nil || l != leader.addr {
+			t.Fatalf("leader seen by %s: %q %v", p.id, l, err)
+		}
+	}
+	cfg, err := f.Operator().RaftGetConfiguration(nil)
+	if err != nil || len(cfg.Servers) != 3 {
+		t.Fatalf("raft configuration: %+v %v", cfg, err)
+	}
+	leaders := 0
+	for _, s := range cfg.Servers {
+		if s.Leader {
+			leaders++
+			if s.Address != leader.addr {
+				t.Fatalf("configuration names %s as leader, status says %s", s.Address, leader.addr)
+			}
+		}
+		if !s.Voter {
+			t.Fatalf("%s is not a voter", s.ID)
+		}
+	}
+	if leaders != 1 {
+		t.Fatalf("%d leaders in the configuration", leaders)
+	}
+	peers, err := f.Status().Peers()
+	if err != nil || len(peers) != 3 {
+		t.Fatalf("peers: %v %v", peers, err)
+	}
+}
+
+func TestGracefulShutdownAndRestart(t *testing.T) {
+	c := startCluster(t, 3)
+	leader, followers := c.leaderAndFollowers()
+	if _, err := client(t, followers[0].addr).KV().Put(&consul.KVPair{Key: "k", Value: []byte("v")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	// SIGTERM on the leader: exit 0 after handing leadership over.
+	var li int
+	for i, p := range c.procs {
+		if p == leader {
+			li = i
+		}
+	}
+	if err := c.stop(li); err != nil {
+		t.Fatalf("leader exit: %v", err)
+	}
+	newLeader, _ := c.leaderAndFollowers()
+	if newLeader == leader {
+		t.Fatal("leadership did not move")
+	}
+	// Restart with the same command line (-join again): a no-op rejoin.
+	c.start(li)
+	c.waitReady()
+	pair, _, err := client(t, leader.addr).KV().Get("k", nil)
+	if err != nil || pair == nil || string(pair.Value) != "v" {
+		t.Fatalf("after restart: %+v %v", pair, err)
+	}
+	cfg, err := client(t, leader.addr).Operator().RaftGetConfiguration(nil)
+	if err != nil || len(cfg.Servers) != 3 {
+		t.Fatalf("configuration after restart: %+v %v", cfg, err)
+	}
+}
