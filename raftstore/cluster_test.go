@@ -238,10 +238,18 @@ func TestLeaderFailover(t *testing.T) {
 	for i := range 20 {
 		mustSet(t, c.nodes[old], "before/"+strconv.Itoa(i), "v")
 	}
-	c.stop(old)
+	if err := c.nodes[old].Kill(); err != nil { // a crash: no leadership hand-over
+		t.Fatal(err)
+	}
+	c.nodes[old] = nil
 	newLeader := c.leader()
 	if newLeader == old {
 		t.Fatal("stopped node is still leader")
+	}
+	// Regression: a follower read right after the election used to fail
+	// with "not the leader" while the new leader's notification was in flight.
+	for _, i := range c.followers() {
+		mustGetValue(t, c.nodes[i], "before/0")
 	}
 	for _, i := range c.followers() {
 		mustSet(t, c.nodes[i], "after", "ok")

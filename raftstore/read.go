@@ -17,9 +17,10 @@ import (
 // entry of the new term has been applied (raft's Barrier). Until then
 // CommitIndex may lag entries the previous leader acknowledged.
 type leadership struct {
-	mu    sync.Mutex
-	epoch uint64        // bumped on every change of leadership
-	ready chan struct{} // closed when the barrier of this epoch is applied; nil when not leader
+	mu      sync.Mutex
+	epoch   uint64        // bumped on every change of leadership
+	ready   chan struct{} // closed when the barrier of this epoch is applied; nil when not leader
+	changed chan struct{} // closed and replaced on every change
 }
 
 func (s *RaftStore) watchLeadership(notify <-chan bool) {
@@ -33,6 +34,10 @@ func (s *RaftStore) watchLeadership(notify <-chan bool) {
 			s.leader.epoch++
 			epoch := s.leader.epoch
 			s.leader.ready = nil
+			if s.leader.changed != nil {
+				close(s.leader.changed)
+			}
+			s.leader.changed = make(chan struct{})
 			if isLeader {
 				ready := make(chan struct{})
 				s.leader.ready = ready
@@ -56,18 +61,29 @@ func (s *RaftStore) barrier(epoch uint64, ready chan struct{}) {
 }
 
 // leaderEpoch waits until this node is a ready leader and returns the epoch.
+// Raft may report leadership a moment before its notification reaches
+// watchLeadership; then it waits for that notification.
 func (s *RaftStore) leaderEpoch(ctx context.Context) (uint64, error) {
-	s.leader.mu.Lock()
-	epoch, ready := s.leader.epoch, s.leader.ready
-	s.leader.mu.Unlock()
-	if ready == nil {
-		return 0, fmt.Errorf("%w: this node is not the leader", kv.ErrNoLeader)
-	}
-	select {
-	case <-ready:
-		return epoch, nil
-	case <-ctx.Done():
-		return 0, fmt.Errorf("%w: new leader not ready: %v", kv.ErrNoLeader, ctx.Err())
+	for {
+		s.leader.mu.Lock()
+		epoch, ready, changed := s.leader.epoch, s.leader.ready, s.leader.changed
+		s.leader.mu.Unlock()
+		if ready == nil && !s.isLeader() {
+			return 0, fmt.Errorf("%w: this node is not the leader", kv.ErrNoLeader)
+		}
+		if ready == nil {
+			ready = changed // not notified yet: wait for the notification
+		}
+		select {
+		case <-ready:
+			if ready != changed {
+				return epoch, nil
+			}
+		case <-ctx.Done():
+			return 0, fmt.Errorf("%w: new leader not ready: %v", kv.ErrNoLeader, ctx.Err())
+		case <-s.ctx.Done():
+			return 0, kv.ErrClosed
+		}
 	}
 }
 
@@ -111,20 +127,26 @@ func (s *RaftStore) lastFSMEntry(index uint64) uint64 {
 // readIndex returns the index this node must have applied before a
 // linearizable read: computed locally on the leader, asked of the leader on
 // a follower.
+// A read changes nothing, so it is retried through elections until the
+// context ends.
 func (s *RaftStore) readIndex(ctx context.Context) (uint64, error) {
 	for {
 		addr, _ := s.raft.LeaderWithID()
+		var idx uint64
+		var err error
 		switch {
-		case s.raft.State() == raft.Leader:
-			return s.leaderReadIndex(ctx)
+		case s.isLeader():
+			idx, err = s.leaderReadIndex(ctx)
 		case addr != "":
-			idx, err := s.peers.readIndex(ctx, string(addr))
-			if err == nil {
-				s.metrics.forwarded.WithLabelValues("readindex").Inc()
-			}
+			s.metrics.forwarded.WithLabelValues("readindex").Inc()
+			idx, err = s.peers.readIndex(ctx, string(addr))
+		default:
+			err = fmt.Errorf("%w: no leader known", kv.ErrNoLeader)
+		}
+		if !errors.Is(err, kv.ErrNoLeader) || ctx.Err() != nil {
 			return idx, err
 		}
-		if err := s.waitLeaderChange(ctx, ""); err != nil {
+		if werr := s.waitLeaderChange(ctx, string(addr)); werr != nil {
 			return 0, err
 		}
 	}

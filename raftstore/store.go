@@ -73,6 +73,7 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 		return nil, fmt.Errorf("raftstore: data dir: %w", err)
 	}
 	s := &RaftStore{cfg: cfg}
+	s.leader.changed = make(chan struct{})
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	var cleanup []func()
 	defer func() {
@@ -215,10 +216,17 @@ func (s *RaftStore) Addr() string { return s.addr }
 
 // Close shuts the node down. A leader hands leadership to another voter
 // first, so the cluster does not wait out an election timeout.
-func (s *RaftStore) Close() error {
+func (s *RaftStore) Close() error { return s.shutdown(true) }
+
+// Kill stops the node the way a crash would look to the rest of the
+// cluster: no leadership hand-over, so the others must detect the loss and
+// elect. The data dir stays consistent (for demos and failure tests).
+func (s *RaftStore) Kill() error { return s.shutdown(false) }
+
+func (s *RaftStore) shutdown(handOver bool) error {
 	s.closeOnce.Do(func() {
 		s.cancel()
-		if s.raft.State() == raft.Leader && s.voterCount() > 1 {
+		if handOver && s.raft.State() == raft.Leader && s.voterCount() > 1 {
 			if err := s.raft.LeadershipTransfer().Error(); err != nil {
 				s.logger.Warn("leadership transfer before shutdown failed", "err", err)
 			}
