@@ -327,10 +327,14 @@ func readUint(txn *badger.Txn, key []byte) (uint64, error) {
 // is debug level.
 type badgerLogger struct{ l *slog.Logger }
 
-func (b badgerLogger) Errorf(f string, a ...interface{})   { b.l.Error(trim(f, a), "component", "badger") }
-func (b badgerLogger) Warningf(f string, a ...interface{}) { b.l.Warn(trim(f, a), "component", "badger") }
-func (b badgerLogger) Infof(f string, a ...interface{})    { b.l.Debug(trim(f, a), "component", "badger") }
-func (b badgerLogger) Debugf(f string, a ...interface{})   {}
+func (b badgerLogger) Errorf(f string, a ...interface{}) {
+	b.l.Error(trim(f, a), "component", "badger")
+}
+func (b badgerLogger) Warningf(f string, a ...interface{}) {
+	b.l.Warn(trim(f, a), "component", "badger")
+}
+func (b badgerLogger) Infof(f string, a ...interface{})  { b.l.Debug(trim(f, a), "component", "badger") }
+func (b badgerLogger) Debugf(f string, a ...interface{}) {}
 
 func trim(f string, a []interface{}) string {
 	s := fmt.Sprintf(f, a...)
