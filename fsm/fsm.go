@@ -22,6 +22,7 @@ var (
 	dataPrefix    = []byte("k")
 	metaApplied   = []byte("m:applied")   // last raft index applied
 	metaKVIndex   = []byte("m:kvindex")   // last raft index that changed a key
+	metaConfIndex = []byte("m:confindex") // last raft configuration entry applied
 	metaOversized = []byte("m:oversized") // index of a command being applied in pieces
 )
 
@@ -50,8 +51,9 @@ type FSM struct {
 	// no log index.
 	mu sync.RWMutex
 
-	applied  atomic.Uint64
-	kvIndex  atomic.Uint64
+	applied   atomic.Uint64
+	kvIndex   atomic.Uint64
+	confIndex atomic.Uint64
 	resuming atomic.Bool
 
 	waitMu sync.Mutex
@@ -96,8 +98,13 @@ func Open(dir string, opts Options) (*FSM, error) {
 			return err
 		}
 		k, err := readUint(txn, metaKVIndex)
+		if err != nil {
+			return err
+		}
+		c, err := readUint(txn, metaConfIndex)
 		f.applied.Store(a)
 		f.kvIndex.Store(k)
+		f.confIndex.Store(c)
 		return err
 	})
 	if err != nil {
@@ -123,6 +130,10 @@ func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
 // KVIndex is the last raft index that changed a key (never 0 for callers:
 // see Index).
 func (f *FSM) KVIndex() uint64 { return f.kvIndex.Load() }
+
+// ConfigIndex is the raft index of the last membership change applied.
+// (raft's own GetConfiguration does not report it.)
+func (f *FSM) ConfigIndex() uint64 { return f.confIndex.Load() }
 
 // SetResuming tells Restore that raft is replaying its latest snapshot at
 // start-up. Badger already holds state at least that new if the applied
@@ -152,7 +163,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 func (f *FSM) applyRun(logs []*raft.Log, out []interface{}, limit int) int {
 	txn := f.db.NewTransaction(true)
 	defer txn.Discard()
-	applied, kvIndex := f.applied.Load(), f.kvIndex.Load()
+	applied, kvIndex, confIndex := f.applied.Load(), f.kvIndex.Load(), f.confIndex.Load()
 	last := applied
 	for i := 0; i < limit; i++ {
 		l := logs[i]
@@ -161,6 +172,10 @@ func (f *FSM) applyRun(logs []*raft.Log, out []interface{}, limit int) int {
 			continue // already in Badger: replay after a restart
 		}
 		last = l.Index
+		if l.Type == raft.LogConfiguration {
+			confIndex = l.Index
+			continue
+		}
 		if l.Type != raft.LogCommand {
 			continue
 		}
@@ -184,7 +199,11 @@ func (f *FSM) applyRun(logs []*raft.Log, out []interface{}, limit int) int {
 	if last == applied {
 		return limit
 	}
-	if err := writeMeta(txn.Set, last, kvIndex); err != nil {
+	err := writeMeta(txn.Set, last, kvIndex)
+	if err == nil && confIndex != f.confIndex.Load() {
+		err = txn.Set(metaConfIndex, uintBytes(confIndex))
+	}
+	if err != nil {
 		if errors.Is(err, badger.ErrTxnTooBig) && limit > 1 {
 			txn.Discard()
 			return f.applyRun(logs, out, limit-1)
@@ -194,6 +213,7 @@ func (f *FSM) applyRun(logs []*raft.Log, out []interface{}, limit int) int {
 	if err := txn.Commit(); err != nil {
 		panic(fmt.Errorf("fsm: commit up to index %d: %w", last, err))
 	}
+	f.confIndex.Store(confIndex)
 	f.advance(last, kvIndex)
 	return limit
 }

@@ -179,8 +179,8 @@ func TestReplayAfterRestartChangesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	f = mustOpen(t, dir)
-	if f.AppliedIndex() != 5 {
-		t.Fatalf("applied after reopen = %d, want 5", f.AppliedIndex())
+	if f.AppliedIndex() != 5 || f.ConfigIndex() != 5 {
+		t.Fatalf("applied/config index after reopen = %d/%d, want 5/5", f.AppliedIndex(), f.ConfigIndex())
 	}
 	// Raft replays the whole log after a restart; nothing may change, and
 	// in particular the CAS at index 2 must not be re-judged.

@@ -168,9 +168,12 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if err := wb.Flush(); err != nil {
 		return fmt.Errorf("fsm: restore: flush: %w", err)
 	}
-	var kvIndex uint64
+	var kvIndex, confIndex uint64
 	err = f.db.Update(func(txn *badger.Txn) error {
 		if kvIndex, err = readUint(txn, metaKVIndex); err != nil {
+			return err
+		}
+		if confIndex, err = readUint(txn, metaConfIndex); err != nil {
 			return err
 		}
 		return txn.Set(metaApplied, uintBytes(applied))
@@ -178,6 +181,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if err != nil {
 		return fmt.Errorf("fsm: restore: write applied index: %w", err)
 	}
+	f.confIndex.Store(confIndex)
 	f.advance(applied, kvIndex)
 	f.logger.Info("restored snapshot", "applied", applied, "records", count)
 	return nil

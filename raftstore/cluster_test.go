@@ -227,6 +227,9 @@ func TestWriteThroughFollowerReadOnOtherFollower(t *testing.T) {
 		t.Fatalf("re-join: %v", err)
 	}
 	after, _ := s.Configuration(ctx(t))
+	if before.Index < 3 { // bootstrap plus two joins
+		t.Fatalf("configuration index %d, want the index of the last membership change", before.Index)
+	}
 	if after.Index != before.Index {
 		t.Fatalf("re-join changed the configuration (index %d → %d)", before.Index, after.Index)
 	}

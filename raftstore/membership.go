@@ -144,14 +144,15 @@ func (s *RaftStore) Leader() (addr, id string) {
 	return string(a), string(i)
 }
 
-// Configuration returns the cluster membership as this node knows it.
+// Configuration returns the cluster membership as this node knows it, and
+// the index of the last membership change this node has applied.
 func (s *RaftStore) Configuration(ctx context.Context) (kv.Configuration, error) {
 	f := s.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
 		return kv.Configuration{}, fmt.Errorf("raftstore: configuration: %w", err)
 	}
 	_, leaderID := s.raft.LeaderWithID()
-	out := kv.Configuration{Index: f.Index()}
+	out := kv.Configuration{Index: max(s.fsm.ConfigIndex(), 1)}
 	for _, srv := range f.Configuration().Servers {
 		out.Servers = append(out.Servers, kv.Server{
 			ID:      string(srv.ID),

@@ -139,7 +139,7 @@ func TestConsulClientAgainstThreeNodes(t *testing.T) {
 		}
 	}
 	cfg, err := f.Operator().RaftGetConfiguration(nil)
-	if err != nil || len(cfg.Servers) != 3 {
+	if err != nil || len(cfg.Servers) != 3 || cfg.Index == 0 {
 		t.Fatalf("raft configuration: %+v %v", cfg, err)
 	}
 	leaders := 0
