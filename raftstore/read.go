@@ -23,10 +23,12 @@ type leadership struct {
 	changed chan struct{} // closed and replaced on every change
 }
 
+// watchLeadership runs until raft has stopped, not just until Close starts:
+// raft blocks on NotifyCh, and it steps down (notifying) while shutting down.
 func (s *RaftStore) watchLeadership(notify <-chan bool) {
 	for {
 		select {
-		case <-s.ctx.Done():
+		case <-s.raftDone:
 			return
 		case isLeader := <-notify:
 			s.metrics.leaderChanges.Inc()

@@ -55,6 +55,7 @@ type RaftStore struct {
 	metrics  *metrics
 
 	caughtUp atomic.Bool // applied the leader's commit index once (readiness)
+	raftDone chan struct{} // closed once raft has shut down
 
 	ctx       context.Context // cancelled by Close; ends background loops
 	cancel    context.CancelFunc
@@ -74,6 +75,7 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 	}
 	s := &RaftStore{cfg: cfg}
 	s.leader.changed = make(chan struct{})
+	s.raftDone = make(chan struct{})
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	var cleanup []func()
 	defer func() {
@@ -157,7 +159,7 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 		trans.Close()
 		return nil, fmt.Errorf("raftstore: start raft: %w", err)
 	}
-	cleanup = append(cleanup, func() { s.raft.Shutdown().Error() })
+	cleanup = append(cleanup, func() { s.raft.Shutdown().Error(); close(s.raftDone) })
 	if cfg.Bootstrap && !hasState {
 		f := s.raft.BootstrapCluster(raft.Configuration{Servers: []raft.Server{
 			{Suffrage: raft.Voter, ID: raft.ServerID(s.id), Address: raft.ServerAddress(s.addr)},
@@ -240,6 +242,7 @@ func (s *RaftStore) shutdown(handOver bool) error {
 		if err := s.raft.Shutdown().Error(); err != nil {
 			errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
 		}
+		close(s.raftDone)
 		if err := s.mux.Close(); err != nil {
 			errs = append(errs, err)
 		}
