@@ -54,7 +54,7 @@ type FSM struct {
 	applied   atomic.Uint64
 	kvIndex   atomic.Uint64
 	confIndex atomic.Uint64
-	resuming atomic.Bool
+	resuming  atomic.Bool
 
 	waitMu sync.Mutex
 	waitCh chan struct{} // closed and replaced whenever applied advances

@@ -54,7 +54,7 @@ type RaftStore struct {
 	leader   leadership
 	metrics  *metrics
 
-	caughtUp atomic.Bool // applied the leader's commit index once (readiness)
+	caughtUp atomic.Bool   // applied the leader's commit index once (readiness)
 	raftDone chan struct{} // closed once raft has shut down
 
 	ctx       context.Context // cancelled by Close; ends background loops
