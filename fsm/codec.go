@@ -187,3 +187,69 @@ func (d *decoder) bytes() []byte {
 	d.b = d.b[n:]
 	return v
 }
+
+// Stored result of an idempotent command, version 1:
+//
+//	version:byte(1) index:uvarint ok:byte nentries:uvarint entry* nerrors:uvarint error*
+//	entry := key:bytes value:bytes flags:uvarint create:uvarint modify:uvarint
+//	error := opIndex:uvarint what:bytes
+const resultV1 = 1
+
+func encodeResult(r *kv.Result) []byte {
+	b := []byte{resultV1}
+	b = binary.AppendUvarint(b, r.Index)
+	if r.OK {
+		b = append(b, 1)
+	} else {
+		b = append(b, 0)
+	}
+	b = binary.AppendUvarint(b, uint64(len(r.Entries)))
+	for _, e := range r.Entries {
+		b = appendBytes(b, []byte(e.Key))
+		b = appendBytes(b, e.Value)
+		b = binary.AppendUvarint(b, e.Flags)
+		b = binary.AppendUvarint(b, e.CreateIndex)
+		b = binary.AppendUvarint(b, e.ModifyIndex)
+	}
+	b = binary.AppendUvarint(b, uint64(len(r.Errors)))
+	for _, e := range r.Errors {
+		b = binary.AppendUvarint(b, uint64(e.OpIndex))
+		b = appendBytes(b, []byte(e.What))
+	}
+	return b
+}
+
+func decodeResult(b []byte) (*kv.Result, error) {
+	d := decoder{b: b}
+	if v := d.byte(); v != resultV1 && d.err == nil {
+		return nil, fmt.Errorf("fsm: stored result has unknown version %d", v)
+	}
+	r := &kv.Result{Index: d.uvarint(), OK: d.byte() == 1}
+	n := d.uvarint()
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		e := kv.Entry{Key: string(d.bytes())}
+		if v := d.bytes(); len(v) > 0 {
+			e.Value = append([]byte(nil), v...)
+		}
+		e.Flags, e.CreateIndex, e.ModifyIndex = d.uvarint(), d.uvarint(), d.uvarint()
+		r.Entries = append(r.Entries, e)
+	}
+	n = d.uvarint()
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		r.Errors = append(r.Errors, kv.OpError{OpIndex: int(d.uvarint()), What: string(d.bytes())})
+	}
+	if d.err != nil {
+		return nil, fmt.Errorf("fsm: stored result: %w", d.err)
+	}
+	return r, nil
+}
+
+// decodeRecordHeader reads a record's indexes without copying its value.
+func decodeRecordHeader(b []byte) (flags, create, modify uint64, err error) {
+	d := decoder{b: b}
+	if v := d.byte(); v != recordV1 && d.err == nil {
+		return 0, 0, 0, fmt.Errorf("fsm: stored record has unknown version %d", v)
+	}
+	flags, create, modify = d.uvarint(), d.uvarint(), d.uvarint()
+	return flags, create, modify, d.err
+}

@@ -37,6 +37,8 @@ type Options struct {
 	// Small sizes Badger for several nodes in one process (tests, example):
 	// small memtables, no block cache, small value-log files.
 	Small bool
+	// Notify, if set, hears about every committed change (watchers).
+	Notify ChangeNotifier
 }
 
 // FSM is raftkv's state machine: a raft.BatchingFSM whose state is a Badger
@@ -44,6 +46,7 @@ type Options struct {
 type FSM struct {
 	db     *badger.DB
 	logger *slog.Logger
+	notify ChangeNotifier
 
 	// mu is held for reading by readers and for writing by the rare
 	// operations that change state in more than one Badger commit (Restore,
@@ -56,8 +59,21 @@ type FSM struct {
 	confIndex atomic.Uint64
 	resuming  atomic.Bool
 
+	metaMu    sync.Mutex // guards the bookkeeping below (see batch.go)
+	reaped    uint64
+	idemCount int64
+	next      map[byte]int64
+	lastTime  int64
+
 	waitMu sync.Mutex
 	waitCh chan struct{} // closed and replaced whenever applied advances
+}
+
+// ChangeNotifier hears about every committed change, on raft's FSM
+// goroutine: it must not block.
+type ChangeNotifier interface {
+	KeysChanged(keys []string) // keys set or deleted by a committed batch
+	AllChanged()               // state replaced by a snapshot
 }
 
 var (
@@ -91,23 +107,8 @@ func Open(dir string, opts Options) (*FSM, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fsm: open badger in %s: %w", dir, err)
 	}
-	f := &FSM{db: db, logger: logger, waitCh: make(chan struct{})}
-	err = db.View(func(txn *badger.Txn) error {
-		a, err := readUint(txn, metaApplied)
-		if err != nil {
-			return err
-		}
-		k, err := readUint(txn, metaKVIndex)
-		if err != nil {
-			return err
-		}
-		c, err := readUint(txn, metaConfIndex)
-		f.applied.Store(a)
-		f.kvIndex.Store(k)
-		f.confIndex.Store(c)
-		return err
-	})
-	if err != nil {
+	f := &FSM{db: db, logger: logger, notify: opts.Notify, waitCh: make(chan struct{}), next: map[byte]int64{}}
+	if err := db.View(f.loadMeta); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("fsm: read applied index: %w", err)
 	}
@@ -163,7 +164,8 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 func (f *FSM) applyRun(logs []*raft.Log, out []interface{}, limit int) int {
 	txn := f.db.NewTransaction(true)
 	defer txn.Discard()
-	applied, kvIndex, confIndex := f.applied.Load(), f.kvIndex.Load(), f.confIndex.Load()
+	b := f.newBatch(txn)
+	applied := f.applied.Load()
 	last := applied
 	for i := 0; i < limit; i++ {
 		l := logs[i]
@@ -173,17 +175,23 @@ func (f *FSM) applyRun(logs []*raft.Log, out []interface{}, limit int) int {
 		}
 		last = l.Index
 		if l.Type == raft.LogConfiguration {
-			confIndex = l.Index
+			b.confIndex = l.Index
 			continue
 		}
 		if l.Type != raft.LogCommand {
 			continue
 		}
-		res, changed, err := f.applyCommand(txn, l)
+		c, err := DecodeCommand(l.Data)
+		if err != nil {
+			f.logger.Error("skipping undecodable log entry", "index", l.Index, "err", err)
+			out[i] = fmt.Errorf("%w: log entry %d: %v", kv.ErrInvalid, l.Index, err)
+			continue
+		}
+		res, err := b.command(txn, l.Index, c, false)
 		if errors.Is(err, badger.ErrTxnTooBig) {
 			txn.Discard()
 			if i == 0 {
-				out[0] = f.applyOversized(l)
+				out[0] = f.applyOversized(l, c)
 				return 1
 			}
 			return f.applyRun(logs, out, i)
@@ -192,16 +200,13 @@ func (f *FSM) applyRun(logs []*raft.Log, out []interface{}, limit int) int {
 			panic(fmt.Errorf("fsm: apply index %d: %w", l.Index, err)) // storage failure: fail-stop, replay on restart
 		}
 		out[i] = res
-		if changed {
-			kvIndex = l.Index
-		}
 	}
 	if last == applied {
 		return limit
 	}
-	err := writeMeta(txn.Set, last, kvIndex)
-	if err == nil && confIndex != f.confIndex.Load() {
-		err = txn.Set(metaConfIndex, uintBytes(confIndex))
+	err := b.expire()
+	if err == nil {
+		err = b.writeMeta(last)
 	}
 	if err != nil {
 		if errors.Is(err, badger.ErrTxnTooBig) && limit > 1 {
@@ -213,28 +218,8 @@ func (f *FSM) applyRun(logs []*raft.Log, out []interface{}, limit int) int {
 	if err := txn.Commit(); err != nil {
 		panic(fmt.Errorf("fsm: commit up to index %d: %w", last, err))
 	}
-	f.confIndex.Store(confIndex)
-	f.advance(last, kvIndex)
+	f.publish(b, last)
 	return limit
-}
-
-// applyCommand decodes and runs one command inside txn. A command that
-// cannot be decoded is answered with an error and changes nothing.
-func (f *FSM) applyCommand(txn *badger.Txn, l *raft.Log) (interface{}, bool, error) {
-	c, err := DecodeCommand(l.Data)
-	if err != nil {
-		f.logger.Error("skipping undecodable log entry", "index", l.Index, "err", err)
-		return fmt.Errorf("%w: log entry %d: %v", kv.ErrInvalid, l.Index, err), false, nil
-	}
-	o := newOverlay(txn)
-	res, err := execute(o, l.Index, c, false)
-	if err != nil {
-		return nil, false, err
-	}
-	if !res.OK || !o.changed() {
-		return res, false, nil
-	}
-	return res, true, o.flush(txn.Set, txn.Delete)
 }
 
 // applyOversized applies a command whose writes do not fit in one Badger
@@ -244,56 +229,53 @@ func (f *FSM) applyCommand(txn *badger.Txn, l *raft.Log) (interface{}, bool, err
 // If the process dies half way, the replay finds the marker and re-runs the
 // command without its checks, since the checks had passed the first time
 // and part of its writes may already be visible to them.
-func (f *FSM) applyOversized(l *raft.Log) interface{} {
+func (f *FSM) applyOversized(l *raft.Log, c *kv.Command) interface{} {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	c, err := DecodeCommand(l.Data)
-	if err != nil {
-		panic(fmt.Errorf("fsm: oversized entry %d no longer decodes: %w", l.Index, err))
-	}
 	var marker uint64
-	err = f.db.View(func(txn *badger.Txn) error {
+	err := f.db.View(func(txn *badger.Txn) (err error) {
 		marker, err = readUint(txn, metaOversized)
 		return err
 	})
 	if err != nil {
 		panic(fmt.Errorf("fsm: read oversized marker: %w", err))
 	}
-	var res *kv.Result
-	var o *overlay
-	err = f.db.View(func(txn *badger.Txn) error {
-		o = newOverlay(txn)
-		res, err = execute(o, l.Index, c, marker == l.Index)
-		return err
-	})
+	force := marker == l.Index
+	view := f.db.NewTransaction(false)
+	defer view.Discard()
+	// Mark only a command that will write: the replay skips checks.
+	dry, err := execute(newOverlay(view), l.Index, c, force)
 	if err != nil {
 		panic(fmt.Errorf("fsm: evaluate oversized entry %d: %w", l.Index, err))
 	}
-	kvIndex := f.kvIndex.Load()
-	if res.OK && o.changed() {
-		kvIndex = l.Index
+	if dry.OK && !force {
 		if err := f.db.Update(func(txn *badger.Txn) error { return txn.Set(metaOversized, uintBytes(l.Index)) }); err != nil {
 			panic(fmt.Errorf("fsm: mark oversized entry %d: %w", l.Index, err))
 		}
-		wb := f.db.NewWriteBatch()
-		if err := o.flush(wb.Set, wb.Delete); err != nil {
-			wb.Cancel()
-			panic(fmt.Errorf("fsm: write oversized entry %d: %w", l.Index, err))
-		}
-		if err := wb.Flush(); err != nil {
-			panic(fmt.Errorf("fsm: flush oversized entry %d: %w", l.Index, err))
-		}
+	}
+	// Writes go to a WriteBatch, which splits as needed.
+	b := f.newBatch(view)
+	wb := f.db.NewWriteBatch()
+	res, err := b.command(wb, l.Index, c, force)
+	if err == nil {
+		err = wb.Flush()
+	} else {
+		wb.Cancel()
+	}
+	if err != nil {
+		panic(fmt.Errorf("fsm: write oversized entry %d: %w", l.Index, err))
 	}
 	err = f.db.Update(func(txn *badger.Txn) error {
+		b.txn = txn
 		if err := txn.Delete(metaOversized); err != nil {
 			return err
 		}
-		return writeMeta(txn.Set, l.Index, kvIndex)
+		return b.writeMeta(l.Index)
 	})
 	if err != nil {
 		panic(fmt.Errorf("fsm: finish oversized entry %d: %w", l.Index, err))
 	}
-	f.advance(l.Index, kvIndex)
+	f.publish(b, l.Index)
 	f.logger.Info("applied oversized command in pieces", "index", l.Index)
 	return res
 }
@@ -313,13 +295,6 @@ func (f *FSM) AppliedChanged() <-chan struct{} {
 	f.waitMu.Lock()
 	defer f.waitMu.Unlock()
 	return f.waitCh
-}
-
-func writeMeta(set func(k, v []byte) error, applied, kvIndex uint64) error {
-	if err := set(metaApplied, uintBytes(applied)); err != nil {
-		return err
-	}
-	return set(metaKVIndex, uintBytes(kvIndex))
 }
 
 func uintBytes(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }

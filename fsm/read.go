@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"encoding/binary"
 	"fmt"
 	"strings"
 
@@ -9,19 +10,28 @@ import (
 	"github.com/raftkv/raftkv/kv"
 )
 
-// Reads see one Badger snapshot each, so an entry list and the index returned
-// with it always belong together.
+// Reads see one Badger snapshot each, so an entry list and the index
+// returned with it always belong together.
+//
+// The index of a query (X-Consul-Index) rises whenever its result could
+// have changed and never goes backwards: it is the largest of the
+// ModifyIndex of what the query sees, the tombstones of keys deleted under
+// it, and the reaped mark (the newest tombstone ever dropped by age).
 
-// Get returns the entry for key and the query index: the key's ModifyIndex
-// when it exists, the KV index otherwise. kv.ErrNotFound if absent.
+// Get returns the entry for key and its query index: the key's ModifyIndex
+// when it exists. kv.ErrNotFound if absent.
 func (f *FSM) Get(key string) (kv.Entry, uint64, error) {
 	var e *kv.Entry
 	var index uint64
 	err := f.view(func(txn *badger.Txn) (err error) {
-		if index, err = readKVIndex(txn); err != nil {
+		if e, err = newOverlay(txn).get(key); err != nil || e != nil {
 			return err
 		}
-		e, err = newOverlay(txn).get(key)
+		if index, err = readUint(txn, metaReaped); err != nil {
+			return err
+		}
+		tomb, err := readUint(txn, prefixed(tombPrefix, key))
+		index = max(index, tomb, 1)
 		return err
 	})
 	if err != nil {
@@ -33,16 +43,17 @@ func (f *FSM) Get(key string) (kv.Entry, uint64, error) {
 	return *e, e.ModifyIndex, nil
 }
 
-// List returns every entry under prefix, sorted by key, and the KV index.
+// List returns every entry under prefix, sorted by key, and the query index.
 func (f *FSM) List(prefix string) ([]kv.Entry, uint64, error) {
 	var out []kv.Entry
 	var index uint64
 	err := f.view(func(txn *badger.Txn) (err error) {
-		if index, err = readKVIndex(txn); err != nil {
+		if index, err = deletedIndex(txn, prefix); err != nil {
 			return err
 		}
 		return scanPrefix(txn, prefix, true, func(e kv.Entry) bool {
 			out = append(out, e)
+			index = max(index, e.ModifyIndex)
 			return true
 		})
 	})
@@ -51,36 +62,75 @@ func (f *FSM) List(prefix string) ([]kv.Entry, uint64, error) {
 
 // Keys returns the key names under prefix. With a separator, keys are rolled
 // up to the first separator after the prefix ("a/b/"), and the scan jumps
-// over each rolled-up subtree instead of reading it.
+// over each rolled-up subtree instead of reading it. Changes inside a
+// subtree cannot change the answer unless they delete it (a tombstone) or
+// create it (a new first key), so the index needs nothing more.
 func (f *FSM) Keys(prefix, separator string) ([]string, uint64, error) {
 	var out []string
 	var index uint64
 	err := f.view(func(txn *badger.Txn) (err error) {
-		if index, err = readKVIndex(txn); err != nil {
+		if index, err = deletedIndex(txn, prefix); err != nil {
 			return err
 		}
-		start := prefix
-		for {
-			var next string
-			err := scanFrom(txn, prefix, start, false, func(e kv.Entry) bool {
-				if separator != "" {
-					if i := strings.Index(e.Key[len(prefix):], separator); i >= 0 {
-						rolled := e.Key[:len(prefix)+i+len(separator)]
-						out = append(out, rolled)
-						next = prefixEnd(rolled)
-						return false
-					}
-				}
-				out = append(out, e.Key)
-				return true
-			})
-			if err != nil || next == "" {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = dataKey(prefix)
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Seek(opts.Prefix); it.ValidForPrefix(opts.Prefix); {
+			item := it.Item()
+			key := string(item.Key()[len(dataPrefix):])
+			err := item.Value(func(v []byte) error {
+				_, _, modify, err := decodeRecordHeader(v)
+				index = max(index, modify)
 				return err
+			})
+			if err != nil {
+				return fmt.Errorf("keys %q: %w", key, err)
 			}
-			start = next
+			if separator != "" {
+				if i := strings.Index(key[len(prefix):], separator); i >= 0 {
+					rolled := key[:len(prefix)+i+len(separator)]
+					out = append(out, rolled)
+					next := prefixEnd(rolled)
+					if next == "" {
+						return nil
+					}
+					it.Seek(dataKey(next))
+					continue
+				}
+			}
+			out = append(out, key)
+			it.Next()
 		}
+		return nil
 	})
 	return out, index, err
+}
+
+// deletedIndex is the newest delete under prefix: its tombstones and the
+// reaped mark. Never 0, so clients can always block on the result.
+func deletedIndex(txn *badger.Txn, prefix string) (uint64, error) {
+	index, err := readUint(txn, metaReaped)
+	if err != nil {
+		return 0, err
+	}
+	opts := badger.DefaultIteratorOptions
+	opts.Prefix = prefixed(tombPrefix, prefix)
+	it := txn.NewIterator(opts)
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		err := it.Item().Value(func(v []byte) error {
+			if len(v) != 8 {
+				return fmt.Errorf("tombstone %q has %d bytes", it.Item().Key(), len(v))
+			}
+			index = max(index, binary.BigEndian.Uint64(v))
+			return nil
+		})
+		if err != nil {
+			return 0, err
+		}
+	}
+	return max(index, 1), nil
 }
 
 // view runs fn in a read transaction, excluded from multi-commit changes.
@@ -91,13 +141,6 @@ func (f *FSM) view(fn func(txn *badger.Txn) error) error {
 		return fmt.Errorf("fsm: read: %w", err)
 	}
 	return nil
-}
-
-// readKVIndex is the index a listing reports: it changes whenever any key
-// changes, and is never 0 so that clients can always block on it.
-func readKVIndex(txn *badger.Txn) (uint64, error) {
-	v, err := readUint(txn, metaKVIndex)
-	return max(v, 1), err
 }
 
 // prefixEnd is the smallest key greater than every key starting with p, or
@@ -112,3 +155,4 @@ func prefixEnd(p string) string {
 	}
 	return ""
 }
+

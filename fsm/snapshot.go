@@ -125,6 +125,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	prevApplied := f.applied.Load()
 	f.applied.Store(0)
 	if err := f.db.DropAll(); err != nil {
 		return fmt.Errorf("fsm: restore: drop old state: %w", err)
@@ -168,21 +169,31 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if err := wb.Flush(); err != nil {
 		return fmt.Errorf("fsm: restore: flush: %w", err)
 	}
-	var kvIndex, confIndex uint64
+	// A snapshot with applied index 0 comes from an operator's restore (its
+	// own indexes belong to another history): raise the reaped mark to what
+	// this node had, so query indexes do not go backwards for its clients.
 	err = f.db.Update(func(txn *badger.Txn) error {
-		if kvIndex, err = readUint(txn, metaKVIndex); err != nil {
-			return err
-		}
-		if confIndex, err = readUint(txn, metaConfIndex); err != nil {
-			return err
+		if applied == 0 {
+			reaped, err := readUint(txn, metaReaped)
+			if err != nil {
+				return err
+			}
+			if err := txn.Set(metaReaped, uintBytes(max(reaped, prevApplied))); err != nil {
+				return err
+			}
 		}
 		return txn.Set(metaApplied, uintBytes(applied))
 	})
+	if err == nil {
+		err = f.db.View(f.loadMeta)
+	}
 	if err != nil {
 		return fmt.Errorf("fsm: restore: write applied index: %w", err)
 	}
-	f.confIndex.Store(confIndex)
-	f.advance(applied, kvIndex)
+	f.advance(applied, f.kvIndex.Load())
+	if f.notify != nil {
+		f.notify.AllChanged()
+	}
 	f.logger.Info("restored snapshot", "applied", applied, "records", count)
 	return nil
 }

@@ -1,0 +1,302 @@
+package fsm
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/raftkv/raftkv/kv"
+)
+
+// Replicated bookkeeping besides the keys themselves:
+//
+//   - tombstones ("t"+key → index of the delete) let a prefix query report an
+//     index that rises when a key under it is deleted;
+//   - the idempotency table ("i"+idempotency key → first result) makes a
+//     keyed write apply at most once;
+//   - the expiry queue ("e"+kind+time+index+name, ordered by time) drops both
+//     by age, a bounded number per batch, using the commands' own timestamps
+//     so that every node expires the same entries at the same log index.
+//
+// Reaping a tombstone raises "m:reaped", which every query index includes,
+// so indexes never go backwards when tombstones disappear.
+var (
+	tombPrefix    = []byte("t")
+	idemPrefix    = []byte("i")
+	expiryPrefix  = []byte("e")
+	metaReaped    = []byte("m:reaped")
+	metaIdemCount = []byte("m:idemcount")
+)
+
+// These are part of the replicated state machine's behaviour: every node
+// must run with the same values. Variables only so tests can shrink them.
+var (
+	tombstoneTTL       = 15 * time.Minute
+	idempotencyTTL     = 15 * time.Minute // the contract promises at least 10
+	maxIdempotencyKeys = int64(100_000)
+	maxExpiryPerBatch  = 256
+)
+
+const (
+	kindTomb = 't'
+	kindIdem = 'i'
+)
+
+func prefixed(p []byte, name string) []byte {
+	b := make([]byte, 0, len(p)+len(name))
+	return append(append(b, p...), name...)
+}
+
+func expiryKey(kind byte, t int64, index uint64, name string) []byte {
+	b := make([]byte, 0, 2+16+len(name))
+	b = append(b, expiryPrefix...)
+	b = append(b, kind)
+	b = binary.BigEndian.AppendUint64(b, uint64(t))
+	b = binary.BigEndian.AppendUint64(b, index)
+	return append(b, name...)
+}
+
+// writer is what both a Badger transaction and a WriteBatch offer.
+type writer interface {
+	Set(k, v []byte) error
+	Delete(k []byte) error
+}
+
+// batchState carries one Badger commit's worth of bookkeeping. Its values
+// reach the FSM only after the commit succeeded (publish).
+type batchState struct {
+	txn       *badger.Txn
+	changed   []string // keys set or deleted, for watchers
+	kvIndex   uint64
+	confIndex uint64
+	reaped    uint64
+	idemCount int64
+	next      map[byte]int64 // earliest expiry-queue time per kind
+	now       int64          // latest command time seen (unix ns)
+}
+
+func (f *FSM) newBatch(txn *badger.Txn) *batchState {
+	f.metaMu.Lock()
+	defer f.metaMu.Unlock()
+	return &batchState{
+		txn: txn, kvIndex: f.kvIndex.Load(), confIndex: f.confIndex.Load(),
+		reaped: f.reaped, idemCount: f.idemCount,
+		next: map[byte]int64{kindTomb: f.next[kindTomb], kindIdem: f.next[kindIdem]},
+		now:  f.lastTime,
+	}
+}
+
+// publish makes a committed batch's bookkeeping visible.
+func (f *FSM) publish(b *batchState, applied uint64) {
+	f.metaMu.Lock()
+	f.reaped, f.idemCount, f.lastTime = b.reaped, b.idemCount, b.now
+	f.next[kindTomb], f.next[kindIdem] = b.next[kindTomb], b.next[kindIdem]
+	f.metaMu.Unlock()
+	f.confIndex.Store(b.confIndex)
+	f.advance(applied, b.kvIndex)
+	if f.notify != nil && len(b.changed) > 0 {
+		f.notify.KeysChanged(b.changed)
+	}
+}
+
+// command applies one decoded command at index idx. w receives the writes
+// (the batch's transaction, or a WriteBatch for oversized commands).
+func (b *batchState) command(w writer, idx uint64, c *kv.Command, force bool) (*kv.Result, error) {
+	t := c.Time.UnixNano()
+	if c.Time.IsZero() {
+		t = b.now
+	}
+	b.now = max(b.now, t)
+	if c.IdempotencyKey != "" {
+		if res, err := b.firstResult(c.IdempotencyKey); res != nil || err != nil {
+			return res, err
+		}
+	}
+	o := newOverlay(b.txn)
+	res, err := execute(o, idx, c, force)
+	if err != nil {
+		return nil, err
+	}
+	if res.OK && o.changed() {
+		if err := o.flush(w.Set, w.Delete); err != nil {
+			return nil, err
+		}
+		for _, key := range o.order {
+			if o.pending[key] != nil {
+				continue
+			}
+			if err := w.Set(prefixed(tombPrefix, key), uintBytes(idx)); err != nil {
+				return nil, err
+			}
+			if err := b.enqueue(w, kindTomb, t, idx, key); err != nil {
+				return nil, err
+			}
+		}
+		b.changed = append(b.changed, o.order...)
+		b.kvIndex = idx
+	}
+	if c.IdempotencyKey != "" {
+		if err := w.Set(prefixed(idemPrefix, c.IdempotencyKey), encodeResult(res)); err != nil {
+			return nil, err
+		}
+		if err := b.enqueue(w, kindIdem, t, idx, c.IdempotencyKey); err != nil {
+			return nil, err
+		}
+		b.idemCount++
+	}
+	return res, nil
+}
+
+// firstResult returns the stored answer of an earlier write with the same
+// idempotency key, or nil.
+func (b *batchState) firstResult(key string) (*kv.Result, error) {
+	item, err := b.txn.Get(prefixed(idemPrefix, key))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read idempotency key: %w", err)
+	}
+	var res *kv.Result
+	err = item.Value(func(v []byte) (err error) { res, err = decodeResult(v); return err })
+	return res, err
+}
+
+func (b *batchState) enqueue(w writer, kind byte, t int64, idx uint64, name string) error {
+	b.next[kind] = min(b.next[kind], t)
+	return w.Set(expiryKey(kind, t, idx, name), nil)
+}
+
+// expire drops up to maxExpiryPerBatch queue entries that are older than
+// their TTL (or, for the idempotency table, over the size cap).
+func (b *batchState) expire() error {
+	budget := maxExpiryPerBatch
+	for _, k := range []struct {
+		kind byte
+		ttl  time.Duration
+	}{{kindTomb, tombstoneTTL}, {kindIdem, idempotencyTTL}} {
+		cutoff := b.now - int64(k.ttl)
+		overCap := k.kind == kindIdem && b.idemCount > maxIdempotencyKeys
+		if b.next[k.kind] > cutoff && !overCap {
+			continue
+		}
+		n, err := b.expireKind(k.kind, cutoff, budget)
+		if err != nil {
+			return fmt.Errorf("expire %c: %w", k.kind, err)
+		}
+		budget -= n
+	}
+	return nil
+}
+
+func (b *batchState) expireKind(kind byte, cutoff int64, budget int) (int, error) {
+	prefix := append(append([]byte(nil), expiryPrefix...), kind)
+	opts := badger.DefaultIteratorOptions
+	opts.PrefetchValues = false
+	opts.Prefix = prefix
+	it := b.txn.NewIterator(opts)
+	var victims [][]byte
+	b.next[kind] = math.MaxInt64
+	for it.Rewind(); it.Valid(); it.Next() {
+		k := it.Item().KeyCopy(nil)
+		t := int64(binary.BigEndian.Uint64(k[len(prefix):]))
+		overCap := kind == kindIdem && b.idemCount-int64(len(victims)) > maxIdempotencyKeys
+		if (t > cutoff && !overCap) || len(victims) >= budget {
+			b.next[kind] = t
+			break
+		}
+		victims = append(victims, k)
+	}
+	it.Close()
+	for _, k := range victims {
+		idx := binary.BigEndian.Uint64(k[len(prefix)+8:])
+		name := string(k[len(prefix)+16:])
+		if err := b.drop(kind, idx, name); err != nil {
+			return 0, err
+		}
+		if err := b.txn.Delete(k); err != nil {
+			return 0, err
+		}
+	}
+	return len(victims), nil
+}
+
+// drop removes the tombstone or idempotency record a queue entry points to,
+// unless a later write replaced it (then its own queue entry owns it).
+func (b *batchState) drop(kind byte, idx uint64, name string) error {
+	key := prefixed(tombPrefix, name)
+	if kind == kindIdem {
+		key = prefixed(idemPrefix, name)
+		b.idemCount--
+	}
+	item, err := b.txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var owner uint64
+	err = item.Value(func(v []byte) error {
+		if kind == kindTomb {
+			owner = binary.BigEndian.Uint64(v)
+			return nil
+		}
+		owner = (&decoder{b: v[1:]}).uvarint() // the stored result's index
+		return nil
+	})
+	if err != nil || owner != idx {
+		return err
+	}
+	if kind == kindTomb {
+		b.reaped = max(b.reaped, idx)
+	}
+	return b.txn.Delete(key)
+}
+
+// writeMeta records the batch's indexes in its transaction.
+func (b *batchState) writeMeta(applied uint64) error {
+	for _, kv := range []struct {
+		k []byte
+		v uint64
+	}{{metaApplied, applied}, {metaKVIndex, b.kvIndex}, {metaConfIndex, b.confIndex}, {metaReaped, b.reaped}, {metaIdemCount, uint64(b.idemCount)}} {
+		if err := b.txn.Set(kv.k, uintBytes(kv.v)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// loadMeta reads the bookkeeping from Badger (at Open and after Restore).
+func (f *FSM) loadMeta(txn *badger.Txn) error {
+	vals := make([]uint64, 5)
+	for i, k := range [][]byte{metaApplied, metaKVIndex, metaConfIndex, metaReaped, metaIdemCount} {
+		v, err := readUint(txn, k)
+		if err != nil {
+			return err
+		}
+		vals[i] = v
+	}
+	f.metaMu.Lock()
+	defer f.metaMu.Unlock()
+	f.reaped, f.idemCount = vals[3], int64(vals[4])
+	for _, kind := range []byte{kindTomb, kindIdem} {
+		f.next[kind] = math.MaxInt64
+		opts := badger.DefaultIteratorOptions
+		opts.PrefetchValues = false
+		opts.Prefix = append(append([]byte(nil), expiryPrefix...), kind)
+		it := txn.NewIterator(opts)
+		if it.Rewind(); it.Valid() {
+			f.next[kind] = int64(binary.BigEndian.Uint64(it.Item().Key()[len(opts.Prefix):]))
+		}
+		it.Close()
+	}
+	f.confIndex.Store(vals[2])
+	f.kvIndex.Store(vals[1])
+	f.applied.Store(vals[0])
+	return nil
+}
