@@ -107,6 +107,20 @@ func (f *FSM) Keys(prefix, separator string) ([]string, uint64, error) {
 	return out, index, err
 }
 
+// Evaluate runs a read-only command against the current state without
+// changing anything; Result.Index is the applied index it saw.
+func (f *FSM) Evaluate(c *kv.Command) (*kv.Result, error) {
+	if !c.ReadOnly() {
+		return nil, fmt.Errorf("%w: Evaluate takes read-only commands", kv.ErrInvalid)
+	}
+	var res *kv.Result
+	err := f.view(func(txn *badger.Txn) (err error) {
+		res, err = execute(newOverlay(txn), f.applied.Load(), c, false)
+		return err
+	})
+	return res, err
+}
+
 // deletedIndex is the newest delete under prefix: its tombstones and the
 // reaped mark. Never 0, so clients can always block on the result.
 func deletedIndex(txn *badger.Txn, prefix string) (uint64, error) {
@@ -155,4 +169,3 @@ func prefixEnd(p string) string {
 	}
 	return ""
 }
-

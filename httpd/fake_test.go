@@ -18,7 +18,9 @@ type fakeStore struct {
 	err     error
 	ready   bool
 	servers []kv.Server
-	applied int // Apply calls that reached the store
+	applied  int // Apply calls that reached the store
+	readTxns int
+	idemKeys []string // idempotency keys seen by Apply
 }
 
 func newFakeStore() *fakeStore {
@@ -75,6 +77,9 @@ func (f *fakeStore) Apply(ctx context.Context, cmd *kv.Command) (*kv.Result, err
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.applied++
+	if cmd.IdempotencyKey != "" {
+		f.idemKeys = append(f.idemKeys, cmd.IdempotencyKey)
+	}
 	if f.err != nil {
 		return nil, f.err
 	}
@@ -131,6 +136,17 @@ func (f *fakeStore) Apply(ctx context.Context, cmd *kv.Command) (*kv.Result, err
 	}
 	f.data = next
 	return res, nil
+}
+
+func (f *fakeStore) ReadTxn(ctx context.Context, cmd *kv.Command, stale bool) (*kv.Result, error) {
+	f.mu.Lock()
+	f.readTxns++
+	f.mu.Unlock()
+	res, err := f.Apply(ctx, cmd)
+	f.mu.Lock()
+	f.applied--
+	f.mu.Unlock()
+	return res, err
 }
 
 func (f *fakeStore) Leader() (string, string) { return "127.0.0.1:7001", "n1" }

@@ -20,6 +20,7 @@ import (
 type Store interface {
 	Read(ctx context.Context, q kv.Query) (*kv.QueryResult, error)
 	Apply(ctx context.Context, cmd *kv.Command) (*kv.Result, error)
+	ReadTxn(ctx context.Context, cmd *kv.Command, stale bool) (*kv.Result, error)
 	Leader() (addr, id string)
 	Configuration(ctx context.Context) (kv.Configuration, error)
 	Join(ctx context.Context, id, addr string) error

@@ -166,16 +166,16 @@ func TestStatusTable(t *testing.T) {
 		{"GET on peer", "GET", "/v1/operator/raft/peer", "", nil, 405, false},
 		{"peer add without address", "PUT", "/v1/operator/raft/peer?id=x", "", nil, 400, false},
 		{"remove unknown peer", "DELETE", "/v1/operator/raft/peer?id=nope", "", nil, 404, false},
-		{"blocking query", "GET", "/v1/kv/k?index=5", "", nil, 501, false},
-		{"idempotency key", "PUT", "/v1/kv/k", "v", nil, 501, false},
+		{"idempotency key too long", "PUT", "/v1/kv/k", "v", nil, 400, false},
+		{"sessions", "PUT", "/v1/kv/k?acquire=abc", "v", nil, 501, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			srv, store := newTestServer(t)
 			store.err = c.storeErr
 			var hdr []string
-			if c.name == "idempotency key" {
-				hdr = []string{"Idempotency-Key", "abc"}
+			if c.name == "idempotency key too long" {
+				hdr = []string{"Idempotency-Key", strings.Repeat("i", kv.MaxIdempotencyKeySize+1)}
 			}
 			r := do(t, srv, c.method, c.path, c.body, hdr...)
 			if r.status != c.want {
@@ -218,6 +218,22 @@ func TestTxn(t *testing.T) {
 	}
 	if _, exists := store.data["c"]; exists {
 		t.Fatal("failed txn was not rolled back")
+	}
+	// Read-only transactions do not go through raft.
+	before := store.applied
+	r = do(t, srv, "PUT", "/v1/txn?stale", `[{"KV":{"Verb":"get","Key":"a"}},{"KV":{"Verb":"check-not-exists","Key":"zz"}}]`)
+	if r.status != 200 || store.readTxns != 1 || store.applied != before {
+		t.Fatalf("read-only txn: %+v (readTxns=%d, applies %d→%d)", r, store.readTxns, before, store.applied)
+	}
+}
+
+func TestIdempotencyKeyReachesTheStore(t *testing.T) {
+	srv, store := newTestServer(t)
+	do(t, srv, "PUT", "/v1/kv/a", "1", "Idempotency-Key", "k1")
+	do(t, srv, "DELETE", "/v1/kv/a", "", "Idempotency-Key", "k2")
+	do(t, srv, "PUT", "/v1/txn", `[{"KV":{"Verb":"set","Key":"b"}}]`, "Idempotency-Key", "k3")
+	if fmt.Sprint(store.idemKeys) != "[k1 k2 k3]" {
+		t.Fatalf("idempotency keys seen by the store: %v", store.idemKeys)
 	}
 }
 

@@ -88,17 +88,14 @@ func (h *handler) kvGet(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	var wait time.Duration
 	if has(q, "wait") {
-		if _, err := parseWait(q.Get("wait")); err != nil {
+		if wait, err = parseWait(q.Get("wait")); err != nil {
 			writeError(w, err)
 			return
 		}
 	}
-	if index > 0 {
-		writeError(w, fmt.Errorf("%w: blocking queries (index=) are not supported yet", kv.ErrNotImplemented))
-		return
-	}
-	query := kv.Query{Kind: kv.ReadGet, Key: key, Stale: has(q, "stale")}
+	query := kv.Query{Kind: kv.ReadGet, Key: key, Stale: has(q, "stale"), MinIndex: index, Wait: wait}
 	switch {
 	case has(q, "keys"):
 		query.Kind, query.Separator = kv.ReadKeys, q.Get("separator")
@@ -148,19 +145,19 @@ func setQueryHeaders(w http.ResponseWriter, res *kv.QueryResult) {
 	}
 }
 
-// rejectUnsupportedWrite answers features the write path does not have yet.
+// rejectUnsupportedWrite answers features the write path does not have.
 func rejectUnsupportedWrite(w http.ResponseWriter, r *http.Request) bool {
 	q := r.URL.Query()
-	switch {
-	case r.Header.Get("Idempotency-Key") != "":
-		writeError(w, fmt.Errorf("%w: Idempotency-Key is not supported yet", kv.ErrNotImplemented))
-	case has(q, "acquire") || has(q, "release"):
+	if has(q, "acquire") || has(q, "release") {
 		writeError(w, fmt.Errorf("%w: sessions (acquire/release) are not supported", kv.ErrNotImplemented))
-	default:
-		return false
+		return true
 	}
-	return true
+	return false
 }
+
+// idempotencyKey is the optional Idempotency-Key header of a write: a
+// retry carrying the same key gets the first answer and applies nothing.
+func idempotencyKey(r *http.Request) string { return r.Header.Get("Idempotency-Key") }
 
 func (h *handler) kvPut(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
@@ -242,7 +239,12 @@ func (h *handler) kvDelete(w http.ResponseWriter, r *http.Request) {
 
 // applyBool runs a one-op write and answers Consul's true/false.
 func (h *handler) applyBool(w http.ResponseWriter, r *http.Request, op kv.Op) {
-	res, err := h.store.Apply(r.Context(), &kv.Command{Ops: []kv.Op{op}})
+	cmd := &kv.Command{Ops: []kv.Op{op}, IdempotencyKey: idempotencyKey(r)}
+	if err := cmd.Validate(h.maxValue); err != nil {
+		writeError(w, err)
+		return
+	}
+	res, err := h.store.Apply(r.Context(), cmd)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -303,7 +305,7 @@ func (h *handler) txn(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: transaction has %d operations, at most %d", kv.ErrTooLarge, len(ops), kv.MaxTxnOps))
 		return
 	}
-	cmd := &kv.Command{Ops: make([]kv.Op, 0, len(ops))}
+	cmd := &kv.Command{Ops: make([]kv.Op, 0, len(ops)), IdempotencyKey: idempotencyKey(r)}
 	for i, op := range ops {
 		if op.KV == nil {
 			writeError(w, fmt.Errorf("%w: operation %d: only KV operations are supported", kv.ErrInvalid, i))
@@ -320,7 +322,18 @@ func (h *handler) txn(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	res, err := h.store.Apply(r.Context(), cmd)
+	q := r.URL.Query()
+	if has(q, "stale") && has(q, "consistent") {
+		writeError(w, fmt.Errorf("%w: cannot use stale and consistent together", kv.ErrInvalid))
+		return
+	}
+	var res *kv.Result
+	if cmd.ReadOnly() {
+		// Nothing to replicate: read on this node, linearizably unless ?stale.
+		res, err = h.store.ReadTxn(r.Context(), cmd, has(q, "stale"))
+	} else {
+		res, err = h.store.Apply(r.Context(), cmd)
+	}
 	if err != nil {
 		writeError(w, err)
 		return

@@ -117,6 +117,16 @@ type Result struct {
 	Errors  []OpError
 }
 
+// ReadOnly reports whether no operation writes.
+func (c *Command) ReadOnly() bool {
+	for _, op := range c.Ops {
+		if op.Verb.Writes() {
+			return false
+		}
+	}
+	return true
+}
+
 // Validate checks the parts of a command that do not depend on state: verbs,
 // key sizes, value sizes and op count. maxValue <= 0 means the default.
 func (c *Command) Validate(maxValue int) error {

@@ -17,7 +17,18 @@ type Query struct {
 	Key       string // the key, or the prefix for List and Keys
 	Separator string // Keys only
 	Stale     bool
+	// MinIndex > 0 makes the query blocking: it answers once the result's
+	// Index is greater than MinIndex, or after Wait (DefaultWait if zero,
+	// at most MaxWait), whichever comes first.
+	MinIndex uint64
+	Wait     time.Duration
 }
+
+// Blocking query limits (API.md §2).
+const (
+	DefaultWait = 5 * time.Minute
+	MaxWait     = 10 * time.Minute
+)
 
 // QueryResult is the answer to a Query. An absent key or an empty prefix is
 // not an error: Entries (or Keys) is empty and Index still says how fresh

@@ -46,7 +46,7 @@ type metrics struct {
 	applyLatency  prometheus.Histogram
 }
 
-func newMetrics() *metrics {
+func newMetrics(watchers func() int) *metrics {
 	m := &metrics{
 		registry: prometheus.NewRegistry(),
 		leaderChanges: prometheus.NewCounter(prometheus.CounterOpts{
@@ -67,6 +67,10 @@ func newMetrics() *metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.leaderChanges, m.forwarded, m.applyLatency,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "raftkv_blocking_queries",
+			Help: "Blocking queries currently waiting for a change on this node.",
+		}, func() float64 { return float64(watchers()) }),
 	)
 	if sink := globalRaftSink(); sink != nil {
 		m.registry.MustRegister(sink)

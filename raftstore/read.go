@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -218,22 +219,87 @@ func (v *verifier) run() {
 	}
 }
 
-// Read answers a query, linearizably unless q.Stale.
+// Read answers a query, linearizably unless q.Stale. A blocking query
+// (q.MinIndex > 0) then waits for a change that could affect its result.
 func (s *RaftStore) Read(ctx context.Context, q kv.Query) (*kv.QueryResult, error) {
 	if err := kv.ValidateKey(q.Key, q.Kind != kv.ReadGet); err != nil {
 		return nil, err
 	}
+	if q.Kind > kv.ReadKeys {
+		return nil, fmt.Errorf("%w: unknown read kind %d", kv.ErrInvalid, q.Kind)
+	}
 	if !q.Stale {
-		ctx, cancel := s.withTimeout(ctx)
-		defer cancel()
-		idx, err := s.readIndex(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if err := s.waitApplied(ctx, idx); err != nil {
+		if err := s.linearize(ctx); err != nil {
 			return nil, err
 		}
 	}
+	if q.MinIndex == 0 {
+		return s.readLocal(q)
+	}
+	return s.block(ctx, q)
+}
+
+// ReadTxn evaluates a read-only transaction on this node, linearizably
+// unless stale.
+func (s *RaftStore) ReadTxn(ctx context.Context, cmd *kv.Command, stale bool) (*kv.Result, error) {
+	if err := cmd.Validate(s.cfg.MaxValueBytes); err != nil {
+		return nil, err
+	}
+	if !stale {
+		if err := s.linearize(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return s.fsm.Evaluate(cmd)
+}
+
+// linearize waits until this node has applied everything committed before
+// the call: after it, a local read is linearizable.
+func (s *RaftStore) linearize(ctx context.Context) error {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	idx, err := s.readIndex(ctx)
+	if err != nil {
+		return err
+	}
+	return s.waitApplied(ctx, idx)
+}
+
+// block re-reads q each time a watched key changes, until the result's
+// index passes q.MinIndex or the wait is over. The watch is registered
+// before each read, so a change between the read and the wait still wakes it.
+func (s *RaftStore) block(ctx context.Context, q kv.Query) (*kv.QueryResult, error) {
+	wait := q.Wait
+	if wait <= 0 {
+		wait = kv.DefaultWait
+	}
+	wait = min(wait, kv.MaxWait)
+	wait += rand.N(wait/16 + 1) // spread the herd of re-polls, as Consul does
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		w := s.watch.Watch(q.Key, q.Kind != kv.ReadGet)
+		res, err := s.readLocal(q)
+		if err != nil || res.Index > q.MinIndex {
+			s.watch.Stop(w)
+			return res, err
+		}
+		select {
+		case <-w.C:
+			continue
+		case <-timer.C:
+		case <-s.ctx.Done():
+		case <-ctx.Done():
+			s.watch.Stop(w)
+			return nil, fmt.Errorf("%w: blocking query abandoned: %v", kv.ErrNoLeader, ctx.Err())
+		}
+		s.watch.Stop(w)
+		return res, nil
+	}
+}
+
+// readLocal reads this node's FSM.
+func (s *RaftStore) readLocal(q kv.Query) (*kv.QueryResult, error) {
 	res := &kv.QueryResult{Stale: q.Stale}
 	var err error
 	switch q.Kind {
@@ -249,8 +315,6 @@ func (s *RaftStore) Read(ctx context.Context, q kv.Query) (*kv.QueryResult, erro
 		res.Entries, res.Index, err = s.fsm.List(q.Key)
 	case kv.ReadKeys:
 		res.Keys, res.Index, err = s.fsm.Keys(q.Key, q.Separator)
-	default:
-		return nil, fmt.Errorf("%w: unknown read kind %d", kv.ErrInvalid, q.Kind)
 	}
 	if err != nil {
 		return nil, err

@@ -20,6 +20,7 @@ import (
 	"github.com/raftkv/raftkv/fsm"
 	"github.com/raftkv/raftkv/httpd"
 	"github.com/raftkv/raftkv/internal/logging"
+	"github.com/raftkv/raftkv/internal/watch"
 	"github.com/raftkv/raftkv/kv"
 	"github.com/raftkv/raftkv/mux"
 )
@@ -51,6 +52,7 @@ type RaftStore struct {
 	http     *http.Server
 	peers    *peerClient
 	verifier *verifier
+	watch    *watch.Hub
 	leader   leadership
 	metrics  *metrics
 
@@ -105,7 +107,8 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 	}
 	s.logger = cfg.Logger.With("node", s.id)
 
-	if s.fsm, err = fsm.Open(filepath.Join(cfg.DataDir, "fsm"), fsm.Options{Logger: s.logger, Small: cfg.SmallFootprint}); err != nil {
+	s.watch = watch.New()
+	if s.fsm, err = fsm.Open(filepath.Join(cfg.DataDir, "fsm"), fsm.Options{Logger: s.logger, Small: cfg.SmallFootprint, Notify: s.watch}); err != nil {
 		return nil, err
 	}
 	cleanup = append(cleanup, func() { s.fsm.Close() })
@@ -171,7 +174,7 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 
 	s.verifier = newVerifier(s.raft)
 	s.peers = newPeerClient()
-	s.metrics = newMetrics()
+	s.metrics = newMetrics(s.watch.Len)
 	s.http = &http.Server{
 		Handler:           s.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
