@@ -89,7 +89,7 @@ func TestIdempotentCommandAppliesOnce(t *testing.T) {
 	}
 	// The table is replicated state: it survives a snapshot.
 	sink := &memSink{}
-	if err := f.WriteSnapshot(sink); err != nil {
+	if _, err := f.WriteSnapshot(sink); err != nil {
 		t.Fatal(err)
 	}
 	g := mustOpen(t, t.TempDir())

@@ -197,7 +197,7 @@ func TestReplayAfterRestartChangesNothing(t *testing.T) {
 	older := mustOpen(t, t.TempDir())
 	older.Apply(entry(1, set("a", "1")))
 	sink := &memSink{}
-	if err := older.WriteSnapshot(sink); err != nil {
+	if _, err := older.WriteSnapshot(sink); err != nil {
 		t.Fatal(err)
 	}
 	f.SetResuming(true)
@@ -333,3 +333,39 @@ type memSink struct{ bytes.Buffer }
 func (m *memSink) ID() string    { return "mem" }
 func (m *memSink) Cancel() error { return nil }
 func (m *memSink) Close() error  { return nil }
+
+func TestCopyForRestoreMarksForeignAndRejectsGarbage(t *testing.T) {
+	src := mustOpen(t, t.TempDir())
+	for i := 1; i <= 20; i++ {
+		src.Apply(entry(uint64(i), set(fmt.Sprintf("k%02d", i), "v")))
+	}
+	var raw, copied bytes.Buffer
+	if _, err := src.WriteSnapshot(&raw); err != nil {
+		t.Fatal(err)
+	}
+	if err := CopyForRestore(&copied, bytes.NewReader(raw.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	dst := mustOpen(t, t.TempDir())
+	for i := 1; i <= 50; i++ { // dst has its own, longer history
+		dst.Apply(entry(uint64(i), set("mine", "x")))
+	}
+	_, before, _ := dst.List("")
+	if err := dst.Restore(io.NopCloser(&copied)); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := dump(t, dst), dump(t, src); got != want {
+		t.Fatalf("restored state differs:\n%s\nwant:\n%s", got, want)
+	}
+	if dst.AppliedIndex() != 0 {
+		t.Fatalf("foreign snapshot restored with applied index %d, want 0", dst.AppliedIndex())
+	}
+	if _, after, _ := dst.List(""); after < before {
+		t.Fatalf("query index went back from %d to %d across a foreign restore", before, after)
+	}
+	for _, bad := range [][]byte{nil, []byte("hello"), raw.Bytes()[:raw.Len()-1]} {
+		if err := CopyForRestore(io.Discard, bytes.NewReader(bad)); !errors.Is(err, kv.ErrInvalid) {
+			t.Fatalf("garbage of %d bytes accepted: %v", len(bad), err)
+		}
+	}
+}

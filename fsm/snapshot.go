@@ -12,6 +12,8 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/hashicorp/raft"
+
+	"github.com/raftkv/raftkv/kv"
 )
 
 // Snapshot stream format:
@@ -22,7 +24,8 @@ import (
 //
 // Records are every Badger key except the applied index, which the header
 // carries, so new kinds of replicated state are snapshotted without changing
-// the format.
+// the format. An applied index of 0 marks a snapshot from another history
+// (an operator's restore): see Restore.
 var snapMagic = []byte("RKVSNAP1")
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
@@ -52,25 +55,21 @@ func (s *snapshot) Persist(sink raft.SnapshotSink) error {
 
 func (s *snapshot) Release() { s.txn.Discard() }
 
-// WriteSnapshot streams the current state in snapshot format (used by operators'
-// backups as well as raft).
-func (f *FSM) WriteSnapshot(w io.Writer) error {
+// WriteSnapshot streams the current state in snapshot format (operators'
+// backups) and returns the applied index it reflects.
+func (f *FSM) WriteSnapshot(w io.Writer) (uint64, error) {
+	f.mu.RLock()
 	txn := f.db.NewTransaction(false)
+	applied := f.applied.Load()
+	f.mu.RUnlock()
 	defer txn.Discard()
-	return writeSnapshot(txn, f.applied.Load(), w)
+	return applied, writeSnapshot(txn, applied, w)
 }
 
 func writeSnapshot(txn *badger.Txn, applied uint64, w io.Writer) error {
-	crc := crc32.New(crcTable)
-	bw := bufio.NewWriterSize(io.MultiWriter(w, crc), 256<<10)
-	var scratch []byte
-	scratch = append(append(scratch[:0], snapMagic...), binary.AppendUvarint(nil, applied)...)
-	if _, err := bw.Write(scratch); err != nil {
-		return err
-	}
+	sw := newStreamWriter(w, applied)
 	it := txn.NewIterator(badger.DefaultIteratorOptions)
 	defer it.Close()
-	var count uint64
 	for it.Rewind(); it.Valid(); it.Next() {
 		item := it.Item()
 		if bytes.Equal(item.Key(), metaApplied) {
@@ -80,26 +79,30 @@ func writeSnapshot(txn *badger.Txn, applied uint64, w io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("read %q: %w", item.Key(), err)
 		}
-		scratch = append(scratch[:0], 1)
-		scratch = appendBytes(scratch, item.Key())
-		scratch = binary.AppendUvarint(scratch, uint64(len(v)))
-		if _, err := bw.Write(scratch); err != nil {
-			return err
+		sw.record(item.Key(), v)
+	}
+	return sw.finish()
+}
+
+// CopyForRestore checks a snapshot stream from src (framing, count,
+// checksum) and writes it to dst marked as foreign (applied index 0), so
+// that it can be restored into a cluster with a different history.
+func CopyForRestore(dst io.Writer, src io.Reader) error {
+	var sw *streamWriter
+	_, err := readSnapshot(src, func(uint64) (bool, error) {
+		sw = newStreamWriter(dst, 0)
+		return true, nil
+	}, func(k, v []byte) error {
+		if bytes.Equal(k, metaOversized) {
+			return nil
 		}
-		if _, err := bw.Write(v); err != nil {
-			return err
-		}
-		count++
+		sw.record(k, v)
+		return sw.err
+	})
+	if err != nil {
+		return fmt.Errorf("%w: not a valid raftkv snapshot: %v", kv.ErrInvalid, err)
 	}
-	scratch = binary.AppendUvarint(append(scratch[:0], 0), count)
-	if _, err := bw.Write(scratch); err != nil {
-		return err
-	}
-	if err := bw.Flush(); err != nil {
-		return err
-	}
-	_, err := w.Write(binary.BigEndian.AppendUint32(nil, crc.Sum32()))
-	return err
+	return sw.finish()
 }
 
 // Restore implements raft.FSM: it replaces all state with the snapshot's.
@@ -108,70 +111,45 @@ func writeSnapshot(txn *badger.Txn, applied uint64, w io.Writer) error {
 // restore is simply done again on the next start.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	crc := crc32.New(crcTable)
-	r := &snapReader{r: bufio.NewReaderSize(rc, 256<<10), crc: crc}
-	magic := make([]byte, len(snapMagic))
-	if _, err := io.ReadFull(r, magic); err != nil || !bytes.Equal(magic, snapMagic) {
-		return fmt.Errorf("fsm: restore: not a raftkv snapshot (err=%v)", err)
-	}
-	applied, err := binary.ReadUvarint(r)
+	var wb *badger.WriteBatch
+	var prevApplied uint64
+	locked := false
+	defer func() {
+		if wb != nil {
+			wb.Cancel()
+		}
+		if locked {
+			f.mu.Unlock()
+		}
+	}()
+	applied, err := readSnapshot(rc, func(applied uint64) (bool, error) {
+		if f.resuming.Load() && f.applied.Load() >= applied {
+			f.logger.Info("keeping local state, it is newer than the snapshot", "applied", f.applied.Load(), "snapshot", applied)
+			return false, nil
+		}
+		f.mu.Lock()
+		locked = true
+		prevApplied = f.applied.Load()
+		f.applied.Store(0)
+		if err := f.db.DropAll(); err != nil {
+			return false, fmt.Errorf("drop old state: %w", err)
+		}
+		wb = f.db.NewWriteBatch()
+		return true, nil
+	}, func(k, v []byte) error { return wb.Set(k, v) })
 	if err != nil {
-		return fmt.Errorf("fsm: restore: header: %w", err)
+		return fmt.Errorf("fsm: restore: %w", err)
 	}
-	if f.resuming.Load() && f.applied.Load() >= applied {
-		f.logger.Info("keeping local state, it is newer than the snapshot", "applied", f.applied.Load(), "snapshot", applied)
-		return nil
-	}
-
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	prevApplied := f.applied.Load()
-	f.applied.Store(0)
-	if err := f.db.DropAll(); err != nil {
-		return fmt.Errorf("fsm: restore: drop old state: %w", err)
-	}
-	wb := f.db.NewWriteBatch()
-	defer wb.Cancel()
-	var count uint64
-	for {
-		tag, err := r.ReadByte()
-		if err != nil {
-			return fmt.Errorf("fsm: restore: record %d: %w", count, err)
-		}
-		if tag == 0 {
-			break
-		}
-		if tag != 1 {
-			return fmt.Errorf("fsm: restore: record %d: unknown tag %d", count, tag)
-		}
-		k, err := r.readBytes()
-		if err != nil {
-			return fmt.Errorf("fsm: restore: record %d key: %w", count, err)
-		}
-		v, err := r.readBytes()
-		if err != nil {
-			return fmt.Errorf("fsm: restore: record %d value: %w", count, err)
-		}
-		if err := wb.Set(k, v); err != nil {
-			return fmt.Errorf("fsm: restore: write record %d: %w", count, err)
-		}
-		count++
-	}
-	want, err := binary.ReadUvarint(r)
-	if err != nil || want != count {
-		return fmt.Errorf("fsm: restore: trailer says %d records, read %d (err=%v)", want, count, err)
-	}
-	sum := crc.Sum32()
-	var got [4]byte
-	if _, err := io.ReadFull(r.r, got[:]); err != nil || binary.BigEndian.Uint32(got[:]) != sum {
-		return fmt.Errorf("fsm: restore: checksum mismatch (err=%v)", err)
+	if wb == nil {
+		return nil // kept the newer local state
 	}
 	if err := wb.Flush(); err != nil {
 		return fmt.Errorf("fsm: restore: flush: %w", err)
 	}
-	// A snapshot with applied index 0 comes from an operator's restore (its
-	// own indexes belong to another history): raise the reaped mark to what
-	// this node had, so query indexes do not go backwards for its clients.
+	wb = nil
+	// A foreign snapshot (applied index 0) carries another history's
+	// indexes: raise the reaped mark to what this node had, so query
+	// indexes never go backwards for its clients.
 	err = f.db.Update(func(txn *badger.Txn) error {
 		if applied == 0 {
 			reaped, err := readUint(txn, metaReaped)
@@ -194,15 +172,109 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if f.notify != nil {
 		f.notify.AllChanged()
 	}
-	f.logger.Info("restored snapshot", "applied", applied, "records", count)
+	f.logger.Info("restored snapshot", "applied", applied)
 	return nil
+}
+
+// readSnapshot parses a stream: header gets the applied index and says
+// whether to read on; record gets every (key, value). The count and the
+// checksum are verified at the end.
+func readSnapshot(src io.Reader, header func(applied uint64) (bool, error), record func(k, v []byte) error) (uint64, error) {
+	r := &snapReader{r: bufio.NewReaderSize(src, 256<<10), crc: crc32.New(crcTable)}
+	magic := make([]byte, len(snapMagic))
+	if _, err := io.ReadFull(r, magic); err != nil || !bytes.Equal(magic, snapMagic) {
+		return 0, fmt.Errorf("not a raftkv snapshot (err=%v)", err)
+	}
+	applied, err := binary.ReadUvarint(r)
+	if err != nil {
+		return 0, fmt.Errorf("header: %w", err)
+	}
+	if more, err := header(applied); !more || err != nil {
+		return applied, err
+	}
+	var count uint64
+	for {
+		tag, err := r.ReadByte()
+		if err != nil {
+			return 0, fmt.Errorf("record %d: %w", count, err)
+		}
+		if tag == 0 {
+			break
+		}
+		if tag != 1 {
+			return 0, fmt.Errorf("record %d: unknown tag %d", count, tag)
+		}
+		k, err := r.readBytes()
+		if err != nil {
+			return 0, fmt.Errorf("record %d key: %w", count, err)
+		}
+		v, err := r.readBytes()
+		if err != nil {
+			return 0, fmt.Errorf("record %d value: %w", count, err)
+		}
+		if err := record(k, v); err != nil {
+			return 0, fmt.Errorf("record %d: %w", count, err)
+		}
+		count++
+	}
+	want, err := binary.ReadUvarint(r)
+	if err != nil || want != count {
+		return 0, fmt.Errorf("trailer says %d records, read %d (err=%v)", want, count, err)
+	}
+	sum := r.crc.Sum32()
+	var got [4]byte
+	if _, err := io.ReadFull(r.r, got[:]); err != nil || binary.BigEndian.Uint32(got[:]) != sum {
+		return 0, fmt.Errorf("checksum mismatch (err=%v)", err)
+	}
+	return applied, nil
+}
+
+// streamWriter writes the snapshot format; the first error sticks.
+type streamWriter struct {
+	w       io.Writer
+	bw      *bufio.Writer
+	crc     hash.Hash32
+	count   uint64
+	scratch []byte
+	err     error
+}
+
+func newStreamWriter(w io.Writer, applied uint64) *streamWriter {
+	crc := crc32.New(crcTable)
+	sw := &streamWriter{w: w, crc: crc, bw: bufio.NewWriterSize(io.MultiWriter(w, crc), 256<<10)}
+	sw.write(append(append([]byte(nil), snapMagic...), binary.AppendUvarint(nil, applied)...))
+	return sw
+}
+
+func (s *streamWriter) write(b []byte) {
+	if s.err == nil {
+		_, s.err = s.bw.Write(b)
+	}
+}
+
+func (s *streamWriter) record(k, v []byte) {
+	s.scratch = appendBytes(append(s.scratch[:0], 1), k)
+	s.scratch = binary.AppendUvarint(s.scratch, uint64(len(v)))
+	s.write(s.scratch)
+	s.write(v)
+	s.count++
+}
+
+func (s *streamWriter) finish() error {
+	s.write(binary.AppendUvarint([]byte{0}, s.count))
+	if s.err == nil {
+		s.err = s.bw.Flush()
+	}
+	if s.err == nil {
+		_, s.err = s.w.Write(binary.BigEndian.AppendUint32(nil, s.crc.Sum32()))
+	}
+	return s.err
 }
 
 // snapReader reads the stream while feeding the checksum.
 type snapReader struct {
 	r   *bufio.Reader
 	crc hash.Hash32
-	buf []byte
 }
 
 func (s *snapReader) Read(p []byte) (int, error) {

@@ -2,6 +2,9 @@ package httpd
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"sync"
@@ -147,6 +150,27 @@ func (f *fakeStore) ReadTxn(ctx context.Context, cmd *kv.Command, stale bool) (*
 	f.applied--
 	f.mu.Unlock()
 	return res, err
+}
+
+// The fake's snapshot is its data as JSON.
+func (f *fakeStore) SaveSnapshot(ctx context.Context, w io.Writer, stale bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return f.err
+	}
+	return json.NewEncoder(w).Encode(f.data)
+}
+
+func (f *fakeStore) RestoreSnapshot(ctx context.Context, r io.Reader) error {
+	data := map[string]kv.Entry{}
+	if err := json.NewDecoder(r).Decode(&data); err != nil {
+		return fmt.Errorf("%w: bad snapshot: %v", kv.ErrInvalid, err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.data = data
+	return nil
 }
 
 func (f *fakeStore) Leader() (string, string) { return "127.0.0.1:7001", "n1" }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
@@ -21,6 +22,8 @@ type Store interface {
 	Read(ctx context.Context, q kv.Query) (*kv.QueryResult, error)
 	Apply(ctx context.Context, cmd *kv.Command) (*kv.Result, error)
 	ReadTxn(ctx context.Context, cmd *kv.Command, stale bool) (*kv.Result, error)
+	SaveSnapshot(ctx context.Context, w io.Writer, stale bool) error
+	RestoreSnapshot(ctx context.Context, r io.Reader) error
 	Leader() (addr, id string)
 	Configuration(ctx context.Context) (kv.Configuration, error)
 	Join(ctx context.Context, id, addr string) error
@@ -85,6 +88,9 @@ func New(store Store, opts Options) http.Handler {
 		http.MethodGet: h.kvGet, http.MethodPut: h.kvPut, http.MethodDelete: h.kvDelete,
 	})
 	route("/v1/txn", "txn", map[string]http.HandlerFunc{http.MethodPut: h.txn})
+	route("/v1/snapshot", "snapshot", map[string]http.HandlerFunc{
+		http.MethodGet: h.snapshotSave, http.MethodPut: h.snapshotRestore,
+	})
 	route("/v1/status/leader", "status_leader", map[string]http.HandlerFunc{http.MethodGet: h.statusLeader})
 	route("/v1/status/peers", "status_peers", map[string]http.HandlerFunc{http.MethodGet: h.statusPeers})
 	route("/v1/operator/raft/configuration", "raft_configuration", map[string]http.HandlerFunc{http.MethodGet: h.raftConfiguration})

@@ -237,6 +237,32 @@ func TestIdempotencyKeyReachesTheStore(t *testing.T) {
 	}
 }
 
+func TestSnapshotEndpoints(t *testing.T) {
+	srv, store := newTestServer(t)
+	do(t, srv, "PUT", "/v1/kv/a", "1")
+	saved := do(t, srv, "GET", "/v1/snapshot", "")
+	if saved.status != 200 || saved.header.Get("Content-Type") != "application/octet-stream" {
+		t.Fatalf("save: %+v", saved)
+	}
+	do(t, srv, "PUT", "/v1/kv/b", "2")
+	if r := do(t, srv, "PUT", "/v1/snapshot", saved.body); r.status != 200 {
+		t.Fatalf("restore: %+v", r)
+	}
+	if _, ok := store.data["b"]; ok || len(store.data) != 1 {
+		t.Fatalf("state after restore: %v", store.data)
+	}
+	if r := do(t, srv, "PUT", "/v1/snapshot", "garbage"); r.status != 400 {
+		t.Fatalf("garbage restore: %+v", r)
+	}
+	store.err = fmt.Errorf("%w: test", kv.ErrNoLeader)
+	if r := do(t, srv, "GET", "/v1/snapshot", ""); r.status != 503 {
+		t.Fatalf("save without leader: %+v", r)
+	}
+	if r := do(t, srv, "POST", "/v1/snapshot", ""); r.status != 405 {
+		t.Fatalf("POST snapshot: %+v", r)
+	}
+}
+
 func TestClusterEndpoints(t *testing.T) {
 	srv, store := newTestServer(t)
 	if r := do(t, srv, "GET", "/v1/status/leader", ""); r.body != "\"127.0.0.1:7001\"\n" {

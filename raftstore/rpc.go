@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"os"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -45,6 +46,7 @@ func (s *RaftStore) rpcHandler() http.Handler {
 	m.HandleFunc("POST "+rpcPrefix+"apply", s.rpcApply)
 	m.HandleFunc("GET "+rpcPrefix+"readindex", s.rpcReadIndex)
 	m.HandleFunc("POST "+rpcPrefix+"membership", s.rpcMembership)
+	m.HandleFunc("POST "+rpcPrefix+"restore", s.rpcRestore)
 	return m
 }
 
@@ -99,6 +101,27 @@ func (s *RaftStore) rpcMembership(w http.ResponseWriter, r *http.Request) {
 	writeRPC(w, nil, 0, s.changeMembershipLocal(ctx, req))
 }
 
+func (s *RaftStore) rpcRestore(w http.ResponseWriter, r *http.Request) {
+	if !s.isLeader() {
+		writeRPC(w, nil, 0, fmt.Errorf("%w: %s is not the leader", kv.ErrNoLeader, s.addr))
+		return
+	}
+	f, size, err := s.spoolSnapshot(r.Body)
+	if err != nil {
+		writeRPC(w, nil, 0, err)
+		return
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		writeRPC(w, nil, 0, err)
+		return
+	}
+	ctx, cancel := rpcContext(r, s.cfg.ApplyTimeout)
+	defer cancel()
+	writeRPC(w, nil, 0, s.restoreLocal(ctx, f, size))
+}
+
 func writeRPC(w http.ResponseWriter, res *kv.Result, index uint64, err error) {
 	out := rpcResponse{Result: res, Index: index}
 	if err != nil {
@@ -128,14 +151,23 @@ func (p *peerClient) close() { p.hc.CloseIdleConnections() }
 // mean the peer did nothing (ErrNoLeader: retry elsewhere); failures after
 // it mean the outcome is unknown.
 func (p *peerClient) call(ctx context.Context, method, addr, path string, body []byte) (*rpcResponse, error) {
+	return p.callStream(ctx, method, addr, path, bytes.NewReader(body), int64(len(body)))
+}
+
+func (p *peerClient) callStream(ctx context.Context, method, addr, path string, body io.Reader, size int64) (*rpcResponse, error) {
 	var sent atomic.Bool
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		WroteRequest: func(i httptrace.WroteRequestInfo) { sent.Store(i.Err == nil) },
 	})
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, bytes.NewReader(body))
+	rc := io.NopCloser(body)
+	if size == 0 {
+		rc = http.NoBody
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, rc)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", kv.ErrInvalid, err)
 	}
+	req.ContentLength = size
 	if d, ok := ctx.Deadline(); ok {
 		req.Header.Set(timeoutHeader, strconv.FormatInt(max(time.Until(d).Milliseconds(), 1), 10))
 	}
