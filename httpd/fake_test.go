@@ -15,12 +15,12 @@ import (
 // fakeStore is an in-memory Store. err, when set, is returned by every
 // Read and Apply, to drive the error paths.
 type fakeStore struct {
-	mu      sync.Mutex
-	index   uint64
-	data    map[string]kv.Entry
-	err     error
-	ready   bool
-	servers []kv.Server
+	mu       sync.Mutex
+	index    uint64
+	data     map[string]kv.Entry
+	err      error
+	ready    bool
+	servers  []kv.Server
 	applied  int // Apply calls that reached the store
 	readTxns int
 	idemKeys []string // idempotency keys seen by Apply

@@ -1,0 +1,245 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/raftkv/raftkv/kv"
+)
+
+// Config configures a Client.
+type Config struct {
+	// Endpoints are node addresses ("127.0.0.1:7001" or "http://host:port").
+	Endpoints []string
+	// Timeout bounds one logical call, retries included, when the context
+	// has no deadline (default 30s). Blocking queries add their wait.
+	Timeout time.Duration
+	// HTTPClient overrides the transport (default: pooled keep-alive).
+	HTTPClient *http.Client
+}
+
+// Client is safe for concurrent use.
+type Client struct {
+	endpoints []string
+	hc        *http.Client
+	timeout   time.Duration
+
+	mu        sync.Mutex
+	preferred int // index of the endpoint that answered last
+}
+
+// New checks the configuration and returns a client.
+func New(cfg Config) (*Client, error) {
+	if len(cfg.Endpoints) == 0 {
+		return nil, fmt.Errorf("%w: no endpoints", kv.ErrInvalid)
+	}
+	c := &Client{hc: cfg.HTTPClient, timeout: cfg.Timeout}
+	for _, e := range cfg.Endpoints {
+		e = strings.TrimSpace(e)
+		if e == "" {
+			continue
+		}
+		if !strings.Contains(e, "://") {
+			e = "http://" + e
+		}
+		u, err := url.Parse(e)
+		if err != nil || u.Host == "" {
+			return nil, fmt.Errorf("%w: bad endpoint %q", kv.ErrInvalid, e)
+		}
+		c.endpoints = append(c.endpoints, strings.TrimRight(e, "/"))
+	}
+	if len(c.endpoints) == 0 {
+		return nil, fmt.Errorf("%w: no endpoints", kv.ErrInvalid)
+	}
+	if c.hc == nil {
+		c.hc = &http.Client{Transport: &http.Transport{
+			DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConnsPerHost: 64,
+			IdleConnTimeout:     90 * time.Second,
+		}}
+	}
+	if c.timeout <= 0 {
+		c.timeout = 30 * time.Second
+	}
+	return c, nil
+}
+
+// request is one logical call, possibly sent several times.
+type request struct {
+	method string
+	path   string // escaped path, query included
+	body   []byte
+	header http.Header
+	write  bool // carries an Idempotency-Key; retried on unknown outcomes
+	extra  time.Duration
+}
+
+// response is what a call produced.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// do sends r to the endpoints in turn until one answers with something
+// other than a connection failure or a 503 (or, for keyed writes, a 504),
+// backing off between rounds, until the context ends.
+func (c *Client) do(ctx context.Context, r request) (*response, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout+r.extra)
+		defer cancel()
+	}
+	if r.write {
+		if r.header == nil {
+			r.header = http.Header{}
+		}
+		r.header.Set("Idempotency-Key", newKey())
+	}
+	backoff := 50 * time.Millisecond
+	var lastErr error
+	for attempt := 0; ; attempt++ {
+		c.mu.Lock()
+		start := c.preferred
+		c.mu.Unlock()
+		for i := range c.endpoints {
+			ep := (start + i) % len(c.endpoints)
+			resp, err := c.send(ctx, c.endpoints[ep], r)
+			if err == nil {
+				c.mu.Lock()
+				c.preferred = ep
+				c.mu.Unlock()
+				return resp, nil
+			}
+			lastErr = err
+			if !retryable(err, r.write) || ctx.Err() != nil {
+				return nil, err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (after %d rounds over %d endpoints; gave up: %v)", lastErr, attempt+1, len(c.endpoints), ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, time.Second)
+	}
+}
+
+// errConn marks a transport failure; sent says whether the request may
+// have reached the server.
+type errConn struct {
+	err  error
+	sent bool
+}
+
+func (e *errConn) Error() string { return e.err.Error() }
+func (e *errConn) Unwrap() error {
+	if e.sent {
+		return kv.ErrUnknownOutcome
+	}
+	return kv.ErrNoLeader
+}
+
+func retryable(err error, keyedWrite bool) bool {
+	switch {
+	case errors.Is(err, kv.ErrNoLeader), errors.Is(err, kv.ErrClosed):
+		return true
+	case errors.Is(err, kv.ErrUnknownOutcome):
+		return keyedWrite // the key makes a repeat apply at most once
+	}
+	return false
+}
+
+func (c *Client) send(ctx context.Context, base string, r request) (*response, error) {
+	req, err := http.NewRequestWithContext(ctx, r.method, base+r.path, bytes.NewReader(r.body))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", kv.ErrInvalid, err)
+	}
+	for k, v := range r.header {
+		req.Header[k] = v
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		// Without tracing we cannot tell how far a write got: assume it
+		// may have arrived.
+		return nil, &errConn{err: fmt.Errorf("%s %s: %w", r.method, base, err), sent: r.method != http.MethodGet}
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, &errConn{err: fmt.Errorf("%s %s: reading answer: %w", r.method, base, err), sent: true}
+	}
+	out := &response{status: resp.StatusCode, header: resp.Header, body: body}
+	if err := statusError(out); err != nil {
+		return nil, fmt.Errorf("%s %s: %w", r.method, base, err)
+	}
+	return out, nil
+}
+
+// statusError maps an HTTP answer to the store's sentinel errors (the
+// inverse of httpd's table). 404 is left to callers: for a key it is not
+// an error of the request.
+func statusError(r *response) error {
+	msg := strings.TrimSpace(string(r.body))
+	var sentinel error
+	switch r.status {
+	case http.StatusOK, http.StatusNotFound, http.StatusConflict:
+		return nil
+	case http.StatusBadRequest:
+		sentinel = kv.ErrInvalid
+	case http.StatusRequestEntityTooLarge:
+		sentinel = kv.ErrTooLarge
+	case http.StatusServiceUnavailable:
+		sentinel = kv.ErrNoLeader
+	case http.StatusGatewayTimeout:
+		sentinel = kv.ErrUnknownOutcome
+	case http.StatusNotImplemented:
+		sentinel = kv.ErrNotImplemented
+	default:
+		return fmt.Errorf("unexpected status %d: %s", r.status, msg)
+	}
+	if msg == "" {
+		return sentinel
+	}
+	return fmt.Errorf("%w: %s", sentinel, msg)
+}
+
+func newKey() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Meta describes a read.
+type Meta struct {
+	// Index is what to pass to WaitIndex to wait for the next change.
+	Index       uint64
+	KnownLeader bool
+	LastContact time.Duration
+}
+
+func metaOf(h http.Header) Meta {
+	idx, _ := strconv.ParseUint(h.Get("X-Consul-Index"), 10, 64)
+	lc, _ := strconv.ParseInt(h.Get("X-Consul-LastContact"), 10, 64)
+	return Meta{Index: idx, KnownLeader: h.Get("X-Consul-KnownLeader") == "true", LastContact: time.Duration(lc) * time.Millisecond}
+}
+
+func decode(r *response, v any) error {
+	if err := json.Unmarshal(r.body, v); err != nil {
+		return fmt.Errorf("decode answer: %w", err)
+	}
+	return nil
+}

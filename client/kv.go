@@ -1,0 +1,312 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/raftkv/raftkv/kv"
+)
+
+// ReadOption changes a read.
+type ReadOption func(*readOpts)
+
+type readOpts struct {
+	stale     bool
+	waitIndex uint64
+	wait      time.Duration
+}
+
+// Stale reads from whichever node answers, without a linearizability check.
+func Stale() ReadOption { return func(o *readOpts) { o.stale = true } }
+
+// WaitIndex makes the read a blocking query: it answers once the result's
+// index is greater than index, or after wait (0: the server's default, 5m).
+func WaitIndex(index uint64, wait time.Duration) ReadOption {
+	return func(o *readOpts) { o.waitIndex, o.wait = index, wait }
+}
+
+func (c *Client) read(ctx context.Context, key string, params url.Values, opts []ReadOption) (*response, Meta, error) {
+	var o readOpts
+	for _, f := range opts {
+		f(&o)
+	}
+	if o.stale {
+		params.Set("stale", "")
+	}
+	extra := time.Duration(0)
+	if o.waitIndex > 0 {
+		params.Set("index", strconv.FormatUint(o.waitIndex, 10))
+		extra = kv.DefaultWait
+		if o.wait > 0 {
+			params.Set("wait", o.wait.String())
+			extra = o.wait
+		}
+		extra += extra/16 + time.Second // the server adds up to wait/16 of jitter
+	}
+	resp, err := c.do(ctx, request{method: http.MethodGet, path: kvPath(key, params), extra: extra})
+	if err != nil {
+		return nil, Meta{}, err
+	}
+	return resp, metaOf(resp.header), nil
+}
+
+func kvPath(key string, params url.Values) string {
+	p := "/v1/kv/" + escapeKey(key)
+	if len(params) > 0 {
+		p += "?" + params.Encode()
+	}
+	return p
+}
+
+// escapeKey escapes each path segment but keeps the slashes.
+func escapeKey(key string) string {
+	parts := strings.Split(key, "/")
+	for i, p := range parts {
+		parts[i] = url.PathEscape(p)
+	}
+	return strings.Join(parts, "/")
+}
+
+// dirEntry is the server's JSON shape of a key.
+type dirEntry struct {
+	Key         string
+	Value       []byte
+	Flags       uint64
+	CreateIndex uint64
+	ModifyIndex uint64
+}
+
+func (d dirEntry) entry() kv.Entry {
+	return kv.Entry{Key: d.Key, Value: d.Value, Flags: d.Flags, CreateIndex: d.CreateIndex, ModifyIndex: d.ModifyIndex}
+}
+
+// Get returns one key; kv.ErrNotFound if it does not exist.
+func (c *Client) Get(ctx context.Context, key string, opts ...ReadOption) (kv.Entry, Meta, error) {
+	resp, meta, err := c.read(ctx, key, url.Values{}, opts)
+	if err != nil {
+		return kv.Entry{}, meta, err
+	}
+	if resp.status == http.StatusNotFound {
+		return kv.Entry{}, meta, fmt.Errorf("%w: %q", kv.ErrNotFound, key)
+	}
+	var out []dirEntry
+	if err := decode(resp, &out); err != nil || len(out) != 1 {
+		return kv.Entry{}, meta, fmt.Errorf("get %q: unexpected answer (%d entries): %v", key, len(out), err)
+	}
+	return out[0].entry(), meta, nil
+}
+
+// List returns every entry under prefix, sorted by key (empty if none).
+func (c *Client) List(ctx context.Context, prefix string, opts ...ReadOption) ([]kv.Entry, Meta, error) {
+	resp, meta, err := c.read(ctx, prefix, url.Values{"recurse": {""}}, opts)
+	if err != nil || resp.status == http.StatusNotFound {
+		return nil, meta, err
+	}
+	var out []dirEntry
+	if err := decode(resp, &out); err != nil {
+		return nil, meta, err
+	}
+	entries := make([]kv.Entry, len(out))
+	for i, d := range out {
+		entries[i] = d.entry()
+	}
+	return entries, meta, nil
+}
+
+// Keys returns the key names under prefix, rolled up at separator if set.
+func (c *Client) Keys(ctx context.Context, prefix, separator string, opts ...ReadOption) ([]string, Meta, error) {
+	params := url.Values{"keys": {""}}
+	if separator != "" {
+		params.Set("separator", separator)
+	}
+	resp, meta, err := c.read(ctx, prefix, params, opts)
+	if err != nil || resp.status == http.StatusNotFound {
+		return nil, meta, err
+	}
+	var keys []string
+	return keys, meta, decode(resp, &keys)
+}
+
+// WriteOption changes a write.
+type WriteOption func(url.Values)
+
+// WithFlags stores an opaque uint64 with the key.
+func WithFlags(flags uint64) WriteOption {
+	return func(v url.Values) { v.Set("flags", strconv.FormatUint(flags, 10)) }
+}
+
+// WithCAS makes the write conditional on the key's ModifyIndex (0: the key
+// must not exist). A write that does not match fails with kv.ErrCASMismatch.
+func WithCAS(modifyIndex uint64) WriteOption {
+	return func(v url.Values) { v.Set("cas", strconv.FormatUint(modifyIndex, 10)) }
+}
+
+// Recurse makes Delete remove every key under the prefix.
+func Recurse() WriteOption { return func(v url.Values) { v.Set("recurse", "") } }
+
+func (c *Client) writeBool(ctx context.Context, method, key string, body []byte, opts []WriteOption) error {
+	params := url.Values{}
+	for _, o := range opts {
+		o(params)
+	}
+	resp, err := c.do(ctx, request{method: method, path: kvPath(key, params), body: body, write: true})
+	if err != nil {
+		return err
+	}
+	switch strings.TrimSpace(string(resp.body)) {
+	case "true":
+		return nil
+	case "false":
+		return fmt.Errorf("%w: %q was modified (cas=%s)", kv.ErrCASMismatch, key, params.Get("cas"))
+	}
+	return fmt.Errorf("%s %q: unexpected answer %d %q", method, key, resp.status, resp.body)
+}
+
+// Put writes key.
+func (c *Client) Put(ctx context.Context, key string, value []byte, opts ...WriteOption) error {
+	return c.writeBool(ctx, http.MethodPut, key, value, opts)
+}
+
+// Delete removes key (or, with Recurse, a prefix). Deleting an absent key
+// succeeds.
+func (c *Client) Delete(ctx context.Context, key string, opts ...WriteOption) error {
+	return c.writeBool(ctx, http.MethodDelete, key, nil, opts)
+}
+
+// TxnOp is one operation of a transaction, in Consul's JSON shape.
+type TxnOp struct {
+	Verb  string
+	Key   string
+	Value []byte `json:",omitempty"`
+	Flags uint64 `json:",omitempty"`
+	Index uint64 `json:",omitempty"`
+}
+
+// TxnError says why a transaction was rolled back.
+type TxnError struct {
+	OpIndex int
+	What    string
+}
+
+// TxnResponse is a transaction's answer.
+type TxnResponse struct {
+	Results []kv.Entry
+	Errors  []TxnError
+}
+
+// Txn runs ops atomically. If a check fails nothing is applied and the
+// error wraps kv.ErrTxnFailed; the response then lists the failures.
+func (c *Client) Txn(ctx context.Context, ops []TxnOp, opts ...ReadOption) (*TxnResponse, error) {
+	wire := make([]map[string]TxnOp, len(ops))
+	readOnly := true
+	for i, op := range ops {
+		wire[i] = map[string]TxnOp{"KV": op}
+		if v, err := kv.ParseVerb(op.Verb); err == nil && v.Writes() {
+			readOnly = false
+		}
+	}
+	body, err := json.Marshal(wire)
+	if err != nil {
+		return nil, err
+	}
+	var ro readOpts
+	for _, o := range opts {
+		o(&ro)
+	}
+	path := "/v1/txn"
+	if ro.stale {
+		path += "?stale"
+	}
+	resp, err := c.do(ctx, request{method: http.MethodPut, path: path, body: body, write: !readOnly})
+	if err != nil {
+		return nil, err
+	}
+	var out struct {
+		Results []struct{ KV dirEntry }
+		Errors  []TxnError
+	}
+	if err := decode(resp, &out); err != nil {
+		return nil, err
+	}
+	tr := &TxnResponse{Errors: out.Errors}
+	for _, r := range out.Results {
+		tr.Results = append(tr.Results, r.KV.entry())
+	}
+	if resp.status == http.StatusConflict {
+		return tr, fmt.Errorf("%w: %d check(s) failed, first: op %d: %s", kv.ErrTxnFailed, len(out.Errors), out.Errors[0].OpIndex, out.Errors[0].What)
+	}
+	return tr, nil
+}
+
+// Leader returns the leader's address ("" if none is known).
+func (c *Client) Leader(ctx context.Context) (string, error) {
+	resp, err := c.do(ctx, request{method: http.MethodGet, path: "/v1/status/leader"})
+	if err != nil {
+		return "", err
+	}
+	var addr string
+	return addr, decode(resp, &addr)
+}
+
+// Members returns the raft configuration.
+func (c *Client) Members(ctx context.Context) (kv.Configuration, error) {
+	resp, err := c.do(ctx, request{method: http.MethodGet, path: "/v1/operator/raft/configuration"})
+	if err != nil {
+		return kv.Configuration{}, err
+	}
+	var cfg kv.Configuration
+	return cfg, decode(resp, &cfg)
+}
+
+func (c *Client) operator(ctx context.Context, method, path string, retrySafe bool) error {
+	resp, err := c.do(ctx, request{method: method, path: path, write: retrySafe})
+	if err == nil && resp.status == http.StatusNotFound {
+		err = fmt.Errorf("%w: %s", kv.ErrUnknownPeer, strings.TrimSpace(string(resp.body)))
+	}
+	return err
+}
+
+// Join adds a voter (a no-op if it is already a member at that address).
+func (c *Client) Join(ctx context.Context, id, addr string) error {
+	q := url.Values{"id": {id}, "address": {addr}}
+	return c.operator(ctx, http.MethodPut, "/v1/operator/raft/peer?"+q.Encode(), true)
+}
+
+// Remove removes a server from the cluster.
+func (c *Client) Remove(ctx context.Context, id string) error {
+	return c.operator(ctx, http.MethodDelete, "/v1/operator/raft/peer?"+url.Values{"id": {id}}.Encode(), false)
+}
+
+// TransferLeader hands leadership to id, or to any voter if id is empty.
+func (c *Client) TransferLeader(ctx context.Context, id string) error {
+	path := "/v1/operator/raft/transfer-leader"
+	if id != "" {
+		path += "?" + url.Values{"id": {id}}.Encode()
+	}
+	return c.operator(ctx, http.MethodPost, path, false)
+}
+
+// SaveSnapshot writes a snapshot of the whole cluster's state to w.
+func (c *Client) SaveSnapshot(ctx context.Context, w io.Writer) error {
+	resp, err := c.do(ctx, request{method: http.MethodGet, path: "/v1/snapshot"})
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(resp.body)
+	return err
+}
+
+// RestoreSnapshot replaces the whole cluster's state with a snapshot taken
+// by SaveSnapshot. Restoring the same snapshot twice gives the same state,
+// so it is retried like a keyed write.
+func (c *Client) RestoreSnapshot(ctx context.Context, snapshot []byte) error {
+	_, err := c.do(ctx, request{method: http.MethodPut, path: "/v1/snapshot", body: snapshot, write: true})
+	return err
+}
