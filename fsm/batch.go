@@ -30,15 +30,16 @@ var (
 	expiryPrefix  = []byte("e")
 	metaReaped    = []byte("m:reaped")
 	metaIdemCount = []byte("m:idemcount")
+	metaClock     = []byte("m:clock") // latest command time applied (unix ns)
 )
 
 // These are part of the replicated state machine's behaviour: every node
 // must run with the same values. Variables only so tests can shrink them.
 var (
-	tombstoneTTL       = 15 * time.Minute
-	idempotencyTTL     = 15 * time.Minute // the contract promises at least 10
-	maxIdempotencyKeys = int64(100_000)
-	maxExpiryPerBatch  = 256
+	tombstoneTTL        = 15 * time.Minute
+	idempotencyTTL      = 10 * time.Minute // the contract's minimum
+	maxIdempotencyKeys  = int64(2_000_000) // ~3,300 keyed writes/s for 10 minutes
+	maxExpiryPerCommand = 64
 )
 
 const (
@@ -104,17 +105,23 @@ func (f *FSM) publish(b *batchState, applied uint64) {
 }
 
 // command applies one decoded command at index idx. w receives the writes
-// (the batch's transaction, or a WriteBatch for oversized commands).
+// (the batch's transaction, or a WriteBatch for oversized commands). Every
+// read happens before the command's first write, so both kinds of w see the
+// same state and every node computes the same outcome, whatever Badger's
+// transaction limits made of its batches.
 func (b *batchState) command(w writer, idx uint64, c *kv.Command, force bool) (*kv.Result, error) {
-	t := c.Time.UnixNano()
+	t := max(b.now, c.Time.UnixNano())
 	if c.Time.IsZero() {
 		t = b.now
 	}
-	b.now = max(b.now, t)
+	b.now = t // the clock only moves forward, and is persisted (m:clock)
 	if c.IdempotencyKey != "" {
 		if res, err := b.firstResult(c.IdempotencyKey); res != nil || err != nil {
 			return res, err
 		}
+	}
+	if err := b.expire(w); err != nil {
+		return nil, fmt.Errorf("expire: %w", err)
 	}
 	o := newOverlay(b.txn)
 	res, err := execute(o, idx, c, force)
@@ -122,17 +129,14 @@ func (b *batchState) command(w writer, idx uint64, c *kv.Command, force bool) (*
 		return nil, err
 	}
 	if res.OK && o.changed() {
-		if err := o.flush(w.Set, w.Delete); err != nil {
-			return nil, err
-		}
 		for _, key := range o.order {
-			if o.pending[key] != nil {
-				continue
+			e := o.pending[key]
+			if e != nil {
+				err = w.Set(dataKey(key), encodeRecord(e))
+			} else {
+				err = b.deleteKey(w, idx, key)
 			}
-			if err := w.Set(prefixed(tombPrefix, key), uintBytes(idx)); err != nil {
-				return nil, err
-			}
-			if err := b.enqueue(w, kindTomb, t, idx, key); err != nil {
+			if err != nil {
 				return nil, err
 			}
 		}
@@ -140,7 +144,8 @@ func (b *batchState) command(w writer, idx uint64, c *kv.Command, force bool) (*
 		b.kvIndex = idx
 	}
 	if c.IdempotencyKey != "" {
-		if err := w.Set(prefixed(idemPrefix, c.IdempotencyKey), encodeResult(res)); err != nil {
+		rec := binary.BigEndian.AppendUint64(nil, uint64(t))
+		if err := w.Set(prefixed(idemPrefix, c.IdempotencyKey), append(rec, encodeResult(res)...)); err != nil {
 			return nil, err
 		}
 		if err := b.enqueue(w, kindIdem, t, idx, c.IdempotencyKey); err != nil {
@@ -151,8 +156,22 @@ func (b *batchState) command(w writer, idx uint64, c *kv.Command, force bool) (*
 	return res, nil
 }
 
+// deleteKey writes the tombstone before the delete: if a WriteBatch is cut
+// short by a crash, the replay still sees the key and deletes it again,
+// instead of losing its tombstone.
+func (b *batchState) deleteKey(w writer, idx uint64, key string) error {
+	if err := w.Set(prefixed(tombPrefix, key), uintBytes(idx)); err != nil {
+		return err
+	}
+	if err := b.enqueue(w, kindTomb, b.now, idx, key); err != nil {
+		return err
+	}
+	return w.Delete(dataKey(key))
+}
+
 // firstResult returns the stored answer of an earlier write with the same
-// idempotency key, or nil.
+// idempotency key, or nil. A record past its TTL counts as absent whether
+// or not it has been reaped yet.
 func (b *batchState) firstResult(key string) (*kv.Result, error) {
 	item, err := b.txn.Get(prefixed(idemPrefix, key))
 	if errors.Is(err, badger.ErrKeyNotFound) {
@@ -162,7 +181,16 @@ func (b *batchState) firstResult(key string) (*kv.Result, error) {
 		return nil, fmt.Errorf("read idempotency key: %w", err)
 	}
 	var res *kv.Result
-	err = item.Value(func(v []byte) (err error) { res, err = decodeResult(v); return err })
+	err = item.Value(func(v []byte) error {
+		if len(v) < 8 {
+			return fmt.Errorf("idempotency record of %d bytes", len(v))
+		}
+		if int64(binary.BigEndian.Uint64(v)) <= b.now-int64(idempotencyTTL) {
+			return nil
+		}
+		res, err = decodeResult(v[8:])
+		return err
+	})
 	return res, err
 }
 
@@ -171,20 +199,21 @@ func (b *batchState) enqueue(w writer, kind byte, t int64, idx uint64, name stri
 	return w.Set(expiryKey(kind, t, idx, name), nil)
 }
 
-// expire drops up to maxExpiryPerBatch queue entries that are older than
-// their TTL (or, for the idempotency table, over the size cap).
-func (b *batchState) expire() error {
-	budget := maxExpiryPerBatch
+// expire drops up to maxExpiryPerCommand queue entries that are older than
+// their TTL (or, for the idempotency table, over the size cap). It reads
+// through the batch's transaction and writes through w.
+func (b *batchState) expire(w writer) error {
+	budget := maxExpiryPerCommand
 	for _, k := range []struct {
 		kind byte
 		ttl  time.Duration
 	}{{kindTomb, tombstoneTTL}, {kindIdem, idempotencyTTL}} {
 		cutoff := b.now - int64(k.ttl)
 		overCap := k.kind == kindIdem && b.idemCount > maxIdempotencyKeys
-		if b.next[k.kind] > cutoff && !overCap {
+		if (b.next[k.kind] > cutoff && !overCap) || budget == 0 {
 			continue
 		}
-		n, err := b.expireKind(k.kind, cutoff, budget)
+		n, err := b.expireKind(w, k.kind, cutoff, budget)
 		if err != nil {
 			return fmt.Errorf("expire %c: %w", k.kind, err)
 		}
@@ -193,7 +222,7 @@ func (b *batchState) expire() error {
 	return nil
 }
 
-func (b *batchState) expireKind(kind byte, cutoff int64, budget int) (int, error) {
+func (b *batchState) expireKind(w writer, kind byte, cutoff int64, budget int) (int, error) {
 	prefix := append(append([]byte(nil), expiryPrefix...), kind)
 	opts := badger.DefaultIteratorOptions
 	opts.PrefetchValues = false
@@ -215,10 +244,10 @@ func (b *batchState) expireKind(kind byte, cutoff int64, budget int) (int, error
 	for _, k := range victims {
 		idx := binary.BigEndian.Uint64(k[len(prefix)+8:])
 		name := string(k[len(prefix)+16:])
-		if err := b.drop(kind, idx, name); err != nil {
+		if err := b.drop(w, kind, idx, name); err != nil {
 			return 0, err
 		}
-		if err := b.txn.Delete(k); err != nil {
+		if err := w.Delete(k); err != nil {
 			return 0, err
 		}
 	}
@@ -227,7 +256,7 @@ func (b *batchState) expireKind(kind byte, cutoff int64, budget int) (int, error
 
 // drop removes the tombstone or idempotency record a queue entry points to,
 // unless a later write replaced it (then its own queue entry owns it).
-func (b *batchState) drop(kind byte, idx uint64, name string) error {
+func (b *batchState) drop(w writer, kind byte, idx uint64, name string) error {
 	key := prefixed(tombPrefix, name)
 	if kind == kindIdem {
 		key = prefixed(idemPrefix, name)
@@ -246,7 +275,10 @@ func (b *batchState) drop(kind byte, idx uint64, name string) error {
 			owner = binary.BigEndian.Uint64(v)
 			return nil
 		}
-		owner = (&decoder{b: v[1:]}).uvarint() // the stored result's index
+		if len(v) < 9 {
+			return fmt.Errorf("idempotency record of %d bytes", len(v))
+		}
+		owner = (&decoder{b: v[9:]}).uvarint() // after the time and the result's version byte
 		return nil
 	})
 	if err != nil || owner != idx {
@@ -255,7 +287,7 @@ func (b *batchState) drop(kind byte, idx uint64, name string) error {
 	if kind == kindTomb {
 		b.reaped = max(b.reaped, idx)
 	}
-	return b.txn.Delete(key)
+	return w.Delete(key)
 }
 
 // writeMeta records the batch's indexes in its transaction.
@@ -263,7 +295,7 @@ func (b *batchState) writeMeta(applied uint64) error {
 	for _, kv := range []struct {
 		k []byte
 		v uint64
-	}{{metaApplied, applied}, {metaKVIndex, b.kvIndex}, {metaConfIndex, b.confIndex}, {metaReaped, b.reaped}, {metaIdemCount, uint64(b.idemCount)}} {
+	}{{metaApplied, applied}, {metaKVIndex, b.kvIndex}, {metaConfIndex, b.confIndex}, {metaReaped, b.reaped}, {metaIdemCount, uint64(b.idemCount)}, {metaClock, uint64(b.now)}} {
 		if err := b.txn.Set(kv.k, uintBytes(kv.v)); err != nil {
 			return err
 		}
@@ -273,8 +305,8 @@ func (b *batchState) writeMeta(applied uint64) error {
 
 // loadMeta reads the bookkeeping from Badger (at Open and after Restore).
 func (f *FSM) loadMeta(txn *badger.Txn) error {
-	vals := make([]uint64, 5)
-	for i, k := range [][]byte{metaApplied, metaKVIndex, metaConfIndex, metaReaped, metaIdemCount} {
+	vals := make([]uint64, 6)
+	for i, k := range [][]byte{metaApplied, metaKVIndex, metaConfIndex, metaReaped, metaIdemCount, metaClock} {
 		v, err := readUint(txn, k)
 		if err != nil {
 			return err
@@ -283,7 +315,7 @@ func (f *FSM) loadMeta(txn *badger.Txn) error {
 	}
 	f.metaMu.Lock()
 	defer f.metaMu.Unlock()
-	f.reaped, f.idemCount = vals[3], int64(vals[4])
+	f.reaped, f.idemCount, f.lastTime = vals[3], int64(vals[4]), int64(vals[5])
 	for _, kind := range []byte{kindTomb, kindIdem} {
 		f.next[kind] = math.MaxInt64
 		opts := badger.DefaultIteratorOptions

@@ -204,16 +204,21 @@ func (f *FSM) applyRun(logs []*raft.Log, out []interface{}, limit int) int {
 	if last == applied {
 		return limit
 	}
-	err := b.expire()
-	if err == nil {
-		err = b.writeMeta(last)
-	}
-	if err != nil {
-		if errors.Is(err, badger.ErrTxnTooBig) && limit > 1 {
-			txn.Discard()
+	if err := b.writeMeta(last); err != nil {
+		if !errors.Is(err, badger.ErrTxnTooBig) {
+			panic(fmt.Errorf("fsm: write applied index %d: %w", last, err))
+		}
+		txn.Discard()
+		if limit > 1 {
 			return f.applyRun(logs, out, limit-1)
 		}
-		panic(fmt.Errorf("fsm: write applied index %d: %w", last, err))
+		// One entry that filled the transaction to the brim: apply it in pieces.
+		c, err := DecodeCommand(logs[0].Data)
+		if err != nil {
+			panic(fmt.Errorf("fsm: entry %d no longer decodes: %w", logs[0].Index, err))
+		}
+		out[0] = f.applyOversized(logs[0], c)
+		return 1
 	}
 	if err := txn.Commit(); err != nil {
 		panic(fmt.Errorf("fsm: commit up to index %d: %w", last, err))

@@ -34,16 +34,22 @@ var crcTable = crc32.MakeTable(crc32.Castagnoli)
 // copy happens in Persist, concurrently with new applies, from that
 // point-in-time view.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
-	return &snapshot{txn: f.db.NewTransaction(false), applied: f.applied.Load()}, nil
+	return &snapshot{f: f, txn: f.db.NewTransaction(false), applied: f.applied.Load()}, nil
 }
 
 type snapshot struct {
+	f       *FSM
 	txn     *badger.Txn
 	applied uint64
 }
 
+// Persist holds the read lock while it copies: Restore's DropAll deletes
+// value-log files that an open iterator may still be reading.
 func (s *snapshot) Persist(sink raft.SnapshotSink) error {
-	if err := writeSnapshot(s.txn, s.applied, sink); err != nil {
+	s.f.mu.RLock()
+	err := writeSnapshot(s.txn, s.applied, sink)
+	s.f.mu.RUnlock()
+	if err != nil {
 		_ = sink.Cancel()
 		return fmt.Errorf("fsm: persist snapshot at %d: %w", s.applied, err)
 	}
@@ -55,15 +61,32 @@ func (s *snapshot) Persist(sink raft.SnapshotSink) error {
 
 func (s *snapshot) Release() { s.txn.Discard() }
 
-// WriteSnapshot streams the current state in snapshot format (operators'
-// backups) and returns the applied index it reflects.
+// WriteSnapshot writes the current state in snapshot format (operators'
+// backups) and returns the applied index it reflects. It holds the read
+// lock throughout (see Persist): give it a fast writer, a local file, not
+// a network client.
 func (f *FSM) WriteSnapshot(w io.Writer) (uint64, error) {
 	f.mu.RLock()
+	defer f.mu.RUnlock()
 	txn := f.db.NewTransaction(false)
-	applied := f.applied.Load()
-	f.mu.RUnlock()
 	defer txn.Discard()
+	applied := f.applied.Load()
 	return applied, writeSnapshot(txn, applied, w)
+}
+
+// Reset drops all state. For a node whose raft state is gone while its FSM
+// remains: entries of the new history must not be skipped as "applied".
+func (f *FSM) Reset() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.db.DropAll(); err != nil {
+		return fmt.Errorf("fsm: reset: %w", err)
+	}
+	if err := f.db.View(f.loadMeta); err != nil {
+		return fmt.Errorf("fsm: reset: %w", err)
+	}
+	f.advance(0, 0)
+	return nil
 }
 
 func writeSnapshot(txn *badger.Txn, applied uint64, w io.Writer) error {
@@ -123,7 +146,10 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		}
 	}()
 	applied, err := readSnapshot(rc, func(applied uint64) (bool, error) {
-		if f.resuming.Load() && f.applied.Load() >= applied {
+		// Keep newer local state at start-up; never for a foreign snapshot
+		// (0): a crash in the middle of restoring one leaves applied index 0
+		// too, and only restoring again repairs that.
+		if f.resuming.Load() && applied > 0 && f.applied.Load() >= applied {
 			f.logger.Info("keeping local state, it is newer than the snapshot", "applied", f.applied.Load(), "snapshot", applied)
 			return false, nil
 		}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -81,12 +82,9 @@ func New(store Store, opts Options) http.Handler {
 	route := func(pattern, name string, methods map[string]http.HandlerFunc) {
 		mux.Handle(pattern, h.instrument(name, methodSwitch(methods)))
 	}
-	route("/v1/kv/", "kv", map[string]http.HandlerFunc{
+	kvRoute := h.instrument("kv", methodSwitch(map[string]http.HandlerFunc{
 		http.MethodGet: h.kvGet, http.MethodPut: h.kvPut, http.MethodDelete: h.kvDelete,
-	})
-	route("/v1/kv", "kv", map[string]http.HandlerFunc{
-		http.MethodGet: h.kvGet, http.MethodPut: h.kvPut, http.MethodDelete: h.kvDelete,
-	})
+	}))
 	route("/v1/txn", "txn", map[string]http.HandlerFunc{http.MethodPut: h.txn})
 	route("/v1/snapshot", "snapshot", map[string]http.HandlerFunc{
 		http.MethodGet: h.snapshotSave, http.MethodPut: h.snapshotRestore,
@@ -113,7 +111,15 @@ func New(store Store, opts Options) http.Handler {
 	mux.Handle("/", h.instrument("unknown", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: no such endpoint %s", kv.ErrNotFound, r.URL.Path))
 	})))
-	return mux
+	// Keys are routed before the ServeMux, which would "clean" a key like
+	// "a//b" with a 301 redirect (followed by clients as a GET).
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/kv" || strings.HasPrefix(r.URL.Path, "/v1/kv/") {
+			kvRoute.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // methodSwitch dispatches on the method; others get 405 with Allow.

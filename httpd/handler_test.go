@@ -103,6 +103,14 @@ func TestKVRoundTrip(t *testing.T) {
 	if r := do(t, srv, "GET", "/v1/kv/a/?keys&separator=/", ""); r.body != "[\"a/b\",\"a/c/\"]\n" {
 		t.Fatalf("keys: %+v", r)
 	}
+	// Unclean paths are keys like any other, not redirects.
+	if r := do(t, srv, "PUT", "/v1/kv/x//y/../z", "odd"); r.status != 200 {
+		t.Fatalf("put to an unclean path: %+v", r)
+	}
+	if r := do(t, srv, "GET", "/v1/kv/x//y/../z?raw", ""); r.body != "odd" {
+		t.Fatalf("get of an unclean path: %+v", r)
+	}
+	do(t, srv, "DELETE", "/v1/kv/x//y/../z", "")
 	if r := do(t, srv, "GET", "/v1/kv/a/?recurse", ""); strings.Count(r.body, `"Key"`) != 2 {
 		t.Fatalf("recurse: %+v", r)
 	}

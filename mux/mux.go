@@ -62,7 +62,8 @@ func New(ln net.Listener, opts Options) (*Mux, error) {
 	m.cm.HandleError(func(err error) bool {
 		var nm cmux.ErrNotMatched
 		if !errors.As(err, &nm) {
-			m.logger.Debug("mux: connection error", "err", err)
+			m.logger.Debug("mux: accept error", "err", err)
+			time.Sleep(5 * time.Millisecond) // e.g. EMFILE: do not spin
 		}
 		return true // keep serving; a bad connection is that connection's problem
 	})

@@ -13,15 +13,23 @@ import (
 	"github.com/raftkv/raftkv/kv"
 )
 
-// leadership tracks whether this node is a leader that may serve reads:
-// after winning an election, the commit index is only trustworthy once an
-// entry of the new term has been applied (raft's Barrier). Until then
-// CommitIndex may lag entries the previous leader acknowledged.
+// leadership tracks whether this node may serve reads as leader: after
+// winning an election, the commit index is only trustworthy once an entry
+// of the new term has been applied (raft's Barrier); until then CommitIndex
+// may lag entries the previous leader acknowledged. readyTerm is the term
+// in which that happened, and reads check that the term did not change
+// around them, so they do not depend on when raft's notifications arrive.
 type leadership struct {
-	mu      sync.Mutex
-	epoch   uint64        // bumped on every change of leadership
-	ready   chan struct{} // closed when the barrier of this epoch is applied; nil when not leader
-	changed chan struct{} // closed and replaced on every change
+	mu        sync.Mutex
+	epoch     uint64        // bumped on every notification
+	readyTerm uint64        // term whose barrier is applied; 0: none
+	signal    chan struct{} // closed and replaced on every change
+}
+
+// signalLocked wakes everyone waiting for a change; s.leader.mu is held.
+func (s *RaftStore) signalLocked() {
+	close(s.leader.signal)
+	s.leader.signal = make(chan struct{})
 }
 
 // watchLeadership runs until raft has stopped, not just until Close starts:
@@ -36,55 +44,65 @@ func (s *RaftStore) watchLeadership(notify <-chan bool) {
 			s.leader.mu.Lock()
 			s.leader.epoch++
 			epoch := s.leader.epoch
-			s.leader.ready = nil
-			if s.leader.changed != nil {
-				close(s.leader.changed)
-			}
-			s.leader.changed = make(chan struct{})
-			if isLeader {
-				ready := make(chan struct{})
-				s.leader.ready = ready
-				go s.barrier(epoch, ready)
-			}
+			s.leader.readyTerm = 0
+			s.signalLocked()
 			s.leader.mu.Unlock()
+			if isLeader {
+				go s.barrier(epoch)
+			}
 			s.logger.Info("leadership changed", "leader", isLeader)
 		}
 	}
 }
 
-func (s *RaftStore) barrier(epoch uint64, ready chan struct{}) {
-	err := s.raft.Barrier(0).Error()
-	s.leader.mu.Lock()
-	defer s.leader.mu.Unlock()
-	if err != nil || s.leader.epoch != epoch {
-		s.logger.Debug("leader barrier abandoned", "err", err)
-		return
+// barrier commits an entry of the current term, retrying for as long as
+// this node stays leader of the same epoch (a barrier refused during a
+// leadership transfer that then fails must not leave reads stuck).
+func (s *RaftStore) barrier(epoch uint64) {
+	backoff := 10 * time.Millisecond
+	for {
+		term := s.raft.CurrentTerm()
+		err := s.raft.Barrier(0).Error()
+		s.leader.mu.Lock()
+		if s.leader.epoch != epoch || !s.isLeader() {
+			s.leader.mu.Unlock()
+			return
+		}
+		if err == nil && s.raft.CurrentTerm() == term {
+			s.leader.readyTerm = term
+			s.signalLocked()
+			s.leader.mu.Unlock()
+			return
+		}
+		s.leader.mu.Unlock()
+		s.logger.Debug("leader barrier failed, retrying", "err", err)
+		select {
+		case <-time.After(backoff):
+		case <-s.raftDone:
+			return
+		}
+		backoff = min(backoff*2, time.Second)
 	}
-	close(ready)
 }
 
-// leaderEpoch waits until this node is a ready leader and returns the epoch.
-// Raft may report leadership a moment before its notification reaches
-// watchLeadership; then it waits for that notification.
-func (s *RaftStore) leaderEpoch(ctx context.Context) (uint64, error) {
+// readyTerm waits until this node leads in a term whose barrier has been
+// applied, and returns that term.
+func (s *RaftStore) readyTerm(ctx context.Context) (uint64, error) {
 	for {
 		s.leader.mu.Lock()
-		epoch, ready, changed := s.leader.epoch, s.leader.ready, s.leader.changed
+		ready, signal := s.leader.readyTerm, s.leader.signal
 		s.leader.mu.Unlock()
-		if ready == nil && !s.isLeader() {
+		if !s.isLeader() {
 			return 0, fmt.Errorf("%w: this node is not the leader", kv.ErrNoLeader)
 		}
-		if ready == nil {
-			ready = changed // not notified yet: wait for the notification
+		if ready != 0 && ready == s.raft.CurrentTerm() {
+			return ready, nil
 		}
 		select {
-		case <-ready:
-			if ready != changed {
-				return epoch, nil
-			}
+		case <-signal:
 		case <-ctx.Done():
 			return 0, fmt.Errorf("%w: new leader not ready: %v", kv.ErrNoLeader, ctx.Err())
-		case <-s.ctx.Done():
+		case <-s.raftDone:
 			return 0, kv.ErrClosed
 		}
 	}
@@ -93,7 +111,7 @@ func (s *RaftStore) leaderEpoch(ctx context.Context) (uint64, error) {
 // leaderReadIndex is ReadIndex on the leader: the index a linearizable read
 // must wait for. Every state-changing entry at or below it is committed.
 func (s *RaftStore) leaderReadIndex(ctx context.Context) (uint64, error) {
-	epoch, err := s.leaderEpoch(ctx)
+	term, err := s.readyTerm(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -101,10 +119,9 @@ func (s *RaftStore) leaderReadIndex(ctx context.Context) (uint64, error) {
 	if err := s.verifier.verify(ctx); err != nil {
 		return 0, fmt.Errorf("%w: leadership not confirmed: %v", kv.ErrNoLeader, err)
 	}
-	s.leader.mu.Lock()
-	same := s.leader.epoch == epoch
-	s.leader.mu.Unlock()
-	if !same {
+	// Leader in term at both ends (a term cannot be led twice): the commit
+	// index was read while leading with the barrier applied.
+	if s.raft.CurrentTerm() != term {
 		return 0, fmt.Errorf("%w: leadership changed during read", kv.ErrNoLeader)
 	}
 	return s.lastFSMEntry(commit), nil

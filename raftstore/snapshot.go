@@ -15,15 +15,30 @@ import (
 
 // SaveSnapshot streams a snapshot of the whole replicated state to w,
 // linearizably (it includes every write acknowledged before the call)
-// unless stale.
+// unless stale. It is copied to a temp file first: the copy holds off
+// restores, and a slow client must not hold them off.
 func (s *RaftStore) SaveSnapshot(ctx context.Context, w io.Writer, stale bool) error {
 	if !stale {
 		if err := s.linearize(ctx); err != nil {
 			return err
 		}
 	}
-	_, err := s.fsm.WriteSnapshot(w)
-	return err
+	f, err := os.CreateTemp(s.cfg.DataDir, "save-*.tmp")
+	if err != nil {
+		return fmt.Errorf("raftstore: spool snapshot: %w", err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	if _, err := s.fsm.WriteSnapshot(f); err != nil {
+		return err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("raftstore: spool snapshot: %w", err)
+	}
+	if _, err := io.Copy(w, f); err != nil {
+		return fmt.Errorf("raftstore: send snapshot: %w", err)
+	}
+	return nil
 }
 
 // RestoreSnapshot replaces the state of the whole cluster with a snapshot

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -76,7 +77,7 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 		return nil, fmt.Errorf("raftstore: data dir: %w", err)
 	}
 	s := &RaftStore{cfg: cfg}
-	s.leader.changed = make(chan struct{})
+	s.leader.signal = make(chan struct{})
 	s.raftDone = make(chan struct{})
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	var cleanup []func()
@@ -155,6 +156,14 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("raftstore: inspect raft state: %w", err)
 	}
+	if !hasState && s.fsm.AppliedIndex() > 0 {
+		// The raft log is gone but the FSM is not (an operator wiped raft.db
+		// to rejoin): the new history's entries must not be skipped.
+		s.logger.Warn("no raft state but an FSM at an older index: dropping the FSM", "applied", s.fsm.AppliedIndex())
+		if err := s.fsm.Reset(); err != nil {
+			return nil, err
+		}
+	}
 	s.fsm.SetResuming(true)
 	s.raft, err = raft.NewRaft(rc, s.fsm, s.logs, s.logStore, snaps, trans)
 	s.fsm.SetResuming(false)
@@ -196,16 +205,24 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 	return s, nil
 }
 
+// routes splits node-to-node calls from the public API by prefix (not with
+// a ServeMux, which would answer unclean key paths like "a//b" with a 301
+// that clients follow as a GET).
 func (s *RaftStore) routes() http.Handler {
-	m := http.NewServeMux()
-	m.Handle(rpcPrefix, s.rpcHandler())
-	m.Handle("/", httpd.New(s, httpd.Options{
+	rpc := s.rpcHandler()
+	api := httpd.New(s, httpd.Options{
 		MaxValueBytes: s.cfg.MaxValueBytes,
 		Registry:      s.metrics.registry,
 		Logger:        s.logger,
 		EnablePprof:   s.cfg.EnablePprof,
-	}))
-	return m
+	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, rpcPrefix) {
+			rpc.ServeHTTP(w, r)
+			return
+		}
+		api.ServeHTTP(w, r)
+	})
 }
 
 func (s *RaftStore) spawn(fn func()) {

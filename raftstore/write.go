@@ -49,13 +49,14 @@ func (s *RaftStore) Apply(ctx context.Context, cmd *kv.Command) (*kv.Result, err
 	}
 }
 
-// applyLocal proposes cmd on this node, which believes it leads.
+// applyLocal proposes cmd on this node, which believes it leads. The
+// leader stamps the time itself, whatever the caller sent: the state
+// machine's clock (expiry of tombstones and idempotency keys) must not be
+// settable from outside.
 func (s *RaftStore) applyLocal(ctx context.Context, cmd *kv.Command) (*kv.Result, error) {
-	if cmd.Time.IsZero() {
-		c := *cmd
-		c.Time = time.Now()
-		cmd = &c
-	}
+	c := *cmd
+	c.Time = time.Now()
+	cmd = &c
 	start := time.Now()
 	future := s.raft.Apply(fsm.EncodeCommand(cmd), enqueueTimeout(ctx))
 	done := make(chan error, 1)
@@ -83,7 +84,9 @@ func (s *RaftStore) applyLocal(ctx context.Context, cmd *kv.Command) (*kv.Result
 // classifyApplyError maps raft's errors to "not applied" or "unknown".
 func classifyApplyError(err error) error {
 	switch {
-	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout):
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout),
+		errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		// Refused before the entry was dispatched: certainly not applied.
 		return fmt.Errorf("%w: %v", kv.ErrNoLeader, err)
 	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrRaftShutdown):
 		// The entry may be in some logs and may yet commit.

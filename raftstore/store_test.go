@@ -1,0 +1,46 @@
+package raftstore
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/raftkv/raftkv/kv"
+)
+
+func TestApplyErrorClassification(t *testing.T) {
+	for _, err := range []error{raft.ErrNotLeader, raft.ErrEnqueueTimeout, raft.ErrLeadershipTransferInProgress} {
+		if got := classifyApplyError(err); !errors.Is(got, kv.ErrNoLeader) {
+			t.Fatalf("%v classified as %v, want not applied (ErrNoLeader)", err, got)
+		}
+	}
+	for _, err := range []error{raft.ErrLeadershipLost, raft.ErrRaftShutdown, errors.New("disk on fire")} {
+		if got := classifyApplyError(err); !errors.Is(got, kv.ErrUnknownOutcome) {
+			t.Fatalf("%v classified as %v, want unknown outcome", err, got)
+		}
+	}
+}
+
+func TestFSMWithoutRaftStateIsReset(t *testing.T) {
+	c := newTestCluster(t, 1, nil)
+	mustSet(t, c.nodes[0], "old-history", "x")
+	c.stop(0)
+	// An operator wipes the raft state to start over; the FSM is left behind.
+	for _, name := range []string{"raft.db", "snapshots"} {
+		if err := os.RemoveAll(filepath.Join(c.dirs[0], name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.start(0)
+	c.waitVoters(1)
+	if _, err := c.nodes[0].Get(ctx(t), "old-history"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("the old history's key survived: %v", err)
+	}
+	mustSet(t, c.nodes[0], "new-history", "y") // and new entries are not skipped
+	if got := mustGetValue(t, c.nodes[0], "new-history"); got != "y" {
+		t.Fatalf("new write read back as %q", got)
+	}
+}
