@@ -11,10 +11,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/raftkv/raftkv/kv"
@@ -83,8 +85,11 @@ type request struct {
 	path   string // escaped path, query included
 	body   []byte
 	header http.Header
-	write  bool // carries an Idempotency-Key; retried on unknown outcomes
-	extra  time.Duration
+	write  bool // a write: carries an Idempotency-Key
+	// repeatable: sending it twice has the effect of sending it once (reads,
+	// keyed writes, joins), so it is retried even when its fate is unknown.
+	repeatable bool
+	extra      time.Duration
 }
 
 // response is what a call produced.
@@ -108,6 +113,7 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 			r.header = http.Header{}
 		}
 		r.header.Set("Idempotency-Key", newKey())
+		r.repeatable = true
 	}
 	backoff := 50 * time.Millisecond
 	var lastErr error
@@ -125,7 +131,7 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 				return resp, nil
 			}
 			lastErr = err
-			if !retryable(err, r.write) || ctx.Err() != nil {
+			if !retryable(err, r.repeatable) || ctx.Err() != nil {
 				return nil, err
 			}
 		}
@@ -153,17 +159,21 @@ func (e *errConn) Unwrap() error {
 	return kv.ErrNoLeader
 }
 
-func retryable(err error, keyedWrite bool) bool {
+func retryable(err error, repeatable bool) bool {
 	switch {
 	case errors.Is(err, kv.ErrNoLeader), errors.Is(err, kv.ErrClosed):
 		return true
 	case errors.Is(err, kv.ErrUnknownOutcome):
-		return keyedWrite // the key makes a repeat apply at most once
+		return repeatable
 	}
 	return false
 }
 
 func (c *Client) send(ctx context.Context, base string, r request) (*response, error) {
+	var sent atomic.Bool // the whole request reached the wire
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteRequest: func(i httptrace.WroteRequestInfo) { sent.Store(i.Err == nil) },
+	})
 	req, err := http.NewRequestWithContext(ctx, r.method, base+r.path, bytes.NewReader(r.body))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", kv.ErrInvalid, err)
@@ -173,9 +183,7 @@ func (c *Client) send(ctx context.Context, base string, r request) (*response, e
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		// Without tracing we cannot tell how far a write got: assume it
-		// may have arrived.
-		return nil, &errConn{err: fmt.Errorf("%s %s: %w", r.method, base, err), sent: r.method != http.MethodGet}
+		return nil, &errConn{err: fmt.Errorf("%s %s: %w", r.method, base, err), sent: sent.Load()}
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)

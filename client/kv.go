@@ -50,7 +50,7 @@ func (c *Client) read(ctx context.Context, key string, params url.Values, opts [
 		}
 		extra += extra/16 + time.Second // the server adds up to wait/16 of jitter
 	}
-	resp, err := c.do(ctx, request{method: http.MethodGet, path: kvPath(key, params), extra: extra})
+	resp, err := c.do(ctx, request{method: http.MethodGet, path: kvPath(key, params), extra: extra, repeatable: true})
 	if err != nil {
 		return nil, Meta{}, err
 	}
@@ -224,7 +224,7 @@ func (c *Client) Txn(ctx context.Context, ops []TxnOp, opts ...ReadOption) (*Txn
 	if ro.stale {
 		path += "?stale"
 	}
-	resp, err := c.do(ctx, request{method: http.MethodPut, path: path, body: body, write: !readOnly})
+	resp, err := c.do(ctx, request{method: http.MethodPut, path: path, body: body, write: !readOnly, repeatable: readOnly})
 	if err != nil {
 		return nil, err
 	}
@@ -247,7 +247,7 @@ func (c *Client) Txn(ctx context.Context, ops []TxnOp, opts ...ReadOption) (*Txn
 
 // Leader returns the leader's address ("" if none is known).
 func (c *Client) Leader(ctx context.Context) (string, error) {
-	resp, err := c.do(ctx, request{method: http.MethodGet, path: "/v1/status/leader"})
+	resp, err := c.do(ctx, request{method: http.MethodGet, path: "/v1/status/leader", repeatable: true})
 	if err != nil {
 		return "", err
 	}
@@ -257,7 +257,7 @@ func (c *Client) Leader(ctx context.Context) (string, error) {
 
 // Members returns the raft configuration.
 func (c *Client) Members(ctx context.Context) (kv.Configuration, error) {
-	resp, err := c.do(ctx, request{method: http.MethodGet, path: "/v1/operator/raft/configuration"})
+	resp, err := c.do(ctx, request{method: http.MethodGet, path: "/v1/operator/raft/configuration", repeatable: true})
 	if err != nil {
 		return kv.Configuration{}, err
 	}
@@ -266,7 +266,7 @@ func (c *Client) Members(ctx context.Context) (kv.Configuration, error) {
 }
 
 func (c *Client) operator(ctx context.Context, method, path string, retrySafe bool) error {
-	resp, err := c.do(ctx, request{method: method, path: path, write: retrySafe})
+	resp, err := c.do(ctx, request{method: method, path: path, repeatable: retrySafe})
 	if err == nil && resp.status == http.StatusNotFound {
 		err = fmt.Errorf("%w: %s", kv.ErrUnknownPeer, strings.TrimSpace(string(resp.body)))
 	}
@@ -295,7 +295,7 @@ func (c *Client) TransferLeader(ctx context.Context, id string) error {
 
 // SaveSnapshot writes a snapshot of the whole cluster's state to w.
 func (c *Client) SaveSnapshot(ctx context.Context, w io.Writer) error {
-	resp, err := c.do(ctx, request{method: http.MethodGet, path: "/v1/snapshot"})
+	resp, err := c.do(ctx, request{method: http.MethodGet, path: "/v1/snapshot", repeatable: true})
 	if err != nil {
 		return err
 	}
@@ -307,6 +307,6 @@ func (c *Client) SaveSnapshot(ctx context.Context, w io.Writer) error {
 // by SaveSnapshot. Restoring the same snapshot twice gives the same state,
 // so it is retried like a keyed write.
 func (c *Client) RestoreSnapshot(ctx context.Context, snapshot []byte) error {
-	_, err := c.do(ctx, request{method: http.MethodPut, path: "/v1/snapshot", body: snapshot, write: true})
+	_, err := c.do(ctx, request{method: http.MethodPut, path: "/v1/snapshot", body: snapshot, repeatable: true})
 	return err
 }

@@ -18,35 +18,38 @@ import (
 
 var (
 	buildOnce sync.Once
-	binPath   string
+	binDir    string
 	buildErr  error
 )
 
-// raftkvdBinary builds cmd/raftkvd once for the whole test binary.
-func raftkvdBinary(t *testing.T) string {
+// binary builds cmd/raftkvd and cmd/raftkv once for the whole test binary
+// and returns the path of the one named.
+func binary(t *testing.T, name string) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "raftkvd-e2e-")
-		if err != nil {
-			buildErr = err
+		if binDir, buildErr = os.MkdirTemp("", "raftkv-e2e-"); buildErr != nil {
 			return
 		}
-		binPath = filepath.Join(dir, "raftkvd")
-		out, err := exec.Command("go", "build", "-race", "-o", binPath, "../../cmd/raftkvd").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		for _, cmd := range []string{"raftkvd", "raftkv"} {
+			out, err := exec.Command("go", "build", "-race", "-o", filepath.Join(binDir, cmd), "../../cmd/"+cmd).CombinedOutput()
+			if err != nil {
+				buildErr = fmt.Errorf("go build %s: %v\n%s", cmd, err, out)
+				return
+			}
 		}
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
-	return binPath
+	return filepath.Join(binDir, name)
 }
+
+func raftkvdBinary(t *testing.T) string { return binary(t, "raftkvd") }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binPath != "" {
-		os.RemoveAll(filepath.Dir(binPath))
+	if binDir != "" {
+		os.RemoveAll(binDir)
 	}
 	os.Exit(code)
 }
@@ -64,6 +67,7 @@ func freePort(t *testing.T) int {
 
 type proc struct {
 	id, addr, dir string
+	bare          bool // neither -bootstrap nor -join: waits to be added
 	cmd           *exec.Cmd
 	log           *bytes.Buffer
 	done          chan error
@@ -93,9 +97,11 @@ func (c *cluster) start(i int) {
 	c.t.Helper()
 	p := c.procs[i]
 	args := []string{"-id", p.id, "-addr", p.addr, "-data-dir", p.dir, "-log-level", "debug"}
-	if i == 0 {
+	switch {
+	case p.bare:
+	case i == 0:
 		args = append(args, "-bootstrap")
-	} else {
+	default:
 		args = append(args, "-join", c.procs[0].addr)
 	}
 	p.log = &bytes.Buffer{}
@@ -138,11 +144,20 @@ func (c *cluster) stopAll() {
 	}
 }
 
+// addBare starts a node that belongs to no cluster until someone joins it.
+func (c *cluster) addBare() *proc {
+	c.t.Helper()
+	p := &proc{id: "n" + strconv.Itoa(len(c.procs)+1), addr: "127.0.0.1:" + strconv.Itoa(freePort(c.t)), dir: c.t.TempDir(), bare: true}
+	c.procs = append(c.procs, p)
+	c.start(len(c.procs) - 1)
+	return p
+}
+
 func (c *cluster) waitReady() {
 	c.t.Helper()
 	waitFor(c.t, 30*time.Second, "every node ready", func() error {
 		for _, p := range c.procs {
-			if p.cmd == nil {
+			if p.cmd == nil || p.bare {
 				continue
 			}
 			resp, err := http.Get("http://" + p.addr + "/readyz")
