@@ -1,0 +1,138 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/raftkv/raftkv/kv"
+)
+
+// script answers requests with a list of statuses, recording what it saw.
+type script struct {
+	mu       sync.Mutex
+	statuses []int
+	bodies   []string
+	keys     []string
+}
+
+func (s *script) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.keys = append(s.keys, r.Header.Get("Idempotency-Key"))
+	status, body := http.StatusOK, "true"
+	if len(s.statuses) > 0 {
+		status, body = s.statuses[0], s.bodies[0]
+		s.statuses, s.bodies = s.statuses[1:], s.bodies[1:]
+	}
+	w.Header().Set("X-Consul-Index", "7")
+	w.WriteHeader(status)
+	w.Write([]byte(body))
+}
+
+func deadAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+func newTestClient(t *testing.T, endpoints ...string) *Client {
+	c, err := New(Config{Endpoints: endpoints, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestFailoverOnConnectionErrorsAnd503(t *testing.T) {
+	busy := &script{statuses: []int{503, 503}, bodies: []string{"no leader", "no leader"}}
+	a := httptest.NewServer(busy)
+	defer a.Close()
+	good := &script{}
+	b := httptest.NewServer(good)
+	defer b.Close()
+	c := newTestClient(t, deadAddr(t), a.URL, b.URL)
+	if err := c.Put(context.Background(), "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if len(good.keys) != 1 {
+		t.Fatalf("the healthy endpoint saw %d requests", len(good.keys))
+	}
+	// The answering endpoint is preferred next time.
+	if err := c.Put(context.Background(), "k", []byte("v")); err != nil || len(good.keys) != 2 || len(busy.keys) != 1 {
+		t.Fatalf("second call: err=%v good=%d busy=%d", err, len(good.keys), len(busy.keys))
+	}
+}
+
+func TestUnknownOutcomeRetriedWithTheSameKey(t *testing.T) {
+	s := &script{statuses: []int{504, 504}, bodies: []string{"lost leader", "lost leader"}}
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	c := newTestClient(t, srv.URL)
+	if err := c.Put(context.Background(), "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.keys) != 3 || s.keys[0] == "" || s.keys[0] != s.keys[1] || s.keys[1] != s.keys[2] {
+		t.Fatalf("idempotency keys across retries: %q", s.keys)
+	}
+	// A new logical write gets a new key.
+	c.Put(context.Background(), "k", []byte("v"))
+	if s.keys[3] == s.keys[0] {
+		t.Fatal("two logical writes shared a key")
+	}
+	// A non-repeatable call (remove) is not retried after an unknown outcome.
+	s.statuses, s.bodies = []int{504}, []string{"lost"}
+	n := len(s.keys)
+	if err := c.Remove(context.Background(), "n9"); !errors.Is(err, kv.ErrUnknownOutcome) || len(s.keys) != n+1 {
+		t.Fatalf("remove after 504: %v, %d sends", err, len(s.keys)-n)
+	}
+}
+
+func TestErrorsMatchSentinels(t *testing.T) {
+	cases := []struct {
+		status int
+		body   string
+		want   error
+	}{
+		{400, "missing key", kv.ErrInvalid},
+		{413, "too big", kv.ErrTooLarge},
+		{501, "nope", kv.ErrNotImplemented},
+		{200, "false", kv.ErrCASMismatch},
+	}
+	for _, tc := range cases {
+		s := &script{statuses: []int{tc.status}, bodies: []string{tc.body}}
+		srv := httptest.NewServer(s)
+		err := newTestClient(t, srv.URL).Put(context.Background(), "k", nil, WithCAS(1))
+		srv.Close()
+		if !errors.Is(err, tc.want) {
+			t.Fatalf("status %d: %v, want %v", tc.status, err, tc.want)
+		}
+	}
+	s := &script{statuses: []int{404}, bodies: []string{""}}
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	if _, meta, err := newTestClient(t, srv.URL).Get(context.Background(), "k"); !errors.Is(err, kv.ErrNotFound) || meta.Index != 7 {
+		t.Fatalf("get of a missing key: %v (index %d)", err, meta.Index)
+	}
+	if _, err := New(Config{}); !errors.Is(err, kv.ErrInvalid) {
+		t.Fatalf("no endpoints: %v", err)
+	}
+}
+
+func TestGivesUpWhenTheContextEnds(t *testing.T) {
+	c := newTestClient(t, deadAddr(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if _, _, err := c.Get(ctx, "k"); !errors.Is(err, kv.ErrNoLeader) {
+		t.Fatalf("all endpoints down: %v", err)
+	}
+}
