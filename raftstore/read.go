@@ -158,8 +158,10 @@ func (s *RaftStore) readIndex(ctx context.Context) (uint64, error) {
 		case s.isLeader():
 			idx, err = s.leaderReadIndex(ctx)
 		case addr != "":
-			s.metrics.forwarded.WithLabelValues("readindex").Inc()
-			idx, err = s.peers.readIndex(ctx, string(addr))
+			idx, err = s.followerReads.do(ctx, func(ctx context.Context) (uint64, error) {
+				s.metrics.forwarded.WithLabelValues("readindex").Inc()
+				return s.peers.readIndex(ctx, string(addr))
+			})
 		default:
 			err = fmt.Errorf("%w: no leader known", kv.ErrNoLeader)
 		}
@@ -189,51 +191,78 @@ func (s *RaftStore) waitApplied(ctx context.Context, index uint64) error {
 	}
 }
 
-// verifier shares one VerifyLeader round among all reads that arrive while
-// the previous round is in flight. A read only joins a round that starts
-// after it recorded its commit index, as ReadIndex requires.
-type verifier struct {
-	r       *raft.Raft
+// rounds shares one call among every caller that arrives while the
+// previous call is in flight: they all join the next one. A caller only
+// joins a call that starts after it arrived, which is what ReadIndex needs
+// (the leader must confirm its leadership after the read began). The
+// leader uses it for VerifyLeader, followers for asking the leader.
+type rounds struct {
 	mu      sync.Mutex
-	waiting []chan error
+	waiting []chan roundResult
+	call    func(ctx context.Context) (uint64, error) // of the next round
 	running bool
+	timeout time.Duration
 }
 
-func newVerifier(r *raft.Raft) *verifier { return &verifier{r: r} }
+type roundResult struct {
+	index uint64
+	err   error
+}
 
-func (v *verifier) verify(ctx context.Context) error {
-	ch := make(chan error, 1)
-	v.mu.Lock()
-	v.waiting = append(v.waiting, ch)
-	if !v.running {
-		v.running = true
-		go v.run()
+func (r *rounds) do(ctx context.Context, call func(ctx context.Context) (uint64, error)) (uint64, error) {
+	ch := make(chan roundResult, 1)
+	r.mu.Lock()
+	r.waiting = append(r.waiting, ch)
+	r.call = call // every caller's call is equivalent; the latest is freshest
+	if !r.running {
+		r.running = true
+		go r.run()
 	}
-	v.mu.Unlock()
+	r.mu.Unlock()
 	select {
-	case err := <-ch:
-		return err
+	case res := <-ch:
+		return res.index, res.err
 	case <-ctx.Done():
-		return ctx.Err()
+		return 0, fmt.Errorf("%w: %v", kv.ErrNoLeader, ctx.Err())
 	}
 }
 
-func (v *verifier) run() {
+func (r *rounds) run() {
 	for {
-		v.mu.Lock()
-		batch := v.waiting
-		v.waiting = nil
+		r.mu.Lock()
+		batch, call := r.waiting, r.call
+		r.waiting = nil
 		if len(batch) == 0 {
-			v.running = false
-			v.mu.Unlock()
+			r.running = false
+			r.mu.Unlock()
 			return
 		}
-		v.mu.Unlock()
-		err := v.r.VerifyLeader().Error()
+		r.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
+		idx, err := call(ctx)
+		cancel()
 		for _, ch := range batch {
-			ch <- err
+			ch <- roundResult{idx, err}
 		}
 	}
+}
+
+// verifier confirms leadership with one VerifyLeader round per batch of
+// concurrent reads.
+type verifier struct {
+	r      *raft.Raft
+	rounds rounds
+}
+
+func newVerifier(r *raft.Raft, timeout time.Duration) *verifier {
+	return &verifier{r: r, rounds: rounds{timeout: timeout}}
+}
+
+func (v *verifier) verify(ctx context.Context) error {
+	_, err := v.rounds.do(ctx, func(context.Context) (uint64, error) {
+		return 0, v.r.VerifyLeader().Error()
+	})
+	return err
 }
 
 // Read answers a query, linearizably unless q.Stale. A blocking query

@@ -53,6 +53,9 @@ type RaftStore struct {
 	http     *http.Server
 	peers    *peerClient
 	verifier *verifier
+	// followerReads shares one read-index call to the leader among the
+	// linearizable reads that arrive together on a follower.
+	followerReads rounds
 	watch    *watch.Hub
 	leader   leadership
 	metrics  *metrics
@@ -181,7 +184,8 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 		}
 	}
 
-	s.verifier = newVerifier(s.raft)
+	s.verifier = newVerifier(s.raft, cfg.ApplyTimeout)
+	s.followerReads.timeout = cfg.ApplyTimeout
 	s.peers = newPeerClient()
 	s.metrics = newMetrics(s.watch.Len)
 	s.http = &http.Server{
