@@ -56,9 +56,9 @@ type RaftStore struct {
 	// followerReads shares one read-index call to the leader among the
 	// linearizable reads that arrive together on a follower.
 	followerReads rounds
-	watch    *watch.Hub
-	leader   leadership
-	metrics  *metrics
+	watch         *watch.Hub
+	leader        leadership
+	metrics       *metrics
 
 	caughtUp atomic.Bool   // applied the leader's commit index once (readiness)
 	raftDone chan struct{} // closed once raft has shut down
