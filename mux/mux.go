@@ -1,6 +1,7 @@
 package mux
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -29,8 +30,9 @@ type Mux struct {
 	advertise net.Addr
 	logger    *slog.Logger
 
-	raft *RaftLayer
-	http *childListener
+	raft   *RaftLayer
+	http   *childListener
+	faults faults
 
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -74,7 +76,7 @@ func New(ln net.Listener, opts Options) (*Mux, error) {
 	})
 	httpLn := m.cm.Match(cmux.HTTP1Fast())
 
-	m.raft = &RaftLayer{childListener: newChild(advertise), sniffTimeout: opts.SniffTimeout}
+	m.raft = &RaftLayer{childListener: newChild(advertise), sniffTimeout: opts.SniffTimeout, mux: m}
 	m.http = newChild(ln.Addr())
 	m.wg.Add(3)
 	go func() { defer m.wg.Done(); _ = m.cm.Serve() }()
@@ -211,13 +213,16 @@ func (l *childListener) deliver(c net.Conn) {
 type RaftLayer struct {
 	*childListener
 	sniffTimeout time.Duration
+	mux          *Mux
 }
 
 var _ raft.StreamLayer = (*RaftLayer)(nil)
 
 // Dial opens a raft connection to a peer's shared port.
 func (l *RaftLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	c, err := net.DialTimeout("tcp", string(address), timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), max(timeout, time.Second))
+	defer cancel()
+	c, err := l.mux.DialContext(ctx, "tcp", string(address))
 	if err != nil {
 		return nil, err
 	}

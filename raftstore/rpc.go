@@ -136,9 +136,9 @@ type peerClient struct {
 	hc *http.Client
 }
 
-func newPeerClient() *peerClient {
+func newPeerClient(dial func(ctx context.Context, network, addr string) (net.Conn, error)) *peerClient {
 	return &peerClient{hc: &http.Client{Transport: &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:         dial,
 		MaxIdleConns:        256,
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,

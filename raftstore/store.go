@@ -186,7 +186,7 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 
 	s.verifier = newVerifier(s.raft, cfg.ApplyTimeout)
 	s.followerReads.timeout = cfg.ApplyTimeout
-	s.peers = newPeerClient()
+	s.peers = newPeerClient(s.mux.DialContext)
 	s.metrics = newMetrics(s.watch.Len)
 	s.http = &http.Server{
 		Handler:           s.routes(),
@@ -223,6 +223,10 @@ func (s *RaftStore) routes() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, rpcPrefix) {
 			rpc.ServeHTTP(w, r)
+			return
+		}
+		if fp := s.mux.FailpointHandler(); fp != nil && strings.HasPrefix(r.URL.Path, "/debug/failpoints/") {
+			fp.ServeHTTP(w, r) // only in binaries built with -tags failpoints
 			return
 		}
 		api.ServeHTTP(w, r)

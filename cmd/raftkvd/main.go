@@ -41,6 +41,12 @@ func run(args []string, stderr io.Writer) int {
 		logFormat = fs.String("log-format", "text", "text (logfmt) or json")
 		maxValue  = fs.Int("max-value-bytes", kv.DefaultMaxValueBytes, "largest value accepted")
 		pprof     = fs.Bool("pprof", false, "serve /debug/pprof on the HTTP port")
+		// Raft tuning (defaults suit most clusters).
+		heartbeat    = fs.Duration("heartbeat-timeout", 0, "raft heartbeat timeout (default 1s)")
+		election     = fs.Duration("election-timeout", 0, "raft election timeout (default 1s)")
+		snapThresh   = fs.Uint64("snapshot-threshold", 0, "log entries between snapshots (default 8192)")
+		trailingLogs = fs.Uint64("trailing-logs", 0, "log entries kept after a snapshot (default 10240)")
+		snapInterval = fs.Duration("snapshot-interval", 0, "how often to check whether to snapshot (default 2m)")
 	)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -93,6 +99,12 @@ func run(args []string, stderr io.Writer) int {
 		MaxValueBytes: *maxValue,
 		Logger:        logger,
 		EnablePprof:   *pprof,
+
+		HeartbeatTimeout:  *heartbeat,
+		ElectionTimeout:   *election,
+		SnapshotThreshold: *snapThresh,
+		TrailingLogs:      *trailingLogs,
+		SnapshotInterval:  *snapInterval,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "raftkvd: %v\n", err)

@@ -1,0 +1,23 @@
+package mux
+
+import (
+	"context"
+	"net"
+	"time"
+)
+
+// DialContext opens a connection to a peer's shared port. Raft's stream
+// layer and the node's forwarding client both dial through it, so that
+// fault injection (build tag failpoints) cuts every kind of traffic between
+// two peers.
+func (m *Mux) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	if err := m.faults.allow(addr); err != nil {
+		return nil, err
+	}
+	d := net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}
+	c, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return m.faults.track(addr, c), nil
+}
