@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"github.com/raftkv/raftkv/internal/proccluster"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -60,8 +61,8 @@ func (c cli) fails(code int, want string, args ...string) {
 func TestCLIAgainstThreeNodes(t *testing.T) {
 	c := startCluster(t, 3)
 	// The first endpoint is down: every command below fails over.
-	dead := "127.0.0.1:" + strconv.Itoa(freePort(t))
-	k := cli{t: t, endpoints: dead + "," + c.procs[1].addr + "," + c.procs[2].addr}
+	dead := "127.0.0.1:" + strconv.Itoa(proccluster.FreePort(t))
+	k := cli{t: t, endpoints: dead + "," + c.Procs[1].Addr + "," + c.Procs[2].Addr}
 
 	// put / get, stdin, flags, json output.
 	if out := k.ok("", "put", "app/name", "shop"); out != "OK\n" {
@@ -138,12 +139,12 @@ func TestCLIAgainstThreeNodes(t *testing.T) {
 		}
 		return nil
 	})
-	extra := c.addBare()
-	k.ok("", "join", extra.id, extra.addr)
+	extra := c.AddBare()
+	k.ok("", "join", extra.ID, extra.Addr)
 	if members := k.ok("", "members"); strings.Count(members, "127.0.0.1:") != 4 {
 		t.Fatalf("after join:\n%s", members)
 	}
-	k.ok("", "remove", extra.id)
+	k.ok("", "remove", extra.ID)
 	if members := k.ok("", "members"); strings.Count(members, "127.0.0.1:") != 3 {
 		t.Fatalf("after remove:\n%s", members)
 	}
@@ -170,9 +171,9 @@ func TestCLIAgainstThreeNodes(t *testing.T) {
 
 func TestCLIWatchPrintsEveryChange(t *testing.T) {
 	c := startCluster(t, 3)
-	k := cli{t: t, endpoints: c.procs[0].addr + "," + c.procs[1].addr}
+	k := cli{t: t, endpoints: c.Procs[0].Addr + "," + c.Procs[1].Addr}
 	k.ok("", "put", "cfg/a", "1")
-	watch := exec.Command(binary(t, "raftkv"), "--endpoints", c.procs[2].addr, "watch", "--prefix", "cfg/")
+	watch := exec.Command(binary(t, "raftkv"), "--endpoints", c.Procs[2].Addr, "watch", "--prefix", "cfg/")
 	stdout, err := watch.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

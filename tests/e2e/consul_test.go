@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"github.com/raftkv/raftkv/internal/proccluster"
 	"sort"
 	"testing"
 	"time"
@@ -9,7 +10,7 @@ import (
 	consul "github.com/hashicorp/consul/api"
 )
 
-func client(t *testing.T, addr string) *consul.Client {
+func client(t testing.TB, addr string) *consul.Client {
 	t.Helper()
 	c, err := consul.NewClient(&consul.Config{Address: addr})
 	if err != nil {
@@ -19,18 +20,18 @@ func client(t *testing.T, addr string) *consul.Client {
 }
 
 // leaderAndFollowers splits the cluster by what the Consul client reports.
-func (c *cluster) leaderAndFollowers() (leader *proc, followers []*proc) {
-	c.t.Helper()
+func leaderAndFollowers(c *proccluster.Cluster) (leader *proccluster.Proc, followers []*proccluster.Proc) {
+	c.TB.Helper()
 	var addr string
-	waitFor(c.t, 20*time.Second, "a leader", func() error {
+	waitFor(c.TB, 20*time.Second, "a leader", func() error {
 		err := fmt.Errorf("no node running")
-		for _, p := range c.procs {
-			if p.cmd == nil {
+		for _, p := range c.Procs {
+			if p.Cmd == nil {
 				continue
 			}
-			addr, err = client(c.t, p.addr).Status().Leader()
+			addr, err = client(c.TB, p.Addr).Status().Leader()
 			if err == nil && addr == "" {
-				err = fmt.Errorf("%s knows no leader yet", p.id)
+				err = fmt.Errorf("%s knows no leader yet", p.ID)
 			}
 			if err == nil {
 				return nil
@@ -38,42 +39,42 @@ func (c *cluster) leaderAndFollowers() (leader *proc, followers []*proc) {
 		}
 		return err
 	})
-	for _, p := range c.procs {
-		if p.cmd == nil {
+	for _, p := range c.Procs {
+		if p.Cmd == nil {
 			continue
 		}
-		if p.addr == addr {
+		if p.Addr == addr {
 			leader = p
 		} else {
 			followers = append(followers, p)
 		}
 	}
 	if leader == nil {
-		c.t.Fatalf("leader %s is not one of ours", addr)
+		c.TB.Fatalf("leader %s is not one of ours", addr)
 	}
 	return leader, followers
 }
 
 func TestConsulClientAgainstThreeNodes(t *testing.T) {
 	c := startCluster(t, 3)
-	leader, followers := c.leaderAndFollowers()
-	f := client(t, followers[0].addr)
+	leader, followers := leaderAndFollowers(c)
+	f := client(t, followers[0].Addr)
 
 	// Put through a follower, Get from every node (linearizable by default).
 	if _, err := f.KV().Put(&consul.KVPair{Key: "app/config", Value: []byte("v1"), Flags: 7}, nil); err != nil {
 		t.Fatal(err)
 	}
 	var modify uint64
-	for _, p := range c.procs {
-		pair, meta, err := client(t, p.addr).KV().Get("app/config", nil)
+	for _, p := range c.Procs {
+		pair, meta, err := client(t, p.Addr).KV().Get("app/config", nil)
 		if err != nil {
-			t.Fatalf("get on %s: %v", p.id, err)
+			t.Fatalf("get on %s: %v", p.ID, err)
 		}
 		if pair == nil || string(pair.Value) != "v1" || pair.Flags != 7 {
-			t.Fatalf("get on %s: %+v", p.id, pair)
+			t.Fatalf("get on %s: %+v", p.ID, pair)
 		}
 		if meta.LastIndex != pair.ModifyIndex || !meta.KnownLeader {
-			t.Fatalf("meta on %s: %+v (ModifyIndex %d)", p.id, meta, pair.ModifyIndex)
+			t.Fatalf("meta on %s: %+v (ModifyIndex %d)", p.ID, meta, pair.ModifyIndex)
 		}
 		modify = pair.ModifyIndex
 	}
@@ -87,14 +88,14 @@ func TestConsulClientAgainstThreeNodes(t *testing.T) {
 	if err != nil || !ok {
 		t.Fatalf("cas with the current index: %v %v", ok, err)
 	}
-	ok, _, err = client(t, followers[1].addr).KV().CAS(&consul.KVPair{Key: "app/config", Value: []byte("v3"), ModifyIndex: modify}, nil)
+	ok, _, err = client(t, followers[1].Addr).KV().CAS(&consul.KVPair{Key: "app/config", Value: []byte("v3"), ModifyIndex: modify}, nil)
 	if err != nil || ok {
 		t.Fatalf("cas with a stale index: %v %v", ok, err)
 	}
 
 	// List and Keys with a separator.
 	for _, k := range []string{"app/db/host", "app/db/port", "app/name"} {
-		if _, err := client(t, leader.addr).KV().Put(&consul.KVPair{Key: k, Value: []byte(k)}, nil); err != nil {
+		if _, err := client(t, leader.Addr).KV().Put(&consul.KVPair{Key: k, Value: []byte(k)}, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -126,16 +127,16 @@ func TestConsulClientAgainstThreeNodes(t *testing.T) {
 	if _, err := f.KV().DeleteTree("app/db/", nil); err != nil {
 		t.Fatal(err)
 	}
-	keys, _, _ = client(t, leader.addr).KV().Keys("app/", "", nil)
+	keys, _, _ = client(t, leader.Addr).KV().Keys("app/", "", nil)
 	if fmt.Sprint(keys) != "[app/config app/name]" {
 		t.Fatalf("after delete tree: %v", keys)
 	}
 
 	// Cluster status through the Consul client.
-	for _, p := range c.procs {
-		l, err := client(t, p.addr).Status().Leader()
-		if err != nil || l != leader.addr {
-			t.Fatalf("leader seen by %s: %q %v", p.id, l, err)
+	for _, p := range c.Procs {
+		l, err := client(t, p.Addr).Status().Leader()
+		if err != nil || l != leader.Addr {
+			t.Fatalf("leader seen by %s: %q %v", p.ID, l, err)
 		}
 	}
 	cfg, err := f.Operator().RaftGetConfiguration(nil)
@@ -146,8 +147,8 @@ func TestConsulClientAgainstThreeNodes(t *testing.T) {
 	for _, s := range cfg.Servers {
 		if s.Leader {
 			leaders++
-			if s.Address != leader.addr {
-				t.Fatalf("configuration names %s as leader, status says %s", s.Address, leader.addr)
+			if s.Address != leader.Addr {
+				t.Fatalf("configuration names %s as leader, status says %s", s.Address, leader.Addr)
 			}
 		}
 		if !s.Voter {
@@ -165,54 +166,54 @@ func TestConsulClientAgainstThreeNodes(t *testing.T) {
 
 func TestGracefulShutdownAndRestart(t *testing.T) {
 	c := startCluster(t, 3)
-	leader, followers := c.leaderAndFollowers()
-	if _, err := client(t, followers[0].addr).KV().Put(&consul.KVPair{Key: "k", Value: []byte("v")}, nil); err != nil {
+	leader, followers := leaderAndFollowers(c)
+	if _, err := client(t, followers[0].Addr).KV().Put(&consul.KVPair{Key: "k", Value: []byte("v")}, nil); err != nil {
 		t.Fatal(err)
 	}
 	// SIGTERM on the leader: exit 0 after handing leadership over.
 	var li int
-	for i, p := range c.procs {
+	for i, p := range c.Procs {
 		if p == leader {
 			li = i
 		}
 	}
-	if err := c.stop(li); err != nil {
+	if err := c.Stop(li); err != nil {
 		t.Fatalf("leader exit: %v", err)
 	}
-	newLeader, _ := c.leaderAndFollowers()
+	newLeader, _ := leaderAndFollowers(c)
 	if newLeader == leader {
 		t.Fatal("leadership did not move")
 	}
 	// Restart with the same command line (-join again): a no-op rejoin.
-	c.start(li)
-	c.waitReady()
-	pair, _, err := client(t, leader.addr).KV().Get("k", nil)
+	c.StartProc(li)
+	c.WaitReady(30 * time.Second)
+	pair, _, err := client(t, leader.Addr).KV().Get("k", nil)
 	if err != nil || pair == nil || string(pair.Value) != "v" {
 		t.Fatalf("after restart: %+v %v", pair, err)
 	}
-	cfg, err := client(t, leader.addr).Operator().RaftGetConfiguration(nil)
+	cfg, err := client(t, leader.Addr).Operator().RaftGetConfiguration(nil)
 	if err != nil || len(cfg.Servers) != 3 {
 		t.Fatalf("configuration after restart: %+v %v", cfg, err)
 	}
 
 	// The whole cluster stopped and started again with the same command
 	// lines (n1 still says -bootstrap, the others -join): data intact.
-	for i := range c.procs {
-		if err := c.stop(i); err != nil {
-			t.Fatalf("stop %s: %v", c.procs[i].id, err)
+	for i := range c.Procs {
+		if err := c.Stop(i); err != nil {
+			t.Fatalf("stop %s: %v", c.Procs[i].ID, err)
 		}
 	}
-	for i := range c.procs {
-		c.start(i)
+	for i := range c.Procs {
+		c.StartProc(i)
 	}
-	c.waitReady()
-	for _, p := range c.procs {
-		pair, _, err := client(t, p.addr).KV().Get("k", nil)
+	c.WaitReady(30 * time.Second)
+	for _, p := range c.Procs {
+		pair, _, err := client(t, p.Addr).KV().Get("k", nil)
 		if err != nil || pair == nil || string(pair.Value) != "v" {
-			t.Fatalf("%s after full restart: %+v %v", p.id, pair, err)
+			t.Fatalf("%s after full restart: %+v %v", p.ID, pair, err)
 		}
 	}
-	if _, err := client(t, c.procs[2].addr).KV().Put(&consul.KVPair{Key: "k2", Value: []byte("v2")}, nil); err != nil {
+	if _, err := client(t, c.Procs[2].Addr).KV().Put(&consul.KVPair{Key: "k2", Value: []byte("v2")}, nil); err != nil {
 		t.Fatalf("write after full restart: %v", err)
 	}
 }

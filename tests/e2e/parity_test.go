@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"fmt"
+	"github.com/raftkv/raftkv/internal/proccluster"
 	"io"
 	"net/http"
 	"strings"
@@ -14,8 +15,8 @@ import (
 
 func TestTxnThroughConsulClient(t *testing.T) {
 	c := startCluster(t, 3)
-	_, followers := c.leaderAndFollowers()
-	kvc := client(t, followers[0].addr).KV()
+	_, followers := leaderAndFollowers(c)
+	kvc := client(t, followers[0].Addr).KV()
 
 	ok, resp, _, err := kvc.Txn(consul.KVTxnOps{
 		{Verb: consul.KVSet, Key: "t/a", Value: []byte("1")},
@@ -66,10 +67,10 @@ func TestTxnThroughConsulClient(t *testing.T) {
 		t.Fatal("65 ops accepted")
 	}
 	body65 := "[" + strings.TrimSuffix(strings.Repeat(`{"KV":{"Verb":"set","Key":"t/x"}},`, 65), ",") + "]"
-	if r := put(t, "http://"+followers[1].addr+"/v1/txn", body65, nil); r.StatusCode != 413 {
+	if r := put(t, "http://"+followers[1].Addr+"/v1/txn", body65, nil); r.StatusCode != 413 {
 		t.Fatalf("65 ops: status %d, want 413", r.StatusCode)
 	}
-	resp400 := put(t, "http://"+followers[1].addr+"/v1/txn", `[{"KV":{"Verb":"set"`, nil)
+	resp400 := put(t, "http://"+followers[1].Addr+"/v1/txn", `[{"KV":{"Verb":"set"`, nil)
 	if resp400.StatusCode != 400 {
 		t.Fatalf("malformed txn: %d", resp400.StatusCode)
 	}
@@ -106,9 +107,9 @@ type blockingResult struct {
 
 func TestBlockingQueriesThroughConsulClient(t *testing.T) {
 	c := startCluster(t, 3)
-	_, followers := c.leaderAndFollowers()
-	watcher := client(t, followers[0].addr).KV()
-	writer := client(t, followers[1].addr).KV()
+	_, followers := leaderAndFollowers(c)
+	watcher := client(t, followers[0].Addr).KV()
+	writer := client(t, followers[1].Addr).KV()
 	mustPut := func(k, v string) {
 		if _, err := writer.Put(&consul.KVPair{Key: k, Value: []byte(v)}, nil); err != nil {
 			t.Fatal(err)
@@ -216,11 +217,11 @@ func TestBlockingQueriesThroughConsulClient(t *testing.T) {
 
 func TestIdempotentWritesApplyOnce(t *testing.T) {
 	c := startCluster(t, 3)
-	leader, followers := c.leaderAndFollowers()
-	url := func(p *proc, key string) string { return "http://" + p.addr + "/v1/kv/" + key }
+	leader, followers := leaderAndFollowers(c)
+	url := func(p *proccluster.Proc, key string) string { return "http://" + p.Addr + "/v1/kv/" + key }
 	keyed := func(k string) http.Header { return http.Header{"Idempotency-Key": {k}} }
 	get := func(key string) string {
-		pair, _, err := client(t, leader.addr).KV().Get(key, nil)
+		pair, _, err := client(t, leader.Addr).KV().Get(key, nil)
 		if err != nil || pair == nil {
 			t.Fatalf("get %s: %+v %v", key, pair, err)
 		}
@@ -228,7 +229,7 @@ func TestIdempotentWritesApplyOnce(t *testing.T) {
 	}
 	// Pattern: keyed write of v1, an unkeyed write of v2, then the keyed write
 	// replayed. Applied once, the key holds v2; applied twice, v1.
-	scenario := func(name string, first, replay *proc, between func()) {
+	scenario := func(name string, first, replay *proccluster.Proc, between func()) {
 		k := "idem/" + name
 		if r := put(t, url(first, k), "v1", keyed("req-"+name)); r.StatusCode != 200 {
 			t.Fatalf("%s: first write %d", name, r.StatusCode)
@@ -249,12 +250,12 @@ func TestIdempotentWritesApplyOnce(t *testing.T) {
 	scenario("same-node", followers[0], followers[0], nil)
 	scenario("two-nodes", followers[0], followers[1], nil)
 	scenario("leader-change", leader, leader, func() {
-		if _, err := client(t, leader.addr).Operator().RaftLeaderTransfer("", nil); err != nil {
+		if _, err := client(t, leader.Addr).Operator().RaftLeaderTransfer("", nil); err != nil {
 			t.Fatal(err)
 		}
 		waitFor(t, 20*time.Second, "a new leader", func() error {
-			l, err := client(t, followers[0].addr).Status().Leader()
-			if err != nil || l == "" || l == leader.addr {
+			l, err := client(t, followers[0].Addr).Status().Leader()
+			if err != nil || l == "" || l == leader.Addr {
 				return fmt.Errorf("leader %q %v", l, err)
 			}
 			return nil
@@ -287,7 +288,7 @@ func mustReq(t *testing.T, method, url, body string, h http.Header) *http.Reques
 func TestSnapshotSaveAndRestoreAcrossClusters(t *testing.T) {
 	a := startCluster(t, 3)
 	want := map[string]string{}
-	ka := client(t, a.procs[1].addr).KV()
+	ka := client(t, a.Procs[1].Addr).KV()
 	for i := range 200 {
 		k, v := fmt.Sprintf("snap/%03d", i), fmt.Sprintf("value-%d", i)
 		if _, err := ka.Put(&consul.KVPair{Key: k, Value: []byte(v)}, nil); err != nil {
@@ -295,7 +296,7 @@ func TestSnapshotSaveAndRestoreAcrossClusters(t *testing.T) {
 		}
 		want[k] = v
 	}
-	rc, _, err := client(t, a.procs[2].addr).Snapshot().Save(nil)
+	rc, _, err := client(t, a.Procs[2].Addr).Snapshot().Save(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,23 +307,23 @@ func TestSnapshotSaveAndRestoreAcrossClusters(t *testing.T) {
 	}
 
 	b := startCluster(t, 3)
-	kb := client(t, b.procs[0].addr).KV()
+	kb := client(t, b.Procs[0].Addr).KV()
 	kb.Put(&consul.KVPair{Key: "only-in-b", Value: []byte("gone after restore")}, nil)
 	kb.Put(&consul.KVPair{Key: "snap/000", Value: []byte("overwritten")}, nil)
-	if err := client(t, b.procs[1].addr).Snapshot().Restore(nil, bytes.NewReader(snap)); err != nil {
+	if err := client(t, b.Procs[1].Addr).Snapshot().Restore(nil, bytes.NewReader(snap)); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range b.procs {
-		pairs, _, err := client(t, p.addr).KV().List("", nil)
+	for _, p := range b.Procs {
+		pairs, _, err := client(t, p.Addr).KV().List("", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(pairs) != len(want) {
-			t.Fatalf("%s has %d keys after restore, want %d", p.id, len(pairs), len(want))
+			t.Fatalf("%s has %d keys after restore, want %d", p.ID, len(pairs), len(want))
 		}
 		for _, pair := range pairs {
 			if want[pair.Key] != string(pair.Value) {
-				t.Fatalf("%s: %s = %q, want %q", p.id, pair.Key, pair.Value, want[pair.Key])
+				t.Fatalf("%s: %s = %q, want %q", p.ID, pair.Key, pair.Value, want[pair.Key])
 			}
 		}
 	}

@@ -47,10 +47,10 @@ func usage(t *testing.T, pid int) (rssMB float64, cpu time.Duration) {
 func TestThousandWatchers(t *testing.T) {
 	const watchers = 1000
 	c := startCluster(t, 3)
-	_, followers := c.leaderAndFollowers()
+	_, followers := leaderAndFollowers(c)
 	target := followers[0] // serves the watchers
-	writerKV := client(t, followers[1].addr).KV()
-	pid := target.cmd.Process.Pid
+	writerKV := client(t, followers[1].Addr).KV()
+	pid := target.Cmd.Process.Pid
 
 	writes := func(d time.Duration, keys func(i int) string) int {
 		deadline := time.Now().Add(d)
@@ -69,7 +69,7 @@ func TestThousandWatchers(t *testing.T) {
 
 	// 1,000 watchers, one per key, each re-blocking after every wake-up.
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: watchers, MaxConnsPerHost: watchers}}
-	wc, err := consul.NewClient(&consul.Config{Address: target.addr, HttpClient: hc})
+	wc, err := consul.NewClient(&consul.Config{Address: target.Addr, HttpClient: hc})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +146,7 @@ func TestThousandWatchers(t *testing.T) {
 
 	perWrite := func(cpu time.Duration, n int) time.Duration { return cpu / time.Duration(max(n, 1)) }
 	t.Logf("1,000 watchers on node %s: RSS %.1f MB idle → %.1f MB with the watchers blocked (+%.1f MB, %.1f KB per watcher)",
-		target.id, rss1, rss2, rss2-rss1, (rss2-rss1)*1024/watchers)
+		target.ID, rss1, rss2, rss2-rss1, (rss2-rss1)*1024/watchers)
 	t.Logf("CPU per write on the watchers' node: %s without watchers (%d writes), %s with 1,000 watchers (%d writes, %d wake-ups); ratio %.2f",
 		perWrite(cpu1-cpu0, n0), n0, perWrite(cpu3-cpu2, n1), n1, wakeups.Load(),
 		float64(perWrite(cpu3-cpu2, n1))/float64(max(perWrite(cpu1-cpu0, n0), 1)))

@@ -1,0 +1,327 @@
+// Package proccluster runs real raftkvd processes on 127.0.0.1 for tests:
+// it builds the binaries once, picks free ports, starts, stops, kills,
+// pauses and restarts nodes, and keeps each node's log for failure reports.
+// Used by tests/e2e and tests/robustness.
+package proccluster
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// BuildOptions choose how the binaries are built.
+type BuildOptions struct {
+	Race bool
+	Tags string // e.g. "failpoints"
+}
+
+var (
+	buildMu sync.Mutex
+	built   = map[BuildOptions]string{} // options → directory
+)
+
+// Binary builds cmd/raftkvd and cmd/raftkv once per options and returns the
+// path of the one named. root is the repository root relative to the test.
+func Binary(tb testing.TB, root, name string, opts BuildOptions) string {
+	tb.Helper()
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	dir, ok := built[opts]
+	if !ok {
+		var err error
+		if dir, err = os.MkdirTemp("", "raftkv-bin-"); err != nil {
+			tb.Fatal(err)
+		}
+		args := []string{"build"}
+		if opts.Race {
+			args = append(args, "-race")
+		}
+		if opts.Tags != "" {
+			args = append(args, "-tags", opts.Tags)
+		}
+		for _, cmd := range []string{"raftkvd", "raftkv"} {
+			out, err := exec.Command("go", append(args, "-o", filepath.Join(dir, cmd), filepath.Join(root, "cmd", cmd))...).CombinedOutput()
+			if err != nil {
+				tb.Fatalf("go build %s: %v\n%s", cmd, err, out)
+			}
+		}
+		built[opts] = dir
+	}
+	return filepath.Join(dir, name)
+}
+
+// Cleanup removes the built binaries (call from TestMain).
+func Cleanup() {
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	for _, dir := range built {
+		os.RemoveAll(dir)
+	}
+}
+
+// FreePort asks the kernel for an unused port.
+func FreePort(tb testing.TB) int {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// Proc is one raftkvd process.
+type Proc struct {
+	ID, Addr, Dir string
+	Bare          bool // neither -bootstrap nor -join: waits to be added
+	Cmd           *exec.Cmd
+	Log           *LockedBuffer
+	done          chan error
+	paused        bool
+}
+
+// Running reports whether the process is up (possibly paused).
+func (p *Proc) Running() bool { return p.Cmd != nil }
+
+// Options configure a cluster.
+type Options struct {
+	Root  string // repository root, relative to the test's directory
+	Build BuildOptions
+	Args  []string // extra raftkvd flags for every node
+}
+
+// Cluster is a set of raftkvd processes.
+type Cluster struct {
+	TB    testing.TB
+	Opts  Options
+	Procs []*Proc
+}
+
+// Start runs n nodes (the first bootstraps, the others join it) and waits
+// until all are ready. Everything is stopped at the end of the test.
+func Start(tb testing.TB, n int, opts Options) *Cluster {
+	tb.Helper()
+	c := &Cluster{TB: tb, Opts: opts}
+	for i := range n {
+		c.Procs = append(c.Procs, &Proc{ID: "n" + strconv.Itoa(i+1), Addr: "127.0.0.1:" + strconv.Itoa(FreePort(tb)), Dir: tb.TempDir()})
+	}
+	tb.Cleanup(c.StopAll)
+	for i := range c.Procs {
+		c.StartProc(i)
+	}
+	c.WaitReady(30 * time.Second)
+	return c
+}
+
+// StartProc (re)starts node i with its usual command line.
+func (c *Cluster) StartProc(i int) {
+	c.TB.Helper()
+	p := c.Procs[i]
+	args := []string{"-id", p.ID, "-addr", p.Addr, "-data-dir", p.Dir, "-log-level", "debug"}
+	switch {
+	case p.Bare:
+	case i == 0:
+		args = append(args, "-bootstrap")
+	default:
+		args = append(args, "-join", c.Procs[0].Addr)
+	}
+	args = append(args, c.Opts.Args...)
+	if p.Log == nil {
+		p.Log = &LockedBuffer{}
+	}
+	fmt.Fprintf(p.Log, "=== start %s %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(args, " "))
+	p.Cmd = exec.Command(Binary(c.TB, c.Opts.Root, "raftkvd", c.Opts.Build), args...)
+	p.Cmd.Stderr = p.Log
+	if err := p.Cmd.Start(); err != nil {
+		c.TB.Fatal(err)
+	}
+	p.done = make(chan error, 1)
+	p.paused = false
+	go func(cmd *exec.Cmd, done chan error) { done <- cmd.Wait() }(p.Cmd, p.done)
+}
+
+// AddBare starts a node that belongs to no cluster until someone joins it.
+func (c *Cluster) AddBare() *Proc {
+	c.TB.Helper()
+	p := &Proc{ID: "n" + strconv.Itoa(len(c.Procs)+1), Addr: "127.0.0.1:" + strconv.Itoa(FreePort(c.TB)), Dir: c.TB.TempDir(), Bare: true}
+	c.Procs = append(c.Procs, p)
+	c.StartProc(len(c.Procs) - 1)
+	return p
+}
+
+// Stop sends SIGTERM and returns the exit error (nil for exit 0).
+func (c *Cluster) Stop(i int) error {
+	p := c.Procs[i]
+	if p.Cmd == nil {
+		return nil
+	}
+	if p.paused {
+		c.Resume(i)
+	}
+	_ = p.Cmd.Process.Signal(syscall.SIGTERM)
+	var err error
+	select {
+	case err = <-p.done:
+	case <-time.After(20 * time.Second):
+		_ = p.Cmd.Process.Kill()
+		err = <-p.done
+		err = fmt.Errorf("%s did not exit within 20s of SIGTERM (killed): %v", p.ID, err)
+	}
+	p.Cmd = nil
+	return err
+}
+
+// Kill sends SIGKILL: a crash.
+func (c *Cluster) Kill(i int) {
+	p := c.Procs[i]
+	if p.Cmd == nil {
+		return
+	}
+	_ = p.Cmd.Process.Kill()
+	<-p.done
+	fmt.Fprintf(p.Log, "=== killed %s\n", time.Now().Format(time.RFC3339Nano))
+	p.Cmd = nil
+}
+
+// Pause sends SIGSTOP; Resume sends SIGCONT.
+func (c *Cluster) Pause(i int) {
+	p := c.Procs[i]
+	_ = p.Cmd.Process.Signal(syscall.SIGSTOP)
+	p.paused = true
+	fmt.Fprintf(p.Log, "=== paused %s\n", time.Now().Format(time.RFC3339Nano))
+}
+
+func (c *Cluster) Resume(i int) {
+	p := c.Procs[i]
+	_ = p.Cmd.Process.Signal(syscall.SIGCONT)
+	p.paused = false
+	fmt.Fprintf(p.Log, "=== resumed %s\n", time.Now().Format(time.RFC3339Nano))
+}
+
+// StopAll stops every node; on failure it logs the tail of their logs.
+func (c *Cluster) StopAll() {
+	for i, p := range c.Procs {
+		if err := c.Stop(i); err != nil {
+			c.TB.Errorf("stop %s: %v", p.ID, err)
+		}
+		if c.TB.Failed() && p.Log != nil {
+			c.TB.Logf("--- log of %s ---\n%s", p.ID, tail(p.Log.String(), 6000))
+		}
+	}
+}
+
+// WaitReady waits until every running, non-bare node answers /readyz 200.
+func (c *Cluster) WaitReady(timeout time.Duration) {
+	c.TB.Helper()
+	WaitFor(c.TB, timeout, "every node ready", func() error {
+		for _, p := range c.Procs {
+			if p.Cmd == nil || p.Bare {
+				continue
+			}
+			resp, err := http.Get("http://" + p.Addr + "/readyz")
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				return fmt.Errorf("%s readyz: %d", p.ID, resp.StatusCode)
+			}
+		}
+		return nil
+	})
+}
+
+// Leader returns the index of the node the running nodes agree leads, or
+// -1 if none is known.
+func (c *Cluster) Leader() int {
+	for _, p := range c.Procs {
+		if p.Cmd == nil || p.paused {
+			continue
+		}
+		resp, err := (&http.Client{Timeout: time.Second}).Get("http://" + p.Addr + "/v1/status/leader")
+		if err != nil {
+			continue
+		}
+		var b bytes.Buffer
+		b.ReadFrom(resp.Body)
+		resp.Body.Close()
+		addr := strings.Trim(strings.TrimSpace(b.String()), `"`)
+		for i, q := range c.Procs {
+			if q.Addr == addr && addr != "" {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+// WaitLeader waits for a leader and returns its index.
+func (c *Cluster) WaitLeader(timeout time.Duration) int {
+	c.TB.Helper()
+	l := -1
+	WaitFor(c.TB, timeout, "a leader", func() error {
+		if l = c.Leader(); l < 0 {
+			return fmt.Errorf("no leader")
+		}
+		return nil
+	})
+	return l
+}
+
+// WaitFor polls cond until it returns nil, failing the test after timeout.
+func WaitFor(tb testing.TB, timeout time.Duration, what string, cond func() error) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			tb.Fatalf("timed out waiting for %s: %v", what, err)
+		case <-tick.C:
+		}
+	}
+}
+
+// LockedBuffer is a bytes.Buffer safe for a process writing its log while
+// the test reads it.
+type LockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *LockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *LockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
