@@ -14,7 +14,7 @@ import (
 	"github.com/raftkv/raftkv/kv"
 )
 
-func mustOpen(t *testing.T, dir string) *FSM {
+func mustOpen(t testing.TB, dir string) *FSM {
 	t.Helper()
 	f, err := Open(dir, Options{Small: true})
 	if err != nil {

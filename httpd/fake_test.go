@@ -206,3 +206,7 @@ func (f *fakeStore) Remove(ctx context.Context, id string) error {
 func (f *fakeStore) TransferLeadership(ctx context.Context, id string) error { return f.err }
 
 func (f *fakeStore) Ready() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.ready }
+
+func kvEntry(key string) kv.Entry {
+	return kv.Entry{Key: key, Value: []byte("v"), CreateIndex: 1, ModifyIndex: 1}
+}

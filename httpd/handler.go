@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -113,13 +114,31 @@ func New(store Store, opts Options) http.Handler {
 	})))
 	// Keys are routed before the ServeMux, which would "clean" a key like
 	// "a//b" with a 301 redirect (followed by clients as a GET).
+	// Other unclean paths are answered 404 rather than redirected.
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/v1/kv" || strings.HasPrefix(r.URL.Path, "/v1/kv/") {
 			kvRoute.ServeHTTP(w, r)
 			return
 		}
+		if !isClean(r.URL.Path) {
+			writeError(w, fmt.Errorf("%w: no such endpoint %q", kv.ErrNotFound, r.URL.Path))
+			return
+		}
 		mux.ServeHTTP(w, r)
 	})
+}
+
+// isClean reports whether p is what path.Clean makes of it (keeping a
+// trailing slash).
+func isClean(p string) bool {
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	c := path.Clean(p)
+	if strings.HasSuffix(p, "/") && c != "/" {
+		c += "/"
+	}
+	return c == p
 }
 
 // methodSwitch dispatches on the method; others get 405 with Allow.
