@@ -2,7 +2,6 @@ package raftstore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -45,25 +44,12 @@ func (s *RaftStore) TransferLeadership(ctx context.Context, id string) error {
 func (s *RaftStore) changeMembership(ctx context.Context, req membershipRequest) error {
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
-	for {
-		leaderAddr, _ := s.raft.LeaderWithID()
-		var err error
-		switch {
-		case s.isLeader():
-			err = s.changeMembershipLocal(ctx, req)
-		case leaderAddr != "":
-			err = s.peers.membership(ctx, string(leaderAddr), req)
-			s.metrics.forwarded.WithLabelValues("membership").Inc()
-		default:
-			err = fmt.Errorf("%w: no leader known", kv.ErrNoLeader)
-		}
-		if !errors.Is(err, kv.ErrNoLeader) || ctx.Err() != nil {
-			return err
-		}
-		if werr := s.waitLeaderChange(ctx, string(leaderAddr)); werr != nil {
-			return err
-		}
-	}
+	return s.onLeader(ctx, func() error {
+		return s.changeMembershipLocal(ctx, req)
+	}, func(leader string) error {
+		s.metrics.forwarded.WithLabelValues("membership").Inc()
+		return s.peers.membership(ctx, leader, req)
+	})
 }
 
 func (s *RaftStore) changeMembershipLocal(ctx context.Context, req membershipRequest) error {

@@ -150,28 +150,18 @@ func (s *RaftStore) lastFSMEntry(index uint64) uint64 {
 // A read changes nothing, so it is retried through elections until the
 // context ends.
 func (s *RaftStore) readIndex(ctx context.Context) (uint64, error) {
-	for {
-		addr, _ := s.raft.LeaderWithID()
-		var idx uint64
-		var err error
-		switch {
-		case s.isLeader():
-			idx, err = s.leaderReadIndex(ctx)
-		case addr != "":
-			idx, err = s.followerReads.do(ctx, func(ctx context.Context) (uint64, error) {
-				s.metrics.forwarded.WithLabelValues("readindex").Inc()
-				return s.peers.readIndex(ctx, string(addr))
-			})
-		default:
-			err = fmt.Errorf("%w: no leader known", kv.ErrNoLeader)
-		}
-		if !errors.Is(err, kv.ErrNoLeader) || ctx.Err() != nil {
-			return idx, err
-		}
-		if werr := s.waitLeaderChange(ctx, string(addr)); werr != nil {
-			return 0, err
-		}
-	}
+	var idx uint64
+	err := s.onLeader(ctx, func() (err error) {
+		idx, err = s.leaderReadIndex(ctx)
+		return err
+	}, func(leader string) (err error) {
+		idx, err = s.followerReads.do(ctx, func(ctx context.Context) (uint64, error) {
+			s.metrics.forwarded.WithLabelValues("readindex").Inc()
+			return s.peers.readIndex(ctx, leader)
+		})
+		return err
+	})
+	return idx, err
 }
 
 // waitApplied blocks until the FSM has applied index.

@@ -2,7 +2,6 @@ package raftstore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -54,27 +53,25 @@ func (s *RaftStore) RestoreSnapshot(ctx context.Context, r io.Reader) error {
 	defer f.Close()
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
-	for {
-		leaderAddr, _ := s.raft.LeaderWithID()
+	rewind := func() error {
 		if _, err := f.Seek(0, io.SeekStart); err != nil {
 			return fmt.Errorf("raftstore: rewind snapshot: %w", err)
 		}
-		switch {
-		case s.isLeader():
-			err = s.restoreLocal(ctx, f, size)
-		case leaderAddr != "":
-			s.metrics.forwarded.WithLabelValues("restore").Inc()
-			_, err = s.peers.callStream(ctx, "POST", string(leaderAddr), rpcPrefix+"restore", f, size)
-		default:
-			err = fmt.Errorf("%w: no leader known", kv.ErrNoLeader)
-		}
-		if !errors.Is(err, kv.ErrNoLeader) || ctx.Err() != nil {
-			return err
-		}
-		if werr := s.waitLeaderChange(ctx, string(leaderAddr)); werr != nil {
-			return err
-		}
+		return nil
 	}
+	return s.onLeader(ctx, func() error {
+		if err := rewind(); err != nil {
+			return err
+		}
+		return s.restoreLocal(ctx, f, size)
+	}, func(leader string) error {
+		if err := rewind(); err != nil {
+			return err
+		}
+		s.metrics.forwarded.WithLabelValues("restore").Inc()
+		_, err := s.peers.callStream(ctx, "POST", leader, rpcPrefix+"restore", f, size)
+		return err
+	})
 }
 
 // spoolSnapshot checks r and copies it, marked as foreign, to a temp file

@@ -26,25 +26,40 @@ func (s *RaftStore) Apply(ctx context.Context, cmd *kv.Command) (*kv.Result, err
 	}
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
+	var res *kv.Result
+	err := s.onLeader(ctx, func() (err error) {
+		res, err = s.applyLocal(ctx, cmd)
+		return err
+	}, func(leader string) (err error) {
+		s.metrics.forwarded.WithLabelValues("apply").Inc()
+		res, err = s.peers.apply(ctx, leader, cmd)
+		return err
+	})
+	return res, err
+}
+
+// onLeader runs local if this node leads, or remote with the leader's
+// address. Attempts that certainly did nothing (kv.ErrNoLeader: no leader
+// known, the leader refused, or it could not be reached before the request
+// was sent) are retried once a (new) leader is known, until ctx ends;
+// anything else, an unknown outcome included, is returned as it is.
+func (s *RaftStore) onLeader(ctx context.Context, local func() error, remote func(leader string) error) error {
 	for {
 		leaderAddr, _ := s.raft.LeaderWithID()
-		var res *kv.Result
 		var err error
 		switch {
-		case s.raft.State() == raft.Leader:
-			res, err = s.applyLocal(ctx, cmd)
+		case s.isLeader():
+			err = local()
 		case leaderAddr != "":
-			res, err = s.peers.apply(ctx, string(leaderAddr), cmd)
-			s.metrics.forwarded.WithLabelValues("apply").Inc()
+			err = remote(string(leaderAddr))
 		default:
 			err = fmt.Errorf("%w: no leader known", kv.ErrNoLeader)
 		}
 		if !errors.Is(err, kv.ErrNoLeader) || ctx.Err() != nil {
-			return res, err
+			return err
 		}
-		// Not applied: wait for a (different) leader and try again.
 		if werr := s.waitLeaderChange(ctx, string(leaderAddr)); werr != nil {
-			return nil, err
+			return err
 		}
 	}
 }
