@@ -55,7 +55,8 @@ safely: each carries an Idempotency-Key, so the cluster applies it once.`,
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return err })
 	root.AddCommand(a.getCmd(), a.putCmd(), a.delCmd(), a.lsCmd(), a.watchCmd(), a.txnCmd(),
-		a.membersCmd(), a.joinCmd(), a.removeCmd(), a.leaderCmd(), a.transferCmd(), a.snapshotCmd())
+		a.membersCmd(), a.joinCmd(), a.removeCmd(), a.leaderCmd(), a.transferCmd(), a.snapshotCmd(),
+		a.benchCmd())
 	return root
 }
 

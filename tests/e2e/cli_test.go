@@ -162,6 +162,24 @@ func TestCLIAgainstThreeNodes(t *testing.T) {
 		t.Fatalf("after restore: %q", out)
 	}
 
+	// bench: a short closed-loop run and an open-loop one, JSON out.
+	out := k.ok("", "bench", "--duration", "1s", "--warmup", "0s", "--clients", "4", "--mix", "read=50,write=40,cas=10")
+	if !strings.Contains(out, "throughput") || !strings.Contains(out, "p99") {
+		t.Fatalf("bench output: %q", out)
+	}
+	var res struct {
+		Ops    int64
+		Errors map[string]int64
+	}
+	report := filepath.Join(t.TempDir(), "report.html")
+	if err := json.Unmarshal([]byte(k.ok("", "-o", "json", "bench", "--duration", "1s", "--warmup", "0s", "--rate", "100", "--target", "leader", "--report", report)), &res); err != nil || res.Ops == 0 {
+		t.Fatalf("bench -o json: %+v %v", res, err)
+	}
+	if html, err := os.ReadFile(report); err != nil || !strings.Contains(string(html), "<svg") {
+		t.Fatalf("bench --report: %v", err)
+	}
+	k.fails(2, "adds up to", "bench", "--mix", "read=50")
+
 	// Usage errors exit 2.
 	k.fails(2, "accepts 1 arg", "get")
 	k.fails(2, "unknown flag", "get", "--bogus", "x")
