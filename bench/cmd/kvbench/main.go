@@ -1,0 +1,199 @@
+// Command kvbench drives etcd with raftkv's load generator (package
+// loadgen, the same one behind `raftkv bench`), and prints comparison
+// tables. It lives in its own module so that etcd's client stays out of
+// raftkv's go.mod.
+//
+//	kvbench etcd --endpoints 127.0.0.1:2379,... --clients 64 --mix write=100 -o json
+//	kvbench table results/        # results/<system>-<workload>-<clients>.json
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/raftkv/raftkv/loadgen"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: kvbench etcd [flags] | kvbench table DIR")
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "etcd":
+		err = runEtcd(os.Args[2:])
+	case "table":
+		if len(os.Args) != 3 {
+			err = fmt.Errorf("usage: kvbench table DIR")
+		} else {
+			err = table(os.Stdout, os.Args[2])
+		}
+	default:
+		err = fmt.Errorf("unknown command %q (etcd, table)", os.Args[1])
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "kvbench:", err)
+		os.Exit(1)
+	}
+}
+
+func runEtcd(args []string) error {
+	fs := flag.NewFlagSet("kvbench etcd", flag.ContinueOnError)
+	var cfg loadgen.Config
+	endpoints := fs.String("endpoints", "127.0.0.1:2379", "comma-separated etcd client URLs or host:port")
+	fs.IntVar(&cfg.Clients, "clients", 16, "concurrent clients")
+	fs.Float64Var(&cfg.Rate, "rate", 0, "open loop: total requests per second (0: closed loop)")
+	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "measured duration")
+	fs.DurationVar(&cfg.Warmup, "warmup", 2*time.Second, "unmeasured warm-up")
+	fs.IntVar(&cfg.Keys, "keys", 10000, "key space")
+	fs.IntVar(&cfg.KeySize, "key-size", 16, "key size")
+	fs.IntVar(&cfg.ValueSize, "value-size", 256, "value size")
+	mix := fs.String("mix", "write=100", "operation mix")
+	consistency := fs.String("consistency", "linearizable", "reads: linearizable or stale (serializable)")
+	output := fs.String("o", "text", "text or json")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var err error
+	if cfg.Mix, err = loadgen.ParseMix(*mix); err != nil {
+		return err
+	}
+	eps := strings.Split(*endpoints, ",")
+	cfg.Progress = func(l string) { fmt.Fprintln(os.Stderr, l) }
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	res, err := loadgen.Run(ctx, cfg, func(i int) (loadgen.Driver, error) {
+		// One client (gRPC connection) per bench client, pinned to one
+		// member, as raftkv's clients are pinned to one node.
+		c, err := clientv3.New(clientv3.Config{Endpoints: []string{eps[i%len(eps)]}, DialTimeout: 5 * time.Second})
+		if err != nil {
+			return nil, err
+		}
+		return &etcdDriver{c: c, stale: *consistency == "stale"}, nil
+	})
+	if err != nil {
+		return err
+	}
+	if *output == "json" {
+		return json.NewEncoder(os.Stdout).Encode(res)
+	}
+	fmt.Print(res.Summary())
+	return nil
+}
+
+type etcdDriver struct {
+	c     *clientv3.Client
+	stale bool
+}
+
+func (d *etcdDriver) Read(ctx context.Context, key string) error {
+	var opts []clientv3.OpOption
+	if d.stale {
+		opts = append(opts, clientv3.WithSerializable())
+	}
+	_, err := d.c.Get(ctx, key, opts...)
+	return err
+}
+
+func (d *etcdDriver) Write(ctx context.Context, key string, value []byte) error {
+	_, err := d.c.Put(ctx, key, string(value))
+	return err
+}
+
+// CAS reads the key and writes it if its revision did not change: the same
+// read-then-conditional-write as raftkv's ?cas=ModifyIndex.
+func (d *etcdDriver) CAS(ctx context.Context, key string, value []byte) error {
+	resp, err := d.c.Get(ctx, key)
+	if err != nil {
+		return err
+	}
+	cmp := clientv3.Compare(clientv3.CreateRevision(key), "=", 0)
+	if len(resp.Kvs) == 1 {
+		cmp = clientv3.Compare(clientv3.ModRevision(key), "=", resp.Kvs[0].ModRevision)
+	}
+	_, err = d.c.Txn(ctx).If(cmp).Then(clientv3.OpPut(key, string(value))).Commit()
+	return err
+}
+
+func (d *etcdDriver) Close() error { return d.c.Close() }
+
+// table prints one row per workload and client count: raftkv and etcd
+// ops/s and p99, and their ratios. Files are <system>-<workload>-<clients>.json.
+func table(w io.Writer, dir string) error {
+	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	if err != nil {
+		return err
+	}
+	type key struct {
+		workload string
+		clients  int
+	}
+	results := map[key]map[string]*loadgen.Result{}
+	for _, f := range files {
+		parts := strings.SplitN(strings.TrimSuffix(filepath.Base(f), ".json"), "-", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		clients, err := strconv.Atoi(parts[2])
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		var r loadgen.Result
+		if err := json.Unmarshal(b, &r); err != nil {
+			return fmt.Errorf("%s: %w", f, err)
+		}
+		k := key{parts[1], clients}
+		if results[k] == nil {
+			results[k] = map[string]*loadgen.Result{}
+		}
+		results[k][parts[0]] = &r
+	}
+	keys := make([]key, 0, len(results))
+	for k := range results {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].workload != keys[j].workload {
+			return keys[i].workload < keys[j].workload
+		}
+		return keys[i].clients < keys[j].clients
+	})
+	fmt.Fprintln(w, "| workload | clients | raftkv ops/s | etcd ops/s | ratio | raftkv p99 ms | etcd p99 ms | p99 ratio | errors (raftkv / etcd) |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---|")
+	for _, k := range keys {
+		r, e := results[k]["raftkv"], results[k]["etcd"]
+		if r == nil || e == nil {
+			continue
+		}
+		fmt.Fprintf(w, "| %s | %d | %.0f | %.0f | **%.2f×** | %.2f | %.2f | %.2f× | %s / %s |\n",
+			k.workload, k.clients, r.OpsPerSecond, e.OpsPerSecond, r.OpsPerSecond/e.OpsPerSecond,
+			r.Latency.P99, e.Latency.P99, r.Latency.P99/e.Latency.P99, errs(r), errs(e))
+	}
+	return nil
+}
+
+func errs(r *loadgen.Result) string {
+	var n int64
+	for _, v := range r.Errors {
+		n += v
+	}
+	return strconv.FormatInt(n, 10)
+}
