@@ -15,6 +15,7 @@ DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-2s}
 CLIENTS=${CLIENTS:-"1 16 64"}
 OUT=${OUT:-$(mktemp -d -t raftkv-compare-XXXX)}
+mkdir -p "$OUT"
 
 if ! command -v etcd >/dev/null; then
   echo "installing Debian's etcd-server..."
