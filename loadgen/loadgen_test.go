@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -131,5 +132,27 @@ func TestRunCountsOpsErrorsAndReports(t *testing.T) {
 	}
 	if _, err := Run(context.Background(), Config{Clients: 0}, nil); err == nil {
 		t.Fatal("bad config accepted")
+	}
+}
+
+func TestSharedFlags(t *testing.T) {
+	parse := func(args ...string) (Config, bool, error) {
+		var f Flags
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		f.Register(fs)
+		if err := fs.Parse(args); err != nil {
+			return Config{}, false, err
+		}
+		return f.Config()
+	}
+	cfg, stale, err := parse("--clients", "64", "--mix", "read=90,write=10", "--consistency", "stale", "--rate", "500")
+	if err != nil || cfg.Clients != 64 || cfg.Mix != (Mix{Read: 90, Write: 10}) || !stale || cfg.Rate != 500 || cfg.ValueSize != 256 {
+		t.Fatalf("%+v stale=%v %v", cfg, stale, err)
+	}
+	if _, _, err := parse("--mix", "read=10"); err == nil {
+		t.Fatal("bad mix accepted")
+	}
+	if _, _, err := parse("--consistency", "eventual"); err == nil {
+		t.Fatal("bad consistency accepted")
 	}
 }

@@ -1,12 +1,12 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -15,10 +15,8 @@ import (
 
 func (a *app) benchCmd() *cobra.Command {
 	var (
-		cfg         loadgen.Config
-		mix, report string
-		consistency string
-		target      string
+		load           loadgen.Flags
+		report, target string
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -29,25 +27,19 @@ a fixed total rate, latency counted from each request's intended send time
 (no coordinated omission). A progress line every second on stderr.`,
 		Args: cobra.NoArgs,
 	}
-	f := cmd.Flags()
-	f.IntVar(&cfg.Clients, "clients", 16, "concurrent clients")
-	f.Float64Var(&cfg.Rate, "rate", 0, "open loop: total requests per second (0: closed loop)")
-	f.DurationVar(&cfg.Duration, "duration", 10*time.Second, "measured duration")
-	f.DurationVar(&cfg.Warmup, "warmup", 2*time.Second, "unmeasured warm-up before it")
-	f.IntVar(&cfg.Keys, "keys", 10000, "key space")
-	f.IntVar(&cfg.KeySize, "key-size", 16, "key size in bytes")
-	f.IntVar(&cfg.ValueSize, "value-size", 256, "value size in bytes")
-	f.StringVar(&mix, "mix", "write=100", "operation mix, e.g. read=90,write=10 or read=80,write=10,cas=10")
-	f.StringVar(&consistency, "consistency", "linearizable", "reads: linearizable or stale")
-	f.StringVar(&target, "target", "all", "all: spread clients over the endpoints; leader: the leader only")
-	f.StringVar(&report, "report", "", "write an HTML report with plots to this file")
+	goFlags := flag.NewFlagSet("bench", flag.ContinueOnError)
+	load.Register(goFlags)
+	cmd.Flags().AddGoFlagSet(goFlags)
+	cmd.Flags().StringVar(&target, "target", "all", "all: spread clients over the endpoints; leader: the leader only")
+	cmd.Flags().StringVar(&report, "report", "", "write an HTML report with plots to this file")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		var err error
-		if cfg.Mix, err = loadgen.ParseMix(mix); err != nil {
+		cfg, stale, err := load.Config()
+		if err != nil {
 			return err
 		}
-		if consistency != "linearizable" && consistency != "stale" {
-			return fmt.Errorf("--consistency must be linearizable or stale")
+		consistency := "linearizable"
+		if stale {
+			consistency = "stale"
 		}
 		if target != "all" && target != "leader" {
 			return fmt.Errorf("--target must be all or leader")
@@ -67,7 +59,7 @@ a fixed total rate, latency counted from each request's intended send time
 		cfg.Progress = func(line string) { fmt.Fprintln(a.stderr, line) }
 		hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Clients, MaxConnsPerHost: cfg.Clients}}
 		res, err := loadgen.Run(cmd.Context(), cfg, func(i int) (loadgen.Driver, error) {
-			return loadgen.NewHTTPDriver(endpoints[i%len(endpoints)], consistency == "stale", hc), nil
+			return loadgen.NewHTTPDriver(endpoints[i%len(endpoints)], stale, hc), nil
 		})
 		if err != nil {
 			return err // configuration: a usage error

@@ -53,23 +53,15 @@ func main() {
 
 func runEtcd(args []string) error {
 	fs := flag.NewFlagSet("kvbench etcd", flag.ContinueOnError)
-	var cfg loadgen.Config
+	var load loadgen.Flags
+	load.Register(fs) // the same load flags as `raftkv bench`
 	endpoints := fs.String("endpoints", "127.0.0.1:2379", "comma-separated etcd client URLs or host:port")
-	fs.IntVar(&cfg.Clients, "clients", 16, "concurrent clients")
-	fs.Float64Var(&cfg.Rate, "rate", 0, "open loop: total requests per second (0: closed loop)")
-	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "measured duration")
-	fs.DurationVar(&cfg.Warmup, "warmup", 2*time.Second, "unmeasured warm-up")
-	fs.IntVar(&cfg.Keys, "keys", 10000, "key space")
-	fs.IntVar(&cfg.KeySize, "key-size", 16, "key size")
-	fs.IntVar(&cfg.ValueSize, "value-size", 256, "value size")
-	mix := fs.String("mix", "write=100", "operation mix")
-	consistency := fs.String("consistency", "linearizable", "reads: linearizable or stale (serializable)")
 	output := fs.String("o", "text", "text or json")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	var err error
-	if cfg.Mix, err = loadgen.ParseMix(*mix); err != nil {
+	cfg, stale, err := load.Config()
+	if err != nil {
 		return err
 	}
 	eps := strings.Split(*endpoints, ",")
@@ -83,7 +75,7 @@ func runEtcd(args []string) error {
 		if err != nil {
 			return nil, err
 		}
-		return &etcdDriver{c: c, stale: *consistency == "stale"}, nil
+		return &etcdDriver{c: c, stale: stale}, nil
 	})
 	if err != nil {
 		return err
