@@ -44,6 +44,7 @@ type metrics struct {
 	leaderChanges prometheus.Counter
 	forwarded     *prometheus.CounterVec
 	applyLatency  prometheus.Histogram
+	readLatency   *prometheus.HistogramVec
 }
 
 func newMetrics(watchers func() int) *metrics {
@@ -62,11 +63,17 @@ func newMetrics(watchers func() int) *metrics {
 			Help:    "Time from proposing a write on the leader to its FSM result.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}),
+		readLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "raftkv_linearize_seconds",
+			Help: "Linearizable reads by phase: confirm (one leadership round, leader), " +
+				"read_index (obtaining the read index), apply_wait (waiting for this node to apply it).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}, []string{"phase"}),
 	}
 	m.registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.leaderChanges, m.forwarded, m.applyLatency,
+		m.leaderChanges, m.forwarded, m.applyLatency, m.readLatency,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "raftkv_blocking_queries",
 			Help: "Blocking queries currently waiting for a change on this node.",

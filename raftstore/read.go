@@ -110,13 +110,16 @@ func (s *RaftStore) readyTerm(ctx context.Context) (uint64, error) {
 
 // leaderReadIndex is ReadIndex on the leader: the index a linearizable read
 // must wait for. Every state-changing entry at or below it is committed.
-func (s *RaftStore) leaderReadIndex(ctx context.Context) (uint64, error) {
+// A follower asking on behalf of its reads vouches for itself: its term,
+// read after those reads arrived, counts as one answer of the leadership
+// round (see verifier).
+func (s *RaftStore) leaderReadIndex(ctx context.Context, asker *voucher) (uint64, error) {
 	term, err := s.readyTerm(ctx)
 	if err != nil {
 		return 0, err
 	}
 	commit := s.raft.CommitIndex()
-	if err := s.verifier.verify(ctx); err != nil {
+	if err := s.verifier.verify(ctx, term, asker); err != nil {
 		return 0, fmt.Errorf("%w: leadership not confirmed: %v", kv.ErrNoLeader, err)
 	}
 	// Leader in term at both ends (a term cannot be led twice): the commit
@@ -152,12 +155,13 @@ func (s *RaftStore) lastFSMEntry(index uint64) uint64 {
 func (s *RaftStore) readIndex(ctx context.Context) (uint64, error) {
 	var idx uint64
 	err := s.onLeader(ctx, func() (err error) {
-		idx, err = s.leaderReadIndex(ctx)
+		idx, err = s.leaderReadIndex(ctx, nil)
 		return err
 	}, func(leader string) (err error) {
 		idx, err = s.followerReads.do(ctx, func(ctx context.Context) (uint64, error) {
 			s.metrics.forwarded.WithLabelValues("readindex").Inc()
-			return s.peers.readIndex(ctx, leader)
+			// The term is read here, after every read of this round arrived.
+			return s.peers.readIndex(ctx, leader, voucher{ID: s.id, Term: s.raft.CurrentTerm()})
 		})
 		return err
 	})
@@ -185,13 +189,14 @@ func (s *RaftStore) waitApplied(ctx context.Context, index uint64) error {
 // previous call is in flight: they all join the next one. A caller only
 // joins a call that starts after it arrived, which is what ReadIndex needs
 // (the leader must confirm its leadership after the read began). The
-// leader uses it for VerifyLeader, followers for asking the leader.
+// leader uses it to confirm its leadership, followers for asking the leader.
 type rounds struct {
 	mu      sync.Mutex
 	waiting []chan roundResult
 	call    func(ctx context.Context) (uint64, error) // of the next round
 	running bool
 	timeout time.Duration
+	observe func(float64) // seconds per call, if set
 }
 
 type roundResult struct {
@@ -228,31 +233,17 @@ func (r *rounds) run() {
 			return
 		}
 		r.mu.Unlock()
+		start := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
 		idx, err := call(ctx)
 		cancel()
+		if r.observe != nil {
+			r.observe(time.Since(start).Seconds())
+		}
 		for _, ch := range batch {
 			ch <- roundResult{idx, err}
 		}
 	}
-}
-
-// verifier confirms leadership with one VerifyLeader round per batch of
-// concurrent reads.
-type verifier struct {
-	r      *raft.Raft
-	rounds rounds
-}
-
-func newVerifier(r *raft.Raft, timeout time.Duration) *verifier {
-	return &verifier{r: r, rounds: rounds{timeout: timeout}}
-}
-
-func (v *verifier) verify(ctx context.Context) error {
-	_, err := v.rounds.do(ctx, func(context.Context) (uint64, error) {
-		return 0, v.r.VerifyLeader().Error()
-	})
-	return err
 }
 
 // Read answers a query, linearizably unless q.Stale. A blocking query
@@ -294,11 +285,16 @@ func (s *RaftStore) ReadTxn(ctx context.Context, cmd *kv.Command, stale bool) (*
 func (s *RaftStore) linearize(ctx context.Context) error {
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
+	start := time.Now()
 	idx, err := s.readIndex(ctx)
 	if err != nil {
 		return err
 	}
-	return s.waitApplied(ctx, idx)
+	indexed := time.Now()
+	s.metrics.readLatency.WithLabelValues("read_index").Observe(indexed.Sub(start).Seconds())
+	err = s.waitApplied(ctx, idx)
+	s.metrics.readLatency.WithLabelValues("apply_wait").Observe(time.Since(indexed).Seconds())
+	return err
 }
 
 // block re-reads q each time a watched key changes, until the result's

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"net/url"
 	"os"
 	"strconv"
 	"sync/atomic"
@@ -31,6 +32,7 @@ type rpcResponse struct {
 	Error  string     `json:"error,omitempty"`
 	Result *kv.Result `json:"result,omitempty"`
 	Index  uint64     `json:"index,omitempty"`
+	Term   uint64     `json:"term,omitempty"`
 }
 
 type membershipRequest struct {
@@ -45,6 +47,7 @@ func (s *RaftStore) rpcHandler() http.Handler {
 	m := http.NewServeMux()
 	m.HandleFunc("POST "+rpcPrefix+"apply", s.rpcApply)
 	m.HandleFunc("GET "+rpcPrefix+"readindex", s.rpcReadIndex)
+	m.HandleFunc("GET "+rpcPrefix+"term", s.rpcTerm)
 	m.HandleFunc("POST "+rpcPrefix+"membership", s.rpcMembership)
 	m.HandleFunc("POST "+rpcPrefix+"restore", s.rpcRestore)
 	return m
@@ -86,8 +89,29 @@ func (s *RaftStore) rpcApply(w http.ResponseWriter, r *http.Request) {
 func (s *RaftStore) rpcReadIndex(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := rpcContext(r, s.cfg.ApplyTimeout)
 	defer cancel()
-	idx, err := s.leaderReadIndex(ctx)
+	var asker *voucher
+	if id := r.URL.Query().Get("id"); id != "" {
+		term, err := strconv.ParseUint(r.URL.Query().Get("term"), 10, 64)
+		if err != nil {
+			writeRPC(w, nil, 0, fmt.Errorf("%w: read index request: bad term: %v", kv.ErrInvalid, err))
+			return
+		}
+		asker = &voucher{ID: id, Term: term}
+	}
+	idx, err := s.leaderReadIndex(ctx, asker)
 	writeRPC(w, nil, idx, err)
+}
+
+// rpcTerm answers the leader's leadership probe (see verifier). It reads
+// raft's term without going through raft's loops, so it stays fast while
+// this node is storing log entries.
+func (s *RaftStore) rpcTerm(w http.ResponseWriter, r *http.Request) {
+	if id := r.URL.Query().Get("id"); id != s.id {
+		writeRPC(w, nil, 0, fmt.Errorf("%w: probe for %q reached %q", kv.ErrNoLeader, id, s.id))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(rpcResponse{Term: s.raft.CurrentTerm()})
 }
 
 func (s *RaftStore) rpcMembership(w http.ResponseWriter, r *http.Request) {
@@ -200,8 +224,9 @@ func (p *peerClient) apply(ctx context.Context, addr string, cmd *kv.Command) (*
 	return out.Result, nil
 }
 
-func (p *peerClient) readIndex(ctx context.Context, addr string) (uint64, error) {
-	out, err := p.call(ctx, http.MethodGet, addr, rpcPrefix+"readindex", nil)
+func (p *peerClient) readIndex(ctx context.Context, addr string, self voucher) (uint64, error) {
+	q := url.Values{"id": {self.ID}, "term": {strconv.FormatUint(self.Term, 10)}}
+	out, err := p.call(ctx, http.MethodGet, addr, rpcPrefix+"readindex?"+q.Encode(), nil)
 	if errors.Is(err, kv.ErrUnknownOutcome) {
 		err = fmt.Errorf("%w: %v", kv.ErrNoLeader, err) // a read has no outcome to lose
 	}

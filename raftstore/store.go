@@ -184,10 +184,11 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 		}
 	}
 
-	s.verifier = newVerifier(s.raft, cfg.ApplyTimeout)
-	s.followerReads.timeout = cfg.ApplyTimeout
 	s.peers = newPeerClient(s.mux.DialContext)
 	s.metrics = newMetrics(s.watch.Len)
+	s.verifier = newVerifier(s.raft, s.id, s.peers, cfg.ApplyTimeout, cfg.HeartbeatTimeout)
+	s.verifier.rounds.observe = s.metrics.readLatency.WithLabelValues("confirm").Observe
+	s.followerReads.timeout = cfg.ApplyTimeout
 	s.http = &http.Server{
 		Handler:           s.routes(),
 		ReadHeaderTimeout: 10 * time.Second,

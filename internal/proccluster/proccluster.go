@@ -85,7 +85,8 @@ func FreePort(tb testing.TB) int {
 // Proc is one raftkvd process.
 type Proc struct {
 	ID, Addr, Dir string
-	Bare          bool // neither -bootstrap nor -join: waits to be added
+	Bare          bool     // neither -bootstrap nor -join: waits to be added
+	Args          []string // extra raftkvd flags for this node, after Options.Args
 	Cmd           *exec.Cmd
 	Log           *LockedBuffer
 	done          chan error
@@ -100,6 +101,8 @@ type Options struct {
 	Root  string // repository root, relative to the test's directory
 	Build BuildOptions
 	Args  []string // extra raftkvd flags for every node
+	// NodeArgs[i] are extra flags for node i only, after Args.
+	NodeArgs [][]string
 }
 
 // Cluster is a set of raftkvd processes.
@@ -115,7 +118,11 @@ func Start(tb testing.TB, n int, opts Options) *Cluster {
 	tb.Helper()
 	c := &Cluster{TB: tb, Opts: opts}
 	for i := range n {
-		c.Procs = append(c.Procs, &Proc{ID: "n" + strconv.Itoa(i+1), Addr: "127.0.0.1:" + strconv.Itoa(FreePort(tb)), Dir: tb.TempDir()})
+		p := &Proc{ID: "n" + strconv.Itoa(i+1), Addr: "127.0.0.1:" + strconv.Itoa(FreePort(tb)), Dir: tb.TempDir()}
+		if i < len(opts.NodeArgs) {
+			p.Args = opts.NodeArgs[i]
+		}
+		c.Procs = append(c.Procs, p)
 	}
 	tb.Cleanup(c.StopAll)
 	for i := range c.Procs {
@@ -138,6 +145,7 @@ func (c *Cluster) StartProc(i int) {
 		args = append(args, "-join", c.Procs[0].Addr)
 	}
 	args = append(args, c.Opts.Args...)
+	args = append(args, p.Args...)
 	if p.Log == nil {
 		p.Log = &LockedBuffer{}
 	}

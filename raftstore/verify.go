@@ -1,0 +1,161 @@
+package raftstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// verifier confirms, for ReadIndex, that this node still led its term after
+// a read arrived: a majority of voters (itself included) report, after the
+// round began, a term no higher than the leader's. A leader of any later
+// term was elected by a majority whose terms had already moved to it, and
+// any two majorities share a voter, so none can exist yet.
+//
+// This is the check hashicorp/raft's VerifyLeader makes with heartbeats, but
+// VerifyLeader is served by raft's leader loop, which stores each batch of
+// log entries (two fsyncs) before it looks at anything else. Under writes
+// that put one or two log fsyncs in front of every read; this check never
+// touches the leader loop. It also closes VerifyLeader's window of counting
+// a heartbeat sent before the round began: every probe here is sent after.
+//
+// One round serves every read that arrived while the previous one was in
+// flight, and each peer has at most one probe in flight.
+type verifier struct {
+	r       *raft.Raft
+	self    raft.ServerID
+	peers   *peerClient
+	timeout time.Duration // of one probe
+	rounds  rounds
+
+	mu     sync.Mutex
+	probes map[raft.Server]*rounds
+}
+
+func newVerifier(r *raft.Raft, self string, peers *peerClient, roundTimeout, probeTimeout time.Duration) *verifier {
+	return &verifier{
+		r:       r,
+		self:    raft.ServerID(self),
+		peers:   peers,
+		timeout: probeTimeout,
+		rounds:  rounds{timeout: roundTimeout},
+		probes:  make(map[raft.Server]*rounds),
+	}
+}
+
+// voucher is a voter's term as it reported it, after the reads it asks
+// for arrived.
+type voucher struct {
+	ID   string
+	Term uint64
+}
+
+// verify returns nil if this node led term at some moment after the call
+// began (or, with asker, after the asker's reads arrived). Callers check the
+// term before and after. In a three-voter cluster a voucher from a voter is
+// the quorum's second answer, and no round is needed.
+func (v *verifier) verify(ctx context.Context, term uint64, asker *voucher) error {
+	if asker != nil {
+		if asker.Term > term {
+			return fmt.Errorf("%s is in term %d, this leader in %d", asker.ID, asker.Term, term)
+		}
+		voters, known := 0, 0
+		for _, srv := range v.r.GetConfiguration().Configuration().Servers {
+			if srv.Suffrage == raft.Voter {
+				voters++
+				if srv.ID == v.self || srv.ID == raft.ServerID(asker.ID) {
+					known++
+				}
+			}
+		}
+		if known >= voters/2+1 {
+			return nil
+		}
+	}
+	_, err := v.rounds.do(ctx, func(ctx context.Context) (uint64, error) {
+		return 0, v.confirm(ctx)
+	})
+	return err
+}
+
+func (v *verifier) confirm(ctx context.Context) error {
+	term := v.r.CurrentTerm()
+	if v.r.State() != raft.Leader {
+		return errors.New("not the leader")
+	}
+	var others []raft.Server
+	voters, acks := 0, 0
+	for _, srv := range v.r.GetConfiguration().Configuration().Servers {
+		if srv.Suffrage != raft.Voter {
+			continue
+		}
+		voters++
+		if srv.ID == v.self {
+			acks++
+		} else {
+			others = append(others, srv)
+		}
+	}
+	quorum := voters/2 + 1
+	if acks >= quorum {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // quorum reached: the stragglers' waits end, their probes do not
+	results := make(chan error, len(others))
+	for _, srv := range others {
+		go func() { results <- v.probe(ctx, srv, term) }()
+	}
+	var errs []error
+	for range others {
+		err := <-results
+		if err == nil {
+			if acks++; acks >= quorum {
+				return nil
+			}
+			continue
+		}
+		errs = append(errs, err)
+		if len(others)-len(errs)+acks < quorum {
+			break
+		}
+	}
+	return fmt.Errorf("no quorum for term %d: %w", term, errors.Join(errs...))
+}
+
+// probe asks one voter for its term, in a call that starts after this one.
+func (v *verifier) probe(ctx context.Context, srv raft.Server, term uint64) error {
+	v.mu.Lock()
+	r := v.probes[srv]
+	if r == nil {
+		r = &rounds{timeout: v.timeout}
+		v.probes[srv] = r
+	}
+	v.mu.Unlock()
+	peerTerm, err := r.do(ctx, func(ctx context.Context) (uint64, error) {
+		return v.peers.term(ctx, string(srv.Address), string(srv.ID))
+	})
+	if err != nil {
+		return err
+	}
+	if peerTerm > term {
+		return fmt.Errorf("%s is in term %d", srv.ID, peerTerm)
+	}
+	return nil
+}
+
+// term answers a leader's probe: this node's current term. A node that is
+// not the server the leader asked for (a new node on a departed member's
+// address) must not answer for it.
+func (p *peerClient) term(ctx context.Context, addr, id string) (uint64, error) {
+	out, err := p.call(ctx, "GET", addr, rpcPrefix+"term?id="+url.QueryEscape(id), nil)
+	if err != nil {
+		return 0, err
+	}
+	return out.Term, nil
+}

@@ -1,0 +1,46 @@
+package raftstore
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/raftkv/raftkv/kv"
+)
+
+func TestLeadershipProbe(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	c.waitVoters(3)
+	l := c.nodes[c.leader()]
+	f := c.nodes[c.followers()[0]]
+	term := l.raft.CurrentTerm()
+
+	got, err := l.peers.term(ctx(t), f.addr, f.id)
+	if err != nil || got != term {
+		t.Fatalf("probe of a follower: term %d, %v; want %d", got, err, term)
+	}
+	// A node answering on an address the leader knows under another ID (a
+	// departed member's address reused) must not answer for it.
+	if _, err := l.peers.term(ctx(t), f.addr, "someone-else"); !errors.Is(err, kv.ErrNoLeader) {
+		t.Fatalf("probe for another ID: %v, want no_leader", err)
+	}
+
+	if err := l.verifier.verify(ctx(t), term, nil); err != nil {
+		t.Fatalf("round in a healthy cluster: %v", err)
+	}
+	// A voter's voucher completes a three-voter quorum; a voter already in a
+	// later term proves this leader deposed.
+	if err := l.verifier.verify(ctx(t), term, &voucher{ID: f.id, Term: term}); err != nil {
+		t.Fatalf("voucher of a voter: %v", err)
+	}
+	if err := l.verifier.verify(ctx(t), term, &voucher{ID: f.id, Term: term + 1}); err == nil {
+		t.Fatal("a voter in a later term did not stop the read")
+	}
+
+	// With both followers gone there is no quorum, whatever the leader thinks.
+	for _, i := range c.followers() {
+		c.stop(i)
+	}
+	if err := l.verifier.verify(ctx(t), term, nil); err == nil {
+		t.Fatal("round without followers confirmed leadership")
+	}
+}
