@@ -3,17 +3,21 @@
 #
 #   bench/compare.sh              # 10 s per run
 #   DURATION=30s bench/compare.sh
+#   REPEAT=3 CLIENTS=64 bench/compare.sh   # three back-to-back pairs per cell, medians
 #
 # Starts a 3-member etcd and a 3-node raftkv cluster on loopback, each in
 # fresh temp dirs and both durable (fsync on commit: etcd's WAL, raftkv's
 # raft-boltdb log), runs write-only, linearizable-read-only and 90/10 mixes
 # at 1, 16 and 64 clients with 256-byte values, alternating the systems, and
 # prints a table of raftkv/etcd ratios. Results (JSON) stay in $OUT.
+# With REPEAT=n each cell runs n pairs, alternating which system goes first,
+# and the table shows medians and the range of the per-pair ratios.
 set -euo pipefail
 cd "$(dirname "$0")"
 DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-2s}
 CLIENTS=${CLIENTS:-"1 16 64"}
+REPEAT=${REPEAT:-1}
 OUT=${OUT:-$(mktemp -d -t raftkv-compare-XXXX)}
 mkdir -p "$OUT"
 
@@ -55,24 +59,27 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 
-run() { # system workload clients mix
+run() { # system workload clients mix run
   local common=(--clients "$3" --duration "$DURATION" --warmup "$WARMUP" --mix "$4" --value-size 256)
+  local out="$OUT/$1-$2-$3-$5.json"
   if [ "$1" = raftkv ]; then
-    "$BIN/raftkv" --endpoints $RAFTKV -o json bench "${common[@]}" >"$OUT/$1-$2-$3.json" 2>/dev/null
+    "$BIN/raftkv" --endpoints $RAFTKV -o json bench "${common[@]}" >"$out" 2>/dev/null
   else
-    "$BIN/kvbench" etcd --endpoints $ETCD -o json "${common[@]}" >"$OUT/$1-$2-$3.json" 2>/dev/null
+    "$BIN/kvbench" etcd --endpoints $ETCD -o json "${common[@]}" >"$out" 2>/dev/null
   fi
 }
 turn=0
 for workload in write:write=100 read:read=100 mix90_10:read=90,write=10; do
   name=${workload%%:*}; mix=${workload#*:}
   for c in $CLIENTS; do
-    if [ $((turn % 2)) = 0 ]; then order="raftkv etcd"; else order="etcd raftkv"; fi
-    for sys in $order; do echo "$sys $name $c clients..." >&2; run "$sys" "$name" "$c" "$mix"; done
-    turn=$((turn + 1))
+    for r in $(seq 1 "$REPEAT"); do
+      if [ $((turn % 2)) = 0 ]; then order="raftkv etcd"; else order="etcd raftkv"; fi
+      for sys in $order; do echo "$sys $name $c clients (run $r)..." >&2; run "$sys" "$name" "$c" "$mix" "$r"; done
+      turn=$((turn + 1))
+    done
   done
 done
 echo
-echo "raftkv $(cd .. && git rev-parse --short HEAD 2>/dev/null || echo dev) vs $(etcd --version | head -1), $(nproc) cores, $DURATION per run, results in $OUT"
+echo "raftkv $(cd .. && git rev-parse --short HEAD 2>/dev/null || echo dev) vs $(etcd --version | head -1), $(nproc) cores, $DURATION per run, $REPEAT run(s) per cell, results in $OUT"
 echo
 "$BIN/kvbench" table "$OUT"

@@ -15,9 +15,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -123,69 +120,7 @@ func (d *etcdDriver) CAS(ctx context.Context, key string, value []byte) error {
 
 func (d *etcdDriver) Close() error { return d.c.Close() }
 
-// table prints one row per workload and client count: raftkv and etcd
-// ops/s and p99, and their ratios. Files are <system>-<workload>-<clients>.json.
+// table prints the comparison of raftkv with etcd (see loadgen.WriteComparison).
 func table(w io.Writer, dir string) error {
-	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
-	if err != nil {
-		return err
-	}
-	type key struct {
-		workload string
-		clients  int
-	}
-	results := map[key]map[string]*loadgen.Result{}
-	for _, f := range files {
-		parts := strings.SplitN(strings.TrimSuffix(filepath.Base(f), ".json"), "-", 3)
-		if len(parts) != 3 {
-			continue
-		}
-		clients, err := strconv.Atoi(parts[2])
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return err
-		}
-		var r loadgen.Result
-		if err := json.Unmarshal(b, &r); err != nil {
-			return fmt.Errorf("%s: %w", f, err)
-		}
-		k := key{parts[1], clients}
-		if results[k] == nil {
-			results[k] = map[string]*loadgen.Result{}
-		}
-		results[k][parts[0]] = &r
-	}
-	keys := make([]key, 0, len(results))
-	for k := range results {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool {
-		if keys[i].workload != keys[j].workload {
-			return keys[i].workload < keys[j].workload
-		}
-		return keys[i].clients < keys[j].clients
-	})
-	fmt.Fprintln(w, "| workload | clients | raftkv ops/s | etcd ops/s | ratio | raftkv p99 ms | etcd p99 ms | p99 ratio | errors (raftkv / etcd) |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---|")
-	for _, k := range keys {
-		r, e := results[k]["raftkv"], results[k]["etcd"]
-		if r == nil || e == nil {
-			continue
-		}
-		fmt.Fprintf(w, "| %s | %d | %.0f | %.0f | **%.2f×** | %.2f | %.2f | %.2f× | %s / %s |\n",
-			k.workload, k.clients, r.OpsPerSecond, e.OpsPerSecond, r.OpsPerSecond/e.OpsPerSecond,
-			r.Latency.P99, e.Latency.P99, r.Latency.P99/e.Latency.P99, errs(r), errs(e))
-	}
-	return nil
-}
-
-func errs(r *loadgen.Result) string {
-	var n int64
-	for _, v := range r.Errors {
-		n += v
-	}
-	return strconv.FormatInt(n, 10)
+	return loadgen.WriteComparison(w, dir, "raftkv", "etcd")
 }
