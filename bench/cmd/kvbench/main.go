@@ -4,7 +4,8 @@
 // raftkv's go.mod.
 //
 //	kvbench etcd --endpoints 127.0.0.1:2379,... --clients 64 --mix write=100 -o json
-//	kvbench table results/        # results/<system>-<workload>-<clients>.json
+//	kvbench table results/        # results/<system>-<workload>-<clients>[-<run>].json
+//	kvbench report out.html results/raftkv-write-64-1.json results/etcd-write-64-1.json
 package main
 
 import (
@@ -15,6 +16,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -26,7 +28,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: kvbench etcd [flags] | kvbench table DIR")
+		fmt.Fprintln(os.Stderr, "usage: kvbench etcd [flags] | kvbench table DIR | kvbench report OUT.html RESULT.json...")
 		os.Exit(2)
 	}
 	var err error
@@ -39,8 +41,14 @@ func main() {
 		} else {
 			err = table(os.Stdout, os.Args[2])
 		}
+	case "report":
+		if len(os.Args) < 4 {
+			err = fmt.Errorf("usage: kvbench report OUT.html RESULT.json...")
+		} else {
+			err = report(os.Args[2], os.Args[3:])
+		}
 	default:
-		err = fmt.Errorf("unknown command %q (etcd, table)", os.Args[1])
+		err = fmt.Errorf("unknown command %q (etcd, table, report)", os.Args[1])
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "kvbench:", err)
@@ -119,6 +127,32 @@ func (d *etcdDriver) CAS(ctx context.Context, key string, value []byte) error {
 }
 
 func (d *etcdDriver) Close() error { return d.c.Close() }
+
+// report writes one HTML report with a line per result file, named after
+// the file, so that systems compare on the same plots.
+func report(out string, files []string) error {
+	var named []loadgen.Named
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		var r loadgen.Result
+		if err := json.Unmarshal(b, &r); err != nil {
+			return fmt.Errorf("%s: %w", f, err)
+		}
+		named = append(named, loadgen.Named{Name: strings.TrimSuffix(filepath.Base(f), ".json"), Result: &r})
+	}
+	w, err := os.Create(out)
+	if err != nil {
+		return err
+	}
+	if err := loadgen.WriteHTML(w, "raftkv vs etcd", named...); err != nil {
+		w.Close()
+		return err
+	}
+	return w.Close()
+}
 
 // table prints the comparison of raftkv with etcd (see loadgen.WriteComparison).
 func table(w io.Writer, dir string) error {
