@@ -64,16 +64,13 @@ func (v *verifier) verify(ctx context.Context, term uint64, asker *voucher) erro
 		if asker.Term > term {
 			return fmt.Errorf("%s is in term %d, this leader in %d", asker.ID, asker.Term, term)
 		}
-		voters, known := 0, 0
-		for _, srv := range v.r.GetConfiguration().Configuration().Servers {
-			if srv.Suffrage == raft.Voter {
-				voters++
-				if srv.ID == v.self || srv.ID == raft.ServerID(asker.ID) {
-					known++
-				}
+		others, known, quorum := v.voters()
+		for _, srv := range others {
+			if srv.ID == raft.ServerID(asker.ID) {
+				known++
 			}
 		}
-		if known >= voters/2+1 {
+		if known >= quorum {
 			return nil
 		}
 	}
@@ -88,20 +85,7 @@ func (v *verifier) confirm(ctx context.Context) error {
 	if v.r.State() != raft.Leader {
 		return errors.New("not the leader")
 	}
-	var others []raft.Server
-	voters, acks := 0, 0
-	for _, srv := range v.r.GetConfiguration().Configuration().Servers {
-		if srv.Suffrage != raft.Voter {
-			continue
-		}
-		voters++
-		if srv.ID == v.self {
-			acks++
-		} else {
-			others = append(others, srv)
-		}
-	}
-	quorum := voters/2 + 1
+	others, acks, quorum := v.voters()
 	if acks >= quorum {
 		return nil
 	}
@@ -126,6 +110,24 @@ func (v *verifier) confirm(ctx context.Context) error {
 		}
 	}
 	return fmt.Errorf("no quorum for term %d: %w", term, errors.Join(errs...))
+}
+
+// voters reads raft's latest configuration: the other voters, this node's
+// own answer (1 if it is a voter, else 0), and the size of a majority.
+func (v *verifier) voters() (others []raft.Server, self, quorum int) {
+	n := 0
+	for _, srv := range v.r.GetConfiguration().Configuration().Servers {
+		if srv.Suffrage != raft.Voter {
+			continue
+		}
+		n++
+		if srv.ID == v.self {
+			self = 1
+		} else {
+			others = append(others, srv)
+		}
+	}
+	return others, self, n/2 + 1
 }
 
 // probe asks one voter for its term, in a call that starts after this one.
