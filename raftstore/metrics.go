@@ -45,6 +45,8 @@ type metrics struct {
 	forwarded     *prometheus.CounterVec
 	applyLatency  prometheus.Histogram
 	readLatency   *prometheus.HistogramVec
+	// readLatency's children, resolved once: they are observed on every read.
+	confirmLatency, readIndexLatency, applyWaitLatency prometheus.Observer
 }
 
 func newMetrics(watchers func() int) *metrics {
@@ -70,6 +72,9 @@ func newMetrics(watchers func() int) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		}, []string{"phase"}),
 	}
+	m.confirmLatency = m.readLatency.WithLabelValues("confirm")
+	m.readIndexLatency = m.readLatency.WithLabelValues("read_index")
+	m.applyWaitLatency = m.readLatency.WithLabelValues("apply_wait")
 	m.registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

@@ -291,9 +291,9 @@ func (s *RaftStore) linearize(ctx context.Context) error {
 		return err
 	}
 	indexed := time.Now()
-	s.metrics.readLatency.WithLabelValues("read_index").Observe(indexed.Sub(start).Seconds())
+	s.metrics.readIndexLatency.Observe(indexed.Sub(start).Seconds())
 	err = s.waitApplied(ctx, idx)
-	s.metrics.readLatency.WithLabelValues("apply_wait").Observe(time.Since(indexed).Seconds())
+	s.metrics.applyWaitLatency.Observe(time.Since(indexed).Seconds())
 	return err
 }
 

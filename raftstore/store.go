@@ -187,7 +187,7 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 	s.peers = newPeerClient(s.mux.DialContext)
 	s.metrics = newMetrics(s.watch.Len)
 	s.verifier = newVerifier(s.raft, s.id, s.peers, cfg.ApplyTimeout, cfg.HeartbeatTimeout)
-	s.verifier.rounds.observe = s.metrics.readLatency.WithLabelValues("confirm").Observe
+	s.verifier.rounds.observe = s.metrics.confirmLatency.Observe
 	s.followerReads.timeout = cfg.ApplyTimeout
 	s.http = &http.Server{
 		Handler:           s.routes(),
