@@ -43,13 +43,9 @@ func WriteComparison(w io.Writer, dir, a, b string) error {
 				continue
 			}
 		}
-		data, err := os.ReadFile(f)
+		r, err := ReadResult(f)
 		if err != nil {
 			return err
-		}
-		var r Result
-		if err := json.Unmarshal(data, &r); err != nil {
-			return fmt.Errorf("%s: %w", f, err)
 		}
 		k := row{parts[1], clients}
 		if runs[k] == nil {
@@ -58,7 +54,7 @@ func WriteComparison(w io.Writer, dir, a, b string) error {
 		if runs[k][parts[0]] == nil {
 			runs[k][parts[0]] = map[int]*Result{}
 		}
-		runs[k][parts[0]][run] = &r
+		runs[k][parts[0]][run] = r
 	}
 	rows := make([]row, 0, len(runs))
 	for k := range runs {
@@ -94,6 +90,19 @@ func WriteComparison(w io.Writer, dir, a, b string) error {
 			p99A, p99B, p99A/p99B, errorCount(ra), errorCount(rb))
 	}
 	return nil
+}
+
+// ReadResult reads a Result written with -o json.
+func ReadResult(path string) (*Result, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r Result
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &r, nil
 }
 
 func opsPerSecond(r *Result) float64 { return r.OpsPerSecond }

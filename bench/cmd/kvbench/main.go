@@ -133,15 +133,11 @@ func (d *etcdDriver) Close() error { return d.c.Close() }
 func report(out string, files []string) error {
 	var named []loadgen.Named
 	for _, f := range files {
-		b, err := os.ReadFile(f)
+		r, err := loadgen.ReadResult(f)
 		if err != nil {
 			return err
 		}
-		var r loadgen.Result
-		if err := json.Unmarshal(b, &r); err != nil {
-			return fmt.Errorf("%s: %w", f, err)
-		}
-		named = append(named, loadgen.Named{Name: strings.TrimSuffix(filepath.Base(f), ".json"), Result: &r})
+		named = append(named, loadgen.Named{Name: strings.TrimSuffix(filepath.Base(f), ".json"), Result: r})
 	}
 	w, err := os.Create(out)
 	if err != nil {
