@@ -29,15 +29,27 @@ type Config struct {
 	// Timeout bounds one logical call, retries included, when the context
 	// has no deadline (default 30s). Blocking queries add their wait.
 	Timeout time.Duration
+	// AttemptTimeout bounds one attempt on one endpoint (default 4s): an
+	// endpoint that has not answered by then (its host is down or cut off
+	// by the network) is left for the next one. A refused connection or a
+	// 503 moves on at once. Blocking queries add their wait.
+	AttemptTimeout time.Duration
 	// HTTPClient overrides the transport (default: pooled keep-alive).
 	HTTPClient *http.Client
 }
+
+// DefaultAttemptTimeout is above the longest a healthy node takes to
+// answer: a node that lost its leader waits up to two election timeouts
+// (2s by default) for a new one, and a forwarded write up to two heartbeat
+// timeouts for the leader's commit.
+const DefaultAttemptTimeout = 4 * time.Second
 
 // Client is safe for concurrent use.
 type Client struct {
 	endpoints []string
 	hc        *http.Client
 	timeout   time.Duration
+	attempt   time.Duration
 
 	mu        sync.Mutex
 	preferred int // index of the endpoint that answered last
@@ -48,7 +60,7 @@ func New(cfg Config) (*Client, error) {
 	if len(cfg.Endpoints) == 0 {
 		return nil, fmt.Errorf("%w: no endpoints", kv.ErrInvalid)
 	}
-	c := &Client{hc: cfg.HTTPClient, timeout: cfg.Timeout}
+	c := &Client{hc: cfg.HTTPClient, timeout: cfg.Timeout, attempt: cfg.AttemptTimeout}
 	for _, e := range cfg.Endpoints {
 		e = strings.TrimSpace(e)
 		if e == "" {
@@ -76,6 +88,9 @@ func New(cfg Config) (*Client, error) {
 	if c.timeout <= 0 {
 		c.timeout = 30 * time.Second
 	}
+	if c.attempt <= 0 {
+		c.attempt = DefaultAttemptTimeout
+	}
 	return c, nil
 }
 
@@ -100,8 +115,9 @@ type response struct {
 }
 
 // do sends r to the endpoints in turn until one answers with something
-// other than a connection failure or a 503 (or, for keyed writes, a 504),
-// backing off between rounds, until the context ends.
+// other than a connection failure, a timed-out attempt or a 503 (or, for
+// repeatable requests, a 504), backing off between rounds, until the
+// context ends.
 func (c *Client) do(ctx context.Context, r request) (*response, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -123,7 +139,9 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 		c.mu.Unlock()
 		for i := range c.endpoints {
 			ep := (start + i) % len(c.endpoints)
-			resp, err := c.send(ctx, c.endpoints[ep], r)
+			actx, cancel := context.WithTimeout(ctx, c.attempt+r.extra)
+			resp, err := c.send(actx, c.endpoints[ep], r)
+			cancel()
 			if err == nil {
 				c.mu.Lock()
 				c.preferred = ep
@@ -134,6 +152,11 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 			if !retryable(err, r.repeatable) || ctx.Err() != nil {
 				return nil, err
 			}
+			c.mu.Lock()
+			if c.preferred == ep { // the next call starts with the next endpoint
+				c.preferred = (ep + 1) % len(c.endpoints)
+			}
+			c.mu.Unlock()
 		}
 		select {
 		case <-ctx.Done():

@@ -136,3 +136,35 @@ func TestGivesUpWhenTheContextEnds(t *testing.T) {
 		t.Fatalf("all endpoints down: %v", err)
 	}
 }
+
+// An endpoint that takes connections but never answers (its node cut off by
+// the network) costs one attempt timeout, then the next endpoint answers.
+func TestSilentEndpointLeftAfterAttemptTimeout(t *testing.T) {
+	release := make(chan struct{})
+	silent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer silent.Close()
+	defer close(release)
+	good := &script{statuses: []int{404}, bodies: []string{""}}
+	b := httptest.NewServer(good)
+	defer b.Close()
+	c, err := New(Config{Endpoints: []string{silent.URL, b.URL}, Timeout: 30 * time.Second, AttemptTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, _, err := c.Get(ctx, "k"); !errors.Is(err, kv.ErrNotFound) {
+		t.Fatalf("read with one silent endpoint: %v", err)
+	}
+	if err := c.Put(ctx, "k", []byte("v")); err != nil {
+		t.Fatalf("write with one silent endpoint: %v", err)
+	}
+	if len(good.keys) != 2 {
+		t.Fatalf("the answering endpoint saw %d requests, want 2", len(good.keys))
+	}
+}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/raftkv/raftkv/internal/leaderwatch"
 	"github.com/raftkv/raftkv/kv"
 )
 
@@ -46,9 +47,11 @@ func (s *RaftStore) changeMembership(ctx context.Context, req membershipRequest)
 	defer cancel()
 	return s.onLeader(ctx, func() error {
 		return s.changeMembershipLocal(ctx, req)
-	}, func(leader string) error {
+	}, func(ep leaderwatch.Epoch) error {
 		s.metrics.forwarded.WithLabelValues("membership").Inc()
-		return s.peers.membership(ctx, leader, req)
+		cctx, cancel := peerContext(ctx, ep, s.forwardTimeout())
+		defer cancel()
+		return s.peers.membership(cctx, ep.Leader, req)
 	})
 }
 

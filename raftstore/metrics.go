@@ -44,6 +44,7 @@ type metrics struct {
 	leaderChanges prometheus.Counter
 	forwarded     *prometheus.CounterVec
 	applyLatency  prometheus.Histogram
+	failover      prometheus.Histogram
 	readLatency   *prometheus.HistogramVec
 	// readLatency's children, resolved once: they are observed on every read.
 	confirmLatency, readIndexLatency, applyWaitLatency prometheus.Observer
@@ -65,6 +66,12 @@ func newMetrics(watchers func() int) *metrics {
 			Help:    "Time from proposing a write on the leader to its FSM result.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}),
+		failover: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "raftkv_failover_seconds",
+			Help: "After a change of leader, time from this node's last contact with the previous " +
+				"leader to the first linearizable read it served under the new one.",
+			Buckets: []float64{0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4, 6, 10, 20},
+		}),
 		readLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "raftkv_linearize_seconds",
 			Help: "Linearizable reads by phase: confirm (one leadership round, leader), " +
@@ -78,7 +85,7 @@ func newMetrics(watchers func() int) *metrics {
 	m.registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.leaderChanges, m.forwarded, m.applyLatency, m.readLatency,
+		m.leaderChanges, m.forwarded, m.applyLatency, m.failover, m.readLatency,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "raftkv_blocking_queries",
 			Help: "Blocking queries currently waiting for a change on this node.",

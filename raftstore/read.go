@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/raftkv/raftkv/internal/leaderwatch"
 	"github.com/raftkv/raftkv/kv"
 )
 
@@ -149,19 +150,20 @@ func (s *RaftStore) lastFSMEntry(index uint64) uint64 {
 
 // readIndex returns the index this node must have applied before a
 // linearizable read: computed locally on the leader, asked of the leader on
-// a follower.
-// A read changes nothing, so it is retried through elections until the
-// context ends.
+// a follower. A read changes nothing, so it is retried through elections
+// until the context ends.
 func (s *RaftStore) readIndex(ctx context.Context) (uint64, error) {
 	var idx uint64
 	err := s.onLeader(ctx, func() (err error) {
 		idx, err = s.leaderReadIndex(ctx, nil)
 		return err
-	}, func(leader string) (err error) {
-		idx, err = s.followerReads.do(ctx, func(ctx context.Context) (uint64, error) {
+	}, func(ep leaderwatch.Epoch) (err error) {
+		idx, err = s.followerReads.do(ctx, func() (uint64, error) {
 			s.metrics.forwarded.WithLabelValues("readindex").Inc()
+			cctx, cancel := peerContext(s.ctx, ep, s.peerTimeout())
+			defer cancel()
 			// The term is read here, after every read of this round arrived.
-			return s.peers.readIndex(ctx, leader, voucher{ID: s.id, Term: s.raft.CurrentTerm()})
+			return s.peers.readIndex(cctx, ep.Leader, voucher{ID: s.id, Term: s.raft.CurrentTerm()})
 		})
 		return err
 	})
@@ -190,13 +192,18 @@ func (s *RaftStore) waitApplied(ctx context.Context, index uint64) error {
 // joins a call that starts after it arrived, which is what ReadIndex needs
 // (the leader must confirm its leadership after the read began). The
 // leader uses it to confirm its leadership, followers for asking the leader.
+//
+// A call bounds itself (its context is bound to the leader's epoch and a
+// timeout), and one that is still running after slowAfter lets the next
+// round start: a call stuck on a leader that went silent never holds the
+// reads that arrive after it.
 type rounds struct {
-	mu      sync.Mutex
-	waiting []chan roundResult
-	call    func(ctx context.Context) (uint64, error) // of the next round
-	running bool
-	timeout time.Duration
-	observe func(float64) // seconds per call, if set
+	mu        sync.Mutex
+	waiting   []chan roundResult
+	call      func() (uint64, error) // of the next round
+	running   bool
+	slowAfter time.Duration
+	observe   func(float64) // seconds per call, if set
 }
 
 type roundResult struct {
@@ -204,7 +211,7 @@ type roundResult struct {
 	err   error
 }
 
-func (r *rounds) do(ctx context.Context, call func(ctx context.Context) (uint64, error)) (uint64, error) {
+func (r *rounds) do(ctx context.Context, call func() (uint64, error)) (uint64, error) {
 	ch := make(chan roundResult, 1)
 	r.mu.Lock()
 	r.waiting = append(r.waiting, ch)
@@ -233,16 +240,28 @@ func (r *rounds) run() {
 			return
 		}
 		r.mu.Unlock()
-		start := time.Now()
-		ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
-		idx, err := call(ctx)
-		cancel()
-		if r.observe != nil {
-			r.observe(time.Since(start).Seconds())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			start := time.Now()
+			idx, err := call()
+			if r.observe != nil {
+				r.observe(time.Since(start).Seconds())
+			}
+			for _, ch := range batch {
+				ch <- roundResult{idx, err}
+			}
+		}()
+		if r.slowAfter <= 0 {
+			<-done
+			continue
 		}
-		for _, ch := range batch {
-			ch <- roundResult{idx, err}
+		slow := time.NewTimer(r.slowAfter)
+		select {
+		case <-done:
+		case <-slow.C:
 		}
+		slow.Stop()
 	}
 }
 
@@ -294,6 +313,9 @@ func (s *RaftStore) linearize(ctx context.Context) error {
 	s.metrics.readIndexLatency.Observe(indexed.Sub(start).Seconds())
 	err = s.waitApplied(ctx, idx)
 	s.metrics.applyWaitLatency.Observe(time.Since(indexed).Seconds())
+	if err == nil {
+		s.leaders.ReadServed()
+	}
 	return err
 }
 

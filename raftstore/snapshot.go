@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/raftkv/raftkv/fsm"
+	"github.com/raftkv/raftkv/internal/leaderwatch"
 	"github.com/raftkv/raftkv/kv"
 )
 
@@ -64,12 +65,15 @@ func (s *RaftStore) RestoreSnapshot(ctx context.Context, r io.Reader) error {
 			return err
 		}
 		return s.restoreLocal(ctx, f, size)
-	}, func(leader string) error {
+	}, func(ep leaderwatch.Epoch) error {
 		if err := rewind(); err != nil {
 			return err
 		}
 		s.metrics.forwarded.WithLabelValues("restore").Inc()
-		_, err := s.peers.callStream(ctx, "POST", leader, rpcPrefix+"restore", f, size)
+		// Bound by the epoch only: an upload takes as long as it takes.
+		cctx, cancel := leaderwatch.Bind(ctx, ep)
+		defer cancel()
+		_, err := s.peers.callStream(cctx, "POST", ep.Leader, rpcPrefix+"restore", f, size)
 		return err
 	})
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/raftkv/raftkv/fsm"
 	"github.com/raftkv/raftkv/httpd"
+	"github.com/raftkv/raftkv/internal/leaderwatch"
 	"github.com/raftkv/raftkv/internal/logging"
 	"github.com/raftkv/raftkv/internal/watch"
 	"github.com/raftkv/raftkv/kv"
@@ -52,6 +53,7 @@ type RaftStore struct {
 	logs     raft.LogStore // the cache in front of logStore
 	http     *http.Server
 	peers    *peerClient
+	leaders  *leaderwatch.Watch
 	verifier *verifier
 	// followerReads shares one read-index call to the leader among the
 	// linearizable reads that arrive together on a follower.
@@ -133,12 +135,20 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("raftstore: snapshot store: %w", err)
 	}
-	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  s.mux.RaftLayer(),
-		MaxPool: 8,
-		Timeout: 10 * time.Second,
-		Logger:  hclogger,
-	})
+	var watch atomic.Pointer[leaderwatch.Watch] // set once raft exists
+	trans := &heartbeatTransport{
+		NetworkTransport: raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+			Stream:  s.mux.RaftLayer(),
+			MaxPool: 8,
+			Timeout: 10 * time.Second,
+			Logger:  hclogger,
+		}),
+		heard: func(id string, term uint64) {
+			if w := watch.Load(); w != nil {
+				w.Heard(id, term)
+			}
+		},
+	}
 
 	notify := make(chan bool, 16)
 	rc := raft.DefaultConfig()
@@ -186,9 +196,12 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 
 	s.peers = newPeerClient(s.mux.DialContext)
 	s.metrics = newMetrics(s.watch.Len)
-	s.verifier = newVerifier(s.raft, s.id, s.peers, cfg.ApplyTimeout, cfg.HeartbeatTimeout)
+	s.leaders = leaderwatch.New(s.raft, s.id, s.addr, time.Now, s.metrics.failover.Observe)
+	watch.Store(s.leaders)
+	slowAfter := cfg.HeartbeatTimeout / 10 // raft's heartbeat interval
+	s.verifier = newVerifier(s.raft, s.id, s.peers, s.leaders, s.peerTimeout(), slowAfter)
 	s.verifier.rounds.observe = s.metrics.confirmLatency.Observe
-	s.followerReads.timeout = cfg.ApplyTimeout
+	s.followerReads.slowAfter = slowAfter
 	s.http = &http.Server{
 		Handler:           s.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -202,6 +215,7 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 		}
 	})
 	s.spawn(func() { s.watchLeadership(notify) })
+	s.spawn(func() { leaderwatch.Run(s.raft, s.leaders, s.raftDone) })
 	s.spawn(s.watchReadiness)
 	if len(cfg.Join) > 0 {
 		s.spawn(s.joinLoop)
@@ -272,6 +286,7 @@ func (s *RaftStore) shutdown(handOver bool) error {
 			errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
 		}
 		close(s.raftDone)
+		s.leaders.Stop()
 		if err := s.mux.Close(); err != nil {
 			errs = append(errs, err)
 		}

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/raftkv/raftkv/internal/leaderwatch"
 )
 
 // verifier confirms, for ReadIndex, that this node still led its term after
@@ -27,25 +29,35 @@ import (
 // One round serves every read that arrived while the previous one was in
 // flight, and each peer has at most one probe in flight.
 type verifier struct {
-	r       *raft.Raft
-	self    raft.ServerID
-	peers   *peerClient
-	timeout time.Duration // of one probe
-	rounds  rounds
+	r         *raft.Raft
+	self      raft.ServerID
+	peers     *peerClient
+	leaders   *leaderwatch.Watch
+	timeout   time.Duration // of one round and of one probe
+	slowAfter time.Duration // see rounds
+	rounds    rounds
 
 	mu     sync.Mutex
 	probes map[raft.Server]*rounds
 }
 
-func newVerifier(r *raft.Raft, self string, peers *peerClient, roundTimeout, probeTimeout time.Duration) *verifier {
+func newVerifier(r *raft.Raft, self string, peers *peerClient, leaders *leaderwatch.Watch, timeout, slowAfter time.Duration) *verifier {
 	return &verifier{
-		r:       r,
-		self:    raft.ServerID(self),
-		peers:   peers,
-		timeout: probeTimeout,
-		rounds:  rounds{timeout: roundTimeout},
-		probes:  make(map[raft.Server]*rounds),
+		r:         r,
+		self:      raft.ServerID(self),
+		peers:     peers,
+		leaders:   leaders,
+		timeout:   timeout,
+		slowAfter: slowAfter,
+		rounds:    rounds{slowAfter: slowAfter},
+		probes:    make(map[raft.Server]*rounds),
 	}
+}
+
+// bound is the context of one round or probe: it ends after the timeout or
+// as soon as this node's epoch ends (it lost leadership).
+func (v *verifier) bound() (context.Context, context.CancelFunc) {
+	return peerContext(context.Background(), v.leaders.Current(), v.timeout)
 }
 
 // voucher is a voter's term as it reported it, after the reads it asks
@@ -74,7 +86,9 @@ func (v *verifier) verify(ctx context.Context, term uint64, asker *voucher) erro
 			return nil
 		}
 	}
-	_, err := v.rounds.do(ctx, func(ctx context.Context) (uint64, error) {
+	_, err := v.rounds.do(ctx, func() (uint64, error) {
+		ctx, cancel := v.bound()
+		defer cancel()
 		return 0, v.confirm(ctx)
 	})
 	return err
@@ -135,11 +149,13 @@ func (v *verifier) probe(ctx context.Context, srv raft.Server, term uint64) erro
 	v.mu.Lock()
 	r := v.probes[srv]
 	if r == nil {
-		r = &rounds{timeout: v.timeout}
+		r = &rounds{slowAfter: v.slowAfter}
 		v.probes[srv] = r
 	}
 	v.mu.Unlock()
-	peerTerm, err := r.do(ctx, func(ctx context.Context) (uint64, error) {
+	peerTerm, err := r.do(ctx, func() (uint64, error) {
+		ctx, cancel := v.bound()
+		defer cancel()
 		return v.peers.term(ctx, string(srv.Address), string(srv.ID))
 	})
 	if err != nil {

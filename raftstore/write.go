@@ -9,13 +9,14 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/raftkv/raftkv/fsm"
+	"github.com/raftkv/raftkv/internal/leaderwatch"
 	"github.com/raftkv/raftkv/kv"
 )
 
 // Apply runs a write command on the cluster: proposed here if this node
-// leads, forwarded to the leader otherwise. While no leader is known it
-// waits (up to the context deadline or ApplyTimeout) and retries, which is
-// safe because it only retries attempts that were certainly not applied.
+// leads, forwarded to the leader otherwise (see onLeader). Attempts that
+// certainly did nothing are retried while a leader can be found, within
+// the context's deadline or ApplyTimeout.
 //
 // Errors: kv.ErrNoLeader (not applied), kv.ErrUnknownOutcome (maybe
 // applied), kv.ErrInvalid / kv.ErrTooLarge (rejected, nothing done).
@@ -27,41 +28,28 @@ func (s *RaftStore) Apply(ctx context.Context, cmd *kv.Command) (*kv.Result, err
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	var res *kv.Result
+	var maybeApplied error // an attempt whose fate is unknown
 	err := s.onLeader(ctx, func() (err error) {
 		res, err = s.applyLocal(ctx, cmd)
 		return err
-	}, func(leader string) (err error) {
+	}, func(ep leaderwatch.Epoch) (err error) {
 		s.metrics.forwarded.WithLabelValues("apply").Inc()
-		res, err = s.peers.apply(ctx, leader, cmd)
+		cctx, cancel := peerContext(ctx, ep, s.forwardTimeout())
+		defer cancel()
+		res, err = s.peers.apply(cctx, ep.Leader, cmd)
+		if errors.Is(err, kv.ErrUnknownOutcome) && cmd.IdempotencyKey != "" && ctx.Err() == nil {
+			// Sent to a leader that changed or went silent. The key makes
+			// a second attempt safe: if the first one applied, the state
+			// machine answers with its result and applies nothing.
+			maybeApplied = err
+			return fmt.Errorf("%w: retrying a keyed write: %v", kv.ErrNoLeader, err)
+		}
 		return err
 	})
-	return res, err
-}
-
-// onLeader runs local if this node leads, or remote with the leader's
-// address. Attempts that certainly did nothing (kv.ErrNoLeader: no leader
-// known, the leader refused, or it could not be reached before the request
-// was sent) are retried once a (new) leader is known, until ctx ends;
-// anything else, an unknown outcome included, is returned as it is.
-func (s *RaftStore) onLeader(ctx context.Context, local func() error, remote func(leader string) error) error {
-	for {
-		leaderAddr, _ := s.raft.LeaderWithID()
-		var err error
-		switch {
-		case s.isLeader():
-			err = local()
-		case leaderAddr != "":
-			err = remote(string(leaderAddr))
-		default:
-			err = fmt.Errorf("%w: no leader known", kv.ErrNoLeader)
-		}
-		if !errors.Is(err, kv.ErrNoLeader) || ctx.Err() != nil {
-			return err
-		}
-		if werr := s.waitLeaderChange(ctx, string(leaderAddr)); werr != nil {
-			return err
-		}
+	if maybeApplied != nil && errors.Is(err, kv.ErrNoLeader) {
+		return nil, maybeApplied // never "not applied" after an attempt that may have been
 	}
+	return res, err
 }
 
 // applyLocal proposes cmd on this node, which believes it leads. The
@@ -123,28 +111,6 @@ func (s *RaftStore) withTimeout(ctx context.Context) (context.Context, context.C
 		return context.WithCancel(ctx)
 	}
 	return context.WithTimeout(ctx, s.cfg.ApplyTimeout)
-}
-
-// waitLeaderChange waits until a leader other than old is known, or, if
-// the same leader stays, one heartbeat timeout: long enough for a leader
-// that just refused a write to step down or settle.
-func (s *RaftStore) waitLeaderChange(ctx context.Context, old string) error {
-	t := time.NewTicker(20 * time.Millisecond)
-	defer t.Stop()
-	settle := time.Now().Add(s.cfg.HeartbeatTimeout)
-	for {
-		addr, _ := s.raft.LeaderWithID()
-		if addr != "" && (string(addr) != old || time.Now().After(settle)) {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w: %v", kv.ErrNoLeader, ctx.Err())
-		case <-s.ctx.Done():
-			return kv.ErrClosed
-		case <-t.C:
-		}
-	}
 }
 
 // WriteOption changes a Go API write.

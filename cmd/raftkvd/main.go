@@ -44,6 +44,7 @@ func run(args []string, stderr io.Writer) int {
 		// Raft tuning (defaults suit most clusters).
 		heartbeat    = fs.Duration("heartbeat-timeout", 0, "raft heartbeat timeout (default 1s)")
 		election     = fs.Duration("election-timeout", 0, "raft election timeout (default 1s)")
+		lease        = fs.Duration("leader-lease-timeout", 0, "how long a leader keeps leading without hearing from a majority (default half the heartbeat timeout)")
 		snapThresh   = fs.Uint64("snapshot-threshold", 0, "log entries between snapshots (default 8192)")
 		trailingLogs = fs.Uint64("trailing-logs", 0, "log entries kept after a snapshot (default 10240)")
 		snapInterval = fs.Duration("snapshot-interval", 0, "how often to check whether to snapshot (default 2m)")
@@ -100,11 +101,12 @@ func run(args []string, stderr io.Writer) int {
 		Logger:        logger,
 		EnablePprof:   *pprof,
 
-		HeartbeatTimeout:  *heartbeat,
-		ElectionTimeout:   *election,
-		SnapshotThreshold: *snapThresh,
-		TrailingLogs:      *trailingLogs,
-		SnapshotInterval:  *snapInterval,
+		HeartbeatTimeout:   *heartbeat,
+		ElectionTimeout:    *election,
+		LeaderLeaseTimeout: *lease,
+		SnapshotThreshold:  *snapThresh,
+		TrailingLogs:       *trailingLogs,
+		SnapshotInterval:   *snapInterval,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "raftkvd: %v\n", err)

@@ -2,12 +2,17 @@
 // it builds the binaries once, picks free ports, starts, stops, kills,
 // pauses and restarts nodes, and keeps each node's log for failure reports.
 // Used by tests/e2e and tests/robustness.
+//
+// With Options.Isolated each node runs in its own network namespace
+// (package netns), and Cut drops packets between nodes the way a real
+// network partition does.
 package proccluster
 
 import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -19,6 +24,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/raftkv/raftkv/internal/netns"
 )
 
 // BuildOptions choose how the binaries are built.
@@ -103,13 +110,21 @@ type Options struct {
 	Args  []string // extra raftkvd flags for every node
 	// NodeArgs[i] are extra flags for node i only, after Args.
 	NodeArgs [][]string
+	// Isolated runs every node in its own network namespace; see netns.
+	// Tests check netns.Available first.
+	Isolated bool
 }
+
+// spareHosts are the extra namespaces an isolated cluster makes for nodes
+// added later (AddBare).
+const spareHosts = 2
 
 // Cluster is a set of raftkvd processes.
 type Cluster struct {
 	TB    testing.TB
 	Opts  Options
 	Procs []*Proc
+	Net   *netns.Network // with Options.Isolated
 }
 
 // Start runs n nodes (the first bootstraps, the others join it) and waits
@@ -117,8 +132,16 @@ type Cluster struct {
 func Start(tb testing.TB, n int, opts Options) *Cluster {
 	tb.Helper()
 	c := &Cluster{TB: tb, Opts: opts}
+	if opts.Isolated {
+		nw, err := netns.New(n + spareHosts)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		c.Net = nw
+		tb.Cleanup(nw.Close) // after StopAll: cleanups run last-in first-out
+	}
 	for i := range n {
-		p := &Proc{ID: "n" + strconv.Itoa(i+1), Addr: "127.0.0.1:" + strconv.Itoa(FreePort(tb)), Dir: tb.TempDir()}
+		p := &Proc{ID: "n" + strconv.Itoa(i+1), Addr: c.newAddr(i), Dir: tb.TempDir()}
 		if i < len(opts.NodeArgs) {
 			p.Args = opts.NodeArgs[i]
 		}
@@ -150,7 +173,12 @@ func (c *Cluster) StartProc(i int) {
 		p.Log = &LockedBuffer{}
 	}
 	fmt.Fprintf(p.Log, "=== start %s %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(args, " "))
-	p.Cmd = exec.Command(Binary(c.TB, c.Opts.Root, "raftkvd", c.Opts.Build), args...)
+	bin := Binary(c.TB, c.Opts.Root, "raftkvd", c.Opts.Build)
+	if c.Net != nil {
+		p.Cmd = c.Net.Command(i, bin, args...)
+	} else {
+		p.Cmd = exec.Command(bin, args...)
+	}
 	p.Cmd.Stderr = p.Log
 	if err := p.Cmd.Start(); err != nil {
 		c.TB.Fatal(err)
@@ -163,10 +191,48 @@ func (c *Cluster) StartProc(i int) {
 // AddBare starts a node that belongs to no cluster until someone joins it.
 func (c *Cluster) AddBare() *Proc {
 	c.TB.Helper()
-	p := &Proc{ID: "n" + strconv.Itoa(len(c.Procs)+1), Addr: "127.0.0.1:" + strconv.Itoa(FreePort(c.TB)), Dir: c.TB.TempDir(), Bare: true}
+	i := len(c.Procs)
+	if c.Net != nil && i >= c.Net.Len() {
+		c.TB.Fatalf("no spare network namespace for node %d", i+1)
+	}
+	p := &Proc{ID: "n" + strconv.Itoa(i+1), Addr: c.newAddr(i), Dir: c.TB.TempDir(), Bare: true}
 	c.Procs = append(c.Procs, p)
 	c.StartProc(len(c.Procs) - 1)
 	return p
+}
+
+// newAddr picks node i's address: a free loopback port, or, isolated, the
+// node's own address with a fixed port (each namespace has its own ports).
+func (c *Cluster) newAddr(i int) string {
+	if c.Net != nil {
+		return c.Net.IP(i) + ":7000"
+	}
+	return "127.0.0.1:" + strconv.Itoa(FreePort(c.TB))
+}
+
+// Cut replaces the network faults of an isolated cluster: packets node
+// from sends to node to are dropped, for every pair given (one way: give
+// both directions for a full partition). No pairs heals the network.
+func (c *Cluster) Cut(pairs ...[2]int) {
+	c.TB.Helper()
+	if c.Net == nil {
+		c.TB.Fatal("Cut needs an isolated cluster")
+	}
+	if err := c.Net.SetDrops(pairs...); err != nil {
+		c.TB.Fatal(err)
+	}
+	fmt.Fprintf(c.logAll(), "=== network cut %v %s\n", pairs, time.Now().Format(time.RFC3339Nano))
+}
+
+// logAll writes to every node's log.
+func (c *Cluster) logAll() io.Writer {
+	var ws []io.Writer
+	for _, p := range c.Procs {
+		if p.Log != nil {
+			ws = append(ws, p.Log)
+		}
+	}
+	return io.MultiWriter(ws...)
 }
 
 // Stop sends SIGTERM and returns the exit error (nil for exit 0).

@@ -24,8 +24,9 @@ func TestDeposedLeaderRefusesReads(t *testing.T) {
 		Root:     "../..",
 		Build:    proccluster.BuildOptions{Tags: "failpoints"},
 		NodeArgs: [][]string{fast, slow, fast},
+		Isolated: isolated(t),
 	})
-	e := &env{t: t, c: c}
+	e := &env{t: t, c: c, serving: newServingLog(time.Now(), 3)}
 	const deposed = 1
 	proccluster.WaitFor(t, 30*time.Second, "n2 to lead", func() error {
 		l := c.Leader()

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/anishathalye/porcupine"
 
+	"github.com/raftkv/raftkv/internal/netns"
 	"github.com/raftkv/raftkv/internal/proccluster"
 )
 
@@ -25,183 +27,9 @@ type timing struct {
 	before, hold, after time.Duration
 }
 
-var ciTiming = timing{before: 2 * time.Second, hold: 3 * time.Second, after: 2 * time.Second}
+// The hold outlasts gapBound, so that a node stalled for a whole fault fails.
+var ciTiming = timing{before: 2 * time.Second, hold: 5 * time.Second, after: 2 * time.Second}
 var soakTiming = timing{before: 10 * time.Second, hold: 6 * time.Second, after: 10 * time.Second}
-
-// env is what a fault works with.
-type env struct {
-	t   *testing.T
-	c   *proccluster.Cluster
-	rnd *rand.Rand
-	tm  timing
-}
-
-func (e *env) hold() { time.Sleep(e.tm.hold) } // the fault's duration, not synchronisation
-
-func (e *env) leader() int { return e.c.WaitLeader(20 * time.Second) }
-
-func (e *env) follower() int {
-	l := e.leader()
-	for i, p := range e.c.Procs {
-		if i != l && p.Running() {
-			return i
-		}
-	}
-	e.t.Fatal("no follower")
-	return -1
-}
-
-// partition makes each listed pair unable to talk (both directions).
-func (e *env) partition(pairs ...[2]int) {
-	blocked := map[int][]string{}
-	for _, p := range pairs {
-		blocked[p[0]] = append(blocked[p[0]], e.c.Procs[p[1]].Addr)
-		blocked[p[1]] = append(blocked[p[1]], e.c.Procs[p[0]].Addr)
-	}
-	for i, p := range e.c.Procs {
-		if p.Running() {
-			e.putBlocked(p.Addr, strings.Join(blocked[i], ","))
-		}
-	}
-}
-
-func (e *env) heal() { e.partition() }
-
-// putBlocked sets a node's blocked peers, waiting for a node that was just
-// restarted to listen.
-func (e *env) putBlocked(addr, list string) {
-	proccluster.WaitFor(e.t, 20*time.Second, "failpoint on "+addr, func() error {
-		req, _ := http.NewRequest(http.MethodPut, "http://"+addr+"/debug/failpoints/blocked", strings.NewReader(list))
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			e.t.Fatalf("failpoint on %s: status %d (built without -tags failpoints?)", addr, resp.StatusCode)
-		}
-		return nil
-	})
-}
-
-func (e *env) operator(method, path string) {
-	l := e.c.Procs[e.leader()]
-	req, _ := http.NewRequest(method, "http://"+l.Addr+path, nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		e.t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, body)
-	}
-}
-
-// waitLog waits until node i's log, past offset, contains s.
-func (e *env) waitLog(i, offset int, s string, timeout time.Duration) {
-	proccluster.WaitFor(e.t, timeout, fmt.Sprintf("%q in %s's log", s, e.c.Procs[i].ID), func() error {
-		if !strings.Contains(e.c.Procs[i].Log.String()[offset:], s) {
-			return fmt.Errorf("not yet")
-		}
-		return nil
-	})
-}
-
-type scenario struct {
-	name  string
-	fault func(e *env)
-}
-
-func faults() []scenario {
-	return []scenario{
-		{"kill-leader", func(e *env) { l := e.leader(); e.c.Kill(l); e.hold(); e.c.StartProc(l) }},
-		{"kill-follower", func(e *env) { f := e.follower(); e.c.Kill(f); e.hold(); e.c.StartProc(f) }},
-		{"kill-all", func(e *env) {
-			for i := range e.c.Procs {
-				e.c.Kill(i)
-			}
-			for i := range e.c.Procs {
-				e.c.StartProc(i)
-			}
-		}},
-		{"pause-leader", func(e *env) { l := e.leader(); e.c.Pause(l); e.hold(); e.c.Resume(l) }},
-		{"partition-leader", func(e *env) {
-			l := e.leader()
-			var pairs [][2]int
-			for i := range e.c.Procs {
-				if i != l {
-					pairs = append(pairs, [2]int{l, i})
-				}
-			}
-			e.partition(pairs...)
-			e.hold()
-			e.heal()
-		}},
-		{"bridge", func(e *env) {
-			l, f := e.leader(), e.follower()
-			e.partition([2]int{l, f}) // the third node sees both
-			e.hold()
-			e.heal()
-		}},
-		{"snapshot-install", func(e *env) {
-			f := e.follower()
-			l := e.leader()
-			var pairs [][2]int
-			for i := range e.c.Procs {
-				if i != f {
-					pairs = append(pairs, [2]int{f, i})
-				}
-			}
-			offL, offF := len(e.c.Procs[l].Log.String()), len(e.c.Procs[f].Log.String())
-			e.partition(pairs...)
-			e.waitLog(l, offL, "compacting logs", 60*time.Second) // the others moved past it
-			e.hold()
-			e.heal()
-			e.waitLog(f, offF, "restored snapshot", 30*time.Second)
-		}},
-		{"member-replace", func(e *env) {
-			f := e.follower()
-			e.operator(http.MethodDelete, "/v1/operator/raft/peer?id="+e.c.Procs[f].ID)
-			e.c.Kill(f)
-			fresh := e.c.AddBare()
-			e.operator(http.MethodPut, "/v1/operator/raft/peer?id="+fresh.ID+"&address="+fresh.Addr)
-			e.hold()
-		}},
-		{"leadership-transfers", func(e *env) {
-			for range 5 {
-				before := e.leader()
-				e.operator(http.MethodPost, "/v1/operator/raft/transfer-leader")
-				proccluster.WaitFor(e.t, 20*time.Second, "leadership to move", func() error {
-					if l := e.c.Leader(); l < 0 || l == before {
-						return fmt.Errorf("leader %d", l)
-					}
-					return nil
-				})
-			}
-		}},
-	}
-}
-
-// randomMix chains three faults chosen at random.
-func randomMix(seed uint64) scenario {
-	return scenario{fmt.Sprintf("random-mix-%d", seed), func(e *env) {
-		pool := faults()
-		var chosen []scenario
-		for _, s := range pool {
-			if s.name != "member-replace" && s.name != "snapshot-install" && s.name != "kill-all" {
-				chosen = append(chosen, s)
-			}
-		}
-		for range 3 {
-			s := chosen[e.rnd.IntN(len(chosen))]
-			e.t.Logf("random mix: %s", s.name)
-			s.fault(e)
-			e.c.WaitLeader(20 * time.Second)
-			time.Sleep(time.Second) // traffic between faults
-		}
-	}}
-}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
@@ -209,42 +37,93 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// isolated reports whether the cluster runs in network namespaces (real
+// packet loss), the default where the machine allows it; RAFTKV_NETNS=0
+// forces the failpoint build's stand-in.
+func isolated(t *testing.T) bool {
+	if os.Getenv("RAFTKV_NETNS") == "0" {
+		return false
+	}
+	if err := netns.Available(); err != nil {
+		t.Logf("faults by failpoints, not packet loss: %v", err)
+		return false
+	}
+	return true
+}
+
+var results summary
+
+// TestRobustness runs every scenario once (CI), or RAFTKV_RUNS times each
+// (measuring: `RAFTKV_RUNS=10 go test -run 'TestRobustness/partition' -v`),
+// or repeatedly for RAFTKV_SOAK with longer traffic.
 func TestRobustness(t *testing.T) {
-	all := append(faults(), randomMix(uint64(time.Now().UnixNano()%1000)))
+	seed := uint64(time.Now().UnixNano() % 100000)
+	if v, err := strconv.ParseUint(os.Getenv("RAFTKV_MIX_SEED"), 10, 64); err == nil {
+		seed = v
+	}
+	t.Logf("random mix seed %d (replay with RAFTKV_MIX_SEED=%d)", seed, seed)
+	all := append(faults(), randomMix(seed))
+	net := isolated(t)
+	if d, err := time.ParseDuration(os.Getenv("RAFTKV_HOLD")); err == nil {
+		ciTiming.hold, soakTiming.hold = d, d
+	}
+	defer func() { t.Logf("availability by scenario:\n%s", &results) }()
 	soak, _ := time.ParseDuration(os.Getenv("RAFTKV_SOAK"))
 	if soak == 0 {
+		runs, _ := strconv.Atoi(os.Getenv("RAFTKV_RUNS"))
 		for _, sc := range all {
-			t.Run(sc.name, func(t *testing.T) { run(t, sc, ciTiming) })
+			t.Run(sc.name, func(t *testing.T) {
+				for i := range max(runs, 1) {
+					if runs > 1 {
+						t.Logf("run %d of %d", i+1, runs)
+					}
+					run(t, sc, ciTiming, net)
+				}
+			})
 		}
 		return
 	}
 	deadline := time.Now().Add(soak)
 	for round := 1; time.Now().Before(deadline); round++ {
-		for _, sc := range append(all, randomMix(uint64(round))) {
-			t.Run(fmt.Sprintf("%s/round-%d", sc.name, round), func(t *testing.T) { run(t, sc, soakTiming) })
+		for _, sc := range append(all, randomMix(seed+uint64(round))) {
+			t.Run(fmt.Sprintf("%s/round-%d", sc.name, round), func(t *testing.T) { run(t, sc, soakTiming, net) })
 		}
 	}
 }
 
 // run starts a cluster, runs traffic through one fault and checks
 // everything API.md §3 promises.
-func run(t *testing.T, sc scenario, tm timing) {
+func run(t *testing.T, sc scenario, tm timing, isolated bool) {
 	c := proccluster.Start(t, 3, proccluster.Options{
-		Root:  "../..",
-		Build: proccluster.BuildOptions{Tags: "failpoints"},
-		Args:  []string{"-snapshot-threshold", "256", "-trailing-logs", "128", "-snapshot-interval", "200ms"},
+		Root:     "../..",
+		Build:    proccluster.BuildOptions{Tags: "failpoints"},
+		Args:     []string{"-snapshot-threshold", "256", "-trailing-logs", "128", "-snapshot-interval", "200ms"},
+		Isolated: isolated,
 	})
-	e := &env{t: t, c: c, rnd: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7)), tm: tm}
 	rec := newRecorder()
+	calls := &callLog{start: rec.start}
+	e := &env{t: t, c: c, rnd: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7)), tm: tm, serving: newServingLog(rec.start, 3)}
+	place := sc.clients
+	if place == nil {
+		place = everyNode
+	}
+	pinned := place(e.leader(), 3)
 	ctx, stop := context.WithCancel(context.Background())
 	errs := make(chan error, 16)
 	var wg sync.WaitGroup
-	for i := range 6 {
-		n := &node{addr: c.Procs[i%3].Addr, hc: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}}
+	for i, at := range pinned {
+		n := &node{idx: at, addr: c.Procs[at].Addr, hc: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}, log: calls}
 		wg.Add(1)
 		go func() { defer wg.Done(); client(ctx, i, n, rec, errs) }()
 	}
-	stopTraffic := func() { stop(); wg.Wait() }
+	var trafficEnd time.Duration
+	stopTraffic := func() {
+		if ctx.Err() == nil {
+			trafficEnd = time.Since(rec.start)
+		}
+		stop()
+		wg.Wait()
+	}
 	defer stopTraffic()
 
 	time.Sleep(tm.before) // traffic before the fault
@@ -256,7 +135,7 @@ func run(t *testing.T, sc scenario, tm timing) {
 	e.heal()
 	for i, p := range c.Procs { // restart anything a fault left down, unless removed
 		if !p.Running() && !(sc.name == "member-replace" && i < 3 && !isMember(t, c, p.ID)) {
-			c.StartProc(i)
+			e.start(i)
 		}
 	}
 	healed := time.Now()
@@ -268,6 +147,15 @@ func run(t *testing.T, sc scenario, tm timing) {
 	case err := <-errs:
 		t.Fatal(err)
 	default:
+	}
+	avail := measure(calls, e.serving, trafficEnd, clientTimeout)
+	results.add(sc.name, avail)
+	t.Logf("%s: %s", sc.name, avail)
+	if avail.gap > gapBound {
+		t.Errorf("n%d completed no request for %s from %s (bound %s)", avail.gapNode+1, avail.gap.Round(time.Millisecond), avail.gapAt.Round(time.Millisecond), gapBound)
+	}
+	if avail.refusal > refusalBound {
+		t.Errorf("a node cut off from the majority took %s to answer (bound %s)", avail.refusal.Round(time.Millisecond), refusalBound)
 	}
 	converge(t, c)
 

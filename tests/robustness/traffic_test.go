@@ -79,14 +79,28 @@ const (
 	unknown                 // failed after sending: may have happened
 )
 
+// clientTimeout bounds one HTTP call of the traffic clients.
+const clientTimeout = 3 * time.Second
+
 // node is one client's HTTP connection to its pinned node.
 type node struct {
+	idx  int
 	addr string
 	hc   *http.Client
+	log  *callLog // if set, every call is recorded for the availability check
 }
 
 func (n *node) call(ctx context.Context, method, path string, body []byte) (outcome, int, http.Header, []byte) {
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	start := time.Now()
+	oc, status, hdr, b := n.callOnce(ctx, method, path, body)
+	if n.log != nil && ctx.Err() == nil { // calls cut short by the end of traffic say nothing
+		n.log.add(n.idx, start, status)
+	}
+	return oc, status, hdr, b
+}
+
+func (n *node) callOnce(ctx context.Context, method, path string, body []byte) (outcome, int, http.Header, []byte) {
+	ctx, cancel := context.WithTimeout(ctx, clientTimeout)
 	defer cancel()
 	var sent atomic.Bool
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{

@@ -1,0 +1,139 @@
+package raftstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/raftkv/raftkv/internal/leaderwatch"
+	"github.com/raftkv/raftkv/kv"
+)
+
+// Requests follow the leader, not timers. Every request that must run on
+// the leader (writes, read indexes, membership, restores) goes through
+// onLeader: run here if this node leads, else call the leader of the
+// current epoch (package leaderwatch). A call in flight is abandoned as
+// soon as this node learns of a newer leader or term, and retried with the
+// new leader if it certainly did nothing (kv.ErrNoLeader); a write that was
+// sent has an unknown fate and is answered 504, unless it carries an
+// idempotency key, which makes the retry safe.
+
+// peerTimeout bounds one read-index call or leadership probe: a leader
+// that cannot answer within a heartbeat timeout is, for this node, as good
+// as gone (raft itself starts an election after that long without contact).
+func (s *RaftStore) peerTimeout() time.Duration { return s.cfg.HeartbeatTimeout }
+
+// forwardTimeout bounds one forwarded write or membership change, which
+// also waits for the leader's commit.
+func (s *RaftStore) forwardTimeout() time.Duration { return 2 * s.cfg.HeartbeatTimeout }
+
+// maxLeaderless is how long a request waits for a leader when none is
+// known: long enough for an election (a follower notices the loss within
+// two heartbeat timeouts of the last contact, and a split vote costs one
+// more election timeout), after which the node answers 503 at once until
+// a leader is known again.
+func (s *RaftStore) maxLeaderless() time.Duration { return 2 * s.cfg.ElectionTimeout }
+
+// errCutOff: this node led, lost its lease, and has heard of no successor:
+// it cannot reach a majority, so there is nothing to wait for.
+var errCutOff = errors.New("this node lost its leadership and reaches no majority")
+
+// onLeader runs local if this node leads, or remote with the current
+// epoch's leader. Attempts that certainly did nothing (kv.ErrNoLeader) are
+// retried once a (new) leader is known, until ctx ends; anything else, an
+// unknown outcome included, is returned as it is.
+func (s *RaftStore) onLeader(ctx context.Context, local func() error, remote func(ep leaderwatch.Epoch) error) error {
+	for attempt := 0; ; attempt++ {
+		ep := s.leaders.Current()
+		var err error
+		switch {
+		case s.isLeader():
+			err = local()
+		case ep.Leader != "":
+			err = remote(ep)
+		default:
+			err = fmt.Errorf("%w: no leader known", kv.ErrNoLeader)
+		}
+		if !errors.Is(err, kv.ErrNoLeader) || ctx.Err() != nil {
+			return err
+		}
+		if werr := s.awaitLeader(ctx, ep, attempt); werr != nil {
+			return fmt.Errorf("%w (%v)", err, werr)
+		}
+	}
+}
+
+// awaitLeader waits before the next attempt of a request that did nothing
+// under epoch prev: until a later epoch with a leader begins, or, if the
+// leader is the same, a short backoff (it may have refused because it was
+// not ready yet). With no leader known it waits at most maxLeaderless since
+// the loss, and not at all on a node cut off from the majority.
+func (s *RaftStore) awaitLeader(ctx context.Context, prev leaderwatch.Epoch, attempt int) error {
+	pause := time.NewTimer(min(10*time.Millisecond<<min(attempt, 10), s.cfg.HeartbeatTimeout/2))
+	defer pause.Stop()
+	paused := false
+	for {
+		changed := s.leaders.Changed()
+		ep := s.leaders.Current()
+		since, cutOff := s.leaders.Leaderless()
+		wait := time.Hour // a leader is known: the pause decides
+		switch {
+		case s.isLeader() || (ep.Leader != "" && (ep != prev || paused)):
+			return nil
+		case ep.Leader == "" && cutOff:
+			return errCutOff
+		case ep.Leader == "":
+			if wait = s.maxLeaderless() - time.Since(since); wait <= 0 {
+				return fmt.Errorf("no leader for %s", time.Since(since).Round(time.Millisecond))
+			}
+		}
+		giveUp := time.NewTimer(wait)
+		select {
+		case <-changed:
+		case <-pause.C:
+			paused = true
+		case <-giveUp.C:
+		case <-ctx.Done():
+			giveUp.Stop()
+			return ctx.Err()
+		case <-s.ctx.Done():
+			giveUp.Stop()
+			return kv.ErrClosed
+		}
+		giveUp.Stop()
+	}
+}
+
+// peerContext bounds one call to another node: by ctx, by d, and by the
+// epoch it was made in, so that it ends as soon as this node learns of a
+// newer leader or term.
+func peerContext(ctx context.Context, ep leaderwatch.Epoch, d time.Duration) (context.Context, context.CancelFunc) {
+	ctx, unbind := leaderwatch.Bind(ctx, ep)
+	ctx, cancel := context.WithTimeout(ctx, d)
+	return ctx, func() { cancel(); unbind() }
+}
+
+// heartbeatTransport shows the leader watch every heartbeat this node
+// receives, so that it knows when it last heard from each leader (the start
+// of a failover). Embedding keeps the transport's optional interfaces
+// (pre-vote, close) visible to raft.
+type heartbeatTransport struct {
+	*raft.NetworkTransport
+	heard func(id string, term uint64)
+}
+
+func (t *heartbeatTransport) SetHeartbeatHandler(cb func(rpc raft.RPC)) {
+	if cb == nil {
+		t.NetworkTransport.SetHeartbeatHandler(nil)
+		return
+	}
+	t.NetworkTransport.SetHeartbeatHandler(func(rpc raft.RPC) {
+		if req, ok := rpc.Command.(*raft.AppendEntriesRequest); ok {
+			t.heard(string(req.ID), req.Term)
+		}
+		cb(rpc)
+	})
+}

@@ -1,0 +1,302 @@
+package robustness
+
+import (
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/raftkv/raftkv/internal/proccluster"
+)
+
+// env is what a fault works with.
+type env struct {
+	t       *testing.T
+	c       *proccluster.Cluster
+	rnd     *rand.Rand
+	tm      timing
+	serving *servingLog // which nodes are expected to serve, over time
+}
+
+func (e *env) hold() { time.Sleep(e.tm.hold) } // the fault's duration, not synchronisation
+
+func (e *env) leader() int { return e.c.WaitLeader(20 * time.Second) }
+
+func (e *env) follower() int {
+	l := e.leader()
+	for i, p := range e.c.Procs {
+		if i != l && p.Running() {
+			return i
+		}
+	}
+	e.t.Fatal("no follower")
+	return -1
+}
+
+func (e *env) others(i int) []int {
+	var out []int
+	for j := range e.c.Procs {
+		if j != i {
+			out = append(out, j)
+		}
+	}
+	return out
+}
+
+// cut drops the packets each pair's first node sends to its second: real
+// packet loss when the cluster runs in network namespaces. Without them the
+// failpoint build stands in: a node refuses to dial (and closes its
+// connections to) the peers it must not reach, so a one-way pair also cuts
+// the connections that node opened, which is how TCP sees a one-way loss.
+func (e *env) cut(pairs ...[2]int) {
+	if e.c.Net != nil {
+		e.c.Cut(pairs...)
+		return
+	}
+	blocked := map[int][]string{}
+	for _, p := range pairs {
+		blocked[p[0]] = append(blocked[p[0]], e.c.Procs[p[1]].Addr)
+	}
+	for i, p := range e.c.Procs {
+		if p.Running() {
+			e.putBlocked(p.Addr, strings.Join(blocked[i], ","))
+		}
+	}
+}
+
+// partition cuts each listed pair in both directions.
+func (e *env) partition(pairs ...[2]int) {
+	var both [][2]int
+	for _, p := range pairs {
+		both = append(both, p, [2]int{p[1], p[0]})
+	}
+	e.cut(both...)
+}
+
+// isolate cuts node i off from every other node (clients still reach it).
+func (e *env) isolate(i int) {
+	var pairs [][2]int
+	for _, j := range e.others(i) {
+		pairs = append(pairs, [2]int{i, j})
+	}
+	e.partition(pairs...)
+}
+
+func (e *env) heal() {
+	e.cut()
+	for i, p := range e.c.Procs {
+		if p.Running() {
+			e.serving.set(i, true)
+		}
+	}
+}
+
+func (e *env) kill(i int)  { e.serving.set(i, false); e.c.Kill(i) }
+func (e *env) start(i int) { e.c.StartProc(i); e.serving.set(i, true) }
+
+// putBlocked sets a node's blocked peers, waiting for a node that was just
+// restarted to listen.
+func (e *env) putBlocked(addr, list string) {
+	proccluster.WaitFor(e.t, 20*time.Second, "failpoint on "+addr, func() error {
+		req, _ := http.NewRequest(http.MethodPut, "http://"+addr+"/debug/failpoints/blocked", strings.NewReader(list))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			e.t.Fatalf("failpoint on %s: status %d (built without -tags failpoints?)", addr, resp.StatusCode)
+		}
+		return nil
+	})
+}
+
+func (e *env) operator(method, path string) {
+	l := e.c.Procs[e.leader()]
+	req, _ := http.NewRequest(method, "http://"+l.Addr+path, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		e.t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, body)
+	}
+}
+
+// waitLog waits until node i's log, past offset, contains s.
+func (e *env) waitLog(i, offset int, s string, timeout time.Duration) {
+	proccluster.WaitFor(e.t, timeout, fmt.Sprintf("%q in %s's log", s, e.c.Procs[i].ID), func() error {
+		if !strings.Contains(e.c.Procs[i].Log.String()[offset:], s) {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+}
+
+// placement says which nodes the six clients talk to, given the leader when
+// traffic starts: every node in turn by default.
+type placement func(leader, nodes int) []int
+
+func everyNode(_, nodes int) []int { return []int{0, 1, 2, 0, 1, 2}[:6] }
+
+func followersOnly(leader, nodes int) []int {
+	var out []int
+	for len(out) < 6 {
+		for i := range nodes {
+			if i != leader && len(out) < 6 {
+				out = append(out, i)
+			}
+		}
+	}
+	return out
+}
+
+func leaderOnly(leader, _ int) []int { return []int{leader, leader, leader, leader, leader, leader} }
+
+type scenario struct {
+	name    string
+	clients placement // nil: everyNode
+	fault   func(e *env)
+}
+
+func faults() []scenario {
+	return []scenario{
+		{name: "kill-leader", fault: func(e *env) { l := e.leader(); e.kill(l); e.hold(); e.start(l) }},
+		{name: "kill-follower", fault: func(e *env) { f := e.follower(); e.kill(f); e.hold(); e.start(f) }},
+		{name: "kill-all", fault: func(e *env) {
+			for i := range e.c.Procs {
+				e.kill(i)
+			}
+			for i := range e.c.Procs {
+				e.start(i)
+			}
+		}},
+		{name: "pause-leader", fault: func(e *env) {
+			l := e.leader()
+			e.serving.set(l, false)
+			e.c.Pause(l)
+			e.hold()
+			e.c.Resume(l)
+			e.serving.set(l, true)
+		}},
+		{name: "partition-leader", fault: isolateLeader},
+		{name: "partition-leader/majority-clients", clients: followersOnly, fault: isolateLeader},
+		{name: "partition-leader/leader-clients", clients: leaderOnly, fault: isolateLeader},
+		{name: "one-way/leader-out", fault: func(e *env) {
+			l := e.leader()
+			e.serving.set(l, false)
+			var pairs [][2]int
+			for _, j := range e.others(l) {
+				pairs = append(pairs, [2]int{l, j})
+			}
+			e.cut(pairs...)
+			e.hold()
+			e.heal()
+		}},
+		{name: "one-way/leader-in", fault: func(e *env) {
+			l := e.leader()
+			e.serving.set(l, false)
+			var pairs [][2]int
+			for _, j := range e.others(l) {
+				pairs = append(pairs, [2]int{j, l})
+			}
+			e.cut(pairs...)
+			e.hold()
+			e.heal()
+		}},
+		{name: "flapping", fault: func(e *env) {
+			// The current leader is cut off and let back every 1–3 s.
+			end := time.Now().Add(2 * e.tm.hold)
+			for time.Now().Before(end) {
+				l := e.c.Leader()
+				if l >= 0 {
+					e.serving.set(l, false)
+					e.isolate(l)
+				}
+				time.Sleep(time.Second + time.Duration(e.rnd.Int64N(int64(2*time.Second))))
+				e.heal()
+				time.Sleep(time.Second + time.Duration(e.rnd.Int64N(int64(2*time.Second))))
+			}
+		}},
+		{name: "bridge", fault: func(e *env) {
+			l, f := e.leader(), e.follower()
+			// The third node sees both; f reaches no leader, so it is not
+			// expected to serve until the network heals.
+			e.serving.set(f, false)
+			e.partition([2]int{l, f})
+			e.hold()
+			e.heal()
+		}},
+		{name: "snapshot-install", fault: func(e *env) {
+			f := e.follower()
+			l := e.leader()
+			offL, offF := len(e.c.Procs[l].Log.String()), len(e.c.Procs[f].Log.String())
+			e.serving.set(f, false)
+			e.isolate(f)
+			e.waitLog(l, offL, "compacting logs", 60*time.Second) // the others moved past it
+			e.hold()
+			e.heal()
+			e.waitLog(f, offF, "restored snapshot", 30*time.Second)
+		}},
+		{name: "member-replace", fault: func(e *env) {
+			f := e.follower()
+			e.serving.set(f, false)
+			e.operator(http.MethodDelete, "/v1/operator/raft/peer?id="+e.c.Procs[f].ID)
+			e.c.Kill(f)
+			fresh := e.c.AddBare()
+			e.operator(http.MethodPut, "/v1/operator/raft/peer?id="+fresh.ID+"&address="+fresh.Addr)
+			e.hold()
+		}},
+		{name: "leadership-transfers", fault: func(e *env) {
+			for range 5 {
+				before := e.leader()
+				e.operator(http.MethodPost, "/v1/operator/raft/transfer-leader")
+				proccluster.WaitFor(e.t, 20*time.Second, "leadership to move", func() error {
+					if l := e.c.Leader(); l < 0 || l == before {
+						return fmt.Errorf("leader %d", l)
+					}
+					return nil
+				})
+			}
+		}},
+	}
+}
+
+func isolateLeader(e *env) {
+	l := e.leader()
+	e.serving.set(l, false)
+	e.isolate(l)
+	e.hold()
+	e.heal()
+}
+
+// randomMix chains three faults chosen with a seeded generator, so that a
+// failing mix can be replayed (RAFTKV_MIX_SEED).
+func randomMix(seed uint64) scenario {
+	return scenario{name: fmt.Sprintf("random-mix-%d", seed), fault: func(e *env) {
+		rnd := rand.New(rand.NewPCG(seed, 1))
+		var chosen []scenario
+		for _, s := range faults() {
+			switch s.name {
+			case "member-replace", "snapshot-install", "kill-all", "flapping":
+			default:
+				if s.clients == nil {
+					chosen = append(chosen, s)
+				}
+			}
+		}
+		for range 3 {
+			s := chosen[rnd.IntN(len(chosen))]
+			e.t.Logf("random mix (seed %d): %s", seed, s.name)
+			s.fault(e)
+			e.heal()
+			e.c.WaitLeader(20 * time.Second)
+			time.Sleep(time.Second) // traffic between faults
+		}
+	}}
+}
