@@ -39,9 +39,9 @@ type Config struct {
 }
 
 // DefaultAttemptTimeout is above the longest a healthy node takes to
-// answer: a node that lost its leader waits up to two election timeouts
-// (2s by default) for a new one, and a forwarded write up to two heartbeat
-// timeouts for the leader's commit.
+// answer: a node that lost its leader waits up to two election timeouts (1s
+// with the default flags) for a new one, and a forwarded write at most 2s
+// for the leader's commit.
 const DefaultAttemptTimeout = 4 * time.Second
 
 // Client is safe for concurrent use.

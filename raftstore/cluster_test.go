@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/raftkv/raftkv/kv"
 )
 
@@ -259,6 +261,20 @@ func TestLeaderFailover(t *testing.T) {
 	}
 	for i := range 20 {
 		mustGetValue(t, c.nodes[newLeader], "before/"+strconv.Itoa(i))
+	}
+	// Every survivor measured the failover: from its last heartbeat of the
+	// old leader to its first linearizable read under the new one.
+	for i, n := range c.nodes {
+		if n == nil {
+			continue
+		}
+		var m dto.Metric
+		if err := n.metrics.failover.Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		if h := m.GetHistogram(); h.GetSampleCount() != 1 || h.GetSampleSum() <= 0 {
+			t.Fatalf("node %d: failover histogram count %d sum %v, want one positive sample", i, h.GetSampleCount(), h.GetSampleSum())
+		}
 	}
 	// The old leader comes back on its old directory and catches up.
 	c.start(old)

@@ -10,5 +10,10 @@
 // Linearizable reads use ReadIndex: the leader records its commit index,
 // confirms it is still leader with one heartbeat round shared by all
 // concurrent reads, and the reading node (leader or follower) waits until
-// its FSM has applied that index. See DESIGN.md.
+// its FSM has applied that index.
+//
+// Requests follow the leader, not timers: a call in flight to a leader is
+// abandoned as soon as this node learns of a newer one (package
+// leaderwatch), and a node cut off from the majority answers at once. See
+// DESIGN.md.
 package raftstore

@@ -27,8 +27,11 @@ import (
 func (s *RaftStore) peerTimeout() time.Duration { return s.cfg.HeartbeatTimeout }
 
 // forwardTimeout bounds one forwarded write or membership change, which
-// also waits for the leader's commit.
-func (s *RaftStore) forwardTimeout() time.Duration { return 2 * s.cfg.HeartbeatTimeout }
+// also waits for the leader's commit. It is only a backstop: a change of
+// leader ends the call at once, so it can leave room for a loaded leader.
+func (s *RaftStore) forwardTimeout() time.Duration {
+	return max(4*s.cfg.HeartbeatTimeout, 2*time.Second)
+}
 
 // maxLeaderless is how long a request waits for a leader when none is
 // known: long enough for an election (a follower notices the loss within
@@ -47,12 +50,12 @@ var errCutOff = errors.New("this node lost its leadership and reaches no majorit
 // unknown outcome included, is returned as it is.
 func (s *RaftStore) onLeader(ctx context.Context, local func() error, remote func(ep leaderwatch.Epoch) error) error {
 	for attempt := 0; ; attempt++ {
-		ep := s.leaders.Current()
+		ep, known := s.leaders.Leader()
 		var err error
 		switch {
 		case s.isLeader():
 			err = local()
-		case ep.Leader != "":
+		case known:
 			err = remote(ep)
 		default:
 			err = fmt.Errorf("%w: no leader known", kv.ErrNoLeader)
@@ -60,32 +63,33 @@ func (s *RaftStore) onLeader(ctx context.Context, local func() error, remote fun
 		if !errors.Is(err, kv.ErrNoLeader) || ctx.Err() != nil {
 			return err
 		}
-		if werr := s.awaitLeader(ctx, ep, attempt); werr != nil {
-			return fmt.Errorf("%w (%v)", err, werr)
+		if werr := s.awaitLeader(ctx, ep, known, attempt); werr != nil {
+			return fmt.Errorf("%w (%w)", err, werr)
 		}
 	}
 }
 
 // awaitLeader waits before the next attempt of a request that did nothing
-// under epoch prev: until a later epoch with a leader begins, or, if the
-// leader is the same, a short backoff (it may have refused because it was
-// not ready yet). With no leader known it waits at most maxLeaderless since
-// the loss, and not at all on a node cut off from the majority.
-func (s *RaftStore) awaitLeader(ctx context.Context, prev leaderwatch.Epoch, attempt int) error {
+// under epoch prev (whose leader was known or not): until a leader is known
+// in a later epoch or again, or, if the leader is the same, a short backoff
+// (it may have refused because it was not ready yet). With no leader known
+// it waits at most maxLeaderless since the loss, and not at all on a node
+// cut off from the majority.
+func (s *RaftStore) awaitLeader(ctx context.Context, prev leaderwatch.Epoch, prevKnown bool, attempt int) error {
 	pause := time.NewTimer(min(10*time.Millisecond<<min(attempt, 10), s.cfg.HeartbeatTimeout/2))
 	defer pause.Stop()
 	paused := false
 	for {
 		changed := s.leaders.Changed()
-		ep := s.leaders.Current()
+		ep, known := s.leaders.Leader()
 		since, cutOff := s.leaders.Leaderless()
 		wait := time.Hour // a leader is known: the pause decides
 		switch {
-		case s.isLeader() || (ep.Leader != "" && (ep != prev || paused)):
+		case s.isLeader() || (known && (ep != prev || !prevKnown || paused)):
 			return nil
-		case ep.Leader == "" && cutOff:
+		case !known && cutOff:
 			return errCutOff
-		case ep.Leader == "":
+		case !known:
 			if wait = s.maxLeaderless() - time.Since(since); wait <= 0 {
 				return fmt.Errorf("no leader for %s", time.Since(since).Round(time.Millisecond))
 			}

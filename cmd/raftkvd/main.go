@@ -42,8 +42,8 @@ func run(args []string, stderr io.Writer) int {
 		maxValue  = fs.Int("max-value-bytes", kv.DefaultMaxValueBytes, "largest value accepted")
 		pprof     = fs.Bool("pprof", false, "serve /debug/pprof on the HTTP port")
 		// Raft tuning (defaults suit most clusters).
-		heartbeat    = fs.Duration("heartbeat-timeout", 0, "raft heartbeat timeout (default 1s)")
-		election     = fs.Duration("election-timeout", 0, "raft election timeout (default 1s)")
+		heartbeat    = fs.Duration("heartbeat-timeout", 0, "how long a follower waits without hearing from the leader before calling an election (default 500ms)")
+		election     = fs.Duration("election-timeout", 0, "how long a candidate waits for votes before trying again (default 500ms)")
 		lease        = fs.Duration("leader-lease-timeout", 0, "how long a leader keeps leading without hearing from a majority (default half the heartbeat timeout)")
 		snapThresh   = fs.Uint64("snapshot-threshold", 0, "log entries between snapshots (default 8192)")
 		trailingLogs = fs.Uint64("trailing-logs", 0, "log entries kept after a snapshot (default 10240)")

@@ -187,6 +187,16 @@ func (w *Watch) Current() Epoch {
 	return w.cur
 }
 
+// Leader returns the current epoch and whether its leader can be called
+// now: false when the epoch has none, or while this node hears from no
+// leader (raft's heartbeat timeout ran out) even though no newer one is
+// known yet.
+func (w *Watch) Leader() (Epoch, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.cur, w.cur.Leader != "" && w.leaderless.IsZero()
+}
+
 // Changed is closed at the next change of epoch or of leaderless state.
 func (w *Watch) Changed() <-chan struct{} {
 	w.mu.Lock()

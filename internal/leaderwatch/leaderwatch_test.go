@@ -92,14 +92,20 @@ func TestEpochEndsWhenAnotherLeaderIsKnown(t *testing.T) {
 	ctx, cancel := Bind(context.Background(), ep)
 	defer cancel()
 
+	if _, known := w.Leader(); !known {
+		t.Fatal("leader not known")
+	}
 	r.set("", 1, raft.Candidate) // lost contact, same term: the call may still succeed
 	w.Refresh()
 	if !open(ep) {
 		t.Fatal("epoch ended when the leader only went quiet")
 	}
+	if _, known := w.Leader(); known {
+		t.Fatal("a leader this node no longer hears is offered for new calls")
+	}
 	r.set("n1", 1, raft.Follower) // the same leader is back
 	w.Refresh()
-	if !open(ep) || w.Current() != ep {
+	if got, known := w.Leader(); !open(ep) || got != ep || !known {
 		t.Fatal("the same leader in the same term started a new epoch")
 	}
 

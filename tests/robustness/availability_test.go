@@ -6,65 +6,82 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/raftkv/raftkv/raftstore"
 )
 
-// Availability bounds (API.md §3, and what etcd and Consul users expect: a
-// leader loss costs about an election). With the default raft timing
-// (election timeout 1 s):
+// Availability bounds (what etcd and Consul users expect: a leader loss
+// costs about an election). With the default raft timing:
 const (
-	electionTimeout = time.Second
+	electionTimeout = raftstore.DefaultElectionTimeout
 	// gapBound: the longest a node that can serve may go without completing
 	// a read or a write.
 	gapBound = electionTimeout + 3*time.Second
-	// refusalBound: how long a node that cannot serve (cut off from the
-	// majority) may take to answer a request at all (503 or 504).
-	refusalBound = 3 * time.Second
+	// refusalBound: how long a node cut off from the leader may take to
+	// answer a request at all (503 or 504). A deposed leader answers within
+	// its lease (250ms); a follower once it has noticed the loss (up to three
+	// heartbeat timeouts) and waited for an election (two election
+	// timeouts). No answer within the client's timeout fails it too.
+	refusalBound = clientTimeout
 )
 
-// servingLog records when each node is expected to serve: it is running
-// and reaches a majority that has (or can elect) a leader it can reach.
+// nodeState is what a node is expected to do at a moment of a scenario.
+type nodeState int
+
+const (
+	// serving: running, and it reaches a majority with (or able to elect) a
+	// leader it can reach: it must complete requests.
+	serving nodeState = iota
+	// cutOff: running and reachable by its clients, but cut off from the
+	// leader by the network: it must answer them quickly (503 or 504).
+	cutOff
+	// down: killed, paused or removed: nothing is expected of it.
+	down
+)
+
+// servingLog records what each node is expected to do, over time.
 type servingLog struct {
 	start   time.Time
 	mu      sync.Mutex
-	changes map[int][]toggle
+	changes map[int][]change
 }
 
-type toggle struct {
-	at time.Duration
-	on bool
+type change struct {
+	at    time.Duration
+	state nodeState
 }
 
 func newServingLog(start time.Time, nodes int) *servingLog {
-	s := &servingLog{start: start, changes: map[int][]toggle{}}
+	s := &servingLog{start: start, changes: map[int][]change{}}
 	for i := range nodes {
-		s.changes[i] = []toggle{{0, true}}
+		s.changes[i] = []change{{0, serving}}
 	}
 	return s
 }
 
-func (s *servingLog) set(i int, on bool) {
+func (s *servingLog) set(i int, st nodeState) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.changes[i] = append(s.changes[i], toggle{time.Since(s.start), on})
+	s.changes[i] = append(s.changes[i], change{time.Since(s.start), st})
 }
 
-// windows returns node i's serving windows up to end.
-func (s *servingLog) windows(i int, end time.Duration) [][2]time.Duration {
+// windows returns the periods, up to end, in which node i was in state st.
+func (s *servingLog) windows(i int, st nodeState, end time.Duration) [][2]time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out [][2]time.Duration
 	var from time.Duration
-	on := false
+	in := false
 	for _, c := range s.changes[i] {
 		switch {
-		case c.on && !on:
-			from, on = c.at, true
-		case !c.on && on:
+		case c.state == st && !in:
+			from, in = c.at, true
+		case c.state != st && in:
 			out = append(out, [2]time.Duration{from, c.at})
-			on = false
+			in = false
 		}
 	}
-	if on {
+	if in {
 		out = append(out, [2]time.Duration{from, end})
 	}
 	return out
@@ -97,8 +114,8 @@ type availability struct {
 	gap      time.Duration // longest serving window without a completed op
 	gapNode  int
 	gapAt    time.Duration // when that window began
-	refusal  time.Duration // slowest answer from a node that could not serve
-	refusals int           // calls to nodes that could not serve
+	refusal  time.Duration // slowest answer from a node cut off from the leader
+	refusals int           // calls to nodes cut off from the leader
 }
 
 func (a availability) String() string {
@@ -110,9 +127,9 @@ func (a availability) String() string {
 }
 
 // measure computes the longest stall of every node that had clients, over
-// its serving windows, and the slowest answer of nodes outside theirs.
-// end is when traffic stopped.
-func measure(calls *callLog, serving *servingLog, end time.Duration, clientTimeout time.Duration) availability {
+// its serving windows, and the slowest answer of nodes cut off from the
+// leader. end is when traffic stopped.
+func measure(calls *callLog, states *servingLog, end time.Duration, clientTimeout time.Duration) availability {
 	calls.mu.Lock()
 	defer calls.mu.Unlock()
 	byNode := map[int][]callRecord{}
@@ -128,8 +145,7 @@ func measure(calls *callLog, serving *servingLog, end time.Duration, clientTimeo
 			}
 		}
 		sort.Slice(done, func(i, j int) bool { return done[i] < done[j] })
-		windows := serving.windows(node, end)
-		for _, w := range windows {
+		for _, w := range states.windows(node, serving, end) {
 			prev := w[0]
 			for _, t := range done {
 				if t <= w[0] || t > w[1] {
@@ -144,14 +160,15 @@ func measure(calls *callLog, serving *servingLog, end time.Duration, clientTimeo
 				a.gap, a.gapNode, a.gapAt = w[1]-prev, node, prev
 			}
 		}
+		cut := states.windows(node, cutOff, end)
 		for _, c := range cs {
-			if inside(c.start, windows) {
+			if !inside(c.start, cut) {
 				continue
 			}
 			a.refusals++
 			d := c.end - c.start
 			if c.status == 0 {
-				d = max(d, clientTimeout)
+				d = max(d, clientTimeout) + time.Millisecond // no answer at all
 			}
 			a.refusal = max(a.refusal, d)
 		}

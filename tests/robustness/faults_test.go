@@ -89,13 +89,13 @@ func (e *env) heal() {
 	e.cut()
 	for i, p := range e.c.Procs {
 		if p.Running() {
-			e.serving.set(i, true)
+			e.serving.set(i, serving)
 		}
 	}
 }
 
-func (e *env) kill(i int)  { e.serving.set(i, false); e.c.Kill(i) }
-func (e *env) start(i int) { e.c.StartProc(i); e.serving.set(i, true) }
+func (e *env) kill(i int)  { e.serving.set(i, down); e.c.Kill(i) }
+func (e *env) start(i int) { e.c.StartProc(i); e.serving.set(i, serving) }
 
 // putBlocked sets a node's blocked peers, waiting for a node that was just
 // restarted to listen.
@@ -178,18 +178,18 @@ func faults() []scenario {
 		}},
 		{name: "pause-leader", fault: func(e *env) {
 			l := e.leader()
-			e.serving.set(l, false)
+			e.serving.set(l, down)
 			e.c.Pause(l)
 			e.hold()
 			e.c.Resume(l)
-			e.serving.set(l, true)
+			e.serving.set(l, serving)
 		}},
 		{name: "partition-leader", fault: isolateLeader},
 		{name: "partition-leader/majority-clients", clients: followersOnly, fault: isolateLeader},
 		{name: "partition-leader/leader-clients", clients: leaderOnly, fault: isolateLeader},
 		{name: "one-way/leader-out", fault: func(e *env) {
 			l := e.leader()
-			e.serving.set(l, false)
+			e.serving.set(l, cutOff)
 			var pairs [][2]int
 			for _, j := range e.others(l) {
 				pairs = append(pairs, [2]int{l, j})
@@ -200,7 +200,7 @@ func faults() []scenario {
 		}},
 		{name: "one-way/leader-in", fault: func(e *env) {
 			l := e.leader()
-			e.serving.set(l, false)
+			e.serving.set(l, cutOff)
 			var pairs [][2]int
 			for _, j := range e.others(l) {
 				pairs = append(pairs, [2]int{j, l})
@@ -215,7 +215,7 @@ func faults() []scenario {
 			for time.Now().Before(end) {
 				l := e.c.Leader()
 				if l >= 0 {
-					e.serving.set(l, false)
+					e.serving.set(l, cutOff)
 					e.isolate(l)
 				}
 				time.Sleep(time.Second + time.Duration(e.rnd.Int64N(int64(2*time.Second))))
@@ -226,8 +226,8 @@ func faults() []scenario {
 		{name: "bridge", fault: func(e *env) {
 			l, f := e.leader(), e.follower()
 			// The third node sees both; f reaches no leader, so it is not
-			// expected to serve until the network heals.
-			e.serving.set(f, false)
+			// expected to serve until the network heals, only to answer.
+			e.serving.set(f, cutOff)
 			e.partition([2]int{l, f})
 			e.hold()
 			e.heal()
@@ -236,7 +236,7 @@ func faults() []scenario {
 			f := e.follower()
 			l := e.leader()
 			offL, offF := len(e.c.Procs[l].Log.String()), len(e.c.Procs[f].Log.String())
-			e.serving.set(f, false)
+			e.serving.set(f, cutOff)
 			e.isolate(f)
 			e.waitLog(l, offL, "compacting logs", 60*time.Second) // the others moved past it
 			e.hold()
@@ -245,7 +245,7 @@ func faults() []scenario {
 		}},
 		{name: "member-replace", fault: func(e *env) {
 			f := e.follower()
-			e.serving.set(f, false)
+			e.serving.set(f, down)
 			e.operator(http.MethodDelete, "/v1/operator/raft/peer?id="+e.c.Procs[f].ID)
 			e.c.Kill(f)
 			fresh := e.c.AddBare()
@@ -269,7 +269,7 @@ func faults() []scenario {
 
 func isolateLeader(e *env) {
 	l := e.leader()
-	e.serving.set(l, false)
+	e.serving.set(l, cutOff)
 	e.isolate(l)
 	e.hold()
 	e.heal()

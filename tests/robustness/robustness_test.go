@@ -55,7 +55,8 @@ var results summary
 
 // TestRobustness runs every scenario once (CI), or RAFTKV_RUNS times each
 // (measuring: `RAFTKV_RUNS=10 go test -run 'TestRobustness/partition' -v`),
-// or repeatedly for RAFTKV_SOAK with longer traffic.
+// or repeatedly for RAFTKV_SOAK with longer traffic. RAFTKV_HOLD sets how
+// long each fault lasts; RAFTKV_LOG_DIR keeps every run's node logs.
 func TestRobustness(t *testing.T) {
 	seed := uint64(time.Now().UnixNano() % 100000)
 	if v, err := strconv.ParseUint(os.Getenv("RAFTKV_MIX_SEED"), 10, 64); err == nil {
@@ -151,6 +152,7 @@ func run(t *testing.T, sc scenario, tm timing, isolated bool) {
 	avail := measure(calls, e.serving, trafficEnd, clientTimeout)
 	results.add(sc.name, avail)
 	t.Logf("%s: %s", sc.name, avail)
+	keepLogs(t, sc.name, c, fmt.Sprintf("%s\ntraffic started %s\n", avail, rec.start.Format(time.RFC3339Nano)))
 	if avail.gap > gapBound {
 		t.Errorf("n%d completed no request for %s from %s (bound %s)", avail.gapNode+1, avail.gap.Round(time.Millisecond), avail.gapAt.Round(time.Millisecond), gapBound)
 	}
@@ -190,6 +192,25 @@ func run(t *testing.T, sc scenario, tm timing, isolated bool) {
 	check(t, sc.name, rec, c)
 	t.Logf("%s: %d ops recorded (%d during the fault and after), %d with unknown outcome, %d keys",
 		sc.name, len(rec.ops), int64(len(rec.ops))-before, rec.unknown.Load(), len(keys))
+}
+
+// keepLogs writes every node's log and the run's figures to a new directory
+// under RAFTKV_LOG_DIR, if set: for studying where a failover's time went.
+func keepLogs(t *testing.T, name string, c *proccluster.Cluster, figures string) {
+	root := os.Getenv("RAFTKV_LOG_DIR")
+	if root == "" {
+		return
+	}
+	dir, err := os.MkdirTemp(root, strings.ReplaceAll(name, "/", "_")+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range c.Procs {
+		if p.Log != nil {
+			os.WriteFile(filepath.Join(dir, p.ID+".log"), []byte(p.Log.String()), 0o644)
+		}
+	}
+	os.WriteFile(filepath.Join(dir, "figures.txt"), []byte(figures), 0o644)
 }
 
 func isMember(t *testing.T, c *proccluster.Cluster, id string) bool {

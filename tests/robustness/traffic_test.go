@@ -90,16 +90,20 @@ type node struct {
 	log  *callLog // if set, every call is recorded for the availability check
 }
 
-func (n *node) call(ctx context.Context, method, path string, body []byte) (outcome, int, http.Header, []byte) {
+// call makes one request; idem, if set, is sent as its Idempotency-Key.
+func (n *node) call(ctx context.Context, method, path string, body []byte, idem ...string) (outcome, int, http.Header, []byte) {
 	start := time.Now()
-	oc, status, hdr, b := n.callOnce(ctx, method, path, body)
+	oc, status, hdr, b := n.callOnce(ctx, method, path, body, idem...)
 	if n.log != nil && ctx.Err() == nil { // calls cut short by the end of traffic say nothing
 		n.log.add(n.idx, start, status)
+	}
+	if status == 0 || status == http.StatusServiceUnavailable {
+		time.Sleep(25 * time.Millisecond) // a client's pause before retrying, not synchronisation
 	}
 	return oc, status, hdr, b
 }
 
-func (n *node) callOnce(ctx context.Context, method, path string, body []byte) (outcome, int, http.Header, []byte) {
+func (n *node) callOnce(ctx context.Context, method, path string, body []byte, idem ...string) (outcome, int, http.Header, []byte) {
 	ctx, cancel := context.WithTimeout(ctx, clientTimeout)
 	defer cancel()
 	var sent atomic.Bool
@@ -109,6 +113,9 @@ func (n *node) callOnce(ctx context.Context, method, path string, body []byte) (
 	req, err := http.NewRequestWithContext(ctx, method, "http://"+n.addr+path, bytes.NewReader(body))
 	if err != nil {
 		panic(err)
+	}
+	if len(idem) > 0 {
+		req.Header.Set("Idempotency-Key", idem[0])
 	}
 	resp, err := n.hc.Do(req)
 	if err != nil {
@@ -174,7 +181,14 @@ func (n *node) write(ctx context.Context, in input) (output, bool, error) {
 	var body []byte
 	switch in.Op {
 	case "put":
-		oc, status, hdr, body = n.call(ctx, http.MethodPut, "/v1/kv/"+in.Key, []byte(in.Value))
+		if strings.HasSuffix(in.Value, "0") || strings.HasSuffix(in.Value, "5") {
+			// Some writes carry a key: a node may then retry them itself
+			// after losing track of them, and a double apply would show as
+			// a second index for the same value.
+			oc, status, hdr, body = n.call(ctx, http.MethodPut, "/v1/kv/"+in.Key, []byte(in.Value), "put-"+in.Value)
+		} else {
+			oc, status, hdr, body = n.call(ctx, http.MethodPut, "/v1/kv/"+in.Key, []byte(in.Value))
+		}
 	case "delete":
 		oc, status, hdr, body = n.call(ctx, http.MethodDelete, "/v1/kv/"+in.Key, nil)
 	case "cas":
