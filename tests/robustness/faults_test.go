@@ -187,28 +187,8 @@ func faults() []scenario {
 		{name: "partition-leader", fault: isolateLeader},
 		{name: "partition-leader/majority-clients", clients: followersOnly, fault: isolateLeader},
 		{name: "partition-leader/leader-clients", clients: leaderOnly, fault: isolateLeader},
-		{name: "one-way/leader-out", fault: func(e *env) {
-			l := e.leader()
-			e.serving.set(l, cutOff)
-			var pairs [][2]int
-			for _, j := range e.others(l) {
-				pairs = append(pairs, [2]int{l, j})
-			}
-			e.cut(pairs...)
-			e.hold()
-			e.heal()
-		}},
-		{name: "one-way/leader-in", fault: func(e *env) {
-			l := e.leader()
-			e.serving.set(l, cutOff)
-			var pairs [][2]int
-			for _, j := range e.others(l) {
-				pairs = append(pairs, [2]int{j, l})
-			}
-			e.cut(pairs...)
-			e.hold()
-			e.heal()
-		}},
+		{name: "one-way/leader-out", fault: func(e *env) { cutLeaderOneWay(e, true) }},
+		{name: "one-way/leader-in", fault: func(e *env) { cutLeaderOneWay(e, false) }},
 		{name: "flapping", fault: func(e *env) {
 			// The current leader is cut off and let back every 1–3 s.
 			end := time.Now().Add(2 * e.tm.hold)
@@ -271,6 +251,24 @@ func isolateLeader(e *env) {
 	l := e.leader()
 	e.serving.set(l, cutOff)
 	e.isolate(l)
+	e.hold()
+	e.heal()
+}
+
+// cutLeaderOneWay drops the packets the leader sends to every other node
+// (outgoing) or those they send to it.
+func cutLeaderOneWay(e *env, outgoing bool) {
+	l := e.leader()
+	e.serving.set(l, cutOff)
+	var pairs [][2]int
+	for _, j := range e.others(l) {
+		if outgoing {
+			pairs = append(pairs, [2]int{l, j})
+		} else {
+			pairs = append(pairs, [2]int{j, l})
+		}
+	}
+	e.cut(pairs...)
 	e.hold()
 	e.heal()
 }
