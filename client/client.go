@@ -11,14 +11,13 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
+	"github.com/raftkv/raftkv/internal/reqtrace"
 	"github.com/raftkv/raftkv/kv"
 )
 
@@ -193,10 +192,7 @@ func retryable(err error, repeatable bool) bool {
 }
 
 func (c *Client) send(ctx context.Context, base string, r request) (*response, error) {
-	var sent atomic.Bool // the whole request reached the wire
-	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-		WroteRequest: func(i httptrace.WroteRequestInfo) { sent.Store(i.Err == nil) },
-	})
+	ctx, trace := reqtrace.With(ctx)
 	req, err := http.NewRequestWithContext(ctx, r.method, base+r.path, bytes.NewReader(r.body))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", kv.ErrInvalid, err)
@@ -206,7 +202,7 @@ func (c *Client) send(ctx context.Context, base string, r request) (*response, e
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return nil, &errConn{err: fmt.Errorf("%s %s: %w", r.method, base, err), sent: sent.Load()}
+		return nil, &errConn{err: fmt.Errorf("%s %s: %w", r.method, base, err), sent: trace.MayHaveArrived()}
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)

@@ -52,8 +52,9 @@ func (s *RaftStore) onLeader(ctx context.Context, local func() error, remote fun
 	for attempt := 0; ; attempt++ {
 		ep, known := s.leaders.Leader()
 		var err error
+		ranHere := s.isLeader()
 		switch {
-		case s.isLeader():
+		case ranHere:
 			err = local()
 		case known:
 			err = remote(ep)
@@ -63,7 +64,7 @@ func (s *RaftStore) onLeader(ctx context.Context, local func() error, remote fun
 		if !errors.Is(err, kv.ErrNoLeader) || ctx.Err() != nil {
 			return err
 		}
-		if werr := s.awaitLeader(ctx, ep, known, attempt); werr != nil {
+		if werr := s.awaitLeader(ctx, ep, known, ranHere, attempt); werr != nil {
 			return fmt.Errorf("%w (%w)", err, werr)
 		}
 	}
@@ -74,18 +75,21 @@ func (s *RaftStore) onLeader(ctx context.Context, local func() error, remote fun
 // in a later epoch or again, or, if the leader is the same, a short backoff
 // (it may have refused because it was not ready yet). With no leader known
 // it waits at most maxLeaderless since the loss, and not at all on a node
-// cut off from the majority.
-func (s *RaftStore) awaitLeader(ctx context.Context, prev leaderwatch.Epoch, prevKnown bool, attempt int) error {
+// cut off from the majority. A refusal by this node itself as leader (a
+// leadership transfer in progress, a barrier not yet applied) is retried
+// after the pause too, not in a busy loop.
+func (s *RaftStore) awaitLeader(ctx context.Context, prev leaderwatch.Epoch, prevKnown, ranHere bool, attempt int) error {
 	pause := time.NewTimer(min(10*time.Millisecond<<min(attempt, 10), s.cfg.HeartbeatTimeout/2))
 	defer pause.Stop()
 	paused := false
 	for {
 		changed := s.leaders.Changed()
-		ep, known := s.leaders.Leader()
-		since, cutOff := s.leaders.Leaderless()
+		ep, known, since, cutOff := s.leaders.State()
 		wait := time.Hour // a leader is known: the pause decides
 		switch {
-		case s.isLeader() || (known && (ep != prev || !prevKnown || paused)):
+		case s.isLeader() && (!ranHere || paused):
+			return nil // this node leads now; after a refusal here (a transfer), after a pause
+		case known && !s.isLeader() && (ep != prev || !prevKnown || paused):
 			return nil
 		case !known && cutOff:
 			return errCutOff
@@ -135,9 +139,9 @@ func (t *heartbeatTransport) SetHeartbeatHandler(cb func(rpc raft.RPC)) {
 		return
 	}
 	t.NetworkTransport.SetHeartbeatHandler(func(rpc raft.RPC) {
+		cb(rpc) // first, so that a refresh the heartbeat causes sees its effect
 		if req, ok := rpc.Command.(*raft.AppendEntriesRequest); ok {
 			t.heard(string(req.ID), req.Term)
 		}
-		cb(rpc)
 	})
 }

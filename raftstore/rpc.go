@@ -9,14 +9,13 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptrace"
 	"net/url"
 	"os"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/raftkv/raftkv/fsm"
+	"github.com/raftkv/raftkv/internal/reqtrace"
 	"github.com/raftkv/raftkv/kv"
 )
 
@@ -179,10 +178,7 @@ func (p *peerClient) call(ctx context.Context, method, addr, path string, body [
 }
 
 func (p *peerClient) callStream(ctx context.Context, method, addr, path string, body io.Reader, size int64) (*rpcResponse, error) {
-	var sent atomic.Bool
-	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-		WroteRequest: func(i httptrace.WroteRequestInfo) { sent.Store(i.Err == nil) },
-	})
+	ctx, trace := reqtrace.With(ctx)
 	rc := io.NopCloser(body)
 	if size == 0 {
 		rc = http.NoBody
@@ -197,7 +193,7 @@ func (p *peerClient) callStream(ctx context.Context, method, addr, path string, 
 	}
 	resp, err := p.hc.Do(req)
 	if err != nil {
-		if sent.Load() {
+		if trace.MayHaveArrived() {
 			return nil, fmt.Errorf("%w: %s %s: %v", kv.ErrUnknownOutcome, method, addr, err)
 		}
 		return nil, fmt.Errorf("%w: cannot reach leader %s: %v", kv.ErrNoLeader, addr, err)

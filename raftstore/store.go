@@ -215,7 +215,7 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 		}
 	})
 	s.spawn(func() { s.watchLeadership(notify) })
-	s.spawn(func() { leaderwatch.Run(s.raft, s.leaders, s.raftDone) })
+	s.spawn(func() { leaderwatch.Run(s.raft, s.leaders, cfg.HeartbeatTimeout/10, s.raftDone) })
 	s.spawn(s.watchReadiness)
 	if len(cfg.Join) > 0 {
 		s.spawn(s.joinLoop)

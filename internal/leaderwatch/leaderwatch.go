@@ -57,16 +57,17 @@ type Watch struct {
 	// observe receives failover durations in seconds (may be nil).
 	observe func(float64)
 
-	mu         sync.Mutex
-	cur        Epoch
-	cancel     context.CancelCauseFunc
-	prevLeader raft.ServerID // the last leader known, across leaderless gaps
-	leaderless time.Time     // since when no leader is known; zero if one is
-	deposed    bool          // this node led, lost it, and knows no successor
-	heard      map[raft.ServerID]time.Time
-	failover   time.Time   // last contact with the previous leader; zero: none pending
-	pending    atomic.Bool // failover is set: read on every linearizable read
-	changed    chan struct{}
+	mu          sync.Mutex
+	cur         Epoch
+	cancel      context.CancelCauseFunc
+	prevLeader  raft.ServerID // the last leader known, across leaderless gaps
+	leaderless  time.Time     // since when no leader is known; zero if one is
+	deposed     bool          // this node led, lost it, and knows no successor
+	deposedTerm uint64        // the term it led
+	heard       map[raft.ServerID]time.Time
+	failover    time.Time   // last contact with the previous leader; zero: none pending
+	pending     atomic.Bool // failover is set: read on every linearizable read
+	changed     chan struct{}
 }
 
 // New returns a watch of r for the node with ID self at address selfAddr.
@@ -81,11 +82,17 @@ func New(r Raft, self, selfAddr string, now func() time.Time, observe func(secon
 	return w
 }
 
-// Run refreshes the watch on every raft observation until stop closes. The
-// observer drops observations when its channel is full; that is harmless
-// because each refresh reads raft's current state, and a full channel means
-// another refresh is already due.
-func Run(r *raft.Raft, w *Watch, stop <-chan struct{}) {
+// Observable is where Run gets raft's observations (a *raft.Raft).
+type Observable interface {
+	RegisterObserver(*raft.Observer)
+	DeregisterObserver(*raft.Observer)
+}
+
+// Run refreshes the watch on every raft observation, and every interval
+// as a backstop, until stop closes. The observer drops observations when
+// its channel is full; that is harmless because each refresh reads raft's
+// current state, and a full channel means another refresh is already due.
+func Run(r Observable, w *Watch, interval time.Duration, stop <-chan struct{}) {
 	ch := make(chan raft.Observation, 64)
 	obs := raft.NewObserver(ch, false, func(o *raft.Observation) bool {
 		switch o.Data.(type) {
@@ -96,9 +103,14 @@ func Run(r *raft.Raft, w *Watch, stop <-chan struct{}) {
 	})
 	r.RegisterObserver(obs)
 	defer r.DeregisterObserver(obs)
+	w.Refresh() // what changed before the observer was registered
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ch:
+			w.Refresh()
+		case <-tick.C:
 			w.Refresh()
 		case <-stop:
 			return
@@ -106,8 +118,12 @@ func Run(r *raft.Raft, w *Watch, stop <-chan struct{}) {
 	}
 }
 
-// Refresh reads raft's state and starts a new epoch if it changed.
+// Refresh reads raft's state and starts a new epoch if it changed. The
+// state is read under the watch's lock, so that of two refreshes racing
+// (an observation and a heartbeat) the one applied last read last.
 func (w *Watch) Refresh() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	addr, id := w.r.LeaderWithID()
 	term := w.r.CurrentTerm()
 	leading := w.r.State() == raft.Leader
@@ -115,9 +131,6 @@ func (w *Watch) Refresh() {
 		addr, id = raft.ServerAddress(w.selfAddr), w.self // raft may not have recorded itself yet
 	}
 	now := w.now()
-
-	w.mu.Lock()
-	defer w.mu.Unlock()
 	cur := w.cur
 	switch {
 	case id != "" && id != raft.ServerID(cur.LeaderID),
@@ -138,6 +151,10 @@ func (w *Watch) Refresh() {
 		w.leaderless = now
 		w.signal()
 	}
+	if w.deposed && term > w.deposedTerm {
+		w.deposed = false // someone campaigns in a newer term: a majority may be near
+		w.signal()
+	}
 }
 
 // begin ends the current epoch and starts one led by id (which may be
@@ -148,16 +165,29 @@ func (w *Watch) begin(addr string, id raft.ServerID, term uint64, now time.Time)
 	w.cur = Epoch{Leader: addr, LeaderID: string(id), Term: max(term, old.Term)}
 	w.cur.ctx, w.cancel = context.WithCancelCause(context.Background())
 	if raft.ServerID(old.LeaderID) == w.self && id != w.self {
-		w.deposed = id == ""
+		// Stepping down in the same term means the lease ran out: no
+		// majority answered. In a newer term (a transfer, or another
+		// candidate) a successor is on its way.
+		w.deposed = id == "" && term <= old.Term
+		w.deposedTerm = old.Term
 		w.heard[w.self] = now // a leader's last contact with itself: when it stopped leading
 	}
 	if old.LeaderID != "" {
 		w.prevLeader = raft.ServerID(old.LeaderID)
 	}
-	if id != "" && w.prevLeader != "" && id != w.prevLeader && w.failover.IsZero() {
+	if id != "" && w.prevLeader != "" && id != w.prevLeader {
+		// Measured afresh at every change, from the last heartbeat of the
+		// leader just replaced.
+		w.failover = time.Time{}
+		w.pending.Store(false)
 		if last, ok := w.heard[w.prevLeader]; ok {
 			w.failover = last
 			w.pending.Store(true)
+		}
+		for k := range w.heard { // only the leaders that matter for the next change
+			if k != w.prevLeader && k != id && k != w.self {
+				delete(w.heard, k)
+			}
 		}
 	}
 	w.signal()
@@ -202,6 +232,13 @@ func (w *Watch) Changed() <-chan struct{} {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.changed
+}
+
+// State is Leader and Leaderless read at once.
+func (w *Watch) State() (ep Epoch, known bool, leaderlessSince time.Time, cutOff bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.cur, w.cur.Leader != "" && w.leaderless.IsZero(), w.leaderless, w.deposed
 }
 
 // Leaderless says since when no leader has been known (zero if one is), and

@@ -204,3 +204,77 @@ func TestFailoverMeasuredFromLastHeartbeat(t *testing.T) {
 		t.Fatalf("observed %v, want one failover of %v", *seen, c.t.Sub(last))
 	}
 }
+
+type fakeObservable struct{}
+
+func (fakeObservable) RegisterObserver(*raft.Observer)   {}
+func (fakeObservable) DeregisterObserver(*raft.Observer) {}
+
+// A change raft reports no observation for (or one the observer dropped) is
+// picked up by the periodic refresh.
+func TestRunRefreshesWithoutObservations(t *testing.T) {
+	r := &fakeRaft{}
+	r.set("n1", 1, raft.Follower)
+	w := New(r, "self", "self:7000", time.Now, nil)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { Run(fakeObservable{}, w, time.Millisecond, stop); close(done) }()
+	defer func() { close(stop); <-done }()
+	r.set("n2", 2, raft.Follower)
+	deadline := time.After(5 * time.Second)
+	for {
+		if ep, known := w.Leader(); known && ep.LeaderID == "n2" {
+			return
+		}
+		select {
+		case <-w.Changed():
+		case <-deadline:
+			t.Fatal("the watch never saw the new leader")
+		}
+	}
+}
+
+// A leader that steps down because another node campaigns in a newer term
+// (a leadership transfer) is not cut off: a successor is on its way.
+func TestSteppingDownToNewerTermIsNotCutOff(t *testing.T) {
+	w, r, _, _ := newWatch(t)
+	r.set("self", 1, raft.Leader)
+	w.Refresh()
+	r.set("", 2, raft.Follower)
+	w.Refresh()
+	if _, cutOff := w.Leaderless(); cutOff {
+		t.Fatal("stepping down to a newer term counted as cut off")
+	}
+	r.set("self", 3, raft.Leader)
+	w.Refresh()
+	r.set("", 3, raft.Follower) // lease lost, same term
+	w.Refresh()
+	if _, cutOff := w.Leaderless(); !cutOff {
+		t.Fatal("losing the lease did not count as cut off")
+	}
+	r.set("", 4, raft.Candidate) // a newer term seen: someone may win
+	w.Refresh()
+	if _, cutOff := w.Leaderless(); cutOff {
+		t.Fatal("still cut off after a newer term appeared")
+	}
+}
+
+// Each failover is measured from the last heartbeat of the leader it
+// replaced, even when no read was served between two failovers.
+func TestEachFailoverMeasuredAfresh(t *testing.T) {
+	w, r, c, seen := newWatch(t)
+	w.Heard("n1", 1)
+	c.advance(time.Second)
+	r.set("n2", 2, raft.Follower)
+	w.Refresh() // no read served under n2
+	c.advance(10 * time.Second)
+	w.Heard("n2", 2)
+	last := c.t
+	c.advance(time.Second)
+	r.set("n3", 3, raft.Follower)
+	w.Refresh()
+	w.ReadServed()
+	if len(*seen) != 1 || (*seen)[0] != c.t.Sub(last).Seconds() {
+		t.Fatalf("observed %v, want one failover of %v", *seen, c.t.Sub(last))
+	}
+}

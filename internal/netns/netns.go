@@ -24,15 +24,18 @@ import (
 	"syscall"
 )
 
-// stateDir records which process owns which network, so that the networks
-// of a process that died can be found and removed.
-const stateDir = "/run/raftkv-netns"
+// lockDir holds one lock file per network slot. A test process holds the
+// flock of its slot for as long as the network lives, so a slot whose lock
+// can be taken belongs to nobody: whatever is left of it (a process that
+// died) is removed before it is used again.
+const lockDir = "/run/raftkv-netns"
 
 // Network is a bridge with a number of hosts on it.
 type Network struct {
 	slot   int
 	bridge string
 	hosts  []string // namespace names
+	lock   *os.File
 	mu     sync.Mutex
 	drops  map[[2]int]bool
 }
@@ -74,23 +77,22 @@ func New(n int) (*Network, error) {
 	if err := Available(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(stateDir, 0o755); err != nil {
+	if err := os.MkdirAll(lockDir, 0o755); err != nil {
 		return nil, fmt.Errorf("netns: %w", err)
 	}
-	reapDead()
 	start := rand.IntN(250)
 	for i := range 250 {
 		slot := (start+i)%250 + 1
-		// The bridge name is the lock: the kernel refuses a second one.
-		bridge := fmt.Sprintf("rkbr%d", slot)
-		if run("ip", "link", "add", bridge, "type", "bridge") != nil {
-			continue
-		}
-		nw := &Network{slot: slot, bridge: bridge, drops: map[[2]int]bool{}}
-		if err := os.WriteFile(nw.pidFile(), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
-			nw.Close()
+		lock, err := os.OpenFile(filepath.Join(lockDir, strconv.Itoa(slot)+".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+		if err != nil {
 			return nil, fmt.Errorf("netns: %w", err)
 		}
+		if syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+			lock.Close() // in use by a live test process
+			continue
+		}
+		nw := &Network{slot: slot, bridge: fmt.Sprintf("rkbr%d", slot), lock: lock, drops: map[[2]int]bool{}}
+		nw.removeLeftovers()
 		if err := nw.setup(n); err != nil {
 			nw.Close()
 			return nil, err
@@ -100,10 +102,9 @@ func New(n int) (*Network, error) {
 	return nil, errors.New("netns: no free network slot")
 }
 
-func (nw *Network) pidFile() string { return filepath.Join(stateDir, strconv.Itoa(nw.slot)) }
-
 func (nw *Network) setup(n int) error {
 	cmds := [][]string{
+		{"ip", "link", "add", nw.bridge, "type", "bridge"},
 		{"ip", "addr", "add", nw.gateway() + "/24", "dev", nw.bridge},
 		{"ip", "link", "set", nw.bridge, "up"},
 	}
@@ -178,39 +179,46 @@ func (nw *Network) rule(op string, p [2]int) error {
 	return run("ip", "netns", "exec", nw.hosts[p[0]], "iptables", op, "OUTPUT", "-d", nw.IP(p[1]), "-j", "DROP")
 }
 
-// Close removes the hosts and the bridge. Processes still running in a
-// host keep running, without a network; stop them first.
+// Close removes the hosts and the bridge, and frees the slot. Processes
+// still running in a host keep running, without a network; stop them first.
 func (nw *Network) Close() {
-	for _, ns := range nw.hosts {
-		_ = run("ip", "netns", "del", ns)
-	}
-	_ = run("ip", "link", "del", nw.bridge)
-	_ = os.Remove(nw.pidFile())
+	nw.removeLeftovers()
+	_ = nw.lock.Close() // releases the flock
 }
 
-// reapDead removes the networks of test processes that no longer run.
-func reapDead() {
-	entries, _ := os.ReadDir(stateDir)
-	for _, e := range entries {
-		slot, err := strconv.Atoi(e.Name())
-		if err != nil {
+// removeLeftovers deletes every namespace, veth and bridge of this slot,
+// also those of a test process that died holding it, and stale probes.
+func (nw *Network) removeLeftovers() {
+	out, _ := exec.Command("ip", "netns", "list").Output()
+	prefix := fmt.Sprintf("rk%dh", nw.slot)
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
 			continue
 		}
-		b, _ := os.ReadFile(filepath.Join(stateDir, e.Name()))
-		pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-		if pid > 0 && syscall.Kill(pid, 0) == nil {
-			continue
+		if strings.HasPrefix(f[0], prefix) || (strings.HasPrefix(f[0], "rkprobe") && !alive(strings.TrimPrefix(f[0], "rkprobe"))) {
+			_ = run("ip", "netns", "del", f[0])
 		}
-		out, _ := exec.Command("ip", "netns", "list").Output()
-		nw := &Network{slot: slot, bridge: fmt.Sprintf("rkbr%d", slot)}
-		prefix := fmt.Sprintf("rk%dh", slot)
-		for _, line := range strings.Split(string(out), "\n") {
-			if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], prefix) {
-				nw.hosts = append(nw.hosts, f[0])
-			}
-		}
-		nw.Close()
 	}
+	links, _ := exec.Command("ip", "-o", "link", "show").Output()
+	veth := fmt.Sprintf("rk%dp", nw.slot)
+	for _, line := range strings.Split(string(links), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
+		if strings.HasPrefix(name, veth) || strings.HasPrefix(name, fmt.Sprintf("rk%dv", nw.slot)) {
+			_ = run("ip", "link", "del", name) // one end removes the pair
+		}
+	}
+	_ = run("ip", "link", "del", nw.bridge)
+	nw.hosts = nil
+}
+
+func alive(pid string) bool {
+	n, err := strconv.Atoi(pid)
+	return err == nil && syscall.Kill(n, 0) == nil
 }
 
 func run(name string, args ...string) error {

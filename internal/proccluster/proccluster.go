@@ -180,6 +180,7 @@ func (c *Cluster) StartProc(i int) {
 		p.Cmd = exec.Command(bin, args...)
 	}
 	p.Cmd.Stderr = p.Log
+	p.Cmd.SysProcAttr = procAttr()
 	if err := p.Cmd.Start(); err != nil {
 		c.TB.Fatal(err)
 	}

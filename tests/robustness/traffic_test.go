@@ -9,7 +9,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
-	"net/http/httptrace"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +16,8 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+
+	"github.com/raftkv/raftkv/internal/reqtrace"
 )
 
 // recorder collects the history of every client.
@@ -106,10 +107,7 @@ func (n *node) call(ctx context.Context, method, path string, body []byte, idem 
 func (n *node) callOnce(ctx context.Context, method, path string, body []byte, idem ...string) (outcome, int, http.Header, []byte) {
 	ctx, cancel := context.WithTimeout(ctx, clientTimeout)
 	defer cancel()
-	var sent atomic.Bool
-	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-		WroteRequest: func(i httptrace.WroteRequestInfo) { sent.Store(i.Err == nil) },
-	})
+	ctx, trace := reqtrace.With(ctx)
 	req, err := http.NewRequestWithContext(ctx, method, "http://"+n.addr+path, bytes.NewReader(body))
 	if err != nil {
 		panic(err)
@@ -119,7 +117,7 @@ func (n *node) callOnce(ctx context.Context, method, path string, body []byte, i
 	}
 	resp, err := n.hc.Do(req)
 	if err != nil {
-		if sent.Load() {
+		if trace.MayHaveArrived() {
 			return unknown, 0, nil, nil
 		}
 		return notSent, 0, nil, nil
