@@ -3,10 +3,10 @@
 //
 // Its unit is the epoch: one leader in one term. An epoch ends as soon as
 // the node learns something that makes it stale: a different leader, a
-// newer term, or (on the leader itself) the loss of leadership. Calls bound
-// to an epoch (Bind) are cancelled then, so a request in flight to a leader
-// that was cut off is abandoned when the node hears of its successor, not
-// when a timeout runs out.
+// newer term, raft giving up on hearing the leader (its heartbeat timeout),
+// or, on the leader itself, the loss of leadership. Calls bound to an epoch
+// (Bind) are cancelled then, so a request in flight to a leader that was
+// cut off is abandoned when the node notices, not when a timeout runs out.
 //
 // It also says how long the node has been without a leader and whether it
 // stepped down from leadership with no successor in sight (Leaderless), so
@@ -135,6 +135,7 @@ func (w *Watch) Refresh() {
 	switch {
 	case id != "" && id != raft.ServerID(cur.LeaderID),
 		term > cur.Term,
+		id == "" && cur.LeaderID != "", // raft stopped hearing the leader
 		raft.ServerID(cur.LeaderID) == w.self && !leading:
 		w.begin(string(addr), id, term, now)
 	case id != "" && string(addr) != cur.Leader:
@@ -217,10 +218,7 @@ func (w *Watch) Current() Epoch {
 	return w.cur
 }
 
-// Leader returns the current epoch and whether its leader can be called
-// now: false when the epoch has none, or while this node hears from no
-// leader (raft's heartbeat timeout ran out) even though no newer one is
-// known yet.
+// Leader returns the current epoch and whether it has a leader to call.
 func (w *Watch) Leader() (Epoch, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()

@@ -83,36 +83,44 @@ func open(e Epoch) bool {
 	}
 }
 
-func TestEpochEndsWhenAnotherLeaderIsKnown(t *testing.T) {
-	w, r, _, _ := newWatch(t)
+func TestEpochEndsWhenTheLeaderIsLostOrReplaced(t *testing.T) {
+	w, r, _, seen := newWatch(t)
 	ep := w.Current()
 	if ep.Leader != "n1:7000" || ep.LeaderID != "n1" || ep.Term != 1 {
 		t.Fatalf("epoch %+v", ep)
 	}
-	ctx, cancel := Bind(context.Background(), ep)
-	defer cancel()
-
 	if _, known := w.Leader(); !known {
 		t.Fatal("leader not known")
 	}
-	r.set("", 1, raft.Candidate) // lost contact, same term: the call may still succeed
+	ctx, cancel := Bind(context.Background(), ep)
+	defer cancel()
+	w.Heard("n1", 1)
+
+	r.set("", 1, raft.Candidate) // raft's heartbeat timeout ran out
 	w.Refresh()
-	if !open(ep) {
-		t.Fatal("epoch ended when the leader only went quiet")
+	if !ended(ctx) || !errors.Is(context.Cause(ctx), ErrLeaderChanged) {
+		t.Fatalf("bound context not ended when the leader went quiet: cause %v", context.Cause(ctx))
 	}
 	if _, known := w.Leader(); known {
 		t.Fatal("a leader this node no longer hears is offered for new calls")
 	}
-	r.set("n1", 1, raft.Follower) // the same leader is back
+	r.set("n1", 1, raft.Follower) // the same leader is back: a new epoch, no failover
 	w.Refresh()
-	if got, known := w.Leader(); !open(ep) || got != ep || !known {
-		t.Fatal("the same leader in the same term started a new epoch")
+	back, known := w.Leader()
+	if !known || back.LeaderID != "n1" || !open(back) {
+		t.Fatalf("epoch after the leader came back: %+v, known %v", back, known)
+	}
+	w.ReadServed()
+	if len(*seen) != 0 {
+		t.Fatalf("the same leader coming back counted as a failover: %v", *seen)
 	}
 
+	ctx2, cancel2 := Bind(context.Background(), back)
+	defer cancel2()
 	r.set("n2", 2, raft.Follower)
 	w.Refresh()
-	if !ended(ctx) || !errors.Is(context.Cause(ctx), ErrLeaderChanged) {
-		t.Fatalf("bound context not ended by the new leader: cause %v", context.Cause(ctx))
+	if !ended(ctx2) {
+		t.Fatal("bound context not ended by the new leader")
 	}
 	if got := w.Current(); got.LeaderID != "n2" || got.Term != 2 {
 		t.Fatalf("new epoch %+v", got)
