@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sort"
@@ -21,10 +22,14 @@ type overlay struct {
 	txn     *badger.Txn
 	pending map[string]*kv.Entry // nil entry: deleted
 	order   []string             // first-touch order, so flushing is deterministic
+	now     int64                // the command's time (unix ns): lock-delays end by it
+
+	lockIndex   map[string]uint64 // LockIndex of deleted keys, for their tombstones
+	held, freed [][2]string       // (session, key) acquired and released
 }
 
 func newOverlay(txn *badger.Txn) *overlay {
-	return &overlay{txn: txn, pending: make(map[string]*kv.Entry)}
+	return &overlay{txn: txn, pending: make(map[string]*kv.Entry), lockIndex: make(map[string]uint64)}
 }
 
 func (o *overlay) get(key string) (*kv.Entry, error) {
@@ -46,7 +51,43 @@ func (o *overlay) get(key string) (*kv.Entry, error) {
 }
 
 func (o *overlay) set(e *kv.Entry) { o.touch(e.Key); o.pending[e.Key] = e }
-func (o *overlay) del(key string)  { o.touch(key); o.pending[key] = nil }
+
+// del deletes e's key, remembering its LockIndex for the tombstone.
+func (o *overlay) del(e *kv.Entry) {
+	o.touch(e.Key)
+	o.pending[e.Key] = nil
+	if e.LockIndex > 0 {
+		o.lockIndex[e.Key] = e.LockIndex
+	} else {
+		delete(o.lockIndex, e.Key)
+	}
+}
+
+// created returns a new entry for key, which does not exist: a key deleted
+// before continues its LockIndex (from its tombstone, or from a delete
+// earlier in this command), so (key, LockIndex) never repeats while the
+// tombstone lives.
+func (o *overlay) created(key string, idx uint64) (*kv.Entry, error) {
+	e := &kv.Entry{Key: key, CreateIndex: idx, ModifyIndex: idx}
+	if li, ok := o.lockIndex[key]; ok {
+		e.LockIndex = li
+		return e, nil
+	}
+	item, err := o.txn.Get(prefixed(tombPrefix, key))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return e, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read tombstone of %q: %w", key, err)
+	}
+	err = item.Value(func(v []byte) error {
+		if len(v) == 16 {
+			e.LockIndex = binary.BigEndian.Uint64(v[8:])
+		}
+		return nil
+	})
+	return e, err
+}
 
 func (o *overlay) touch(key string) {
 	if _, ok := o.pending[key]; !ok {
@@ -55,7 +96,7 @@ func (o *overlay) touch(key string) {
 }
 
 // list returns the live entries under prefix, sorted by key; values are
-// only decoded when withValues is set.
+// only copied when withValues is set.
 func (o *overlay) list(prefix string, withValues bool) ([]kv.Entry, error) {
 	var out []kv.Entry
 	seen := make(map[string]bool)
@@ -130,15 +171,67 @@ func execute(o *overlay, idx uint64, c *kv.Command, force bool) (*kv.Result, err
 					continue
 				}
 			}
-			e := &kv.Entry{Key: op.Key, Value: op.Value, Flags: op.Flags, CreateIndex: idx, ModifyIndex: idx}
-			if old != nil {
-				e.CreateIndex = old.CreateIndex
+			e, err := o.write(old, op, idx)
+			if err != nil {
+				return nil, err
 			}
 			o.set(e)
 			res.Entries = append(res.Entries, withoutValue(*e))
+		case kv.VerbLock:
+			if !force {
+				ok, err := o.checkLock(i, op, old, fail, res)
+				if err != nil {
+					return nil, err
+				}
+				if !ok {
+					continue
+				}
+			}
+			e, err := o.write(old, op, idx)
+			if err != nil {
+				return nil, err
+			}
+			if old == nil || old.Session != op.Session {
+				e.LockIndex++
+				e.Session = op.Session
+				o.held = append(o.held, [2]string{op.Session, op.Key})
+			}
+			o.set(e)
+			res.Entries = append(res.Entries, withoutValue(*e))
+		case kv.VerbUnlock:
+			if old == nil || old.Session != op.Session {
+				if !force {
+					fail(i, "failed to unlock key %q, lock isn't held, or is held by another session", op.Key)
+				}
+				continue
+			}
+			e, err := o.write(old, op, idx)
+			if err != nil {
+				return nil, err
+			}
+			e.Session = ""
+			o.freed = append(o.freed, [2]string{op.Session, op.Key})
+			o.set(e)
+			res.Entries = append(res.Entries, withoutValue(*e))
+		case kv.VerbCheckSession:
+			if old == nil {
+				fail(i, "failed to check session, key %q doesn't exist", op.Key)
+				continue
+			}
+			if old.Session != op.Session {
+				fail(i, "failed session check for key %q, current session %q != %q", op.Key, old.Session, op.Session)
+				continue
+			}
+			res.Entries = append(res.Entries, withoutValue(*old))
 		case kv.VerbGet:
 			if old == nil {
 				fail(i, "key %q doesn't exist", op.Key)
+				continue
+			}
+			res.Entries = append(res.Entries, *old)
+		case kv.VerbGetOrEmpty:
+			if old == nil {
+				res.Entries = append(res.Entries, kv.Entry{Key: op.Key, Flags: op.Flags, Session: op.Session, ModifyIndex: op.Index})
 				continue
 			}
 			res.Entries = append(res.Entries, *old)
@@ -160,15 +253,15 @@ func execute(o *overlay, idx uint64, c *kv.Command, force bool) (*kv.Result, err
 			}
 		case kv.VerbDelete:
 			if old != nil {
-				o.del(op.Key)
+				o.del(old)
 			}
 		case kv.VerbDeleteTree:
 			entries, err := o.list(op.Key, false)
 			if err != nil {
 				return nil, err
 			}
-			for _, e := range entries {
-				o.del(e.Key)
+			for j := range entries {
+				o.del(&entries[j])
 			}
 		case kv.VerbDeleteCAS:
 			if old == nil {
@@ -178,7 +271,7 @@ func execute(o *overlay, idx uint64, c *kv.Command, force bool) (*kv.Result, err
 				fail(i, "current modify index %d does not match %d", old.ModifyIndex, op.Index)
 				continue
 			}
-			o.del(op.Key)
+			o.del(old)
 		default:
 			fail(i, "unknown verb %d", op.Verb)
 		}
@@ -188,6 +281,54 @@ func execute(o *overlay, idx uint64, c *kv.Command, force bool) (*kv.Result, err
 	}
 	res.Errors = nil
 	return res, nil
+}
+
+// write returns the entry op makes of old (nil: absent): its value and
+// flags, a new ModifyIndex, and the lock fields kept (plain writes ignore
+// locks, as in Consul).
+func (o *overlay) write(old *kv.Entry, op kv.Op, idx uint64) (*kv.Entry, error) {
+	var e *kv.Entry
+	if old == nil {
+		var err error
+		if e, err = o.created(op.Key, idx); err != nil {
+			return nil, err
+		}
+	} else {
+		cp := *old
+		e = &cp
+	}
+	e.Value, e.Flags, e.ModifyIndex = op.Value, op.Flags, idx
+	return e, nil
+}
+
+// checkLock decides whether op may acquire old's key, failing it otherwise:
+// the session must exist, and a lock held by another session or under
+// lock-delay is not taken.
+func (o *overlay) checkLock(i int, op kv.Op, old *kv.Entry, fail func(int, string, ...any), res *kv.Result) (bool, error) {
+	s, err := readSession(o.txn, op.Session)
+	if err != nil {
+		return false, err
+	}
+	if s == nil {
+		res.Errors = append(res.Errors, kv.OpError{OpIndex: i, What: fmt.Sprintf("invalid session %q", op.Session), InvalidSession: true})
+		return false, nil
+	}
+	if old != nil && old.Session == op.Session {
+		return true, nil // held already: only the value changes
+	}
+	if old != nil && old.Session != "" {
+		fail(i, "failed to lock key %q, lock is already held", op.Key)
+		return false, nil
+	}
+	until, err := lockDelayUntil(o.txn, op.Key)
+	if err != nil {
+		return false, err
+	}
+	if until > o.now {
+		fail(i, "failed to lock key %q due to lock delay", op.Key)
+		return false, nil
+	}
+	return true, nil
 }
 
 // changed reports whether flushing the overlay would change anything.
@@ -217,10 +358,12 @@ func scanFrom(txn *badger.Txn, prefix, start string, withValues bool, fn func(kv
 	for it.Seek(dataKey(start)); it.ValidForPrefix(opts.Prefix); it.Next() {
 		item := it.Item()
 		e := kv.Entry{Key: string(bytes.TrimPrefix(item.Key(), dataPrefix))}
+		decode := func(v []byte) error { return (&decoder{b: v}).recordHeader(&e) }
 		if withValues {
-			if err := item.Value(func(v []byte) error { return decodeRecord(v, &e) }); err != nil {
-				return fmt.Errorf("scan %q: %w", e.Key, err)
-			}
+			decode = func(v []byte) error { return decodeRecord(v, &e) }
+		}
+		if err := item.Value(decode); err != nil {
+			return fmt.Errorf("scan %q: %w", e.Key, err)
 		}
 		if !fn(e) {
 			return nil

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -78,6 +79,8 @@ type batchState struct {
 	idemCount int64
 	next      map[byte]int64 // earliest expiry-queue time per kind
 	now       int64          // latest command time seen (unix ns)
+	// sessionsChanged: a session was created or destroyed (watchers).
+	sessionsChanged bool
 }
 
 func (f *FSM) newBatch(txn *badger.Txn) *batchState {
@@ -86,7 +89,7 @@ func (f *FSM) newBatch(txn *badger.Txn) *batchState {
 	return &batchState{
 		txn: txn, kvIndex: f.kvIndex.Load(), confIndex: f.confIndex.Load(),
 		reaped: f.reaped, idemCount: f.idemCount,
-		next: map[byte]int64{kindTomb: f.next[kindTomb], kindIdem: f.next[kindIdem]},
+		next: map[byte]int64{kindTomb: f.next[kindTomb], kindIdem: f.next[kindIdem], kindDelay: f.next[kindDelay]},
 		now:  f.lastTime,
 	}
 }
@@ -95,12 +98,15 @@ func (f *FSM) newBatch(txn *badger.Txn) *batchState {
 func (f *FSM) publish(b *batchState, applied uint64) {
 	f.metaMu.Lock()
 	f.reaped, f.idemCount, f.lastTime = b.reaped, b.idemCount, b.now
-	f.next[kindTomb], f.next[kindIdem] = b.next[kindTomb], b.next[kindIdem]
+	f.next[kindTomb], f.next[kindIdem], f.next[kindDelay] = b.next[kindTomb], b.next[kindIdem], b.next[kindDelay]
 	f.metaMu.Unlock()
 	f.confIndex.Store(b.confIndex)
 	f.advance(applied, b.kvIndex)
 	if f.notify != nil && len(b.changed) > 0 {
 		f.notify.KeysChanged(b.changed)
+	}
+	if f.notify != nil && b.sessionsChanged {
+		f.notify.SessionsChanged()
 	}
 }
 
@@ -108,44 +114,49 @@ func (f *FSM) publish(b *batchState, applied uint64) {
 // (the batch's transaction, or a WriteBatch for oversized commands). Every
 // read happens before the command's first write, so both kinds of w see the
 // same state and every node computes the same outcome, whatever Badger's
-// transaction limits made of its batches.
-func (b *batchState) command(w writer, idx uint64, c *kv.Command, force bool) (*kv.Result, error) {
+// transaction limits made of its batches. The answer is a *kv.Result, or an
+// error the command is refused with (the same on every node); err is a
+// storage failure.
+func (b *batchState) command(w writer, idx uint64, c *kv.Command, force bool) (answer any, err error) {
 	t := max(b.now, c.Time.UnixNano())
 	if c.Time.IsZero() {
 		t = b.now
 	}
 	b.now = t // the clock only moves forward, and is persisted (m:clock)
 	if c.IdempotencyKey != "" {
-		if res, err := b.firstResult(c.IdempotencyKey); res != nil || err != nil {
-			return res, err
+		res, digest, err := b.firstResult(c.IdempotencyKey)
+		if err != nil {
+			return nil, err
+		}
+		if res != nil {
+			if len(digest) > 0 && len(c.RequestDigest) > 0 && !bytes.Equal(digest, c.RequestDigest) {
+				return kv.Errorf(kv.ErrIdempotencyKeyReused, "Idempotency-Key %q was first used for a different request", c.IdempotencyKey), nil
+			}
+			return res, nil
 		}
 	}
 	if err := b.expire(w); err != nil {
 		return nil, fmt.Errorf("expire: %w", err)
 	}
-	o := newOverlay(b.txn)
-	res, err := execute(o, idx, c, force)
-	if err != nil {
-		return nil, err
-	}
-	if res.OK && o.changed() {
-		for _, key := range o.order {
-			e := o.pending[key]
-			if e != nil {
-				err = w.Set(dataKey(key), encodeRecord(e))
-			} else {
-				err = b.deleteKey(w, idx, key)
-			}
-			if err != nil {
+	var res *kv.Result
+	if len(c.Ops) == 1 && c.Ops[0].Verb.Internal() {
+		if res, err = b.sessionCommand(w, idx, c.Ops[0]); err != nil {
+			return nil, err
+		}
+	} else {
+		o := newOverlay(b.txn)
+		o.now = t
+		if res, err = execute(o, idx, c, force); err != nil {
+			return nil, err
+		}
+		if res.OK {
+			if err := b.flush(w, idx, o); err != nil {
 				return nil, err
 			}
 		}
-		b.changed = append(b.changed, o.order...)
-		b.kvIndex = idx
 	}
 	if c.IdempotencyKey != "" {
-		rec := binary.BigEndian.AppendUint64(nil, uint64(t))
-		if err := w.Set(prefixed(idemPrefix, c.IdempotencyKey), append(rec, encodeResult(res)...)); err != nil {
+		if err := w.Set(prefixed(idemPrefix, c.IdempotencyKey), encodeIdem(t, c.RequestDigest, res)); err != nil {
 			return nil, err
 		}
 		if err := b.enqueue(w, kindIdem, t, idx, c.IdempotencyKey); err != nil {
@@ -156,11 +167,48 @@ func (b *batchState) command(w writer, idx uint64, c *kv.Command, force bool) (*
 	return res, nil
 }
 
+// flush writes an overlay's changes: entries, tombstones of deleted keys
+// (with their LockIndex, so a key created again continues it), and the
+// sessions' hold index.
+func (b *batchState) flush(w writer, idx uint64, o *overlay) error {
+	if !o.changed() {
+		return nil
+	}
+	for _, key := range o.order {
+		var err error
+		if e := o.pending[key]; e != nil {
+			err = w.Set(dataKey(key), encodeRecord(e))
+		} else {
+			err = b.deleteKey(w, idx, key, o.lockIndex[key])
+		}
+		if err != nil {
+			return err
+		}
+	}
+	for _, h := range o.held {
+		if err := w.Set(holdsKey(h[0], h[1]), nil); err != nil {
+			return err
+		}
+	}
+	for _, h := range o.freed {
+		if err := w.Delete(holdsKey(h[0], h[1])); err != nil {
+			return err
+		}
+	}
+	b.changed = append(b.changed, o.order...)
+	b.kvIndex = idx
+	return nil
+}
+
 // deleteKey writes the tombstone before the delete: if a WriteBatch is cut
 // short by a crash, the replay still sees the key and deletes it again,
-// instead of losing its tombstone.
-func (b *batchState) deleteKey(w writer, idx uint64, key string) error {
-	if err := w.Set(prefixed(tombPrefix, key), uintBytes(idx)); err != nil {
+// instead of losing its tombstone. The tombstone keeps the key's LockIndex.
+func (b *batchState) deleteKey(w writer, idx uint64, key string, lockIndex uint64) error {
+	tomb := uintBytes(idx)
+	if lockIndex > 0 {
+		tomb = binary.BigEndian.AppendUint64(tomb, lockIndex)
+	}
+	if err := w.Set(prefixed(tombPrefix, key), tomb); err != nil {
 		return err
 	}
 	if err := b.enqueue(w, kindTomb, b.now, idx, key); err != nil {
@@ -169,29 +217,56 @@ func (b *batchState) deleteKey(w writer, idx uint64, key string) error {
 	return w.Delete(dataKey(key))
 }
 
+// Idempotency record: time:8 [0 digest:bytes] result. A result starts with
+// its version (1 or 2), so a 0 marks the digest of the first request.
+func encodeIdem(t int64, digest []byte, res *kv.Result) []byte {
+	v := binary.BigEndian.AppendUint64(nil, uint64(t))
+	if len(digest) > 0 {
+		v = appendBytes(append(v, 0), digest)
+	}
+	return append(v, encodeResult(res)...)
+}
+
+func decodeIdem(v []byte) (t int64, digest, result []byte, err error) {
+	if len(v) < 9 {
+		return 0, nil, nil, fmt.Errorf("idempotency record of %d bytes", len(v))
+	}
+	t = int64(binary.BigEndian.Uint64(v))
+	rest := v[8:]
+	if rest[0] == 0 {
+		d := decoder{b: rest[1:]}
+		digest = d.bytes()
+		if d.err != nil {
+			return 0, nil, nil, fmt.Errorf("idempotency record: %w", d.err)
+		}
+		rest = d.b
+	}
+	return t, digest, rest, nil
+}
+
 // firstResult returns the stored answer of an earlier write with the same
-// idempotency key, or nil. A record past its TTL counts as absent whether
-// or not it has been reaped yet.
-func (b *batchState) firstResult(key string) (*kv.Result, error) {
+// idempotency key and that write's request digest, or nil. A record past
+// its TTL counts as absent whether or not it has been reaped yet.
+func (b *batchState) firstResult(key string) (*kv.Result, []byte, error) {
 	item, err := b.txn.Get(prefixed(idemPrefix, key))
 	if errors.Is(err, badger.ErrKeyNotFound) {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read idempotency key: %w", err)
+		return nil, nil, fmt.Errorf("read idempotency key: %w", err)
 	}
 	var res *kv.Result
+	var digest []byte
 	err = item.Value(func(v []byte) error {
-		if len(v) < 8 {
-			return fmt.Errorf("idempotency record of %d bytes", len(v))
+		t, d, result, err := decodeIdem(v)
+		if err != nil || t <= b.now-int64(idempotencyTTL) {
+			return err
 		}
-		if int64(binary.BigEndian.Uint64(v)) <= b.now-int64(idempotencyTTL) {
-			return nil
-		}
-		res, err = decodeResult(v[8:])
+		digest = append([]byte(nil), d...)
+		res, err = decodeResult(result)
 		return err
 	})
-	return res, err
+	return res, digest, err
 }
 
 func (b *batchState) enqueue(w writer, kind byte, t int64, idx uint64, name string) error {
@@ -207,7 +282,7 @@ func (b *batchState) expire(w writer) error {
 	for _, k := range []struct {
 		kind byte
 		ttl  time.Duration
-	}{{kindTomb, tombstoneTTL}, {kindIdem, idempotencyTTL}} {
+	}{{kindTomb, tombstoneTTL}, {kindIdem, idempotencyTTL}, {kindDelay, 0}} {
 		cutoff := b.now - int64(k.ttl)
 		overCap := k.kind == kindIdem && b.idemCount > maxIdempotencyKeys
 		if (b.next[k.kind] > cutoff && !overCap) || budget == 0 {
@@ -254,13 +329,19 @@ func (b *batchState) expireKind(w writer, kind byte, cutoff int64, budget int) (
 	return len(victims), nil
 }
 
-// drop removes the tombstone or idempotency record a queue entry points to,
-// unless a later write replaced it (then its own queue entry owns it).
+// drop removes the tombstone, idempotency record or lock-delay a queue
+// entry points to, unless a later write replaced it (then its own queue
+// entry owns it).
 func (b *batchState) drop(w writer, kind byte, idx uint64, name string) error {
-	key := prefixed(tombPrefix, name)
-	if kind == kindIdem {
+	var key []byte
+	switch kind {
+	case kindTomb:
+		key = prefixed(tombPrefix, name)
+	case kindIdem:
 		key = prefixed(idemPrefix, name)
 		b.idemCount--
+	case kindDelay:
+		key = prefixed(delayPrefix, name)
 	}
 	item, err := b.txn.Get(key)
 	if errors.Is(err, badger.ErrKeyNotFound) {
@@ -271,14 +352,18 @@ func (b *batchState) drop(w writer, kind byte, idx uint64, name string) error {
 	}
 	var owner uint64
 	err = item.Value(func(v []byte) error {
-		if kind == kindTomb {
+		switch kind {
+		case kindTomb:
 			owner = binary.BigEndian.Uint64(v)
-			return nil
+		case kindDelay:
+			owner = binary.BigEndian.Uint64(v[8:])
+		case kindIdem:
+			_, _, result, err := decodeIdem(v)
+			if err != nil {
+				return err
+			}
+			owner = (&decoder{b: result[1:]}).uvarint() // after the result's version byte
 		}
-		if len(v) < 9 {
-			return fmt.Errorf("idempotency record of %d bytes", len(v))
-		}
-		owner = (&decoder{b: v[9:]}).uvarint() // after the time and the result's version byte
 		return nil
 	})
 	if err != nil || owner != idx {
@@ -316,7 +401,7 @@ func (f *FSM) loadMeta(txn *badger.Txn) error {
 	f.metaMu.Lock()
 	defer f.metaMu.Unlock()
 	f.reaped, f.idemCount, f.lastTime = vals[3], int64(vals[4]), int64(vals[5])
-	for _, kind := range []byte{kindTomb, kindIdem} {
+	for _, kind := range []byte{kindTomb, kindIdem, kindDelay} {
 		f.next[kind] = math.MaxInt64
 		opts := badger.DefaultIteratorOptions
 		opts.PrefetchValues = false

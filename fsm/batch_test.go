@@ -132,10 +132,13 @@ func TestIdempotencyExpiresByAgeAndSize(t *testing.T) {
 }
 
 type recordingNotifier struct {
-	mu   sync.Mutex
-	keys []string
-	all  int
+	mu       sync.Mutex
+	keys     []string
+	all      int
+	sessions int
 }
+
+func (r *recordingNotifier) SessionsChanged() { r.mu.Lock(); r.sessions++; r.mu.Unlock() }
 
 func (r *recordingNotifier) KeysChanged(keys []string) {
 	r.mu.Lock()

@@ -9,33 +9,59 @@ import (
 	"github.com/raftkv/raftkv/kv"
 )
 
-// Command encoding, version 1. All integers are varints (encoding/binary):
+// Command encoding. All integers are varints (encoding/binary):
 //
-//	command := version:byte(1) time:varint(unix ns) idemKey:bytes nops:uvarint op*
-//	op      := verb:byte key:bytes value:bytes flags:uvarint index:uvarint
+//	v1: command := 1 time:varint(unix ns) idemKey:bytes nops:uvarint op1*
+//	    op1     := verb:byte key:bytes value:bytes flags:uvarint index:uvarint
+//	v2: command := 2 time:varint idemKey:bytes digest:bytes nops:uvarint op2*
+//	    op2     := op1 session:bytes
 //	bytes   := len:uvarint data
 //
 // The encoding is deterministic (same Command, same bytes) and compact; a new
 // field means a new version byte, and old versions stay decodable forever
-// because they live in raft logs and snapshots.
-const commandV1 = 1
+// because they live in raft logs and snapshots. A command that needs none
+// of v2's fields is written as v1, which older nodes read.
+const (
+	commandV1 = 1
+	commandV2 = 2
+)
 
 var errCorrupt = errors.New("corrupt command")
 
+func needsV2(c *kv.Command) bool {
+	if len(c.RequestDigest) > 0 {
+		return true
+	}
+	for _, op := range c.Ops {
+		if op.Session != "" {
+			return true
+		}
+	}
+	return false
+}
+
 // EncodeCommand serialises c for the raft log.
 func EncodeCommand(c *kv.Command) []byte {
-	size := 1 + binary.MaxVarintLen64*2 + len(c.IdempotencyKey)
+	v2 := needsV2(c)
+	size := 1 + binary.MaxVarintLen64*3 + len(c.IdempotencyKey) + len(c.RequestDigest)
 	for _, op := range c.Ops {
-		size += 1 + binary.MaxVarintLen64*4 + len(op.Key) + len(op.Value)
+		size += 1 + binary.MaxVarintLen64*5 + len(op.Key) + len(op.Value) + len(op.Session)
 	}
 	b := make([]byte, 0, size)
-	b = append(b, commandV1)
+	if v2 {
+		b = append(b, commandV2)
+	} else {
+		b = append(b, commandV1)
+	}
 	var t int64
 	if !c.Time.IsZero() {
 		t = c.Time.UnixNano()
 	}
 	b = binary.AppendVarint(b, t)
 	b = appendBytes(b, []byte(c.IdempotencyKey))
+	if v2 {
+		b = appendBytes(b, c.RequestDigest)
+	}
 	b = binary.AppendUvarint(b, uint64(len(c.Ops)))
 	for _, op := range c.Ops {
 		b = append(b, byte(op.Verb))
@@ -43,6 +69,9 @@ func EncodeCommand(c *kv.Command) []byte {
 		b = appendBytes(b, op.Value)
 		b = binary.AppendUvarint(b, op.Flags)
 		b = binary.AppendUvarint(b, op.Index)
+		if v2 {
+			b = appendBytes(b, []byte(op.Session))
+		}
 	}
 	return b
 }
@@ -50,17 +79,23 @@ func EncodeCommand(c *kv.Command) []byte {
 // DecodeCommand parses what EncodeCommand produced. It never panics.
 func DecodeCommand(b []byte) (*kv.Command, error) {
 	d := decoder{b: b}
-	if v := d.byte(); v != commandV1 {
-		if d.err != nil {
-			return nil, d.err
-		}
-		return nil, fmt.Errorf("%w: unknown version %d", errCorrupt, v)
+	version := d.byte()
+	if d.err != nil {
+		return nil, d.err
+	}
+	if version != commandV1 && version != commandV2 {
+		return nil, fmt.Errorf("%w: unknown version %d", errCorrupt, version)
 	}
 	c := &kv.Command{}
 	if t := d.varint(); t != 0 {
 		c.Time = time.Unix(0, t)
 	}
 	c.IdempotencyKey = string(d.bytes())
+	if version == commandV2 {
+		if v := d.bytes(); len(v) > 0 {
+			c.RequestDigest = append([]byte(nil), v...)
+		}
+	}
 	n := d.uvarint()
 	if d.err == nil && n > uint64(len(d.b)) { // each op takes at least one byte
 		return nil, fmt.Errorf("%w: %d ops in %d bytes", errCorrupt, n, len(d.b))
@@ -76,6 +111,9 @@ func DecodeCommand(b []byte) (*kv.Command, error) {
 		}
 		op.Flags = d.uvarint()
 		op.Index = d.uvarint()
+		if version == commandV2 {
+			op.Session = string(d.bytes())
+		}
 		c.Ops = append(c.Ops, op)
 	}
 	if d.err != nil {
@@ -87,15 +125,32 @@ func DecodeCommand(b []byte) (*kv.Command, error) {
 	return c, nil
 }
 
-// record is the stored form of one key: version:byte(1) flags create modify value...
-const recordV1 = 1
+// record is the stored form of one key:
+//
+//	v1: 1 flags create modify value...
+//	v2: 2 flags create modify lockIndex session:bytes value...
+//
+// v2 only for keys that were ever locked.
+const (
+	recordV1 = 1
+	recordV2 = 2
+)
 
 func encodeRecord(e *kv.Entry) []byte {
-	b := make([]byte, 0, 1+3*binary.MaxVarintLen64+len(e.Value))
-	b = append(b, recordV1)
+	b := make([]byte, 0, 1+4*binary.MaxVarintLen64+len(e.Session)+len(e.Value))
+	v2 := e.LockIndex != 0 || e.Session != ""
+	if v2 {
+		b = append(b, recordV2)
+	} else {
+		b = append(b, recordV1)
+	}
 	b = binary.AppendUvarint(b, e.Flags)
 	b = binary.AppendUvarint(b, e.CreateIndex)
 	b = binary.AppendUvarint(b, e.ModifyIndex)
+	if v2 {
+		b = binary.AppendUvarint(b, e.LockIndex)
+		b = appendBytes(b, []byte(e.Session))
+	}
 	return append(b, e.Value...)
 }
 
@@ -103,18 +158,32 @@ func encodeRecord(e *kv.Entry) []byte {
 // valid inside their transaction.
 func decodeRecord(b []byte, e *kv.Entry) error {
 	d := decoder{b: b}
-	if v := d.byte(); v != recordV1 && d.err == nil {
+	if err := d.recordHeader(e); err != nil {
+		return err
+	}
+	e.Value = nil
+	if len(d.b) > 0 {
+		e.Value = append([]byte(nil), d.b...)
+	}
+	return nil
+}
+
+// recordHeader reads everything of a record but its value.
+func (d *decoder) recordHeader(e *kv.Entry) error {
+	v := d.byte()
+	if d.err == nil && v != recordV1 && v != recordV2 {
 		return fmt.Errorf("fsm: stored record has unknown version %d", v)
 	}
 	e.Flags = d.uvarint()
 	e.CreateIndex = d.uvarint()
 	e.ModifyIndex = d.uvarint()
+	e.LockIndex, e.Session = 0, ""
+	if v == recordV2 {
+		e.LockIndex = d.uvarint()
+		e.Session = string(d.bytes())
+	}
 	if d.err != nil {
 		return fmt.Errorf("fsm: stored record: %w", d.err)
-	}
-	e.Value = nil
-	if len(d.b) > 0 {
-		e.Value = append([]byte(nil), d.b...)
 	}
 	return nil
 }
@@ -188,15 +257,38 @@ func (d *decoder) bytes() []byte {
 	return v
 }
 
-// Stored result of an idempotent command, version 1:
+// Stored result of an idempotent command:
 //
-//	version:byte(1) index:uvarint ok:byte nentries:uvarint entry* nerrors:uvarint error*
-//	entry := key:bytes value:bytes flags:uvarint create:uvarint modify:uvarint
-//	error := opIndex:uvarint what:bytes
-const resultV1 = 1
+//	v1: 1 index:uvarint ok:byte nentries:uvarint entry1* nerrors:uvarint error1*
+//	    entry1 := key:bytes value:bytes flags:uvarint create:uvarint modify:uvarint
+//	    error1 := opIndex:uvarint what:bytes
+//	v2: the same with entry2 := entry1 lockIndex:uvarint session:bytes and
+//	    error2 := error1 invalidSession:byte; only when a lock field is set.
+const (
+	resultV1 = 1
+	resultV2 = 2
+)
+
+func resultNeedsV2(r *kv.Result) bool {
+	for _, e := range r.Entries {
+		if e.LockIndex != 0 || e.Session != "" {
+			return true
+		}
+	}
+	for _, e := range r.Errors {
+		if e.InvalidSession {
+			return true
+		}
+	}
+	return false
+}
 
 func encodeResult(r *kv.Result) []byte {
+	v2 := resultNeedsV2(r)
 	b := []byte{resultV1}
+	if v2 {
+		b[0] = resultV2
+	}
 	b = binary.AppendUvarint(b, r.Index)
 	if r.OK {
 		b = append(b, 1)
@@ -210,18 +302,30 @@ func encodeResult(r *kv.Result) []byte {
 		b = binary.AppendUvarint(b, e.Flags)
 		b = binary.AppendUvarint(b, e.CreateIndex)
 		b = binary.AppendUvarint(b, e.ModifyIndex)
+		if v2 {
+			b = binary.AppendUvarint(b, e.LockIndex)
+			b = appendBytes(b, []byte(e.Session))
+		}
 	}
 	b = binary.AppendUvarint(b, uint64(len(r.Errors)))
 	for _, e := range r.Errors {
 		b = binary.AppendUvarint(b, uint64(e.OpIndex))
 		b = appendBytes(b, []byte(e.What))
+		if v2 {
+			var inv byte
+			if e.InvalidSession {
+				inv = 1
+			}
+			b = append(b, inv)
+		}
 	}
 	return b
 }
 
 func decodeResult(b []byte) (*kv.Result, error) {
 	d := decoder{b: b}
-	if v := d.byte(); v != resultV1 && d.err == nil {
+	v := d.byte()
+	if v != resultV1 && v != resultV2 && d.err == nil {
 		return nil, fmt.Errorf("fsm: stored result has unknown version %d", v)
 	}
 	r := &kv.Result{Index: d.uvarint(), OK: d.byte() == 1}
@@ -232,11 +336,18 @@ func decodeResult(b []byte) (*kv.Result, error) {
 			e.Value = append([]byte(nil), v...)
 		}
 		e.Flags, e.CreateIndex, e.ModifyIndex = d.uvarint(), d.uvarint(), d.uvarint()
+		if v == resultV2 {
+			e.LockIndex, e.Session = d.uvarint(), string(d.bytes())
+		}
 		r.Entries = append(r.Entries, e)
 	}
 	n = d.uvarint()
 	for i := uint64(0); i < n && d.err == nil; i++ {
-		r.Errors = append(r.Errors, kv.OpError{OpIndex: int(d.uvarint()), What: string(d.bytes())})
+		oe := kv.OpError{OpIndex: int(d.uvarint()), What: string(d.bytes())}
+		if v == resultV2 {
+			oe.InvalidSession = d.byte() == 1
+		}
+		r.Errors = append(r.Errors, oe)
 	}
 	if d.err != nil {
 		return nil, fmt.Errorf("fsm: stored result: %w", d.err)
@@ -246,10 +357,8 @@ func decodeResult(b []byte) (*kv.Result, error) {
 
 // decodeRecordHeader reads a record's indexes without copying its value.
 func decodeRecordHeader(b []byte) (flags, create, modify uint64, err error) {
+	var e kv.Entry
 	d := decoder{b: b}
-	if v := d.byte(); v != recordV1 && d.err == nil {
-		return 0, 0, 0, fmt.Errorf("fsm: stored record has unknown version %d", v)
-	}
-	flags, create, modify = d.uvarint(), d.uvarint(), d.uvarint()
-	return flags, create, modify, d.err
+	err = d.recordHeader(&e)
+	return e.Flags, e.CreateIndex, e.ModifyIndex, err
 }

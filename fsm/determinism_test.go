@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,8 +14,9 @@ import (
 )
 
 // randomLog is a log with everything that has state besides the keys:
-// idempotency keys (some repeated), deletes (tombstones), and time jumps
-// past the TTLs so that expiry and reaping happen.
+// idempotency keys (some repeated), deletes (tombstones), sessions, locks
+// and their invalidation (lock-delays), and time jumps past the TTLs so
+// that expiry and reaping happen.
 func randomLog(seed uint64, n int) []*raft.Log {
 	r := rand.New(rand.NewPCG(seed, seed))
 	var logs []*raft.Log
@@ -26,7 +28,24 @@ func randomLog(seed uint64, n int) []*raft.Log {
 		}
 		key := fmt.Sprintf("d%d/k%d", r.IntN(3), r.IntN(12))
 		var op kv.Op
-		switch r.IntN(6) {
+		sid := fmt.Sprintf("s%d", r.IntN(3))
+		lockKey := fmt.Sprintf("d0/l%d", r.IntN(2)) // few lock keys: contention, lock-delays
+		switch r.IntN(13) {
+		case 6:
+			behavior := kv.BehaviorRelease
+			if r.IntN(2) == 0 {
+				behavior = kv.BehaviorDelete
+			}
+			op = kv.Op{Verb: kv.VerbSessionCreate, Session: sid, Value: EncodeSession(&kv.Session{
+				Node: "n1", Behavior: behavior, LockDelay: time.Duration(1+r.IntN(2)) * 30 * time.Second})}
+		case 7:
+			op = kv.Op{Verb: kv.VerbSessionDestroy, Session: sid}
+		case 8, 9, 10:
+			op = kv.Op{Verb: kv.VerbLock, Key: lockKey, Session: sid, Value: []byte(fmt.Sprint(i))}
+		case 11:
+			op = kv.Op{Verb: kv.VerbUnlock, Key: lockKey, Session: sid}
+		case 12:
+			op = kv.Op{Verb: kv.VerbCheckSession, Key: lockKey, Session: sid}
 		case 0, 1:
 			op = kv.Op{Verb: kv.VerbSet, Key: key, Value: []byte(fmt.Sprint(i))}
 		case 2:
@@ -47,6 +66,22 @@ func randomLog(seed uint64, n int) []*raft.Log {
 			continue
 		}
 		logs = append(logs, timed(uint64(i), at, idem, op))
+	}
+	// A fixed tail: an invalidation and an acquire inside its lock-delay,
+	// then time enough for the lock-delay to expire from the queue.
+	for j, op := range []kv.Op{
+		{Verb: kv.VerbSessionCreate, Session: "t1", Value: EncodeSession(&kv.Session{Node: "n1", Behavior: kv.BehaviorRelease, LockDelay: time.Minute})},
+		{Verb: kv.VerbSessionCreate, Session: "t2", Value: EncodeSession(&kv.Session{Node: "n1", Behavior: kv.BehaviorRelease})},
+		{Verb: kv.VerbLock, Key: "z/lock", Session: "t1"},
+		{Verb: kv.VerbSessionDestroy, Session: "t1"},
+		{Verb: kv.VerbLock, Key: "z/lock", Session: "t2"},
+		{Verb: kv.VerbSet, Key: "z/later"},
+		{Verb: kv.VerbLock, Key: "z/lock", Session: "t2"},
+	} {
+		if j == 5 {
+			at += 2 * time.Minute
+		}
+		logs = append(logs, timed(uint64(n+1+j), at, "", op))
 	}
 	return logs
 }
@@ -86,6 +121,11 @@ func TestSameLogSameStateWhateverTheBatches(t *testing.T) {
 	for seed := uint64(1); seed <= 3; seed++ {
 		logs := randomLog(seed, 400)
 		wantSnap, wantRes := applySplit(t, logs, []int{1})
+		for _, what := range []string{"due to lock delay", "lock is already held", "failed session check", "invalid session"} {
+			if !strings.Contains(wantRes, what) {
+				t.Fatalf("seed %d: the log never produced %q", seed, what)
+			}
+		}
 		for _, sizes := range [][]int{{400}, {7}, {2, 13, 1, 64}} {
 			snap, res := applySplit(t, logs, sizes)
 			if res != wantRes {

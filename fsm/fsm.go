@@ -73,6 +73,7 @@ type FSM struct {
 // goroutine: it must not block.
 type ChangeNotifier interface {
 	KeysChanged(keys []string) // keys set or deleted by a committed batch
+	SessionsChanged()          // a session was created or destroyed
 	AllChanged()               // state replaced by a snapshot
 }
 

@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -30,7 +31,7 @@ func (f *FSM) Get(key string) (kv.Entry, uint64, error) {
 		if index, err = readUint(txn, metaReaped); err != nil {
 			return err
 		}
-		tomb, err := readUint(txn, prefixed(tombPrefix, key))
+		tomb, err := readTomb(txn, key)
 		index = max(index, tomb, 1)
 		return err
 	})
@@ -134,7 +135,7 @@ func deletedIndex(txn *badger.Txn, prefix string) (uint64, error) {
 	defer it.Close()
 	for it.Rewind(); it.Valid(); it.Next() {
 		err := it.Item().Value(func(v []byte) error {
-			if len(v) != 8 {
+			if len(v) != 8 && len(v) != 16 {
 				return fmt.Errorf("tombstone %q has %d bytes", it.Item().Key(), len(v))
 			}
 			index = max(index, binary.BigEndian.Uint64(v))
@@ -145,6 +146,27 @@ func deletedIndex(txn *badger.Txn, prefix string) (uint64, error) {
 		}
 	}
 	return max(index, 1), nil
+}
+
+// readTomb returns the index of key's tombstone, 0 if there is none. A
+// tombstone is the delete's index, then the key's LockIndex if it had one.
+func readTomb(txn *badger.Txn, key string) (uint64, error) {
+	item, err := txn.Get(prefixed(tombPrefix, key))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var idx uint64
+	err = item.Value(func(v []byte) error {
+		if len(v) != 8 && len(v) != 16 {
+			return fmt.Errorf("tombstone of %q has %d bytes", key, len(v))
+		}
+		idx = binary.BigEndian.Uint64(v)
+		return nil
+	})
+	return idx, err
 }
 
 // view runs fn in a read transaction, excluded from multi-commit changes.

@@ -26,7 +26,7 @@ type dirEntry struct {
 }
 
 func toDirEntry(e kv.Entry) dirEntry {
-	d := dirEntry{Key: e.Key, Flags: e.Flags, CreateIndex: e.CreateIndex, ModifyIndex: e.ModifyIndex}
+	d := dirEntry{Key: e.Key, Flags: e.Flags, CreateIndex: e.CreateIndex, ModifyIndex: e.ModifyIndex, LockIndex: e.LockIndex, Session: e.Session}
 	if len(e.Value) > 0 {
 		d.Value = e.Value
 	}
@@ -342,7 +342,7 @@ func (h *handler) txn(w http.ResponseWriter, r *http.Request) {
 	if !res.OK {
 		out := txnResponse{}
 		for _, e := range res.Errors {
-			out.Errors = append(out.Errors, txnError(e))
+			out.Errors = append(out.Errors, txnError{OpIndex: e.OpIndex, What: e.What})
 		}
 		writeJSON(w, http.StatusConflict, out)
 		return

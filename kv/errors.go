@@ -29,6 +29,13 @@ var (
 	ErrUnknownPeer = errors.New("unknown peer")
 	// ErrClosed: the node is shutting down.
 	ErrClosed = errors.New("node closed")
+	// ErrSession: a session request broke a rule (an unknown session, a
+	// TTL out of range, a node or check that does not exist). Consul answers
+	// these with 500 and clients match on the text.
+	ErrSession = errors.New("session request refused")
+	// ErrIdempotencyKeyReused: an Idempotency-Key came with a different
+	// request than the one it was first used for; nothing was done.
+	ErrIdempotencyKeyReused = errors.New("idempotency key reused for a different request")
 )
 
 // codes is the table used to carry sentinel errors between nodes (forwarding).
@@ -46,6 +53,8 @@ var codes = []struct {
 	{"not_implemented", ErrNotImplemented},
 	{"unknown_peer", ErrUnknownPeer},
 	{"closed", ErrClosed},
+	{"session", ErrSession},
+	{"idempotency_key_reused", ErrIdempotencyKeyReused},
 }
 
 // Code returns the wire code of the sentinel err wraps, or "internal".
@@ -66,16 +75,8 @@ func FromCode(code, msg string) error {
 			if msg == "" || msg == c.err.Error() {
 				return c.err
 			}
-			return &remoteError{msg: msg, sentinel: c.err}
+			return &Error{Msg: msg, Sentinel: c.err}
 		}
 	}
 	return errors.New(msg)
 }
-
-type remoteError struct {
-	msg      string
-	sentinel error
-}
-
-func (e *remoteError) Error() string { return e.msg }
-func (e *remoteError) Unwrap() error { return e.sentinel }

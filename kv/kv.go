@@ -9,7 +9,7 @@ import (
 const (
 	MaxKeyBytes           = 1024
 	DefaultMaxValueBytes  = 512 << 10
-	MaxTxnOps             = 64
+	MaxTxnOps             = 128 // Consul 1.14+
 	MaxIdempotencyKeySize = 256
 )
 
@@ -21,6 +21,10 @@ type Entry struct {
 	Flags       uint64
 	CreateIndex uint64
 	ModifyIndex uint64
+	// LockIndex counts the acquisitions of the key's lock; (Key, LockIndex)
+	// is a fencing token. Session is the session holding the lock, if any.
+	LockIndex uint64
+	Session   string
 }
 
 // Verb is the kind of one operation inside a write. The names match Consul's
@@ -37,6 +41,15 @@ const (
 	VerbDelete         Verb = 7 // delete a key (absent is fine)
 	VerbDeleteTree     Verb = 8 // delete every key under a prefix
 	VerbDeleteCAS      Verb = 9 // delete if ModifyIndex == Index
+	// Locks (Consul sessions). Session names the session.
+	VerbLock         Verb = 10 // acquire: write and take the lock if free (or already ours)
+	VerbUnlock       Verb = 11 // release: write and free the lock if Session holds it
+	VerbCheckSession Verb = 12 // fail unless Session holds the key ("" : nobody does)
+	VerbGetOrEmpty   Verb = 13 // read a key; an empty entry if absent
+	// Sessions themselves; not transaction verbs (the API never takes them
+	// from a client). Session is the session ID.
+	VerbSessionCreate  Verb = 14 // Value: the encoded Session
+	VerbSessionDestroy Verb = 15 // invalidate: release or delete its keys, start lock-delay
 )
 
 var verbNames = map[Verb]string{
@@ -49,7 +62,17 @@ var verbNames = map[Verb]string{
 	VerbDelete:         "delete",
 	VerbDeleteTree:     "delete-tree",
 	VerbDeleteCAS:      "delete-cas",
+	VerbLock:           "lock",
+	VerbUnlock:         "unlock",
+	VerbCheckSession:   "check-session",
+	VerbGetOrEmpty:     "get-or-empty",
+	VerbSessionCreate:  "session-create",
+	VerbSessionDestroy: "session-destroy",
 }
+
+// Internal reports whether v is a session verb, which only the node itself
+// proposes.
+func (v Verb) Internal() bool { return v == VerbSessionCreate || v == VerbSessionDestroy }
 
 func (v Verb) String() string {
 	if n, ok := verbNames[v]; ok {
@@ -64,16 +87,17 @@ func (v Verb) Valid() bool { _, ok := verbNames[v]; return ok }
 // Writes reports whether the verb changes state.
 func (v Verb) Writes() bool {
 	switch v {
-	case VerbSet, VerbCAS, VerbDelete, VerbDeleteTree, VerbDeleteCAS:
+	case VerbSet, VerbCAS, VerbDelete, VerbDeleteTree, VerbDeleteCAS, VerbLock, VerbUnlock,
+		VerbSessionCreate, VerbSessionDestroy:
 		return true
 	}
 	return false
 }
 
-// ParseVerb maps a Consul verb name to a Verb.
+// ParseVerb maps a Consul transaction verb name to a Verb.
 func ParseVerb(name string) (Verb, error) {
 	for v, n := range verbNames {
-		if n == name {
+		if n == name && !v.Internal() {
 			return v, nil
 		}
 	}
@@ -82,11 +106,12 @@ func ParseVerb(name string) (Verb, error) {
 
 // Op is one operation of a write. Key is a prefix for the *-tree verbs.
 type Op struct {
-	Verb  Verb
-	Key   string
-	Value []byte
-	Flags uint64
-	Index uint64
+	Verb    Verb
+	Key     string
+	Value   []byte
+	Flags   uint64
+	Index   uint64
+	Session string
 }
 
 // Command is what goes through the raft log: a list of operations applied
@@ -98,12 +123,19 @@ type Command struct {
 	Time time.Time
 	// IdempotencyKey, if set, makes the command apply at most once.
 	IdempotencyKey string
+	// RequestDigest identifies the request an idempotency key came with: a
+	// key reused for a different request is refused, not answered with the
+	// first request's result.
+	RequestDigest []byte
 }
 
 // OpError says why a command's checks failed. OpIndex points into Ops.
 type OpError struct {
 	OpIndex int
 	What    string
+	// InvalidSession: the op named a session that does not exist (a KV
+	// acquire answers it with an error, not with false).
+	InvalidSession bool
 }
 
 // Result is the outcome of an applied command.
@@ -146,8 +178,17 @@ func (c *Command) Validate(maxValue int) error {
 		if !op.Verb.Valid() {
 			return fmt.Errorf("%w: op %d: unknown verb %d", ErrInvalid, i, op.Verb)
 		}
+		if op.Verb.Internal() {
+			if len(c.Ops) != 1 {
+				return fmt.Errorf("%w: a session operation is a command of its own", ErrInvalid)
+			}
+			continue
+		}
 		if err := ValidateKey(op.Key, op.Verb == VerbGetTree || op.Verb == VerbDeleteTree); err != nil {
 			return fmt.Errorf("op %d: %w", i, err)
+		}
+		if (op.Verb == VerbLock || op.Verb == VerbUnlock) && op.Session == "" {
+			return fmt.Errorf("%w: op %d: %s needs a session", ErrInvalid, i, op.Verb)
 		}
 		if len(op.Value) > maxValue {
 			return fmt.Errorf("%w: op %d: value is %d bytes, limit %d", ErrTooLarge, i, len(op.Value), maxValue)

@@ -58,7 +58,8 @@ type RaftStore struct {
 	// followerReads shares one read-index call to the leader among the
 	// linearizable reads that arrive together on a follower.
 	followerReads rounds
-	watch         *watch.Hub
+	watch         *watch.Hub // blocking queries on keys
+	sessionWatch  *watch.Hub // blocking queries on sessions (one key: "")
 	leader        leadership
 	metrics       *metrics
 
@@ -113,8 +114,9 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 	}
 	s.logger = cfg.Logger.With("node", s.id)
 
-	s.watch = watch.New()
-	if s.fsm, err = fsm.Open(filepath.Join(cfg.DataDir, "fsm"), fsm.Options{Logger: s.logger, Small: cfg.SmallFootprint, Notify: s.watch}); err != nil {
+	s.watch, s.sessionWatch = watch.New(), watch.New()
+	feed := changeFeed{keys: s.watch, sessions: s.sessionWatch}
+	if s.fsm, err = fsm.Open(filepath.Join(cfg.DataDir, "fsm"), fsm.Options{Logger: s.logger, Small: cfg.SmallFootprint, Notify: feed}); err != nil {
 		return nil, err
 	}
 	cleanup = append(cleanup, func() { s.fsm.Close() })
@@ -247,6 +249,13 @@ func (s *RaftStore) routes() http.Handler {
 		api.ServeHTTP(w, r)
 	})
 }
+
+// changeFeed routes the FSM's change notifications to the watch hubs.
+type changeFeed struct{ keys, sessions *watch.Hub }
+
+func (c changeFeed) KeysChanged(keys []string) { c.keys.KeysChanged(keys) }
+func (c changeFeed) SessionsChanged()          { c.sessions.KeysChanged([]string{""}) }
+func (c changeFeed) AllChanged()               { c.keys.AllChanged(); c.sessions.AllChanged() }
 
 func (s *RaftStore) spawn(fn func()) {
 	s.wg.Add(1)

@@ -1,0 +1,295 @@
+package fsm
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/raftkv/raftkv/kv"
+)
+
+// Sessions and locks in Badger:
+//
+//	"s" + session ID               → session record (below)
+//	"h" + session ID + 0 + key     → (empty) the session may hold key
+//	"d" + key                      → lock-delay: until (unix ns) + index
+//	"m:sessions"                   → last index that created or destroyed a session
+//
+// The "h" index lists what a session may hold: an entry is added when the
+// session acquires a key and removed when it releases it, but not when the
+// key is deleted or rewritten by plain writes, which would cost a read per
+// write. Invalidation therefore checks each listed key's holder.
+//
+// Lock-delay is replicated state, unlike Consul's per-server memory: its
+// end is the invalidating command's time (stamped by the leader) plus the
+// session's LockDelay, so every node refuses the same acquires, and a new
+// leader keeps refusing them.
+var (
+	sessionPrefix = []byte("s")
+	holdsPrefix   = []byte("h")
+	delayPrefix   = []byte("d")
+	metaSessions  = []byte("m:sessions")
+)
+
+const kindDelay = 'd' // expiry queue: lock-delays that ended
+
+func holdsKey(session, key string) []byte {
+	b := make([]byte, 0, len(holdsPrefix)+len(session)+1+len(key))
+	b = append(append(b, holdsPrefix...), session...)
+	return append(append(b, 0), key...)
+}
+
+// Session record, version 1:
+//
+//	1 name node lockDelay:varint(ns) behavior ttl nchecks:uvarint check* create:uvarint modify:uvarint
+//
+// strings as bytes (len:uvarint data). The ID is the Badger key.
+const sessionV1 = 1
+
+// EncodeSession encodes s without its ID (the command's op carries it).
+func EncodeSession(s *kv.Session) []byte {
+	b := []byte{sessionV1}
+	b = appendBytes(b, []byte(s.Name))
+	b = appendBytes(b, []byte(s.Node))
+	b = binary.AppendVarint(b, int64(s.LockDelay))
+	b = appendBytes(b, []byte(s.Behavior))
+	b = appendBytes(b, []byte(s.TTL))
+	b = binary.AppendUvarint(b, uint64(len(s.NodeChecks)))
+	for _, c := range s.NodeChecks {
+		b = appendBytes(b, []byte(c))
+	}
+	b = binary.AppendUvarint(b, s.CreateIndex)
+	return binary.AppendUvarint(b, s.ModifyIndex)
+}
+
+// DecodeSession parses EncodeSession's output. It never panics.
+func DecodeSession(b []byte) (*kv.Session, error) {
+	d := decoder{b: b}
+	if v := d.byte(); d.err == nil && v != sessionV1 {
+		return nil, fmt.Errorf("%w: session record version %d", errCorrupt, v)
+	}
+	s := &kv.Session{
+		Name:      string(d.bytes()),
+		Node:      string(d.bytes()),
+		LockDelay: time.Duration(d.varint()),
+		Behavior:  string(d.bytes()),
+		TTL:       string(d.bytes()),
+	}
+	n := d.uvarint()
+	if d.err == nil && n > uint64(len(d.b)) {
+		return nil, fmt.Errorf("%w: %d checks in %d bytes", errCorrupt, n, len(d.b))
+	}
+	s.NodeChecks = make([]string, 0, n)
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		s.NodeChecks = append(s.NodeChecks, string(d.bytes()))
+	}
+	s.CreateIndex, s.ModifyIndex = d.uvarint(), d.uvarint()
+	if d.err != nil {
+		return nil, d.err
+	}
+	if len(d.b) != 0 {
+		return nil, fmt.Errorf("%w: %d trailing bytes in a session", errCorrupt, len(d.b))
+	}
+	return s, nil
+}
+
+// readSession returns the stored session id, or nil.
+func readSession(txn *badger.Txn, id string) (*kv.Session, error) {
+	item, err := txn.Get(prefixed(sessionPrefix, id))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read session %q: %w", id, err)
+	}
+	var s *kv.Session
+	err = item.Value(func(v []byte) (err error) {
+		s, err = DecodeSession(v)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read session %q: %w", id, err)
+	}
+	s.ID = id
+	return s, nil
+}
+
+// lockDelayUntil is the end of key's lock-delay (unix ns), 0 if none.
+func lockDelayUntil(txn *badger.Txn, key string) (int64, error) {
+	item, err := txn.Get(prefixed(delayPrefix, key))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var until int64
+	err = item.Value(func(v []byte) error {
+		if len(v) != 16 {
+			return fmt.Errorf("lock-delay of %q has %d bytes", key, len(v))
+		}
+		until = int64(binary.BigEndian.Uint64(v))
+		return nil
+	})
+	return until, err
+}
+
+// sessionCommand applies a session create or destroy (a command of one op).
+func (b *batchState) sessionCommand(w writer, idx uint64, op kv.Op) (*kv.Result, error) {
+	existing, err := readSession(b.txn, op.Session)
+	if err != nil {
+		return nil, err
+	}
+	res := &kv.Result{Index: idx, OK: true}
+	switch op.Verb {
+	case kv.VerbSessionCreate:
+		if existing != nil {
+			res.OK = false
+			res.Errors = []kv.OpError{{What: fmt.Sprintf("session %q already exists", op.Session)}}
+			return res, nil
+		}
+		s, err := DecodeSession(op.Value)
+		if err != nil {
+			res.OK = false
+			res.Errors = []kv.OpError{{What: fmt.Sprintf("bad session: %v", err)}}
+			return res, nil
+		}
+		s.CreateIndex, s.ModifyIndex = idx, idx
+		if err := w.Set(prefixed(sessionPrefix, op.Session), EncodeSession(s)); err != nil {
+			return nil, err
+		}
+	case kv.VerbSessionDestroy:
+		if existing == nil {
+			return res, nil // destroying an unknown or invalidated session succeeds
+		}
+		if err := b.invalidate(w, idx, existing); err != nil {
+			return nil, err
+		}
+		if err := w.Delete(prefixed(sessionPrefix, op.Session)); err != nil {
+			return nil, err
+		}
+	}
+	b.sessionsChanged = true
+	return res, w.Set(metaSessions, uintBytes(idx))
+}
+
+// invalidate applies s's behaviour to every key it holds and puts them under
+// lock-delay, from this command's time.
+func (b *batchState) invalidate(w writer, idx uint64, s *kv.Session) error {
+	prefix := append(prefixed(holdsPrefix, s.ID), 0)
+	var keys []string
+	opts := badger.DefaultIteratorOptions
+	opts.PrefetchValues = false
+	opts.Prefix = prefix
+	it := b.txn.NewIterator(opts)
+	for it.Rewind(); it.Valid(); it.Next() {
+		keys = append(keys, string(it.Item().Key()[len(prefix):]))
+	}
+	it.Close()
+	o := newOverlay(b.txn)
+	var held []string
+	for _, key := range keys {
+		e, err := o.get(key)
+		if err != nil {
+			return err
+		}
+		if e == nil || e.Session != s.ID {
+			continue // deleted or released since; the index entry is stale
+		}
+		held = append(held, key)
+		if s.Behavior == kv.BehaviorDelete {
+			o.del(e)
+			continue
+		}
+		released := *e
+		released.Session = ""
+		released.ModifyIndex = idx
+		o.set(&released)
+	}
+	if err := b.flush(w, idx, o); err != nil {
+		return err
+	}
+	for _, key := range keys {
+		if err := w.Delete(holdsKey(s.ID, key)); err != nil {
+			return err
+		}
+	}
+	delay := min(s.LockDelay, kv.MaxLockDelay)
+	if delay <= 0 {
+		return nil
+	}
+	until := b.now + int64(delay)
+	for _, key := range held {
+		v := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, uint64(until)), idx)
+		if err := w.Set(prefixed(delayPrefix, key), v); err != nil {
+			return err
+		}
+		if err := b.enqueue(w, kindDelay, until, idx, key); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Session returns a session and the sessions' query index; ok is false if
+// it does not exist.
+func (f *FSM) Session(id string) (s kv.Session, index uint64, ok bool, err error) {
+	err = f.view(func(txn *badger.Txn) error {
+		found, err := readSession(txn, id)
+		if err != nil {
+			return err
+		}
+		if found != nil {
+			s, ok = *found, true
+		}
+		index, err = sessionsIndex(txn)
+		return err
+	})
+	return s, index, ok, err
+}
+
+// Sessions returns every session (of node, if not empty), sorted by ID, and
+// the sessions' query index.
+func (f *FSM) Sessions(node string) ([]kv.Session, uint64, error) {
+	out := []kv.Session{}
+	var index uint64
+	err := f.view(func(txn *badger.Txn) (err error) {
+		if index, err = sessionsIndex(txn); err != nil {
+			return err
+		}
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = sessionPrefix
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var s *kv.Session
+			err := it.Item().Value(func(v []byte) (err error) {
+				s, err = DecodeSession(v)
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("read session %q: %w", it.Item().Key(), err)
+			}
+			s.ID = string(it.Item().Key()[len(sessionPrefix):])
+			if node == "" || s.Node == node {
+				out = append(out, *s)
+			}
+		}
+		return nil
+	})
+	return out, index, err
+}
+
+// sessionsIndex is the index of the last session created or destroyed, or
+// of the last snapshot restore; never 0.
+func sessionsIndex(txn *badger.Txn) (uint64, error) {
+	idx, err := readUint(txn, metaSessions)
+	if err != nil {
+		return 0, err
+	}
+	reaped, err := readUint(txn, metaReaped)
+	return max(idx, reaped, 1), err
+}
