@@ -51,8 +51,23 @@ func TestCommandValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 	for v := range verbNames {
-		if p, err := ParseVerb(v.String()); err != nil || p != v {
+		p, err := ParseVerb(v.String())
+		if v.Internal() {
+			if err == nil {
+				t.Fatalf("internal verb %v accepted from a client", v)
+			}
+			continue
+		}
+		if err != nil || p != v {
 			t.Fatalf("verb %v does not round-trip", v)
+		}
+	}
+	for _, c := range []Command{
+		{Ops: []Op{{Verb: VerbLock, Key: "k"}}},
+		{Ops: []Op{{Verb: VerbSessionDestroy, Session: "s"}, {Verb: VerbSet, Key: "k"}}},
+	} {
+		if err := c.Validate(0); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("%+v: %v, want ErrInvalid", c.Ops, err)
 		}
 	}
 }
