@@ -161,6 +161,7 @@ func (b *batchState) sessionCommand(w writer, idx uint64, op kv.Op) (*kv.Result,
 		if err := w.Set(prefixed(sessionPrefix, op.Session), EncodeSession(s)); err != nil {
 			return nil, err
 		}
+		res.Entries = []kv.Entry{{Session: op.Session}} // the ID, for the creator
 	case kv.VerbSessionDestroy:
 		if existing == nil {
 			return res, nil // destroying an unknown or invalidated session succeeds

@@ -107,3 +107,23 @@ func (e *Error) Unwrap() error { return e.Sentinel }
 func Errorf(sentinel error, format string, args ...any) error {
 	return &Error{Sentinel: sentinel, Msg: fmt.Sprintf(format, args...)}
 }
+
+// SessionQuery reads sessions: one (ID), a node's (Node), or all. Like a
+// Query it is linearizable unless Stale, and blocking with MinIndex.
+type SessionQuery struct {
+	ID       string
+	Node     string
+	Stale    bool
+	MinIndex uint64
+	Wait     time.Duration
+}
+
+// SessionResult answers a SessionQuery. Index rises whenever a session is
+// created or destroyed; never 0.
+type SessionResult struct {
+	Sessions    []Session
+	Index       uint64
+	KnownLeader bool
+	LastContact time.Duration
+	Stale       bool
+}

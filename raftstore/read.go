@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/raftkv/raftkv/internal/leaderwatch"
+	"github.com/raftkv/raftkv/internal/watch"
 	"github.com/raftkv/raftkv/kv"
 )
 
@@ -50,6 +51,8 @@ func (s *RaftStore) watchLeadership(notify <-chan bool) {
 			s.leader.mu.Unlock()
 			if isLeader {
 				go s.barrier(epoch)
+			} else {
+				s.sessions.Step()
 			}
 			s.logger.Info("leadership changed", "leader", isLeader)
 		}
@@ -73,6 +76,7 @@ func (s *RaftStore) barrier(epoch uint64) {
 			s.leader.readyTerm = term
 			s.signalLocked()
 			s.leader.mu.Unlock()
+			s.leadSessions() // everything committed before this term is applied
 			return
 		}
 		s.leader.mu.Unlock()
@@ -320,10 +324,25 @@ func (s *RaftStore) linearize(ctx context.Context) error {
 }
 
 // block re-reads q each time a watched key changes, until the result's
-// index passes q.MinIndex or the wait is over. The watch is registered
-// before each read, so a change between the read and the wait still wakes it.
+// index passes q.MinIndex or the wait is over.
 func (s *RaftStore) block(ctx context.Context, q kv.Query) (*kv.QueryResult, error) {
-	wait := q.Wait
+	var res *kv.QueryResult
+	err := s.blockOn(ctx, s.watch, q.Key, q.Kind != kv.ReadGet, q.MinIndex, q.Wait, func() (uint64, error) {
+		var err error
+		if res, err = s.readLocal(q); err != nil {
+			return 0, err
+		}
+		return res.Index, nil
+	})
+	return res, err
+}
+
+// blockOn calls read each time hub reports a change of key (or under it,
+// with prefix), until read's index passes minIndex or the wait (default
+// kv.DefaultWait, at most kv.MaxWait, plus jitter) is over; the last read
+// is the answer. The watch is registered before each read, so a change
+// between the read and the wait still wakes it.
+func (s *RaftStore) blockOn(ctx context.Context, hub *watch.Hub, key string, prefix bool, minIndex uint64, wait time.Duration, read func() (uint64, error)) error {
 	if wait <= 0 {
 		wait = kv.DefaultWait
 	}
@@ -332,23 +351,24 @@ func (s *RaftStore) block(ctx context.Context, q kv.Query) (*kv.QueryResult, err
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for {
-		w := s.watch.Watch(q.Key, q.Kind != kv.ReadGet)
-		res, err := s.readLocal(q)
-		if err != nil || res.Index > q.MinIndex {
-			s.watch.Stop(w)
-			return res, err
+		w := hub.Watch(key, prefix)
+		index, err := read()
+		if err != nil || index > minIndex {
+			hub.Stop(w)
+			return err
 		}
 		select {
 		case <-w.C:
+			hub.Stop(w)
 			continue
 		case <-timer.C:
 		case <-s.ctx.Done():
 		case <-ctx.Done():
-			s.watch.Stop(w)
-			return nil, fmt.Errorf("%w: blocking query abandoned: %v", kv.ErrNoLeader, ctx.Err())
+			hub.Stop(w)
+			return fmt.Errorf("%w: blocking query abandoned: %v", kv.ErrNoLeader, ctx.Err())
 		}
-		s.watch.Stop(w)
-		return res, nil
+		hub.Stop(w)
+		return nil
 	}
 }
 

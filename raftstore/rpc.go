@@ -27,11 +27,12 @@ const rpcPrefix = "/internal/v1/"
 
 // rpcResponse carries a result or a sentinel error (by wire code) back.
 type rpcResponse struct {
-	Code   string     `json:"code,omitempty"`
-	Error  string     `json:"error,omitempty"`
-	Result *kv.Result `json:"result,omitempty"`
-	Index  uint64     `json:"index,omitempty"`
-	Term   uint64     `json:"term,omitempty"`
+	Code    string      `json:"code,omitempty"`
+	Error   string      `json:"error,omitempty"`
+	Result  *kv.Result  `json:"result,omitempty"`
+	Index   uint64      `json:"index,omitempty"`
+	Term    uint64      `json:"term,omitempty"`
+	Session *kv.Session `json:"session,omitempty"`
 }
 
 type membershipRequest struct {
@@ -49,6 +50,7 @@ func (s *RaftStore) rpcHandler() http.Handler {
 	m.HandleFunc("GET "+rpcPrefix+"term", s.rpcTerm)
 	m.HandleFunc("POST "+rpcPrefix+"membership", s.rpcMembership)
 	m.HandleFunc("POST "+rpcPrefix+"restore", s.rpcRestore)
+	m.HandleFunc("PUT "+rpcPrefix+"renew", s.rpcRenew)
 	return m
 }
 
@@ -143,6 +145,16 @@ func (s *RaftStore) rpcRestore(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := rpcContext(r, s.cfg.ApplyTimeout)
 	defer cancel()
 	writeRPC(w, nil, 0, s.restoreLocal(ctx, f, size))
+}
+
+func (s *RaftStore) rpcRenew(w http.ResponseWriter, r *http.Request) {
+	sess, err := s.renewLocal(r.URL.Query().Get("id"))
+	if err != nil {
+		writeRPC(w, nil, 0, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(rpcResponse{Session: &sess})
 }
 
 func writeRPC(w http.ResponseWriter, res *kv.Result, index uint64, err error) {

@@ -22,6 +22,7 @@ import (
 	"github.com/raftkv/raftkv/httpd"
 	"github.com/raftkv/raftkv/internal/leaderwatch"
 	"github.com/raftkv/raftkv/internal/logging"
+	"github.com/raftkv/raftkv/internal/sessions"
 	"github.com/raftkv/raftkv/internal/watch"
 	"github.com/raftkv/raftkv/kv"
 	"github.com/raftkv/raftkv/mux"
@@ -54,6 +55,7 @@ type RaftStore struct {
 	http     *http.Server
 	peers    *peerClient
 	leaders  *leaderwatch.Watch
+	sessions *sessions.Manager // TTL timers and node health, while leading
 	verifier *verifier
 	// followerReads shares one read-index call to the leader among the
 	// linearizable reads that arrive together on a follower.
@@ -198,6 +200,7 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 
 	s.peers = newPeerClient(s.mux.DialContext)
 	s.metrics = newMetrics(s.watch.Len)
+	s.sessions = sessions.New(sessions.RealClock{}, s.invalidateSession)
 	s.leaders = leaderwatch.New(s.raft, s.id, s.addr, time.Now, s.metrics.failover.Observe)
 	watch.Store(s.leaders)
 	slowAfter := cfg.HeartbeatTimeout / 10 // raft's heartbeat interval
@@ -218,6 +221,7 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 	})
 	s.spawn(func() { s.watchLeadership(notify) })
 	s.spawn(func() { leaderwatch.Run(s.raft, s.leaders, cfg.HeartbeatTimeout/10, s.raftDone) })
+	s.spawn(s.watchPeers)
 	s.spawn(s.watchReadiness)
 	if len(cfg.Join) > 0 {
 		s.spawn(s.joinLoop)
@@ -280,6 +284,7 @@ func (s *RaftStore) Kill() error { return s.shutdown(false) }
 func (s *RaftStore) shutdown(handOver bool) error {
 	s.closeOnce.Do(func() {
 		s.cancel()
+		s.sessions.Step() // no invalidation may start while the node goes away
 		if handOver && s.raft.State() == raft.Leader && s.voterCount() > 1 {
 			if err := s.raft.LeadershipTransfer().Error(); err != nil {
 				s.logger.Warn("leadership transfer before shutdown failed", "err", err)
@@ -296,6 +301,7 @@ func (s *RaftStore) shutdown(handOver bool) error {
 		}
 		close(s.raftDone)
 		s.leaders.Stop()
+		s.sessions.Close()
 		if err := s.mux.Close(); err != nil {
 			errs = append(errs, err)
 		}

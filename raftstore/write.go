@@ -59,6 +59,9 @@ func (s *RaftStore) Apply(ctx context.Context, cmd *kv.Command) (*kv.Result, err
 func (s *RaftStore) applyLocal(ctx context.Context, cmd *kv.Command) (*kv.Result, error) {
 	c := *cmd
 	c.Time = time.Now()
+	if err := s.stampSession(&c); err != nil {
+		return nil, err
+	}
 	cmd = &c
 	start := time.Now()
 	future := s.raft.Apply(fsm.EncodeCommand(cmd), enqueueTimeout(ctx))
@@ -76,6 +79,7 @@ func (s *RaftStore) applyLocal(ctx context.Context, cmd *kv.Command) (*kv.Result
 	}
 	switch resp := future.Response().(type) {
 	case *kv.Result:
+		s.sessionApplied(cmd, resp)
 		return resp, nil
 	case error:
 		return nil, resp

@@ -1,0 +1,282 @@
+package raftstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+
+	"github.com/google/uuid"
+	"github.com/hashicorp/raft"
+
+	"github.com/raftkv/raftkv/fsm"
+	"github.com/raftkv/raftkv/internal/leaderwatch"
+	"github.com/raftkv/raftkv/kv"
+)
+
+// Sessions: the state lives in the FSM (package fsm), the timers and node
+// health on the leader (package sessions); this file connects them. A
+// create is stamped on the leader (its ID, and a check that its node is a
+// member) before it is proposed, so every node applies the same command.
+
+// CreateSession creates a session and returns its ID. Empty fields take
+// Consul's defaults, except NodeChecks: nil means none (the HTTP API
+// applies the serfHealth default).
+func (s *RaftStore) CreateSession(ctx context.Context, spec kv.Session) (string, error) {
+	if spec.Node == "" {
+		spec.Node = s.id
+	}
+	if spec.Behavior == "" {
+		spec.Behavior = kv.BehaviorRelease
+	}
+	if err := spec.Validate(); err != nil {
+		return "", err
+	}
+	spec.ID, spec.CreateIndex, spec.ModifyIndex = "", 0, 0
+	res, err := s.Apply(ctx, &kv.Command{Ops: []kv.Op{{Verb: kv.VerbSessionCreate, Value: fsm.EncodeSession(&spec)}}})
+	if err != nil {
+		return "", err
+	}
+	if !res.OK || len(res.Entries) != 1 {
+		return "", fmt.Errorf("raftstore: session create refused: %v", res.Errors)
+	}
+	return res.Entries[0].Session, nil
+}
+
+// DestroySession invalidates a session: the keys it holds are released or
+// deleted (its behaviour) and stay under lock-delay. An unknown session is
+// not an error.
+func (s *RaftStore) DestroySession(ctx context.Context, id string) error {
+	if id == "" {
+		return kv.Errorf(kv.ErrInvalid, "Missing session")
+	}
+	_, err := s.Apply(ctx, &kv.Command{Ops: []kv.Op{{Verb: kv.VerbSessionDestroy, Session: id}}})
+	return err
+}
+
+// RenewSession restarts a session's TTL on the leader (nothing goes through
+// the log) and returns the session.
+func (s *RaftStore) RenewSession(ctx context.Context, id string) (kv.Session, error) {
+	if id == "" {
+		return kv.Session{}, kv.Errorf(kv.ErrInvalid, "Missing session")
+	}
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	var out kv.Session
+	err := s.onLeader(ctx, func() (err error) {
+		out, err = s.renewLocal(id)
+		return err
+	}, func(ep leaderwatch.Epoch) (err error) {
+		s.metrics.forwarded.WithLabelValues("renew").Inc()
+		cctx, cancel := peerContext(ctx, ep, s.peerTimeout())
+		defer cancel()
+		out, err = s.peers.renew(cctx, ep.Leader, id)
+		return err
+	})
+	return out, err
+}
+
+func (s *RaftStore) renewLocal(id string) (kv.Session, error) {
+	leading, known := s.sessions.Renew(id)
+	if !leading {
+		return kv.Session{}, fmt.Errorf("%w: session timers are not running here yet", kv.ErrNoLeader)
+	}
+	sess, _, ok, err := s.fsm.Session(id)
+	if err != nil {
+		return kv.Session{}, err
+	}
+	if !ok {
+		return kv.Session{}, kv.Errorf(kv.ErrNotFound, "Session id '%s' not found", id)
+	}
+	if !known { // applied here just before the timers heard of it
+		s.sessions.Created(sess)
+	}
+	return sess, nil
+}
+
+// Sessions answers a session query (see kv.SessionQuery).
+func (s *RaftStore) Sessions(ctx context.Context, q kv.SessionQuery) (*kv.SessionResult, error) {
+	if !q.Stale {
+		if err := s.linearize(ctx); err != nil {
+			return nil, err
+		}
+	}
+	var res *kv.SessionResult
+	read := func() (uint64, error) {
+		var err error
+		res, err = s.readSessions(q)
+		if err != nil {
+			return 0, err
+		}
+		return res.Index, nil
+	}
+	if q.MinIndex == 0 {
+		_, err := read()
+		return res, err
+	}
+	err := s.blockOn(ctx, s.sessionWatch, "", false, q.MinIndex, q.Wait, read)
+	return res, err
+}
+
+func (s *RaftStore) readSessions(q kv.SessionQuery) (*kv.SessionResult, error) {
+	res := &kv.SessionResult{Stale: q.Stale, Sessions: []kv.Session{}}
+	var err error
+	if q.ID != "" {
+		var sess kv.Session
+		var ok bool
+		if sess, res.Index, ok, err = s.fsm.Session(q.ID); ok {
+			res.Sessions = append(res.Sessions, sess)
+		}
+	} else {
+		res.Sessions, res.Index, err = s.fsm.Sessions(q.Node)
+	}
+	if err != nil {
+		return nil, err
+	}
+	addr, _ := s.raft.LeaderWithID()
+	res.KnownLeader = addr != ""
+	res.LastContact = s.LastContact()
+	return res, nil
+}
+
+// Acquire writes key and takes its lock for session if the lock is free
+// (or already the session's): true if it did. Under lock-delay, or held by
+// another session: false. An unknown session: an error (kv.ErrSession).
+func (s *RaftStore) Acquire(ctx context.Context, key string, value []byte, session string, opts ...WriteOption) (bool, error) {
+	return s.lockOp(ctx, kv.Op{Verb: kv.VerbLock, Key: key, Value: value, Session: session}, opts)
+}
+
+// Release writes key and frees its lock if session holds it: true if it did.
+func (s *RaftStore) Release(ctx context.Context, key string, value []byte, session string, opts ...WriteOption) (bool, error) {
+	return s.lockOp(ctx, kv.Op{Verb: kv.VerbUnlock, Key: key, Value: value, Session: session}, opts)
+}
+
+func (s *RaftStore) lockOp(ctx context.Context, op kv.Op, opts []WriteOption) (bool, error) {
+	res, err := s.write(ctx, op, opts)
+	if err != nil {
+		return false, err
+	}
+	if !res.OK && len(res.Errors) > 0 && res.Errors[0].InvalidSession {
+		return false, kv.Errorf(kv.ErrSession, "%s", res.Errors[0].What)
+	}
+	return res.OK, nil
+}
+
+// stampSession is applyLocal's work on a session command before it is
+// proposed: a create gets its ID here, on the leader, and its node must be
+// a member of the cluster.
+func (s *RaftStore) stampSession(c *kv.Command) error {
+	if len(c.Ops) != 1 || c.Ops[0].Verb != kv.VerbSessionCreate || c.Ops[0].Session != "" {
+		return nil
+	}
+	spec, err := fsm.DecodeSession(c.Ops[0].Value)
+	if err != nil {
+		return fmt.Errorf("%w: session: %v", kv.ErrInvalid, err)
+	}
+	member := false
+	for _, srv := range s.raft.GetConfiguration().Configuration().Servers {
+		member = member || string(srv.ID) == spec.Node
+	}
+	if !member {
+		return kv.Errorf(kv.ErrSession, "Missing node registration")
+	}
+	ops := []kv.Op{c.Ops[0]}
+	ops[0].Session = uuid.NewString()
+	c.Ops = ops
+	return nil
+}
+
+// sessionApplied tells the timers about a session command the leader
+// applied.
+func (s *RaftStore) sessionApplied(c *kv.Command, res *kv.Result) {
+	if len(c.Ops) != 1 || !res.OK {
+		return
+	}
+	switch op := c.Ops[0]; op.Verb {
+	case kv.VerbSessionCreate:
+		if sess, _, ok, err := s.fsm.Session(op.Session); err == nil && ok {
+			s.sessions.Created(sess)
+		}
+	case kv.VerbSessionDestroy:
+		s.sessions.Destroyed(op.Session)
+	}
+}
+
+// leadSessions starts the timers once this node leads with everything
+// committed applied (after its barrier).
+func (s *RaftStore) leadSessions() {
+	all, _, err := s.fsm.Sessions("")
+	if err != nil {
+		s.logger.Error("cannot load sessions: their timers do not run", "err", err)
+		return
+	}
+	var members []string
+	for _, srv := range s.raft.GetConfiguration().Configuration().Servers {
+		members = append(members, string(srv.ID))
+	}
+	s.sessions.Lead(all, members)
+}
+
+// invalidateSession proposes the destroy of a session whose TTL ran out or
+// whose node failed (sessions.Manager calls it on the leader).
+func (s *RaftStore) invalidateSession(id, why string) error {
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.ApplyTimeout)
+	defer cancel()
+	if !s.isLeader() {
+		return errors.New("not the leader")
+	}
+	_, err := s.applyLocal(ctx, &kv.Command{Ops: []kv.Op{{Verb: kv.VerbSessionDestroy, Session: id}}})
+	if err == nil {
+		s.logger.Info("session invalidated", "session", id, "why", why)
+	}
+	return err
+}
+
+// watchPeers feeds the leader's view of each node's health to the session
+// timers: missed heartbeats, recovered ones, and removals.
+func (s *RaftStore) watchPeers() {
+	ch := make(chan raft.Observation, 256)
+	obs := raft.NewObserver(ch, false, func(o *raft.Observation) bool {
+		switch o.Data.(type) {
+		case raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation, raft.PeerObservation:
+			return true
+		}
+		return false
+	})
+	s.raft.RegisterObserver(obs)
+	defer s.raft.DeregisterObserver(obs)
+	for {
+		select {
+		case o := <-ch:
+			switch d := o.Data.(type) {
+			case raft.FailedHeartbeatObservation:
+				s.sessions.NodeFailing(string(d.PeerID), d.LastContact)
+			case raft.ResumedHeartbeatObservation:
+				s.sessions.NodeHealthy(string(d.PeerID))
+			case raft.PeerObservation:
+				if d.Removed {
+					s.sessions.NodeRemoved(string(d.Peer.ID))
+				} else {
+					s.sessions.NodeHealthy(string(d.Peer.ID))
+				}
+			}
+		case <-s.raftDone:
+			return
+		}
+	}
+}
+
+// renew asks the leader to restart a session's TTL.
+func (p *peerClient) renew(ctx context.Context, addr, id string) (kv.Session, error) {
+	out, err := p.call(ctx, "PUT", addr, rpcPrefix+"renew?id="+url.QueryEscape(id), nil)
+	if errors.Is(err, kv.ErrUnknownOutcome) {
+		err = fmt.Errorf("%w: %v", kv.ErrNoLeader, err) // a renew can be repeated
+	}
+	if err != nil {
+		return kv.Session{}, err
+	}
+	if out.Session == nil {
+		return kv.Session{}, fmt.Errorf("%w: empty answer from %s", kv.ErrNoLeader, addr)
+	}
+	return *out.Session, nil
+}
