@@ -25,6 +25,10 @@ func statusOf(err error) int {
 		return http.StatusGatewayTimeout
 	case errors.Is(err, kv.ErrNotImplemented):
 		return http.StatusNotImplemented
+	case errors.Is(err, kv.ErrIdempotencyKeyReused):
+		return http.StatusUnprocessableEntity
+	case errors.Is(err, kv.ErrSession):
+		return http.StatusInternalServerError // Consul's status; clients match the text
 	default:
 		return http.StatusInternalServerError
 	}

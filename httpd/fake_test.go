@@ -24,6 +24,7 @@ type fakeStore struct {
 	applied  int // Apply calls that reached the store
 	readTxns int
 	idemKeys []string // idempotency keys seen by Apply
+	sessions map[string]kv.Session
 }
 
 func newFakeStore() *fakeStore {
@@ -209,4 +210,56 @@ func (f *fakeStore) Ready() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.re
 
 func kvEntry(key string) kv.Entry {
 	return kv.Entry{Key: key, Value: []byte("v"), CreateIndex: 1, ModifyIndex: 1}
+}
+
+func (f *fakeStore) ID() string   { return "n1" }
+func (f *fakeStore) Addr() string { return "127.0.0.1:7001" }
+
+func (f *fakeStore) CreateSession(ctx context.Context, spec kv.Session) (string, error) {
+	if spec.Node == "" {
+		spec.Node = f.ID()
+	}
+	if err := spec.Validate(); err != nil {
+		return "", err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.index++
+	spec.ID = fmt.Sprintf("00000000-0000-0000-0000-%012d", f.index)
+	spec.CreateIndex, spec.ModifyIndex = f.index, f.index
+	if f.sessions == nil {
+		f.sessions = map[string]kv.Session{}
+	}
+	f.sessions[spec.ID] = spec
+	return spec.ID, nil
+}
+
+func (f *fakeStore) DestroySession(ctx context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.sessions, id)
+	return nil
+}
+
+func (f *fakeStore) RenewSession(ctx context.Context, id string) (kv.Session, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s, ok := f.sessions[id]
+	if !ok {
+		return kv.Session{}, kv.Errorf(kv.ErrNotFound, "Session id '%s' not found", id)
+	}
+	return s, nil
+}
+
+func (f *fakeStore) Sessions(ctx context.Context, q kv.SessionQuery) (*kv.SessionResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	res := &kv.SessionResult{Index: f.index, KnownLeader: true, Sessions: []kv.Session{}}
+	for _, s := range f.sessions {
+		if (q.ID == "" || s.ID == q.ID) && (q.Node == "" || s.Node == q.Node) {
+			res.Sessions = append(res.Sessions, s)
+		}
+	}
+	sort.Slice(res.Sessions, func(i, j int) bool { return res.Sessions[i].ID < res.Sessions[j].ID })
+	return res, nil
 }

@@ -32,6 +32,14 @@ type Store interface {
 	Remove(ctx context.Context, id string) error
 	TransferLeadership(ctx context.Context, id string) error
 	Ready() bool
+
+	CreateSession(ctx context.Context, spec kv.Session) (string, error)
+	DestroySession(ctx context.Context, id string) error
+	RenewSession(ctx context.Context, id string) (kv.Session, error)
+	Sessions(ctx context.Context, q kv.SessionQuery) (*kv.SessionResult, error)
+
+	ID() string   // this node's ID (its Consul node name)
+	Addr() string // this node's advertised address
 }
 
 // Options configure the handler.
@@ -90,6 +98,13 @@ func New(store Store, opts Options) http.Handler {
 	route("/v1/snapshot", "snapshot", map[string]http.HandlerFunc{
 		http.MethodGet: h.snapshotSave, http.MethodPut: h.snapshotRestore,
 	})
+	route("/v1/session/create", "session_create", map[string]http.HandlerFunc{http.MethodPut: h.sessionCreate})
+	route("/v1/session/destroy/", "session_destroy", map[string]http.HandlerFunc{http.MethodPut: h.sessionDestroy})
+	route("/v1/session/renew/", "session_renew", map[string]http.HandlerFunc{http.MethodPut: h.sessionRenew})
+	route("/v1/session/info/", "session_info", map[string]http.HandlerFunc{http.MethodGet: h.sessionInfo})
+	route("/v1/session/node/", "session_node", map[string]http.HandlerFunc{http.MethodGet: h.sessionNode})
+	route("/v1/session/list", "session_list", map[string]http.HandlerFunc{http.MethodGet: h.sessionList})
+	route("/v1/agent/self", "agent_self", map[string]http.HandlerFunc{http.MethodGet: h.agentSelf})
 	route("/v1/status/leader", "status_leader", map[string]http.HandlerFunc{http.MethodGet: h.statusLeader})
 	route("/v1/status/peers", "status_peers", map[string]http.HandlerFunc{http.MethodGet: h.statusPeers})
 	route("/v1/operator/raft/configuration", "raft_configuration", map[string]http.HandlerFunc{http.MethodGet: h.raftConfiguration})

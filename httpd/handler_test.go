@@ -135,7 +135,7 @@ func TestKVRoundTrip(t *testing.T) {
 // TestStatusTable walks API.md's error table through the real handlers.
 func TestStatusTable(t *testing.T) {
 	long := strings.Repeat("k", kv.MaxKeyBytes+1)
-	ops65 := "[" + strings.TrimSuffix(strings.Repeat(`{"KV":{"Verb":"set","Key":"k"}},`, 65), ",") + "]"
+	ops129 := "[" + strings.TrimSuffix(strings.Repeat(`{"KV":{"Verb":"set","Key":"k"}},`, 129), ",") + "]"
 	cases := []struct {
 		name, method, path, body string
 		storeErr                 error
@@ -160,7 +160,7 @@ func TestStatusTable(t *testing.T) {
 		{"non-KV txn op", "PUT", "/v1/txn", `[{"Node":{}}]`, nil, 400, false},
 		{"value over limit", "PUT", "/v1/kv/k", strings.Repeat("x", testMaxValue+1), nil, 413, false},
 		{"value at limit", "PUT", "/v1/kv/k", strings.Repeat("x", testMaxValue), nil, 200, true},
-		{"txn of 65 ops", "PUT", "/v1/txn", ops65, nil, 413, false},
+		{"txn of 129 ops", "PUT", "/v1/txn", ops129, nil, 413, false},
 		{"no leader on write", "PUT", "/v1/kv/k", "v", fmt.Errorf("%w: test", kv.ErrNoLeader), 503, true},
 		{"no leader on read", "GET", "/v1/kv/k", "", fmt.Errorf("%w: test", kv.ErrNoLeader), 503, false},
 		{"unknown outcome", "PUT", "/v1/kv/k", "v", fmt.Errorf("%w: test", kv.ErrUnknownOutcome), 504, true},
@@ -175,7 +175,14 @@ func TestStatusTable(t *testing.T) {
 		{"peer add without address", "PUT", "/v1/operator/raft/peer?id=x", "", nil, 400, false},
 		{"remove unknown peer", "DELETE", "/v1/operator/raft/peer?id=nope", "", nil, 404, false},
 		{"idempotency key too long", "PUT", "/v1/kv/k", "v", nil, 400, false},
-		{"sessions", "PUT", "/v1/kv/k?acquire=abc", "v", nil, 501, false},
+		{"acquire and cas", "PUT", "/v1/kv/k?acquire=abc&cas=0", "v", nil, 400, false},
+		{"acquire without a session", "PUT", "/v1/kv/k?acquire=", "v", nil, 500, false},
+		{"session TTL too short", "PUT", "/v1/session/create", `{"TTL":"5s"}`, nil, 500, false},
+		{"session with a bad lock-delay", "PUT", "/v1/session/create", `{"LockDelay":"20"}`, nil, 400, false},
+		{"session with a service check", "PUT", "/v1/session/create", `{"ServiceChecks":[{"ID":"x"}]}`, nil, 500, false},
+		{"destroy without an id", "PUT", "/v1/session/destroy/", "", nil, 400, false},
+		{"renew of an unknown session", "PUT", "/v1/session/renew/nope", "", nil, 404, false},
+		{"session create by GET", "GET", "/v1/session/create", "", nil, 405, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

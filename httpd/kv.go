@@ -72,6 +72,24 @@ func parseWait(s string) (time.Duration, error) {
 	return d, nil
 }
 
+// readParams parses what every read takes: consistency and a blocking
+// query's index and wait.
+func readParams(r *http.Request) (stale bool, index uint64, wait time.Duration, err error) {
+	q := r.URL.Query()
+	if has(q, "stale") && has(q, "consistent") {
+		return false, 0, 0, fmt.Errorf("%w: cannot use stale and consistent together", kv.ErrInvalid)
+	}
+	if index, _, err = uintParam(q, "index"); err != nil {
+		return false, 0, 0, err
+	}
+	if has(q, "wait") {
+		if wait, err = parseWait(q.Get("wait")); err != nil {
+			return false, 0, 0, err
+		}
+	}
+	return has(q, "stale"), index, wait, nil
+}
+
 func (h *handler) kvGet(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	key, err := keyOf(r)
@@ -79,23 +97,12 @@ func (h *handler) kvGet(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if has(q, "stale") && has(q, "consistent") {
-		writeError(w, fmt.Errorf("%w: cannot use stale and consistent together", kv.ErrInvalid))
-		return
-	}
-	index, _, err := uintParam(q, "index")
+	stale, index, wait, err := readParams(r)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	var wait time.Duration
-	if has(q, "wait") {
-		if wait, err = parseWait(q.Get("wait")); err != nil {
-			writeError(w, err)
-			return
-		}
-	}
-	query := kv.Query{Kind: kv.ReadGet, Key: key, Stale: has(q, "stale"), MinIndex: index, Wait: wait}
+	query := kv.Query{Kind: kv.ReadGet, Key: key, Stale: stale, MinIndex: index, Wait: wait}
 	switch {
 	case has(q, "keys"):
 		query.Kind, query.Separator = kv.ReadKeys, q.Get("separator")
@@ -145,11 +152,18 @@ func setQueryHeaders(w http.ResponseWriter, res *kv.QueryResult) {
 	}
 }
 
-// rejectUnsupportedWrite answers features the write path does not have.
-func rejectUnsupportedWrite(w http.ResponseWriter, r *http.Request) bool {
+// conflictingFlags refuses a write that combines cas, acquire and release
+// (Consul's wording).
+func conflictingFlags(w http.ResponseWriter, r *http.Request) bool {
 	q := r.URL.Query()
-	if has(q, "acquire") || has(q, "release") {
-		writeError(w, fmt.Errorf("%w: sessions (acquire/release) are not supported", kv.ErrNotImplemented))
+	n := 0
+	for _, f := range []string{"cas", "acquire", "release"} {
+		if has(q, f) {
+			n++
+		}
+	}
+	if n > 1 {
+		writeError(w, kv.Errorf(kv.ErrInvalid, "Conflicting flags: %s", q.Encode()))
 		return true
 	}
 	return false
@@ -179,7 +193,7 @@ func (h *handler) kvPut(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if rejectUnsupportedWrite(w, r) {
+	if conflictingFlags(w, r) {
 		return
 	}
 	value, err := h.readValue(w, r)
@@ -188,8 +202,17 @@ func (h *handler) kvPut(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	op := kv.Op{Verb: kv.VerbSet, Key: key, Value: value, Flags: flags}
-	if isCAS {
+	switch {
+	case isCAS:
 		op.Verb, op.Index = kv.VerbCAS, cas
+	case has(q, "acquire"):
+		op.Verb, op.Session = kv.VerbLock, q.Get("acquire")
+	case has(q, "release"):
+		op.Verb, op.Session = kv.VerbUnlock, q.Get("release")
+	}
+	if (op.Verb == kv.VerbLock || op.Verb == kv.VerbUnlock) && op.Session == "" {
+		writeError(w, kv.Errorf(kv.ErrSession, "missing session"))
+		return
 	}
 	h.applyBool(w, r, op)
 }
@@ -221,9 +244,6 @@ func (h *handler) kvDelete(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if rejectUnsupportedWrite(w, r) {
-		return
-	}
 	op := kv.Op{Verb: kv.VerbDelete, Key: key}
 	switch {
 	case has(q, "recurse"): // Consul: recurse wins over cas
@@ -247,6 +267,10 @@ func (h *handler) applyBool(w http.ResponseWriter, r *http.Request, op kv.Op) {
 	res, err := h.store.Apply(r.Context(), cmd)
 	if err != nil {
 		writeError(w, err)
+		return
+	}
+	if !res.OK && len(res.Errors) > 0 && res.Errors[0].InvalidSession {
+		writeError(w, kv.Errorf(kv.ErrSession, "%s", res.Errors[0].What)) // Consul: 500, not false
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -283,9 +307,6 @@ type txnError struct {
 }
 
 func (h *handler) txn(w http.ResponseWriter, r *http.Request) {
-	if rejectUnsupportedWrite(w, r) {
-		return
-	}
 	limit := int64(kv.MaxTxnOps) * int64(h.maxValue*4/3+kv.MaxKeyBytes+256)
 	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
@@ -316,7 +337,7 @@ func (h *handler) txn(w http.ResponseWriter, r *http.Request) {
 			writeError(w, fmt.Errorf("operation %d: %w", i, err))
 			return
 		}
-		cmd.Ops = append(cmd.Ops, kv.Op{Verb: verb, Key: op.KV.Key, Value: op.KV.Value, Flags: op.KV.Flags, Index: op.KV.Index})
+		cmd.Ops = append(cmd.Ops, kv.Op{Verb: verb, Key: op.KV.Key, Value: op.KV.Value, Flags: op.KV.Flags, Index: op.KV.Index, Session: op.KV.Session})
 	}
 	if err := cmd.Validate(h.maxValue); err != nil {
 		writeError(w, err)

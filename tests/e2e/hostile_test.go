@@ -109,7 +109,7 @@ func TestHostileInput(t *testing.T) {
 	}()
 
 	long := strings.Repeat("k", 1025)
-	ops65 := "[" + strings.TrimSuffix(strings.Repeat(`{"KV":{"Verb":"set","Key":"x"}},`, 65), ",") + "]"
+	ops129 := "[" + strings.TrimSuffix(strings.Repeat(`{"KV":{"Verb":"set","Key":"x"}},`, 129), ",") + "]"
 	cases := []struct {
 		name, method, path, body string
 		want                     int
@@ -123,7 +123,7 @@ func TestHostileInput(t *testing.T) {
 		{"bad wait", "GET", "/v1/kv/x?index=1&wait=soon", "", 400},
 		{"unknown verb", "PUT", "/v1/txn", `[{"KV":{"Verb":"nuke","Key":"x"}}]`, 400},
 		{"malformed txn", "PUT", "/v1/txn", `{"KV":`, 400},
-		{"txn of 65 ops", "PUT", "/v1/txn", ops65, 413},
+		{"txn of 129 ops", "PUT", "/v1/txn", ops129, 413},
 		{"non-UTF-8 key, escaped", "PUT", "/v1/kv/%ff%fe", "v", 400},
 		{"wrong method", "PATCH", "/v1/kv/x", "v", 405},
 	}

@@ -58,17 +58,17 @@ func TestTxnThroughConsulClient(t *testing.T) {
 		}
 	}
 
-	// 65 operations: 413. Malformed JSON: 400.
-	ops := make(consul.KVTxnOps, 65)
+	// 129 operations: 413 (Consul 1.14+ allows 128). Malformed JSON: 400.
+	ops := make(consul.KVTxnOps, 129)
 	for i := range ops {
 		ops[i] = &consul.KVTxnOp{Verb: consul.KVSet, Key: fmt.Sprintf("t/%d", i)}
 	}
 	if _, _, _, err := kvc.Txn(ops, nil); err == nil {
-		t.Fatal("65 ops accepted")
+		t.Fatal("129 ops accepted")
 	}
-	body65 := "[" + strings.TrimSuffix(strings.Repeat(`{"KV":{"Verb":"set","Key":"t/x"}},`, 65), ",") + "]"
-	if r := put(t, "http://"+followers[1].Addr+"/v1/txn", body65, nil); r.StatusCode != 413 {
-		t.Fatalf("65 ops: status %d, want 413", r.StatusCode)
+	body129 := "[" + strings.TrimSuffix(strings.Repeat(`{"KV":{"Verb":"set","Key":"t/x"}},`, 129), ",") + "]"
+	if r := put(t, "http://"+followers[1].Addr+"/v1/txn", body129, nil); r.StatusCode != 413 {
+		t.Fatalf("129 ops: status %d, want 413", r.StatusCode)
 	}
 	resp400 := put(t, "http://"+followers[1].Addr+"/v1/txn", `[{"KV":{"Verb":"set"`, nil)
 	if resp400.StatusCode != 400 {

@@ -1,0 +1,228 @@
+package httpd
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/raftkv/raftkv/kv"
+)
+
+// sessionEntry is Consul's JSON shape of a session.
+type sessionEntry struct {
+	ID            string
+	Name          string
+	Node          string
+	LockDelay     time.Duration // nanoseconds
+	Behavior      string
+	TTL           string
+	NodeChecks    []string // [] rather than null: clients compare it
+	ServiceChecks []struct{ ID, Namespace string }
+	CreateIndex   uint64
+	ModifyIndex   uint64
+}
+
+func toSessionEntry(s kv.Session) sessionEntry {
+	checks := s.NodeChecks
+	if checks == nil {
+		checks = []string{}
+	}
+	return sessionEntry{ID: s.ID, Name: s.Name, Node: s.Node, LockDelay: s.LockDelay, Behavior: s.Behavior,
+		TTL: s.TTL, NodeChecks: checks, CreateIndex: s.CreateIndex, ModifyIndex: s.ModifyIndex}
+}
+
+// sessionRequest is the body of a create. Pointers and raw values tell
+// "absent" from "empty", which Consul gives different meanings; field
+// names match case-insensitively (encoding/json), as clients rely on.
+type sessionRequest struct {
+	Name          string
+	Node          string
+	LockDelay     json.RawMessage
+	Behavior      string
+	TTL           string
+	NodeChecks    *[]string
+	Checks        *[]string
+	ServiceChecks []struct{ ID string }
+}
+
+// spec turns a create request into a session with Consul's defaults.
+func (r *sessionRequest) spec() (kv.Session, error) {
+	s := kv.Session{Name: r.Name, Node: r.Node, Behavior: r.Behavior, TTL: r.TTL, LockDelay: kv.DefaultLockDelay}
+	if s.Behavior == "" {
+		s.Behavior = kv.BehaviorRelease
+	}
+	delay, err := parseLockDelay(r.LockDelay)
+	if err != nil {
+		return s, fmt.Errorf("%w: Request decode failed: %v", kv.ErrInvalid, err)
+	}
+	if delay != nil {
+		s.LockDelay = *delay
+	}
+	// Checks: serfHealth unless the request says otherwise. An empty
+	// list, in either field, means no checks at all (Consul's rules for
+	// the old Checks field and the newer NodeChecks).
+	checks := []string{kv.SerfHealth}
+	if r.NodeChecks != nil {
+		checks = *r.NodeChecks
+	}
+	if r.Checks != nil {
+		switch {
+		case len(*r.Checks) == 0:
+			checks = []string{}
+		case len(*r.Checks) == 1 && (*r.Checks)[0] == kv.SerfHealth:
+		default:
+			for _, c := range *r.Checks {
+				if !contains(checks, c) {
+					checks = append(checks, c)
+				}
+			}
+		}
+	}
+	if len(r.ServiceChecks) > 0 { // no service catalogue here
+		return s, kv.Errorf(kv.ErrSession, "Missing check '%s' registration", r.ServiceChecks[0].ID)
+	}
+	s.NodeChecks = checks
+	return s, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// parseLockDelay reads Consul's LockDelay: a duration string or a number
+// of nanoseconds, where anything below 1000 means seconds. nil: absent.
+func parseLockDelay(raw json.RawMessage) (*time.Duration, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	var d time.Duration
+	switch raw[0] {
+	case '"':
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return nil, err
+		}
+		var err error
+		if d, err = time.ParseDuration(s); err != nil {
+			return nil, err
+		}
+	default:
+		var f float64
+		if err := json.Unmarshal(raw, &f); err != nil {
+			return nil, fmt.Errorf("LockDelay must be a duration or a number: %v", err)
+		}
+		d = time.Duration(f)
+	}
+	if d < 1000 {
+		d *= time.Second
+	}
+	return &d, nil
+}
+
+func (h *handler) sessionCreate(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<16))
+	if err != nil {
+		writeError(w, fmt.Errorf("%w: reading body: %v", kv.ErrInvalid, err))
+		return
+	}
+	var req sessionRequest
+	if len(bytes.TrimSpace(body)) > 0 {
+		if err := json.Unmarshal(body, &req); err != nil {
+			writeError(w, fmt.Errorf("%w: Request decode failed: %v", kv.ErrInvalid, err))
+			return
+		}
+	}
+	spec, err := req.spec()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	id, err := h.store.CreateSession(r.Context(), spec)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct{ ID string }{id})
+}
+
+// sessionArg is what follows prefix in the path: a session ID or a node.
+func sessionArg(w http.ResponseWriter, r *http.Request, prefix, missing string) (string, bool) {
+	arg := strings.TrimPrefix(r.URL.Path, prefix)
+	if arg == "" {
+		writeError(w, kv.Errorf(kv.ErrInvalid, "%s", missing))
+		return "", false
+	}
+	return arg, true
+}
+
+func (h *handler) sessionDestroy(w http.ResponseWriter, r *http.Request) {
+	id, ok := sessionArg(w, r, "/v1/session/destroy/", "Missing session")
+	if !ok {
+		return
+	}
+	if err := h.store.DestroySession(r.Context(), id); err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, true)
+}
+
+func (h *handler) sessionRenew(w http.ResponseWriter, r *http.Request) {
+	id, ok := sessionArg(w, r, "/v1/session/renew/", "Missing session")
+	if !ok {
+		return
+	}
+	s, err := h.store.RenewSession(r.Context(), id)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, []sessionEntry{toSessionEntry(s)})
+}
+
+func (h *handler) sessionInfo(w http.ResponseWriter, r *http.Request) {
+	if id, ok := sessionArg(w, r, "/v1/session/info/", "Missing session"); ok {
+		h.sessionRead(w, r, kv.SessionQuery{ID: id})
+	}
+}
+
+func (h *handler) sessionNode(w http.ResponseWriter, r *http.Request) {
+	if node, ok := sessionArg(w, r, "/v1/session/node/", "Missing node name"); ok {
+		h.sessionRead(w, r, kv.SessionQuery{Node: node})
+	}
+}
+
+func (h *handler) sessionList(w http.ResponseWriter, r *http.Request) {
+	h.sessionRead(w, r, kv.SessionQuery{})
+}
+
+// sessionRead answers the session GETs: reads like /v1/kv (linearizable
+// unless ?stale, blocking with ?index and ?wait, the X-Consul-* headers).
+func (h *handler) sessionRead(w http.ResponseWriter, r *http.Request, q kv.SessionQuery) {
+	var err error
+	if q.Stale, q.MinIndex, q.Wait, err = readParams(r); err != nil {
+		writeError(w, err)
+		return
+	}
+	res, err := h.store.Sessions(r.Context(), q)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	setQueryHeaders(w, &kv.QueryResult{Index: res.Index, KnownLeader: res.KnownLeader, LastContact: res.LastContact, Stale: res.Stale})
+	out := make([]sessionEntry, 0, len(res.Sessions))
+	for _, s := range res.Sessions {
+		out = append(out, toSessionEntry(s))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
