@@ -1,0 +1,130 @@
+package e2e
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	consul "github.com/hashicorp/consul/api"
+)
+
+// Consul's own Go client, unchanged, doing what its users do with sessions:
+// sessions with renewals, LockKey, SemaphorePrefix.
+func TestConsulSessionsLocksAndSemaphores(t *testing.T) {
+	c := startCluster(t, 3)
+	leader, followers := leaderAndFollowers(c)
+	a, b := client(t, followers[0].Addr), client(t, followers[1].Addr)
+	l := client(t, leader.Addr)
+
+	// Sessions: defaults, info on another node, renew, list, destroy.
+	id, _, err := a.Session().Create(&consul.SessionEntry{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	se, meta, err := b.Session().Info(id, nil)
+	if err != nil || se == nil || se.Node != followers[0].ID || se.LockDelay != 15*time.Second ||
+		len(se.NodeChecks) != 1 || se.NodeChecks[0] != "serfHealth" || se.Behavior != "release" || !meta.KnownLeader || meta.LastIndex == 0 {
+		t.Fatalf("info: %+v %+v %v", se, meta, err)
+	}
+	if nodes, _, err := l.Session().Node(followers[0].ID, nil); err != nil || len(nodes) != 1 {
+		t.Fatalf("sessions of the node: %v %v", nodes, err)
+	}
+	ttlID, _, err := a.Session().Create(&consul.SessionEntry{TTL: "10s", Behavior: consul.SessionBehaviorDelete}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, _, err := b.Session().Renew(ttlID, nil); err != nil || r == nil || r.TTL != "10s" {
+		t.Fatalf("renew: %+v %v", r, err)
+	}
+	noChecks, _, err := a.Session().CreateNoChecks(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if se, _, _ := a.Session().Info(noChecks, nil); se == nil || se.NodeChecks == nil || len(se.NodeChecks) != 0 {
+		t.Fatalf("a session without checks: %+v", se)
+	}
+	// RenewPeriodic: stops and destroys the session when told to, and
+	// reports a session that was destroyed under it.
+	done := make(chan struct{})
+	renewed := make(chan error, 1)
+	go func() { renewed <- a.Session().RenewPeriodic("10s", ttlID, nil, done) }()
+	close(done)
+	if err := <-renewed; err != nil {
+		t.Fatalf("RenewPeriodic after done: %v", err)
+	}
+	if se, _, _ := b.Session().Info(ttlID, nil); se != nil {
+		t.Fatal("RenewPeriodic did not destroy the session when done")
+	}
+	if _, err := a.Session().Destroy(noChecks, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Session().RenewPeriodic("1s", noChecks, nil, make(chan struct{})); !errors.Is(err, consul.ErrSessionExpired) {
+		t.Fatalf("RenewPeriodic of a destroyed session: %v", err)
+	}
+
+	// LockKey: held, refused to a contender, lost when the session goes.
+	holder, err := a.LockOpts(&consul.LockOptions{Key: "app/leader", SessionOpts: &consul.SessionEntry{TTL: "15s", LockDelay: time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost, err := holder.Lock(nil)
+	if err != nil || lost == nil {
+		t.Fatalf("lock: %v", err)
+	}
+	contender, _ := b.LockOpts(&consul.LockOptions{Key: "app/leader", LockTryOnce: true, LockWaitTime: 500 * time.Millisecond})
+	if ch, err := contender.Lock(nil); err != nil || ch != nil {
+		t.Fatalf("a second holder: %v %v", ch, err)
+	}
+	pair, _, err := l.KV().Get("app/leader", nil)
+	if err != nil || pair == nil || pair.Session == "" || pair.LockIndex != 1 {
+		t.Fatalf("lock key: %+v %v", pair, err)
+	}
+	if _, err := l.Session().Destroy(pair.Session, nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-lost:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the holder was not told that its lock was lost")
+	}
+	next, _ := b.LockKey("app/leader")
+	ch, err := next.Lock(nil)
+	if err != nil || ch == nil {
+		t.Fatalf("lock after the holder lost it: %v", err)
+	}
+	if pair, _, _ := l.KV().Get("app/leader", nil); pair == nil || pair.LockIndex != 2 {
+		t.Fatalf("fencing token after the second acquisition: %+v", pair)
+	}
+	if err := next.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatal("unlock did not close the leader channel")
+	}
+
+	// SemaphorePrefix with a limit of two and three contenders.
+	var sems []*consul.Semaphore
+	for _, cl := range []*consul.Client{a, b} {
+		s, err := cl.SemaphorePrefix("app/workers", 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ch, err := s.Acquire(nil); err != nil || ch == nil {
+			t.Fatalf("semaphore slot: %v", err)
+		}
+		sems = append(sems, s)
+	}
+	third, _ := l.SemaphoreOpts(&consul.SemaphoreOptions{Prefix: "app/workers", Limit: 2, SemaphoreTryOnce: true, SemaphoreWaitTime: 500 * time.Millisecond})
+	if ch, err := third.Acquire(nil); err != nil || ch != nil {
+		t.Fatalf("a third holder of a 2-semaphore: %v %v", ch, err)
+	}
+	if err := sems[0].Release(); err != nil {
+		t.Fatal(err)
+	}
+	third, _ = l.SemaphorePrefix("app/workers", 2)
+	if ch, err := third.Acquire(nil); err != nil || ch == nil {
+		t.Fatalf("the third after a release: %v", err)
+	}
+}
