@@ -49,7 +49,15 @@ func (s *RaftStore) changeMembership(ctx context.Context, req membershipRequest)
 		return s.changeMembershipLocal(ctx, req)
 	}, func(ep leaderwatch.Epoch) error {
 		s.metrics.forwarded.WithLabelValues("membership").Inc()
-		cctx, cancel := peerContext(ctx, ep, s.forwardTimeout())
+		var cctx context.Context
+		var cancel context.CancelFunc
+		if req.Op == "transfer" {
+			// The leader changing is what a transfer does: only the
+			// timeout ends this call.
+			cctx, cancel = context.WithTimeout(ctx, s.forwardTimeout())
+		} else {
+			cctx, cancel = peerContext(ctx, ep, s.forwardTimeout())
+		}
 		defer cancel()
 		return s.peers.membership(cctx, ep.Leader, req)
 	})

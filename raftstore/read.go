@@ -308,19 +308,29 @@ func (s *RaftStore) ReadTxn(ctx context.Context, cmd *kv.Command, stale bool) (*
 func (s *RaftStore) linearize(ctx context.Context) error {
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
-	start := time.Now()
-	idx, err := s.readIndex(ctx)
-	if err != nil {
+	for {
+		ep := s.leaders.Current()
+		start := time.Now()
+		idx, err := s.readIndex(ctx)
+		if err != nil {
+			return err
+		}
+		indexed := time.Now()
+		s.metrics.readIndexLatency.Observe(indexed.Sub(start).Seconds())
+		// Catching up is bound to the epoch too: a node cut off after it got
+		// the index would otherwise wait for entries that cannot reach it.
+		wctx, unbind := leaderwatch.Bind(ctx, ep)
+		err = s.waitApplied(wctx, idx)
+		unbind()
+		s.metrics.applyWaitLatency.Observe(time.Since(indexed).Seconds())
+		if err != nil && ctx.Err() == nil && errors.Is(context.Cause(wctx), leaderwatch.ErrLeaderChanged) {
+			continue // ask again: the new leader, or a quick "no leader"
+		}
+		if err == nil {
+			s.leaders.ReadServed()
+		}
 		return err
 	}
-	indexed := time.Now()
-	s.metrics.readIndexLatency.Observe(indexed.Sub(start).Seconds())
-	err = s.waitApplied(ctx, idx)
-	s.metrics.applyWaitLatency.Observe(time.Since(indexed).Seconds())
-	if err == nil {
-		s.leaders.ReadServed()
-	}
-	return err
 }
 
 // block re-reads q each time a watched key changes, until the result's
