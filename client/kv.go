@@ -37,6 +37,21 @@ func (c *Client) read(ctx context.Context, key string, params url.Values, opts [
 	for _, f := range opts {
 		f(&o)
 	}
+	more, extra := o.params()
+	for k, v := range more {
+		params[k] = v
+	}
+	resp, err := c.do(ctx, request{method: http.MethodGet, path: kvPath(key, params), extra: extra, repeatable: true})
+	if err != nil {
+		return nil, Meta{}, err
+	}
+	return resp, metaOf(resp.header), nil
+}
+
+// params are the query parameters of the options, and how much longer than
+// a plain call a blocking query may take.
+func (o readOpts) params() (url.Values, time.Duration) {
+	params := url.Values{}
 	if o.stale {
 		params.Set("stale", "")
 	}
@@ -50,11 +65,7 @@ func (c *Client) read(ctx context.Context, key string, params url.Values, opts [
 		}
 		extra += extra/16 + time.Second // the server adds up to wait/16 of jitter
 	}
-	resp, err := c.do(ctx, request{method: http.MethodGet, path: kvPath(key, params), extra: extra, repeatable: true})
-	if err != nil {
-		return nil, Meta{}, err
-	}
-	return resp, metaOf(resp.header), nil
+	return params, extra
 }
 
 func kvPath(key string, params url.Values) string {
@@ -81,10 +92,13 @@ type dirEntry struct {
 	Flags       uint64
 	CreateIndex uint64
 	ModifyIndex uint64
+	LockIndex   uint64
+	Session     string
 }
 
 func (d dirEntry) entry() kv.Entry {
-	return kv.Entry{Key: d.Key, Value: d.Value, Flags: d.Flags, CreateIndex: d.CreateIndex, ModifyIndex: d.ModifyIndex}
+	return kv.Entry{Key: d.Key, Value: d.Value, Flags: d.Flags, CreateIndex: d.CreateIndex, ModifyIndex: d.ModifyIndex,
+		LockIndex: d.LockIndex, Session: d.Session}
 }
 
 // Get returns one key; kv.ErrNotFound if it does not exist.
@@ -182,11 +196,12 @@ func (c *Client) Delete(ctx context.Context, key string, opts ...WriteOption) er
 
 // TxnOp is one operation of a transaction, in Consul's JSON shape.
 type TxnOp struct {
-	Verb  string
-	Key   string
-	Value []byte `json:",omitempty"`
-	Flags uint64 `json:",omitempty"`
-	Index uint64 `json:",omitempty"`
+	Verb    string
+	Key     string
+	Value   []byte `json:",omitempty"`
+	Flags   uint64 `json:",omitempty"`
+	Index   uint64 `json:",omitempty"`
+	Session string `json:",omitempty"`
 }
 
 // TxnError says why a transaction was rolled back.

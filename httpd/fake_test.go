@@ -1,6 +1,7 @@
 package httpd
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/raftkv/raftkv/kv"
 )
@@ -154,14 +156,17 @@ func (f *fakeStore) ReadTxn(ctx context.Context, cmd *kv.Command, stale bool) (*
 }
 
 // The fake's snapshot is its data as JSON.
-func (f *fakeStore) SaveSnapshot(ctx context.Context, w io.Writer, stale bool) error {
+func (f *fakeStore) OpenSnapshot(ctx context.Context, stale bool) (*kv.Snapshot, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.err != nil {
-		return f.err
+		return nil, f.err
 	}
-	return json.NewEncoder(w).Encode(f.data)
+	b, err := json.Marshal(f.data)
+	return &kv.Snapshot{Index: f.index, ReadCloser: io.NopCloser(bytes.NewReader(b))}, err
 }
+
+func (f *fakeStore) LastContact() time.Duration { return 0 }
 
 func (f *fakeStore) RestoreSnapshot(ctx context.Context, r io.Reader) error {
 	data := map[string]kv.Entry{}

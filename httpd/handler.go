@@ -24,7 +24,7 @@ type Store interface {
 	Read(ctx context.Context, q kv.Query) (*kv.QueryResult, error)
 	Apply(ctx context.Context, cmd *kv.Command) (*kv.Result, error)
 	ReadTxn(ctx context.Context, cmd *kv.Command, stale bool) (*kv.Result, error)
-	SaveSnapshot(ctx context.Context, w io.Writer, stale bool) error
+	OpenSnapshot(ctx context.Context, stale bool) (*kv.Snapshot, error)
 	RestoreSnapshot(ctx context.Context, r io.Reader) error
 	Leader() (addr, id string)
 	Configuration(ctx context.Context) (kv.Configuration, error)
@@ -38,8 +38,9 @@ type Store interface {
 	RenewSession(ctx context.Context, id string) (kv.Session, error)
 	Sessions(ctx context.Context, q kv.SessionQuery) (*kv.SessionResult, error)
 
-	ID() string   // this node's ID (its Consul node name)
-	Addr() string // this node's advertised address
+	LastContact() time.Duration // since this node last heard from the leader (0 on it)
+	ID() string                 // this node's ID (its Consul node name)
+	Addr() string               // this node's advertised address
 }
 
 // Options configure the handler.
@@ -127,34 +128,45 @@ func New(store Store, opts Options) http.Handler {
 	mux.Handle("/", h.instrument("unknown", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: no such endpoint %s", kv.ErrNotFound, r.URL.Path))
 	})))
-	// Keys are routed before the ServeMux, which would "clean" a key like
-	// "a//b" with a 301 redirect (followed by clients as a GET).
-	// Other unclean paths are answered 404 rather than redirected.
+	// Unclean paths ("/v1/kv//a", "/./") are redirected to the clean one
+	// for GET and HEAD, as Consul does; other methods get 400 rather than a
+	// redirect that clients would follow as a GET. Keys are routed before
+	// the ServeMux, which has its own idea of paths.
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/v1/kv" || strings.HasPrefix(r.URL.Path, "/v1/kv/") {
-			kvRoute.ServeHTTP(w, r)
+		if !isClean(r.URL.Path) {
+			if r.Method != http.MethodGet && r.Method != http.MethodHead {
+				writeError(w, fmt.Errorf("%w: unclean path %q", kv.ErrInvalid, r.URL.Path))
+				return
+			}
+			target := cleanPath(r.URL.Path)
+			if r.URL.RawQuery != "" {
+				target += "?" + r.URL.RawQuery
+			}
+			http.Redirect(w, r, target, http.StatusMovedPermanently)
 			return
 		}
-		if !isClean(r.URL.Path) {
-			writeError(w, fmt.Errorf("%w: no such endpoint %q", kv.ErrNotFound, r.URL.Path))
+		if r.URL.Path == "/v1/kv" || strings.HasPrefix(r.URL.Path, "/v1/kv/") {
+			kvRoute.ServeHTTP(w, r)
 			return
 		}
 		mux.ServeHTTP(w, r)
 	})
 }
 
-// isClean reports whether p is what path.Clean makes of it (keeping a
-// trailing slash).
-func isClean(p string) bool {
+// cleanPath is path.Clean keeping a trailing slash.
+func cleanPath(p string) string {
 	if p == "" || p[0] != '/' {
-		return false
+		p = "/" + p
 	}
 	c := path.Clean(p)
 	if strings.HasSuffix(p, "/") && c != "/" {
 		c += "/"
 	}
-	return c == p
+	return c
 }
+
+// isClean reports whether p is what cleanPath makes of it.
+func isClean(p string) bool { return p != "" && cleanPath(p) == p }
 
 // methodSwitch dispatches on the method; others get 405 with Allow.
 func methodSwitch(methods map[string]http.HandlerFunc) http.Handler {

@@ -103,14 +103,21 @@ func TestKVRoundTrip(t *testing.T) {
 	if r := do(t, srv, "GET", "/v1/kv/a/?keys&separator=/", ""); r.body != "[\"a/b\",\"a/c/\"]\n" {
 		t.Fatalf("keys: %+v", r)
 	}
-	// Unclean paths are keys like any other, not redirects.
-	if r := do(t, srv, "PUT", "/v1/kv/x//y/../z", "odd"); r.status != 200 {
+	// Unclean paths: GET is redirected to the clean path, as Consul does;
+	// a write is refused rather than redirected (a client would follow a
+	// redirect as a GET).
+	if r := do(t, srv, "PUT", "/v1/kv/x//y/../z", "odd"); r.status != 400 {
 		t.Fatalf("put to an unclean path: %+v", r)
 	}
-	if r := do(t, srv, "GET", "/v1/kv/x//y/../z?raw", ""); r.body != "odd" {
-		t.Fatalf("get of an unclean path: %+v", r)
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noFollow.Get(srv.URL + "/v1/kv//x//y/../z?raw")
+	if err != nil {
+		t.Fatal(err)
 	}
-	do(t, srv, "DELETE", "/v1/kv/x//y/../z", "")
+	resp.Body.Close()
+	if resp.StatusCode != 301 || resp.Header.Get("Location") != "/v1/kv/x/z?raw" {
+		t.Fatalf("get of an unclean path: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
 	if r := do(t, srv, "GET", "/v1/kv/a/?recurse", ""); strings.Count(r.body, `"Key"`) != 2 {
 		t.Fatalf("recurse: %+v", r)
 	}

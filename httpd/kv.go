@@ -1,6 +1,7 @@
 package httpd
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -173,6 +174,24 @@ func conflictingFlags(w http.ResponseWriter, r *http.Request) bool {
 // retry carrying the same key gets the first answer and applies nothing.
 func idempotencyKey(r *http.Request) string { return r.Header.Get("Idempotency-Key") }
 
+// keyed returns a write command with r's idempotency key, if any, and the
+// digest of the request it belongs to (method, path, query and body): the
+// same key with a different request is refused (422), not answered with
+// the first request's result.
+func keyed(r *http.Request, body []byte, ops ...kv.Op) *kv.Command {
+	cmd := &kv.Command{Ops: ops, IdempotencyKey: idempotencyKey(r)}
+	if cmd.IdempotencyKey != "" {
+		h := sha256.New()
+		for _, part := range []string{r.Method, r.URL.Path, r.URL.RawQuery} {
+			h.Write([]byte(part))
+			h.Write([]byte{0})
+		}
+		h.Write(body)
+		cmd.RequestDigest = h.Sum(nil)[:16]
+	}
+	return cmd
+}
+
 func (h *handler) kvPut(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	key, err := keyOf(r)
@@ -214,7 +233,7 @@ func (h *handler) kvPut(w http.ResponseWriter, r *http.Request) {
 		writeError(w, kv.Errorf(kv.ErrSession, "missing session"))
 		return
 	}
-	h.applyBool(w, r, op)
+	h.applyBool(w, r, value, op)
 }
 
 // readValue reads the body, refusing more than the value limit.
@@ -254,12 +273,12 @@ func (h *handler) kvDelete(w http.ResponseWriter, r *http.Request) {
 	case isCAS:
 		op.Verb, op.Index = kv.VerbDeleteCAS, cas
 	}
-	h.applyBool(w, r, op)
+	h.applyBool(w, r, nil, op)
 }
 
 // applyBool runs a one-op write and answers Consul's true/false.
-func (h *handler) applyBool(w http.ResponseWriter, r *http.Request, op kv.Op) {
-	cmd := &kv.Command{Ops: []kv.Op{op}, IdempotencyKey: idempotencyKey(r)}
+func (h *handler) applyBool(w http.ResponseWriter, r *http.Request, body []byte, op kv.Op) {
+	cmd := keyed(r, body, op)
 	if err := cmd.Validate(h.maxValue); err != nil {
 		writeError(w, err)
 		return
@@ -326,7 +345,7 @@ func (h *handler) txn(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: transaction has %d operations, at most %d", kv.ErrTooLarge, len(ops), kv.MaxTxnOps))
 		return
 	}
-	cmd := &kv.Command{Ops: make([]kv.Op, 0, len(ops)), IdempotencyKey: idempotencyKey(r)}
+	cmd := keyed(r, body)
 	for i, op := range ops {
 		if op.KV == nil {
 			writeError(w, fmt.Errorf("%w: operation %d: only KV operations are supported", kv.ErrInvalid, i))

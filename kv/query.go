@@ -1,6 +1,9 @@
 package kv
 
-import "time"
+import (
+	"io"
+	"time"
+)
 
 // ReadKind says what a Query returns.
 type ReadKind uint8
@@ -57,4 +60,11 @@ type Server struct {
 type Configuration struct {
 	Servers []Server
 	Index   uint64
+}
+
+// Snapshot is an open snapshot of the whole replicated state: Consul's
+// archive layout, Index the applied index it captures. Close it.
+type Snapshot struct {
+	Index uint64
+	io.ReadCloser
 }

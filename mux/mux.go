@@ -74,7 +74,10 @@ func New(ln net.Listener, opts Options) (*Mux, error) {
 		n, _ := io.ReadFull(r, b[:])
 		return n == 1 && b[0] == RaftMarker
 	})
-	httpLn := m.cm.Match(cmux.HTTP1Fast())
+	// Everything that is not raft is HTTP: the HTTP server itself answers
+	// methods cmux's matcher does not know (PATCH, ...) with 405, and
+	// garbage with 400.
+	httpLn := m.cm.Match(cmux.Any())
 
 	m.raft = &RaftLayer{childListener: newChild(advertise), sniffTimeout: opts.SniffTimeout, mux: m}
 	m.http = newChild(ln.Addr())

@@ -1,41 +1,80 @@
 package raftstore
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/hashicorp/raft"
 
 	"github.com/raftkv/raftkv/fsm"
 	"github.com/raftkv/raftkv/internal/leaderwatch"
+	"github.com/raftkv/raftkv/internal/snaparchive"
 	"github.com/raftkv/raftkv/kv"
 )
 
-// SaveSnapshot streams a snapshot of the whole replicated state to w,
-// linearizably (it includes every write acknowledged before the call)
-// unless stale. It is copied to a temp file first: the copy holds off
-// restores, and a slow client must not hold them off.
-func (s *RaftStore) SaveSnapshot(ctx context.Context, w io.Writer, stale bool) error {
+// OpenSnapshot takes a snapshot in Consul's archive layout (a gzipped tar
+// of meta.json, state.bin and SHA256SUMS; state.bin is raftkv's own
+// stream), linearizably (it includes every write
+// acknowledged before the call) unless stale. It is spooled to a temp file
+// first: the copy holds off restores, and a slow client must not.
+func (s *RaftStore) OpenSnapshot(ctx context.Context, stale bool) (*kv.Snapshot, error) {
 	if !stale {
 		if err := s.linearize(ctx); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	f, err := os.CreateTemp(s.cfg.DataDir, "save-*.tmp")
 	if err != nil {
-		return fmt.Errorf("raftstore: spool snapshot: %w", err)
+		return nil, fmt.Errorf("raftstore: spool snapshot: %w", err)
 	}
-	defer os.Remove(f.Name())
-	defer f.Close()
-	if _, err := s.fsm.WriteSnapshot(f); err != nil {
+	fail := func(err error) (*kv.Snapshot, error) {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, err
+	}
+	index, err := s.fsm.WriteSnapshot(f)
+	if err != nil {
+		return fail(err)
+	}
+	size, err := f.Seek(0, io.SeekCurrent)
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		return fail(fmt.Errorf("raftstore: spool snapshot: %w", err))
+	}
+	term := s.raft.CurrentTerm()
+	meta := raft.SnapshotMeta{
+		Version:            raft.SnapshotVersionMax,
+		ID:                 fmt.Sprintf("%d-%d-%d", term, index, time.Now().UnixMilli()),
+		Index:              index,
+		Term:               term,
+		Configuration:      s.raft.GetConfiguration().Configuration(),
+		ConfigurationIndex: s.fsm.ConfigIndex(),
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		err := snaparchive.Write(pw, meta, f, size)
+		f.Close()
+		os.Remove(f.Name())
+		pw.CloseWithError(err)
+	}()
+	return &kv.Snapshot{Index: index, ReadCloser: pr}, nil
+}
+
+// SaveSnapshot writes a snapshot (see OpenSnapshot) to w.
+func (s *RaftStore) SaveSnapshot(ctx context.Context, w io.Writer, stale bool) error {
+	snap, err := s.OpenSnapshot(ctx, stale)
+	if err != nil {
 		return err
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return fmt.Errorf("raftstore: spool snapshot: %w", err)
-	}
-	if _, err := io.Copy(w, f); err != nil {
+	defer snap.Close()
+	if _, err := io.Copy(w, snap); err != nil {
 		return fmt.Errorf("raftstore: send snapshot: %w", err)
 	}
 	return nil
@@ -78,9 +117,10 @@ func (s *RaftStore) RestoreSnapshot(ctx context.Context, r io.Reader) error {
 	})
 }
 
-// spoolSnapshot checks r and copies it, marked as foreign, to a temp file
-// in the data dir: raft needs the size up front, and a bad upload must be
-// refused before anything is touched.
+// spoolSnapshot checks r (an archive from OpenSnapshot, or a bare raftkv
+// stream) and copies its state, marked as foreign, to a temp file in the
+// data dir: raft needs the size up front, and a bad upload must be refused
+// before anything is touched.
 func (s *RaftStore) spoolSnapshot(r io.Reader) (*os.File, int64, error) {
 	f, err := os.CreateTemp(s.cfg.DataDir, "restore-*.tmp")
 	if err != nil {
@@ -91,7 +131,14 @@ func (s *RaftStore) spoolSnapshot(r io.Reader) (*os.File, int64, error) {
 		os.Remove(f.Name())
 		return nil, 0, err
 	}
-	if err := fsm.CopyForRestore(f, r); err != nil {
+	br := bufio.NewReader(r)
+	head, _ := br.Peek(2)
+	if snaparchive.IsArchive(head) {
+		err = copyArchiveState(f, br)
+	} else {
+		err = fsm.CopyForRestore(f, br)
+	}
+	if err != nil {
 		return fail(err)
 	}
 	size, err := f.Seek(0, io.SeekCurrent)
@@ -99,6 +146,24 @@ func (s *RaftStore) spoolSnapshot(r io.Reader) (*os.File, int64, error) {
 		return fail(fmt.Errorf("raftstore: spool snapshot: %w", err))
 	}
 	return f, size, nil
+}
+
+// copyArchiveState checks an archive and copies its state to dst, marked
+// as foreign. Both the archive's checksums and the state's own are checked.
+func copyArchiveState(dst io.Writer, archive io.Reader) error {
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		_, err := snaparchive.Read(archive, pw)
+		pw.CloseWithError(err)
+		done <- err
+	}()
+	err := fsm.CopyForRestore(dst, pr)
+	pr.CloseWithError(errors.New("stopped reading")) // ends the reader if CopyForRestore gave up early
+	if aerr := <-done; aerr != nil && err == nil {
+		err = fmt.Errorf("%w: %v", kv.ErrInvalid, aerr)
+	}
+	return err
 }
 
 // restoreLocal has raft install the snapshot (followers get it by

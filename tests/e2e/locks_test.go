@@ -1,11 +1,15 @@
 package e2e
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
 
 	consul "github.com/hashicorp/consul/api"
+
+	rkclient "github.com/raftkv/raftkv/client"
+	"github.com/raftkv/raftkv/internal/proccluster"
 )
 
 // Consul's own Go client, unchanged, doing what its users do with sessions:
@@ -126,5 +130,108 @@ func TestConsulSessionsLocksAndSemaphores(t *testing.T) {
 	third, _ = l.SemaphorePrefix("app/workers", 2)
 	if ch, err := third.Acquire(nil); err != nil || ch == nil {
 		t.Fatalf("the third after a release: %v", err)
+	}
+}
+
+func raftkvClient(t *testing.T, c *proccluster.Cluster) *rkclient.Client {
+	t.Helper()
+	var eps []string
+	for _, p := range c.Procs {
+		eps = append(eps, p.Addr)
+	}
+	cl, err := rkclient.New(rkclient.Config{Endpoints: eps, Timeout: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}
+
+// raftkv's Go client: locks with fencing tokens, elections, and a semaphore
+// that consul/api's semaphore shares.
+func TestClientLocksElectionsAndSemaphores(t *testing.T) {
+	c := startCluster(t, 3)
+	cl := raftkvClient(t, c)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	first, err := cl.Lock(ctx, "jobs/nightly", rkclient.LockOptions{Value: []byte("a"), LockDelay: time.Millisecond})
+	if err != nil || first.Index() != 1 {
+		t.Fatalf("lock: %v (index %v)", err, first)
+	}
+	got := make(chan *rkclient.Lock, 1)
+	go func() {
+		l, err := cl.Lock(ctx, "jobs/nightly", rkclient.LockOptions{Value: []byte("b")})
+		if err != nil {
+			t.Error(err)
+		}
+		got <- l
+	}()
+	select {
+	case <-got:
+		t.Fatal("two holders at once")
+	case <-first.Lost():
+		t.Fatal("lost without a reason")
+	case <-time.After(500 * time.Millisecond): // the second waits: a window to show it, not synchronisation
+	}
+	// The holder's session is invalidated behind its back: it learns, and
+	// the waiting contender gets the lock with a higher fencing token.
+	if err := cl.DestroySession(ctx, first.Session()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-first.Lost():
+	case <-ctx.Done():
+		t.Fatal("the holder never learnt it lost the lock")
+	}
+	second := <-got
+	if second == nil || second.Index() != 2 {
+		t.Fatalf("second holder: %+v", second)
+	}
+	if err := second.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// Election: campaign, observe, resign.
+	obsCtx, stopObs := context.WithCancel(ctx)
+	defer stopObs()
+	el := cl.Election("service/leader")
+	obs := el.Observe(obsCtx)
+	if o := <-obs; o.Leader {
+		t.Fatalf("a leader before anyone campaigned: %+v", o)
+	}
+	if err := el.Campaign(ctx, []byte("node-a:8080"), rkclient.LockOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if o := <-obs; !o.Leader || string(o.Value) != "node-a:8080" {
+		t.Fatalf("observed %+v", o)
+	}
+	if v, ok, err := cl.Election("service/leader").Leader(ctx); err != nil || !ok || string(v) != "node-a:8080" {
+		t.Fatalf("leader: %q %v %v", v, ok, err)
+	}
+	if err := el.Resign(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if o := <-obs; o.Leader {
+		t.Fatalf("still a leader after resigning: %+v", o)
+	}
+
+	// A semaphore of 2 shared with consul/api's.
+	ours, err := cl.Semaphore(ctx, "pool", 2, rkclient.LockOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs, _ := client(t, c.Procs[1].Addr).SemaphorePrefix("pool", 2)
+	if ch, err := theirs.Acquire(nil); err != nil || ch == nil {
+		t.Fatalf("consul/api in the same semaphore: %v", err)
+	}
+	full, _ := client(t, c.Procs[2].Addr).SemaphoreOpts(&consul.SemaphoreOptions{Prefix: "pool", Limit: 2, SemaphoreTryOnce: true, SemaphoreWaitTime: 300 * time.Millisecond})
+	if ch, err := full.Acquire(nil); err != nil || ch != nil {
+		t.Fatalf("a third holder: %v %v", ch, err)
+	}
+	if err := ours.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ch, err := full.Acquire(nil); err != nil || ch == nil {
+		t.Fatalf("after our release: %v", err)
 	}
 }

@@ -273,6 +273,13 @@ func TestIdempotentWritesApplyOnce(t *testing.T) {
 	if strings.TrimSpace(string(body)) != "true" {
 		t.Fatalf("replayed CAS answered %q, the first answer was true", body)
 	}
+	// The same key with another request is refused, and applies nothing.
+	if r := put(t, url(followers[0], k), "other", keyed("req-cas")); r.StatusCode != http.StatusUnprocessableEntity {
+		t.Fatalf("a reused key with a different body: %d, want 422", r.StatusCode)
+	}
+	if got := get(k); got != "x" {
+		t.Fatalf("the refused request changed the key to %q", got)
+	}
 }
 
 func mustReq(t *testing.T, method, url, body string, h http.Header) *http.Request {
