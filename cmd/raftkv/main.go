@@ -43,9 +43,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	var f *failure
+	var code exitCode
 	switch {
 	case err == nil:
 		return 0
+	case errors.As(err, &code):
+		return int(code) // the command raftkv lock ran said it all
 	case errors.As(err, &f):
 		fmt.Fprintf(stderr, "raftkv: %v\n", f.err)
 		return 1
