@@ -15,7 +15,8 @@ type LockOptions struct {
 	// Value is written to the key while it is held.
 	Value []byte
 	// TTL of the lock's session (default 15s): a holder that stops renewing
-	// loses the lock between TTL and 2×TTL later.
+	// loses the lock between TTL and 2×TTL later (TTL after an election,
+	// if the leader changed meanwhile); Lost closes after TTL.
 	TTL time.Duration
 	// LockDelay after the holder's session is invalidated, during which no
 	// one else may take the lock (default 15s): time for a holder that does
@@ -60,13 +61,14 @@ func (c *Client) Lock(ctx context.Context, key string, opts LockOptions) (*Lock,
 		ttl = 15 * time.Second
 	}
 	if l.session == "" {
+		sent := time.Now()
 		id, err := c.CreateSession(ctx, SessionOptions{Name: "raftkv lock " + key, TTL: ttl, LockDelay: opts.LockDelay})
 		if err != nil {
 			return nil, fmt.Errorf("lock %q: create session: %w", key, err)
 		}
 		l.session, l.own = id, true
 		l.wg.Add(1)
-		go l.renew(ttl)
+		go l.renew(sent, ttl)
 	}
 	if err := l.acquire(ctx); err != nil {
 		l.shutdown()
@@ -120,11 +122,11 @@ func (l *Lock) acquire(ctx context.Context) error {
 // renewSession keeps a session alive, every TTL/2 (every second after a
 // failure), until stop closes (false) or the session must be taken as lost
 // (true). A holder cut off from the cluster gives up once TTL has passed
-// since the last renew that succeeded: the cluster cannot invalidate the
-// session before 2×TTL after it, so the holder stops before anyone else can
-// take what it holds (lock-delay adds to that margin).
-func renewSession(c *Client, id string, ttl time.Duration, stop <-chan struct{}) bool {
-	lastOK := time.Now()
+// since the last renew that succeeded (lastOK: when it, or the create, was
+// sent): the cluster cannot invalidate the session before TTL after it
+// reached the leader, so the holder stops before anyone else can take what
+// it holds (lock-delay adds to that margin).
+func renewSession(c *Client, id string, lastOK time.Time, ttl time.Duration, stop <-chan struct{}) bool {
 	wait := ttl / 2
 	for {
 		t := time.NewTimer(min(wait, time.Until(lastOK.Add(ttl))))
@@ -153,9 +155,9 @@ func renewSession(c *Client, id string, ttl time.Duration, stop <-chan struct{})
 }
 
 // renew runs renewSession for the lock's own session.
-func (l *Lock) renew(ttl time.Duration) {
+func (l *Lock) renew(created time.Time, ttl time.Duration) {
 	defer l.wg.Done()
-	if renewSession(l.c, l.session, ttl, l.stop) {
+	if renewSession(l.c, l.session, created, ttl, l.stop) {
 		l.markLost()
 	}
 }

@@ -50,6 +50,7 @@ func (c *Client) Semaphore(ctx context.Context, prefix string, limit int, opts L
 	if ttl == 0 {
 		ttl = 15 * time.Second
 	}
+	sent := time.Now()
 	id, err := c.CreateSession(ctx, SessionOptions{Name: "raftkv semaphore " + prefix, TTL: ttl, LockDelay: opts.LockDelay, Behavior: kv.BehaviorDelete})
 	if err != nil {
 		return nil, fmt.Errorf("semaphore %q: create session: %w", prefix, err)
@@ -58,7 +59,7 @@ func (c *Client) Semaphore(ctx context.Context, prefix string, limit int, opts L
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		if renewSession(c, id, ttl, s.stop) {
+		if renewSession(c, id, sent, ttl, s.stop) {
 			s.markLost()
 		}
 	}()

@@ -9,8 +9,11 @@
 //     its TTL has passed since its creation or its last renew; it is
 //     invalidated once kv.SessionTTLMultiplier × TTL passes without one.
 //     Renewals touch only the timer: they write nothing to the log.
-//   - Every timer restarts at full length when a node becomes leader (it
-//     cannot know when the previous leader last saw a renew).
+//   - When a node becomes leader, every timer restarts at TTL (not 2×TTL): it
+//     cannot know when the previous leader last saw a renew, but no renew
+//     can have happened after its own election, so the session still gets
+//     its full TTL, and a session that stopped renewing before a leader
+//     change goes within 2×TTL plus the election in the usual case.
 //   - A session with the serfHealth check follows its node's health: it is
 //     invalidated when the leader has not heard from the node for
 //     kv.NodeFailAfter, or when the node leaves the raft configuration.
@@ -78,7 +81,7 @@ func (m *Manager) Close() {
 	m.wg.Wait()
 }
 
-// Lead starts the timers of every session, at full length, and invalidates
+// Lead starts the timers of every session, at TTL, and invalidates
 // at once the node-checked sessions of nodes outside members (they left
 // while no one led). Call it once this node leads and has applied
 // everything committed before its term.
@@ -93,7 +96,7 @@ func (m *Manager) Lead(all []kv.Session, members []string) {
 		in[id] = true
 	}
 	for _, s := range all {
-		m.trackLocked(s)
+		m.trackLocked(s, 1)
 		if s.HasSerfHealth() && !in[s.Node] {
 			m.fireLocked(s.ID, "its node "+s.Node+" is no longer a member")
 		}
@@ -127,7 +130,7 @@ func (m *Manager) Created(s kv.Session) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.leading {
-		m.trackLocked(s)
+		m.trackLocked(s, kv.SessionTTLMultiplier)
 	}
 }
 
@@ -156,7 +159,7 @@ func (m *Manager) Renew(id string) (leading, known bool) {
 	if t == nil {
 		return true, false
 	}
-	m.armLocked(t)
+	m.armLocked(t, kv.SessionTTLMultiplier)
 	return true, true
 }
 
@@ -167,17 +170,17 @@ func (m *Manager) Leading() bool {
 	return m.leading
 }
 
-func (m *Manager) trackLocked(s kv.Session) {
+func (m *Manager) trackLocked(s kv.Session, mult time.Duration) {
 	if old := m.sessions[s.ID]; old != nil && old.timer != nil {
 		old.timer.Stop()
 	}
 	t := &tracked{s: s}
 	m.sessions[s.ID] = t
-	m.armLocked(t)
+	m.armLocked(t, mult)
 }
 
-// armLocked (re)starts t's TTL timer at kv.SessionTTLMultiplier × TTL.
-func (m *Manager) armLocked(t *tracked) {
+// armLocked (re)starts t's TTL timer at mult × TTL.
+func (m *Manager) armLocked(t *tracked, mult time.Duration) {
 	if t.timer != nil {
 		t.timer.Stop()
 		t.timer = nil
@@ -187,7 +190,7 @@ func (m *Manager) armLocked(t *tracked) {
 		return
 	}
 	id, epoch := t.s.ID, m.epoch
-	t.timer = m.clock.AfterFunc(kv.SessionTTLMultiplier*ttl, func() {
+	t.timer = m.clock.AfterFunc(mult*ttl, func() {
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		if m.epoch != epoch || m.sessions[id] != t {
