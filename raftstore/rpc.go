@@ -148,7 +148,9 @@ func (s *RaftStore) rpcRestore(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *RaftStore) rpcRenew(w http.ResponseWriter, r *http.Request) {
-	sess, err := s.renewLocal(r.URL.Query().Get("id"))
+	ctx, cancel := rpcContext(r, s.peerTimeout())
+	defer cancel()
+	sess, err := s.renewLocal(ctx, r.URL.Query().Get("id"))
 	if err != nil {
 		writeRPC(w, nil, 0, err)
 		return

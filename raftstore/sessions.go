@@ -64,7 +64,7 @@ func (s *RaftStore) RenewSession(ctx context.Context, id string) (kv.Session, er
 	defer cancel()
 	var out kv.Session
 	err := s.onLeader(ctx, func() (err error) {
-		out, err = s.renewLocal(id)
+		out, err = s.renewLocal(ctx, id)
 		return err
 	}, func(ep leaderwatch.Epoch) (err error) {
 		s.metrics.forwarded.WithLabelValues("renew").Inc()
@@ -76,7 +76,14 @@ func (s *RaftStore) RenewSession(ctx context.Context, id string) (kv.Session, er
 	return out, err
 }
 
-func (s *RaftStore) renewLocal(id string) (kv.Session, error) {
+// renewLocal renews on this node, once it has confirmed that it still leads
+// and applied everything committed: a deposed leader that does not know it
+// yet must not answer (its timers no longer count, and a session created
+// under the new leader would look missing to it).
+func (s *RaftStore) renewLocal(ctx context.Context, id string) (kv.Session, error) {
+	if err := s.linearize(ctx); err != nil {
+		return kv.Session{}, fmt.Errorf("renew: %w", err)
+	}
 	leading, known := s.sessions.Renew(id)
 	if !leading {
 		return kv.Session{}, fmt.Errorf("%w: session timers are not running here yet", kv.ErrNoLeader)

@@ -162,6 +162,9 @@ type scenario struct {
 	name    string
 	clients placement // nil: everyNode
 	fault   func(e *env)
+	// sessionsMayEnd: the fault may legitimately end a session that was
+	// renewed less than TTL ago (its node removed from the cluster).
+	sessionsMayEnd bool
 }
 
 func faults() []scenario {
@@ -223,7 +226,7 @@ func faults() []scenario {
 			e.heal()
 			e.waitLog(f, offF, "restored snapshot", 30*time.Second)
 		}},
-		{name: "member-replace", fault: func(e *env) {
+		{name: "member-replace", sessionsMayEnd: true, fault: func(e *env) {
 			f := e.follower()
 			e.serving.set(f, down)
 			e.operator(http.MethodDelete, "/v1/operator/raft/peer?id="+e.c.Procs[f].ID)

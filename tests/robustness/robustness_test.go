@@ -117,6 +117,13 @@ func run(t *testing.T, sc scenario, tm timing, isolated bool) {
 		wg.Add(1)
 		go func() { defer wg.Done(); client(ctx, i, n, rec, errs) }()
 	}
+	locks := &lockRecorder{start: rec.start}
+	for i := range c.Procs[:3] {
+		lc := &lockClient{id: 100 + i, n: &node{idx: i, addr: c.Procs[i].Addr, hc: &http.Client{}}, r: locks,
+			rnd: rand.New(rand.NewPCG(uint64(i), uint64(time.Now().UnixNano())))}
+		wg.Add(1)
+		go func() { defer wg.Done(); lc.run(ctx, errs) }()
+	}
 	var trafficEnd time.Duration
 	stopTraffic := func() {
 		if ctx.Err() == nil {
@@ -160,6 +167,7 @@ func run(t *testing.T, sc scenario, tm timing, isolated bool) {
 		t.Errorf("a node cut off from the majority took %s to answer (bound %s)", avail.refusal.Round(time.Millisecond), refusalBound)
 	}
 	converge(t, c)
+	mortal := lockCheckSetup(t, c, locks)
 
 	// Every acknowledged write must survive a crash of the whole cluster:
 	// kill -9 everything, restart, and read every key as the last operations
@@ -192,6 +200,7 @@ func run(t *testing.T, sc scenario, tm timing, isolated bool) {
 	check(t, sc.name, rec, c)
 	t.Logf("%s: %d ops recorded (%d during the fault and after), %d with unknown outcome, %d keys",
 		sc.name, len(rec.ops), int64(len(rec.ops))-before, rec.unknown.Load(), len(keys))
+	checkLocks(t, sc, locks, mortal, c)
 }
 
 // keepLogs writes every node's log and the run's figures to a new directory
@@ -275,7 +284,19 @@ func check(t *testing.T, name string, rec *recorder, c *proccluster.Cluster) {
 	if res == porcupine.Ok && len(rec.staleBad) == 0 {
 		return
 	}
-	dir, err := os.MkdirTemp("", "raftkv-robustness-"+name+"-")
+	for _, s := range rec.staleBad {
+		t.Error(s)
+	}
+	if res != porcupine.Ok {
+		t.Errorf("linearizability check: %v", res)
+	}
+	keepFailure(t, name, m, info, c)
+}
+
+// keepFailure writes the visualisation of a failed check and the node logs
+// to a temp dir and names it.
+func keepFailure(t *testing.T, name string, m porcupine.Model, info porcupine.LinearizationInfo, c *proccluster.Cluster) {
+	dir, err := os.MkdirTemp("", "raftkv-robustness-"+strings.ReplaceAll(name, "/", "_")+"-")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,12 +307,6 @@ func check(t *testing.T, name string, rec *recorder, c *proccluster.Cluster) {
 		if p.Log != nil {
 			os.WriteFile(filepath.Join(dir, p.ID+".log"), []byte(p.Log.String()), 0o644)
 		}
-	}
-	for _, s := range rec.staleBad {
-		t.Error(s)
-	}
-	if res != porcupine.Ok {
-		t.Errorf("linearizability check: %v", res)
 	}
 	t.Errorf("history visualisation and node logs in %s", dir)
 }

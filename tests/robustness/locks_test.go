@@ -1,0 +1,282 @@
+package robustness
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+
+	"github.com/raftkv/raftkv/internal/proccluster"
+)
+
+// Lock traffic: a few clients, each with a TTL session on its pinned node,
+// contend for two lock keys at a time (rotating every few seconds, so each
+// key's history stays small), and while holding one write fenced values
+// (txn check-session + set). Checked with lockModel, plus the session
+// promise that a session renewed less than TTL ago is never gone.
+const (
+	lockTTL       = 10 * time.Second // Consul's minimum
+	lockDelay     = time.Second
+	lockRenewEach = 2 * time.Second
+)
+
+type lockRecorder struct {
+	start time.Time
+	mu    sync.Mutex
+	ops   []porcupine.Operation
+	// sessions every lock client created, and those it saw end (its node
+	// removed, TTL, node health): a client's own destroy never happens.
+	created []string
+	early   []string // a session gone less than TTL after a renew that succeeded
+	okOps   int
+}
+
+func (r *lockRecorder) now() int64 { return time.Since(r.start).Nanoseconds() }
+
+func (r *lockRecorder) record(client int, in lockInput, call int64, out lockOutput, ret int64) {
+	if out.Unknown {
+		ret = math.MaxInt64
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !out.Unknown {
+		r.okOps++
+	}
+	r.ops = append(r.ops, porcupine.Operation{ClientId: client, Input: in, Call: call, Output: out, Return: ret})
+}
+
+// lockClient is one contender; its session lives on its pinned node.
+type lockClient struct {
+	id      int
+	n       *node
+	r       *lockRecorder
+	rnd     *rand.Rand
+	session string
+	renewed time.Time // when the last renew that succeeded (or the create) was sent
+	holding string    // the key this client believes it holds
+}
+
+func (c *lockClient) run(ctx context.Context, errs chan<- error) {
+	seq := 0
+	for ctx.Err() == nil {
+		if c.session == "" {
+			c.createSession(ctx)
+			continue
+		}
+		if time.Since(c.renewed) > lockRenewEach && !c.renew(ctx) {
+			continue
+		}
+		key := fmt.Sprintf("lock/r%d/%c", time.Since(c.r.start)/(3*time.Second), 'a'+rune(c.rnd.IntN(2)))
+		seq++
+		value := fmt.Sprintf("l%d-%d", c.id, seq)
+		var err error
+		switch {
+		case c.holding != "" && (c.holding != key || c.rnd.IntN(4) == 0):
+			err = c.op(ctx, lockInput{Op: "release", Key: c.holding, Session: c.session})
+		case c.holding != "" && c.rnd.IntN(3) == 0:
+			err = c.op(ctx, lockInput{Op: "get", Key: c.holding})
+		case c.holding != "":
+			err = c.op(ctx, lockInput{Op: "fenced", Key: c.holding, Session: c.session, Value: value})
+		case c.rnd.IntN(3) == 0:
+			err = c.op(ctx, lockInput{Op: "get", Key: key})
+		default:
+			err = c.op(ctx, lockInput{Op: "acquire", Key: key, Session: c.session, Value: value})
+		}
+		if err != nil {
+			select {
+			case errs <- fmt.Errorf("lock client %d: %w", c.id, err):
+			default:
+			}
+			return
+		}
+	}
+}
+
+func (c *lockClient) createSession(ctx context.Context) {
+	sent := time.Now()
+	body := fmt.Sprintf(`{"Name":"lock-client-%d","TTL":%q,"LockDelay":%q}`, c.id, lockTTL, lockDelay)
+	oc, status, _, b := c.n.call(ctx, http.MethodPut, "/v1/session/create", []byte(body))
+	if oc != answered || status != 200 {
+		return // 503 or unknown: an unknown session that nobody uses is harmless
+	}
+	var out struct{ ID string }
+	if json.Unmarshal(b, &out) != nil || out.ID == "" {
+		return
+	}
+	c.session, c.renewed, c.holding = out.ID, sent, ""
+	c.r.mu.Lock()
+	c.r.created = append(c.r.created, out.ID)
+	c.r.mu.Unlock()
+}
+
+// renew reports whether the session is still usable.
+func (c *lockClient) renew(ctx context.Context) bool {
+	sent := time.Now()
+	oc, status, _, _ := c.n.call(ctx, http.MethodPut, "/v1/session/renew/"+c.session, nil)
+	switch {
+	case oc == answered && status == 200:
+		c.renewed = sent
+	case oc == answered && status == 404:
+		c.lost()
+		return false
+	case time.Since(c.renewed) >= lockTTL:
+		// Cut off for TTL: the cluster may invalidate it from now on, so
+		// the client stops using it, as client.Lock does.
+		c.session, c.holding = "", ""
+		return false
+	}
+	return true
+}
+
+// lost: the session is gone. Less than TTL after a successful renew was
+// sent, that breaks the session promise.
+func (c *lockClient) lost() {
+	if gone := time.Since(c.renewed); gone < lockTTL {
+		c.r.mu.Lock()
+		c.r.early = append(c.r.early, fmt.Sprintf("session %s of client %d gone %s after a renew", c.session, c.id, gone.Round(time.Millisecond)))
+		c.r.mu.Unlock()
+	}
+	c.session, c.holding = "", ""
+}
+
+// op runs one lock operation and records it.
+func (c *lockClient) op(ctx context.Context, in lockInput) error {
+	call := c.r.now()
+	var oc outcome
+	var status int
+	var body []byte
+	switch in.Op {
+	case "get":
+		oc, status, _, body = c.n.call(ctx, http.MethodGet, "/v1/kv/"+in.Key, nil)
+		if oc != answered || (status != 200 && status != 404) {
+			return nil
+		}
+		o := lockOutput{}
+		if status == 200 {
+			var es []struct {
+				Value     []byte
+				Session   string
+				LockIndex uint64
+			}
+			if err := json.Unmarshal(body, &es); err != nil || len(es) != 1 {
+				return fmt.Errorf("get %s: %q", in.Key, body)
+			}
+			o = lockOutput{Exists: true, Value: string(es[0].Value), Session: es[0].Session, LockIndex: es[0].LockIndex}
+		}
+		c.r.record(c.id, in, call, o, c.r.now())
+		if in.Key == c.holding && o.Session != c.session {
+			c.holding = "" // invalidated under us
+		}
+		return nil
+	case "acquire", "release":
+		oc, status, _, body = c.n.call(ctx, http.MethodPut, "/v1/kv/"+in.Key+"?"+in.Op+"="+in.Session, []byte(in.Value))
+	case "fenced":
+		val, _ := json.Marshal([]byte(in.Value))
+		txn := fmt.Sprintf(`[{"KV":{"Verb":"check-session","Key":%q,"Session":%q}},{"KV":{"Verb":"set","Key":%q,"Value":%s}}]`, in.Key, in.Session, in.Key, val)
+		oc, status, _, body = c.n.call(ctx, http.MethodPut, "/v1/txn", []byte(txn))
+	}
+	if oc == answered && status == 500 && strings.Contains(string(body), "invalid session") {
+		c.lost() // refused: nothing happened
+		return nil
+	}
+	if in.Op == "fenced" && oc == answered && status == 409 {
+		c.r.record(c.id, in, call, lockOutput{}, c.r.now())
+		c.holding = ""
+		return nil
+	}
+	keep, unk, err := writeOutcome(oc, status)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w: %s", in.Op, in.Key, err, body)
+	}
+	if !keep {
+		return nil
+	}
+	o := lockOutput{Unknown: unk, OK: !unk && (in.Op == "fenced" || strings.TrimSpace(string(body)) == "true")}
+	c.r.record(c.id, in, call, o, c.r.now())
+	switch {
+	case unk:
+		// Whether it holds is learnt by the next get of the key.
+		if in.Op == "acquire" {
+			c.holding = ""
+		}
+	case in.Op == "acquire" && o.OK:
+		c.holding = in.Key
+	case in.Op == "release":
+		c.holding = ""
+	}
+	return nil
+}
+
+// mortalSessions are the sessions the lock clients created that no longer
+// exist (read linearizably from addr): the cluster invalidated them.
+func mortalSessions(ctx context.Context, n *node, r *lockRecorder) (map[string]bool, error) {
+	oc, status, _, body := n.call(ctx, http.MethodGet, "/v1/session/list", nil)
+	if oc != answered || status != 200 {
+		return nil, fmt.Errorf("session list: %d", status)
+	}
+	var list []struct{ ID string }
+	if err := json.Unmarshal(body, &list); err != nil {
+		return nil, fmt.Errorf("session list: %w", err)
+	}
+	alive := map[string]bool{}
+	for _, s := range list {
+		alive[s.ID] = true
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	mortal := map[string]bool{}
+	for _, id := range r.created {
+		if !alive[id] {
+			mortal[id] = true
+		}
+	}
+	return mortal, nil
+}
+
+// lockCheckSetup reads which sessions the cluster invalidated, once the
+// traffic is over and the cluster converged.
+func lockCheckSetup(t *testing.T, c *proccluster.Cluster, r *lockRecorder) map[string]bool {
+	var mortal map[string]bool
+	proccluster.WaitFor(t, 10*time.Second, "the session list", func() error {
+		for i, p := range c.Procs {
+			if p.Running() {
+				var err error
+				mortal, err = mortalSessions(context.Background(), &node{idx: i, addr: p.Addr, hc: &http.Client{}}, r)
+				return err
+			}
+		}
+		return fmt.Errorf("no node running")
+	})
+	return mortal
+}
+
+// checkLocks runs the lock model over the lock clients' history and the
+// session promise.
+func checkLocks(t *testing.T, sc scenario, r *lockRecorder, mortal map[string]bool, c *proccluster.Cluster) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t.Logf("%s: %d lock operations recorded (%d certain), %d sessions, %d invalidated by the cluster",
+		sc.name, len(r.ops), r.okOps, len(r.created), len(mortal))
+	if r.okOps == 0 {
+		t.Error("no lock operation completed")
+	}
+	if !sc.sessionsMayEnd {
+		for _, e := range r.early {
+			t.Error(e)
+		}
+	}
+	m := lockModel(mortal)
+	res, info := porcupine.CheckOperationsVerbose(m, r.ops, 2*time.Minute)
+	if res != porcupine.Ok {
+		t.Errorf("lock linearizability check: %v", res)
+		keepFailure(t, sc.name+"-locks", m, info, c)
+	}
+}
