@@ -131,6 +131,17 @@ func peerContext(ctx context.Context, ep leaderwatch.Epoch, d time.Duration) (co
 type heartbeatTransport struct {
 	*raft.NetworkTransport
 	heard func(id string, term uint64)
+	// acked sees every AppendEntries (heartbeats included) a peer answered:
+	// the leader's view of which nodes are alive, for session node checks.
+	acked func(id string)
+}
+
+func (t *heartbeatTransport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	err := t.NetworkTransport.AppendEntries(id, target, args, resp)
+	if err == nil && t.acked != nil {
+		t.acked(string(id))
+	}
+	return err
 }
 
 func (t *heartbeatTransport) SetHeartbeatHandler(cb func(rpc raft.RPC)) {

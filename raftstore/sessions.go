@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"sync"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/hashicorp/raft"
@@ -239,32 +241,66 @@ func (s *RaftStore) invalidateSession(id, why string) error {
 	return err
 }
 
+// peerContacts records when each peer last answered an AppendEntries of
+// this node (a heartbeat every HeartbeatTimeout/10 while it leads). Raft's
+// own FailedHeartbeatObservation is not enough for node checks: with
+// packets dropped it comes only after the transport's 10s timeout, and the
+// LastContact it carries is reset when replication restarts.
+type peerContacts struct{ m sync.Map } // id → time.Time
+
+func (p *peerContacts) heard(id string) { p.m.Store(id, time.Now()) }
+
+func (p *peerContacts) last(id string) time.Time {
+	if v, ok := p.m.Load(id); ok {
+		return v.(time.Time)
+	}
+	return time.Time{}
+}
+
 // watchPeers feeds the leader's view of each node's health to the session
-// timers: missed heartbeats, recovered ones, and removals.
+// timers: a node not heard from for a few heartbeat intervals is failing
+// (invalidated once kv.NodeFailAfter has passed since it was last heard, or
+// since this node became leader), one heard again is healthy, one removed
+// from the configuration is critical at once.
 func (s *RaftStore) watchPeers() {
 	ch := make(chan raft.Observation, 256)
 	obs := raft.NewObserver(ch, false, func(o *raft.Observation) bool {
-		switch o.Data.(type) {
-		case raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation, raft.PeerObservation:
-			return true
-		}
-		return false
+		_, ok := o.Data.(raft.PeerObservation)
+		return ok
 	})
 	s.raft.RegisterObserver(obs)
 	defer s.raft.DeregisterObserver(obs)
+	tick := time.NewTicker(s.cfg.HeartbeatTimeout / 2)
+	defer tick.Stop()
+	var leadSince time.Time
 	for {
 		select {
 		case o := <-ch:
-			switch d := o.Data.(type) {
-			case raft.FailedHeartbeatObservation:
-				s.sessions.NodeFailing(string(d.PeerID), d.LastContact)
-			case raft.ResumedHeartbeatObservation:
-				s.sessions.NodeHealthy(string(d.PeerID))
-			case raft.PeerObservation:
-				if d.Removed {
-					s.sessions.NodeRemoved(string(d.Peer.ID))
+			if d := o.Data.(raft.PeerObservation); d.Removed {
+				s.sessions.NodeRemoved(string(d.Peer.ID))
+			}
+		case <-tick.C:
+			if !s.isLeader() {
+				leadSince = time.Time{}
+				continue
+			}
+			now := time.Now()
+			if leadSince.IsZero() {
+				leadSince = now
+			}
+			for _, srv := range s.raft.GetConfiguration().Configuration().Servers {
+				id := string(srv.ID)
+				if id == s.id {
+					continue
+				}
+				last := s.contacts.last(id)
+				if last.Before(leadSince) {
+					last = leadSince
+				}
+				if now.Sub(last) > s.cfg.HeartbeatTimeout {
+					s.sessions.NodeFailing(id, last)
 				} else {
-					s.sessions.NodeHealthy(string(d.Peer.ID))
+					s.sessions.NodeHealthy(id)
 				}
 			}
 		case <-s.raftDone:

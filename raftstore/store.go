@@ -54,6 +54,7 @@ type RaftStore struct {
 	logs     raft.LogStore // the cache in front of logStore
 	http     *http.Server
 	peers    *peerClient
+	contacts peerContacts // when each peer last answered this node's AppendEntries
 	leaders  *leaderwatch.Watch
 	sessions *sessions.Manager // TTL timers and node health, while leading
 	verifier *verifier
@@ -152,6 +153,7 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 				w.Heard(id, term)
 			}
 		},
+		acked: s.contacts.heard,
 	}
 
 	notify := make(chan bool, 16)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/raftkv/raftkv/internal/proccluster"
+	"github.com/raftkv/raftkv/kv"
 )
 
 // env is what a fault works with.
@@ -205,6 +206,14 @@ func faults() []scenario {
 				e.heal()
 				time.Sleep(time.Second + time.Duration(e.rnd.Int64N(int64(2*time.Second))))
 			}
+		}},
+		{name: "isolate-follower-past-node-failure", fault: func(e *env) {
+			// Long enough for the leader to declare the node failed: the
+			// sessions on it are invalidated and their locks move.
+			f := e.follower()
+			e.serving.set(f, cutOff)
+			e.isolate(f)
+			time.Sleep(max(e.tm.hold, kv.NodeFailAfter+4*time.Second)) // the fault's duration
 		}},
 		{name: "bridge", fault: func(e *env) {
 			l, f := e.leader(), e.follower()
