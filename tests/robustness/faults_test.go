@@ -166,6 +166,9 @@ type scenario struct {
 	// sessionsMayEnd: the fault may legitimately end a session that was
 	// renewed less than TTL ago (its node removed from the cluster).
 	sessionsMayEnd bool
+	// abandonSession: a lock client stops renewing its session when the
+	// fault starts, leaving the cluster to expire it by TTL under load.
+	abandonSession bool
 }
 
 func faults() []scenario {
@@ -214,6 +217,9 @@ func faults() []scenario {
 			e.serving.set(f, cutOff)
 			e.isolate(f)
 			time.Sleep(max(e.tm.hold, kv.NodeFailAfter+4*time.Second)) // the fault's duration
+		}},
+		{name: "ttl-expiry-under-load", abandonSession: true, fault: func(e *env) {
+			time.Sleep(kv.SessionTTLMultiplier*lockTTL + 3*time.Second) // the fault's duration
 		}},
 		{name: "bridge", fault: func(e *env) {
 			l, f := e.leader(), e.follower()

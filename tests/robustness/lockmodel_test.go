@@ -151,7 +151,7 @@ func lockStep(s lockState, i lockInput, o lockOutput) []lockState {
 			return []lockState{s, written}
 		case o.Unknown, !o.OK && !holds:
 			return []lockState{s}
-		case o.OK && holds:
+		case o.OK && holds && o.LockIndex == s.LockIndex:
 			return []lockState{written}
 		}
 		return nil

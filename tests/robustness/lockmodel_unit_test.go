@@ -27,7 +27,7 @@ func TestLockModel(t *testing.T) {
 	}{
 		{"acquire, fence, release, acquire", nil, []porcupine.Operation{
 			acquire(1, 0, 1, "a", "v1", true),
-			op(1, 2, 3, lockInput{Op: "fenced", Session: "a", Value: "v2"}, lockOutput{OK: true}),
+			op(1, 2, 3, lockInput{Op: "fenced", Session: "a", Value: "v2"}, lockOutput{OK: true, LockIndex: 1}),
 			acquire(2, 4, 5, "b", "w1", false),
 			get(2, 6, 7, "a", "v2", 1),
 			op(1, 8, 9, lockInput{Op: "release", Session: "a"}, lockOutput{OK: true}),
@@ -42,7 +42,7 @@ func TestLockModel(t *testing.T) {
 			acquire(1, 0, 1, "a", "v1", true),
 			op(1, 2, 3, lockInput{Op: "release", Session: "a"}, lockOutput{OK: true}),
 			acquire(2, 4, 5, "b", "w1", true),
-			op(1, 6, 7, lockInput{Op: "fenced", Session: "a", Value: "v2"}, lockOutput{OK: true}),
+			op(1, 6, 7, lockInput{Op: "fenced", Session: "a", Value: "v2"}, lockOutput{OK: true, LockIndex: 1}),
 		}, false},
 		{"a live session loses its key", nil, []porcupine.Operation{
 			acquire(1, 0, 1, "a", "v1", true),
@@ -76,5 +76,28 @@ func TestLockModel(t *testing.T) {
 				t.Fatalf("linearizable = %v, want %v", got, tc.ok)
 			}
 		})
+	}
+}
+
+// The direct mutual-exclusion check, on histories the model also rejects.
+func TestExclusionViolations(t *testing.T) {
+	op := func(call, ret int64, in lockInput, out lockOutput) porcupine.Operation {
+		in.Key = "k"
+		return porcupine.Operation{Input: in, Call: call, Output: out, Return: ret}
+	}
+	fenced := func(call, ret int64, s string, li uint64) porcupine.Operation {
+		return op(call, ret, lockInput{Op: "fenced", Session: s}, lockOutput{OK: true, LockIndex: li})
+	}
+	if v := exclusionViolations([]porcupine.Operation{fenced(0, 1, "a", 1), fenced(2, 3, "b", 2), fenced(4, 5, "b", 2)}); len(v) != 0 {
+		t.Fatalf("a clean history: %v", v)
+	}
+	if v := exclusionViolations([]porcupine.Operation{fenced(0, 1, "a", 1), fenced(2, 3, "b", 1)}); len(v) != 1 {
+		t.Fatalf("two sessions under one LockIndex: %v", v)
+	}
+	if v := exclusionViolations([]porcupine.Operation{fenced(0, 1, "a", 2), fenced(2, 3, "b", 1)}); len(v) != 1 {
+		t.Fatalf("LockIndex going back: %v", v)
+	}
+	if v := exclusionViolations([]porcupine.Operation{fenced(0, 10, "a", 2), fenced(2, 3, "b", 1)}); len(v) != 0 {
+		t.Fatalf("concurrent operations may be ordered either way: %v", v)
 	}
 }

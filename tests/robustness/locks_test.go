@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -37,6 +38,9 @@ type lockRecorder struct {
 	created []string
 	early   []string // a session gone less than TTL after a renew that succeeded
 	okOps   int
+	// sessions left to expire by TTL, and when they went
+	abandoned []abandoned
+	expiring  sync.WaitGroup
 }
 
 func (r *lockRecorder) now() int64 { return time.Since(r.start).Nanoseconds() }
@@ -55,7 +59,11 @@ func (r *lockRecorder) record(client int, in lockInput, call int64, out lockOutp
 
 // lockClient is one contender; its session lives on its pinned node.
 type lockClient struct {
-	id      int
+	id int
+	// abandonAt, if set: at that time the client stops renewing its session
+	// (holding whatever it holds) and goes on with a new one, so that the
+	// cluster must expire the old one by TTL. TTL-only sessions then.
+	abandonAt time.Time
 	n       *node
 	r       *lockRecorder
 	rnd     *rand.Rand
@@ -69,6 +77,10 @@ func (c *lockClient) run(ctx context.Context, errs chan<- error) {
 	for ctx.Err() == nil {
 		if c.session == "" {
 			c.createSession(ctx)
+			continue
+		}
+		if !c.abandonAt.IsZero() && time.Now().After(c.abandonAt) {
+			c.abandon(ctx)
 			continue
 		}
 		if time.Since(c.renewed) > lockRenewEach && !c.renew(ctx) {
@@ -103,6 +115,9 @@ func (c *lockClient) run(ctx context.Context, errs chan<- error) {
 func (c *lockClient) createSession(ctx context.Context) {
 	sent := time.Now()
 	body := fmt.Sprintf(`{"Name":"lock-client-%d","TTL":%q,"LockDelay":%q}`, c.id, lockTTL, lockDelay)
+	if !c.abandonAt.IsZero() {
+		body = fmt.Sprintf(`{"Name":"lock-client-%d","TTL":%q,"LockDelay":%q,"NodeChecks":[]}`, c.id, lockTTL, lockDelay)
+	}
 	oc, status, _, b := c.n.call(ctx, http.MethodPut, "/v1/session/create", []byte(body))
 	if oc != answered || status != 200 {
 		return // 503 or unknown: an unknown session that nobody uses is harmless
@@ -115,6 +130,44 @@ func (c *lockClient) createSession(ctx context.Context) {
 	c.r.mu.Lock()
 	c.r.created = append(c.r.created, out.ID)
 	c.r.mu.Unlock()
+}
+
+// abandon leaves the session to expire, and times its end.
+func (c *lockClient) abandon(ctx context.Context) {
+	c.abandonAt = time.Time{}
+	id, renewed := c.session, c.renewed
+	c.session, c.holding = "", ""
+	c.r.expiring.Add(1)
+	go func() {
+		defer c.r.expiring.Done()
+		gone := watchSessionEnd(ctx, c.n, id)
+		c.r.mu.Lock()
+		defer c.r.mu.Unlock()
+		c.r.abandoned = append(c.r.abandoned, abandoned{id: id, renewed: renewed, gone: gone})
+	}()
+}
+
+type abandoned struct {
+	id      string
+	renewed time.Time // when its last successful renew was sent
+	gone    time.Time // when a blocking query first saw it gone (zero: never)
+}
+
+// watchSessionEnd follows a session with blocking queries until it is gone
+// (returning when that was seen) or ctx ends (zero time).
+func watchSessionEnd(ctx context.Context, n *node, id string) time.Time {
+	index := "0"
+	for ctx.Err() == nil {
+		oc, status, hdr, body := n.call(ctx, http.MethodGet, "/v1/session/info/"+id+"?wait=5s&index="+index, nil)
+		if oc != answered || status != 200 {
+			continue
+		}
+		if strings.TrimSpace(string(body)) == "[]" || strings.TrimSpace(string(body)) == "null" {
+			return time.Now()
+		}
+		index = hdr.Get("X-Consul-Index")
+	}
+	return time.Time{}
 }
 
 // renew reports whether the session is still usable.
@@ -200,6 +253,13 @@ func (c *lockClient) op(ctx context.Context, in lockInput) error {
 		return nil
 	}
 	o := lockOutput{Unknown: unk, OK: !unk && (in.Op == "fenced" || strings.TrimSpace(string(body)) == "true")}
+	if in.Op == "fenced" && o.OK {
+		var res struct{ Results []struct{ KV struct{ LockIndex uint64 } } }
+		if err := json.Unmarshal(body, &res); err != nil || len(res.Results) != 2 {
+			return fmt.Errorf("fenced write %s: %q", in.Key, body)
+		}
+		o.LockIndex = res.Results[1].KV.LockIndex // the tenure it was written under
+	}
 	c.r.record(c.id, in, call, o, c.r.now())
 	switch {
 	case unk:
@@ -261,6 +321,7 @@ func lockCheckSetup(t *testing.T, c *proccluster.Cluster, r *lockRecorder) map[s
 // checkLocks runs the lock model over the lock clients' history and the
 // session promise.
 func checkLocks(t *testing.T, sc scenario, r *lockRecorder, mortal map[string]bool, c *proccluster.Cluster) {
+	r.expiring.Wait()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	t.Logf("%s: %d lock operations recorded (%d certain), %d sessions, %d invalidated by the cluster",
@@ -273,10 +334,78 @@ func checkLocks(t *testing.T, sc scenario, r *lockRecorder, mortal map[string]bo
 			t.Error(e)
 		}
 	}
+	for _, a := range r.abandoned {
+		switch held := a.gone.Sub(a.renewed); {
+		case a.gone.IsZero():
+			t.Errorf("session %s, not renewed since %s before the end, was never invalidated", a.id, time.Since(a.renewed).Round(time.Second))
+		case held < lockTTL:
+			t.Errorf("session %s invalidated %s after its last renew, before its TTL (%s)", a.id, held.Round(time.Millisecond), lockTTL)
+		default:
+			t.Logf("session %s left to expire: gone %s after its last renew (TTL %s)", a.id, held.Round(time.Millisecond), lockTTL)
+		}
+	}
+	for _, v := range exclusionViolations(r.ops) {
+		t.Error(v)
+	}
 	m := lockModel(mortal)
 	res, info := porcupine.CheckOperationsVerbose(m, r.ops, 2*time.Minute)
 	if res != porcupine.Ok {
 		t.Errorf("lock linearizability check: %v", res)
 		keepFailure(t, sc.name+"-locks", m, info, c)
 	}
+}
+
+// exclusionViolations checks mutual exclusion directly, without the model:
+// every successful fenced write says under which LockIndex it landed; one
+// LockIndex must belong to one session, and a fenced write or read that
+// follows another in real time must not see a lower LockIndex (tenures do
+// not interleave, and LockIndex only grows).
+func exclusionViolations(ops []porcupine.Operation) []string {
+	type seen struct {
+		call, ret int64
+		index     uint64
+		session   string
+	}
+	byKey := map[string][]seen{}
+	owner := map[string]map[uint64]string{}
+	var out []string
+	for _, op := range ops {
+		in, o := op.Input.(lockInput), op.Output.(lockOutput)
+		var sess string
+		switch {
+		case in.Op == "fenced" && o.OK:
+			sess = in.Session
+		case in.Op == "get" && o.Exists && o.Session != "":
+			sess = o.Session
+		default:
+			continue
+		}
+		if owner[in.Key] == nil {
+			owner[in.Key] = map[uint64]string{}
+		}
+		if prev, ok := owner[in.Key][o.LockIndex]; ok && prev != sess {
+			out = append(out, fmt.Sprintf("%s: LockIndex %d held by two sessions, %.8s and %.8s", in.Key, o.LockIndex, prev, sess))
+		}
+		owner[in.Key][o.LockIndex] = sess
+		byKey[in.Key] = append(byKey[in.Key], seen{op.Call, op.Return, o.LockIndex, sess})
+	}
+	for key, list := range byKey {
+		sort.Slice(list, func(i, j int) bool { return list[i].ret < list[j].ret })
+		// Walking by return time, the highest index returned so far must
+		// not exceed the index of any operation called after that return.
+		maxRet := uint64(0)
+		j := 0
+		byCall := append([]seen(nil), list...)
+		sort.Slice(byCall, func(i, j int) bool { return byCall[i].call < byCall[j].call })
+		for _, s := range byCall {
+			for j < len(list) && list[j].ret < s.call {
+				maxRet = max(maxRet, list[j].index)
+				j++
+			}
+			if s.index < maxRet {
+				out = append(out, fmt.Sprintf("%s: LockIndex went back from %d to %d (session %.8s)", key, maxRet, s.index, s.session))
+			}
+		}
+	}
+	return out
 }

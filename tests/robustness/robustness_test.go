@@ -121,6 +121,9 @@ func run(t *testing.T, sc scenario, tm timing, isolated bool) {
 	for i := range c.Procs[:3] {
 		lc := &lockClient{id: 100 + i, n: &node{idx: i, addr: c.Procs[i].Addr, hc: &http.Client{}}, r: locks,
 			rnd: rand.New(rand.NewPCG(uint64(i), uint64(time.Now().UnixNano())))}
+		if sc.abandonSession && i == 2 {
+			lc.abandonAt = rec.start.Add(tm.before)
+		}
 		wg.Add(1)
 		go func() { defer wg.Done(); lc.run(ctx, errs) }()
 	}
