@@ -64,12 +64,12 @@ type lockClient struct {
 	// (holding whatever it holds) and goes on with a new one, so that the
 	// cluster must expire the old one by TTL. TTL-only sessions then.
 	abandonAt time.Time
-	n       *node
-	r       *lockRecorder
-	rnd     *rand.Rand
-	session string
-	renewed time.Time // when the last renew that succeeded (or the create) was sent
-	holding string    // the key this client believes it holds
+	n         *node
+	r         *lockRecorder
+	rnd       *rand.Rand
+	session   string
+	renewed   time.Time // when the last renew that succeeded (or the create) was sent
+	holding   string    // the key this client believes it holds
 }
 
 func (c *lockClient) run(ctx context.Context, errs chan<- error) {
@@ -254,7 +254,9 @@ func (c *lockClient) op(ctx context.Context, in lockInput) error {
 	}
 	o := lockOutput{Unknown: unk, OK: !unk && (in.Op == "fenced" || strings.TrimSpace(string(body)) == "true")}
 	if in.Op == "fenced" && o.OK {
-		var res struct{ Results []struct{ KV struct{ LockIndex uint64 } } }
+		var res struct {
+			Results []struct{ KV struct{ LockIndex uint64 } }
+		}
 		if err := json.Unmarshal(body, &res); err != nil || len(res.Results) != 2 {
 			return fmt.Errorf("fenced write %s: %q", in.Key, body)
 		}
