@@ -235,3 +235,86 @@ func TestClientLocksElectionsAndSemaphores(t *testing.T) {
 		t.Fatalf("after our release: %v", err)
 	}
 }
+
+// More of consul/api's lock and semaphore behaviour: a deleted lock key is
+// a lost lock, lock and semaphore keys refuse each other, Destroy refuses a
+// held or used lock, and a session reclaims a lock it already holds.
+func TestConsulLockEdges(t *testing.T) {
+	c := startCluster(t, 3)
+	_, followers := leaderAndFollowers(c)
+	a, b := client(t, followers[0].Addr), client(t, followers[1].Addr)
+
+	// Deleting the key loses the lock.
+	l, _ := a.LockKey("edge/deleted")
+	lost, err := l.Lock(nil)
+	if err != nil || lost == nil {
+		t.Fatalf("lock: %v", err)
+	}
+	if _, err := b.KV().Delete("edge/deleted", nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-lost:
+	case <-time.After(10 * time.Second):
+		t.Fatal("deleting the lock key did not lose the lock")
+	}
+	l.Unlock()
+
+	// Lock and semaphore flags refuse each other.
+	sem, _ := a.SemaphorePrefix("edge/mixed", 2)
+	if ch, err := sem.Acquire(nil); err != nil || ch == nil {
+		t.Fatalf("semaphore: %v", err)
+	}
+	mixed, _ := b.LockKey("edge/mixed/.lock")
+	if _, err := mixed.Lock(nil); !errors.Is(err, consul.ErrLockConflict) {
+		t.Fatalf("a lock on a semaphore's key: %v", err)
+	}
+	sem.Release()
+	held, _ := a.LockKey("edge/held")
+	if _, err := held.Lock(nil); err != nil {
+		t.Fatal(err)
+	}
+	semOnLock, _ := b.SemaphoreOpts(&consul.SemaphoreOptions{Prefix: "edge", Limit: 1, SemaphoreTryOnce: true, SemaphoreWaitTime: 200 * time.Millisecond})
+	if _, err := b.KV().Put(&consul.KVPair{Key: "edge/.lock", Flags: consul.LockFlagValue}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := semOnLock.Acquire(nil); !errors.Is(err, consul.ErrSemaphoreConflict) {
+		t.Fatalf("a semaphore over a lock's key: %v", err)
+	}
+
+	// Destroy: refused while held, or while another holds it; after
+	// unlock it removes the key.
+	if err := held.Destroy(); !errors.Is(err, consul.ErrLockHeld) {
+		t.Fatalf("destroy of a held lock: %v", err)
+	}
+	other, _ := b.LockKey("edge/held")
+	if err := other.Destroy(); !errors.Is(err, consul.ErrLockInUse) {
+		t.Fatalf("destroy of a lock another holds: %v", err)
+	}
+	if err := held.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	if err := held.Destroy(); err != nil {
+		t.Fatalf("destroy after unlock: %v", err)
+	}
+	if pair, _, _ := b.KV().Get("edge/held", nil); pair != nil {
+		t.Fatalf("destroy left the key: %+v", pair)
+	}
+
+	// A session reclaims a lock it holds (as after a client restart).
+	id, _, err := a.Session().Create(&consul.SessionEntry{LockDelay: time.Millisecond}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, _ := a.LockOpts(&consul.LockOptions{Key: "edge/reclaim", Session: id})
+	if _, err := first.Lock(nil); err != nil {
+		t.Fatal(err)
+	}
+	again, _ := b.LockOpts(&consul.LockOptions{Key: "edge/reclaim", Session: id, LockTryOnce: true})
+	if ch, err := again.Lock(nil); err != nil || ch == nil {
+		t.Fatalf("reclaim with the same session: %v %v", ch, err)
+	}
+	if pair, _, _ := b.KV().Get("edge/reclaim", nil); pair == nil || pair.LockIndex != 1 || pair.Session != id {
+		t.Fatalf("a reclaim is not a new acquisition: %+v", pair)
+	}
+}
