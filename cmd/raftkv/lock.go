@@ -110,7 +110,12 @@ fencing token). raftkv exits with COMMAND's status (128+signal if killed).`,
 				return err
 			}
 			lost, index = l.Lost(), l.Index()
-			release = func() error { return l.Unlock(context.Background()) }
+			release = func() error {
+				if err := l.Unlock(context.Background()); err != nil {
+					return err
+				}
+				return removeFreeLock(c, l.Key())
+			}
 		} else {
 			s, err := c.Semaphore(ctx, prefix, limit, client.LockOptions{TTL: ttl})
 			if err != nil {
@@ -132,6 +137,24 @@ fencing token). raftkv exits with COMMAND's status (128+signal if killed).`,
 		return nil
 	})
 	return cmd
+}
+
+// removeFreeLock deletes a lock key nobody holds, as consul lock does when
+// it is done; a key taken meanwhile is left alone (the CAS fails).
+func removeFreeLock(c *client.Client, key string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	e, _, err := c.Get(ctx, key)
+	if errors.Is(err, kv.ErrNotFound) || err == nil && e.Session != "" {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := c.Delete(ctx, key, client.WithCAS(e.ModifyIndex)); err != nil && !errors.Is(err, kv.ErrCASMismatch) {
+		return fmt.Errorf("remove lock key %q: %w", key, err)
+	}
+	return nil
 }
 
 // runChild runs args until it exits; it is stopped (SIGTERM, then SIGKILL

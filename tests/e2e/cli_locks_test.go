@@ -92,6 +92,9 @@ func TestCLISessionsLocksAndElections(t *testing.T) {
 	if code != 3 || !strings.HasPrefix(out, "true ") || strings.TrimSpace(out) == "true 0" {
 		t.Fatalf("lock: exit %d, output %q", code, out)
 	}
+	if out := k.ok("", "ls", "jobs/"); out != "" {
+		t.Fatalf("the lock key was left behind: %q", out)
+	}
 
 	// Mutual exclusion: the second holder runs only after the first exits.
 	first, _, firstErr := k.background("lock", "jobs/nightly", "--", "sh", "-c",
