@@ -225,6 +225,8 @@ func statusError(r *response) error {
 	switch r.status {
 	case http.StatusOK, http.StatusNotFound, http.StatusConflict:
 		return nil
+	case http.StatusTooManyRequests: // autopilot health: a report of an unhealthy cluster
+		return nil
 	case http.StatusBadRequest:
 		sentinel = kv.ErrInvalid
 	case http.StatusRequestEntityTooLarge:

@@ -280,6 +280,16 @@ func (c *Client) Members(ctx context.Context) (kv.Configuration, error) {
 	return cfg, decode(resp, &cfg)
 }
 
+// AutopilotHealth returns the leader's view of every server's health.
+func (c *Client) AutopilotHealth(ctx context.Context) (kv.AutopilotHealth, error) {
+	resp, err := c.do(ctx, request{method: http.MethodGet, path: "/v1/operator/autopilot/health", repeatable: true})
+	if err != nil {
+		return kv.AutopilotHealth{}, err
+	}
+	var h kv.AutopilotHealth
+	return h, decode(resp, &h)
+}
+
 func (c *Client) operator(ctx context.Context, method, path string, retrySafe bool) error {
 	resp, err := c.do(ctx, request{method: method, path: path, repeatable: retrySafe})
 	if err == nil && resp.status == http.StatusNotFound {
@@ -288,7 +298,8 @@ func (c *Client) operator(ctx context.Context, method, path string, retrySafe bo
 	return err
 }
 
-// Join adds a voter (a no-op if it is already a member at that address).
+// Join adds a server; the leader makes it a voter once it has been healthy
+// for the stabilization time (a no-op if it is already a member there).
 func (c *Client) Join(ctx context.Context, id, addr string) error {
 	q := url.Values{"id": {id}, "address": {addr}}
 	return c.operator(ctx, http.MethodPut, "/v1/operator/raft/peer?"+q.Encode(), true)

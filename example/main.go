@@ -60,6 +60,9 @@ func (c *cluster) config(i int) raftstore.Config {
 		Bootstrap:      i == 0,
 		SmallFootprint: true,
 		Logger:         c.logger,
+		// Joined nodes vote once autopilot has seen them healthy for a second
+		// (10s by default, meant for real deployments).
+		ServerStabilizationTime: time.Second,
 	}
 	if i > 0 {
 		cfg.Join = []string{c.addrs[0]}
@@ -135,10 +138,16 @@ func run(ctx context.Context, out, logs io.Writer, port int, demo bool) error {
 	}
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	err = waitFor(wctx, "all nodes ready", func() bool {
+	err = waitFor(wctx, "all nodes ready voters", func() bool {
 		for _, s := range c.stores {
-			if ns, err := s.Nodes(); err != nil || len(ns) != nodes || !s.Ready() {
+			ns, err := s.Nodes()
+			if err != nil || len(ns) != nodes || !s.Ready() {
 				return false
+			}
+			for _, n := range ns {
+				if !n.Voter {
+					return false
+				}
 			}
 		}
 		return true

@@ -53,6 +53,24 @@ func (h *handler) raftConfiguration(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
+// autopilotHealth answers Consul's health report: 200 when the cluster is
+// healthy, 429 (as Consul does) when it is not.
+func (h *handler) autopilotHealth(w http.ResponseWriter, r *http.Request) {
+	health, err := h.store.AutopilotHealth(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if health.Servers == nil {
+		health.Servers = []kv.ServerHealth{}
+	}
+	status := http.StatusOK
+	if !health.Healthy {
+		status = http.StatusTooManyRequests
+	}
+	writeJSON(w, status, health)
+}
+
 func (h *handler) peerAdd(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	id, addr := q.Get("id"), q.Get("address")

@@ -181,6 +181,17 @@ func (f *fakeStore) RestoreSnapshot(ctx context.Context, r io.Reader) error {
 
 func (f *fakeStore) Leader() (string, string) { return "127.0.0.1:7001", "n1" }
 
+func (f *fakeStore) AutopilotHealth(ctx context.Context) (kv.AutopilotHealth, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	h := kv.AutopilotHealth{Healthy: true, FailureTolerance: (len(f.servers) - 1) / 2}
+	for _, s := range f.servers {
+		h.Servers = append(h.Servers, kv.ServerHealth{ID: s.ID, Name: s.ID, Address: s.Address, SerfStatus: "alive",
+			Leader: s.Leader, Voter: s.Voter, Healthy: true, LastContact: "0s"})
+	}
+	return h, nil
+}
+
 func (f *fakeStore) Configuration(ctx context.Context) (kv.Configuration, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

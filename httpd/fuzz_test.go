@@ -31,7 +31,7 @@ func FuzzRequest(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	allowed := map[int]bool{200: true, 301: true, 400: true, 404: true, 405: true, 409: true, 413: true, 422: true, 500: true, 501: true, 503: true}
+	allowed := map[int]bool{200: true, 301: true, 400: true, 404: true, 405: true, 409: true, 413: true, 422: true, 429: true, 500: true, 501: true, 503: true}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(raw)))
 		if err != nil {

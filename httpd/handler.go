@@ -28,6 +28,7 @@ type Store interface {
 	RestoreSnapshot(ctx context.Context, r io.Reader) error
 	Leader() (addr, id string)
 	Configuration(ctx context.Context) (kv.Configuration, error)
+	AutopilotHealth(ctx context.Context) (kv.AutopilotHealth, error)
 	Join(ctx context.Context, id, addr string) error
 	Remove(ctx context.Context, id string) error
 	TransferLeadership(ctx context.Context, id string) error
@@ -112,6 +113,7 @@ func New(store Store, opts Options) http.Handler {
 	route("/v1/operator/raft/peer", "raft_peer", map[string]http.HandlerFunc{
 		http.MethodPut: h.peerAdd, http.MethodDelete: h.peerRemove,
 	})
+	route("/v1/operator/autopilot/health", "autopilot_health", map[string]http.HandlerFunc{http.MethodGet: h.autopilotHealth})
 	route("/v1/operator/raft/transfer-leader", "raft_transfer_leader", map[string]http.HandlerFunc{http.MethodPost: h.transferLeader})
 	route("/healthz", "healthz", map[string]http.HandlerFunc{http.MethodGet: h.healthz})
 	route("/readyz", "readyz", map[string]http.HandlerFunc{http.MethodGet: h.readyz})

@@ -304,6 +304,20 @@ func TestClusterEndpoints(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.body), &cfg); err != nil || len(cfg.Servers) != 3 || cfg.Index != 9 || !cfg.Servers[0].Leader || cfg.Servers[0].Node != "n1" {
 		t.Fatalf("configuration %q: %v", r.body, err)
 	}
+	r = do(t, srv, "GET", "/v1/operator/autopilot/health", "")
+	var health struct {
+		Healthy          bool
+		FailureTolerance int
+		Servers          []struct {
+			ID, LastContact string
+			Leader, Voter   bool
+			Healthy         bool
+		}
+	}
+	if err := json.Unmarshal([]byte(r.body), &health); err != nil || r.status != 200 || !health.Healthy || health.FailureTolerance != 1 ||
+		len(health.Servers) != 3 || !health.Servers[0].Leader || health.Servers[0].LastContact != "0s" {
+		t.Fatalf("autopilot health %d %q: %v", r.status, r.body, err)
+	}
 	if r := do(t, srv, "PUT", "/v1/operator/raft/peer?id=n4&address=127.0.0.1:7004", ""); r.status != 200 {
 		t.Fatalf("add peer: %+v", r)
 	}

@@ -43,6 +43,8 @@ func (c *testCluster) config(i int) Config {
 		ElectionTimeout:    300 * time.Millisecond,
 		LeaderLeaseTimeout: 150 * time.Millisecond,
 		ApplyTimeout:       10 * time.Second,
+		// Joined nodes become voters as soon as autopilot sees them healthy.
+		ServerStabilizationTime: 200 * time.Millisecond,
 	}
 	if i > 0 {
 		cfg.Join = []string{c.addrs[0]}
@@ -122,6 +124,11 @@ func (c *testCluster) waitVoters(n int) {
 			}
 			if len(cfg.Servers) != n {
 				return fmt.Errorf("node %d sees %d servers", i, len(cfg.Servers))
+			}
+			for _, srv := range cfg.Servers {
+				if !srv.Voter {
+					return fmt.Errorf("node %d sees %s as a non-voter", i, srv.ID)
+				}
 			}
 			if !s.Ready() {
 				return fmt.Errorf("node %d not ready", i)

@@ -52,6 +52,17 @@ type Config struct {
 	// ApplyTimeout bounds how long a write waits for a leader and for its
 	// commit when the caller's context has no deadline.
 	ApplyTimeout time.Duration
+	// ServerStabilizationTime is how long a joined node must stay healthy
+	// (reachable, caught up) before the leader makes it a voter (default
+	// 10s; negative: at once once healthy).
+	ServerStabilizationTime time.Duration
+}
+
+// autopilotInterval is how often the leader re-checks the health of the
+// servers and promotes stable non-voters: often enough that a short
+// stabilization time (tests) is not dominated by it.
+func (c *Config) autopilotInterval() time.Duration {
+	return min(max(c.ServerStabilizationTime/4, 50*time.Millisecond), time.Second)
 }
 
 // Default raft timing: a follower calls an election after 0.5–1.5 s without
@@ -87,6 +98,7 @@ func (c *Config) setDefaults() error {
 	def(&c.LeaderLeaseTimeout, c.HeartbeatTimeout/2)
 	def(&c.SnapshotInterval, 2*time.Minute)
 	def(&c.ApplyTimeout, 10*time.Second)
+	def(&c.ServerStabilizationTime, 10*time.Second)
 	if c.SnapshotThreshold == 0 {
 		c.SnapshotThreshold = 8192
 	}

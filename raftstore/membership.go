@@ -14,7 +14,9 @@ import (
 	"github.com/raftkv/raftkv/kv"
 )
 
-// Join adds a voter (or does nothing if id is already a member at addr).
+// Join adds a non-voter, which the leader promotes to voter once it has
+// been healthy for Config.ServerStabilizationTime (or does nothing if id is
+// already a member at addr).
 // Any node accepts it; followers forward it to the leader.
 func (s *RaftStore) Join(ctx context.Context, id, addr string) error {
 	if id == "" || addr == "" {
@@ -89,10 +91,14 @@ func (s *RaftStore) changeMembershipLocal(ctx context.Context, req membershipReq
 				}
 			}
 		}
-		if err := s.raft.AddVoter(raft.ServerID(req.ID), raft.ServerAddress(req.Address), 0, timeout).Error(); err != nil {
+		// A non-voter first: it counts toward quorum only once autopilot
+		// has seen it healthy for the stabilization time, so an address
+		// where nothing answers can never cost the cluster its majority.
+		if err := s.raft.AddNonvoter(raft.ServerID(req.ID), raft.ServerAddress(req.Address), 0, timeout).Error(); err != nil {
 			return classifyApplyError(err)
 		}
-		s.logger.Info("added voter", "id", req.ID, "address", req.Address)
+		s.logger.Info("added non-voter; autopilot promotes it once it is stable", "id", req.ID, "address", req.Address,
+			"stabilization_time", s.cfg.ServerStabilizationTime)
 		return nil
 	case "remove":
 		for _, srv := range servers {

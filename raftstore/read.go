@@ -51,8 +51,12 @@ func (s *RaftStore) watchLeadership(notify <-chan bool) {
 			s.leader.mu.Unlock()
 			if isLeader {
 				go s.barrier(epoch)
+				if s.ctx.Err() == nil {
+					s.pilot.Start()
+				}
 			} else {
 				s.sessions.Step()
+				s.pilot.Stop()
 			}
 			s.logger.Info("leadership changed", "leader", isLeader)
 		}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/raftkv/raftkv/fsm"
+	"github.com/raftkv/raftkv/internal/autopilot"
 	"github.com/raftkv/raftkv/internal/reqtrace"
 	"github.com/raftkv/raftkv/kv"
 )
@@ -27,12 +28,14 @@ const rpcPrefix = "/internal/v1/"
 
 // rpcResponse carries a result or a sentinel error (by wire code) back.
 type rpcResponse struct {
-	Code    string      `json:"code,omitempty"`
-	Error   string      `json:"error,omitempty"`
-	Result  *kv.Result  `json:"result,omitempty"`
-	Index   uint64      `json:"index,omitempty"`
-	Term    uint64      `json:"term,omitempty"`
-	Session *kv.Session `json:"session,omitempty"`
+	Code    string              `json:"code,omitempty"`
+	Error   string              `json:"error,omitempty"`
+	Result  *kv.Result          `json:"result,omitempty"`
+	Index   uint64              `json:"index,omitempty"`
+	Term    uint64              `json:"term,omitempty"`
+	Session *kv.Session         `json:"session,omitempty"`
+	Stats   *autopilot.Stats    `json:"stats,omitempty"`
+	Health  *kv.AutopilotHealth `json:"health,omitempty"`
 }
 
 type membershipRequest struct {
@@ -51,6 +54,8 @@ func (s *RaftStore) rpcHandler() http.Handler {
 	m.HandleFunc("POST "+rpcPrefix+"membership", s.rpcMembership)
 	m.HandleFunc("POST "+rpcPrefix+"restore", s.rpcRestore)
 	m.HandleFunc("PUT "+rpcPrefix+"renew", s.rpcRenew)
+	m.HandleFunc("GET "+rpcPrefix+"stats", s.rpcStats)
+	m.HandleFunc("GET "+rpcPrefix+"autopilot-health", s.rpcAutopilotHealth)
 	return m
 }
 

@@ -20,6 +20,7 @@ import (
 
 	"github.com/raftkv/raftkv/fsm"
 	"github.com/raftkv/raftkv/httpd"
+	"github.com/raftkv/raftkv/internal/autopilot"
 	"github.com/raftkv/raftkv/internal/leaderwatch"
 	"github.com/raftkv/raftkv/internal/logging"
 	"github.com/raftkv/raftkv/internal/sessions"
@@ -57,6 +58,7 @@ type RaftStore struct {
 	contacts peerContacts // when each peer last answered this node's AppendEntries
 	leaders  *leaderwatch.Watch
 	sessions *sessions.Manager // TTL timers and node health, while leading
+	pilot    *autopilot.Pilot  // promotes joined non-voters, while leading
 	verifier *verifier
 	// followerReads shares one read-index call to the leader among the
 	// linearizable reads that arrive together on a follower.
@@ -203,6 +205,13 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 	s.peers = newPeerClient(s.mux.DialContext)
 	s.metrics = newMetrics(s.watch.Len)
 	s.sessions = sessions.New(sessions.RealClock{}, s.invalidateSession)
+	s.pilot = autopilot.New(s.raft, (*pilotNode)(s), autopilot.Config{
+		StabilizationTime:    cfg.ServerStabilizationTime,
+		LastContactThreshold: cfg.HeartbeatTimeout,
+		FailAfter:            kv.NodeFailAfter,
+		Interval:             cfg.autopilotInterval(),
+		Logger:               logging.HCLog(s.logger, "autopilot"),
+	})
 	s.leaders = leaderwatch.New(s.raft, s.id, s.addr, time.Now, s.metrics.failover.Observe)
 	watch.Store(s.leaders)
 	slowAfter := cfg.HeartbeatTimeout / 10 // raft's heartbeat interval
@@ -287,6 +296,7 @@ func (s *RaftStore) shutdown(handOver bool) error {
 	s.closeOnce.Do(func() {
 		s.cancel()
 		s.sessions.Step() // no invalidation may start while the node goes away
+		s.pilot.Stop()
 		if handOver && s.raft.State() == raft.Leader && s.voterCount() > 1 {
 			if err := s.raft.LeadershipTransfer().Error(); err != nil {
 				s.logger.Warn("leadership transfer before shutdown failed", "err", err)
@@ -302,6 +312,7 @@ func (s *RaftStore) shutdown(handOver bool) error {
 			errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
 		}
 		close(s.raftDone)
+		s.pilot.Stop() // in case leadership came back while raft shut down
 		s.leaders.Stop()
 		s.sessions.Close()
 		if err := s.mux.Close(); err != nil {

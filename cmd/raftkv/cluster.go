@@ -13,30 +13,54 @@ import (
 )
 
 func (a *app) membersCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "members", Short: "List the cluster's servers", Args: cobra.NoArgs}
+	cmd := &cobra.Command{
+		Use:   "members",
+		Short: "List the cluster's servers and their health",
+		Long: `List the servers with the leader's view of their health: state, voter,
+healthy (reachable, in the leader's term, close behind its log), time since
+each last heard from the leader, and lag in log entries. Joined servers are
+non-voters until they have been healthy for the stabilization time.`,
+		Args: cobra.NoArgs,
+	}
 	cmd.RunE = a.runE(func(cmd *cobra.Command, c *client.Client, args []string) error {
-		cfg, err := c.Members(cmd.Context())
+		h, err := c.AutopilotHealth(cmd.Context())
 		if err != nil {
 			return err
 		}
-		return a.print(cfg, func(w io.Writer) {
+		var leaderIndex uint64
+		for _, s := range h.Servers {
+			if s.Leader {
+				leaderIndex = s.LastIndex
+			}
+		}
+		return a.print(h, func(w io.Writer) {
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tADDRESS\tROLE\tVOTER")
-			for _, s := range cfg.Servers {
-				role := "follower"
-				if s.Leader {
-					role = "leader"
+			fmt.Fprintln(tw, "ID\tADDRESS\tSTATE\tVOTER\tHEALTHY\tLAST-CONTACT\tLAG")
+			for _, s := range h.Servers {
+				state := "follower"
+				switch {
+				case s.Leader:
+					state = "leader"
+				case s.SerfStatus == "failed":
+					state = "unreachable"
+				case !s.Voter:
+					state = "non-voter"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%v\n", s.ID, s.Address, role, s.Voter)
+				lag := "-"
+				if s.LastIndex > 0 && leaderIndex >= s.LastIndex {
+					lag = fmt.Sprint(leaderIndex - s.LastIndex)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%v\t%s\t%s\n", s.ID, s.Address, state, s.Voter, s.Healthy, s.LastContact, lag)
 			}
 			tw.Flush()
+			fmt.Fprintf(w, "healthy: %v, failure tolerance: %d\n", h.Healthy, h.FailureTolerance)
 		})
 	})
 	return cmd
 }
 
 func (a *app) joinCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "join ID ADDR", Short: "Add a voter to the cluster", Args: cobra.ExactArgs(2)}
+	cmd := &cobra.Command{Use: "join ID ADDR", Short: "Add a server (a voter once it has been healthy for the stabilization time)", Args: cobra.ExactArgs(2)}
 	cmd.RunE = a.runE(func(cmd *cobra.Command, c *client.Client, args []string) error {
 		if err := c.Join(cmd.Context(), args[0], args[1]); err != nil {
 			return err

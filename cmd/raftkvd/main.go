@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/raftkv/raftkv/internal/logging"
 	"github.com/raftkv/raftkv/kv"
@@ -48,6 +49,7 @@ func run(args []string, stderr io.Writer) int {
 		snapThresh   = fs.Uint64("snapshot-threshold", 0, "log entries between snapshots (default 8192)")
 		trailingLogs = fs.Uint64("trailing-logs", 0, "log entries kept after a snapshot (default 10240)")
 		snapInterval = fs.Duration("snapshot-interval", 0, "how often to check whether to snapshot (default 2m)")
+		stabilize    = fs.Duration("server-stabilization-time", 10*time.Second, "how long a joined node must stay healthy before it becomes a voter")
 	)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -107,6 +109,8 @@ func run(args []string, stderr io.Writer) int {
 		SnapshotThreshold:  *snapThresh,
 		TrailingLogs:       *trailingLogs,
 		SnapshotInterval:   *snapInterval,
+
+		ServerStabilizationTime: *stabilize,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "raftkvd: %v\n", err)

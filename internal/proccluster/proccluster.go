@@ -11,6 +11,7 @@ package proccluster
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -152,14 +153,53 @@ func Start(tb testing.TB, n int, opts Options) *Cluster {
 		c.StartProc(i)
 	}
 	c.WaitReady(30 * time.Second)
+	c.WaitVoters(30 * time.Second)
 	return c
+}
+
+// WaitVoters waits until the leader counts every running, non-bare node as
+// a voter (joined nodes start as non-voters).
+func (c *Cluster) WaitVoters(timeout time.Duration) {
+	c.TB.Helper()
+	WaitFor(c.TB, timeout, "every node a voter", func() error {
+		l := c.Leader()
+		if l < 0 {
+			return fmt.Errorf("no leader")
+		}
+		resp, err := http.Get("http://" + c.Procs[l].Addr + "/v1/operator/raft/configuration")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		var cfg struct {
+			Servers []struct {
+				ID    string
+				Voter bool
+			}
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&cfg); err != nil {
+			return err
+		}
+		voters := map[string]bool{}
+		for _, s := range cfg.Servers {
+			voters[s.ID] = s.Voter
+		}
+		for _, p := range c.Procs {
+			if p.Cmd != nil && !p.Bare && !voters[p.ID] {
+				return fmt.Errorf("%s is not a voter yet", p.ID)
+			}
+		}
+		return nil
+	})
 }
 
 // StartProc (re)starts node i with its usual command line.
 func (c *Cluster) StartProc(i int) {
 	c.TB.Helper()
 	p := c.Procs[i]
-	args := []string{"-id", p.ID, "-addr", p.Addr, "-data-dir", p.Dir, "-log-level", "debug"}
+	// Joined nodes become voters once autopilot has seen them healthy for a
+	// moment, not the default 10s.
+	args := []string{"-id", p.ID, "-addr", p.Addr, "-data-dir", p.Dir, "-log-level", "debug", "-server-stabilization-time", "300ms"}
 	switch {
 	case p.Bare:
 	case i == 0:

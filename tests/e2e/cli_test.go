@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"github.com/raftkv/raftkv/internal/proccluster"
 	"os"
 	"os/exec"
@@ -141,13 +142,23 @@ func TestCLIAgainstThreeNodes(t *testing.T) {
 	})
 	extra := c.AddBare()
 	k.ok("", "join", extra.ID, extra.Addr)
-	if members := k.ok("", "members"); strings.Count(members, "127.0.0.1:") != 4 {
-		t.Fatalf("after join:\n%s", members)
-	}
+	// A joined server is shown, and becomes a healthy voter once stable.
+	waitFor(t, 20*time.Second, "the joined server a healthy voter", func() error {
+		members := k.ok("", "members")
+		for _, line := range strings.Split(members, "\n") {
+			if f := strings.Fields(line); len(f) == 7 && f[0] == extra.ID && f[2] == "follower" && f[3] == "true" && f[4] == "true" {
+				return nil
+			}
+		}
+		return fmt.Errorf("members:\n%s", members)
+	})
 	k.ok("", "remove", extra.ID)
-	if members := k.ok("", "members"); strings.Count(members, "127.0.0.1:") != 3 {
-		t.Fatalf("after remove:\n%s", members)
-	}
+	waitFor(t, 20*time.Second, "the removed server gone", func() error {
+		if members := k.ok("", "members"); strings.Count(members, "127.0.0.1:") != 3 || !strings.Contains(members, "healthy: true, failure tolerance: 1") {
+			return fmt.Errorf("after remove:\n%s", members)
+		}
+		return nil
+	})
 	k.fails(1, "not a member", "remove", "nobody")
 
 	// Snapshot save, change things, restore: back to the saved state.

@@ -158,6 +158,22 @@ func TestConsulClientAgainstThreeNodes(t *testing.T) {
 	if leaders != 1 {
 		t.Fatalf("%d leaders in the configuration", leaders)
 	}
+	// consul/api's autopilot health, through a follower.
+	waitFor(t, 10*time.Second, "a healthy autopilot report", func() error {
+		h, err := f.Operator().AutopilotServerHealth(nil)
+		if err != nil {
+			return err
+		}
+		if !h.Healthy || h.FailureTolerance != 1 || len(h.Servers) != 3 {
+			return fmt.Errorf("%+v", h)
+		}
+		for _, s := range h.Servers {
+			if !s.Healthy || !s.Voter || s.LastContact == nil || s.StableSince.IsZero() {
+				return fmt.Errorf("server %+v", s)
+			}
+		}
+		return nil
+	})
 	peers, err := f.Status().Peers()
 	if err != nil || len(peers) != 3 {
 		t.Fatalf("peers: %v %v", peers, err)

@@ -1,0 +1,111 @@
+package raftstore
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/raftkv/raftkv/internal/autopilot"
+	"github.com/raftkv/raftkv/internal/leaderwatch"
+	"github.com/raftkv/raftkv/kv"
+)
+
+// pilotNode is what internal/autopilot asks of this node.
+type pilotNode RaftStore
+
+// ServerStats of this node come from its raft; of others, over the port.
+func (p *pilotNode) ServerStats(ctx context.Context, id, addr string) (autopilot.Stats, error) {
+	s := (*RaftStore)(p)
+	if id == s.id {
+		return s.localStats(), nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.peerTimeout())
+	defer cancel()
+	out, err := s.peers.call(ctx, http.MethodGet, addr, rpcPrefix+"stats", nil)
+	if err != nil {
+		return autopilot.Stats{}, err
+	}
+	if out.Stats == nil {
+		return autopilot.Stats{}, fmt.Errorf("stats from %s: empty answer", addr)
+	}
+	return *out.Stats, nil
+}
+
+func (p *pilotNode) LastHeard(id string) time.Time { return p.contacts.last(id) }
+
+// localStats reads raft's own view of this node's log and leader contact.
+func (s *RaftStore) localStats() autopilot.Stats {
+	st := s.raft.Stats()
+	out := autopilot.Stats{LastContact: -1}
+	out.LastTerm, _ = strconv.ParseUint(st["last_log_term"], 10, 64)
+	out.LastIndex, _ = strconv.ParseUint(st["last_log_index"], 10, 64)
+	switch lc := st["last_contact"]; lc {
+	case "never":
+	case "0":
+		out.LastContact = 0
+	default:
+		if d, err := time.ParseDuration(lc); err == nil {
+			out.LastContact = d
+		}
+	}
+	if s.isLeader() {
+		out.LastContact = 0
+	}
+	return out
+}
+
+func (s *RaftStore) rpcStats(w http.ResponseWriter, _ *http.Request) {
+	st := s.localStats()
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(rpcResponse{Stats: &st})
+}
+
+// AutopilotHealth reports the health of every server, as the leader's
+// autopilot sees it (followers ask the leader).
+func (s *RaftStore) AutopilotHealth(ctx context.Context) (kv.AutopilotHealth, error) {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	var out kv.AutopilotHealth
+	err := s.onLeader(ctx, func() error {
+		var err error
+		out, err = s.localHealth()
+		return err
+	}, func(ep leaderwatch.Epoch) error {
+		cctx, cancel := peerContext(ctx, ep, s.peerTimeout())
+		defer cancel()
+		res, err := s.peers.call(cctx, http.MethodGet, ep.Leader, rpcPrefix+"autopilot-health", nil)
+		if err != nil {
+			return err
+		}
+		if res.Health == nil {
+			return fmt.Errorf("%w: autopilot health from %s: empty answer", kv.ErrNoLeader, ep.Leader)
+		}
+		out = *res.Health
+		return nil
+	})
+	return out, err
+}
+
+func (s *RaftStore) localHealth() (kv.AutopilotHealth, error) {
+	if !s.isLeader() {
+		return kv.AutopilotHealth{}, fmt.Errorf("%w: %s is not the leader", kv.ErrNoLeader, s.addr)
+	}
+	st := s.pilot.State()
+	if st == nil {
+		return kv.AutopilotHealth{}, fmt.Errorf("%w: autopilot has not run yet on the new leader", kv.ErrNoLeader)
+	}
+	return autopilot.Report(st), nil
+}
+
+func (s *RaftStore) rpcAutopilotHealth(w http.ResponseWriter, _ *http.Request) {
+	h, err := s.localHealth()
+	if err != nil {
+		writeRPC(w, nil, 0, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(rpcResponse{Health: &h})
+}
