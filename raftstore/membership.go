@@ -227,6 +227,7 @@ func (s *RaftStore) watchReadiness() {
 // until the node finds itself a member with a known leader (a restart).
 func (s *RaftStore) joinLoop() {
 	backoff := 200 * time.Millisecond
+	s.logger.Info("joining the cluster", "via", s.cfg.Join)
 	hc := &http.Client{Timeout: 15 * time.Second}
 	for {
 		if s.isMemberWithLeader() {
@@ -241,7 +242,7 @@ func (s *RaftStore) joinLoop() {
 				s.logger.Info("joined cluster", "via", addr)
 				return
 			}
-			s.logger.Debug("join attempt failed", "via", addr, "err", err)
+			s.logger.Warn("join attempt failed; retrying", "via", addr, "err", err, "retry_in", backoff)
 		}
 		select {
 		case <-s.ctx.Done():
