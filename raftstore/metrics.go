@@ -1,6 +1,7 @@
 package raftstore
 
 import (
+	"strconv"
 	"sync"
 	"time"
 
@@ -95,4 +96,73 @@ func newMetrics(watchers func() int) *metrics {
 		m.registry.MustRegister(sink)
 	}
 	return m
+}
+
+// raftGauges reports the node's raft position at scrape time: whether it
+// leads, its term, last log, commit and applied indexes, time since it
+// last heard from a leader, and (on the leader) since it last heard from
+// each peer, labelled by peer.
+type raftGauges struct {
+	s                                                     *RaftStore
+	isLeader, term, lastLog, commit, applied, lastContact *prometheus.Desc
+	peerContact                                           *prometheus.Desc
+}
+
+func newRaftGauges(s *RaftStore) *raftGauges {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help, labels, nil)
+	}
+	return &raftGauges{
+		s:           s,
+		isLeader:    d("raftkv_is_leader", "1 while this node is the raft leader, else 0."),
+		term:        d("raftkv_raft_term", "The raft term this node is in."),
+		lastLog:     d("raftkv_raft_last_log_index", "Index of the last entry in this node's raft log."),
+		commit:      d("raftkv_raft_commit_index", "The highest log index this node knows to be committed."),
+		applied:     d("raftkv_raft_applied_index", "The highest log index this node's state machine has applied."),
+		lastContact: d("raftkv_raft_last_contact_seconds", "Seconds since this node last heard from the leader (0 on the leader, -1 never)."),
+		peerContact: d("raftkv_peer_last_contact_seconds", "On the leader: seconds since each peer last answered it.", "peer"),
+	}
+}
+
+func (g *raftGauges) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{g.isLeader, g.term, g.lastLog, g.commit, g.applied, g.lastContact, g.peerContact} {
+		ch <- d
+	}
+}
+
+func (g *raftGauges) Collect(ch chan<- prometheus.Metric) {
+	st := g.s.raft.Stats()
+	num := func(k string) float64 {
+		v, _ := strconv.ParseFloat(st[k], 64)
+		return v
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	leading := g.s.isLeader()
+	gauge(g.isLeader, map[bool]float64{true: 1}[leading])
+	gauge(g.term, num("term"))
+	gauge(g.lastLog, num("last_log_index"))
+	gauge(g.commit, num("commit_index"))
+	gauge(g.applied, float64(g.s.fsm.AppliedIndex()))
+	lc := g.s.localStats().LastContact.Seconds()
+	if lc < 0 {
+		lc = -1
+	}
+	gauge(g.lastContact, lc)
+	if !leading {
+		return
+	}
+	cf := g.s.raft.GetConfiguration()
+	if cf.Error() != nil {
+		return
+	}
+	now := time.Now()
+	for _, srv := range cf.Configuration().Servers {
+		if id := string(srv.ID); id != g.s.id {
+			if last := g.s.contacts.last(id); !last.IsZero() {
+				gauge(g.peerContact, now.Sub(last).Seconds(), id)
+			}
+		}
+	}
 }

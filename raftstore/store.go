@@ -170,6 +170,7 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 	rc.SnapshotThreshold = cfg.SnapshotThreshold
 	rc.TrailingLogs = cfg.TrailingLogs
 	rc.BatchApplyCh = true
+	rc.NoLegacyTelemetry = true // per-peer metrics as a peer_id label, not in the name
 	rc.MaxAppendEntries = 256
 	rc.CommitTimeout = 5 * time.Millisecond
 
@@ -204,6 +205,7 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 
 	s.peers = newPeerClient(s.mux.DialContext)
 	s.metrics = newMetrics(s.watch.Len)
+	s.metrics.registry.MustRegister(newRaftGauges(s))
 	s.sessions = sessions.New(sessions.RealClock{}, s.invalidateSession)
 	s.pilot = autopilot.New(s.raft, (*pilotNode)(s), autopilot.Config{
 		StabilizationTime:    cfg.ServerStabilizationTime,

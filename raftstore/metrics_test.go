@@ -1,0 +1,78 @@
+package raftstore
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+)
+
+// gathered returns the value of every gauge series in a node's registry,
+// keyed by name and labels.
+func gathered(t *testing.T, s *RaftStore) map[string]float64 {
+	t.Helper()
+	mfs, err := s.metrics.registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			key := mf.GetName()
+			for _, l := range m.GetLabel() {
+				key += fmt.Sprintf("{%s=%s}", l.GetName(), l.GetValue())
+			}
+			if g := m.GetGauge(); g != nil && mf.GetType() == dto.MetricType_GAUGE {
+				out[key] = g.GetValue()
+			}
+		}
+	}
+	return out
+}
+
+func TestRaftGauges(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	l := c.leader()
+	if _, err := c.nodes[l].Set(ctx(t), "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	f := c.followers()[0]
+	waitFor(t, 10*time.Second, "the follower to apply the write", func() error {
+		if c.nodes[f].fsm.AppliedIndex() < c.nodes[l].fsm.AppliedIndex() {
+			return fmt.Errorf("behind")
+		}
+		return nil
+	})
+	lg, fg := gathered(t, c.nodes[l]), gathered(t, c.nodes[f])
+	if lg["raftkv_is_leader"] != 1 || fg["raftkv_is_leader"] != 0 {
+		t.Fatalf("is_leader: leader %v, follower %v", lg["raftkv_is_leader"], fg["raftkv_is_leader"])
+	}
+	for _, name := range []string{"raftkv_raft_term", "raftkv_raft_last_log_index", "raftkv_raft_commit_index", "raftkv_raft_applied_index"} {
+		if lg[name] <= 0 || fg[name] <= 0 {
+			t.Fatalf("%s: leader %v, follower %v", name, lg[name], fg[name])
+		}
+	}
+	if lg["raftkv_raft_last_contact_seconds"] != 0 || fg["raftkv_raft_last_contact_seconds"] < 0 {
+		t.Fatalf("last contact: leader %v, follower %v", lg["raftkv_raft_last_contact_seconds"], fg["raftkv_raft_last_contact_seconds"])
+	}
+	peers := 0
+	for k := range lg {
+		if strings.HasPrefix(k, "raftkv_peer_last_contact_seconds{peer=") {
+			peers++
+		}
+	}
+	if peers != 2 {
+		t.Fatalf("per-peer series on the leader: %d", peers)
+	}
+	// No metric carries a node ID in its name.
+	mfs, _ := c.nodes[l].metrics.registry.Gather()
+	for _, mf := range mfs {
+		for _, n := range []string{"_n1", "_n2", "_n3"} {
+			if strings.HasSuffix(mf.GetName(), n) {
+				t.Fatalf("node ID in a metric name: %s", mf.GetName())
+			}
+		}
+	}
+}
