@@ -33,6 +33,10 @@ type Config struct {
 	// by the network) is left for the next one. A refused connection or a
 	// 503 moves on at once. Blocking queries add their wait.
 	AttemptTimeout time.Duration
+	// UnreachableTimeout: a call that has reached no endpoint at all (every
+	// connection refused or timed out) gives up after this long instead of
+	// retrying for the whole Timeout (default 5s).
+	UnreachableTimeout time.Duration
 	// HTTPClient overrides the transport (default: pooled keep-alive).
 	HTTPClient *http.Client
 }
@@ -49,6 +53,8 @@ type Client struct {
 	hc        *http.Client
 	timeout   time.Duration
 	attempt   time.Duration
+	// unreachable bounds a call that reaches no endpoint.
+	unreachable time.Duration
 
 	mu        sync.Mutex
 	preferred int // index of the endpoint that answered last
@@ -59,7 +65,7 @@ func New(cfg Config) (*Client, error) {
 	if len(cfg.Endpoints) == 0 {
 		return nil, fmt.Errorf("%w: no endpoints", kv.ErrInvalid)
 	}
-	c := &Client{hc: cfg.HTTPClient, timeout: cfg.Timeout, attempt: cfg.AttemptTimeout}
+	c := &Client{hc: cfg.HTTPClient, timeout: cfg.Timeout, attempt: cfg.AttemptTimeout, unreachable: cfg.UnreachableTimeout}
 	for _, e := range cfg.Endpoints {
 		e = strings.TrimSpace(e)
 		if e == "" {
@@ -89,6 +95,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	if c.attempt <= 0 {
 		c.attempt = DefaultAttemptTimeout
+	}
+	if c.unreachable <= 0 {
+		c.unreachable = 5 * time.Second
 	}
 	return c, nil
 }
@@ -132,6 +141,7 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 	}
 	backoff := 50 * time.Millisecond
 	var lastErr error
+	began, reached := time.Now(), false
 	for attempt := 0; ; attempt++ {
 		c.mu.Lock()
 		start := c.preferred
@@ -148,6 +158,8 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 				return resp, nil
 			}
 			lastErr = err
+			var ce *errConn
+			reached = reached || !errors.As(err, &ce) || ce.sent
 			if !retryable(err, r.repeatable) || ctx.Err() != nil {
 				return nil, err
 			}
@@ -156,6 +168,9 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 				c.preferred = (ep + 1) % len(c.endpoints)
 			}
 			c.mu.Unlock()
+		}
+		if !reached && time.Since(began) >= c.unreachable {
+			return nil, fmt.Errorf("%w (no endpoint reachable for %s, %d rounds over %d endpoints)", lastErr, c.unreachable, attempt+1, len(c.endpoints))
 		}
 		select {
 		case <-ctx.Done():

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -166,5 +167,28 @@ func TestSilentEndpointLeftAfterAttemptTimeout(t *testing.T) {
 	}
 	if len(good.keys) != 2 {
 		t.Fatalf("the answering endpoint saw %d requests, want 2", len(good.keys))
+	}
+}
+
+// A call that reaches no endpoint gives up after UnreachableTimeout, not
+// the whole Timeout, with an error that says it was not applied.
+func TestUnreachableEndpointsGiveUpEarly(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // refused from now on
+	c, err := New(Config{Endpoints: []string{addr}, Timeout: time.Minute, UnreachableTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	err = c.Put(context.Background(), "k", []byte("v"))
+	if !errors.Is(err, kv.ErrNoLeader) || !strings.Contains(err.Error(), "no endpoint reachable") {
+		t.Fatalf("put to a dead endpoint: %v", err)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Fatalf("gave up after %s, the whole timeout", d)
 	}
 }

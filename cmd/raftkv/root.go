@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/raftkv/raftkv/client"
+	"github.com/raftkv/raftkv/internal/version"
 )
 
 // app holds what every command shares.
@@ -56,7 +57,7 @@ safely: each carries an Idempotency-Key, so the cluster applies it once.`,
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return err })
 	root.AddCommand(a.getCmd(), a.putCmd(), a.delCmd(), a.lsCmd(), a.watchCmd(), a.txnCmd(),
 		a.membersCmd(), a.joinCmd(), a.removeCmd(), a.leaderCmd(), a.transferCmd(), a.snapshotCmd(),
-		a.sessionCmd(), a.lockCmd(), a.electCmd(), a.benchCmd())
+		a.sessionCmd(), a.lockCmd(), a.electCmd(), a.benchCmd(), a.versionCmd())
 	return root
 }
 
@@ -84,5 +85,17 @@ func (a *app) runE(fn func(cmd *cobra.Command, c *client.Client, args []string) 
 			return err // a bad --endpoints is a usage error
 		}
 		return fail(fn(cmd, c, args))
+	}
+}
+
+func (a *app) versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print raftkv's version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			fmt.Fprintln(a.stdout, "raftkv", version.String())
+			return nil
+		},
 	}
 }

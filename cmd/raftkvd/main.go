@@ -18,17 +18,18 @@ import (
 	"time"
 
 	"github.com/raftkv/raftkv/internal/logging"
+	"github.com/raftkv/raftkv/internal/version"
 	"github.com/raftkv/raftkv/kv"
 	"github.com/raftkv/raftkv/raftstore"
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stderr))
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, lookupEnv))
 }
 
 // run returns the exit code: 0 after a clean shutdown, 1 on a runtime
 // error, 2 on bad flags.
-func run(args []string, stderr io.Writer) int {
+func run(args []string, stdout, stderr io.Writer, getenv func(string) (string, bool)) int {
 	fs := flag.NewFlagSet("raftkvd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
@@ -50,11 +51,21 @@ func run(args []string, stderr io.Writer) int {
 		trailingLogs = fs.Uint64("trailing-logs", 0, "log entries kept after a snapshot (default 10240)")
 		snapInterval = fs.Duration("snapshot-interval", 0, "how often to check whether to snapshot (default 2m)")
 		stabilize    = fs.Duration("server-stabilization-time", 10*time.Second, "how long a joined node must stay healthy before it becomes a voter")
+		showVersion  = fs.Bool("version", false, "print the version and exit")
 	)
+	fs.Usage = func() { usage(fs, stderr) }
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
+		return 2
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, "raftkvd", version.String())
+		return 0
+	}
+	if err := applyEnv(fs, getenv); err != nil {
+		fmt.Fprintf(stderr, "raftkvd: %v\n", err)
 		return 2
 	}
 	usage := func(format string, a ...any) int {

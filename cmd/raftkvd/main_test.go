@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -36,12 +37,57 @@ func TestBadInputExitsNonZeroWithOneLine(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			var stderr bytes.Buffer
-			if code := run(c.args, &stderr); code != c.code {
+			if code := run(c.args, io.Discard, &stderr, noEnv); code != c.code {
 				t.Fatalf("exit %d, want %d; stderr:\n%s", code, c.code, stderr.String())
 			}
 			if !strings.Contains(stderr.String(), c.want) {
 				t.Fatalf("stderr lacks %q:\n%s", c.want, stderr.String())
 			}
 		})
+	}
+}
+
+func noEnv(string) (string, bool) { return "", false }
+
+// Every flag can come from RAFTKV_<FLAG>; a flag on the command line wins.
+func TestFlagsFromEnvironment(t *testing.T) {
+	env := map[string]string{"RAFTKV_DATA_DIR": "", "RAFTKV_LOG_LEVEL": "loud"}
+	get := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	var stderr bytes.Buffer
+	if code := run([]string{"-addr", "127.0.0.1:0"}, io.Discard, &stderr, get); code != 2 || !strings.Contains(stderr.String(), "-data-dir is required") {
+		t.Fatalf("empty RAFTKV_DATA_DIR: exit %d: %s", code, stderr.String())
+	}
+	env["RAFTKV_DATA_DIR"] = t.TempDir()
+	stderr.Reset()
+	if code := run([]string{"-addr", "127.0.0.1:0"}, io.Discard, &stderr, get); code != 2 || !strings.Contains(stderr.String(), `unknown log level "loud"`) {
+		t.Fatalf("RAFTKV_LOG_LEVEL=loud: exit %d: %s", code, stderr.String())
+	}
+	env["RAFTKV_MAX_VALUE_BYTES"] = "lots"
+	stderr.Reset()
+	if code := run([]string{"-log-level", "info"}, io.Discard, &stderr, get); code != 2 || !strings.Contains(stderr.String(), "RAFTKV_MAX_VALUE_BYTES") {
+		t.Fatalf("a bad variable: exit %d: %s", code, stderr.String())
+	}
+}
+
+func TestVersionAndGroupedHelp(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"-version"}, &stdout, &stderr, noEnv); code != 0 || !strings.HasPrefix(stdout.String(), "raftkvd ") {
+		t.Fatalf("-version: exit %d, %q %q", code, stdout.String(), stderr.String())
+	}
+	stderr.Reset()
+	if code := run([]string{"-h"}, &stdout, &stderr, noEnv); code != 0 {
+		t.Fatalf("-h: exit %d", code)
+	}
+	for _, want := range []string{"Cluster:", "-server-stabilization-time", "RAFTKV_DATA_DIR", "Raft timing"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Fatalf("-h lacks %q:\n%s", want, stderr.String())
+		}
+	}
+	// Every flag is in a group.
+	for _, name := range []string{"id", "addr", "advertise", "data-dir", "bootstrap", "join", "log-level", "log-format", "max-value-bytes", "pprof",
+		"heartbeat-timeout", "election-timeout", "leader-lease-timeout", "snapshot-threshold", "trailing-logs", "snapshot-interval", "version"} {
+		if !strings.Contains(stderr.String(), "  -"+name+" ") && !strings.Contains(stderr.String(), "  -"+name+"\n") {
+			t.Fatalf("-h does not list -%s", name)
+		}
 	}
 }

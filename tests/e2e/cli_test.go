@@ -195,6 +195,15 @@ func TestCLIAgainstThreeNodes(t *testing.T) {
 	k.fails(2, "accepts 1 arg", "get")
 	k.fails(2, "unknown flag", "get", "--bogus", "x")
 	k.fails(2, "unknown command", "frobnicate")
+	dead2 := cli{t: t, endpoints: dead}
+	start := time.Now()
+	dead2.fails(1, "no endpoint reachable", "get", "x")
+	if d := time.Since(start); d > 15*time.Second {
+		t.Fatalf("a CLI call to a dead endpoint took %s (its --timeout is 20s)", d)
+	}
+	if out := k.ok("", "version"); !strings.HasPrefix(out, "raftkv ") {
+		t.Fatalf("version: %q", out)
+	}
 	k.fails(2, "either a KEY or --prefix", "watch")
 }
 
