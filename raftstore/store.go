@@ -75,6 +75,8 @@ type RaftStore struct {
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	closeOnce sync.Once
+	removed     chan struct{} // closed once this node learns it was removed
+	removedOnce sync.Once
 	closeErr  error
 }
 
@@ -90,6 +92,7 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 	s := &RaftStore{cfg: cfg}
 	s.leader.signal = make(chan struct{})
 	s.raftDone = make(chan struct{})
+	s.removed = make(chan struct{})
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	var cleanup []func()
 	defer func() {
@@ -236,6 +239,7 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 	s.spawn(func() { leaderwatch.Run(s.raft, s.leaders, cfg.HeartbeatTimeout/10, s.raftDone) })
 	s.spawn(s.watchPeers)
 	s.spawn(s.watchReadiness)
+	s.spawn(s.watchRemoval)
 	if len(cfg.Join) > 0 {
 		s.spawn(s.joinLoop)
 	}

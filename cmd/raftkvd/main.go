@@ -130,8 +130,12 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) (string, b
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	logger.Info("raftkvd serving", "id", store.ID(), "addr", store.Addr())
-	<-ctx.Done()
-	logger.Info("shutting down")
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down")
+	case <-store.Removed():
+		logger.Info("removed from the cluster: shutting down (start again with -join to rejoin as a new member)")
+	}
 	if err := store.Close(); err != nil {
 		logger.Error("shutdown", "err", err)
 		return 1

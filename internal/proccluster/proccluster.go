@@ -276,6 +276,22 @@ func (c *Cluster) logAll() io.Writer {
 	return io.MultiWriter(ws...)
 }
 
+// WaitExit waits for node i to exit by itself and returns its exit error
+// (nil for exit 0).
+func (c *Cluster) WaitExit(i int, timeout time.Duration) error {
+	p := c.Procs[i]
+	if p.Cmd == nil {
+		return nil
+	}
+	select {
+	case err := <-p.done:
+		p.Cmd = nil
+		return err
+	case <-time.After(timeout):
+		return fmt.Errorf("%s still running after %s", p.ID, timeout)
+	}
+}
+
 // Stop sends SIGTERM and returns the exit error (nil for exit 0).
 func (c *Cluster) Stop(i int) error {
 	p := c.Procs[i]
