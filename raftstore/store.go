@@ -71,13 +71,13 @@ type RaftStore struct {
 	caughtUp atomic.Bool   // applied the leader's commit index once (readiness)
 	raftDone chan struct{} // closed once raft has shut down
 
-	ctx       context.Context // cancelled by Close; ends background loops
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup
-	closeOnce sync.Once
+	ctx         context.Context // cancelled by Close; ends background loops
+	cancel      context.CancelFunc
+	wg          sync.WaitGroup
+	closeOnce   sync.Once
 	removed     chan struct{} // closed once this node learns it was removed
 	removedOnce sync.Once
-	closeErr  error
+	closeErr    error
 }
 
 // Open starts a node. It returns once the node serves its port; use
