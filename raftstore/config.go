@@ -52,6 +52,11 @@ type Config struct {
 	// ApplyTimeout bounds how long a write waits for a leader and for its
 	// commit when the caller's context has no deadline.
 	ApplyTimeout time.Duration
+	// Recover rewrites this node's raft configuration from
+	// DataDir/peers.json before starting (quorum-loss recovery; see
+	// docs/OPERATIONS.md), then renames the file to peers.json.applied. A
+	// no-op without the file.
+	Recover bool
 	// ServerStabilizationTime is how long a joined node must stay healthy
 	// (reachable, caught up) before the leader makes it a voter (default
 	// 10s; negative: at once once healthy).

@@ -189,6 +189,12 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 			return nil, err
 		}
 	}
+	if cfg.Recover {
+		if err := s.recoverFromPeersJSON(rc, snaps, trans, hasState); err != nil {
+			trans.Close()
+			return nil, err
+		}
+	}
 	s.fsm.SetResuming(true)
 	s.raft, err = raft.NewRaft(rc, s.fsm, s.logs, s.logStore, snaps, trans)
 	s.fsm.SetResuming(false)
