@@ -301,7 +301,16 @@ func (c *Client) operator(ctx context.Context, method, path string, retrySafe bo
 // Join adds a server; the leader makes it a voter once it has been healthy
 // for the stabilization time (a no-op if it is already a member there).
 func (c *Client) Join(ctx context.Context, id, addr string) error {
-	q := url.Values{"id": {id}, "address": {addr}}
+	return c.join(ctx, id, addr, true)
+}
+
+// JoinReadReplica adds a server that stays a non-voter for good.
+func (c *Client) JoinReadReplica(ctx context.Context, id, addr string) error {
+	return c.join(ctx, id, addr, false)
+}
+
+func (c *Client) join(ctx context.Context, id, addr string, voter bool) error {
+	q := url.Values{"id": {id}, "address": {addr}, "voter": {strconv.FormatBool(voter)}}
 	return c.operator(ctx, http.MethodPut, "/v1/operator/raft/peer?"+q.Encode(), true)
 }
 

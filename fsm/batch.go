@@ -139,7 +139,11 @@ func (b *batchState) command(w writer, idx uint64, c *kv.Command, force bool) (a
 		return nil, fmt.Errorf("expire: %w", err)
 	}
 	var res *kv.Result
-	if len(c.Ops) == 1 && c.Ops[0].Verb.Internal() {
+	if len(c.Ops) == 1 && c.Ops[0].Verb == kv.VerbReadReplica {
+		if res, err = readReplicaCommand(w, idx, c.Ops[0]); err != nil {
+			return nil, err
+		}
+	} else if len(c.Ops) == 1 && c.Ops[0].Verb.Internal() {
 		if res, err = b.sessionCommand(w, idx, c.Ops[0]); err != nil {
 			return nil, err
 		}

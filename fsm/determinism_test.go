@@ -30,7 +30,13 @@ func randomLog(seed uint64, n int) []*raft.Log {
 		var op kv.Op
 		sid := fmt.Sprintf("s%d", r.IntN(3))
 		lockKey := fmt.Sprintf("d0/l%d", r.IntN(2)) // few lock keys: contention, lock-delays
-		switch r.IntN(13) {
+		switch r.IntN(14) {
+		case 13:
+			mark := []byte("1")
+			if r.IntN(2) == 0 {
+				mark = nil
+			}
+			op = kv.Op{Verb: kv.VerbReadReplica, Key: fmt.Sprintf("n%d", r.IntN(3)), Value: mark}
 		case 6:
 			behavior := kv.BehaviorRelease
 			if r.IntN(2) == 0 {

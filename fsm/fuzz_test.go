@@ -16,6 +16,7 @@ import (
 func FuzzApply(f *testing.F) {
 	for _, c := range []kv.Command{
 		{Ops: []kv.Op{{Verb: kv.VerbSet, Key: "a", Value: []byte("1")}}},
+		{Ops: []kv.Op{{Verb: kv.VerbReadReplica, Key: "n2", Value: []byte("1")}}},
 		{Ops: []kv.Op{{Verb: kv.VerbCAS, Key: "a", Value: []byte("2"), Index: 1}}, IdempotencyKey: "k"},
 		{Ops: []kv.Op{{Verb: kv.VerbDeleteTree, Key: ""}}, Time: time.Unix(1_800_000_000, 0)},
 		{Ops: []kv.Op{{Verb: kv.VerbGetTree, Key: "a"}, {Verb: kv.VerbCheckNotExists, Key: "b"}, {Verb: kv.VerbDeleteCAS, Key: "a", Index: 3}}},

@@ -78,7 +78,16 @@ func (h *handler) peerAdd(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: need id and address query parameters", kv.ErrInvalid))
 		return
 	}
-	if err := h.store.Join(r.Context(), id, addr); err != nil {
+	join := h.store.Join
+	switch q.Get("voter") {
+	case "", "true":
+	case "false":
+		join = h.store.JoinReadReplica // a read replica: never promoted
+	default:
+		writeError(w, fmt.Errorf("%w: voter must be true or false, not %q", kv.ErrInvalid, q.Get("voter")))
+		return
+	}
+	if err := join(r.Context(), id, addr); err != nil {
 		writeError(w, err)
 		return
 	}

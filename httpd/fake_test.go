@@ -198,6 +198,20 @@ func (f *fakeStore) Configuration(ctx context.Context) (kv.Configuration, error)
 	return kv.Configuration{Servers: append([]kv.Server(nil), f.servers...), Index: 9}, nil
 }
 
+func (f *fakeStore) JoinReadReplica(ctx context.Context, id, addr string) error {
+	if err := f.Join(ctx, id, addr); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := range f.servers {
+		if f.servers[i].ID == id {
+			f.servers[i].Voter = false
+		}
+	}
+	return nil
+}
+
 func (f *fakeStore) Join(ctx context.Context, id, addr string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -30,6 +30,7 @@ type Store interface {
 	Configuration(ctx context.Context) (kv.Configuration, error)
 	AutopilotHealth(ctx context.Context) (kv.AutopilotHealth, error)
 	Join(ctx context.Context, id, addr string) error
+	JoinReadReplica(ctx context.Context, id, addr string) error
 	Remove(ctx context.Context, id string) error
 	TransferLeadership(ctx context.Context, id string) error
 	Ready() bool

@@ -50,6 +50,9 @@ const (
 	// from a client). Session is the session ID.
 	VerbSessionCreate  Verb = 14 // Value: the encoded Session
 	VerbSessionDestroy Verb = 15 // invalidate: release or delete its keys, start lock-delay
+	// VerbReadReplica marks the server Key a read replica (Value "1"), which
+	// autopilot never promotes to voter, or clears the mark (empty Value).
+	VerbReadReplica Verb = 16
 )
 
 var verbNames = map[Verb]string{
@@ -68,11 +71,14 @@ var verbNames = map[Verb]string{
 	VerbGetOrEmpty:     "get-or-empty",
 	VerbSessionCreate:  "session-create",
 	VerbSessionDestroy: "session-destroy",
+	VerbReadReplica:    "read-replica",
 }
 
-// Internal reports whether v is a session verb, which only the node itself
-// proposes.
-func (v Verb) Internal() bool { return v == VerbSessionCreate || v == VerbSessionDestroy }
+// Internal reports whether v is a session or membership verb, which only
+// the node itself proposes.
+func (v Verb) Internal() bool {
+	return v == VerbSessionCreate || v == VerbSessionDestroy || v == VerbReadReplica
+}
 
 func (v Verb) String() string {
 	if n, ok := verbNames[v]; ok {
@@ -88,7 +94,7 @@ func (v Verb) Valid() bool { _, ok := verbNames[v]; return ok }
 func (v Verb) Writes() bool {
 	switch v {
 	case VerbSet, VerbCAS, VerbDelete, VerbDeleteTree, VerbDeleteCAS, VerbLock, VerbUnlock,
-		VerbSessionCreate, VerbSessionDestroy:
+		VerbSessionCreate, VerbSessionDestroy, VerbReadReplica:
 		return true
 	}
 	return false
@@ -180,7 +186,7 @@ func (c *Command) Validate(maxValue int) error {
 		}
 		if op.Verb.Internal() {
 			if len(c.Ops) != 1 {
-				return fmt.Errorf("%w: a session operation is a command of its own", ErrInvalid)
+				return fmt.Errorf("%w: a session or membership operation is a command of its own", ErrInvalid)
 			}
 			continue
 		}

@@ -36,6 +36,13 @@ func (p *pilotNode) ServerStats(ctx context.Context, id, addr string) (autopilot
 
 func (p *pilotNode) LastHeard(id string) time.Time { return p.contacts.last(id) }
 
+// ReadReplica errs on the side of not promoting: a read error keeps the
+// server a non-voter until the next round.
+func (p *pilotNode) ReadReplica(id string) bool {
+	replica, err := p.fsm.ReadReplica(id)
+	return replica || err != nil
+}
+
 // localStats reads raft's own view of this node's log and leader contact.
 func (s *RaftStore) localStats() autopilot.Stats {
 	st := s.raft.Stats()

@@ -117,3 +117,65 @@ func TestJoinedNodeIsPromotedOnceStable(t *testing.T) {
 		t.Fatalf("promoted after %s, before the stabilization time", d)
 	}
 }
+
+// A read replica stays a non-voter after the stabilization time, serves
+// linearizable reads, and keeps that across a change of leader (the mark is
+// replicated state); joining it again as a voter promotes it.
+func TestReadReplica(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	c.dirs = append(c.dirs, t.TempDir())
+	c.addrs = append(c.addrs, "127.0.0.1:0")
+	c.nodes = append(c.nodes, nil)
+	c.tune = func(cfg *Config) {
+		if cfg.ID == "n4" {
+			cfg.ReadReplica = true
+		}
+	}
+	c.start(3)
+	replica := c.nodes[3]
+	waitFor(t, 10*time.Second, "the replica to join and catch up", func() error {
+		if !replica.Ready() {
+			return fmt.Errorf("not ready")
+		}
+		return nil
+	})
+	if _, err := c.nodes[c.leader()].Set(ctx(t), "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if e, err := replica.Get(ctx(t), "k"); err != nil || string(e.Value) != "v" {
+		t.Fatalf("linearizable read on the replica: %+v %v", e, err)
+	}
+	voter := func() bool {
+		cfg, err := c.nodes[c.leader()].Configuration(ctx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range cfg.Servers {
+			if s.ID == "n4" {
+				return s.Voter
+			}
+		}
+		t.Fatal("n4 is not a member")
+		return false
+	}
+	time.Sleep(time.Second) // five stabilization times: autopilot had every chance to promote it
+	if voter() {
+		t.Fatal("a read replica was promoted")
+	}
+	if err := c.nodes[c.leader()].TransferLeadership(ctx(t), ""); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // the new leader's autopilot runs meanwhile
+	if voter() {
+		t.Fatal("a new leader promoted the read replica")
+	}
+	if err := replica.Join(ctx(t), "n4", replica.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "n4 promoted after a voter's join", func() error {
+		if !voter() {
+			return fmt.Errorf("still a non-voter")
+		}
+		return nil
+	})
+}

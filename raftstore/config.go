@@ -52,6 +52,9 @@ type Config struct {
 	// ApplyTimeout bounds how long a write waits for a leader and for its
 	// commit when the caller's context has no deadline.
 	ApplyTimeout time.Duration
+	// ReadReplica makes the -join request ask to stay a non-voter for good
+	// (it serves reads, never votes).
+	ReadReplica bool
 	// Recover rewrites this node's raft configuration from
 	// DataDir/peers.json before starting (quorum-loss recovery; see
 	// docs/OPERATIONS.md), then renames the file to peers.json.applied. A

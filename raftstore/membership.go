@@ -16,16 +16,26 @@ import (
 
 // Join adds a non-voter, which the leader promotes to voter once it has
 // been healthy for Config.ServerStabilizationTime (or does nothing if id is
-// already a member at addr).
-// Any node accepts it; followers forward it to the leader.
+// already a member at addr). Any node accepts it; followers forward it to
+// the leader.
 func (s *RaftStore) Join(ctx context.Context, id, addr string) error {
-	if id == "" || addr == "" {
+	return s.join(ctx, membershipRequest{Op: "join", ID: id, Address: addr})
+}
+
+// JoinReadReplica adds a server that stays a non-voter for good: it serves
+// reads, never votes (a voter already at addr is demoted).
+func (s *RaftStore) JoinReadReplica(ctx context.Context, id, addr string) error {
+	return s.join(ctx, membershipRequest{Op: "join", ID: id, Address: addr, NonVoter: true})
+}
+
+func (s *RaftStore) join(ctx context.Context, req membershipRequest) error {
+	if req.ID == "" || req.Address == "" {
 		return fmt.Errorf("%w: join needs an id and an address", kv.ErrInvalid)
 	}
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		return fmt.Errorf("%w: address %q: %v", kv.ErrInvalid, addr, err)
+	if _, _, err := net.SplitHostPort(req.Address); err != nil {
+		return fmt.Errorf("%w: address %q: %v", kv.ErrInvalid, req.Address, err)
 	}
-	return s.changeMembership(ctx, membershipRequest{Op: "join", ID: id, Address: addr})
+	return s.changeMembership(ctx, req)
 }
 
 // Remove removes a server from the cluster.
@@ -77,9 +87,30 @@ func (s *RaftStore) changeMembershipLocal(ctx context.Context, req membershipReq
 	timeout := enqueueTimeout(ctx)
 	switch req.Op {
 	case "join":
+		// The read-replica mark goes first, so that autopilot never sees the
+		// server without it; a voter's join clears a mark left from before.
+		if replica, err := s.fsm.ReadReplica(req.ID); err != nil {
+			return err
+		} else if replica != req.NonVoter {
+			mark := []byte(nil)
+			if req.NonVoter {
+				mark = []byte("1")
+			}
+			if _, err := s.applyLocal(ctx, &kv.Command{Ops: []kv.Op{{Verb: kv.VerbReadReplica, Key: req.ID, Value: mark}}}); err != nil {
+				return err
+			}
+		}
 		for _, srv := range servers {
 			if string(srv.ID) == req.ID && string(srv.Address) == req.Address {
-				return nil // already a member here
+				if !req.NonVoter || srv.Suffrage != raft.Voter {
+					return nil // already a member here
+				}
+				// A voter turned into a read replica.
+				if err := s.raft.DemoteVoter(srv.ID, 0, timeout).Error(); err != nil {
+					return classifyApplyError(err)
+				}
+				s.logger.Info("demoted to read replica", "id", req.ID)
+				return nil
 			}
 		}
 		// A server rejoining under a new address, or a new server on a dead
@@ -97,8 +128,12 @@ func (s *RaftStore) changeMembershipLocal(ctx context.Context, req membershipReq
 		if err := s.raft.AddNonvoter(raft.ServerID(req.ID), raft.ServerAddress(req.Address), 0, timeout).Error(); err != nil {
 			return classifyApplyError(err)
 		}
-		s.logger.Info("added non-voter; autopilot promotes it once it is stable", "id", req.ID, "address", req.Address,
-			"stabilization_time", s.cfg.ServerStabilizationTime)
+		if req.NonVoter {
+			s.logger.Info("added read replica (a non-voter for good)", "id", req.ID, "address", req.Address)
+		} else {
+			s.logger.Info("added non-voter; autopilot promotes it once it is stable", "id", req.ID, "address", req.Address,
+				"stabilization_time", s.cfg.ServerStabilizationTime)
+		}
 		return nil
 	case "remove":
 		for _, srv := range servers {
@@ -255,6 +290,9 @@ func (s *RaftStore) joinLoop() {
 
 func (s *RaftStore) requestJoin(hc *http.Client, addr string) error {
 	q := url.Values{"id": {s.id}, "address": {s.addr}}
+	if s.cfg.ReadReplica {
+		q.Set("voter", "false")
+	}
 	req, err := http.NewRequestWithContext(s.ctx, http.MethodPut, "http://"+addr+"/v1/operator/raft/peer?"+q.Encode(), nil)
 	if err != nil {
 		return err

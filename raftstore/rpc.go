@@ -42,6 +42,8 @@ type membershipRequest struct {
 	Op      string `json:"op"` // join, remove, transfer
 	ID      string `json:"id"`
 	Address string `json:"address,omitempty"`
+	// NonVoter: a join that stays a non-voter for good (a read replica).
+	NonVoter bool `json:"non_voter,omitempty"`
 }
 
 const timeoutHeader = "X-Raftkv-Timeout-Ms"

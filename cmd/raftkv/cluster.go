@@ -61,8 +61,14 @@ non-voters until they have been healthy for the stabilization time.`,
 
 func (a *app) joinCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "join ID ADDR", Short: "Add a server (a voter once it has been healthy for the stabilization time)", Args: cobra.ExactArgs(2)}
+	var nonVoter bool
+	cmd.Flags().BoolVar(&nonVoter, "non-voter", false, "keep it a non-voter for good (a read replica)")
 	cmd.RunE = a.runE(func(cmd *cobra.Command, c *client.Client, args []string) error {
-		if err := c.Join(cmd.Context(), args[0], args[1]); err != nil {
+		join := c.Join
+		if nonVoter {
+			join = c.JoinReadReplica
+		}
+		if err := join(cmd.Context(), args[0], args[1]); err != nil {
 			return err
 		}
 		return a.done()

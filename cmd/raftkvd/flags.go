@@ -14,7 +14,7 @@ var flagGroups = []struct {
 	names []string
 }{
 	{"Node", []string{"id", "addr", "advertise", "data-dir"}},
-	{"Cluster", []string{"bootstrap", "join", "server-stabilization-time", "recover"}},
+	{"Cluster", []string{"bootstrap", "join", "non-voter", "server-stabilization-time", "recover"}},
 	{"Raft timing (defaults suit most clusters; see docs/OPERATIONS.md)", []string{
 		"heartbeat-timeout", "election-timeout", "leader-lease-timeout",
 		"snapshot-threshold", "trailing-logs", "snapshot-interval"}},

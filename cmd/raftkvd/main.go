@@ -52,6 +52,7 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) (string, b
 		snapInterval = fs.Duration("snapshot-interval", 0, "how often to check whether to snapshot (default 2m)")
 		stabilize    = fs.Duration("server-stabilization-time", 10*time.Second, "how long a joined node must stay healthy before it becomes a voter")
 		showVersion  = fs.Bool("version", false, "print the version and exit")
+		nonVoter     = fs.Bool("non-voter", false, "join as a read replica: a non-voter for good (serves reads, never votes)")
 		recoverFlag  = fs.Bool("recover", false, "rewrite the raft configuration from <data-dir>/peers.json before starting (quorum-loss recovery)")
 	)
 	fs.Usage = func() { usage(fs, stderr) }
@@ -124,6 +125,7 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) (string, b
 
 		ServerStabilizationTime: *stabilize,
 		Recover:                 *recoverFlag,
+		ReadReplica:             *nonVoter,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "raftkvd: %v\n", err)

@@ -35,6 +35,8 @@ type Node interface {
 	// LastHeard is when this node, leading, last heard from server id
 	// (zero: never).
 	LastHeard(id string) time.Time
+	// ReadReplica reports whether server id joined as a non-voter for good.
+	ReadReplica(id string) bool
 }
 
 // Clock is the time source of health and promotion decisions.
@@ -105,7 +107,7 @@ func New(r *raft.Raft, node Node, cfg Config) *Pilot {
 	p.lib = ap.New(r, (*integration)(p),
 		ap.WithLogger(cfg.Logger),
 		ap.WithTimeProvider(cfg.Clock),
-		ap.WithPromoter(&promoter{clock: cfg.Clock}),
+		ap.WithPromoter(&promoter{clock: cfg.Clock, replica: node.ReadReplica}),
 		ap.WithUpdateInterval(cfg.Interval),
 		ap.WithReconcileInterval(cfg.Interval))
 	return p
@@ -206,17 +208,18 @@ func (p *integration) KnownServers() map[raft.ServerID]*ap.Server {
 func (p *integration) RemoveFailedServer(*ap.Server) {}
 
 // promoter promotes every non-voter that has been healthy for the
-// stabilization time, on the pilot's clock.
+// stabilization time, on the pilot's clock, except read replicas.
 type promoter struct {
 	ap.StablePromoter
-	clock Clock
+	clock   Clock
+	replica func(id string) bool
 }
 
 func (p *promoter) CalculatePromotionsAndDemotions(c *ap.Config, s *ap.State) ap.RaftChanges {
 	var changes ap.RaftChanges
 	now := p.clock.Now()
 	for id, srv := range s.Servers {
-		if srv.State == ap.RaftNonVoter && srv.Health.IsStable(now, c.ServerStabilizationTime) {
+		if srv.State == ap.RaftNonVoter && srv.Health.IsStable(now, c.ServerStabilizationTime) && !p.replica(string(id)) {
 			changes.Promotions = append(changes.Promotions, id)
 		}
 	}

@@ -1,0 +1,60 @@
+package autopilot
+
+import (
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	ap "github.com/hashicorp/raft-autopilot"
+)
+
+type fakeClock struct{ now time.Time }
+
+func (c *fakeClock) Now() time.Time { return c.now }
+
+// Promotion on a fake clock: a healthy non-voter only once it has been
+// healthy for the stabilization time; never an unhealthy one, a voter, or
+// a read replica.
+func TestPromoter(t *testing.T) {
+	clock := &fakeClock{now: time.Unix(1000, 0)}
+	replicas := map[string]bool{"replica": true}
+	p := &promoter{clock: clock, replica: func(id string) bool { return replicas[id] }}
+	conf := &ap.Config{ServerStabilizationTime: 10 * time.Second}
+	healthySince := clock.now
+	state := &ap.State{Servers: map[raft.ServerID]*ap.ServerState{
+		"joined":  {State: ap.RaftNonVoter, Health: ap.ServerHealth{Healthy: true, StableSince: healthySince}},
+		"sick":    {State: ap.RaftNonVoter, Health: ap.ServerHealth{Healthy: false, StableSince: healthySince.Add(-time.Hour)}},
+		"replica": {State: ap.RaftNonVoter, Health: ap.ServerHealth{Healthy: true, StableSince: healthySince.Add(-time.Hour)}},
+		"voter":   {State: ap.RaftVoter, Health: ap.ServerHealth{Healthy: true, StableSince: healthySince.Add(-time.Hour)}},
+	}}
+	clock.now = healthySince.Add(9 * time.Second)
+	if c := p.CalculatePromotionsAndDemotions(conf, state); len(c.Promotions) != 0 {
+		t.Fatalf("promoted before the stabilization time: %v", c.Promotions)
+	}
+	clock.now = healthySince.Add(10 * time.Second)
+	c := p.CalculatePromotionsAndDemotions(conf, state)
+	if len(c.Promotions) != 1 || c.Promotions[0] != "joined" || len(c.Demotions) != 0 {
+		t.Fatalf("after the stabilization time: %+v", c)
+	}
+}
+
+func TestReport(t *testing.T) {
+	since := time.Unix(2000, 0)
+	h := Report(&ap.State{Healthy: true, FailureTolerance: 1, Servers: map[raft.ServerID]*ap.ServerState{
+		"n2": {Server: ap.Server{ID: "n2", Name: "n2", Address: "a2", NodeStatus: ap.NodeAlive}, State: ap.RaftVoter,
+			Stats: ap.ServerStats{LastContact: 12 * time.Millisecond, LastTerm: 3, LastIndex: 40}, Health: ap.ServerHealth{Healthy: true, StableSince: since}},
+		"n1": {Server: ap.Server{ID: "n1", Name: "n1", Address: "a1", NodeStatus: ap.NodeAlive}, State: ap.RaftLeader,
+			Stats: ap.ServerStats{LastTerm: 3, LastIndex: 42}, Health: ap.ServerHealth{Healthy: true, StableSince: since}},
+		"n3": {Server: ap.Server{ID: "n3", Name: "n3", Address: "a3", NodeStatus: ap.NodeFailed}, State: ap.RaftNonVoter,
+			Stats: ap.ServerStats{LastContact: -1}},
+	}})
+	if !h.Healthy || h.FailureTolerance != 1 || len(h.Servers) != 3 || h.Servers[0].ID != "n1" || !h.Servers[0].Leader || !h.Servers[0].Voter {
+		t.Fatalf("report: %+v", h)
+	}
+	if s := h.Servers[1]; s.LastContact != "12ms" || s.LastIndex != 40 || !s.Voter || s.Leader || !s.StableSince.Equal(since) {
+		t.Fatalf("n2: %+v", s)
+	}
+	if s := h.Servers[2]; s.LastContact != "never" || s.Voter || s.Healthy || s.SerfStatus != "failed" {
+		t.Fatalf("n3: %+v", s)
+	}
+}
