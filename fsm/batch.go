@@ -73,7 +73,6 @@ type writer interface {
 type batchState struct {
 	txn       *badger.Txn
 	changed   []string // keys set or deleted, for watchers
-	kvIndex   uint64
 	confIndex uint64
 	reaped    uint64
 	idemCount int64
@@ -87,7 +86,7 @@ func (f *FSM) newBatch(txn *badger.Txn) *batchState {
 	f.metaMu.Lock()
 	defer f.metaMu.Unlock()
 	return &batchState{
-		txn: txn, kvIndex: f.kvIndex.Load(), confIndex: f.confIndex.Load(),
+		txn: txn, confIndex: f.confIndex.Load(),
 		reaped: f.reaped, idemCount: f.idemCount,
 		next: map[byte]int64{kindTomb: f.next[kindTomb], kindIdem: f.next[kindIdem], kindDelay: f.next[kindDelay]},
 		now:  f.lastTime,
@@ -101,7 +100,7 @@ func (f *FSM) publish(b *batchState, applied uint64) {
 	f.next[kindTomb], f.next[kindIdem], f.next[kindDelay] = b.next[kindTomb], b.next[kindIdem], b.next[kindDelay]
 	f.metaMu.Unlock()
 	f.confIndex.Store(b.confIndex)
-	f.advance(applied, b.kvIndex)
+	f.advance(applied)
 	if f.notify != nil && len(b.changed) > 0 {
 		f.notify.KeysChanged(b.changed)
 	}
@@ -200,7 +199,6 @@ func (b *batchState) flush(w writer, idx uint64, o *overlay) error {
 		}
 	}
 	b.changed = append(b.changed, o.order...)
-	b.kvIndex = idx
 	return nil
 }
 
@@ -384,7 +382,7 @@ func (b *batchState) writeMeta(applied uint64) error {
 	for _, kv := range []struct {
 		k []byte
 		v uint64
-	}{{metaApplied, applied}, {metaKVIndex, b.kvIndex}, {metaConfIndex, b.confIndex}, {metaReaped, b.reaped}, {metaIdemCount, uint64(b.idemCount)}, {metaClock, uint64(b.now)}} {
+	}{{metaApplied, applied}, {metaConfIndex, b.confIndex}, {metaReaped, b.reaped}, {metaIdemCount, uint64(b.idemCount)}, {metaClock, uint64(b.now)}} {
 		if err := b.txn.Set(kv.k, uintBytes(kv.v)); err != nil {
 			return err
 		}
@@ -394,8 +392,8 @@ func (b *batchState) writeMeta(applied uint64) error {
 
 // loadMeta reads the bookkeeping from Badger (at Open and after Restore).
 func (f *FSM) loadMeta(txn *badger.Txn) error {
-	vals := make([]uint64, 6)
-	for i, k := range [][]byte{metaApplied, metaKVIndex, metaConfIndex, metaReaped, metaIdemCount, metaClock} {
+	vals := make([]uint64, 5)
+	for i, k := range [][]byte{metaApplied, metaConfIndex, metaReaped, metaIdemCount, metaClock} {
 		v, err := readUint(txn, k)
 		if err != nil {
 			return err
@@ -404,7 +402,7 @@ func (f *FSM) loadMeta(txn *badger.Txn) error {
 	}
 	f.metaMu.Lock()
 	defer f.metaMu.Unlock()
-	f.reaped, f.idemCount, f.lastTime = vals[3], int64(vals[4]), int64(vals[5])
+	f.reaped, f.idemCount, f.lastTime = vals[2], int64(vals[3]), int64(vals[4])
 	for _, kind := range []byte{kindTomb, kindIdem, kindDelay} {
 		f.next[kind] = math.MaxInt64
 		opts := badger.DefaultIteratorOptions
@@ -416,8 +414,7 @@ func (f *FSM) loadMeta(txn *badger.Txn) error {
 		}
 		it.Close()
 	}
-	f.confIndex.Store(vals[2])
-	f.kvIndex.Store(vals[1])
+	f.confIndex.Store(vals[1])
 	f.applied.Store(vals[0])
 	return nil
 }

@@ -21,7 +21,6 @@ import (
 var (
 	dataPrefix    = []byte("k")
 	metaApplied   = []byte("m:applied")   // last raft index applied
-	metaKVIndex   = []byte("m:kvindex")   // last raft index that changed a key
 	metaConfIndex = []byte("m:confindex") // last raft configuration entry applied
 	metaOversized = []byte("m:oversized") // index of a command being applied in pieces
 )
@@ -55,7 +54,6 @@ type FSM struct {
 	mu sync.RWMutex
 
 	applied   atomic.Uint64
-	kvIndex   atomic.Uint64
 	confIndex atomic.Uint64
 	resuming  atomic.Bool
 
@@ -128,10 +126,6 @@ func (f *FSM) Close() error {
 
 // AppliedIndex is the last raft index whose effects are in Badger.
 func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
-
-// KVIndex is the last raft index that changed a key (never 0 for callers:
-// see Index).
-func (f *FSM) KVIndex() uint64 { return f.kvIndex.Load() }
 
 // ConfigIndex is the raft index of the last membership change applied.
 // (raft's own GetConfiguration does not report it.)
@@ -286,8 +280,7 @@ func (f *FSM) applyOversized(l *raft.Log, c *kv.Command) interface{} {
 	return res
 }
 
-func (f *FSM) advance(applied, kvIndex uint64) {
-	f.kvIndex.Store(kvIndex)
+func (f *FSM) advance(applied uint64) {
 	f.applied.Store(applied)
 	f.waitMu.Lock()
 	close(f.waitCh)

@@ -83,8 +83,8 @@ func TestSetGetIndexes(t *testing.T) {
 	if e := mustGet(t, f, "a"); e.CreateIndex != 7 {
 		t.Fatalf("recreated key CreateIndex = %d, want 7", e.CreateIndex)
 	}
-	if f.AppliedIndex() != 7 || f.KVIndex() != 7 {
-		t.Fatalf("applied=%d kvindex=%d", f.AppliedIndex(), f.KVIndex())
+	if f.AppliedIndex() != 7 {
+		t.Fatalf("applied=%d", f.AppliedIndex())
 	}
 }
 
@@ -149,8 +149,8 @@ func TestSnapshotRestoreRoundTrip(t *testing.T) {
 	}
 	wantAbsent(t, dst, "stale-only-in-dst")
 	wantAbsent(t, dst, "late")
-	if dst.AppliedIndex() != 201 || dst.KVIndex() != 201 {
-		t.Fatalf("restored applied=%d kvindex=%d, want 201/201", dst.AppliedIndex(), dst.KVIndex())
+	if dst.AppliedIndex() != 201 {
+		t.Fatalf("restored applied=%d, want 201", dst.AppliedIndex())
 	}
 	// A corrupted stream is refused.
 	bad := append([]byte(nil), sink.Bytes()...)
@@ -229,8 +229,8 @@ func TestBatchIsAtomicPerCommand(t *testing.T) {
 		t.Fatalf("get-tree inside the batch saw %+v", r.Entries)
 	}
 	wantAbsent(t, f, "b")
-	if f.AppliedIndex() != 4 || f.KVIndex() != 3 {
-		t.Fatalf("applied=%d kvindex=%d, want 4/3", f.AppliedIndex(), f.KVIndex())
+	if f.AppliedIndex() != 4 {
+		t.Fatalf("applied=%d, want 4", f.AppliedIndex())
 	}
 }
 

@@ -85,7 +85,7 @@ func (f *FSM) Reset() error {
 	if err := f.db.View(f.loadMeta); err != nil {
 		return fmt.Errorf("fsm: reset: %w", err)
 	}
-	f.advance(0, 0)
+	f.advance(0)
 	return nil
 }
 
@@ -194,7 +194,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if err != nil {
 		return fmt.Errorf("fsm: restore: write applied index: %w", err)
 	}
-	f.advance(applied, f.kvIndex.Load())
+	f.advance(applied)
 	if f.notify != nil {
 		f.notify.AllChanged()
 	}
