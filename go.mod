@@ -18,6 +18,7 @@ require (
 	github.com/soheilhy/cmux v0.1.5
 	github.com/spf13/cobra v1.10.2
 	go.etcd.io/bbolt v1.3.11
+	go.uber.org/goleak v1.3.0
 )
 
 require (

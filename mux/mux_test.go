@@ -29,16 +29,29 @@ func startNode(t *testing.T) *node {
 	n.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "pong")
 	}), ReadHeaderTimeout: 2 * time.Second}
-	go n.srv.Serve(m.HTTPListener())
+	served := make(chan struct{})
+	go func() { defer close(served); n.srv.Serve(m.HTTPListener()) }()
+	stop, answered := make(chan struct{}), make(chan struct{})
 	t.Cleanup(func() {
+		close(stop)
+		<-answered
+		n.trans.CloseStreams() // pooled outgoing connections: the peer's handlers end
 		n.trans.Close()
 		n.srv.Close()
 		m.Close()
+		<-served
 	})
-	// Answer every raft RPC this node receives.
+	// Answer every raft RPC this node receives (the transport never closes
+	// its consumer channel, hence stop).
 	go func() {
-		for rpc := range n.trans.Consumer() {
-			rpc.Respond(&raft.AppendEntriesResponse{Term: 7, Success: true}, nil)
+		defer close(answered)
+		for {
+			select {
+			case rpc := <-n.trans.Consumer():
+				rpc.Respond(&raft.AppendEntriesResponse{Term: 7, Success: true}, nil)
+			case <-stop:
+				return
+			}
 		}
 	}()
 	return n
