@@ -1,6 +1,6 @@
 // Package httpd is raftkv's HTTP API: Consul-compatible /v1/kv, cluster
 // status and operator endpoints, health, readiness and Prometheus metrics
-// (contract: shared/API.md §2).
+// (reference: docs/API.md).
 //
 // It knows nothing of raft: it talks to a Store (declared here, implemented
 // by raftstore.RaftStore and by a fake in the tests), turns requests into

@@ -139,7 +139,7 @@ func TestKVRoundTrip(t *testing.T) {
 	}
 }
 
-// TestStatusTable walks API.md's error table through the real handlers.
+// TestStatusTable walks the status table of docs/API.md through the real handlers.
 func TestStatusTable(t *testing.T) {
 	long := strings.Repeat("k", kv.MaxKeyBytes+1)
 	ops129 := "[" + strings.TrimSuffix(strings.Repeat(`{"KV":{"Verb":"set","Key":"k"}},`, 129), ",") + "]"

@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// Limits the API enforces. They are part of the external contract (API.md §2).
+// Limits the API enforces. They are part of the external contract (docs/API.md).
 const (
 	MaxKeyBytes           = 1024
 	DefaultMaxValueBytes  = 512 << 10

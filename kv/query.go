@@ -27,7 +27,7 @@ type Query struct {
 	Wait     time.Duration
 }
 
-// Blocking query limits (API.md §2).
+// Blocking query limits (docs/API.md).
 const (
 	DefaultWait = 5 * time.Minute
 	MaxWait     = 10 * time.Minute

@@ -1,4 +1,4 @@
-// Package robustness checks raftkv's promises (API.md §3) under faults, the
+// Package robustness checks raftkv's promises (docs/API.md, Guarantees) under faults, the
 // way etcd's robustness tests and Jepsen do: real raftkvd processes built
 // with -tags failpoints, clients pinned to every node recording each
 // operation's call and return, a fault per scenario (crashes, pauses,

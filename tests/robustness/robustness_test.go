@@ -93,7 +93,7 @@ func TestRobustness(t *testing.T) {
 }
 
 // run starts a cluster, runs traffic through one fault and checks
-// everything API.md §3 promises.
+// everything docs/API.md promises (Guarantees).
 func run(t *testing.T, sc scenario, tm timing, isolated bool) {
 	c := proccluster.Start(t, 3, proccluster.Options{
 		Root:     "../..",
