@@ -55,6 +55,7 @@ type RaftStore struct {
 	logs     raft.LogStore // the cache in front of logStore
 	http     *http.Server
 	peers    *peerClient
+	trans    *heartbeatTransport
 	contacts peerContacts // when each peer last answered this node's AppendEntries
 	leaders  *leaderwatch.Watch
 	sessions *sessions.Manager // TTL timers and node health, while leading
@@ -161,6 +162,7 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 		acked: s.contacts.heard,
 	}
 
+	s.trans = trans
 	notify := make(chan bool, 16)
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(s.id)
@@ -323,6 +325,10 @@ func (s *RaftStore) shutdown(handOver bool) error {
 		if err := s.raft.Shutdown().Error(); err != nil {
 			errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
 		}
+		// Shutdown closes the transport's listener but not its pooled
+		// outgoing connections: close them, so that the peers' handlers
+		// reading them end (and no file descriptor is left open).
+		s.trans.CloseStreams()
 		close(s.raftDone)
 		s.pilot.Stop() // in case leadership came back while raft shut down
 		s.leaders.Stop()
