@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/raftkv/raftkv/internal/reqtrace"
+	"github.com/raftkv/raftkv/internal/wire"
 	"github.com/raftkv/raftkv/kv"
 )
 
@@ -235,30 +236,20 @@ func (c *Client) send(ctx context.Context, base string, r request) (*response, e
 // inverse of httpd's table). 404 is left to callers: for a key it is not
 // an error of the request.
 func statusError(r *response) error {
-	msg := strings.TrimSpace(string(r.body))
-	var sentinel error
-	switch r.status {
-	case http.StatusOK, http.StatusNotFound, http.StatusConflict:
+	if r.status == http.StatusOK {
 		return nil
-	case http.StatusTooManyRequests: // autopilot health: a report of an unhealthy cluster
+	}
+	sentinel := wire.Sentinel(r.status)
+	switch {
+	case sentinel == nil && (r.status == http.StatusNotFound || r.status == http.StatusConflict || r.status == http.StatusTooManyRequests):
 		return nil
-	case http.StatusBadRequest:
-		sentinel = kv.ErrInvalid
-	case http.StatusRequestEntityTooLarge:
-		sentinel = kv.ErrTooLarge
-	case http.StatusServiceUnavailable:
-		sentinel = kv.ErrNoLeader
-	case http.StatusGatewayTimeout:
-		sentinel = kv.ErrUnknownOutcome
-	case http.StatusNotImplemented:
-		sentinel = kv.ErrNotImplemented
-	default:
-		return fmt.Errorf("unexpected status %d: %s", r.status, msg)
+	case sentinel == nil:
+		return fmt.Errorf("unexpected status %d: %s", r.status, strings.TrimSpace(string(r.body)))
 	}
-	if msg == "" {
-		return sentinel
+	if msg := strings.TrimSpace(string(r.body)); msg != "" {
+		return fmt.Errorf("%w: %s", sentinel, msg)
 	}
-	return fmt.Errorf("%w: %s", sentinel, msg)
+	return sentinel
 }
 
 func newKey() string {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/raftkv/raftkv/internal/wire"
 	"github.com/raftkv/raftkv/kv"
 )
 
@@ -85,22 +86,6 @@ func escapeKey(key string) string {
 	return strings.Join(parts, "/")
 }
 
-// dirEntry is the server's JSON shape of a key.
-type dirEntry struct {
-	Key         string
-	Value       []byte
-	Flags       uint64
-	CreateIndex uint64
-	ModifyIndex uint64
-	LockIndex   uint64
-	Session     string
-}
-
-func (d dirEntry) entry() kv.Entry {
-	return kv.Entry{Key: d.Key, Value: d.Value, Flags: d.Flags, CreateIndex: d.CreateIndex, ModifyIndex: d.ModifyIndex,
-		LockIndex: d.LockIndex, Session: d.Session}
-}
-
 // Get returns one key; kv.ErrNotFound if it does not exist.
 func (c *Client) Get(ctx context.Context, key string, opts ...ReadOption) (kv.Entry, Meta, error) {
 	resp, meta, err := c.read(ctx, key, url.Values{}, opts)
@@ -110,11 +95,11 @@ func (c *Client) Get(ctx context.Context, key string, opts ...ReadOption) (kv.En
 	if resp.status == http.StatusNotFound {
 		return kv.Entry{}, meta, fmt.Errorf("%w: %q", kv.ErrNotFound, key)
 	}
-	var out []dirEntry
+	var out []wire.DirEntry
 	if err := decode(resp, &out); err != nil || len(out) != 1 {
 		return kv.Entry{}, meta, fmt.Errorf("get %q: unexpected answer (%d entries): %v", key, len(out), err)
 	}
-	return out[0].entry(), meta, nil
+	return out[0].Entry(), meta, nil
 }
 
 // List returns every entry under prefix, sorted by key (empty if none).
@@ -123,13 +108,13 @@ func (c *Client) List(ctx context.Context, prefix string, opts ...ReadOption) ([
 	if err != nil || resp.status == http.StatusNotFound {
 		return nil, meta, err
 	}
-	var out []dirEntry
+	var out []wire.DirEntry
 	if err := decode(resp, &out); err != nil {
 		return nil, meta, err
 	}
 	entries := make([]kv.Entry, len(out))
 	for i, d := range out {
-		entries[i] = d.entry()
+		entries[i] = d.Entry()
 	}
 	return entries, meta, nil
 }
@@ -219,15 +204,15 @@ type TxnResponse struct {
 // Txn runs ops atomically. If a check fails nothing is applied and the
 // error wraps kv.ErrTxnFailed; the response then lists the failures.
 func (c *Client) Txn(ctx context.Context, ops []TxnOp, opts ...ReadOption) (*TxnResponse, error) {
-	wire := make([]map[string]TxnOp, len(ops))
+	wrapped := make([]map[string]TxnOp, len(ops))
 	readOnly := true
 	for i, op := range ops {
-		wire[i] = map[string]TxnOp{"KV": op}
+		wrapped[i] = map[string]TxnOp{"KV": op}
 		if v, err := kv.ParseVerb(op.Verb); err == nil && v.Writes() {
 			readOnly = false
 		}
 	}
-	body, err := json.Marshal(wire)
+	body, err := json.Marshal(wrapped)
 	if err != nil {
 		return nil, err
 	}
@@ -244,7 +229,7 @@ func (c *Client) Txn(ctx context.Context, ops []TxnOp, opts ...ReadOption) (*Txn
 		return nil, err
 	}
 	var out struct {
-		Results []struct{ KV dirEntry }
+		Results []struct{ KV wire.DirEntry }
 		Errors  []TxnError
 	}
 	if err := decode(resp, &out); err != nil {
@@ -252,7 +237,7 @@ func (c *Client) Txn(ctx context.Context, ops []TxnOp, opts ...ReadOption) (*Txn
 	}
 	tr := &TxnResponse{Errors: out.Errors}
 	for _, r := range out.Results {
-		tr.Results = append(tr.Results, r.KV.entry())
+		tr.Results = append(tr.Results, r.KV.Entry())
 	}
 	if resp.status == http.StatusConflict {
 		return tr, fmt.Errorf("%w: %d check(s) failed, first: op %d: %s", kv.ErrTxnFailed, len(out.Errors), out.Errors[0].OpIndex, out.Errors[0].What)

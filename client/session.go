@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/raftkv/raftkv/internal/wire"
 	"github.com/raftkv/raftkv/kv"
 )
 
@@ -23,24 +24,6 @@ type SessionOptions struct {
 	LockDelay time.Duration // 0: the default (15s); use a tiny positive one for none
 	Behavior  string        // kv.BehaviorRelease or kv.BehaviorDelete
 	NoChecks  bool
-}
-
-// sessionJSON is the wire shape of a session.
-type sessionJSON struct {
-	ID          string
-	Name        string
-	Node        string
-	LockDelay   time.Duration
-	Behavior    string
-	TTL         string
-	NodeChecks  []string
-	CreateIndex uint64
-	ModifyIndex uint64
-}
-
-func (s sessionJSON) session() kv.Session {
-	return kv.Session{ID: s.ID, Name: s.Name, Node: s.Node, LockDelay: s.LockDelay, Behavior: s.Behavior,
-		TTL: s.TTL, NodeChecks: s.NodeChecks, CreateIndex: s.CreateIndex, ModifyIndex: s.ModifyIndex}
 }
 
 // CreateSession creates a session and returns its ID.
@@ -91,11 +74,11 @@ func (c *Client) RenewSession(ctx context.Context, id string) (kv.Session, error
 	if resp.status == http.StatusNotFound {
 		return kv.Session{}, fmt.Errorf("%w: %s", kv.ErrNotFound, strings.TrimSpace(string(resp.body)))
 	}
-	var out []sessionJSON
+	var out []wire.SessionEntry
 	if err := decode(resp, &out); err != nil || len(out) != 1 {
 		return kv.Session{}, fmt.Errorf("renew %s: unexpected answer: %v", id, err)
 	}
-	return out[0].session(), nil
+	return out[0].Session(), nil
 }
 
 // SessionInfo returns a session; kv.ErrNotFound if it does not exist.
@@ -132,13 +115,13 @@ func (c *Client) sessions(ctx context.Context, path string, opts []ReadOption) (
 	if err != nil {
 		return nil, Meta{}, err
 	}
-	var out []sessionJSON
+	var out []wire.SessionEntry
 	if err := decode(resp, &out); err != nil {
 		return nil, Meta{}, err
 	}
 	list := make([]kv.Session, len(out))
 	for i, s := range out {
-		list[i] = s.session()
+		list[i] = s.Session()
 	}
 	return list, metaOf(resp.header), nil
 }

@@ -1,38 +1,15 @@
 package httpd
 
 import (
-	"errors"
 	"net/http"
 	"strings"
 
-	"github.com/raftkv/raftkv/kv"
+	"github.com/raftkv/raftkv/internal/wire"
 )
 
-// statusOf is the one place where sentinel errors become HTTP statuses.
-func statusOf(err error) int {
-	switch {
-	case errors.Is(err, kv.ErrInvalid):
-		return http.StatusBadRequest
-	case errors.Is(err, kv.ErrTooLarge):
-		return http.StatusRequestEntityTooLarge
-	case errors.Is(err, kv.ErrNotFound), errors.Is(err, kv.ErrUnknownPeer):
-		return http.StatusNotFound
-	case errors.Is(err, kv.ErrCASMismatch), errors.Is(err, kv.ErrTxnFailed):
-		return http.StatusConflict
-	case errors.Is(err, kv.ErrNoLeader), errors.Is(err, kv.ErrClosed):
-		return http.StatusServiceUnavailable
-	case errors.Is(err, kv.ErrUnknownOutcome):
-		return http.StatusGatewayTimeout
-	case errors.Is(err, kv.ErrNotImplemented):
-		return http.StatusNotImplemented
-	case errors.Is(err, kv.ErrIdempotencyKeyReused):
-		return http.StatusUnprocessableEntity
-	case errors.Is(err, kv.ErrSession):
-		return http.StatusInternalServerError // Consul's status; clients match the text
-	default:
-		return http.StatusInternalServerError
-	}
-}
+// statusOf is the status of err: the table lives in internal/wire, shared
+// with the Go client.
+func statusOf(err error) int { return wire.Status(err) }
 
 // writeError answers with the status of err and a one-line plain-text reason.
 func writeError(w http.ResponseWriter, err error) {

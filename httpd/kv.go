@@ -12,27 +12,9 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/raftkv/raftkv/internal/wire"
 	"github.com/raftkv/raftkv/kv"
 )
-
-// dirEntry is Consul's JSON shape of a key.
-type dirEntry struct {
-	LockIndex   uint64
-	Key         string
-	Flags       uint64
-	Value       []byte // base64; null when empty
-	CreateIndex uint64
-	ModifyIndex uint64
-	Session     string
-}
-
-func toDirEntry(e kv.Entry) dirEntry {
-	d := dirEntry{Key: e.Key, Flags: e.Flags, CreateIndex: e.CreateIndex, ModifyIndex: e.ModifyIndex, LockIndex: e.LockIndex, Session: e.Session}
-	if len(e.Value) > 0 {
-		d.Value = e.Value
-	}
-	return d
-}
 
 // keyOf extracts and checks the key from /v1/kv/<key>.
 func keyOf(r *http.Request) (string, error) {
@@ -133,9 +115,9 @@ func (h *handler) kvGet(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		_, _ = w.Write(res.Entries[0].Value)
 	default:
-		out := make([]dirEntry, len(res.Entries))
+		out := make([]wire.DirEntry, len(res.Entries))
 		for i, e := range res.Entries {
-			out[i] = toDirEntry(e)
+			out[i] = wire.FromEntry(e)
 		}
 		writeJSON(w, http.StatusOK, out)
 	}
@@ -313,7 +295,7 @@ type txnOp struct {
 	}
 }
 
-type txnResult struct{ KV dirEntry }
+type txnResult struct{ KV wire.DirEntry }
 
 type txnResponse struct {
 	Results []txnResult
@@ -389,7 +371,7 @@ func (h *handler) txn(w http.ResponseWriter, r *http.Request) {
 	}
 	out := txnResponse{Results: make([]txnResult, 0, len(res.Entries))}
 	for _, e := range res.Entries {
-		out.Results = append(out.Results, txnResult{KV: toDirEntry(e)})
+		out.Results = append(out.Results, txnResult{KV: wire.FromEntry(e)})
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -9,31 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/raftkv/raftkv/internal/wire"
 	"github.com/raftkv/raftkv/kv"
 )
-
-// sessionEntry is Consul's JSON shape of a session.
-type sessionEntry struct {
-	ID            string
-	Name          string
-	Node          string
-	LockDelay     time.Duration // nanoseconds
-	Behavior      string
-	TTL           string
-	NodeChecks    []string // [] rather than null: clients compare it
-	ServiceChecks []struct{ ID, Namespace string }
-	CreateIndex   uint64
-	ModifyIndex   uint64
-}
-
-func toSessionEntry(s kv.Session) sessionEntry {
-	checks := s.NodeChecks
-	if checks == nil {
-		checks = []string{}
-	}
-	return sessionEntry{ID: s.ID, Name: s.Name, Node: s.Node, LockDelay: s.LockDelay, Behavior: s.Behavior,
-		TTL: s.TTL, NodeChecks: checks, CreateIndex: s.CreateIndex, ModifyIndex: s.ModifyIndex}
-}
 
 // sessionRequest is the body of a create. Pointers and raw values tell
 // "absent" from "empty", which Consul gives different meanings; field
@@ -187,7 +165,7 @@ func (h *handler) sessionRenew(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, []sessionEntry{toSessionEntry(s)})
+	writeJSON(w, http.StatusOK, []wire.SessionEntry{wire.FromSession(s)})
 }
 
 func (h *handler) sessionInfo(w http.ResponseWriter, r *http.Request) {
@@ -220,9 +198,9 @@ func (h *handler) sessionRead(w http.ResponseWriter, r *http.Request, q kv.Sessi
 		return
 	}
 	setQueryHeaders(w, &kv.QueryResult{Index: res.Index, KnownLeader: res.KnownLeader, LastContact: res.LastContact, Stale: res.Stale})
-	out := make([]sessionEntry, 0, len(res.Sessions))
+	out := make([]wire.SessionEntry, 0, len(res.Sessions))
 	for _, s := range res.Sessions {
-		out = append(out, toSessionEntry(s))
+		out = append(out, wire.FromSession(s))
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -2,6 +2,7 @@ package httpd
 
 import (
 	"encoding/json"
+	"github.com/raftkv/raftkv/internal/wire"
 	"strings"
 	"testing"
 	"time"
@@ -16,9 +17,9 @@ func createdSession(t *testing.T, r response) string {
 	return out.ID
 }
 
-func info(t *testing.T, r response) sessionEntry {
+func info(t *testing.T, r response) wire.SessionEntry {
 	t.Helper()
-	var out []sessionEntry
+	var out []wire.SessionEntry
 	if r.status != 200 || json.Unmarshal([]byte(r.body), &out) != nil || len(out) != 1 {
 		t.Fatalf("info: %d %q", r.status, r.body)
 	}
@@ -29,19 +30,19 @@ func TestSessionCreateDefaultsAndSpellings(t *testing.T) {
 	srv, _ := newTestServer(t)
 	cases := []struct {
 		name, body string
-		check      func(e sessionEntry) bool
+		check      func(e wire.SessionEntry) bool
 	}{
-		{"no body: Consul's defaults", "", func(e sessionEntry) bool {
+		{"no body: Consul's defaults", "", func(e wire.SessionEntry) bool {
 			return e.Node == "n1" && e.LockDelay == 15*time.Second && e.Behavior == "release" && e.TTL == "" &&
 				len(e.NodeChecks) == 1 && e.NodeChecks[0] == "serfHealth"
 		}},
-		{"lower-case fields, lock-delay in seconds", `{"name":"x","ttl":"10s","lockdelay":20,"behavior":"delete"}`, func(e sessionEntry) bool {
+		{"lower-case fields, lock-delay in seconds", `{"name":"x","ttl":"10s","lockdelay":20,"behavior":"delete"}`, func(e wire.SessionEntry) bool {
 			return e.Name == "x" && e.TTL == "10s" && e.LockDelay == 20*time.Second && e.Behavior == "delete"
 		}},
-		{"lock-delay as a duration", `{"LockDelay":"1500ms"}`, func(e sessionEntry) bool { return e.LockDelay == 1500*time.Millisecond }},
-		{"lock-delay in nanoseconds", `{"LockDelay":2000000000}`, func(e sessionEntry) bool { return e.LockDelay == 2*time.Second }},
-		{"no node checks", `{"NodeChecks":[]}`, func(e sessionEntry) bool { return e.NodeChecks != nil && len(e.NodeChecks) == 0 }},
-		{"no checks, old field", `{"Checks":[]}`, func(e sessionEntry) bool { return len(e.NodeChecks) == 0 }},
+		{"lock-delay as a duration", `{"LockDelay":"1500ms"}`, func(e wire.SessionEntry) bool { return e.LockDelay == 1500*time.Millisecond }},
+		{"lock-delay in nanoseconds", `{"LockDelay":2000000000}`, func(e wire.SessionEntry) bool { return e.LockDelay == 2*time.Second }},
+		{"no node checks", `{"NodeChecks":[]}`, func(e wire.SessionEntry) bool { return e.NodeChecks != nil && len(e.NodeChecks) == 0 }},
+		{"no checks, old field", `{"Checks":[]}`, func(e wire.SessionEntry) bool { return len(e.NodeChecks) == 0 }},
 	}
 	for _, c := range cases {
 		id := createdSession(t, do(t, srv, "PUT", "/v1/session/create", c.body))

@@ -1,0 +1,117 @@
+// Package wire is the vocabulary the HTTP API (httpd) and the Go client
+// share, so that the two directions cannot drift apart: which HTTP status
+// each sentinel error travels as and which error a status comes back as,
+// and Consul's JSON shapes of a key and a session.
+package wire
+
+import (
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/raftkv/raftkv/kv"
+)
+
+// statuses maps sentinel errors to HTTP statuses, in order: the first
+// match wins, and for each status the first sentinel listed is the one a
+// client gets back.
+var statuses = []struct {
+	err    error
+	status int
+}{
+	{kv.ErrInvalid, http.StatusBadRequest},
+	{kv.ErrTooLarge, http.StatusRequestEntityTooLarge},
+	{kv.ErrNotFound, http.StatusNotFound},
+	{kv.ErrUnknownPeer, http.StatusNotFound},
+	{kv.ErrCASMismatch, http.StatusConflict},
+	{kv.ErrTxnFailed, http.StatusConflict},
+	{kv.ErrNoLeader, http.StatusServiceUnavailable},
+	{kv.ErrClosed, http.StatusServiceUnavailable},
+	{kv.ErrUnknownOutcome, http.StatusGatewayTimeout},
+	{kv.ErrNotImplemented, http.StatusNotImplemented},
+	{kv.ErrIdempotencyKeyReused, http.StatusUnprocessableEntity},
+	{kv.ErrSession, http.StatusInternalServerError}, // Consul's status; clients match the text
+}
+
+// Status is the HTTP status err is answered with (500 for anything else).
+func Status(err error) int {
+	for _, s := range statuses {
+		if errors.Is(err, s.err) {
+			return s.status
+		}
+	}
+	return http.StatusInternalServerError
+}
+
+// Sentinel is the error a client reports for an answer with status, nil
+// for a status without one (200, and 404/409/429, whose meaning depends on
+// the request: a missing key, a failed check, an unhealthy report).
+func Sentinel(status int) error {
+	switch status {
+	case http.StatusNotFound, http.StatusConflict, http.StatusTooManyRequests:
+		return nil
+	}
+	for _, s := range statuses {
+		if s.status == status {
+			return s.err
+		}
+	}
+	return nil
+}
+
+// DirEntry is Consul's JSON shape of a key. Value is base64 in JSON and
+// null when empty.
+type DirEntry struct {
+	LockIndex   uint64
+	Key         string
+	Flags       uint64
+	Value       []byte
+	CreateIndex uint64
+	ModifyIndex uint64
+	Session     string
+}
+
+// FromEntry is e on the wire.
+func FromEntry(e kv.Entry) DirEntry {
+	d := DirEntry{Key: e.Key, Flags: e.Flags, CreateIndex: e.CreateIndex, ModifyIndex: e.ModifyIndex, LockIndex: e.LockIndex, Session: e.Session}
+	if len(e.Value) > 0 {
+		d.Value = e.Value
+	}
+	return d
+}
+
+// Entry is d as the store's entry.
+func (d DirEntry) Entry() kv.Entry {
+	return kv.Entry{Key: d.Key, Value: d.Value, Flags: d.Flags, CreateIndex: d.CreateIndex, ModifyIndex: d.ModifyIndex,
+		LockIndex: d.LockIndex, Session: d.Session}
+}
+
+// SessionEntry is Consul's JSON shape of a session.
+type SessionEntry struct {
+	ID            string
+	Name          string
+	Node          string
+	LockDelay     time.Duration // nanoseconds
+	Behavior      string
+	TTL           string
+	NodeChecks    []string // [] rather than null: clients compare it
+	ServiceChecks []struct{ ID, Namespace string }
+	CreateIndex   uint64
+	ModifyIndex   uint64
+}
+
+// FromSession is s on the wire.
+func FromSession(s kv.Session) SessionEntry {
+	checks := s.NodeChecks
+	if checks == nil {
+		checks = []string{}
+	}
+	return SessionEntry{ID: s.ID, Name: s.Name, Node: s.Node, LockDelay: s.LockDelay, Behavior: s.Behavior,
+		TTL: s.TTL, NodeChecks: checks, CreateIndex: s.CreateIndex, ModifyIndex: s.ModifyIndex}
+}
+
+// Session is e as the store's session.
+func (e SessionEntry) Session() kv.Session {
+	return kv.Session{ID: e.ID, Name: e.Name, Node: e.Node, LockDelay: e.LockDelay, Behavior: e.Behavior,
+		TTL: e.TTL, NodeChecks: e.NodeChecks, CreateIndex: e.CreateIndex, ModifyIndex: e.ModifyIndex}
+}
