@@ -2,9 +2,7 @@ package raftstore
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"strconv"
 	"time"
 
@@ -24,14 +22,7 @@ func (p *pilotNode) ServerStats(ctx context.Context, id, addr string) (autopilot
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.peerTimeout())
 	defer cancel()
-	out, err := s.peers.call(ctx, http.MethodGet, addr, rpcPrefix+"stats", nil)
-	if err != nil {
-		return autopilot.Stats{}, err
-	}
-	if out.Stats == nil {
-		return autopilot.Stats{}, fmt.Errorf("stats from %s: empty answer", addr)
-	}
-	return *out.Stats, nil
+	return s.peers.Stats(ctx, addr)
 }
 
 func (p *pilotNode) LastHeard(id string) time.Time { return p.contacts.last(id) }
@@ -64,12 +55,6 @@ func (s *RaftStore) localStats() autopilot.Stats {
 	return out
 }
 
-func (s *RaftStore) rpcStats(w http.ResponseWriter, _ *http.Request) {
-	st := s.localStats()
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(rpcResponse{Stats: &st})
-}
-
 // AutopilotHealth reports the health of every server, as the leader's
 // autopilot sees it (followers ask the leader).
 func (s *RaftStore) AutopilotHealth(ctx context.Context) (kv.AutopilotHealth, error) {
@@ -83,15 +68,9 @@ func (s *RaftStore) AutopilotHealth(ctx context.Context) (kv.AutopilotHealth, er
 	}, func(ep leaderwatch.Epoch) error {
 		cctx, cancel := peerContext(ctx, ep, s.peerTimeout())
 		defer cancel()
-		res, err := s.peers.call(cctx, http.MethodGet, ep.Leader, rpcPrefix+"autopilot-health", nil)
-		if err != nil {
-			return err
-		}
-		if res.Health == nil {
-			return fmt.Errorf("%w: autopilot health from %s: empty answer", kv.ErrNoLeader, ep.Leader)
-		}
-		out = *res.Health
-		return nil
+		var err error
+		out, err = s.peers.AutopilotHealth(cctx, ep.Leader)
+		return err
 	})
 	return out, err
 }
@@ -105,14 +84,4 @@ func (s *RaftStore) localHealth() (kv.AutopilotHealth, error) {
 		return kv.AutopilotHealth{}, fmt.Errorf("%w: autopilot has not run yet on the new leader", kv.ErrNoLeader)
 	}
 	return autopilot.Report(st), nil
-}
-
-func (s *RaftStore) rpcAutopilotHealth(w http.ResponseWriter, _ *http.Request) {
-	h, err := s.localHealth()
-	if err != nil {
-		writeRPC(w, nil, 0, err)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(rpcResponse{Health: &h})
 }

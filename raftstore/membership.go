@@ -3,6 +3,7 @@ package raftstore
 import (
 	"context"
 	"fmt"
+	"github.com/raftkv/raftkv/internal/peerrpc"
 	"net"
 	"net/http"
 	"net/url"
@@ -19,16 +20,16 @@ import (
 // already a member at addr). Any node accepts it; followers forward it to
 // the leader.
 func (s *RaftStore) Join(ctx context.Context, id, addr string) error {
-	return s.join(ctx, membershipRequest{Op: "join", ID: id, Address: addr})
+	return s.join(ctx, peerrpc.Membership{Op: "join", ID: id, Address: addr})
 }
 
 // JoinReadReplica adds a server that stays a non-voter for good: it serves
 // reads, never votes (a voter already at addr is demoted).
 func (s *RaftStore) JoinReadReplica(ctx context.Context, id, addr string) error {
-	return s.join(ctx, membershipRequest{Op: "join", ID: id, Address: addr, NonVoter: true})
+	return s.join(ctx, peerrpc.Membership{Op: "join", ID: id, Address: addr, NonVoter: true})
 }
 
-func (s *RaftStore) join(ctx context.Context, req membershipRequest) error {
+func (s *RaftStore) join(ctx context.Context, req peerrpc.Membership) error {
 	if req.ID == "" || req.Address == "" {
 		return fmt.Errorf("%w: join needs an id and an address", kv.ErrInvalid)
 	}
@@ -43,18 +44,18 @@ func (s *RaftStore) Remove(ctx context.Context, id string) error {
 	if id == "" {
 		return fmt.Errorf("%w: remove needs an id", kv.ErrInvalid)
 	}
-	return s.changeMembership(ctx, membershipRequest{Op: "remove", ID: id})
+	return s.changeMembership(ctx, peerrpc.Membership{Op: "remove", ID: id})
 }
 
 // TransferLeadership hands leadership to the voter id, or to any voter
 // raft picks if id is empty.
 func (s *RaftStore) TransferLeadership(ctx context.Context, id string) error {
-	return s.changeMembership(ctx, membershipRequest{Op: "transfer", ID: id})
+	return s.changeMembership(ctx, peerrpc.Membership{Op: "transfer", ID: id})
 }
 
 // changeMembership runs req on the leader, forwarding and retrying like
 // Apply does.
-func (s *RaftStore) changeMembership(ctx context.Context, req membershipRequest) error {
+func (s *RaftStore) changeMembership(ctx context.Context, req peerrpc.Membership) error {
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	return s.onLeader(ctx, func() error {
@@ -71,11 +72,11 @@ func (s *RaftStore) changeMembership(ctx context.Context, req membershipRequest)
 			cctx, cancel = peerContext(ctx, ep, s.forwardTimeout())
 		}
 		defer cancel()
-		return s.peers.membership(cctx, ep.Leader, req)
+		return s.peers.Membership(cctx, ep.Leader, req)
 	})
 }
 
-func (s *RaftStore) changeMembershipLocal(ctx context.Context, req membershipRequest) error {
+func (s *RaftStore) changeMembershipLocal(ctx context.Context, req peerrpc.Membership) error {
 	if !s.isLeader() {
 		return fmt.Errorf("%w: %s is not the leader", kv.ErrNoLeader, s.addr)
 	}

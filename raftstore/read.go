@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/raftkv/raftkv/internal/peerrpc"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -122,7 +123,7 @@ func (s *RaftStore) readyTerm(ctx context.Context) (uint64, error) {
 // A follower asking on behalf of its reads vouches for itself: its term,
 // read after those reads arrived, counts as one answer of the leadership
 // round (see verifier).
-func (s *RaftStore) leaderReadIndex(ctx context.Context, asker *voucher) (uint64, error) {
+func (s *RaftStore) leaderReadIndex(ctx context.Context, asker *peerrpc.Voucher) (uint64, error) {
 	term, err := s.readyTerm(ctx)
 	if err != nil {
 		return 0, err
@@ -171,7 +172,7 @@ func (s *RaftStore) readIndex(ctx context.Context) (uint64, error) {
 			cctx, cancel := peerContext(s.ctx, ep, s.peerTimeout())
 			defer cancel()
 			// The term is read here, after every read of this round arrived.
-			return s.peers.readIndex(cctx, ep.Leader, voucher{ID: s.id, Term: s.raft.CurrentTerm()})
+			return s.peers.ReadIndex(cctx, ep.Leader, peerrpc.Voucher{ID: s.id, Term: s.raft.CurrentTerm()})
 		})
 		return err
 	})

@@ -80,7 +80,7 @@ func (s *RaftStore) peerConfiguration(addr string) (uint64, map[string]bool, boo
 	if err != nil {
 		return 0, nil, false
 	}
-	resp, err := s.peers.hc.Do(req)
+	resp, err := s.peers.HTTP().Do(req)
 	if err != nil {
 		return 0, nil, false
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"sync"
 	"time"
 
@@ -72,7 +71,7 @@ func (s *RaftStore) RenewSession(ctx context.Context, id string) (kv.Session, er
 		s.metrics.forwarded.WithLabelValues("renew").Inc()
 		cctx, cancel := peerContext(ctx, ep, s.peerTimeout())
 		defer cancel()
-		out, err = s.peers.renew(cctx, ep.Leader, id)
+		out, err = s.peers.Renew(cctx, ep.Leader, id)
 		return err
 	})
 	return out, err
@@ -307,19 +306,4 @@ func (s *RaftStore) watchPeers() {
 			return
 		}
 	}
-}
-
-// renew asks the leader to restart a session's TTL.
-func (p *peerClient) renew(ctx context.Context, addr, id string) (kv.Session, error) {
-	out, err := p.call(ctx, "PUT", addr, rpcPrefix+"renew?id="+url.QueryEscape(id), nil)
-	if errors.Is(err, kv.ErrUnknownOutcome) {
-		err = fmt.Errorf("%w: %v", kv.ErrNoLeader, err) // a renew can be repeated
-	}
-	if err != nil {
-		return kv.Session{}, err
-	}
-	if out.Session == nil {
-		return kv.Session{}, fmt.Errorf("%w: empty answer from %s", kv.ErrNoLeader, addr)
-	}
-	return *out.Session, nil
 }

@@ -112,8 +112,7 @@ func (s *RaftStore) RestoreSnapshot(ctx context.Context, r io.Reader) error {
 		// Bound by the epoch only: an upload takes as long as it takes.
 		cctx, cancel := leaderwatch.Bind(ctx, ep)
 		defer cancel()
-		_, err := s.peers.callStream(cctx, "POST", ep.Leader, rpcPrefix+"restore", f, size)
-		return err
+		return s.peers.Restore(cctx, ep.Leader, f, size)
 	})
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/raftkv/raftkv/internal/peerrpc"
 	"log/slog"
 	"net"
 	"net/http"
@@ -54,7 +55,7 @@ type RaftStore struct {
 	logStore *raftboltdb.BoltStore
 	logs     raft.LogStore // the cache in front of logStore
 	http     *http.Server
-	peers    *peerClient
+	peers    *peerrpc.Client
 	trans    *heartbeatTransport
 	contacts peerContacts // when each peer last answered this node's AppendEntries
 	leaders  *leaderwatch.Watch
@@ -214,7 +215,7 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 		}
 	}
 
-	s.peers = newPeerClient(s.mux.DialContext)
+	s.peers = peerrpc.NewClient(s.mux.DialContext)
 	s.metrics = newMetrics(s.watch.Len)
 	s.metrics.registry.MustRegister(newRaftGauges(s))
 	s.sessions = sessions.New(sessions.RealClock{}, s.invalidateSession)
@@ -259,7 +260,7 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 // a ServeMux, which would answer unclean key paths like "a//b" with a 301
 // that clients follow as a GET).
 func (s *RaftStore) routes() http.Handler {
-	rpc := s.rpcHandler()
+	rpc := peerrpc.Handler((*rpcNode)(s), s.cfg.ApplyTimeout, s.peerTimeout())
 	api := httpd.New(s, httpd.Options{
 		MaxValueBytes: s.cfg.MaxValueBytes,
 		Registry:      s.metrics.registry,
@@ -267,7 +268,7 @@ func (s *RaftStore) routes() http.Handler {
 		EnablePprof:   s.cfg.EnablePprof,
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, rpcPrefix) {
+		if strings.HasPrefix(r.URL.Path, peerrpc.Prefix) {
 			rpc.ServeHTTP(w, r)
 			return
 		}
@@ -337,7 +338,7 @@ func (s *RaftStore) shutdown(handOver bool) error {
 			errs = append(errs, err)
 		}
 		s.wg.Wait()
-		s.peers.close()
+		s.peers.Close()
 		if err := s.fsm.Close(); err != nil {
 			errs = append(errs, err)
 		}

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
+	"github.com/raftkv/raftkv/internal/peerrpc"
 	"sync"
 	"time"
 
@@ -31,7 +31,7 @@ import (
 type verifier struct {
 	r         *raft.Raft
 	self      raft.ServerID
-	peers     *peerClient
+	peers     *peerrpc.Client
 	leaders   *leaderwatch.Watch
 	timeout   time.Duration // of one round and of one probe
 	slowAfter time.Duration // see rounds
@@ -41,7 +41,7 @@ type verifier struct {
 	probes map[raft.Server]*rounds
 }
 
-func newVerifier(r *raft.Raft, self string, peers *peerClient, leaders *leaderwatch.Watch, timeout, slowAfter time.Duration) *verifier {
+func newVerifier(r *raft.Raft, self string, peers *peerrpc.Client, leaders *leaderwatch.Watch, timeout, slowAfter time.Duration) *verifier {
 	return &verifier{
 		r:         r,
 		self:      raft.ServerID(self),
@@ -60,18 +60,11 @@ func (v *verifier) bound() (context.Context, context.CancelFunc) {
 	return peerContext(context.Background(), v.leaders.Current(), v.timeout)
 }
 
-// voucher is a voter's term as it reported it, after the reads it asks
-// for arrived.
-type voucher struct {
-	ID   string
-	Term uint64
-}
-
 // verify returns nil if this node led term at some moment after the call
 // began (or, with asker, after the asker's reads arrived). Callers check the
 // term before and after. In a three-voter cluster a voucher from a voter is
 // the quorum's second answer, and no round is needed.
-func (v *verifier) verify(ctx context.Context, term uint64, asker *voucher) error {
+func (v *verifier) verify(ctx context.Context, term uint64, asker *peerrpc.Voucher) error {
 	if asker != nil {
 		if asker.Term > term {
 			return fmt.Errorf("%s is in term %d, this leader in %d", asker.ID, asker.Term, term)
@@ -156,7 +149,7 @@ func (v *verifier) probe(ctx context.Context, srv raft.Server, term uint64) erro
 	peerTerm, err := r.do(ctx, func() (uint64, error) {
 		ctx, cancel := v.bound()
 		defer cancel()
-		return v.peers.term(ctx, string(srv.Address), string(srv.ID))
+		return v.peers.Term(ctx, string(srv.Address), string(srv.ID))
 	})
 	if err != nil {
 		return err
@@ -165,15 +158,4 @@ func (v *verifier) probe(ctx context.Context, srv raft.Server, term uint64) erro
 		return fmt.Errorf("%s is in term %d", srv.ID, peerTerm)
 	}
 	return nil
-}
-
-// term answers a leader's probe: this node's current term. A node that is
-// not the server the leader asked for (a new node on a departed member's
-// address) must not answer for it.
-func (p *peerClient) term(ctx context.Context, addr, id string) (uint64, error) {
-	out, err := p.call(ctx, "GET", addr, rpcPrefix+"term?id="+url.QueryEscape(id), nil)
-	if err != nil {
-		return 0, err
-	}
-	return out.Term, nil
 }

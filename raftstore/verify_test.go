@@ -2,6 +2,7 @@ package raftstore
 
 import (
 	"errors"
+	"github.com/raftkv/raftkv/internal/peerrpc"
 	"testing"
 
 	"github.com/raftkv/raftkv/kv"
@@ -14,13 +15,13 @@ func TestLeadershipProbe(t *testing.T) {
 	f := c.nodes[c.followers()[0]]
 	term := l.raft.CurrentTerm()
 
-	got, err := l.peers.term(ctx(t), f.addr, f.id)
+	got, err := l.peers.Term(ctx(t), f.addr, f.id)
 	if err != nil || got != term {
 		t.Fatalf("probe of a follower: term %d, %v; want %d", got, err, term)
 	}
 	// A node answering on an address the leader knows under another ID (a
 	// departed member's address reused) must not answer for it.
-	if _, err := l.peers.term(ctx(t), f.addr, "someone-else"); !errors.Is(err, kv.ErrNoLeader) {
+	if _, err := l.peers.Term(ctx(t), f.addr, "someone-else"); !errors.Is(err, kv.ErrNoLeader) {
 		t.Fatalf("probe for another ID: %v, want no_leader", err)
 	}
 
@@ -29,10 +30,10 @@ func TestLeadershipProbe(t *testing.T) {
 	}
 	// A voter's voucher completes a three-voter quorum; a voter already in a
 	// later term proves this leader deposed.
-	if err := l.verifier.verify(ctx(t), term, &voucher{ID: f.id, Term: term}); err != nil {
+	if err := l.verifier.verify(ctx(t), term, &peerrpc.Voucher{ID: f.id, Term: term}); err != nil {
 		t.Fatalf("voucher of a voter: %v", err)
 	}
-	if err := l.verifier.verify(ctx(t), term, &voucher{ID: f.id, Term: term + 1}); err == nil {
+	if err := l.verifier.verify(ctx(t), term, &peerrpc.Voucher{ID: f.id, Term: term + 1}); err == nil {
 		t.Fatal("a voter in a later term did not stop the read")
 	}
 

@@ -1,0 +1,185 @@
+package peerrpc
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/raftkv/raftkv/fsm"
+	"github.com/raftkv/raftkv/internal/autopilot"
+	"github.com/raftkv/raftkv/kv"
+)
+
+// Prefix is where the protocol lives on the shared port.
+const Prefix = "/internal/v1/"
+
+// timeoutHeader carries the caller's remaining time, so the receiver gives
+// up when the caller does.
+const timeoutHeader = "X-Raftkv-Timeout-Ms"
+
+// Voucher is a voter's term as it reported it, after the reads it asks a
+// read index for arrived.
+type Voucher struct {
+	ID   string
+	Term uint64
+}
+
+// Membership is a membership change forwarded to the leader.
+type Membership struct {
+	Op      string `json:"op"` // join, remove, transfer
+	ID      string `json:"id"`
+	Address string `json:"address,omitempty"`
+	// NonVoter: a join that stays a non-voter for good (a read replica).
+	NonVoter bool `json:"non_voter,omitempty"`
+}
+
+// response carries a result or a sentinel error (by wire code) back.
+type response struct {
+	Code    string              `json:"code,omitempty"`
+	Error   string              `json:"error,omitempty"`
+	Result  *kv.Result          `json:"result,omitempty"`
+	Index   uint64              `json:"index,omitempty"`
+	Term    uint64              `json:"term,omitempty"`
+	Session *kv.Session         `json:"session,omitempty"`
+	Stats   *autopilot.Stats    `json:"stats,omitempty"`
+	Health  *kv.AutopilotHealth `json:"health,omitempty"`
+}
+
+// Node is what the server side needs of the node it runs on. Each method
+// runs the request here, or refuses with kv.ErrNoLeader when this node is
+// not the one that can (it never forwards).
+type Node interface {
+	// ApplyForwarded proposes a write sent by another node.
+	ApplyForwarded(ctx context.Context, cmd *kv.Command) (*kv.Result, error)
+	// ReadIndex confirms leadership (vouched for by asker, if not nil) and
+	// returns the index a read must wait for.
+	ReadIndex(ctx context.Context, asker *Voucher) (uint64, error)
+	// Term answers a leadership probe for server id.
+	Term(id string) (uint64, error)
+	ChangeMembership(ctx context.Context, req Membership) error
+	// Restore installs an uploaded snapshot.
+	Restore(ctx context.Context, body io.Reader) error
+	Renew(ctx context.Context, id string) (kv.Session, error)
+	Stats() autopilot.Stats
+	AutopilotHealth() (kv.AutopilotHealth, error)
+	// MaxValueBytes bounds a forwarded command's size.
+	MaxValueBytes() int
+}
+
+// Handler serves the protocol for n. Calls without the caller's deadline
+// get longCall (writes, restores, membership) or shortCall (the rest).
+func Handler(n Node, longCall, shortCall time.Duration) http.Handler {
+	h := &server{n: n, long: longCall, short: shortCall}
+	m := http.NewServeMux()
+	m.HandleFunc("POST "+Prefix+"apply", h.apply)
+	m.HandleFunc("GET "+Prefix+"readindex", h.readIndex)
+	m.HandleFunc("GET "+Prefix+"term", h.term)
+	m.HandleFunc("POST "+Prefix+"membership", h.membership)
+	m.HandleFunc("POST "+Prefix+"restore", h.restore)
+	m.HandleFunc("PUT "+Prefix+"renew", h.renew)
+	m.HandleFunc("GET "+Prefix+"stats", h.stats)
+	m.HandleFunc("GET "+Prefix+"autopilot-health", h.autopilotHealth)
+	return m
+}
+
+type server struct {
+	n           Node
+	long, short time.Duration
+}
+
+// bound limits a handler by the caller's remaining time.
+func bound(r *http.Request, fallback time.Duration) (context.Context, context.CancelFunc) {
+	d := fallback
+	if ms, err := strconv.ParseInt(r.Header.Get(timeoutHeader), 10, 64); err == nil && ms > 0 {
+		d = time.Duration(ms) * time.Millisecond
+	}
+	return context.WithTimeout(r.Context(), d)
+}
+
+func (h *server) apply(w http.ResponseWriter, r *http.Request) {
+	limit := int64(kv.MaxTxnOps*(h.n.MaxValueBytes()+kv.MaxKeyBytes+64) + 4096)
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		write(w, response{}, fmt.Errorf("%w: read forwarded command: %v", kv.ErrInvalid, err))
+		return
+	}
+	cmd, err := fsm.DecodeCommand(body)
+	if err == nil {
+		err = cmd.Validate(h.n.MaxValueBytes())
+	}
+	if err != nil {
+		write(w, response{}, fmt.Errorf("%w: %v", kv.ErrInvalid, err))
+		return
+	}
+	ctx, cancel := bound(r, h.long)
+	defer cancel()
+	res, err := h.n.ApplyForwarded(ctx, cmd)
+	write(w, response{Result: res}, err)
+}
+
+func (h *server) readIndex(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := bound(r, h.long)
+	defer cancel()
+	var asker *Voucher
+	if id := r.URL.Query().Get("id"); id != "" {
+		term, err := strconv.ParseUint(r.URL.Query().Get("term"), 10, 64)
+		if err != nil {
+			write(w, response{}, fmt.Errorf("%w: read index request: bad term: %v", kv.ErrInvalid, err))
+			return
+		}
+		asker = &Voucher{ID: id, Term: term}
+	}
+	idx, err := h.n.ReadIndex(ctx, asker)
+	write(w, response{Index: idx}, err)
+}
+
+func (h *server) term(w http.ResponseWriter, r *http.Request) {
+	term, err := h.n.Term(r.URL.Query().Get("id"))
+	write(w, response{Term: term}, err)
+}
+
+func (h *server) membership(w http.ResponseWriter, r *http.Request) {
+	var req Membership
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil {
+		write(w, response{}, fmt.Errorf("%w: membership request: %v", kv.ErrInvalid, err))
+		return
+	}
+	ctx, cancel := bound(r, h.long)
+	defer cancel()
+	write(w, response{}, h.n.ChangeMembership(ctx, req))
+}
+
+func (h *server) restore(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := bound(r, h.long)
+	defer cancel()
+	write(w, response{}, h.n.Restore(ctx, r.Body))
+}
+
+func (h *server) renew(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := bound(r, h.short)
+	defer cancel()
+	sess, err := h.n.Renew(ctx, r.URL.Query().Get("id"))
+	write(w, response{Session: &sess}, err)
+}
+
+func (h *server) stats(w http.ResponseWriter, _ *http.Request) {
+	st := h.n.Stats()
+	write(w, response{Stats: &st}, nil)
+}
+
+func (h *server) autopilotHealth(w http.ResponseWriter, _ *http.Request) {
+	health, err := h.n.AutopilotHealth()
+	write(w, response{Health: &health}, err)
+}
+
+func write(w http.ResponseWriter, out response, err error) {
+	if err != nil {
+		out = response{Code: kv.Code(err), Error: err.Error()}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(out)
+}
