@@ -2,10 +2,11 @@ package httpd
 
 import (
 	"encoding/json"
-	"github.com/raftkv/raftkv/internal/wire"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/raftkv/raftkv/internal/wire"
 )
 
 func createdSession(t *testing.T, r response) string {

@@ -3,7 +3,6 @@ package raftstore
 import (
 	"context"
 	"fmt"
-	"github.com/raftkv/raftkv/internal/peerrpc"
 	"net"
 	"net/http"
 	"net/url"
@@ -12,6 +11,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/raftkv/raftkv/internal/leaderwatch"
+	"github.com/raftkv/raftkv/internal/peerrpc"
 	"github.com/raftkv/raftkv/kv"
 )
 

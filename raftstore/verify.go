@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/raftkv/raftkv/internal/peerrpc"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
 
 	"github.com/raftkv/raftkv/internal/leaderwatch"
+	"github.com/raftkv/raftkv/internal/peerrpc"
 )
 
 // verifier confirms, for ReadIndex, that this node still led its term after

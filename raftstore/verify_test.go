@@ -2,9 +2,9 @@ package raftstore
 
 import (
 	"errors"
-	"github.com/raftkv/raftkv/internal/peerrpc"
 	"testing"
 
+	"github.com/raftkv/raftkv/internal/peerrpc"
 	"github.com/raftkv/raftkv/kv"
 )
 
