@@ -148,10 +148,15 @@ func (s *RaftStore) readLocal(q kv.Query) (*kv.QueryResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	addr, _ := s.raft.LeaderWithID()
-	res.KnownLeader = addr != ""
-	res.LastContact = s.LastContact()
+	res.KnownLeader, res.LastContact = s.leaderMeta()
 	return res, nil
+}
+
+// leaderMeta is what every read reports besides its result: whether this
+// node knows a leader, and how long ago it last heard from it.
+func (s *RaftStore) leaderMeta() (knownLeader bool, lastContact time.Duration) {
+	addr, _ := s.raft.LeaderWithID()
+	return addr != "", s.LastContact()
 }
 
 // LastContact is how long ago this node last heard from the leader (0 on

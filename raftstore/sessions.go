@@ -141,9 +141,7 @@ func (s *RaftStore) readSessions(q kv.SessionQuery) (*kv.SessionResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	addr, _ := s.raft.LeaderWithID()
-	res.KnownLeader = addr != ""
-	res.LastContact = s.LastContact()
+	res.KnownLeader, res.LastContact = s.leaderMeta()
 	return res, nil
 }
 

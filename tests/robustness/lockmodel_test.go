@@ -2,7 +2,6 @@ package robustness
 
 import (
 	"fmt"
-	"sort"
 
 	"github.com/anishathalye/porcupine"
 )
@@ -56,24 +55,8 @@ func lockModel(mortal map[string]bool) porcupine.Model {
 			}
 			return next
 		},
-		Equal: func(a, b interface{}) bool { return a.(lockState) == b.(lockState) },
-		Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
-			byKey := map[string][]porcupine.Operation{}
-			for _, op := range history {
-				k := op.Input.(lockInput).Key
-				byKey[k] = append(byKey[k], op)
-			}
-			keys := make([]string, 0, len(byKey))
-			for k := range byKey {
-				keys = append(keys, k)
-			}
-			sort.Strings(keys)
-			out := make([][]porcupine.Operation, 0, len(keys))
-			for _, k := range keys {
-				out = append(out, byKey[k])
-			}
-			return out
-		},
+		Equal:     func(a, b interface{}) bool { return a.(lockState) == b.(lockState) },
+		Partition: partitionBy(func(in interface{}) string { return in.(lockInput).Key }),
 		DescribeOperation: func(in, out interface{}) string {
 			i, o := in.(lockInput), out.(lockOutput)
 			res := fmt.Sprintf("%v", o.OK)

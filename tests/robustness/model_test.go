@@ -77,24 +77,8 @@ var model = porcupine.NondeterministicModel{
 		}
 		return nil
 	},
-	Equal: func(a, b interface{}) bool { return a.(state) == b.(state) },
-	Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
-		byKey := map[string][]porcupine.Operation{}
-		for _, op := range history {
-			k := op.Input.(input).Key
-			byKey[k] = append(byKey[k], op)
-		}
-		keys := make([]string, 0, len(byKey))
-		for k := range byKey {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		out := make([][]porcupine.Operation, 0, len(keys))
-		for _, k := range keys {
-			out = append(out, byKey[k])
-		}
-		return out
-	},
+	Equal:     func(a, b interface{}) bool { return a.(state) == b.(state) },
+	Partition: partitionBy(func(in interface{}) string { return in.(input).Key }),
 	DescribeOperation: func(in, out interface{}) string {
 		i, o := in.(input), out.(output)
 		res := fmt.Sprintf("ok=%v idx=%d", o.OK, o.Index)
@@ -115,4 +99,26 @@ var model = porcupine.NondeterministicModel{
 		}
 		return fmt.Sprintf("%q@%d", s.Value, s.Index)
 	},
+}
+
+// partitionBy splits a history into one per key (porcupine checks each
+// alone), in key order so that runs are reproducible.
+func partitionBy(key func(input interface{}) string) func([]porcupine.Operation) [][]porcupine.Operation {
+	return func(history []porcupine.Operation) [][]porcupine.Operation {
+		byKey := map[string][]porcupine.Operation{}
+		for _, op := range history {
+			k := key(op.Input)
+			byKey[k] = append(byKey[k], op)
+		}
+		keys := make([]string, 0, len(byKey))
+		for k := range byKey {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		out := make([][]porcupine.Operation, 0, len(keys))
+		for _, k := range keys {
+			out = append(out, byKey[k])
+		}
+		return out
+	}
 }
