@@ -11,6 +11,12 @@ import (
 // fault injection (build tag failpoints) cuts every kind of traffic between
 // two peers.
 func (m *Mux) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	return m.dial(ctx, network, addr, "http/1.1")
+}
+
+// dial connects for proto: over TLS when the port speaks TLS (proto is
+// then the ALPN protocol asked for), else in plaintext.
+func (m *Mux) dial(ctx context.Context, network, addr, proto string) (net.Conn, error) {
 	if err := m.faults.allow(addr); err != nil {
 		return nil, err
 	}
@@ -19,5 +25,9 @@ func (m *Mux) DialContext(ctx context.Context, network, addr string) (net.Conn, 
 	if err != nil {
 		return nil, err
 	}
-	return m.faults.track(addr, c), nil
+	c = m.faults.track(addr, c)
+	if m.tls != nil {
+		return m.dialTLS(ctx, c, addr, proto)
+	}
+	return c, nil
 }

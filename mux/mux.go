@@ -33,6 +33,7 @@ type Mux struct {
 	raft   *RaftLayer
 	http   *childListener
 	faults faults
+	tls    *TLS // nil: plaintext, split by sniffing
 
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -45,6 +46,8 @@ type Options struct {
 	Advertise    string
 	SniffTimeout time.Duration
 	Logger       *slog.Logger
+	// TLS, if set, makes every connection TLS, split by ALPN.
+	TLS *TLS
 }
 
 // New starts splitting ln. The Mux owns ln from now on.
@@ -59,7 +62,15 @@ func New(ln net.Listener, opts Options) (*Mux, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	m := &Mux{root: ln, cm: cmux.New(ln), advertise: advertise, logger: opts.Logger}
+	m := &Mux{root: ln, advertise: advertise, logger: opts.Logger, tls: opts.TLS}
+	m.raft = &RaftLayer{childListener: newChild(advertise), sniffTimeout: opts.SniffTimeout, mux: m}
+	m.http = newChild(ln.Addr())
+	if opts.TLS != nil {
+		m.wg.Add(1)
+		go func() { defer m.wg.Done(); m.serveTLS(opts.TLS, opts.SniffTimeout) }()
+		return m, nil
+	}
+	m.cm = cmux.New(ln)
 	m.cm.SetReadTimeout(opts.SniffTimeout)
 	m.cm.HandleError(func(err error) bool {
 		var nm cmux.ErrNotMatched
@@ -78,9 +89,6 @@ func New(ln net.Listener, opts Options) (*Mux, error) {
 	// methods cmux's matcher does not know (PATCH, ...) with 405, and
 	// garbage with 400.
 	httpLn := m.cm.Match(cmux.Any())
-
-	m.raft = &RaftLayer{childListener: newChild(advertise), sniffTimeout: opts.SniffTimeout, mux: m}
-	m.http = newChild(ln.Addr())
 	m.wg.Add(3)
 	go func() { defer m.wg.Done(); _ = m.cm.Serve() }()
 	go func() { defer m.wg.Done(); m.pump(raftLn, m.raft.childListener, m.raft.consumeMarker) }()
@@ -117,7 +125,9 @@ func (m *Mux) Close() error {
 	var err error
 	m.closeOnce.Do(func() {
 		err = m.root.Close()
-		m.cm.Close()
+		if m.cm != nil {
+			m.cm.Close()
+		}
 		m.raft.Close()
 		m.http.Close()
 		m.wg.Wait()
@@ -225,6 +235,9 @@ var _ raft.StreamLayer = (*RaftLayer)(nil)
 func (l *RaftLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), max(timeout, time.Second))
 	defer cancel()
+	if l.mux.tls != nil {
+		return l.mux.dial(ctx, "tcp", string(address), ProtoRaft)
+	}
 	c, err := l.mux.DialContext(ctx, "tcp", string(address))
 	if err != nil {
 		return nil, err

@@ -24,6 +24,13 @@ func startNode(t *testing.T) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveNode(t, m)
+}
+
+// serveNode runs a raft transport answering every RPC and an HTTP server
+// answering "pong" on m.
+func serveNode(t *testing.T, m *Mux) *node {
+	t.Helper()
 	n := &node{mux: m}
 	n.trans = raft.NewNetworkTransport(m.RaftLayer(), 3, 2*time.Second, io.Discard)
 	n.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
