@@ -7,6 +7,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/raftkv/raftkv/internal/tlsutil"
 	"github.com/raftkv/raftkv/kv"
 )
 
@@ -52,6 +53,12 @@ type Config struct {
 	// ApplyTimeout bounds how long a write waits for a leader and for its
 	// commit when the caller's context has no deadline.
 	ApplyTimeout time.Duration
+	// TLS, when its files are given, makes the port speak only TLS: mutual
+	// between nodes (each verified against TLS.CA, and the peer's
+	// certificate must name the host dialled), raft and HTTP told apart by
+	// ALPN. TLSVerifyIncoming demands certificates from HTTP clients too.
+	TLS               tlsutil.Files
+	TLSVerifyIncoming bool
 	// ReadReplica makes the -join request ask to stay a non-voter for good
 	// (it serves reads, never votes).
 	ReadReplica bool

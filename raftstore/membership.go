@@ -264,7 +264,7 @@ func (s *RaftStore) watchReadiness() {
 func (s *RaftStore) joinLoop() {
 	backoff := 200 * time.Millisecond
 	s.logger.Info("joining the cluster", "via", s.cfg.Join)
-	hc := &http.Client{Timeout: 15 * time.Second}
+	hc := s.peers.HTTP() // through the mux's dialer: TLS with this node's certificate when on
 	for {
 		if s.isMemberWithLeader() {
 			return
@@ -294,7 +294,9 @@ func (s *RaftStore) requestJoin(hc *http.Client, addr string) error {
 	if s.cfg.ReadReplica {
 		q.Set("voter", "false")
 	}
-	req, err := http.NewRequestWithContext(s.ctx, http.MethodPut, "http://"+addr+"/v1/operator/raft/peer?"+q.Encode(), nil)
+	ctx, cancel := context.WithTimeout(s.ctx, 15*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, "http://"+addr+"/v1/operator/raft/peer?"+q.Encode(), nil)
 	if err != nil {
 		return err
 	}

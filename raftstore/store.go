@@ -2,6 +2,7 @@ package raftstore
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,6 +26,7 @@ import (
 	"github.com/raftkv/raftkv/internal/logging"
 	"github.com/raftkv/raftkv/internal/peerrpc"
 	"github.com/raftkv/raftkv/internal/sessions"
+	"github.com/raftkv/raftkv/internal/tlsutil"
 	"github.com/raftkv/raftkv/internal/watch"
 	"github.com/raftkv/raftkv/kv"
 	"github.com/raftkv/raftkv/mux"
@@ -112,7 +114,16 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 			return nil, fmt.Errorf("raftstore: listen on %s: %w", cfg.Addr, err)
 		}
 	}
-	if s.mux, err = mux.New(ln, mux.Options{Advertise: cfg.Advertise, Logger: cfg.Logger}); err != nil {
+	muxOpts := mux.Options{Advertise: cfg.Advertise, Logger: cfg.Logger}
+	if cfg.TLS != (tlsutil.Files{}) {
+		store, err := tlsutil.Load(cfg.TLS)
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("raftstore: %w", err)
+		}
+		muxOpts.TLS = &mux.TLS{Store: store, VerifyIncoming: cfg.TLSVerifyIncoming}
+	}
+	if s.mux, err = mux.New(ln, muxOpts); err != nil {
 		ln.Close()
 		return nil, err
 	}
@@ -269,6 +280,10 @@ func (s *RaftStore) routes() http.Handler {
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, peerrpc.Prefix) {
+			if s.cfg.TLS != (tlsutil.Files{}) && !fromPeer(r) {
+				http.Error(w, "Permission denied: node-to-node endpoints take a node's certificate", http.StatusForbidden)
+				return
+			}
 			rpc.ServeHTTP(w, r)
 			return
 		}
@@ -367,3 +382,18 @@ func (s *RaftStore) voterCount() int {
 
 // Stats exposes raft's own counters (for debugging and the example).
 func (s *RaftStore) Stats() map[string]string { return s.raft.Stats() }
+
+// fromPeer: the request came over TLS with a certificate signed by the CA
+// that is a node's (it may serve, not only a client's): only members call
+// the node-to-node endpoints.
+func fromPeer(r *http.Request) bool {
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
+		return false
+	}
+	for _, u := range r.TLS.PeerCertificates[0].ExtKeyUsage {
+		if u == x509.ExtKeyUsageServerAuth {
+			return true
+		}
+	}
+	return false
+}
