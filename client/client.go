@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/raftkv/raftkv/internal/reqtrace"
+	"github.com/raftkv/raftkv/internal/tlsutil"
 	"github.com/raftkv/raftkv/internal/wire"
 	"github.com/raftkv/raftkv/kv"
 )
@@ -38,6 +40,9 @@ type Config struct {
 	// connection refused or timed out) gives up after this long instead of
 	// retrying for the whole Timeout (default 5s).
 	UnreachableTimeout time.Duration
+	// TLS, if set, is used to reach the nodes (endpoints without a scheme
+	// then mean https://). See TLSConfig.
+	TLS *tls.Config
 	// HTTPClient overrides the transport (default: pooled keep-alive).
 	HTTPClient *http.Client
 }
@@ -73,7 +78,11 @@ func New(cfg Config) (*Client, error) {
 			continue
 		}
 		if !strings.Contains(e, "://") {
-			e = "http://" + e
+			if cfg.TLS != nil {
+				e = "https://" + e
+			} else {
+				e = "http://" + e
+			}
 		}
 		u, err := url.Parse(e)
 		if err != nil || u.Host == "" {
@@ -89,6 +98,8 @@ func New(cfg Config) (*Client, error) {
 			DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 			MaxIdleConnsPerHost: 64,
 			IdleConnTimeout:     90 * time.Second,
+			TLSClientConfig:     cfg.TLS,
+			ForceAttemptHTTP2:   cfg.TLS != nil,
 		}}
 	}
 	if c.timeout <= 0 {
@@ -277,4 +288,11 @@ func decode(r *response, v any) error {
 		return fmt.Errorf("decode answer: %w", err)
 	}
 	return nil
+}
+
+// TLSConfig is the TLS configuration of a client from PEM files: ca
+// verifies the nodes; cert and key (both, or neither) are the client's own
+// certificate, needed when the nodes run with -tls-verify-incoming.
+func TLSConfig(ca, cert, key string) (*tls.Config, error) {
+	return tlsutil.ClientOnly(tlsutil.Files{CA: ca, Cert: cert, Key: key})
 }

@@ -19,6 +19,8 @@ type app struct {
 	endpoints string
 	output    string
 	timeout   time.Duration
+	// TLS: the CA that signs the nodes, and this client's certificate.
+	cacert, cert, key string
 	stdin     io.Reader
 	stdout    io.Writer
 	stderr    io.Writer
@@ -51,6 +53,9 @@ safely: each carries an Idempotency-Key, so the cluster applies it once.`,
 	pf.StringVar(&a.endpoints, "endpoints", def, "comma-separated node addresses (env RAFTKV_ENDPOINTS)")
 	pf.StringVarP(&a.output, "output", "o", "text", "output format: text or json")
 	pf.DurationVar(&a.timeout, "timeout", 30*time.Second, "how long to keep trying, failover included")
+	pf.StringVar(&a.cacert, "cacert", os.Getenv("RAFTKV_CACERT"), "CA certificate that signs the nodes: talk TLS (env RAFTKV_CACERT)")
+	pf.StringVar(&a.cert, "cert", os.Getenv("RAFTKV_CERT"), "client certificate, for nodes with -tls-verify-incoming (env RAFTKV_CERT)")
+	pf.StringVar(&a.key, "key", os.Getenv("RAFTKV_KEY"), "client certificate's key (env RAFTKV_KEY)")
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
@@ -62,7 +67,15 @@ safely: each carries an Idempotency-Key, so the cluster applies it once.`,
 }
 
 func (a *app) client() (*client.Client, error) {
-	return client.New(client.Config{Endpoints: strings.Split(a.endpoints, ","), Timeout: a.timeout})
+	cfg := client.Config{Endpoints: strings.Split(a.endpoints, ","), Timeout: a.timeout}
+	if a.cacert != "" || a.cert != "" || a.key != "" {
+		t, err := client.TLSConfig(a.cacert, a.cert, a.key)
+		if err != nil {
+			return nil, fmt.Errorf("TLS: %w", err)
+		}
+		cfg.TLS = t
+	}
+	return client.New(cfg)
 }
 
 // print writes v as JSON with -o json, or text otherwise.

@@ -18,6 +18,7 @@ var flagGroups = []struct {
 	{"Raft timing (defaults suit most clusters; see docs/OPERATIONS.md)", []string{
 		"heartbeat-timeout", "election-timeout", "leader-lease-timeout",
 		"snapshot-threshold", "trailing-logs", "snapshot-interval"}},
+	{"TLS (all of -tls-cert, -tls-key, -tls-ca, or none; see docs/SECURITY.md)", []string{"tls-cert", "tls-key", "tls-ca", "tls-verify-incoming"}},
 	{"API", []string{"max-value-bytes", "pprof"}},
 	{"Logs and version", []string{"log-level", "log-format", "version"}},
 }

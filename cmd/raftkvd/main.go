@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/raftkv/raftkv/internal/logging"
+	"github.com/raftkv/raftkv/internal/tlsutil"
 	"github.com/raftkv/raftkv/internal/version"
 	"github.com/raftkv/raftkv/kv"
 	"github.com/raftkv/raftkv/raftstore"
@@ -52,6 +53,10 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) (string, b
 		snapInterval = fs.Duration("snapshot-interval", 0, "how often to check whether to snapshot (default 2m)")
 		stabilize    = fs.Duration("server-stabilization-time", 10*time.Second, "how long a joined node must stay healthy before it becomes a voter")
 		showVersion  = fs.Bool("version", false, "print the version and exit")
+		tlsCert      = fs.String("tls-cert", "", "this node's certificate (PEM); with -tls-key and -tls-ca the port speaks only TLS")
+		tlsKey       = fs.String("tls-key", "", "this node's private key (PEM)")
+		tlsCA        = fs.String("tls-ca", "", "the CA that signs every node's and client's certificate (PEM)")
+		tlsVerifyIn  = fs.Bool("tls-verify-incoming", false, "HTTP clients must present a certificate signed by -tls-ca too (peers always must)")
 		nonVoter     = fs.Bool("non-voter", false, "join as a read replica: a non-voter for good (serves reads, never votes)")
 		recoverFlag  = fs.Bool("recover", false, "rewrite the raft configuration from <data-dir>/peers.json before starting (quorum-loss recovery)")
 	)
@@ -79,6 +84,12 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) (string, b
 	}
 	if *dataDir == "" {
 		return usage("-data-dir is required")
+	}
+	if n := countSet(*tlsCert, *tlsKey, *tlsCA); n != 0 && n != 3 {
+		return usage("-tls-cert, -tls-key and -tls-ca go together: all three or none")
+	}
+	if *tlsVerifyIn && *tlsCA == "" {
+		return usage("-tls-verify-incoming needs -tls-cert, -tls-key and -tls-ca")
 	}
 	if *maxValue <= 0 {
 		return usage("-max-value-bytes must be positive")
@@ -126,6 +137,8 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) (string, b
 		ServerStabilizationTime: *stabilize,
 		Recover:                 *recoverFlag,
 		ReadReplica:             *nonVoter,
+		TLS:                     tlsutil.Files{CA: *tlsCA, Cert: *tlsCert, Key: *tlsKey},
+		TLSVerifyIncoming:       *tlsVerifyIn,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "raftkvd: %v\n", err)
@@ -145,4 +158,14 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) (string, b
 		return 1
 	}
 	return 0
+}
+
+func countSet(vals ...string) int {
+	n := 0
+	for _, v := range vals {
+		if v != "" {
+			n++
+		}
+	}
+	return n
 }

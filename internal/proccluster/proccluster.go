@@ -11,6 +11,7 @@ package proccluster
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -109,6 +110,8 @@ type Options struct {
 	Root  string // repository root, relative to the test's directory
 	Build BuildOptions
 	Args  []string // extra raftkvd flags for every node
+	// ClientTLS, when the nodes speak TLS, is how the harness reaches them.
+	ClientTLS *tls.Config
 	// NodeArgs[i] are extra flags for node i only, after Args.
 	NodeArgs [][]string
 	// Isolated runs every node in its own network namespace; see netns.
@@ -166,7 +169,7 @@ func (c *Cluster) WaitVoters(timeout time.Duration) {
 		if l < 0 {
 			return fmt.Errorf("no leader")
 		}
-		resp, err := http.Get("http://" + c.Procs[l].Addr + "/v1/operator/raft/configuration")
+		resp, err := c.Get(c.Procs[l].Addr, "/v1/operator/raft/configuration")
 		if err != nil {
 			return err
 		}
@@ -353,6 +356,16 @@ func (c *Cluster) StopAll() {
 	}
 }
 
+// Get asks node addr for path, over TLS when the cluster speaks it, with a
+// short timeout.
+func (c *Cluster) Get(addr, path string) (*http.Response, error) {
+	scheme, tr := "http://", http.DefaultTransport
+	if c.Opts.ClientTLS != nil {
+		scheme, tr = "https://", &http.Transport{TLSClientConfig: c.Opts.ClientTLS, DisableKeepAlives: true}
+	}
+	return (&http.Client{Timeout: time.Second, Transport: tr}).Get(scheme + addr + path)
+}
+
 // WaitReady waits until every running, non-bare node answers /readyz 200.
 func (c *Cluster) WaitReady(timeout time.Duration) {
 	c.TB.Helper()
@@ -361,7 +374,7 @@ func (c *Cluster) WaitReady(timeout time.Duration) {
 			if p.Cmd == nil || p.Bare {
 				continue
 			}
-			resp, err := http.Get("http://" + p.Addr + "/readyz")
+			resp, err := c.Get(p.Addr, "/readyz")
 			if err != nil {
 				return err
 			}
@@ -381,7 +394,7 @@ func (c *Cluster) Leader() int {
 		if p.Cmd == nil || p.paused {
 			continue
 		}
-		resp, err := (&http.Client{Timeout: time.Second}).Get("http://" + p.Addr + "/v1/status/leader")
+		resp, err := c.Get(p.Addr, "/v1/status/leader")
 		if err != nil {
 			continue
 		}
