@@ -21,9 +21,9 @@ type app struct {
 	timeout   time.Duration
 	// TLS: the CA that signs the nodes, and this client's certificate.
 	cacert, cert, key string
-	stdin     io.Reader
-	stdout    io.Writer
-	stderr    io.Writer
+	stdin             io.Reader
+	stdout            io.Writer
+	stderr            io.Writer
 }
 
 func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
