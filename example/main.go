@@ -18,10 +18,12 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
 
+	"github.com/raftkv/raftkv/internal/tlsutil"
 	"github.com/raftkv/raftkv/raftstore"
 )
 
@@ -29,6 +31,7 @@ func main() {
 	port := flag.Int("port", 7001, "port of the first node; the others use the next four (0: any free ports)")
 	demo := flag.Bool("demo", false, "run the demonstration and exit")
 	verbose := flag.Bool("v", false, "show the nodes' logs (warnings and errors)")
+	useTLS := flag.Bool("tls", false, "run the nodes over mutual TLS (a CA and certificates made for the run)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -36,7 +39,7 @@ func main() {
 	if *verbose {
 		logs = os.Stderr
 	}
-	if err := run(ctx, os.Stdout, logs, *port, *demo); err != nil {
+	if err := run(ctx, os.Stdout, logs, *port, *demo, *useTLS); err != nil {
 		fmt.Fprintln(os.Stderr, "example:", err)
 		os.Exit(1)
 	}
@@ -50,6 +53,8 @@ type cluster struct {
 	root   string
 	addrs  [nodes]string
 	stores [nodes]*raftstore.RaftStore
+	tls    [nodes]tlsutil.Files // with -tls
+	ca     string               // with -tls: the CA's file, for curl
 }
 
 func (c *cluster) config(i int) raftstore.Config {
@@ -67,6 +72,7 @@ func (c *cluster) config(i int) raftstore.Config {
 	if i > 0 {
 		cfg.Join = []string{c.addrs[0]}
 	}
+	cfg.TLS = c.tls[i]
 	return cfg
 }
 
@@ -115,7 +121,7 @@ func waitFor(ctx context.Context, what string, cond func() bool) error {
 	return nil
 }
 
-func run(ctx context.Context, out, logs io.Writer, port int, demo bool) error {
+func run(ctx context.Context, out, logs io.Writer, port int, demo, useTLS bool) error {
 	root, err := os.MkdirTemp("", "raftkv-example-")
 	if err != nil {
 		return err
@@ -130,6 +136,11 @@ func run(ctx context.Context, out, logs io.Writer, port int, demo bool) error {
 		}
 	}
 
+	if useTLS {
+		if err := c.makeCertificates(); err != nil {
+			return err
+		}
+	}
 	fmt.Fprintf(out, "raftkv example: %d nodes, data in %s\n", nodes, root)
 	for i := range nodes {
 		if err := c.start(i); err != nil {
@@ -155,8 +166,13 @@ func run(ctx context.Context, out, logs io.Writer, port int, demo bool) error {
 	if err != nil {
 		return err
 	}
+	scheme, curl := "http", "curl"
+	if useTLS {
+		scheme, curl = "https", "curl --cacert "+c.ca
+		fmt.Fprintf(out, "  over mutual TLS between the nodes; CA %s\n", c.ca)
+	}
 	for i, s := range c.stores {
-		fmt.Fprintf(out, "  n%d  http://%s\n", i+1, s.Addr())
+		fmt.Fprintf(out, "  n%d  %s://%s\n", i+1, scheme, s.Addr())
 	}
 	if err := c.demonstrate(wctx); err != nil {
 		return err
@@ -169,18 +185,18 @@ func run(ctx context.Context, out, logs io.Writer, port int, demo bool) error {
 	fmt.Fprintf(out, `
 The cluster keeps running; every node answers every request. Try:
 
-  curl -X PUT http://%[1]s/v1/kv/hello -d world
-  curl http://%[2]s/v1/kv/hello?raw
-  curl 'http://%[2]s/v1/kv/?recurse'
-  curl 'http://%[1]s/v1/kv/?keys&separator=/'
-  curl -X DELETE http://%[1]s/v1/kv/hello
-  curl http://%[1]s/v1/status/leader
-  curl http://%[1]s/v1/operator/raft/configuration
-  curl -X POST http://%[1]s/v1/operator/raft/transfer-leader
-  curl http://%[1]s/metrics
+  %[3]s -X PUT %[4]s://%[1]s/v1/kv/hello -d world
+  %[3]s '%[4]s://%[2]s/v1/kv/hello?raw'
+  %[3]s '%[4]s://%[2]s/v1/kv/?recurse'
+  %[3]s '%[4]s://%[1]s/v1/kv/?keys&separator=/'
+  %[3]s -X DELETE %[4]s://%[1]s/v1/kv/hello
+  %[3]s %[4]s://%[1]s/v1/status/leader
+  %[3]s %[4]s://%[1]s/v1/operator/raft/configuration
+  %[3]s -X POST %[4]s://%[1]s/v1/operator/raft/transfer-leader
+  %[3]s %[4]s://%[1]s/metrics
 
 Ctrl-C to stop.
-`, a, c.addrs[(c.leader()+2)%nodes])
+`, a, c.addrs[(c.leader()+2)%nodes], curl, scheme)
 	<-ctx.Done()
 	fmt.Fprintln(out, "stopping")
 	return nil
@@ -263,5 +279,34 @@ func (c *cluster) demonstrate(ctx context.Context) error {
 		return err
 	}
 	fmt.Fprintf(out, "6. Old leader n%d restarted on its data dir, rejoined and caught up\n", l+1)
+	return nil
+}
+
+// makeCertificates writes a CA and a certificate for each node (host
+// 127.0.0.1) under the data root.
+func (c *cluster) makeCertificates() error {
+	dir := filepath.Join(c.root, "tls")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	ca, err := tlsutil.CreateCA("raftkv example CA", 24*time.Hour)
+	if err != nil {
+		return err
+	}
+	c.ca = filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(c.ca, ca.Cert, 0o644); err != nil {
+		return err
+	}
+	for i := range nodes {
+		name := fmt.Sprintf("n%d", i+1)
+		p, err := tlsutil.CreateCert(ca, tlsutil.CertOptions{Name: name, Hosts: []string{"127.0.0.1"}, Validity: 24 * time.Hour})
+		if err != nil {
+			return err
+		}
+		c.tls[i] = tlsutil.Files{CA: c.ca, Cert: filepath.Join(dir, name+".pem"), Key: filepath.Join(dir, name+"-key.pem")}
+		if err := p.WriteFiles(c.tls[i].Cert, c.tls[i].Key); err != nil {
+			return err
+		}
+	}
 	return nil
 }
