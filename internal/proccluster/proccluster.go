@@ -112,6 +112,9 @@ type Options struct {
 	Args  []string // extra raftkvd flags for every node
 	// ClientTLS, when the nodes speak TLS, is how the harness reaches them.
 	ClientTLS *tls.Config
+	// TLS runs the nodes over mutual TLS with a CA made for the cluster
+	// (it sets ClientTLS to a client certificate of that CA).
+	TLS bool
 	// NodeArgs[i] are extra flags for node i only, after Args.
 	NodeArgs [][]string
 	// Isolated runs every node in its own network namespace; see netns.
@@ -129,6 +132,7 @@ type Cluster struct {
 	Opts  Options
 	Procs []*Proc
 	Net   *netns.Network // with Options.Isolated
+	pki   *pki           // with Options.TLS
 }
 
 // Start runs n nodes (the first bootstraps, the others join it) and waits
@@ -143,6 +147,9 @@ func Start(tb testing.TB, n int, opts Options) *Cluster {
 		}
 		c.Net = nw
 		tb.Cleanup(nw.Close) // after StopAll: cleanups run last-in first-out
+	}
+	if opts.TLS {
+		c.setupTLS()
 	}
 	for i := range n {
 		p := &Proc{ID: "n" + strconv.Itoa(i+1), Addr: c.newAddr(i), Dir: tb.TempDir()}
@@ -212,6 +219,7 @@ func (c *Cluster) StartProc(i int) {
 	}
 	args = append(args, c.Opts.Args...)
 	args = append(args, p.Args...)
+	args = append(args, c.tlsArgs(p)...)
 	if p.Log == nil {
 		p.Log = &LockedBuffer{}
 	}
@@ -359,11 +367,9 @@ func (c *Cluster) StopAll() {
 // Get asks node addr for path, over TLS when the cluster speaks it, with a
 // short timeout.
 func (c *Cluster) Get(addr, path string) (*http.Response, error) {
-	scheme, tr := "http://", http.DefaultTransport
-	if c.Opts.ClientTLS != nil {
-		scheme, tr = "https://", &http.Transport{TLSClientConfig: c.Opts.ClientTLS, DisableKeepAlives: true}
-	}
-	return (&http.Client{Timeout: time.Second, Transport: tr}).Get(scheme + addr + path)
+	hc := c.HTTPClient(time.Second)
+	hc.Transport.(*http.Transport).DisableKeepAlives = true
+	return hc.Get(c.URL(addr, path))
 }
 
 // WaitReady waits until every running, non-bare node answers /readyz 200.

@@ -102,8 +102,8 @@ func (e *env) start(i int) { e.c.StartProc(i); e.serving.set(i, serving) }
 // restarted to listen.
 func (e *env) putBlocked(addr, list string) {
 	proccluster.WaitFor(e.t, 20*time.Second, "failpoint on "+addr, func() error {
-		req, _ := http.NewRequest(http.MethodPut, "http://"+addr+"/debug/failpoints/blocked", strings.NewReader(list))
-		resp, err := http.DefaultClient.Do(req)
+		req, _ := http.NewRequest(http.MethodPut, e.c.URL(addr, "/debug/failpoints/blocked"), strings.NewReader(list))
+		resp, err := e.c.HTTPClient(5 * time.Second).Do(req)
 		if err != nil {
 			return err
 		}
@@ -117,8 +117,8 @@ func (e *env) putBlocked(addr, list string) {
 
 func (e *env) operator(method, path string) {
 	l := e.c.Procs[e.leader()]
-	req, _ := http.NewRequest(method, "http://"+l.Addr+path, nil)
-	resp, err := http.DefaultClient.Do(req)
+	req, _ := http.NewRequest(method, e.c.URL(l.Addr, path), nil)
+	resp, err := e.c.HTTPClient(30 * time.Second).Do(req)
 	if err != nil {
 		e.t.Fatalf("%s %s: %v", method, path, err)
 	}
@@ -169,6 +169,8 @@ type scenario struct {
 	// abandonSession: a lock client stops renewing its session when the
 	// fault starts, leaving the cluster to expire it by TTL under load.
 	abandonSession bool
+	// tls: the nodes speak only TLS (mutual between them), clients too.
+	tls bool
 }
 
 func faults() []scenario {
@@ -193,6 +195,7 @@ func faults() []scenario {
 		}},
 		{name: "partition-leader", fault: isolateLeader},
 		{name: "partition-leader/majority-clients", clients: followersOnly, fault: isolateLeader},
+		{name: "partition-leader/tls", tls: true, fault: isolateLeader},
 		{name: "partition-leader/leader-clients", clients: leaderOnly, fault: isolateLeader},
 		{name: "one-way/leader-out", fault: func(e *env) { cutLeaderOneWay(e, true) }},
 		{name: "one-way/leader-in", fault: func(e *env) { cutLeaderOneWay(e, false) }},

@@ -311,7 +311,7 @@ func lockCheckSetup(t *testing.T, c *proccluster.Cluster, r *lockRecorder) map[s
 		for i, p := range c.Procs {
 			if p.Running() {
 				var err error
-				mortal, err = mortalSessions(context.Background(), &node{idx: i, addr: p.Addr, hc: &http.Client{}}, r)
+				mortal, err = mortalSessions(context.Background(), &node{idx: i, addr: p.Addr, scheme: c.URL("", ""), hc: c.HTTPClient(0)}, r)
 				return err
 			}
 		}

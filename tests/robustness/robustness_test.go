@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -100,6 +99,7 @@ func run(t *testing.T, sc scenario, tm timing, isolated bool) {
 		Build:    proccluster.BuildOptions{Tags: "failpoints"},
 		Args:     []string{"-snapshot-threshold", "256", "-trailing-logs", "128", "-snapshot-interval", "200ms"},
 		Isolated: isolated,
+		TLS:      sc.tls,
 	})
 	rec := newRecorder()
 	calls := &callLog{start: rec.start}
@@ -113,13 +113,13 @@ func run(t *testing.T, sc scenario, tm timing, isolated bool) {
 	errs := make(chan error, 16)
 	var wg sync.WaitGroup
 	for i, at := range pinned {
-		n := &node{idx: at, addr: c.Procs[at].Addr, hc: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}, log: calls}
+		n := &node{idx: at, addr: c.Procs[at].Addr, scheme: c.URL("", ""), hc: c.HTTPClient(0), log: calls}
 		wg.Add(1)
 		go func() { defer wg.Done(); client(ctx, i, n, rec, errs) }()
 	}
 	locks := &lockRecorder{start: rec.start}
 	for i := range c.Procs[:3] {
-		lc := &lockClient{id: 100 + i, n: &node{idx: i, addr: c.Procs[i].Addr, hc: &http.Client{}}, r: locks,
+		lc := &lockClient{id: 100 + i, n: &node{idx: i, addr: c.Procs[i].Addr, scheme: c.URL("", ""), hc: c.HTTPClient(0)}, r: locks,
 			rnd: rand.New(rand.NewPCG(uint64(i), uint64(time.Now().UnixNano())))}
 		if sc.abandonSession && i == 2 {
 			lc.abandonAt = rec.start.Add(tm.before)
@@ -186,7 +186,7 @@ func run(t *testing.T, sc scenario, tm timing, isolated bool) {
 		c.StartProc(i)
 	}
 	c.WaitReady(30 * time.Second)
-	final := &node{addr: c.Procs[running[0]].Addr, hc: &http.Client{}}
+	final := &node{addr: c.Procs[running[0]].Addr, scheme: c.URL("", ""), hc: c.HTTPClient(0)}
 	keys := rec.keys()
 	for _, k := range keys {
 		var o output
@@ -227,7 +227,7 @@ func keepLogs(t *testing.T, name string, c *proccluster.Cluster, figures string)
 
 func isMember(t *testing.T, c *proccluster.Cluster, id string) bool {
 	l := c.WaitLeader(20 * time.Second)
-	resp, err := http.Get("http://" + c.Procs[l].Addr + "/v1/operator/raft/configuration")
+	resp, err := c.HTTPClient(10 * time.Second).Get(c.URL(c.Procs[l].Addr, "/v1/operator/raft/configuration"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +262,7 @@ func converge(t *testing.T, c *proccluster.Cluster) {
 			if !p.Running() {
 				continue
 			}
-			resp, err := http.Get("http://" + p.Addr + "/v1/kv/?recurse&stale")
+			resp, err := c.HTTPClient(10 * time.Second).Get(c.URL(p.Addr, "/v1/kv/?recurse&stale"))
 			if err != nil {
 				return err
 			}

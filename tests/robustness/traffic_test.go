@@ -85,10 +85,11 @@ const clientTimeout = 3 * time.Second
 
 // node is one client's HTTP connection to its pinned node.
 type node struct {
-	idx  int
-	addr string
-	hc   *http.Client
-	log  *callLog // if set, every call is recorded for the availability check
+	idx    int
+	addr   string
+	scheme string // "http://" or "https://"
+	hc     *http.Client
+	log    *callLog // if set, every call is recorded for the availability check
 }
 
 // call makes one request; idem, if set, is sent as its Idempotency-Key.
@@ -108,7 +109,11 @@ func (n *node) callOnce(ctx context.Context, method, path string, body []byte, i
 	ctx, cancel := context.WithTimeout(ctx, clientTimeout)
 	defer cancel()
 	ctx, trace := reqtrace.With(ctx)
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+n.addr+path, bytes.NewReader(body))
+	scheme := n.scheme
+	if scheme == "" {
+		scheme = "http://"
+	}
+	req, err := http.NewRequestWithContext(ctx, method, scheme+n.addr+path, bytes.NewReader(body))
 	if err != nil {
 		panic(err)
 	}
