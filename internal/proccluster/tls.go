@@ -78,4 +78,3 @@ func (c *Cluster) URL(addr, path string) string {
 	}
 	return "http://" + addr + path
 }
-
