@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -173,8 +174,26 @@ func (s *RaftStore) restoreLocal(ctx context.Context, f io.Reader, size int64) e
 		return fmt.Errorf("%w: %s is not the leader", kv.ErrNoLeader, s.addr)
 	}
 	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: size}
-	if err := s.raft.Restore(meta, f, enqueueTimeout(ctx)); err != nil {
-		return classifyApplyError(err)
+	for backoff := 20 * time.Millisecond; ; backoff = min(2*backoff, 500*time.Millisecond) {
+		err := s.raft.Restore(meta, f, enqueueTimeout(ctx))
+		if err == nil {
+			break
+		}
+		// raft refuses a restore while a configuration change (autopilot
+		// promoting a joined node, say) is not yet committed, before it has
+		// read anything: wait for it, as long as the caller does.
+		seeker, rewindable := f.(io.Seeker)
+		if !strings.Contains(err.Error(), "wait until the configuration entry") || !rewindable {
+			return classifyApplyError(err)
+		}
+		if _, serr := seeker.Seek(0, io.SeekStart); serr != nil {
+			return classifyApplyError(err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %v", kv.ErrNoLeader, err)
+		case <-time.After(backoff):
+		}
 	}
 	if _, err := s.applyLocal(ctx, &kv.Command{}); err != nil {
 		return err
