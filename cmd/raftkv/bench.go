@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/raftkv/raftkv/client"
 	"github.com/raftkv/raftkv/loadgen"
 )
 
@@ -57,7 +58,20 @@ a fixed total rate, latency counted from each request's intended send time
 			endpoints = []string{leader}
 		}
 		cfg.Progress = func(line string) { fmt.Fprintln(a.stderr, line) }
-		hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Clients, MaxConnsPerHost: cfg.Clients}}
+		tr := &http.Transport{MaxIdleConnsPerHost: cfg.Clients, MaxConnsPerHost: cfg.Clients}
+		if a.cacert != "" || a.cert != "" || a.key != "" {
+			t, err := client.TLSConfig(a.cacert, a.cert, a.key)
+			if err != nil {
+				return fmt.Errorf("TLS: %w", err)
+			}
+			tr.TLSClientConfig = t
+			for i, e := range endpoints {
+				if !strings.Contains(e, "://") {
+					endpoints[i] = "https://" + e
+				}
+			}
+		}
+		hc := &http.Client{Transport: tr}
 		res, err := loadgen.Run(cmd.Context(), cfg, func(i int) (loadgen.Driver, error) {
 			return loadgen.NewHTTPDriver(endpoints[i%len(endpoints)], stale, hc), nil
 		})
