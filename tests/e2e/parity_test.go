@@ -240,9 +240,19 @@ func TestIdempotentWritesApplyOnce(t *testing.T) {
 		if between != nil {
 			between()
 		}
-		if r := put(t, url(replay, k), "v1", keyed("req-"+name)); r.StatusCode != 200 {
-			t.Fatalf("%s: replay %d", name, r.StatusCode)
-		}
+		// A 503 (around a leader change) means "not applied, retry", as a
+		// client would: the key still makes every attempt count once.
+		waitFor(t, 20*time.Second, name+": the replay answered", func() error {
+			switch r := put(t, url(replay, k), "v1", keyed("req-"+name)); r.StatusCode {
+			case 200:
+				return nil
+			case http.StatusServiceUnavailable:
+				return fmt.Errorf("503")
+			default:
+				t.Fatalf("%s: replay %d", name, r.StatusCode)
+				return nil
+			}
+		})
 		if got := get(k); got != "v2" {
 			t.Fatalf("%s: the replay applied again (value %q)", name, got)
 		}
