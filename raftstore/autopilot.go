@@ -34,24 +34,13 @@ func (p *pilotNode) ReadReplica(id string) bool {
 	return replica || err != nil
 }
 
-// localStats reads raft's own view of this node's log and leader contact.
+// localStats is this node's last log entry (its term is only in raft's
+// stats) and leader contact.
 func (s *RaftStore) localStats() autopilot.Stats {
 	st := s.raft.Stats()
-	out := autopilot.Stats{LastContact: -1}
+	out := autopilot.Stats{LastContact: s.sinceLeader()}
 	out.LastTerm, _ = strconv.ParseUint(st["last_log_term"], 10, 64)
 	out.LastIndex, _ = strconv.ParseUint(st["last_log_index"], 10, 64)
-	switch lc := st["last_contact"]; lc {
-	case "never":
-	case "0":
-		out.LastContact = 0
-	default:
-		if d, err := time.ParseDuration(lc); err == nil {
-			out.LastContact = d
-		}
-	}
-	if s.isLeader() {
-		out.LastContact = 0
-	}
 	return out
 }
 

@@ -145,7 +145,7 @@ func (g *raftGauges) Collect(ch chan<- prometheus.Metric) {
 	gauge(g.lastLog, num("last_log_index"))
 	gauge(g.commit, num("commit_index"))
 	gauge(g.applied, float64(g.s.fsm.AppliedIndex()))
-	lc := g.s.localStats().LastContact.Seconds()
+	lc := g.s.sinceLeader().Seconds()
 	if lc < 0 {
 		lc = -1
 	}

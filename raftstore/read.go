@@ -7,8 +7,6 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/hashicorp/raft"
-
 	"github.com/raftkv/raftkv/internal/leaderwatch"
 	"github.com/raftkv/raftkv/internal/watch"
 	"github.com/raftkv/raftkv/kv"
@@ -161,13 +159,17 @@ func (s *RaftStore) leaderMeta() (knownLeader bool, lastContact time.Duration) {
 
 // LastContact is how long ago this node last heard from the leader (0 on
 // the leader itself).
-func (s *RaftStore) LastContact() time.Duration {
-	if s.raft.State() == raft.Leader {
+func (s *RaftStore) LastContact() time.Duration { return max(s.sinceLeader(), 0) }
+
+// sinceLeader is how long ago this node last heard from a leader: 0 on the
+// leader, negative if it never has.
+func (s *RaftStore) sinceLeader() time.Duration {
+	if s.isLeader() {
 		return 0
 	}
 	last := s.raft.LastContact()
 	if last.IsZero() {
-		return 0
+		return -1
 	}
 	return time.Since(last)
 }
