@@ -1,12 +1,10 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/raftkv/raftkv/internal/proccluster"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/raftkv/raftkv/internal/proccluster"
 )
 
 // cli runs the raftkv binary and returns stdout, stderr and the exit code.
@@ -211,25 +211,7 @@ func TestCLIWatchPrintsEveryChange(t *testing.T) {
 	c := startCluster(t, 3)
 	k := cli{t: t, endpoints: c.Procs[0].Addr + "," + c.Procs[1].Addr}
 	k.ok("", "put", "cfg/a", "1")
-	watch := exec.Command(binary(t, "raftkv"), "--endpoints", c.Procs[2].Addr, "watch", "--prefix", "cfg/")
-	stdout, err := watch.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	watch.Stderr = &stderr
-	if err := watch.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer watch.Process.Kill()
-	lines := make(chan string, 100)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
+	watch, lines, stderr := cli{t: t, endpoints: c.Procs[2].Addr}.background("watch", "--prefix", "cfg/")
 	expect := func(want string) {
 		t.Helper()
 		select {
