@@ -80,6 +80,8 @@ type batchState struct {
 	now       int64          // latest command time seen (unix ns)
 	// sessionsChanged: a session was created or destroyed (watchers).
 	sessionsChanged bool
+	// aclChanged: the index of the batch's last ACL change (0: none).
+	aclChanged uint64
 }
 
 func (f *FSM) newBatch(txn *badger.Txn) *batchState {
@@ -100,6 +102,9 @@ func (f *FSM) publish(b *batchState, applied uint64) {
 	f.next[kindTomb], f.next[kindIdem], f.next[kindDelay] = b.next[kindTomb], b.next[kindIdem], b.next[kindDelay]
 	f.metaMu.Unlock()
 	f.confIndex.Store(b.confIndex)
+	if b.aclChanged != 0 {
+		f.aclIndex.Store(b.aclChanged)
+	}
 	f.advance(applied)
 	if f.notify != nil && len(b.changed) > 0 {
 		f.notify.KeysChanged(b.changed)
@@ -141,6 +146,16 @@ func (b *batchState) command(w writer, idx uint64, c *kv.Command, force bool) (a
 	if len(c.Ops) == 1 && c.Ops[0].Verb == kv.VerbReadReplica {
 		if res, err = readReplicaCommand(w, idx, c.Ops[0]); err != nil {
 			return nil, err
+		}
+	} else if len(c.Ops) == 1 && c.Ops[0].Verb == kv.VerbACL {
+		answer, err := b.aclCommand(w, idx, t, c.Ops[0])
+		if err != nil {
+			return nil, err
+		}
+		if r, ok := answer.(*kv.Result); ok {
+			res = r
+		} else {
+			return answer, nil
 		}
 	} else if len(c.Ops) == 1 && c.Ops[0].Verb.Internal() {
 		if res, err = b.sessionCommand(w, idx, c.Ops[0]); err != nil {
@@ -392,8 +407,8 @@ func (b *batchState) writeMeta(applied uint64) error {
 
 // loadMeta reads the bookkeeping from Badger (at Open and after Restore).
 func (f *FSM) loadMeta(txn *badger.Txn) error {
-	vals := make([]uint64, 5)
-	for i, k := range [][]byte{metaApplied, metaConfIndex, metaReaped, metaIdemCount, metaClock} {
+	vals := make([]uint64, 6)
+	for i, k := range [][]byte{metaApplied, metaConfIndex, metaReaped, metaIdemCount, metaClock, metaACL} {
 		v, err := readUint(txn, k)
 		if err != nil {
 			return err
@@ -415,6 +430,7 @@ func (f *FSM) loadMeta(txn *badger.Txn) error {
 		it.Close()
 	}
 	f.confIndex.Store(vals[1])
+	f.aclIndex.Store(vals[5])
 	f.applied.Store(vals[0])
 	return nil
 }

@@ -10,8 +10,30 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/raftkv/raftkv/internal/acl"
 	"github.com/raftkv/raftkv/kv"
 )
+
+// randomACLCommand draws from a few IDs and names, so that commands
+// collide: names taken, policies deleted under tokens, bootstrap repeated.
+func randomACLCommand(r *rand.Rand) *acl.Command {
+	pid := fmt.Sprintf("00000000-0000-0000-0001-%012d", r.IntN(3))
+	tid := fmt.Sprintf("00000000-0000-0000-0002-%012d", r.IntN(3))
+	name := fmt.Sprintf("p%d", r.IntN(3))
+	switch r.IntN(6) {
+	case 0:
+		return &acl.Command{Op: acl.OpBootstrap, Token: &acl.Token{AccessorID: tid, SecretID: "boot-" + tid}}
+	case 1:
+		return &acl.Command{Op: acl.OpPolicySet, Create: r.IntN(2) == 0, Policy: &acl.Policy{ID: pid, Name: name, Rules: `key_prefix "" { policy = "read" }`}}
+	case 2:
+		return &acl.Command{Op: acl.OpPolicyDelete, ID: pid}
+	case 3:
+		return &acl.Command{Op: acl.OpTokenDelete, ID: tid}
+	default:
+		return &acl.Command{Op: acl.OpTokenSet, Create: r.IntN(2) == 0, Token: &acl.Token{AccessorID: tid, SecretID: "s-" + tid,
+			Policies: []acl.PolicyLink{{ID: pid}, {Name: name}}}}
+	}
+}
 
 // randomLog is a log with everything that has state besides the keys:
 // idempotency keys (some repeated), deletes (tombstones), sessions, locks
@@ -30,7 +52,9 @@ func randomLog(seed uint64, n int) []*raft.Log {
 		var op kv.Op
 		sid := fmt.Sprintf("s%d", r.IntN(3))
 		lockKey := fmt.Sprintf("d0/l%d", r.IntN(2)) // few lock keys: contention, lock-delays
-		switch r.IntN(14) {
+		switch r.IntN(16) {
+		case 14, 15:
+			op = kv.Op{Verb: kv.VerbACL, Value: EncodeACLCommand(randomACLCommand(r))}
 		case 13:
 			mark := []byte("1")
 			if r.IntN(2) == 0 {
@@ -127,7 +151,7 @@ func TestSameLogSameStateWhateverTheBatches(t *testing.T) {
 	for seed := uint64(1); seed <= 3; seed++ {
 		logs := randomLog(seed, 400)
 		wantSnap, wantRes := applySplit(t, logs, []int{1})
-		for _, what := range []string{"due to lock delay", "lock is already held", "failed session check", "invalid session"} {
+		for _, what := range []string{"bootstrap no longer allowed", "already exists", "Cannot find", "due to lock delay", "lock is already held", "failed session check", "invalid session"} {
 			if !strings.Contains(wantRes, what) {
 				t.Fatalf("seed %d: the log never produced %q", seed, what)
 			}

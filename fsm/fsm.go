@@ -55,6 +55,7 @@ type FSM struct {
 
 	applied   atomic.Uint64
 	confIndex atomic.Uint64
+	aclIndex  atomic.Uint64
 	resuming  atomic.Bool
 
 	metaMu    sync.Mutex // guards the bookkeeping below (see batch.go)

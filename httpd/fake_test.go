@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/raftkv/raftkv/internal/acl"
 	"github.com/raftkv/raftkv/kv"
 )
 
@@ -292,4 +293,16 @@ func (f *fakeStore) Sessions(ctx context.Context, q kv.SessionQuery) (*kv.Sessio
 	}
 	sort.Slice(res.Sessions, func(i, j int) bool { return res.Sessions[i].ID < res.Sessions[j].ID })
 	return res, nil
+}
+
+// The fake has no ACLs (they are tested against real nodes in raftstore).
+func (f *fakeStore) ACLsEnabled() bool { return false }
+func (f *fakeStore) ResolveToken(string) (*acl.Identity, error) {
+	return nil, kv.ErrACLDisabled
+}
+func (f *fakeStore) ApplyACL(context.Context, *acl.Command) (*kv.Result, error) {
+	return nil, kv.ErrACLDisabled
+}
+func (f *fakeStore) ACLState(context.Context, bool) (ACLReader, error) {
+	return nil, kv.ErrACLDisabled
 }

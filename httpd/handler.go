@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/raftkv/raftkv/internal/acl"
 	"github.com/raftkv/raftkv/kv"
 )
 
@@ -35,6 +36,13 @@ type Store interface {
 	TransferLeadership(ctx context.Context, id string) error
 	Ready() bool
 
+	// ACLs (see authz.go); ResolveToken, ApplyACL and ACLState fail with
+	// kv.ErrACLDisabled when ACLs are off.
+	ACLsEnabled() bool
+	ResolveToken(secret string) (*acl.Identity, error)
+	ApplyACL(ctx context.Context, c *acl.Command) (*kv.Result, error)
+	ACLState(ctx context.Context, stale bool) (ACLReader, error)
+
 	CreateSession(ctx context.Context, spec kv.Session) (string, error)
 	DestroySession(ctx context.Context, id string) error
 	RenewSession(ctx context.Context, id string) (kv.Session, error)
@@ -43,6 +51,18 @@ type Store interface {
 	LastContact() time.Duration // since this node last heard from the leader (0 on it)
 	ID() string                 // this node's ID (its Consul node name)
 	Addr() string               // this node's advertised address
+}
+
+// ACLReader reads the replicated policies and tokens (nil, nil: none).
+type ACLReader interface {
+	ACLIndex() uint64
+	ACLBootstrapIndex() (uint64, error)
+	ACLPolicy(id string) (*acl.Policy, error)
+	ACLPolicyByName(name string) (*acl.Policy, error)
+	ACLPolicies() ([]acl.Policy, error)
+	ACLToken(accessor string) (*acl.Token, error)
+	ACLTokenBySecret(secret string) (*acl.Token, error)
+	ACLTokens() ([]acl.Token, error)
 }
 
 // Options configure the handler.
@@ -91,15 +111,21 @@ func New(store Store, opts Options) http.Handler {
 	opts.Registry.MustRegister(h.requests, h.latency)
 
 	mux := http.NewServeMux()
+	// route serves pattern for a client with a token; open serves it to
+	// anyone (ACLs or not).
 	route := func(pattern, name string, methods map[string]http.HandlerFunc) {
+		mux.Handle(pattern, h.instrument(name, h.authenticated(methodSwitch(methods))))
+	}
+	open := func(pattern, name string, methods map[string]http.HandlerFunc) {
 		mux.Handle(pattern, h.instrument(name, methodSwitch(methods)))
 	}
-	kvRoute := h.instrument("kv", methodSwitch(map[string]http.HandlerFunc{
+	kvRoute := h.instrument("kv", h.authenticated(methodSwitch(map[string]http.HandlerFunc{
 		http.MethodGet: h.kvGet, http.MethodPut: h.kvPut, http.MethodDelete: h.kvDelete,
-	}))
+	})))
 	route("/v1/txn", "txn", map[string]http.HandlerFunc{http.MethodPut: h.txn})
+	// A snapshot holds every token's secret: Consul asks for acl:write.
 	route("/v1/snapshot", "snapshot", map[string]http.HandlerFunc{
-		http.MethodGet: h.snapshotSave, http.MethodPut: h.snapshotRestore,
+		http.MethodGet: need(aclWrite, h.snapshotSave), http.MethodPut: need(aclWrite, h.snapshotRestore),
 	})
 	route("/v1/session/create", "session_create", map[string]http.HandlerFunc{http.MethodPut: h.sessionCreate})
 	route("/v1/session/destroy/", "session_destroy", map[string]http.HandlerFunc{http.MethodPut: h.sessionDestroy})
@@ -108,16 +134,17 @@ func New(store Store, opts Options) http.Handler {
 	route("/v1/session/node/", "session_node", map[string]http.HandlerFunc{http.MethodGet: h.sessionNode})
 	route("/v1/session/list", "session_list", map[string]http.HandlerFunc{http.MethodGet: h.sessionList})
 	route("/v1/agent/self", "agent_self", map[string]http.HandlerFunc{http.MethodGet: h.agentSelf})
-	route("/v1/status/leader", "status_leader", map[string]http.HandlerFunc{http.MethodGet: h.statusLeader})
-	route("/v1/status/peers", "status_peers", map[string]http.HandlerFunc{http.MethodGet: h.statusPeers})
-	route("/v1/operator/raft/configuration", "raft_configuration", map[string]http.HandlerFunc{http.MethodGet: h.raftConfiguration})
+	open("/v1/status/leader", "status_leader", map[string]http.HandlerFunc{http.MethodGet: h.statusLeader})
+	open("/v1/status/peers", "status_peers", map[string]http.HandlerFunc{http.MethodGet: h.statusPeers})
+	route("/v1/operator/raft/configuration", "raft_configuration", map[string]http.HandlerFunc{http.MethodGet: need(operatorRead, h.raftConfiguration)})
 	route("/v1/operator/raft/peer", "raft_peer", map[string]http.HandlerFunc{
-		http.MethodPut: h.peerAdd, http.MethodDelete: h.peerRemove,
+		http.MethodPut: need(operatorWrite, h.peerAdd), http.MethodDelete: need(operatorWrite, h.peerRemove),
 	})
-	route("/v1/operator/autopilot/health", "autopilot_health", map[string]http.HandlerFunc{http.MethodGet: h.autopilotHealth})
-	route("/v1/operator/raft/transfer-leader", "raft_transfer_leader", map[string]http.HandlerFunc{http.MethodPost: h.transferLeader})
-	route("/healthz", "healthz", map[string]http.HandlerFunc{http.MethodGet: h.healthz})
-	route("/readyz", "readyz", map[string]http.HandlerFunc{http.MethodGet: h.readyz})
+	route("/v1/operator/autopilot/health", "autopilot_health", map[string]http.HandlerFunc{http.MethodGet: need(operatorRead, h.autopilotHealth)})
+	route("/v1/operator/raft/transfer-leader", "raft_transfer_leader", map[string]http.HandlerFunc{http.MethodPost: need(operatorWrite, h.transferLeader)})
+	h.aclRoutes(mux)
+	open("/healthz", "healthz", map[string]http.HandlerFunc{http.MethodGet: h.healthz})
+	open("/readyz", "readyz", map[string]http.HandlerFunc{http.MethodGet: h.readyz})
 	mux.Handle("/metrics", h.instrument("metrics", methodSwitch(map[string]http.HandlerFunc{
 		http.MethodGet: promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{}).ServeHTTP,
 	})))

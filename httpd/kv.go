@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/raftkv/raftkv/internal/acl"
 	"github.com/raftkv/raftkv/internal/wire"
 	"github.com/raftkv/raftkv/kv"
 )
@@ -95,11 +96,23 @@ func (h *handler) kvGet(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: missing key (use ?recurse to list every key)", kv.ErrInvalid))
 		return
 	}
+	id := identity(r)
+	if query.Kind == kv.ReadGet && !id.KeyRead(key) {
+		writeError(w, id.Denied("key", acl.Read, key))
+		return
+	}
 	res, err := h.store.Read(r.Context(), query)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
+	var filtered bool
+	if query.Kind == kv.ReadKeys {
+		res.Keys, filtered = listable(id, res.Keys)
+	} else {
+		res.Entries, filtered = readable(id, res.Entries)
+	}
+	markFiltered(w, filtered)
 	setQueryHeaders(w, res)
 	switch {
 	case query.Kind == kv.ReadKeys:
@@ -265,6 +278,10 @@ func (h *handler) applyBool(w http.ResponseWriter, r *http.Request, body []byte,
 		writeError(w, err)
 		return
 	}
+	if err := checkOps(identity(r), cmd.Ops); err != nil {
+		writeError(w, err)
+		return
+	}
 	res, err := h.store.Apply(r.Context(), cmd)
 	if err != nil {
 		writeError(w, err)
@@ -344,6 +361,11 @@ func (h *handler) txn(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	id := identity(r)
+	if err := checkOps(id, cmd.Ops); err != nil {
+		writeError(w, err)
+		return
+	}
 	q := r.URL.Query()
 	if has(q, "stale") && has(q, "consistent") {
 		writeError(w, fmt.Errorf("%w: cannot use stale and consistent together", kv.ErrInvalid))
@@ -369,8 +391,10 @@ func (h *handler) txn(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusConflict, out)
 		return
 	}
-	out := txnResponse{Results: make([]txnResult, 0, len(res.Entries))}
-	for _, e := range res.Entries {
+	entries, filtered := readable(id, res.Entries)
+	markFiltered(w, filtered)
+	out := txnResponse{Results: make([]txnResult, 0, len(entries))}
+	for _, e := range entries {
 		out.Results = append(out.Results, txnResult{KV: wire.FromEntry(e)})
 	}
 	writeJSON(w, http.StatusOK, out)

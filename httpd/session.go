@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/raftkv/raftkv/internal/acl"
 	"github.com/raftkv/raftkv/internal/wire"
 	"github.com/raftkv/raftkv/kv"
 )
@@ -125,6 +126,14 @@ func (h *handler) sessionCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	node := spec.Node
+	if node == "" {
+		node = h.store.ID()
+	}
+	if who := identity(r); !who.SessionWrite(node) {
+		writeError(w, who.Denied("session", acl.Write, node))
+		return
+	}
 	id, err := h.store.CreateSession(r.Context(), spec)
 	if err != nil {
 		writeError(w, err)
@@ -145,7 +154,7 @@ func sessionArg(w http.ResponseWriter, r *http.Request, prefix, missing string) 
 
 func (h *handler) sessionDestroy(w http.ResponseWriter, r *http.Request) {
 	id, ok := sessionArg(w, r, "/v1/session/destroy/", "Missing session")
-	if !ok {
+	if !ok || !h.mayWriteSession(w, r, id) {
 		return
 	}
 	if err := h.store.DestroySession(r.Context(), id); err != nil {
@@ -157,7 +166,7 @@ func (h *handler) sessionDestroy(w http.ResponseWriter, r *http.Request) {
 
 func (h *handler) sessionRenew(w http.ResponseWriter, r *http.Request) {
 	id, ok := sessionArg(w, r, "/v1/session/renew/", "Missing session")
-	if !ok {
+	if !ok || !h.mayWriteSession(w, r, id) {
 		return
 	}
 	s, err := h.store.RenewSession(r.Context(), id)
@@ -198,9 +207,35 @@ func (h *handler) sessionRead(w http.ResponseWriter, r *http.Request, q kv.Sessi
 		return
 	}
 	setQueryHeaders(w, &kv.QueryResult{Index: res.Index, KnownLeader: res.KnownLeader, LastContact: res.LastContact, Stale: res.Stale})
+	who := identity(r)
 	out := make([]wire.SessionEntry, 0, len(res.Sessions))
 	for _, s := range res.Sessions {
-		out = append(out, wire.FromSession(s))
+		if who.SessionRead(s.Node) {
+			out = append(out, wire.FromSession(s))
+		}
 	}
+	markFiltered(w, len(out) < len(res.Sessions))
 	writeJSON(w, http.StatusOK, out)
+}
+
+// mayWriteSession: may the request's token change session id (write on
+// its node's sessions)? An unknown session is let through: its answer
+// says nothing a token could not know.
+func (h *handler) mayWriteSession(w http.ResponseWriter, r *http.Request, id string) bool {
+	who := identity(r)
+	if who == allowAll {
+		return true
+	}
+	res, err := h.store.Sessions(r.Context(), kv.SessionQuery{ID: id, Stale: true})
+	if err != nil {
+		writeError(w, err)
+		return false
+	}
+	for _, s := range res.Sessions {
+		if !who.SessionWrite(s.Node) {
+			writeError(w, who.Denied("session", acl.Write, s.Node))
+			return false
+		}
+	}
+	return true
 }

@@ -36,6 +36,15 @@ var (
 	// ErrIdempotencyKeyReused: an Idempotency-Key came with a different
 	// request than the one it was first used for; nothing was done.
 	ErrIdempotencyKeyReused = errors.New("idempotency key reused for a different request")
+	// ErrPermissionDenied: the request's token may not do this (ACLs), or
+	// an ACL operation is no longer allowed; nothing was done. The message
+	// is Consul's ("Permission denied: ..."): clients match on it.
+	ErrPermissionDenied = errors.New("Permission denied")
+	// ErrACLNotFound: the request's token, or the token or policy it asks
+	// for, does not exist (Consul's "ACL not found").
+	ErrACLNotFound = errors.New("ACL not found")
+	// ErrACLDisabled: an ACL endpoint on a cluster without ACLs.
+	ErrACLDisabled = errors.New("ACL support disabled")
 )
 
 // codes is the table used to carry sentinel errors between nodes (forwarding).
@@ -55,6 +64,9 @@ var codes = []struct {
 	{"closed", ErrClosed},
 	{"session", ErrSession},
 	{"idempotency_key_reused", ErrIdempotencyKeyReused},
+	{"permission_denied", ErrPermissionDenied},
+	{"acl_not_found", ErrACLNotFound},
+	{"acl_disabled", ErrACLDisabled},
 }
 
 // Code returns the wire code of the sentinel err wraps, or "internal".

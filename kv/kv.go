@@ -53,6 +53,8 @@ const (
 	// VerbReadReplica marks the server Key a read replica (Value "1"), which
 	// autopilot never promotes to voter, or clears the mark (empty Value).
 	VerbReadReplica Verb = 16
+	// VerbACL changes policies or tokens (Value: an encoded acl.Command).
+	VerbACL Verb = 17
 )
 
 var verbNames = map[Verb]string{
@@ -72,12 +74,13 @@ var verbNames = map[Verb]string{
 	VerbSessionCreate:  "session-create",
 	VerbSessionDestroy: "session-destroy",
 	VerbReadReplica:    "read-replica",
+	VerbACL:            "acl",
 }
 
 // Internal reports whether v is a session or membership verb, which only
 // the node itself proposes.
 func (v Verb) Internal() bool {
-	return v == VerbSessionCreate || v == VerbSessionDestroy || v == VerbReadReplica
+	return v == VerbSessionCreate || v == VerbSessionDestroy || v == VerbReadReplica || v == VerbACL
 }
 
 func (v Verb) String() string {
@@ -94,7 +97,7 @@ func (v Verb) Valid() bool { _, ok := verbNames[v]; return ok }
 func (v Verb) Writes() bool {
 	switch v {
 	case VerbSet, VerbCAS, VerbDelete, VerbDeleteTree, VerbDeleteCAS, VerbLock, VerbUnlock,
-		VerbSessionCreate, VerbSessionDestroy, VerbReadReplica:
+		VerbSessionCreate, VerbSessionDestroy, VerbReadReplica, VerbACL:
 		return true
 	}
 	return false

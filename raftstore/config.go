@@ -71,7 +71,20 @@ type Config struct {
 	// (reachable, caught up) before the leader makes it a voter (default
 	// 10s; negative: at once once healthy).
 	ServerStabilizationTime time.Duration
+
+	// ACLDefaultPolicy turns ACLs on: "allow" or "deny" is what a token's
+	// policies do not speak of (the anonymous token has none at first).
+	// Empty: ACLs off.
+	ACLDefaultPolicy string
+	// ACLInitialManagement is a SecretID that the first leader makes a
+	// management token (instead of a bootstrap through the API).
+	ACLInitialManagement string
+	// ACLToken is the token this node's own API requests carry (its -join
+	// request, which needs operator write).
+	ACLToken string
 }
+
+func (c *Config) tlsOn() bool { return c.TLS != (tlsutil.Files{}) }
 
 // autopilotInterval is how often the leader re-checks the health of the
 // servers and promotes stable non-voters: often enough that a short
@@ -119,6 +132,14 @@ func (c *Config) setDefaults() error {
 	}
 	if c.TrailingLogs == 0 {
 		c.TrailingLogs = 10240
+	}
+	switch c.ACLDefaultPolicy {
+	case "", "allow", "deny":
+	default:
+		return fmt.Errorf("raftstore: ACL default policy %q (want allow or deny)", c.ACLDefaultPolicy)
+	}
+	if c.ACLDefaultPolicy == "" && c.ACLInitialManagement != "" {
+		return errors.New("raftstore: an initial management token needs ACLs on (a default policy)")
 	}
 	if c.LeaderLeaseTimeout > c.HeartbeatTimeout {
 		return fmt.Errorf("raftstore: LeaderLeaseTimeout %s exceeds HeartbeatTimeout %s", c.LeaderLeaseTimeout, c.HeartbeatTimeout)

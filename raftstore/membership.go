@@ -3,9 +3,11 @@ package raftstore
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -300,13 +302,17 @@ func (s *RaftStore) requestJoin(hc *http.Client, addr string) error {
 	if err != nil {
 		return err
 	}
+	if s.cfg.ACLToken != "" {
+		req.Header.Set("X-Consul-Token", s.cfg.ACLToken)
+	}
 	resp, err := hc.Do(req)
 	if err != nil {
 		return err
 	}
-	resp.Body.Close()
+	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("join via %s: status %d", addr, resp.StatusCode)
+		why, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("join via %s: status %d: %s", addr, resp.StatusCode, strings.TrimSpace(string(why)))
 	}
 	return nil
 }

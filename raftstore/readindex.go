@@ -84,6 +84,7 @@ func (s *RaftStore) barrier(epoch uint64) {
 			s.signalLocked()
 			s.leader.mu.Unlock()
 			s.leadSessions() // everything committed before this term is applied
+			s.leadACLs()
 			return
 		}
 		s.leader.mu.Unlock()

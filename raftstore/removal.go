@@ -80,6 +80,9 @@ func (s *RaftStore) peerConfiguration(addr string) (uint64, map[string]bool, boo
 	if err != nil {
 		return 0, nil, false
 	}
+	if s.cfg.ACLToken != "" {
+		req.Header.Set("X-Consul-Token", s.cfg.ACLToken) // operator read
+	}
 	resp, err := s.peers.HTTP().Do(req)
 	if err != nil {
 		return 0, nil, false

@@ -21,6 +21,7 @@ import (
 
 	"github.com/raftkv/raftkv/fsm"
 	"github.com/raftkv/raftkv/httpd"
+	"github.com/raftkv/raftkv/internal/acl"
 	"github.com/raftkv/raftkv/internal/autopilot"
 	"github.com/raftkv/raftkv/internal/leaderwatch"
 	"github.com/raftkv/raftkv/internal/logging"
@@ -62,6 +63,7 @@ type RaftStore struct {
 	contacts peerContacts // when each peer last answered this node's AppendEntries
 	leaders  *leaderwatch.Watch
 	sessions *sessions.Manager // TTL timers and node health, while leading
+	resolver *acl.Resolver     // tokens to identities; nil when ACLs are off
 	pilot    *autopilot.Pilot  // promotes joined non-voters, while leading
 	verifier *verifier
 	// followerReads shares one read-index call to the leader among the
@@ -139,6 +141,9 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 	feed := changeFeed{keys: s.watch, sessions: s.sessionWatch}
 	if s.fsm, err = fsm.Open(filepath.Join(cfg.DataDir, "fsm"), fsm.Options{Logger: s.logger, Small: cfg.SmallFootprint, Notify: feed}); err != nil {
 		return nil, err
+	}
+	if cfg.ACLDefaultPolicy != "" {
+		s.resolver = acl.NewResolver(s.fsm, cfg.ACLDefaultPolicy == "allow")
 	}
 	cleanup = append(cleanup, func() { s.fsm.Close() })
 
@@ -226,7 +231,7 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 		}
 	}
 
-	s.peers = peerrpc.NewClient(s.mux.DialContext)
+	s.peers = peerrpc.NewClient(s.mux.DialContext, s.peerSecret)
 	s.metrics = newMetrics(s.watch.Len)
 	s.metrics.registry.MustRegister(newRaftGauges(s))
 	s.sessions = sessions.New(sessions.RealClock{}, s.invalidateSession)
@@ -280,8 +285,8 @@ func (s *RaftStore) routes() http.Handler {
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, peerrpc.Prefix) {
-			if s.cfg.TLS != (tlsutil.Files{}) && !fromPeer(r) {
-				http.Error(w, "Permission denied: node-to-node endpoints take a node's certificate", http.StatusForbidden)
+			if !s.peerAuthorized(r) {
+				peerrpc.Refuse(w, "node-to-node endpoints are for members only")
 				return
 			}
 			rpc.ServeHTTP(w, r)

@@ -19,6 +19,7 @@ var flagGroups = []struct {
 		"heartbeat-timeout", "election-timeout", "leader-lease-timeout",
 		"snapshot-threshold", "trailing-logs", "snapshot-interval"}},
 	{"TLS (all of -tls-cert, -tls-key, -tls-ca, or none; see docs/SECURITY.md)", []string{"tls-cert", "tls-key", "tls-ca", "tls-verify-incoming"}},
+	{"ACLs (see docs/SECURITY.md)", []string{"acl-default-policy", "acl-initial-management", "acl-token"}},
 	{"API", []string{"max-value-bytes", "pprof"}},
 	{"Logs and version", []string{"log-level", "log-format", "version"}},
 }

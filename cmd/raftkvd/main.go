@@ -57,6 +57,9 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) (string, b
 		tlsKey       = fs.String("tls-key", "", "this node's private key (PEM)")
 		tlsCA        = fs.String("tls-ca", "", "the CA that signs every node's and client's certificate (PEM)")
 		tlsVerifyIn  = fs.Bool("tls-verify-incoming", false, "HTTP clients must present a certificate signed by -tls-ca too (peers always must)")
+		aclDefault   = fs.String("acl-default-policy", "", "allow or deny: turns ACLs on; what a token's policies do not speak of (default: ACLs off)")
+		aclInitial   = fs.String("acl-initial-management", "", "a SecretID that is a management token from the first start on (instead of PUT /v1/acl/bootstrap)")
+		aclToken     = fs.String("acl-token", "", "the token this node's own API requests carry (-join needs operator write)")
 		nonVoter     = fs.Bool("non-voter", false, "join as a read replica: a non-voter for good (serves reads, never votes)")
 		recoverFlag  = fs.Bool("recover", false, "rewrite the raft configuration from <data-dir>/peers.json before starting (quorum-loss recovery)")
 	)
@@ -90,6 +93,14 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) (string, b
 	}
 	if *tlsVerifyIn && *tlsCA == "" {
 		return usage("-tls-verify-incoming needs -tls-cert, -tls-key and -tls-ca")
+	}
+	switch *aclDefault {
+	case "", "allow", "deny":
+	default:
+		return usage("-acl-default-policy must be allow or deny")
+	}
+	if *aclInitial != "" && *aclDefault == "" {
+		return usage("-acl-initial-management needs -acl-default-policy")
 	}
 	if *maxValue <= 0 {
 		return usage("-max-value-bytes must be positive")
@@ -139,6 +150,9 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) (string, b
 		ReadReplica:             *nonVoter,
 		TLS:                     tlsutil.Files{CA: *tlsCA, Cert: *tlsCert, Key: *tlsKey},
 		TLSVerifyIncoming:       *tlsVerifyIn,
+		ACLDefaultPolicy:        *aclDefault,
+		ACLInitialManagement:    *aclInitial,
+		ACLToken:                *aclToken,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "raftkvd: %v\n", err)

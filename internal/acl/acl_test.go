@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-func mustParse(t *testing.T, rules string) *Policy {
+func mustParse(t *testing.T, rules string) *Rules {
 	t.Helper()
 	p, err := Parse(rules)
 	if err != nil {

@@ -24,7 +24,7 @@ func Management() *Authorizer { return &Authorizer{management: true} }
 
 // New builds the authorizer of a token with policies, under the default
 // policy (allowAll: "allow"; otherwise "deny").
-func New(allowAll bool, policies ...*Policy) *Authorizer {
+func New(allowAll bool, policies ...*Rules) *Authorizer {
 	a := &Authorizer{def: Deny, keys: map[string]Access{}, sessions: map[string]Access{}}
 	if allowAll {
 		a.def = Write

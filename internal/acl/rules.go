@@ -66,8 +66,8 @@ func merge(a, b Access) Access {
 	return b
 }
 
-// Policy is one policy's parsed rules.
-type Policy struct {
+// Rules are one policy's parsed rules.
+type Rules struct {
 	Keys            map[string]Access // exact key rules
 	KeyPrefixes     map[string]Access
 	Sessions        map[string]Access // by node name
@@ -95,8 +95,8 @@ type ruleBody struct {
 // Parse reads rules in Consul's HCL or JSON form. Anything that does not
 // parse, or a policy value that is not read, write, list or deny, is an
 // error wrapping ErrBadRules: a rule is never guessed at.
-func Parse(rules string) (*Policy, error) {
-	p := &Policy{Keys: map[string]Access{}, KeyPrefixes: map[string]Access{},
+func Parse(rules string) (*Rules, error) {
+	p := &Rules{Keys: map[string]Access{}, KeyPrefixes: map[string]Access{},
 		Sessions: map[string]Access{}, SessionPrefixes: map[string]Access{}}
 	if strings.TrimSpace(rules) == "" {
 		return p, nil

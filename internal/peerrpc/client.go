@@ -21,13 +21,18 @@ import (
 
 // Client calls other nodes over pooled keep-alive connections.
 type Client struct {
-	hc *http.Client
+	hc     *http.Client
+	secret func() string
 }
 
+// SecretHeader carries the node-to-node credential when there is no TLS
+// (ACLs on): the cluster's peer secret.
+const SecretHeader = "X-Raftkv-Peer-Secret"
+
 // NewClient dials with dial (the node's mux, which knows how to reach the
-// shared port).
-func NewClient(dial func(ctx context.Context, network, addr string) (net.Conn, error)) *Client {
-	return &Client{hc: &http.Client{Transport: &http.Transport{
+// shared port) and presents secret() in SecretHeader when it is not empty.
+func NewClient(dial func(ctx context.Context, network, addr string) (net.Conn, error), secret func() string) *Client {
+	return &Client{secret: secret, hc: &http.Client{Transport: &http.Transport{
 		DialContext:         dial,
 		MaxIdleConns:        256,
 		MaxIdleConnsPerHost: 64,
@@ -52,6 +57,9 @@ func (c *Client) call(ctx context.Context, method, addr, path string, body io.Re
 		return nil, fmt.Errorf("%w: %v", kv.ErrInvalid, err)
 	}
 	req.ContentLength = size
+	if sec := c.secret(); sec != "" {
+		req.Header.Set(SecretHeader, sec)
+	}
 	if d, ok := ctx.Deadline(); ok {
 		req.Header.Set(timeoutHeader, strconv.FormatInt(max(time.Until(d).Milliseconds(), 1), 10))
 	}
@@ -68,7 +76,14 @@ func (c *Client) call(ctx context.Context, method, addr, path string, body io.Re
 		return nil, fmt.Errorf("%w: bad answer from %s (status %d): %v", kv.ErrUnknownOutcome, addr, resp.StatusCode, err)
 	}
 	if out.Code != "" {
-		return nil, kv.FromCode(out.Code, out.Error)
+		err := kv.FromCode(out.Code, out.Error)
+		if resp.StatusCode == http.StatusForbidden && errors.Is(err, kv.ErrPermissionDenied) {
+			// Refused at the door (this node is not yet known as a peer,
+			// e.g. it joined and has not applied the credential): nothing
+			// was done.
+			return nil, fmt.Errorf("%w: %s refused this node: %v", kv.ErrNoLeader, addr, err)
+		}
+		return nil, err
 	}
 	return &out, nil
 }

@@ -70,7 +70,7 @@ func TestProtocol(t *testing.T) {
 	node := &fakeNode{leader: true}
 	srv := httptest.NewServer(Handler(node, time.Second, time.Second))
 	defer srv.Close()
-	c := NewClient((&net.Dialer{}).DialContext)
+	c := NewClient((&net.Dialer{}).DialContext, func() string { return "" })
 	defer c.Close()
 	addr := strings.TrimPrefix(srv.URL, "http://")
 	ctx := context.Background()

@@ -183,3 +183,12 @@ func write(w http.ResponseWriter, out response, err error) {
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(out)
 }
+
+// Refuse answers a caller that is not a member (no node certificate, no
+// peer secret): 403, with the refusal in the protocol's own shape so that
+// a member not yet recognised knows nothing was done.
+func Refuse(w http.ResponseWriter, why string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusForbidden)
+	_ = json.NewEncoder(w).Encode(response{Code: kv.Code(kv.ErrPermissionDenied), Error: "Permission denied: " + why})
+}

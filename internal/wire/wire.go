@@ -31,6 +31,9 @@ var statuses = []struct {
 	{kv.ErrNotImplemented, http.StatusNotImplemented},
 	{kv.ErrIdempotencyKeyReused, http.StatusUnprocessableEntity},
 	{kv.ErrSession, http.StatusInternalServerError}, // Consul's status; clients match the text
+	{kv.ErrPermissionDenied, http.StatusForbidden},
+	{kv.ErrACLNotFound, http.StatusForbidden},
+	{kv.ErrACLDisabled, http.StatusUnauthorized},
 }
 
 // Status is the HTTP status err is answered with (500 for anything else).

@@ -1,0 +1,500 @@
+package httpd
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/google/uuid"
+
+	"github.com/raftkv/raftkv/internal/acl"
+	"github.com/raftkv/raftkv/kv"
+)
+
+// Consul's ACL API: bootstrap, policies and tokens. The records are
+// replicated state (raftstore.ApplyACL); reads are linearizable unless
+// ?stale, like keys.
+
+func (h *handler) aclRoutes(mux *http.ServeMux) {
+	route := func(pattern, name string, methods map[string]http.HandlerFunc) {
+		mux.Handle(pattern, h.instrument(name, h.authenticated(methodSwitch(methods))))
+	}
+	// The bootstrap takes no token: there is none yet.
+	mux.Handle("/v1/acl/bootstrap", h.instrument("acl_bootstrap", methodSwitch(map[string]http.HandlerFunc{http.MethodPut: h.aclBootstrap})))
+	route("/v1/acl/policy", "acl_policy", map[string]http.HandlerFunc{http.MethodPut: need(aclWrite, h.policyCreate)})
+	route("/v1/acl/policy/", "acl_policy", map[string]http.HandlerFunc{
+		http.MethodGet: need(aclRead, h.policyRead), http.MethodPut: need(aclWrite, h.policyUpdate), http.MethodDelete: need(aclWrite, h.policyDelete),
+	})
+	route("/v1/acl/policy/name/", "acl_policy", map[string]http.HandlerFunc{http.MethodGet: need(aclRead, h.policyReadByName)})
+	route("/v1/acl/policies", "acl_policies", map[string]http.HandlerFunc{http.MethodGet: need(aclRead, h.policyList)})
+	route("/v1/acl/token", "acl_token", map[string]http.HandlerFunc{http.MethodPut: need(aclWrite, h.tokenCreate)})
+	route("/v1/acl/token/", "acl_token", map[string]http.HandlerFunc{
+		http.MethodGet: need(aclRead, h.tokenRead), http.MethodPut: need(aclWrite, h.tokenUpdate), http.MethodDelete: need(aclWrite, h.tokenDelete),
+	})
+	route("/v1/acl/token/self", "acl_token_self", map[string]http.HandlerFunc{http.MethodGet: h.tokenSelf})
+	route("/v1/acl/tokens", "acl_tokens", map[string]http.HandlerFunc{http.MethodGet: need(aclRead, h.tokenList)})
+}
+
+// decodeBody reads a JSON body of at most 1 MiB into v; an empty body
+// leaves v as it is.
+func decodeBody(r *http.Request, what string, v any) error {
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("%w: reading body: %v", kv.ErrInvalid, err)
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("%w: %s decoding failed: %v", kv.ErrInvalid, what, err)
+	}
+	return nil
+}
+
+func (h *handler) aclBootstrap(w http.ResponseWriter, r *http.Request) {
+	var req struct{ BootstrapSecret string }
+	if err := decodeBody(r, "Bootstrap", &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	secret := req.BootstrapSecret
+	if secret == "" {
+		secret = uuid.NewString()
+	} else if err := acl.ValidateID("BootstrapSecret", secret); err != nil {
+		writeError(w, err)
+		return
+	}
+	h.applyToken(w, r, &acl.Command{Op: acl.OpBootstrap, Token: &acl.Token{
+		AccessorID: uuid.NewString(), SecretID: secret, Description: "Bootstrap Token (Global Management)"}})
+}
+
+// --- policies ---
+
+type policyRequest struct {
+	ID          string
+	Name        string
+	Description string
+	Rules       string
+	Datacenters []string
+}
+
+func (h *handler) policyCreate(w http.ResponseWriter, r *http.Request) {
+	var req policyRequest
+	if err := decodeBody(r, "Policy", &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	if req.ID != "" {
+		writeError(w, kv.Errorf(kv.ErrInvalid, "Cannot specify the ID when creating a new policy"))
+		return
+	}
+	h.setPolicy(w, r, &acl.Policy{ID: uuid.NewString(), Name: req.Name, Description: req.Description, Rules: req.Rules}, true)
+}
+
+func (h *handler) policyUpdate(w http.ResponseWriter, r *http.Request) {
+	id := strings.TrimPrefix(r.URL.Path, "/v1/acl/policy/")
+	var req policyRequest
+	if err := decodeBody(r, "Policy", &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	if req.ID != "" && req.ID != id {
+		writeError(w, kv.Errorf(kv.ErrInvalid, "Policy ID in URL and payload do not match"))
+		return
+	}
+	h.setPolicy(w, r, &acl.Policy{ID: id, Name: req.Name, Description: req.Description, Rules: req.Rules}, false)
+}
+
+func (h *handler) setPolicy(w http.ResponseWriter, r *http.Request, p *acl.Policy, create bool) {
+	if err := acl.ValidatePolicy(p); err != nil {
+		writeError(w, err)
+		return
+	}
+	res, err := h.store.ApplyACL(r.Context(), &acl.Command{Op: acl.OpPolicySet, Create: create, Policy: p})
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	var out acl.Policy
+	if err := recordOf(res, &out); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set("X-Consul-Index", strconv.FormatUint(res.Index, 10))
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (h *handler) policyDelete(w http.ResponseWriter, r *http.Request) {
+	id := strings.TrimPrefix(r.URL.Path, "/v1/acl/policy/")
+	if id == "" {
+		writeError(w, kv.Errorf(kv.ErrInvalid, "Missing policy ID"))
+		return
+	}
+	h.applyDelete(w, r, &acl.Command{Op: acl.OpPolicyDelete, ID: id})
+}
+
+func (h *handler) policyRead(w http.ResponseWriter, r *http.Request) {
+	id := strings.TrimPrefix(r.URL.Path, "/v1/acl/policy/")
+	if id == "" {
+		writeError(w, kv.Errorf(kv.ErrInvalid, "Missing policy ID"))
+		return
+	}
+	h.readPolicy(w, r, func(st ACLReader) (*acl.Policy, error) { return policyByID(st, id) })
+}
+
+func (h *handler) policyReadByName(w http.ResponseWriter, r *http.Request) {
+	name := strings.TrimPrefix(r.URL.Path, "/v1/acl/policy/name/")
+	if name == "" {
+		writeError(w, kv.Errorf(kv.ErrInvalid, "Missing policy Name"))
+		return
+	}
+	h.readPolicy(w, r, func(st ACLReader) (*acl.Policy, error) {
+		p, err := st.ACLPolicyByName(name)
+		if p == nil && err == nil && name == acl.GlobalManagementName {
+			return policyByID(st, acl.GlobalManagementID)
+		}
+		return p, err
+	})
+}
+
+func (h *handler) readPolicy(w http.ResponseWriter, r *http.Request, find func(ACLReader) (*acl.Policy, error)) {
+	st, ok := h.aclState(w, r)
+	if !ok {
+		return
+	}
+	p, err := find(st)
+	if err == nil && p == nil {
+		err = kv.ErrACLNotFound
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+// policyByID is a stored policy or a built-in one (nil: neither).
+func policyByID(st ACLReader, id string) (*acl.Policy, error) {
+	p, err := st.ACLPolicy(id)
+	if p == nil && err == nil {
+		if b, ok := acl.BuiltinPolicy(id); ok {
+			p = &b
+		}
+	}
+	return p, err
+}
+
+// policyStub is a policy in a listing: Consul leaves the rules out.
+type policyStub struct {
+	ID          string
+	Name        string
+	Description string
+	Datacenters []string
+	CreateIndex uint64
+	ModifyIndex uint64
+}
+
+func (h *handler) policyList(w http.ResponseWriter, r *http.Request) {
+	st, ok := h.aclState(w, r)
+	if !ok {
+		return
+	}
+	all, err := st.ACLPolicies()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if p, _ := st.ACLPolicy(acl.GlobalManagementID); p == nil {
+		b, _ := acl.BuiltinPolicy(acl.GlobalManagementID)
+		all = append(all, b)
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].ID < all[j].ID })
+	out := make([]policyStub, 0, len(all))
+	for _, p := range all {
+		out = append(out, policyStub{ID: p.ID, Name: p.Name, Description: p.Description, CreateIndex: p.CreateIndex, ModifyIndex: p.ModifyIndex})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// --- tokens ---
+
+type tokenRequest struct {
+	AccessorID        string
+	SecretID          string
+	Description       string
+	Policies          []acl.PolicyLink
+	Local             bool
+	Roles             []json.RawMessage
+	ServiceIdentities []json.RawMessage
+	NodeIdentities    []json.RawMessage
+	ExpirationTTL     json.RawMessage
+	ExpirationTime    json.RawMessage
+}
+
+// unsupported refuses what raftkv's tokens do not have, rather than
+// ignoring it (a token meant to expire must not live for ever).
+func (t *tokenRequest) unsupported() error {
+	switch {
+	case len(t.Roles) > 0:
+		return kv.Errorf(kv.ErrInvalid, "Invalid Token: roles are not supported")
+	case len(t.ServiceIdentities) > 0 || len(t.NodeIdentities) > 0:
+		return kv.Errorf(kv.ErrInvalid, "Invalid Token: service and node identities are not supported")
+	case len(t.ExpirationTTL) > 0 && string(t.ExpirationTTL) != "0" && string(t.ExpirationTTL) != `""` && string(t.ExpirationTTL) != "null",
+		len(t.ExpirationTime) > 0 && string(t.ExpirationTime) != "null":
+		return kv.Errorf(kv.ErrInvalid, "Invalid Token: expiring tokens are not supported")
+	}
+	return nil
+}
+
+func (h *handler) tokenCreate(w http.ResponseWriter, r *http.Request) {
+	var req tokenRequest
+	if err := decodeBody(r, "Token", &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := req.unsupported(); err != nil {
+		writeError(w, err)
+		return
+	}
+	for _, f := range []struct{ name, v string }{{"AccessorID", req.AccessorID}, {"SecretID", req.SecretID}} {
+		if f.v == "" {
+			continue
+		}
+		if err := acl.ValidateID(f.name, f.v); err != nil {
+			writeError(w, err)
+			return
+		}
+		if strings.HasPrefix(f.v, "00000000-0000-0000-0000-0000000000") {
+			writeError(w, kv.Errorf(kv.ErrInvalid, "Invalid Token: %s %q is reserved", f.name, f.v))
+			return
+		}
+	}
+	t := &acl.Token{AccessorID: req.AccessorID, SecretID: req.SecretID, Description: req.Description, Policies: req.Policies, Local: req.Local}
+	if t.AccessorID == "" {
+		t.AccessorID = uuid.NewString()
+	}
+	if t.SecretID == "" {
+		t.SecretID = uuid.NewString()
+	}
+	h.applyToken(w, r, &acl.Command{Op: acl.OpTokenSet, Create: true, Token: t})
+}
+
+// tokenPath splits /v1/acl/token/<accessor>[/clone].
+func tokenPath(r *http.Request) (accessor string, clone bool) {
+	rest := strings.TrimPrefix(r.URL.Path, "/v1/acl/token/")
+	if a, ok := strings.CutSuffix(rest, "/clone"); ok {
+		return a, true
+	}
+	return rest, false
+}
+
+func (h *handler) tokenUpdate(w http.ResponseWriter, r *http.Request) {
+	accessor, clone := tokenPath(r)
+	if clone {
+		h.tokenClone(w, r, accessor)
+		return
+	}
+	var req tokenRequest
+	if err := decodeBody(r, "Token", &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	if req.AccessorID != "" && req.AccessorID != accessor {
+		writeError(w, kv.Errorf(kv.ErrInvalid, "Token Accessor ID in URL and payload do not match"))
+		return
+	}
+	if err := req.unsupported(); err != nil {
+		writeError(w, err)
+		return
+	}
+	h.applyToken(w, r, &acl.Command{Op: acl.OpTokenSet, Token: &acl.Token{
+		AccessorID: accessor, SecretID: req.SecretID, Description: req.Description, Policies: req.Policies, Local: req.Local}})
+}
+
+func (h *handler) tokenClone(w http.ResponseWriter, r *http.Request, accessor string) {
+	var req struct{ Description string }
+	if err := decodeBody(r, "Token", &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	st, ok := h.aclState(w, r)
+	if !ok {
+		return
+	}
+	src, err := st.ACLToken(accessor)
+	if err == nil && src == nil {
+		err = kv.ErrACLNotFound
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	t := &acl.Token{AccessorID: uuid.NewString(), SecretID: uuid.NewString(), Description: src.Description, Policies: src.Policies, Local: src.Local}
+	if req.Description != "" {
+		t.Description = req.Description
+	}
+	h.applyToken(w, r, &acl.Command{Op: acl.OpTokenSet, Create: true, Token: t})
+}
+
+func (h *handler) tokenDelete(w http.ResponseWriter, r *http.Request) {
+	accessor, _ := tokenPath(r)
+	if accessor == "" {
+		writeError(w, kv.Errorf(kv.ErrInvalid, "Missing token ID"))
+		return
+	}
+	h.applyDelete(w, r, &acl.Command{Op: acl.OpTokenDelete, ID: accessor})
+}
+
+func (h *handler) tokenRead(w http.ResponseWriter, r *http.Request) {
+	accessor, _ := tokenPath(r)
+	if accessor == "" {
+		writeError(w, kv.Errorf(kv.ErrInvalid, "Missing token ID"))
+		return
+	}
+	st, ok := h.aclState(w, r)
+	if !ok {
+		return
+	}
+	t, err := tokenByAccessor(st, accessor)
+	if err == nil && t == nil {
+		err = kv.ErrACLNotFound
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, shown(st, t, !identity(r).ACLWrite()))
+}
+
+func (h *handler) tokenSelf(w http.ResponseWriter, r *http.Request) {
+	st, ok := h.aclState(w, r)
+	if !ok {
+		return
+	}
+	t, err := tokenByAccessor(st, identity(r).AccessorID)
+	if err == nil && t == nil {
+		err = kv.ErrACLNotFound
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, shown(st, t, false))
+}
+
+func (h *handler) tokenList(w http.ResponseWriter, r *http.Request) {
+	st, ok := h.aclState(w, r)
+	if !ok {
+		return
+	}
+	all, err := st.ACLTokens()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if t, _ := st.ACLToken(acl.AnonymousAccessorID); t == nil {
+		b, _ := acl.BuiltinToken(acl.AnonymousAccessorID)
+		all = append(all, b)
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].AccessorID < all[j].AccessorID })
+	redact := !identity(r).ACLWrite()
+	out := make([]acl.Token, 0, len(all))
+	for i := range all {
+		out = append(out, *shown(st, &all[i], redact))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// tokenByAccessor is a stored token or a built-in one (nil: neither).
+func tokenByAccessor(st ACLReader, accessor string) (*acl.Token, error) {
+	t, err := st.ACLToken(accessor)
+	if t == nil && err == nil {
+		if b, ok := acl.BuiltinToken(accessor); ok {
+			t = &b
+		}
+	}
+	return t, err
+}
+
+// shown is t as a client sees it: its policies named (those deleted since
+// left out), its secret hidden from those who may not write ACLs.
+func shown(st ACLReader, t *acl.Token, redact bool) *acl.Token {
+	out := *t
+	out.Policies = make([]acl.PolicyLink, 0, len(t.Policies))
+	for _, l := range t.Policies {
+		if p, err := policyByID(st, l.ID); err == nil && p != nil {
+			out.Policies = append(out.Policies, acl.PolicyLink{ID: p.ID, Name: p.Name})
+		}
+	}
+	if redact {
+		out.SecretID = "<hidden>"
+	}
+	return &out
+}
+
+// applyToken proposes c and answers with the token it stored (plus
+// Consul's legacy "ID", the secret, for a bootstrap).
+func (h *handler) applyToken(w http.ResponseWriter, r *http.Request, c *acl.Command) {
+	res, err := h.store.ApplyACL(r.Context(), c)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	var t acl.Token
+	if err := recordOf(res, &t); err != nil {
+		writeError(w, err)
+		return
+	}
+	st, ok := h.aclState(w, r, true)
+	if !ok {
+		return
+	}
+	out := shown(st, &t, false)
+	w.Header().Set("X-Consul-Index", strconv.FormatUint(res.Index, 10))
+	if c.Op == acl.OpBootstrap {
+		writeJSON(w, http.StatusOK, struct {
+			ID string
+			*acl.Token
+		}{out.SecretID, out})
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (h *handler) applyDelete(w http.ResponseWriter, r *http.Request, c *acl.Command) {
+	res, err := h.store.ApplyACL(r.Context(), c)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set("X-Consul-Index", strconv.FormatUint(res.Index, 10))
+	writeJSON(w, http.StatusOK, true)
+}
+
+// aclState is the ACL state to read, linearizable unless ?stale (or
+// stale[0]: right after this node applied a change of its own).
+func (h *handler) aclState(w http.ResponseWriter, r *http.Request, stale ...bool) (ACLReader, bool) {
+	st, err := h.store.ACLState(r.Context(), has(r.URL.Query(), "stale") || len(stale) > 0 && stale[0])
+	if err != nil {
+		writeError(w, err)
+		return nil, false
+	}
+	w.Header().Set("X-Consul-Index", strconv.FormatUint(max(st.ACLIndex(), 1), 10))
+	return st, true
+}
+
+// recordOf decodes the record an ACL command answered with.
+func recordOf(res *kv.Result, v any) error {
+	if len(res.Entries) == 0 {
+		return fmt.Errorf("ACL change at %d answered without its record", res.Index)
+	}
+	if err := json.Unmarshal(res.Entries[0].Value, v); err != nil {
+		return fmt.Errorf("ACL change at %d: %w", res.Index, err)
+	}
+	return nil
+}
