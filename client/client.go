@@ -45,6 +45,9 @@ type Config struct {
 	TLS *tls.Config
 	// HTTPClient overrides the transport (default: pooled keep-alive).
 	HTTPClient *http.Client
+	// Token is the ACL token every request carries (X-Consul-Token);
+	// empty: the anonymous token.
+	Token string
 }
 
 // DefaultAttemptTimeout is above the longest a healthy node takes to
@@ -61,6 +64,7 @@ type Client struct {
 	attempt   time.Duration
 	// unreachable bounds a call that reaches no endpoint.
 	unreachable time.Duration
+	token       string
 
 	mu        sync.Mutex
 	preferred int // index of the endpoint that answered last
@@ -71,7 +75,7 @@ func New(cfg Config) (*Client, error) {
 	if len(cfg.Endpoints) == 0 {
 		return nil, fmt.Errorf("%w: no endpoints", kv.ErrInvalid)
 	}
-	c := &Client{hc: cfg.HTTPClient, timeout: cfg.Timeout, attempt: cfg.AttemptTimeout, unreachable: cfg.UnreachableTimeout}
+	c := &Client{hc: cfg.HTTPClient, timeout: cfg.Timeout, attempt: cfg.AttemptTimeout, unreachable: cfg.UnreachableTimeout, token: cfg.Token}
 	for _, e := range cfg.Endpoints {
 		e = strings.TrimSpace(e)
 		if e == "" {
@@ -227,6 +231,9 @@ func (c *Client) send(ctx context.Context, base string, r request) (*response, e
 	for k, v := range r.header {
 		req.Header[k] = v
 	}
+	if c.token != "" && req.Header.Get("X-Consul-Token") == "" {
+		req.Header.Set("X-Consul-Token", c.token)
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return nil, &errConn{err: fmt.Errorf("%s %s: %w", r.method, base, err), sent: trace.MayHaveArrived()}
@@ -257,10 +264,17 @@ func statusError(r *response) error {
 	case sentinel == nil:
 		return fmt.Errorf("unexpected status %d: %s", r.status, strings.TrimSpace(string(r.body)))
 	}
-	if msg := strings.TrimSpace(string(r.body)); msg != "" {
-		return fmt.Errorf("%w: %s", sentinel, msg)
+	msg := strings.TrimSpace(string(r.body))
+	if r.status == http.StatusForbidden && msg == kv.ErrACLNotFound.Error() {
+		return kv.ErrACLNotFound
 	}
-	return sentinel
+	switch {
+	case msg == "":
+		return sentinel
+	case strings.HasPrefix(msg, sentinel.Error()): // "Permission denied: ..."
+		return kv.Errorf(sentinel, "%s", msg)
+	}
+	return fmt.Errorf("%w: %s", sentinel, msg)
 }
 
 func newKey() string {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -21,9 +22,11 @@ type app struct {
 	timeout   time.Duration
 	// TLS: the CA that signs the nodes, and this client's certificate.
 	cacert, cert, key string
-	stdin             io.Reader
-	stdout            io.Writer
-	stderr            io.Writer
+	// token is the ACL token every request carries.
+	token  string
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
 }
 
 func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
@@ -56,18 +59,19 @@ safely: each carries an Idempotency-Key, so the cluster applies it once.`,
 	pf.StringVar(&a.cacert, "cacert", os.Getenv("RAFTKV_CACERT"), "CA certificate that signs the nodes: talk TLS (env RAFTKV_CACERT)")
 	pf.StringVar(&a.cert, "cert", os.Getenv("RAFTKV_CERT"), "client certificate, for nodes with -tls-verify-incoming (env RAFTKV_CERT)")
 	pf.StringVar(&a.key, "key", os.Getenv("RAFTKV_KEY"), "client certificate's key (env RAFTKV_KEY)")
+	pf.StringVar(&a.token, "token", os.Getenv("RAFTKV_TOKEN"), "ACL token (SecretID) every request carries (env RAFTKV_TOKEN)")
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return err })
 	root.AddCommand(a.getCmd(), a.putCmd(), a.delCmd(), a.lsCmd(), a.watchCmd(), a.txnCmd(),
 		a.membersCmd(), a.joinCmd(), a.removeCmd(), a.leaderCmd(), a.transferCmd(), a.snapshotCmd(),
-		a.sessionCmd(), a.lockCmd(), a.electCmd(), a.benchCmd(), a.versionCmd(), a.tlsCmd())
+		a.sessionCmd(), a.lockCmd(), a.electCmd(), a.benchCmd(), a.versionCmd(), a.tlsCmd(), a.aclCmd())
 	return root
 }
 
 func (a *app) client() (*client.Client, error) {
-	cfg := client.Config{Endpoints: strings.Split(a.endpoints, ","), Timeout: a.timeout}
+	cfg := client.Config{Endpoints: strings.Split(a.endpoints, ","), Timeout: a.timeout, Token: a.token}
 	if a.cacert != "" || a.cert != "" || a.key != "" {
 		t, err := client.TLSConfig(a.cacert, a.cert, a.key)
 		if err != nil {
@@ -111,4 +115,19 @@ func (a *app) versionCmd() *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// withToken is a transport that adds the ACL token to every request (for
+// bench, whose load generator builds its own requests).
+type withToken struct {
+	token string
+	next  http.RoundTripper
+}
+
+func (t withToken) RoundTrip(r *http.Request) (*http.Response, error) {
+	if t.token != "" {
+		r = r.Clone(r.Context())
+		r.Header.Set("X-Consul-Token", t.token)
+	}
+	return t.next.RoundTrip(r)
 }
