@@ -169,7 +169,9 @@ func (h *handler) readPolicy(w http.ResponseWriter, r *http.Request, find func(A
 	}
 	p, err := find(st)
 	if err == nil && p == nil {
-		err = kv.ErrACLNotFound
+		// 404, where a missing token is a 403: consul/api reads a policy
+		// by name as "found or not".
+		err = kv.Errorf(kv.ErrNotFound, "%s", kv.ErrACLNotFound)
 	}
 	if err != nil {
 		writeError(w, err)

@@ -135,7 +135,14 @@ type Options struct {
 	// Isolated runs every node in its own network namespace; see netns.
 	// Tests check netns.Available first.
 	Isolated bool
+	// ACLs runs the nodes with -acl-default-policy deny and ManagementToken
+	// as their initial management token and own token; the harness's own
+	// requests carry it.
+	ACLs bool
 }
+
+// ManagementToken is the management SecretID of clusters with Options.ACLs.
+const ManagementToken = "7c9f4f59-3f3a-4a8e-9d5e-5b0e0a6f1c21"
 
 // spareHosts are the extra namespaces an isolated cluster makes for nodes
 // added later (AddBare).
@@ -235,6 +242,9 @@ func (c *Cluster) StartProc(i int) {
 	args = append(args, c.Opts.Args...)
 	args = append(args, p.Args...)
 	args = append(args, c.tlsArgs(p)...)
+	if c.Opts.ACLs {
+		args = append(args, "-acl-default-policy", "deny", "-acl-initial-management", ManagementToken, "-acl-token", ManagementToken)
+	}
 	if p.Log == nil {
 		p.Log = &LockedBuffer{}
 	}
@@ -383,7 +393,12 @@ func (c *Cluster) StopAll() {
 // short timeout.
 func (c *Cluster) Get(addr, path string) (*http.Response, error) {
 	hc := c.HTTPClient(time.Second)
-	hc.Transport.(*http.Transport).DisableKeepAlives = true
+	switch tr := hc.Transport.(type) {
+	case *http.Transport:
+		tr.DisableKeepAlives = true
+	case withToken:
+		tr.DisableKeepAlives = true
+	}
 	return hc.Get(c.URL(addr, path))
 }
 

@@ -68,7 +68,21 @@ func (c *Cluster) HTTPClient(timeout time.Duration) *http.Client {
 	if c.Opts.ClientTLS != nil {
 		tr.TLSClientConfig = c.Opts.ClientTLS.Clone()
 	}
+	if c.Opts.ACLs {
+		return &http.Client{Transport: withToken{tr}, Timeout: timeout}
+	}
 	return &http.Client{Transport: tr, Timeout: timeout}
+}
+
+// withToken sends the management token on every request that has none.
+type withToken struct{ *http.Transport }
+
+func (t withToken) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Header.Get("X-Consul-Token") == "" {
+		r = r.Clone(r.Context())
+		r.Header.Set("X-Consul-Token", ManagementToken)
+	}
+	return t.Transport.RoundTrip(r)
 }
 
 // URL is node addr's path, https:// when the cluster speaks TLS.
