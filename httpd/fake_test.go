@@ -28,6 +28,8 @@ type fakeStore struct {
 	readTxns int
 	idemKeys []string // idempotency keys seen by Apply
 	sessions map[string]kv.Session
+	// resolver, when set, turns ACLs on (see memACL).
+	resolver *acl.Resolver
 }
 
 func newFakeStore() *fakeStore {
@@ -295,10 +297,14 @@ func (f *fakeStore) Sessions(ctx context.Context, q kv.SessionQuery) (*kv.Sessio
 	return res, nil
 }
 
-// The fake has no ACLs (they are tested against real nodes in raftstore).
-func (f *fakeStore) ACLsEnabled() bool { return false }
-func (f *fakeStore) ResolveToken(string) (*acl.Identity, error) {
-	return nil, kv.ErrACLDisabled
+// The fake's ACLs are off unless resolver is set (memACL); the ACL API
+// itself is tested against real nodes in raftstore.
+func (f *fakeStore) ACLsEnabled() bool { return f.resolver != nil }
+func (f *fakeStore) ResolveToken(secret string) (*acl.Identity, error) {
+	if f.resolver == nil {
+		return nil, kv.ErrACLDisabled
+	}
+	return f.resolver.Resolve(secret)
 }
 func (f *fakeStore) ApplyACL(context.Context, *acl.Command) (*kv.Result, error) {
 	return nil, kv.ErrACLDisabled
@@ -306,3 +312,15 @@ func (f *fakeStore) ApplyACL(context.Context, *acl.Command) (*kv.Result, error) 
 func (f *fakeStore) ACLState(context.Context, bool) (ACLReader, error) {
 	return nil, kv.ErrACLDisabled
 }
+
+// memACL is an acl.Source with fixed tokens (by secret) and policies.
+type memACL struct {
+	tokens   map[string]*acl.Token
+	policies map[string]*acl.Policy
+}
+
+func (m memACL) ACLIndex() uint64 { return 1 }
+func (m memACL) ACLTokenBySecret(secret string) (*acl.Token, error) {
+	return m.tokens[secret], nil
+}
+func (m memACL) ACLPolicy(id string) (*acl.Policy, error) { return m.policies[id], nil }

@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/raftkv/raftkv/internal/acl"
 )
 
 // FuzzRequest sends arbitrary HTTP requests through the real handlers. No
@@ -31,7 +34,7 @@ func FuzzRequest(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	allowed := map[int]bool{200: true, 301: true, 400: true, 404: true, 405: true, 409: true, 413: true, 422: true, 429: true, 500: true, 501: true, 503: true}
+	allowed := map[int]bool{200: true, 301: true, 400: true, 401: true, 404: true, 405: true, 409: true, 413: true, 422: true, 429: true, 500: true, 501: true, 503: true}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(raw)))
 		if err != nil {
@@ -47,6 +50,50 @@ func FuzzRequest(f *testing.F) {
 		}
 		if rec.Code >= 400 && rec.Code != 409 && fmt.Sprint(store.data) != before {
 			t.Fatalf("%q was refused (%d) but changed state", raw, rec.Code)
+		}
+	})
+}
+
+// FuzzToken sends a write with arbitrary token material in the three
+// places a token travels (?token=, X-Consul-Token, Authorization) to a
+// node with ACLs on and default deny. Whatever the input, nothing panics,
+// and the write is let through only if one of the three carries the one
+// secret that may write, exactly; otherwise it is refused with 403 and
+// changes nothing.
+func FuzzToken(f *testing.F) {
+	const good = "3a1c2e4f-0000-4000-8000-00000000c0de"
+	f.Add("", good, "")
+	f.Add("", "", "Bearer "+good)
+	f.Add(good, "", "")
+	f.Add("", "", "bearer  "+good+" ")
+	f.Add("anonymous", "", "Basic "+good)
+	f.Add("%00", good+"\x00", "Bearer")
+	f.Fuzz(func(t *testing.T, query, header, auth string) {
+		store := newFakeStore()
+		store.resolver = acl.NewResolver(memACL{
+			tokens:   map[string]*acl.Token{good: {AccessorID: "writer", SecretID: good, Policies: []acl.PolicyLink{{ID: "p"}}}},
+			policies: map[string]*acl.Policy{"p": {ID: "p", Name: "p", Rules: `key "a" { policy = "write" }`}},
+		}, false)
+		req := httptest.NewRequest(http.MethodPut, "/v1/kv/a", strings.NewReader("v"))
+		req.URL.RawQuery = url.Values{"token": {query}}.Encode()
+		if header != "" {
+			req.Header["X-Consul-Token"] = []string{header}
+		}
+		if auth != "" {
+			req.Header["Authorization"] = []string{auth}
+		}
+		rec := httptest.NewRecorder()
+		New(store, Options{MaxValueBytes: 1024}).ServeHTTP(rec, req)
+		carries := query == good || (query == "" && header == good) ||
+			(query == "" && header == "" && strings.Contains(auth, good))
+		_, written := store.data["a"]
+		switch {
+		case rec.Code == http.StatusOK && !carries:
+			t.Fatalf("token (%q, %q, %q) was let write", query, header, auth)
+		case rec.Code != http.StatusOK && rec.Code != http.StatusForbidden:
+			t.Fatalf("token (%q, %q, %q): %d %s", query, header, auth, rec.Code, rec.Body.String())
+		case rec.Code == http.StatusForbidden && written:
+			t.Fatalf("token (%q, %q, %q) was refused but wrote", query, header, auth)
 		}
 	})
 }
