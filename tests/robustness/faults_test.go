@@ -171,6 +171,9 @@ type scenario struct {
 	abandonSession bool
 	// tls: the nodes speak only TLS (mutual between them), clients too.
 	tls bool
+	// acls: ACLs on (default deny); clients carry a non-management token,
+	// and an intruder with a read-only token tries to write throughout.
+	acls bool
 }
 
 func faults() []scenario {
@@ -195,7 +198,8 @@ func faults() []scenario {
 		}},
 		{name: "partition-leader", fault: isolateLeader},
 		{name: "partition-leader/majority-clients", clients: followersOnly, fault: isolateLeader},
-		{name: "partition-leader/tls", tls: true, fault: isolateLeader},
+		{name: "partition-leader/tls+acls", tls: true, acls: true, fault: isolateLeader},
+		{name: "kill-leader/acls", acls: true, fault: func(e *env) { l := e.leader(); e.kill(l); e.hold(); e.start(l) }},
 		{name: "partition-leader/leader-clients", clients: leaderOnly, fault: isolateLeader},
 		{name: "one-way/leader-out", fault: func(e *env) { cutLeaderOneWay(e, true) }},
 		{name: "one-way/leader-in", fault: func(e *env) { cutLeaderOneWay(e, false) }},

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -100,7 +102,14 @@ func run(t *testing.T, sc scenario, tm timing, isolated bool) {
 		Args:     []string{"-snapshot-threshold", "256", "-trailing-logs", "128", "-snapshot-interval", "200ms"},
 		Isolated: isolated,
 		TLS:      sc.tls,
+		ACLs:     sc.acls,
 	})
+	clientHC := func() *http.Client { return c.HTTPClient(0) }
+	var intruderHC *http.Client
+	if sc.acls {
+		traffic, intruder := aclClients(t, c)
+		clientHC, intruderHC = func() *http.Client { return traffic }, intruder
+	}
 	rec := newRecorder()
 	calls := &callLog{start: rec.start}
 	e := &env{t: t, c: c, rnd: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7)), tm: tm, serving: newServingLog(rec.start, 3)}
@@ -113,19 +122,28 @@ func run(t *testing.T, sc scenario, tm timing, isolated bool) {
 	errs := make(chan error, 16)
 	var wg sync.WaitGroup
 	for i, at := range pinned {
-		n := &node{idx: at, addr: c.Procs[at].Addr, scheme: c.URL("", ""), hc: c.HTTPClient(0), log: calls}
+		n := &node{idx: at, addr: c.Procs[at].Addr, scheme: c.URL("", ""), hc: clientHC(), log: calls}
 		wg.Add(1)
 		go func() { defer wg.Done(); client(ctx, i, n, rec, errs) }()
 	}
 	locks := &lockRecorder{start: rec.start}
 	for i := range c.Procs[:3] {
-		lc := &lockClient{id: 100 + i, n: &node{idx: i, addr: c.Procs[i].Addr, scheme: c.URL("", ""), hc: c.HTTPClient(0)}, r: locks,
+		lc := &lockClient{id: 100 + i, n: &node{idx: i, addr: c.Procs[i].Addr, scheme: c.URL("", ""), hc: clientHC()}, r: locks,
 			rnd: rand.New(rand.NewPCG(uint64(i), uint64(time.Now().UnixNano())))}
 		if sc.abandonSession && i == 2 {
 			lc.abandonAt = rec.start.Add(tm.before)
 		}
 		wg.Add(1)
 		go func() { defer wg.Done(); lc.run(ctx, errs) }()
+	}
+	var intrusions atomic.Int64
+	if intruderHC != nil {
+		var nodes []*node
+		for i, p := range c.Procs {
+			nodes = append(nodes, &node{idx: i, addr: p.Addr, scheme: c.URL("", ""), hc: intruderHC})
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); intrusions.Store(intrude(ctx, nodes, errs)) }()
 	}
 	var trafficEnd time.Duration
 	stopTraffic := func() {
@@ -158,6 +176,12 @@ func run(t *testing.T, sc scenario, tm timing, isolated bool) {
 	case err := <-errs:
 		t.Fatal(err)
 	default:
+	}
+	if intruderHC != nil {
+		if intrusions.Load() == 0 {
+			t.Fatal("the intruder was never refused: it did not run")
+		}
+		t.Logf("%d writes by a read-only token refused, none accepted", intrusions.Load())
 	}
 	avail := measure(calls, e.serving, trafficEnd, clientTimeout)
 	results.add(sc.name, avail)
