@@ -99,11 +99,11 @@ func aclCommand(c *acl.Command) *kv.Command {
 }
 
 // peerAuthorized: may r call the node-to-node endpoints? With TLS, only
-// with a node's certificate; with ACLs on and no TLS, only with the
+// with a node's certificate for a member's host; with ACLs on and no TLS, only with the
 // cluster's peer secret; otherwise anyone (an open cluster).
 func (s *RaftStore) peerAuthorized(r *http.Request) bool {
 	if s.cfg.tlsOn() {
-		return fromPeer(r)
+		return fromPeer(r) && s.namesMember(r)
 	}
 	if s.resolver == nil {
 		return true

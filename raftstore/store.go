@@ -402,3 +402,21 @@ func fromPeer(r *http.Request) bool {
 	}
 	return false
 }
+
+// namesMember: the request's certificate names the advertise host of a
+// server in the configuration, as the dialling side checks for the host it
+// dials. A node certificate made for another host is not a member's.
+func (s *RaftStore) namesMember(r *http.Request) bool {
+	cert := r.TLS.PeerCertificates[0]
+	f := s.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	for _, srv := range f.Configuration().Servers {
+		host, _, err := net.SplitHostPort(string(srv.Address))
+		if err == nil && cert.VerifyHostname(host) == nil {
+			return true
+		}
+	}
+	return false
+}

@@ -83,6 +83,30 @@ func TestClusterOverTLS(t *testing.T) {
 		t.Fatalf("a client certificate called a node-to-node endpoint: %d", resp.StatusCode)
 	}
 
+	// A node certificate from the right CA for a host that is no member's
+	// does not open the node-to-node endpoints either.
+	impostor, err := tlsutil.CreateCert(pki.ca, tlsutil.CertOptions{Name: "impostor", Hosts: []string{"10.9.9.9"}, Validity: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	imp := tlsutil.Files{CA: filepath.Join(pki.dir, "ca.pem"), Cert: filepath.Join(pki.dir, "imp.pem"), Key: filepath.Join(pki.dir, "imp-key.pem")}
+	if err := impostor.WriteFiles(imp.Cert, imp.Key); err != nil {
+		t.Fatal(err)
+	}
+	impTLS, err := tlsutil.ClientOnly(imp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ihc := &http.Client{Transport: &http.Transport{TLSClientConfig: impTLS}, Timeout: 5 * time.Second}
+	defer ihc.CloseIdleConnections()
+	if resp, err = ihc.Get("https://" + l.Addr() + "/internal/v1/term?id=" + l.ID()); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("a node certificate for another host called a node-to-node endpoint: %d", resp.StatusCode)
+	}
+
 	// A node with a foreign CA's certificate asks to join: never a member.
 	other := newPKI(t)
 	c.dirs = append(c.dirs, t.TempDir())
