@@ -333,12 +333,19 @@ func (f *FSM) ACLBootstrapIndex() (idx uint64, err error) {
 }
 
 // PeerSecret is the credential of node-to-node calls without TLS ("" until
-// the first leader chose it).
+// the first leader chose it). It never changes once chosen, but by a
+// restore (which clears the cache), so it is read from Badger once.
 func (f *FSM) PeerSecret() (secret string, err error) {
+	if v, _ := f.peerSecret.Load().(string); v != "" {
+		return v, nil
+	}
 	err = f.view(func(txn *badger.Txn) (err error) {
 		secret, err = readString(txn, metaPeerSecret)
 		return err
 	})
+	if err == nil && secret != "" {
+		f.peerSecret.Store(secret)
+	}
 	return secret, err
 }
 

@@ -431,6 +431,7 @@ func (f *FSM) loadMeta(txn *badger.Txn) error {
 	}
 	f.confIndex.Store(vals[1])
 	f.aclIndex.Store(vals[5])
+	f.peerSecret.Store("") // a restore may bring another cluster's
 	f.applied.Store(vals[0])
 	return nil
 }

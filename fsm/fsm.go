@@ -56,7 +56,9 @@ type FSM struct {
 	applied   atomic.Uint64
 	confIndex atomic.Uint64
 	aclIndex  atomic.Uint64
-	resuming  atomic.Bool
+	// peerSecret caches PeerSecret once chosen ("" : ask Badger).
+	peerSecret atomic.Value
+	resuming   atomic.Bool
 
 	metaMu    sync.Mutex // guards the bookkeeping below (see batch.go)
 	reaped    uint64

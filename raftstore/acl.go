@@ -99,8 +99,11 @@ func aclCommand(c *acl.Command) *kv.Command {
 }
 
 // peerAuthorized: may r call the node-to-node endpoints? With TLS, only
-// with a node's certificate for a member's host; with ACLs on and no TLS, only with the
-// cluster's peer secret; otherwise anyone (an open cluster).
+// with a node's certificate for a member's host. With ACLs on and no TLS,
+// only with the cluster's peer secret, once a leader with ACLs has chosen
+// one (before that, during the first election or while ACLs are being
+// turned on node by node, there is none to ask for). Otherwise anyone: an
+// open cluster.
 func (s *RaftStore) peerAuthorized(r *http.Request) bool {
 	if s.cfg.tlsOn() {
 		return fromPeer(r) && s.namesMember(r)
@@ -109,16 +112,17 @@ func (s *RaftStore) peerAuthorized(r *http.Request) bool {
 		return true
 	}
 	secret, err := s.fsm.PeerSecret()
-	if err != nil || secret == "" {
+	if err != nil {
 		return false
 	}
-	return subtle.ConstantTimeCompare([]byte(r.Header.Get(peerSecretHeader)), []byte(secret)) == 1
+	return secret == "" || subtle.ConstantTimeCompare([]byte(r.Header.Get(peerSecretHeader)), []byte(secret)) == 1
 }
 
-// peerSecret is what this node presents to others ("" when it does not
-// know it yet, or needs none).
+// peerSecret is what this node presents to others: the cluster's peer
+// secret when there is no TLS, whether or not this node enforces ACLs
+// itself (nodes get them one restart at a time).
 func (s *RaftStore) peerSecret() string {
-	if s.resolver == nil || s.cfg.tlsOn() {
+	if s.cfg.tlsOn() {
 		return ""
 	}
 	secret, _ := s.fsm.PeerSecret()

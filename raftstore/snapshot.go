@@ -199,5 +199,6 @@ func (s *RaftStore) restoreLocal(ctx context.Context, f io.Reader, size int64) e
 		return err
 	}
 	s.logger.Info("restored an operator's snapshot", "bytes", size)
+	s.leadACLs() // the snapshot may come from a cluster without its peer secret or initial token
 	return nil
 }
