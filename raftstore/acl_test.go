@@ -82,6 +82,12 @@ func TestACLsOnEveryEndpoint(t *testing.T) {
 		aclMust(t, f, "PUT", "/v1/kv/"+k, rootSecret, "v", nil)
 	}
 	L, N := limited.SecretID, nothing.SecretID
+	var sess struct{ ID string }
+	aclMust(t, f, "PUT", "/v1/session/create", rootSecret, `{"TTL":"60s"}`, &sess)
+	var spare struct{ ID string }
+	aclMust(t, f, "PUT", "/v1/acl/policy", rootSecret, `{"Name":"spare"}`, &spare)
+	var spareTok tokenOut
+	aclMust(t, f, "PUT", "/v1/acl/token", rootSecret, `{}`, &spareTok)
 
 	// The exact refusal.
 	code, body, _ := aclCall(t, f, "GET", "/v1/kv/other/x", L, "")
@@ -115,6 +121,12 @@ func TestACLsOnEveryEndpoint(t *testing.T) {
 		{"DELETE", "/v1/operator/raft/peer?id=nobody", "", rootSecret, L, "operator:write"},
 		{"POST", "/v1/operator/raft/transfer-leader?id=nobody", "", rootSecret, L, "operator:write"},
 		{"PUT", "/v1/session/create", `{"TTL":"30s"}`, L, N, "session:write"},
+		{"PUT", "/v1/session/renew/" + sess.ID, "", L, N, "session:write"},
+		{"PUT", "/v1/session/destroy/" + sess.ID, "", L, N, "session:write"},
+		{"PUT", "/v1/acl/policy/" + spare.ID, `{"Name":"spare","Description":"d"}`, rootSecret, L, "acl:write"},
+		{"DELETE", "/v1/acl/policy/" + spare.ID, "", rootSecret, L, "acl:write"},
+		{"PUT", "/v1/acl/token/" + spareTok.AccessorID, `{"Description":"d"}`, rootSecret, L, "acl:write"},
+		{"DELETE", "/v1/acl/token/" + spareTok.AccessorID, "", rootSecret, L, "acl:write"},
 		{"GET", "/v1/acl/policies", "", rootSecret, L, "acl:read"},
 		{"GET", "/v1/acl/policy/" + pol.ID, "", rootSecret, L, "acl:read"},
 		{"GET", "/v1/acl/policy/name/web", "", rootSecret, L, "acl:read"},
@@ -145,6 +157,31 @@ func TestACLsOnEveryEndpoint(t *testing.T) {
 	}
 	for _, k := range []string{"web/a", "web/secret"} {
 		aclMust(t, f, "PUT", "/v1/kv/"+k, rootSecret, "v", nil)
+	}
+
+	// Refused with no allowed twin here: a restore and a join.
+	for _, row := range []struct{ method, path string }{
+		{"PUT", "/v1/snapshot"},
+		{"PUT", "/v1/operator/raft/peer?id=n9&address=127.0.0.1:1"},
+	} {
+		if code, body, _ := aclCall(t, f, row.method, row.path, L, "x"); code != 403 || !strings.HasPrefix(body, "Permission denied") {
+			t.Errorf("%s %s with a token that may not: %d %s", row.method, row.path, code, body)
+		}
+	}
+	// Sessions are listed only for nodes the token may read; agent/self
+	// wants a valid token, any.
+	if code, body, hdr := aclCall(t, f, "GET", "/v1/session/list", N, ""); code != 200 || body != "[]" || hdr.Get("X-Consul-Results-Filtered-By-ACLs") != "true" {
+		t.Errorf("session list with no session rights: %d %s", code, body)
+	}
+	if code, body, _ := aclCall(t, f, "GET", "/v1/agent/self", N, ""); code != 200 {
+		t.Errorf("agent/self with a valid token: %d %s", code, body)
+	}
+	if code, body, _ := aclCall(t, f, "GET", "/v1/agent/self", "bogus", ""); code != 403 || body != "ACL not found" {
+		t.Errorf("agent/self with an unknown token: %d %s", code, body)
+	}
+	// A transaction's get-tree is filtered like a listing.
+	if code, body, hdr := aclCall(t, f, "PUT", "/v1/txn", L, `[{"KV":{"Verb":"get-tree","Key":""}}]`); code != 200 || strings.Contains(body, "other/x") || hdr.Get("X-Consul-Results-Filtered-By-ACLs") != "true" {
+		t.Errorf("txn get-tree: %d %s", code, body)
 	}
 
 	// Listings are filtered, not refused; every way of sending the token works.
