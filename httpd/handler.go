@@ -149,11 +149,14 @@ func New(store Store, opts Options) http.Handler {
 		http.MethodGet: promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{}).ServeHTTP,
 	})))
 	if opts.EnablePprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		// The command line may hold -acl-initial-management: with ACLs on,
+		// profiles are for management tokens only.
+		for path, fn := range map[string]http.HandlerFunc{
+			"/debug/pprof/": pprof.Index, "/debug/pprof/cmdline": pprof.Cmdline, "/debug/pprof/profile": pprof.Profile,
+			"/debug/pprof/symbol": pprof.Symbol, "/debug/pprof/trace": pprof.Trace,
+		} {
+			mux.Handle(path, h.authenticated(need(aclWrite, fn)))
+		}
 	}
 	mux.Handle("/", h.instrument("unknown", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: no such endpoint %s", kv.ErrNotFound, r.URL.Path))
