@@ -5,6 +5,10 @@
 // API layer asks it, the FSM stores the policies and tokens it is built
 // from.
 //
+// Files: rules.go (the language), authorizer.go (answers for one token),
+// records.go (the stored Policy and Token, the built-ins, the replicated
+// Command), resolver.go (secret → Identity, cached per ACL index).
+//
 // The rules are Consul's: an exact key rule beats any prefix rule, the
 // longest matching prefix wins, no matching rule falls back to the default
 // policy; where several policies of a token speak of the same resource,
