@@ -7,6 +7,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/raftkv/raftkv/internal/logstore"
 	"github.com/raftkv/raftkv/internal/tlsutil"
 	"github.com/raftkv/raftkv/kv"
 )
@@ -72,6 +73,11 @@ type Config struct {
 	// 10s; negative: at once once healthy).
 	ServerStabilizationTime time.Duration
 
+	// RaftLogStore is "wal" (hashicorp/raft-wal) or "boltdb"
+	// (raft-boltdb); empty: what DataDir already holds, else wal. Asking
+	// for the other kind than DataDir holds is an error.
+	RaftLogStore string
+
 	// ACLDefaultPolicy turns ACLs on: "allow" or "deny" is what a token's
 	// policies do not speak of (the anonymous token has none at first).
 	// Empty: ACLs off.
@@ -132,6 +138,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.TrailingLogs == 0 {
 		c.TrailingLogs = 10240
+	}
+	if _, err := logstore.ParseKind(c.RaftLogStore); err != nil {
+		return fmt.Errorf("raftstore: %w", err)
 	}
 	switch c.ACLDefaultPolicy {
 	case "", "allow", "deny":

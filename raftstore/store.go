@@ -16,8 +16,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"go.etcd.io/bbolt"
 
 	"github.com/raftkv/raftkv/fsm"
 	"github.com/raftkv/raftkv/httpd"
@@ -25,6 +23,7 @@ import (
 	"github.com/raftkv/raftkv/internal/autopilot"
 	"github.com/raftkv/raftkv/internal/leaderwatch"
 	"github.com/raftkv/raftkv/internal/logging"
+	"github.com/raftkv/raftkv/internal/logstore"
 	"github.com/raftkv/raftkv/internal/peerrpc"
 	"github.com/raftkv/raftkv/internal/sessions"
 	"github.com/raftkv/raftkv/internal/tlsutil"
@@ -55,7 +54,7 @@ type RaftStore struct {
 	mux      *mux.Mux
 	raft     *raft.Raft
 	fsm      *fsm.FSM
-	logStore *raftboltdb.BoltStore
+	logStore logstore.Store
 	logs     raft.LogStore // the cache in front of logStore
 	http     *http.Server
 	peers    *peerrpc.Client
@@ -147,18 +146,18 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 	}
 	cleanup = append(cleanup, func() { s.fsm.Close() })
 
-	s.logStore, err = raftboltdb.New(raftboltdb.Options{
-		Path:        filepath.Join(cfg.DataDir, "raft.db"),
-		BoltOptions: &bbolt.Options{Timeout: time.Second, NoFreelistSync: true},
-	})
+	hclogger := logging.HCLog(s.logger, "raft")
+	kind, err := logstore.Choose(cfg.DataDir, logstore.Kind(cfg.RaftLogStore))
 	if err != nil {
-		return nil, fmt.Errorf("raftstore: open raft log in %s: %w", cfg.DataDir, err)
+		return nil, fmt.Errorf("raftstore: %w", err)
+	}
+	if s.logStore, err = logstore.Open(cfg.DataDir, kind, hclogger.Named("log")); err != nil {
+		return nil, fmt.Errorf("raftstore: %w", err)
 	}
 	cleanup = append(cleanup, func() { s.logStore.Close() })
 	if s.logs, err = raft.NewLogCache(512, s.logStore); err != nil {
 		return nil, fmt.Errorf("raftstore: log cache: %w", err)
 	}
-	hclogger := logging.HCLog(s.logger, "raft")
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hclogger)
 	if err != nil {
 		return nil, fmt.Errorf("raftstore: snapshot store: %w", err)
@@ -268,7 +267,7 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 	if len(cfg.Join) > 0 {
 		s.spawn(s.joinLoop)
 	}
-	s.logger.Info("node started", "addr", s.addr, "data_dir", cfg.DataDir, "existing_state", hasState, "applied", s.fsm.AppliedIndex())
+	s.logger.Info("node started", "addr", s.addr, "raft_log_store", kind, "data_dir", cfg.DataDir, "existing_state", hasState, "applied", s.fsm.AppliedIndex())
 	return s, nil
 }
 

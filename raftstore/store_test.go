@@ -29,7 +29,7 @@ func TestFSMWithoutRaftStateIsReset(t *testing.T) {
 	mustSet(t, c.nodes[0], "old-history", "x")
 	c.stop(0)
 	// An operator wipes the raft state to start over; the FSM is left behind.
-	for _, name := range []string{"raft.db", "snapshots"} {
+	for _, name := range []string{"raft.db", "wal", "snapshots"} {
 		if err := os.RemoveAll(filepath.Join(c.dirs[0], name)); err != nil {
 			t.Fatal(err)
 		}
@@ -42,5 +42,30 @@ func TestFSMWithoutRaftStateIsReset(t *testing.T) {
 	mustSet(t, c.nodes[0], "new-history", "y") // and new entries are not skipped
 	if got := mustGetValue(t, c.nodes[0], "new-history"); got != "y" {
 		t.Fatalf("new write read back as %q", got)
+	}
+}
+
+// A data dir made with raft-boltdb keeps starting on it, whatever the
+// default; asking for the WAL there is refused rather than starting over
+// on an empty log.
+func TestBoltDBDataDirKeepsItsStore(t *testing.T) {
+	c := newTestCluster(t, 1, func(cfg *Config) { cfg.RaftLogStore = "boltdb" })
+	mustSet(t, c.nodes[0], "k", "v")
+	c.stop(0)
+	if _, err := os.Stat(filepath.Join(c.dirs[0], "raft.db")); err != nil {
+		t.Fatalf("no raft.db: %v", err)
+	}
+	c.tune = nil // the default: whatever the data dir holds
+	c.start(0)
+	c.waitVoters(1)
+	if got := mustGetValue(t, c.nodes[0], "k"); got != "v" {
+		t.Fatalf("after a restart on the boltdb log: %q", got)
+	}
+	c.stop(0)
+	cfg := c.config(0)
+	cfg.RaftLogStore = "wal"
+	if s, err := Open(cfg); err == nil {
+		s.Close()
+		t.Fatal("a boltdb data dir opened as a WAL")
 	}
 }

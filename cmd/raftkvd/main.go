@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/raftkv/raftkv/internal/logging"
+	"github.com/raftkv/raftkv/internal/logstore"
 	"github.com/raftkv/raftkv/internal/tlsutil"
 	"github.com/raftkv/raftkv/internal/version"
 	"github.com/raftkv/raftkv/kv"
@@ -51,6 +52,7 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) (string, b
 		snapThresh   = fs.Uint64("snapshot-threshold", 0, "log entries between snapshots (default 8192)")
 		trailingLogs = fs.Uint64("trailing-logs", 0, "log entries kept after a snapshot (default 10240)")
 		snapInterval = fs.Duration("snapshot-interval", 0, "how often to check whether to snapshot (default 2m)")
+		logStore     = fs.String("raft-log-store", "", "wal (hashicorp/raft-wal, one fsync per append) or boltdb (raft-boltdb); default: what -data-dir holds, else wal")
 		stabilize    = fs.Duration("server-stabilization-time", 10*time.Second, "how long a joined node must stay healthy before it becomes a voter")
 		showVersion  = fs.Bool("version", false, "print the version and exit")
 		tlsCert      = fs.String("tls-cert", "", "this node's certificate (PEM); with -tls-key and -tls-ca the port speaks only TLS")
@@ -93,6 +95,9 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) (string, b
 	}
 	if *tlsVerifyIn && *tlsCA == "" {
 		return usage("-tls-verify-incoming needs -tls-cert, -tls-key and -tls-ca")
+	}
+	if _, err := logstore.ParseKind(*logStore); err != nil {
+		return usage("-raft-log-store: %v", err)
 	}
 	switch *aclDefault {
 	case "", "allow", "deny":
@@ -146,6 +151,7 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) (string, b
 		SnapshotInterval:   *snapInterval,
 
 		ServerStabilizationTime: *stabilize,
+		RaftLogStore:            *logStore,
 		Recover:                 *recoverFlag,
 		ReadReplica:             *nonVoter,
 		TLS:                     tlsutil.Files{CA: *tlsCA, Cert: *tlsCert, Key: *tlsKey},
