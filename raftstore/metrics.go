@@ -45,8 +45,11 @@ type metrics struct {
 	leaderChanges prometheus.Counter
 	forwarded     *prometheus.CounterVec
 	applyLatency  prometheus.Histogram
-	failover      prometheus.Histogram
-	readLatency   *prometheus.HistogramVec
+	// forwardLatency: a write forwarded to the leader, from sending to
+	// its answer (the follower's share of a write's latency budget).
+	forwardLatency prometheus.Histogram
+	failover       prometheus.Histogram
+	readLatency    *prometheus.HistogramVec
 	// readLatency's children, resolved once: they are observed on every read.
 	confirmLatency, readIndexLatency, applyWaitLatency prometheus.Observer
 }
@@ -62,6 +65,11 @@ func newMetrics(watchers func() int) *metrics {
 			Name: "raftkv_forwarded_requests_total",
 			Help: "Requests this node forwarded to the leader, by kind.",
 		}, []string{"kind"}),
+		forwardLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "raftkv_forward_seconds",
+			Help:    "Writes forwarded to the leader: time from sending to the leader's answer.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
 		applyLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "raftkv_apply_seconds",
 			Help:    "Time from proposing a write on the leader to its FSM result.",
@@ -86,7 +94,7 @@ func newMetrics(watchers func() int) *metrics {
 	m.registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.leaderChanges, m.forwarded, m.applyLatency, m.failover, m.readLatency,
+		m.leaderChanges, m.forwarded, m.applyLatency, m.forwardLatency, m.failover, m.readLatency,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "raftkv_blocking_queries",
 			Help: "Blocking queries currently waiting for a change on this node.",

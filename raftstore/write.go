@@ -36,7 +36,9 @@ func (s *RaftStore) Apply(ctx context.Context, cmd *kv.Command) (*kv.Result, err
 		s.metrics.forwarded.WithLabelValues("apply").Inc()
 		cctx, cancel := peerContext(ctx, ep, s.forwardTimeout())
 		defer cancel()
+		start := time.Now()
 		res, err = s.peers.Apply(cctx, ep.Leader, cmd)
+		s.metrics.forwardLatency.Observe(time.Since(start).Seconds())
 		if errors.Is(err, kv.ErrUnknownOutcome) && cmd.IdempotencyKey != "" && ctx.Err() == nil {
 			// Sent to a leader that changed or went silent. The key makes
 			// a second attempt safe: if the first one applied, the state

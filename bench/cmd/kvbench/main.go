@@ -6,6 +6,7 @@
 //	kvbench etcd --endpoints 127.0.0.1:2379,... --clients 64 --mix write=100 -o json
 //	kvbench table results/        # results/<system>-<workload>-<clients>[-<run>].json
 //	kvbench report out.html results/raftkv-write-64-1.json results/etcd-write-64-1.json
+//	kvbench budget --entry FOLLOWER --leader LEADER --followers F1,F2   # one write's latency budget
 package main
 
 import (
@@ -35,6 +36,8 @@ func main() {
 	switch os.Args[1] {
 	case "etcd":
 		err = runEtcd(os.Args[2:])
+	case "budget":
+		err = runBudget(os.Args[2:])
 	case "table":
 		if len(os.Args) != 3 {
 			err = fmt.Errorf("usage: kvbench table DIR")
@@ -48,7 +51,7 @@ func main() {
 			err = report(os.Args[2], os.Args[3:])
 		}
 	default:
-		err = fmt.Errorf("unknown command %q (etcd, table, report)", os.Args[1])
+		err = fmt.Errorf("unknown command %q (etcd, table, report, budget)", os.Args[1])
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "kvbench:", err)
