@@ -77,6 +77,9 @@ type Config struct {
 	// (raft-boltdb); empty: what DataDir already holds, else wal. Asking
 	// for the other kind than DataDir holds is an error.
 	RaftLogStore string
+	// RaftWALSegmentBytes sizes the WAL's segment files (default 64 MiB;
+	// see logstore.Options).
+	RaftWALSegmentBytes int
 
 	// ACLDefaultPolicy turns ACLs on: "allow" or "deny" is what a token's
 	// policies do not speak of (the anonymous token has none at first).

@@ -151,7 +151,7 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("raftstore: %w", err)
 	}
-	if s.logStore, err = logstore.Open(cfg.DataDir, kind, hclogger.Named("log")); err != nil {
+	if s.logStore, err = logstore.Open(cfg.DataDir, kind, hclogger.Named("log"), logstore.Options{SegmentBytes: cfg.RaftWALSegmentBytes}); err != nil {
 		return nil, fmt.Errorf("raftstore: %w", err)
 	}
 	cleanup = append(cleanup, func() { s.logStore.Close() })

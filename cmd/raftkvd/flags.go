@@ -17,7 +17,7 @@ var flagGroups = []struct {
 	{"Cluster", []string{"bootstrap", "join", "non-voter", "server-stabilization-time", "recover"}},
 	{"Raft timing (defaults suit most clusters; see docs/OPERATIONS.md)", []string{
 		"heartbeat-timeout", "election-timeout", "leader-lease-timeout",
-		"snapshot-threshold", "trailing-logs", "snapshot-interval"}},
+		"snapshot-threshold", "trailing-logs", "snapshot-interval", "raft-wal-segment-size"}},
 	{"TLS (all of -tls-cert, -tls-key, -tls-ca, or none; see docs/SECURITY.md)", []string{"tls-cert", "tls-key", "tls-ca", "tls-verify-incoming"}},
 	{"ACLs (see docs/SECURITY.md)", []string{"acl-default-policy", "acl-initial-management", "acl-token"}},
 	{"API", []string{"max-value-bytes", "pprof"}},

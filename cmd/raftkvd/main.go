@@ -53,6 +53,7 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) (string, b
 		trailingLogs = fs.Uint64("trailing-logs", 0, "log entries kept after a snapshot (default 10240)")
 		snapInterval = fs.Duration("snapshot-interval", 0, "how often to check whether to snapshot (default 2m)")
 		logStore     = fs.String("raft-log-store", "", "wal (hashicorp/raft-wal, one fsync per append) or boltdb (raft-boltdb); default: what -data-dir holds, else wal")
+		walSegment   = fs.Int("raft-wal-segment-size", 0, "size in bytes of the WAL's segment files (default 64 MiB); the log's head is dropped a segment at a time")
 		stabilize    = fs.Duration("server-stabilization-time", 10*time.Second, "how long a joined node must stay healthy before it becomes a voter")
 		showVersion  = fs.Bool("version", false, "print the version and exit")
 		tlsCert      = fs.String("tls-cert", "", "this node's certificate (PEM); with -tls-key and -tls-ca the port speaks only TLS")
@@ -152,6 +153,7 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) (string, b
 
 		ServerStabilizationTime: *stabilize,
 		RaftLogStore:            *logStore,
+		RaftWALSegmentBytes:     *walSegment,
 		Recover:                 *recoverFlag,
 		ReadReplica:             *nonVoter,
 		TLS:                     tlsutil.Files{CA: *tlsCA, Cert: *tlsCert, Key: *tlsKey},

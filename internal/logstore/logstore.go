@@ -85,8 +85,18 @@ func held(dataDir string) Kind {
 	return ""
 }
 
+// Options tune a store.
+type Options struct {
+	// SegmentBytes is the size of the WAL's segment files (default 64 MiB).
+	// The log's head is dropped a whole segment at a time; until then a
+	// leader still sends a lagging follower entries it has compacted
+	// rather than a snapshot. Small segments make snapshot installs happen
+	// as they would on raft-boltdb (tests).
+	SegmentBytes int
+}
+
 // Open opens (creating if needed) the store of kind in dataDir.
-func Open(dataDir string, kind Kind, logger hclog.Logger) (Store, error) {
+func Open(dataDir string, kind Kind, logger hclog.Logger, opts Options) (Store, error) {
 	switch kind {
 	case WAL:
 		dir := filepath.Join(dataDir, walDir)
@@ -94,7 +104,11 @@ func Open(dataDir string, kind Kind, logger hclog.Logger) (Store, error) {
 			return nil, fmt.Errorf("raft log: %w", err)
 		}
 		meta := &metadb.BoltMetaDB{}
-		w, err := wal.Open(dir, wal.WithLogger(logger), wal.WithMetaStore(meta))
+		size := opts.SegmentBytes
+		if size <= 0 {
+			size = wal.DefaultSegmentSize
+		}
+		w, err := wal.Open(dir, wal.WithLogger(logger), wal.WithMetaStore(meta), wal.WithSegmentSize(size))
 		if err != nil {
 			meta.Close()
 			return nil, fmt.Errorf("raft log (wal) in %s: %w", dir, err)

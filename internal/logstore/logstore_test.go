@@ -16,7 +16,7 @@ func TestKindsAndChoice(t *testing.T) {
 		if k, err := Choose(dir, ""); err != nil || k != Default {
 			t.Fatalf("a new data dir: %v %v", k, err)
 		}
-		s, err := Open(dir, kind, hclog.NewNullLogger())
+		s, err := Open(dir, kind, hclog.NewNullLogger(), Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -38,7 +38,7 @@ func TestKindsAndChoice(t *testing.T) {
 		if _, err := Choose(dir, other); !errors.Is(err, ErrOtherKind) {
 			t.Fatalf("%s: asking for %s: %v", kind, other, err)
 		}
-		s, err = Open(dir, kind, hclog.NewNullLogger())
+		s, err = Open(dir, kind, hclog.NewNullLogger(), Options{})
 		if err != nil {
 			t.Fatal(err)
 		}

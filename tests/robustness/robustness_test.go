@@ -97,9 +97,11 @@ func TestRobustness(t *testing.T) {
 // everything docs/API.md promises (Guarantees).
 func run(t *testing.T, sc scenario, tm timing, isolated bool) {
 	c := proccluster.Start(t, 3, proccluster.Options{
-		Root:     "../..",
-		Build:    proccluster.BuildOptions{Tags: "failpoints"},
-		Args:     []string{"-snapshot-threshold", "256", "-trailing-logs", "128", "-snapshot-interval", "200ms"},
+		Root:  "../..",
+		Build: proccluster.BuildOptions{Tags: "failpoints"},
+		// Small WAL segments: the log's head goes a segment at a time, and
+		// lagging followers get snapshots as often as the thresholds say.
+		Args:     []string{"-snapshot-threshold", "256", "-trailing-logs", "128", "-snapshot-interval", "200ms", "-raft-wal-segment-size", "131072"},
 		Isolated: isolated,
 		TLS:      sc.tls,
 		ACLs:     sc.acls,
