@@ -18,7 +18,12 @@ type HTTPDriver struct {
 	base  string
 	hc    *http.Client
 	stale bool
+	query string // added to every read (WithReadQuery)
 }
+
+// WithReadQuery adds q to every read: "consistent" for Consul, whose
+// default reads are not linearizable.
+func (d *HTTPDriver) WithReadQuery(q string) *HTTPDriver { d.query = q; return d }
 
 // NewHTTPDriver talks to endpoint ("host:port"); stale reads skip the
 // linearizability round. hc should keep connections alive.
@@ -57,8 +62,11 @@ func (d *HTTPDriver) Read(ctx context.Context, key string) error {
 // read returns the key's ModifyIndex (0 if absent).
 func (d *HTTPDriver) read(ctx context.Context, key string) (uint64, bool, error) {
 	path := "/v1/kv/" + key
-	if d.stale {
+	switch {
+	case d.stale:
 		path += "?stale"
+	case d.query != "":
+		path += "?" + d.query
 	}
 	status, body, err := d.do(ctx, http.MethodGet, path, nil)
 	switch {

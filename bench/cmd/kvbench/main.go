@@ -4,8 +4,10 @@
 // raftkv's go.mod.
 //
 //	kvbench etcd --endpoints 127.0.0.1:2379,... --clients 64 --mix write=100 -o json
-//	kvbench table results/        # results/<system>-<workload>-<clients>[-<run>].json
+//	kvbench table results/ [raftkv etcd36]   # results/<system>-<workload>-<clients>[-<run>].json
+//	kvbench consul --endpoints 127.0.0.1:8500,... --clients 64 --mix write=100 -o json
 //	kvbench report out.html results/raftkv-write-64-1.json results/etcd-write-64-1.json
+//	kvbench fill --system raftkv|etcd --endpoints ... --keys 1000000      # load keys for footprint
 //	kvbench budget --entry FOLLOWER --leader LEADER --followers F1,F2   # one write's latency budget
 package main
 
@@ -14,7 +16,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -38,12 +40,19 @@ func main() {
 		err = runEtcd(os.Args[2:])
 	case "budget":
 		err = runBudget(os.Args[2:])
+	case "fill":
+		err = runFill(os.Args[2:])
 	case "table":
-		if len(os.Args) != 3 {
-			err = fmt.Errorf("usage: kvbench table DIR")
-		} else {
-			err = table(os.Stdout, os.Args[2])
+		switch len(os.Args) {
+		case 3:
+			err = loadgen.WriteComparison(os.Stdout, os.Args[2], "raftkv", "etcd")
+		case 5:
+			err = loadgen.WriteComparison(os.Stdout, os.Args[2], os.Args[3], os.Args[4])
+		default:
+			err = fmt.Errorf("usage: kvbench table DIR [SYSTEM PEER]")
 		}
+	case "consul":
+		err = runConsul(os.Args[2:])
 	case "report":
 		if len(os.Args) < 4 {
 			err = fmt.Errorf("usage: kvbench report OUT.html RESULT.json...")
@@ -51,7 +60,7 @@ func main() {
 			err = report(os.Args[2], os.Args[3:])
 		}
 	default:
-		err = fmt.Errorf("unknown command %q (etcd, table, report, budget)", os.Args[1])
+		err = fmt.Errorf("unknown command %q (etcd, consul, table, report, budget, fill)", os.Args[1])
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "kvbench:", err)
@@ -153,7 +162,37 @@ func report(out string, files []string) error {
 	return w.Close()
 }
 
-// table prints the comparison of raftkv with etcd (see loadgen.WriteComparison).
-func table(w io.Writer, dir string) error {
-	return loadgen.WriteComparison(w, dir, "raftkv", "etcd")
+
+// runConsul drives Consul's KV API with raftkv's own HTTP driver, reads
+// with ?consistent (Consul's linearizable mode; its default mode is not).
+func runConsul(args []string) error {
+	fs := flag.NewFlagSet("kvbench consul", flag.ContinueOnError)
+	var load loadgen.Flags
+	load.Register(fs)
+	endpoints := fs.String("endpoints", "127.0.0.1:8500", "comma-separated Consul HTTP addresses")
+	output := fs.String("o", "text", "text or json")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, stale, err := load.Config()
+	if err != nil {
+		return err
+	}
+	eps := strings.Split(*endpoints, ",")
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Clients, MaxConnsPerHost: cfg.Clients}}
+	res, err := loadgen.Run(context.Background(), cfg, func(i int) (loadgen.Driver, error) {
+		d := loadgen.NewHTTPDriver(eps[i%len(eps)], stale, hc)
+		if !stale {
+			d = d.WithReadQuery("consistent")
+		}
+		return d, nil
+	})
+	if err != nil {
+		return err
+	}
+	if *output == "json" {
+		return json.NewEncoder(os.Stdout).Encode(res)
+	}
+	fmt.Print(res.Summary())
+	return nil
 }
