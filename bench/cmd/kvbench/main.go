@@ -162,7 +162,6 @@ func report(out string, files []string) error {
 	return w.Close()
 }
 
-
 // runConsul drives Consul's KV API with raftkv's own HTTP driver, reads
 // with ?consistent (Consul's linearizable mode; its default mode is not).
 func runConsul(args []string) error {
