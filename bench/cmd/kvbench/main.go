@@ -68,11 +68,14 @@ func main() {
 	}
 }
 
-func runEtcd(args []string) error {
-	fs := flag.NewFlagSet("kvbench etcd", flag.ContinueOnError)
+// runLoad is what every driving command shares: the load flags of
+// `raftkv bench`, --endpoints and -o, one run, its result printed.
+// newDriver gets client i's endpoint and whether reads may be stale.
+func runLoad(name, defaultEndpoint string, args []string, newDriver func(endpoint string, stale bool, clients int) (loadgen.Driver, error)) error {
+	fs := flag.NewFlagSet("kvbench "+name, flag.ContinueOnError)
 	var load loadgen.Flags
-	load.Register(fs) // the same load flags as `raftkv bench`
-	endpoints := fs.String("endpoints", "127.0.0.1:2379", "comma-separated etcd client URLs or host:port")
+	load.Register(fs)
+	endpoints := fs.String("endpoints", defaultEndpoint, "comma-separated node addresses")
 	output := fs.String("o", "text", "text or json")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -86,13 +89,7 @@ func runEtcd(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	res, err := loadgen.Run(ctx, cfg, func(i int) (loadgen.Driver, error) {
-		// One client (gRPC connection) per bench client, pinned to one
-		// member, as raftkv's clients are pinned to one node.
-		c, err := clientv3.New(clientv3.Config{Endpoints: []string{eps[i%len(eps)]}, DialTimeout: 5 * time.Second})
-		if err != nil {
-			return nil, err
-		}
-		return &etcdDriver{c: c, stale: stale}, nil
+		return newDriver(eps[i%len(eps)], stale, cfg.Clients) // pinned to one member, as raftkv's clients are
 	})
 	if err != nil {
 		return err
@@ -102,6 +99,17 @@ func runEtcd(args []string) error {
 	}
 	fmt.Print(res.Summary())
 	return nil
+}
+
+func runEtcd(args []string) error {
+	return runLoad("etcd", "127.0.0.1:2379", args, func(ep string, stale bool, _ int) (loadgen.Driver, error) {
+		// One client (gRPC connection) per bench client.
+		c, err := clientv3.New(clientv3.Config{Endpoints: []string{ep}, DialTimeout: 5 * time.Second})
+		if err != nil {
+			return nil, err
+		}
+		return &etcdDriver{c: c, stale: stale}, nil
+	})
 }
 
 type etcdDriver struct {
@@ -165,33 +173,15 @@ func report(out string, files []string) error {
 // runConsul drives Consul's KV API with raftkv's own HTTP driver, reads
 // with ?consistent (Consul's linearizable mode; its default mode is not).
 func runConsul(args []string) error {
-	fs := flag.NewFlagSet("kvbench consul", flag.ContinueOnError)
-	var load loadgen.Flags
-	load.Register(fs)
-	endpoints := fs.String("endpoints", "127.0.0.1:8500", "comma-separated Consul HTTP addresses")
-	output := fs.String("o", "text", "text or json")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	cfg, stale, err := load.Config()
-	if err != nil {
-		return err
-	}
-	eps := strings.Split(*endpoints, ",")
-	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Clients, MaxConnsPerHost: cfg.Clients}}
-	res, err := loadgen.Run(context.Background(), cfg, func(i int) (loadgen.Driver, error) {
-		d := loadgen.NewHTTPDriver(eps[i%len(eps)], stale, hc)
+	var hc *http.Client
+	return runLoad("consul", "127.0.0.1:8500", args, func(ep string, stale bool, clients int) (loadgen.Driver, error) {
+		if hc == nil {
+			hc = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}}
+		}
+		d := loadgen.NewHTTPDriver(ep, stale, hc)
 		if !stale {
 			d = d.WithReadQuery("consistent")
 		}
 		return d, nil
 	})
-	if err != nil {
-		return err
-	}
-	if *output == "json" {
-		return json.NewEncoder(os.Stdout).Encode(res)
-	}
-	fmt.Print(res.Summary())
-	return nil
 }
