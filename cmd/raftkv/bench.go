@@ -71,7 +71,7 @@ a fixed total rate, latency counted from each request's intended send time
 				}
 			}
 		}
-		hc := &http.Client{Transport: withToken{a.token, tr}}
+		hc := &http.Client{Transport: client.TokenTransport{Token: a.token, Next: tr}}
 		res, err := loadgen.Run(cmd.Context(), cfg, func(i int) (loadgen.Driver, error) {
 			return loadgen.NewHTTPDriver(endpoints[i%len(endpoints)], stale, hc), nil
 		})

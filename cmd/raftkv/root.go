@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -115,19 +114,4 @@ func (a *app) versionCmd() *cobra.Command {
 			return nil
 		},
 	}
-}
-
-// withToken is a transport that adds the ACL token to every request (for
-// bench, whose load generator builds its own requests).
-type withToken struct {
-	token string
-	next  http.RoundTripper
-}
-
-func (t withToken) RoundTrip(r *http.Request) (*http.Response, error) {
-	if t.token != "" {
-		r = r.Clone(r.Context())
-		r.Header.Set("X-Consul-Token", t.token)
-	}
-	return t.next.RoundTrip(r)
 }

@@ -392,13 +392,7 @@ func (c *Cluster) StopAll() {
 // Get asks node addr for path, over TLS when the cluster speaks it, with a
 // short timeout.
 func (c *Cluster) Get(addr, path string) (*http.Response, error) {
-	hc := c.HTTPClient(time.Second)
-	switch tr := hc.Transport.(type) {
-	case *http.Transport:
-		tr.DisableKeepAlives = true
-	case withToken:
-		tr.DisableKeepAlives = true
-	}
+	hc := c.httpClient(time.Second, false)
 	return hc.Get(c.URL(addr, path))
 }
 

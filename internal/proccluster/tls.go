@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"time"
 
+	rkclient "github.com/raftkv/raftkv/client"
+
 	"github.com/raftkv/raftkv/internal/tlsutil"
 )
 
@@ -62,27 +64,21 @@ func (c *Cluster) tlsArgs(p *Proc) []string {
 	return []string{"-tls-ca", f.CA, "-tls-cert", f.Cert, "-tls-key", f.Key}
 }
 
-// HTTPClient reaches the nodes, over TLS when the cluster speaks it.
+// HTTPClient reaches the nodes, over TLS when the cluster speaks it, with
+// the management token when it has ACLs (requests that carry no token).
 func (c *Cluster) HTTPClient(timeout time.Duration) *http.Client {
-	tr := &http.Transport{MaxIdleConnsPerHost: 4}
+	return c.httpClient(timeout, true)
+}
+
+func (c *Cluster) httpClient(timeout time.Duration, keepAlive bool) *http.Client {
+	tr := &http.Transport{MaxIdleConnsPerHost: 4, DisableKeepAlives: !keepAlive}
 	if c.Opts.ClientTLS != nil {
 		tr.TLSClientConfig = c.Opts.ClientTLS.Clone()
 	}
 	if c.Opts.ACLs {
-		return &http.Client{Transport: withToken{tr}, Timeout: timeout}
+		return &http.Client{Transport: rkclient.TokenTransport{Token: ManagementToken, Next: tr}, Timeout: timeout}
 	}
 	return &http.Client{Transport: tr, Timeout: timeout}
-}
-
-// withToken sends the management token on every request that has none.
-type withToken struct{ *http.Transport }
-
-func (t withToken) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.Header.Get("X-Consul-Token") == "" {
-		r = r.Clone(r.Context())
-		r.Header.Set("X-Consul-Token", ManagementToken)
-	}
-	return t.Transport.RoundTrip(r)
 }
 
 // URL is node addr's path, https:// when the cluster speaks TLS.

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	rkclient "github.com/raftkv/raftkv/client"
+
 	"github.com/raftkv/raftkv/internal/proccluster"
 )
 
@@ -21,18 +23,6 @@ import (
 // None of its writes may be accepted; that none landed is checked twice:
 // here (no 200) and by the linearizability check (a value no recorded
 // client sent would break it).
-
-// tokenTransport sends its token on every request.
-type tokenTransport struct {
-	token string
-	next  http.RoundTripper
-}
-
-func (t tokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("X-Consul-Token", t.token)
-	return t.next.RoundTrip(r)
-}
 
 // aclClients creates the traffic and intruder tokens (with the cluster's
 // management token) and returns HTTP clients that carry them.
@@ -64,7 +54,8 @@ func aclClients(t *testing.T, c *proccluster.Cluster) (traffic, intruder *http.C
 	put("/v1/acl/policy", map[string]string{"Name": "reader", "Rules": "key_prefix \"\" { policy = \"read\" }"}, &p)
 	put("/v1/acl/token", map[string]any{"Policies": []map[string]string{{"ID": p.ID}}}, &tok)
 	base := c.HTTPClient(0).Transport
-	return &http.Client{Transport: tokenTransport{trafficSecret, base}}, &http.Client{Transport: tokenTransport{tok.SecretID, base}}
+	return &http.Client{Transport: rkclient.TokenTransport{Token: trafficSecret, Next: base}},
+		&http.Client{Transport: rkclient.TokenTransport{Token: tok.SecretID, Next: base}}
 }
 
 // intrude tries writes the intruder's token may not make, through every
