@@ -452,8 +452,11 @@ func (h *handler) applyToken(w http.ResponseWriter, r *http.Request, c *acl.Comm
 		writeError(w, err)
 		return
 	}
-	st, ok := h.aclState(w, r, true)
-	if !ok {
+	// This node has applied the change (ApplyACL waits for it): a local
+	// read names the token's policies.
+	st, err := h.store.ACLState(r.Context(), true)
+	if err != nil {
+		writeError(w, err)
 		return
 	}
 	out := shown(st, &t, false)
@@ -478,10 +481,9 @@ func (h *handler) applyDelete(w http.ResponseWriter, r *http.Request, c *acl.Com
 	writeJSON(w, http.StatusOK, true)
 }
 
-// aclState is the ACL state to read, linearizable unless ?stale (or
-// stale[0]: right after this node applied a change of its own).
-func (h *handler) aclState(w http.ResponseWriter, r *http.Request, stale ...bool) (ACLReader, bool) {
-	st, err := h.store.ACLState(r.Context(), has(r.URL.Query(), "stale") || len(stale) > 0 && stale[0])
+// aclState is the ACL state to read, linearizable unless ?stale.
+func (h *handler) aclState(w http.ResponseWriter, r *http.Request) (ACLReader, bool) {
+	st, err := h.store.ACLState(r.Context(), has(r.URL.Query(), "stale"))
 	if err != nil {
 		writeError(w, err)
 		return nil, false

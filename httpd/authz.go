@@ -76,33 +76,23 @@ func need(check func(*acl.Identity) error, next http.HandlerFunc) http.HandlerFu
 	}
 }
 
-func operatorRead(id *acl.Identity) error {
-	if !id.OperatorRead() {
-		return id.Denied("operator", acl.Read, "")
+// requires is the check of one cluster-wide permission: allowed says
+// whether id has it, resource:access names it in the refusal.
+func requires(resource string, access acl.Access, allowed func(*acl.Identity) bool) func(*acl.Identity) error {
+	return func(id *acl.Identity) error {
+		if !allowed(id) {
+			return id.Denied(resource, access, "")
+		}
+		return nil
 	}
-	return nil
 }
 
-func operatorWrite(id *acl.Identity) error {
-	if !id.OperatorWrite() {
-		return id.Denied("operator", acl.Write, "")
-	}
-	return nil
-}
-
-func aclRead(id *acl.Identity) error {
-	if !id.ACLRead() {
-		return id.Denied("acl", acl.Read, "")
-	}
-	return nil
-}
-
-func aclWrite(id *acl.Identity) error {
-	if !id.ACLWrite() {
-		return id.Denied("acl", acl.Write, "")
-	}
-	return nil
-}
+var (
+	operatorRead  = requires("operator", acl.Read, (*acl.Identity).OperatorRead)
+	operatorWrite = requires("operator", acl.Write, (*acl.Identity).OperatorWrite)
+	aclRead       = requires("acl", acl.Read, (*acl.Identity).ACLRead)
+	aclWrite      = requires("acl", acl.Write, (*acl.Identity).ACLWrite)
+)
 
 // checkOps is the permission check of a write or transaction, op by op:
 // reads and checks need read, a recursive delete needs write on its whole
@@ -129,12 +119,13 @@ func checkOps(id *acl.Identity, ops []kv.Op) error {
 	return nil
 }
 
-// readable keeps the entries id may read; filtered reports a removal.
-func readable(id *acl.Identity, entries []kv.Entry) (kept []kv.Entry, filtered bool) {
-	kept = entries[:0:0]
-	for _, e := range entries {
-		if id.KeyRead(e.Key) {
-			kept = append(kept, e)
+// visible keeps the items allowed says id may see; filtered reports that
+// some were left out (listings, blocking queries, transactions' get-tree).
+func visible[T any](items []T, allowed func(T) bool) (kept []T, filtered bool) {
+	kept = items[:0:0]
+	for _, it := range items {
+		if allowed(it) {
+			kept = append(kept, it)
 		} else {
 			filtered = true
 		}
@@ -142,17 +133,8 @@ func readable(id *acl.Identity, entries []kv.Entry) (kept []kv.Entry, filtered b
 	return kept, filtered
 }
 
-// listable keeps the key names id may list.
-func listable(id *acl.Identity, keys []string) (kept []string, filtered bool) {
-	kept = keys[:0:0]
-	for _, k := range keys {
-		if id.KeyList(k) {
-			kept = append(kept, k)
-		} else {
-			filtered = true
-		}
-	}
-	return kept, filtered
+func readable(id *acl.Identity, entries []kv.Entry) ([]kv.Entry, bool) {
+	return visible(entries, func(e kv.Entry) bool { return id.KeyRead(e.Key) })
 }
 
 func markFiltered(w http.ResponseWriter, filtered bool) {

@@ -108,7 +108,7 @@ func (h *handler) kvGet(w http.ResponseWriter, r *http.Request) {
 	}
 	var filtered bool
 	if query.Kind == kv.ReadKeys {
-		res.Keys, filtered = listable(id, res.Keys)
+		res.Keys, filtered = visible(res.Keys, id.KeyList)
 	} else {
 		res.Entries, filtered = readable(id, res.Entries)
 	}

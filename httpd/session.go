@@ -208,13 +208,12 @@ func (h *handler) sessionRead(w http.ResponseWriter, r *http.Request, q kv.Sessi
 	}
 	setQueryHeaders(w, &kv.QueryResult{Index: res.Index, KnownLeader: res.KnownLeader, LastContact: res.LastContact, Stale: res.Stale})
 	who := identity(r)
-	out := make([]wire.SessionEntry, 0, len(res.Sessions))
-	for _, s := range res.Sessions {
-		if who.SessionRead(s.Node) {
-			out = append(out, wire.FromSession(s))
-		}
+	sessions, filtered := visible(res.Sessions, func(s kv.Session) bool { return who.SessionRead(s.Node) })
+	markFiltered(w, filtered)
+	out := make([]wire.SessionEntry, 0, len(sessions))
+	for _, s := range sessions {
+		out = append(out, wire.FromSession(s))
 	}
-	markFiltered(w, len(out) < len(res.Sessions))
 	writeJSON(w, http.StatusOK, out)
 }
 
