@@ -44,9 +44,13 @@ func (b *batchState) aclCommand(w writer, idx uint64, now int64, op kv.Op) (any,
 		return kv.Errorf(kv.ErrInvalid, "bad ACL command: %v", err), nil
 	}
 	a := aclApply{txn: b.txn, w: w, idx: idx, now: now}
-	res, refused, err := a.apply(&c)
-	if err != nil || refused != nil {
-		return refused, err
+	res, err := a.apply(&c)
+	var refused *kv.Error
+	if errors.As(err, &refused) {
+		return refused, nil
+	}
+	if err != nil {
+		return nil, err
 	}
 	if err := w.Set(metaACL, uintBytes(idx)); err != nil {
 		return nil, err
@@ -62,10 +66,11 @@ type aclApply struct {
 	now int64
 }
 
-// apply returns the result, or the refusal, or a storage error.
-func (a *aclApply) apply(c *acl.Command) (*kv.Result, error, error) {
-	refuse := func(sentinel error, format string, args ...any) (*kv.Result, error, error) {
-		return nil, kv.Errorf(sentinel, format, args...), nil
+// apply returns the result, or an error: a *kv.Error is a refusal (an
+// answer, the same on every node), anything else a storage failure.
+func (a *aclApply) apply(c *acl.Command) (*kv.Result, error) {
+	refuse := func(sentinel error, format string, args ...any) (*kv.Result, error) {
+		return nil, kv.Errorf(sentinel, format, args...)
 	}
 	switch c.Op {
 	case acl.OpBootstrap, acl.OpInitialManagement:
@@ -74,7 +79,7 @@ func (a *aclApply) apply(c *acl.Command) (*kv.Result, error, error) {
 		}
 		boot, err := readUint(a.txn, metaACLBootstrap)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		if c.Op == acl.OpBootstrap && boot != 0 {
 			return refuse(kv.ErrPermissionDenied, "Permission denied: ACL bootstrap no longer allowed (reset index: %d)", boot)
@@ -82,17 +87,17 @@ func (a *aclApply) apply(c *acl.Command) (*kv.Result, error, error) {
 		old, err := a.tokenBySecret(c.Token.SecretID)
 		switch {
 		case err != nil:
-			return nil, nil, err
+			return nil, err
 		case old != nil && c.Op == acl.OpBootstrap:
 			return refuse(kv.ErrInvalid, "a token with that SecretID already exists")
 		case old != nil:
-			return a.result(old), nil, nil // the initial management token is there
+			return a.result(old), nil // the initial management token is there
 		}
 		t := *c.Token
 		t.Policies = []acl.PolicyLink{{ID: acl.GlobalManagementID}}
 		if boot == 0 {
 			if err := a.w.Set(metaACLBootstrap, uintBytes(a.idx)); err != nil {
-				return nil, nil, err
+				return nil, err
 			}
 		}
 		return a.putToken(&t, nil)
@@ -104,12 +109,12 @@ func (a *aclApply) apply(c *acl.Command) (*kv.Result, error, error) {
 		}
 		old, err := a.policy(c.ID)
 		if err != nil || old == nil {
-			return &kv.Result{Index: a.idx, OK: true}, nil, err
+			return &kv.Result{Index: a.idx, OK: true}, err
 		}
 		if err := a.w.Delete(prefixed(aclPolicyPrefix, old.ID)); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		return &kv.Result{Index: a.idx, OK: true}, nil, a.w.Delete(prefixed(aclPolicyNamePrefix, old.Name))
+		return &kv.Result{Index: a.idx, OK: true}, a.w.Delete(prefixed(aclPolicyNamePrefix, old.Name))
 	case acl.OpTokenSet:
 		return a.setToken(c)
 	case acl.OpTokenDelete:
@@ -118,29 +123,29 @@ func (a *aclApply) apply(c *acl.Command) (*kv.Result, error, error) {
 		}
 		old, err := a.token(c.ID)
 		if err != nil || old == nil {
-			return &kv.Result{Index: a.idx, OK: true}, nil, err
+			return &kv.Result{Index: a.idx, OK: true}, err
 		}
 		if err := a.w.Delete(prefixed(aclTokenPrefix, old.AccessorID)); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		return &kv.Result{Index: a.idx, OK: true}, nil, a.w.Delete(prefixed(aclSecretPrefix, old.SecretID))
+		return &kv.Result{Index: a.idx, OK: true}, a.w.Delete(prefixed(aclSecretPrefix, old.SecretID))
 	case acl.OpPeerSecret:
 		if cur, err := readString(a.txn, metaPeerSecret); err != nil || cur != "" || c.ID == "" {
-			return &kv.Result{Index: a.idx, OK: true}, nil, err
+			return &kv.Result{Index: a.idx, OK: true}, err
 		}
-		return &kv.Result{Index: a.idx, OK: true}, nil, a.w.Set(metaPeerSecret, []byte(c.ID))
+		return &kv.Result{Index: a.idx, OK: true}, a.w.Set(metaPeerSecret, []byte(c.ID))
 	}
 	return refuse(kv.ErrInvalid, "unknown ACL operation %q", c.Op)
 }
 
-func (a *aclApply) setPolicy(c *acl.Command) (*kv.Result, error, error) {
+func (a *aclApply) setPolicy(c *acl.Command) (*kv.Result, error) {
 	if c.Policy == nil {
-		return nil, kv.Errorf(kv.ErrInvalid, "policy set without a policy"), nil
+		return nil, kv.Errorf(kv.ErrInvalid, "policy set without a policy")
 	}
 	p := *c.Policy
 	old, err := a.policy(p.ID)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if old == nil {
 		if b, ok := acl.BuiltinPolicy(p.ID); ok {
@@ -149,18 +154,18 @@ func (a *aclApply) setPolicy(c *acl.Command) (*kv.Result, error, error) {
 	}
 	switch {
 	case c.Create && old != nil:
-		return nil, kv.Errorf(kv.ErrInvalid, "Invalid Policy: a policy with ID %q already exists", p.ID), nil
+		return nil, kv.Errorf(kv.ErrInvalid, "Invalid Policy: a policy with ID %q already exists", p.ID)
 	case !c.Create && old == nil:
-		return nil, kv.Errorf(kv.ErrACLNotFound, "Cannot find policy %q", p.ID), nil
+		return nil, kv.Errorf(kv.ErrACLNotFound, "Cannot find policy %q", p.ID)
 	case p.ID == acl.GlobalManagementID && p.Rules != old.Rules:
-		return nil, kv.Errorf(kv.ErrInvalid, "Changing the Rules for the builtin global-management policy is not permitted"), nil
+		return nil, kv.Errorf(kv.ErrInvalid, "Changing the Rules for the builtin global-management policy is not permitted")
 	}
 	holder, err := readString(a.txn, prefixed(aclPolicyNamePrefix, p.Name))
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if (holder != "" && holder != p.ID) || (p.ID != acl.GlobalManagementID && p.Name == acl.GlobalManagementName) {
-		return nil, kv.Errorf(kv.ErrInvalid, "Invalid Policy: A Policy with Name %q already exists", p.Name), nil
+		return nil, kv.Errorf(kv.ErrInvalid, "Invalid Policy: A Policy with Name %q already exists", p.Name)
 	}
 	p.CreateIndex, p.ModifyIndex = a.idx, a.idx
 	if old != nil && old.CreateIndex != 0 {
@@ -168,27 +173,27 @@ func (a *aclApply) setPolicy(c *acl.Command) (*kv.Result, error, error) {
 	}
 	if old != nil && old.Name != p.Name {
 		if err := a.w.Delete(prefixed(aclPolicyNamePrefix, old.Name)); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
 	if err := a.w.Set(prefixed(aclPolicyNamePrefix, p.Name), []byte(p.ID)); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	enc, _ := json.Marshal(&p)
 	if err := a.w.Set(prefixed(aclPolicyPrefix, p.ID), enc); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return &kv.Result{Index: a.idx, OK: true, Entries: []kv.Entry{{Key: p.ID, Value: enc}}}, nil, nil
+	return &kv.Result{Index: a.idx, OK: true, Entries: []kv.Entry{{Key: p.ID, Value: enc}}}, nil
 }
 
-func (a *aclApply) setToken(c *acl.Command) (*kv.Result, error, error) {
+func (a *aclApply) setToken(c *acl.Command) (*kv.Result, error) {
 	if c.Token == nil {
-		return nil, kv.Errorf(kv.ErrInvalid, "token set without a token"), nil
+		return nil, kv.Errorf(kv.ErrInvalid, "token set without a token")
 	}
 	t := *c.Token
 	old, err := a.token(t.AccessorID)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if old == nil {
 		if b, ok := acl.BuiltinToken(t.AccessorID); ok {
@@ -197,20 +202,20 @@ func (a *aclApply) setToken(c *acl.Command) (*kv.Result, error, error) {
 	}
 	switch {
 	case c.Create && old != nil:
-		return nil, kv.Errorf(kv.ErrInvalid, "Invalid Token: AccessorID is already in use"), nil
+		return nil, kv.Errorf(kv.ErrInvalid, "Invalid Token: AccessorID is already in use")
 	case !c.Create && old == nil:
-		return nil, kv.Errorf(kv.ErrACLNotFound, "Cannot find token %q", t.AccessorID), nil
+		return nil, kv.Errorf(kv.ErrACLNotFound, "Cannot find token %q", t.AccessorID)
 	case old != nil && t.SecretID != "" && t.SecretID != old.SecretID:
-		return nil, kv.Errorf(kv.ErrInvalid, "Changing a tokens SecretID is not permitted"), nil
+		return nil, kv.Errorf(kv.ErrInvalid, "Changing a tokens SecretID is not permitted")
 	case old != nil:
 		t.SecretID = old.SecretID
 	default:
 		holder, err := a.tokenBySecret(t.SecretID)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		if holder != nil || t.SecretID == acl.AnonymousSecretID {
-			return nil, kv.Errorf(kv.ErrInvalid, "Invalid Token: SecretID is already in use"), nil
+			return nil, kv.Errorf(kv.ErrInvalid, "Invalid Token: SecretID is already in use")
 		}
 	}
 	// Links name policies by ID or by name; stored by ID only.
@@ -220,18 +225,18 @@ func (a *aclApply) setToken(c *acl.Command) (*kv.Result, error, error) {
 		id := l.ID
 		if id == "" {
 			if id, err = readString(a.txn, prefixed(aclPolicyNamePrefix, l.Name)); err != nil {
-				return nil, nil, err
+				return nil, err
 			}
 			if id == "" && l.Name == acl.GlobalManagementName {
 				id = acl.GlobalManagementID
 			}
 			if id == "" {
-				return nil, kv.Errorf(kv.ErrInvalid, "No such ACL policy with name %q", l.Name), nil
+				return nil, kv.Errorf(kv.ErrInvalid, "No such ACL policy with name %q", l.Name)
 			}
 		} else if p, err := a.policy(id); err != nil {
-			return nil, nil, err
+			return nil, err
 		} else if _, builtin := acl.BuiltinPolicy(id); p == nil && !builtin {
-			return nil, kv.Errorf(kv.ErrInvalid, "No such ACL policy with ID %q", id), nil
+			return nil, kv.Errorf(kv.ErrInvalid, "No such ACL policy with ID %q", id)
 		}
 		if !seen[id] {
 			seen[id] = true
@@ -243,7 +248,7 @@ func (a *aclApply) setToken(c *acl.Command) (*kv.Result, error, error) {
 }
 
 // putToken stores t (replacing old, if any) with its indexes and time.
-func (a *aclApply) putToken(t, old *acl.Token) (*kv.Result, error, error) {
+func (a *aclApply) putToken(t, old *acl.Token) (*kv.Result, error) {
 	t.CreateIndex, t.ModifyIndex = a.idx, a.idx
 	t.CreateTime = time.Unix(0, a.now).UTC()
 	if old != nil && old.CreateIndex != 0 {
@@ -251,12 +256,12 @@ func (a *aclApply) putToken(t, old *acl.Token) (*kv.Result, error, error) {
 	}
 	enc, _ := json.Marshal(t)
 	if err := a.w.Set(prefixed(aclTokenPrefix, t.AccessorID), enc); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if err := a.w.Set(prefixed(aclSecretPrefix, t.SecretID), []byte(t.AccessorID)); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return a.result(t), nil, nil
+	return a.result(t), nil
 }
 
 func (a *aclApply) result(t *acl.Token) *kv.Result {
