@@ -57,9 +57,11 @@ func runBudget(args []string) error {
 		}
 		delta[n] = s.minus(before[n])
 	}
-	ms := func(node, name string, seconds bool) float64 {
+	// ms is the mean of a histogram or summary over the run: name, with
+	// labels ("{...}") to pick one series, or every series of it.
+	ms := func(node, name, labels string, seconds bool) float64 {
 		d := delta[node]
-		sum, count := d.total(name+"_sum"), d.total(name+"_count")
+		sum, count := d.total(name+"_sum", labels), d.total(name+"_count", labels)
 		if count == 0 {
 			return 0
 		}
@@ -71,21 +73,21 @@ func runBudget(args []string) error {
 	var followerStore float64
 	fl := strings.Split(*followers, ",")
 	for _, f := range fl {
-		followerStore += ms(f, "raftkv_raft_rpc_appendEntries_storeLogs", false) / float64(len(fl))
+		followerStore += ms(f, "raftkv_raft_rpc_appendEntries_storeLogs", "", false) / float64(len(fl))
 	}
 	rows := []struct {
 		what string
 		v    float64
 	}{
 		{"client: write, end to end", res.Latency.Mean},
-		{"entry node: HTTP handler (PUT /v1/kv)", ms(*entry, `raftkv_http_request_duration_seconds{code="200",method="PUT",route="kv"}`, true)},
-		{"entry node: forward to the leader and back", ms(*entry, "raftkv_forward_seconds", true)},
-		{"leader: propose → FSM result (raft.Apply)", ms(*leader, "raftkv_apply_seconds", true)},
-		{"leader: own log store (dispatchLog)", ms(*leader, "raftkv_raft_leader_dispatchLog", false)},
-		{"leader → follower AppendEntries round trip", ms(*leader, "raftkv_raft_replication_appendEntries_rpc", false)},
+		{"entry node: HTTP handler (PUT /v1/kv)", ms(*entry, "raftkv_http_request_duration_seconds", `{code="200",method="PUT",route="kv"}`, true)},
+		{"entry node: forward to the leader and back", ms(*entry, "raftkv_forward_seconds", "", true)},
+		{"leader: propose → FSM result (raft.Apply)", ms(*leader, "raftkv_apply_seconds", "", true)},
+		{"leader: own log store (dispatchLog)", ms(*leader, "raftkv_raft_leader_dispatchLog", "", false)},
+		{"leader → follower AppendEntries round trip", ms(*leader, "raftkv_raft_replication_appendEntries_rpc", "", false)},
 		{"follower: log store (storeLogs)", followerStore},
-		{"leader: dispatch → commit (commitTime)", ms(*leader, "raftkv_raft_commitTime", false)},
-		{"leader: FSM apply of a batch (Badger)", ms(*leader, "raftkv_raft_fsm_applyBatch", false)},
+		{"leader: dispatch → commit (commitTime)", ms(*leader, "raftkv_raft_commitTime", "", false)},
+		{"leader: FSM apply of a batch (Badger)", ms(*leader, "raftkv_raft_fsm_applyBatch", "", false)},
 	}
 	fmt.Printf("%d writes of %d bytes by one client through %s, %.0f/s\n", res.Ops, *valueSize, *entry, res.OpsPerSecond)
 	fmt.Printf("%-46s %9s\n", "phase (mean per write)", "ms")
@@ -137,18 +139,12 @@ func (s samples) minus(prev samples) samples {
 	return out
 }
 
-// total sums the series called name: an exact series if name has labels,
-// else every label set of the metric (several peers, say).
-func (s samples) total(name string) float64 {
-	if strings.Contains(name, "{") {
-		// name{labels}_sum is written as name_sum{labels} in the exposition.
-		base, labels, _ := strings.Cut(name, "{")
-		for _, suffix := range []string{"_sum", "_count"} {
-			if strings.HasSuffix(labels, suffix) {
-				return s[base+suffix+"{"+strings.TrimSuffix(labels, suffix)]
-			}
-		}
-		return s[name]
+// total is the series name with labels (as printed in the exposition,
+// "{a=\"b\"}"), or, without labels, the sum of every series of name (one
+// per peer, say).
+func (s samples) total(name, labels string) float64 {
+	if labels != "" {
+		return s[name+labels]
 	}
 	var t float64
 	for k, v := range s {
