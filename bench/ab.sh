@@ -20,38 +20,17 @@ ROUNDS=${ROUNDS:-3}
 OUT=${OUT:-$(mktemp -d -t raftkv-ab-XXXX)}
 mkdir -p "$OUT"
 
-BIN=$(mktemp -d -t raftkv-bin-XXXX)
-(cd .. && go build -o "$BIN/raftkvd" ./cmd/raftkvd && go build -o "$BIN/raftkv" ./cmd/raftkv)
+. ./lib.sh
 BIN_A=${BIN_A:-$BIN/raftkvd}
 BIN_B=${BIN_B:-$BIN/raftkvd}
-DATA=$(mktemp -d -t raftkv-ab-data-XXXX)
-PIDS=()
-cleanup() { kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$DATA" "$BIN"; }
-trap cleanup EXIT
-
-start() { # name binary port-prefix flags
-  local name=$1 bin=$2 prefix=$3 flags=$4
-  for i in 1 2 3; do
-    if [ "$i" = 1 ]; then join=(-bootstrap); else join=(-join 127.0.0.1:${prefix}1); fi
-    # shellcheck disable=SC2086
-    "$bin" -id n$i -addr 127.0.0.1:${prefix}$i -data-dir "$DATA/$name$i" -log-level error \
-      -server-stabilization-time 1s "${join[@]}" $flags 2>"$DATA/$name$i.log" &
-    PIDS+=($!)
-  done
-}
-start A "$BIN_A" 2740 "$A"
-start B "$BIN_B" 2750 "$B"
+# shellcheck disable=SC2086
+RAFTKVD=$BIN_A start_raftkv A 2740 $A
+# shellcheck disable=SC2086
+RAFTKVD=$BIN_B start_raftkv B 2750 $B
 EP_A=127.0.0.1:27401,127.0.0.1:27402,127.0.0.1:27403
 EP_B=127.0.0.1:27501,127.0.0.1:27502,127.0.0.1:27503
-for _ in $(seq 1 150); do
-  if "$BIN/raftkv" --endpoints $EP_A --timeout 1s put ready 1 >/dev/null 2>&1 &&
-     "$BIN/raftkv" --endpoints $EP_B --timeout 1s put ready 1 >/dev/null 2>&1 &&
-     [ "$("$BIN/raftkv" --endpoints $EP_A -o json members 2>/dev/null | grep -c '"Voter": true')" = 3 ] &&
-     [ "$("$BIN/raftkv" --endpoints $EP_B -o json members 2>/dev/null | grep -c '"Voter": true')" = 3 ]; then
-    break
-  fi
-  sleep 0.2
-done
+wait_members Voter $EP_A
+wait_members Voter $EP_B
 
 field() { sed -n "s/^    \"$2\": \([0-9.]*\),*/\1/p" "$1" | head -1; }
 ops() { sed -n 's/^  "Ops": \([0-9]*\),*/\1/p' "$1"; }

@@ -47,13 +47,7 @@ if has_peer consul && ! command -v consul >/dev/null; then
   PEERS=${PEERS/consul/}
 fi
 
-BIN=$(mktemp -d -t raftkv-bin-XXXX)
-(cd .. && go build -o "$BIN/raftkvd" ./cmd/raftkvd && go build -o "$BIN/raftkv" ./cmd/raftkv)
-go build -o "$BIN/kvbench" ./cmd/kvbench
-DATA=$(mktemp -d -t raftkv-compare-data-XXXX)
-PIDS=()
-cleanup() { kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$DATA" "$BIN"; }
-trap cleanup EXIT
+. ./lib.sh
 
 start_etcd() { # name binary client-port-prefix peer-port-prefix
   local cluster=""
@@ -70,12 +64,7 @@ start_etcd() { # name binary client-port-prefix peer-port-prefix
 # Ports: raftkv 27001-3; etcd 3.4 23791-3 (peers 23801-3); etcd 3.6
 # 24791-3 (peers 24801-3); Consul HTTP 28501-3 (server 28301-3, serf 28311-3).
 declare -A EP
-for i in 1 2 3; do
-  if [ "$i" = 1 ]; then extra=(-bootstrap); else extra=(-join 127.0.0.1:27001); fi
-  "$BIN/raftkvd" -id n$i -addr 127.0.0.1:2700$i -data-dir "$DATA/raftkv$i" -log-level error \
-    -server-stabilization-time 1s "${extra[@]}" 2>"$DATA/raftkv$i.log" &
-  PIDS+=($!)
-done
+start_raftkv raftkv 2700
 EP[raftkv]=127.0.0.1:27001,127.0.0.1:27002,127.0.0.1:27003
 if has_peer etcd34; then start_etcd etcd34 etcd 2379 2380; EP[etcd34]=127.0.0.1:23791,127.0.0.1:23792,127.0.0.1:23793; fi
 if has_peer etcd36; then start_etcd etcd36 "$ETCD36" 2479 2480; EP[etcd36]=127.0.0.1:24791,127.0.0.1:24792,127.0.0.1:24793; fi
@@ -103,7 +92,7 @@ for _ in $(seq 1 150); do
   for sys in $SYSTEMS; do
     drive "$sys" --clients 1 --duration 100ms --warmup 0s --mix write=100 >/dev/null 2>&1 || ready=0
   done
-  [ "$("$BIN/raftkv" --endpoints "${EP[raftkv]}" -o json members 2>/dev/null | grep -c '"Voter": true')" = 3 ] || ready=0
+  members_are Voter "${EP[raftkv]}" || ready=0
   [ $ready = 1 ] && break
   sleep 0.3
 done

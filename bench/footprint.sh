@@ -19,22 +19,8 @@ ETCD36=$CACHE/etcd-$ETCD36_VERSION
 if [ ! -x "$ETCD36" ]; then
   PEERS=etcd36 WORKLOADS=write CLIENTS=1 DURATION=1s WARMUP=0s ./compare.sh >/dev/null
 fi
-BIN=$(mktemp -d -t raftkv-bin-XXXX)
-(cd .. && go build -o "$BIN/raftkvd" ./cmd/raftkvd && go build -o "$BIN/raftkv" ./cmd/raftkv)
-go build -o "$BIN/kvbench" ./cmd/kvbench
-DATA=$(mktemp -d -t raftkv-footprint-XXXX)
-PIDS=()
-cleanup() { kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$DATA" "$BIN"; }
-trap cleanup EXIT
+. ./lib.sh
 
-start_raftkv() {
-  for i in 1 2 3; do
-    if [ "$i" = 1 ]; then extra=(-bootstrap); else extra=(-join 127.0.0.1:29001); fi
-    "$BIN/raftkvd" -id n$i -addr 127.0.0.1:2900$i -data-dir "$DATA/raftkv$i" -log-level error \
-      -server-stabilization-time 1s "${extra[@]}" 2>>"$DATA/raftkv$i.log" &
-    RPIDS[$i]=$!
-  done
-}
 start_etcd() { # state: new or existing
   local cluster=""
   for i in 1 2 3; do cluster+="${cluster:+,}e$i=http://127.0.0.1:2981$i"; done
@@ -45,15 +31,10 @@ start_etcd() { # state: new or existing
       --initial-cluster "$cluster" --initial-cluster-state "$1" --initial-cluster-token footprint \
       --logger zap --log-level error >>"$DATA/etcd$i.log" 2>&1 &
     EPIDS[$i]=$!
+    PIDS+=($!)
   done
 }
 stop() { kill "$@"; wait "$@" 2>/dev/null || true; }
-wait_raftkv() {
-  for _ in $(seq 1 300); do
-    [ "$("$BIN/raftkv" --endpoints 127.0.0.1:29001,127.0.0.1:29002,127.0.0.1:29003 -o json members 2>/dev/null | grep -c '"Healthy": true')" = 3 ] && return
-    sleep 0.2
-  done
-}
 wait_etcd() {
   for _ in $(seq 1 300); do
     "$BIN/kvbench" etcd --endpoints 127.0.0.1:29801 --clients 1 --duration 100ms --warmup 0s --mix read=100 >/dev/null 2>&1 && return
@@ -72,18 +53,18 @@ report() { # system label pid...
 }
 
 echo "raftkv $(cd .. && git rev-parse --short HEAD 2>/dev/null || echo dev) and etcd $ETCD36_VERSION, $KEYS keys of 256 bytes, $(nproc) cores"
-declare -a RPIDS EPIDS
-start_raftkv
-wait_raftkv
+declare -a EPIDS
+start_raftkv raftkv 2900
+wait_members Healthy 127.0.0.1:29001,127.0.0.1:29002,127.0.0.1:29003
 "$BIN/kvbench" fill --system raftkv --endpoints 127.0.0.1:29001,127.0.0.1:29002,127.0.0.1:29003 --keys "$KEYS" | tail -1
 sleep "$SETTLE"
-report raftkv "loaded" "${RPIDS[1]}" "${RPIDS[2]}" "${RPIDS[3]}"
-stop "${RPIDS[1]}" "${RPIDS[2]}" "${RPIDS[3]}"
-start_raftkv
-wait_raftkv
+report raftkv "loaded" "${NODE_PIDS[@]}"
+stop "${NODE_PIDS[@]}"
+start_raftkv raftkv 2900
+wait_members Healthy 127.0.0.1:29001,127.0.0.1:29002,127.0.0.1:29003
 sleep "$SETTLE"
-report raftkv "restarted" "${RPIDS[1]}" "${RPIDS[2]}" "${RPIDS[3]}"
-stop "${RPIDS[1]}" "${RPIDS[2]}" "${RPIDS[3]}"
+report raftkv "restarted" "${NODE_PIDS[@]}"
+stop "${NODE_PIDS[@]}"
 
 start_etcd new
 wait_etcd

@@ -20,44 +20,23 @@ ROUNDS=${ROUNDS:-2}
 OUT=${OUT:-$(mktemp -d -t raftkv-security-XXXX)}
 mkdir -p "$OUT"
 
-BIN=$(mktemp -d -t raftkv-bin-XXXX)
-(cd .. && go build -o "$BIN/raftkvd" ./cmd/raftkvd && go build -o "$BIN/raftkv" ./cmd/raftkv)
-DATA=$(mktemp -d -t raftkv-security-data-XXXX)
-PIDS=()
-cleanup() { kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$DATA" "$BIN"; }
-trap cleanup EXIT
-
+. ./lib.sh
 (cd "$DATA" && "$BIN/raftkv" tls ca create >/dev/null &&
   for n in t1 t2 t3; do "$BIN/raftkv" tls cert create --node $n --host 127.0.0.1 >/dev/null; done &&
   "$BIN/raftkv" tls cert create --node bench --client >/dev/null)
 MGMT=4d1f0a5e-8c2b-4f6a-9e3d-2b7c1a0f5e9d
 
-start() { # name port-prefix extra-args...
-  local name=$1 prefix=$2; shift 2
-  for i in 1 2 3; do
-    if [ "$i" = 1 ]; then join=(-bootstrap); else join=(-join 127.0.0.1:${prefix}1); fi
-    local tls=()
-    if [ "$name" = tls ]; then tls=(-tls-ca "$DATA/raftkv-ca.pem" -tls-cert "$DATA/t$i.pem" -tls-key "$DATA/t$i-key.pem"); fi
-    "$BIN/raftkvd" -id n$i -addr 127.0.0.1:${prefix}$i -data-dir "$DATA/$name$i" -log-level error \
-      -server-stabilization-time 1s "${join[@]}" "${tls[@]}" "$@" 2>"$DATA/$name$i.log" &
-    PIDS+=($!)
-  done
-}
-start plain 2710
-start tls 2720
-start acl 2730 -acl-default-policy deny -acl-initial-management $MGMT -acl-token $MGMT
+start_raftkv plain 2710
+start_raftkv tls 2720 -tls-ca "$DATA/raftkv-ca.pem" -tls-cert "$DATA/t{i}.pem" -tls-key "$DATA/t{i}-key.pem"
+start_raftkv acl 2730 -acl-default-policy deny -acl-initial-management $MGMT -acl-token $MGMT
 
 PLAIN=(--endpoints 127.0.0.1:27101,127.0.0.1:27102,127.0.0.1:27103)
-TLS=(--endpoints 127.0.0.1:27201,127.0.0.1:27202,127.0.0.1:27203 --cacert "$DATA/raftkv-ca.pem" --cert "$DATA/bench.pem" --key "$DATA/bench-key.pem")
+TLS_FLAGS=(--cacert "$DATA/raftkv-ca.pem" --cert "$DATA/bench.pem" --key "$DATA/bench-key.pem")
+TLS=(--endpoints 127.0.0.1:27201,127.0.0.1:27202,127.0.0.1:27203 "${TLS_FLAGS[@]}")
 ACL=(--endpoints 127.0.0.1:27301,127.0.0.1:27302,127.0.0.1:27303)
-for _ in $(seq 1 150); do
-  if "$BIN/raftkv" "${PLAIN[@]}" --timeout 1s put ready 1 >/dev/null 2>&1 &&
-     "$BIN/raftkv" "${TLS[@]}" --timeout 1s put ready 1 >/dev/null 2>&1 &&
-     "$BIN/raftkv" "${ACL[@]}" --token $MGMT --timeout 1s put ready 1 >/dev/null 2>&1; then
-    break
-  fi
-  sleep 0.2
-done
+wait_members Voter 127.0.0.1:27101,127.0.0.1:27102,127.0.0.1:27103
+wait_members Voter 127.0.0.1:27201,127.0.0.1:27202,127.0.0.1:27203 "${TLS_FLAGS[@]}"
+wait_members Voter 127.0.0.1:27301,127.0.0.1:27302,127.0.0.1:27303 --token $MGMT
 "$BIN/raftkv" "${ACL[@]}" --token $MGMT acl policy create --name bench --rules 'key_prefix "" { policy = "write" }' >/dev/null
 TOKEN=$("$BIN/raftkv" "${ACL[@]}" --token $MGMT -o json acl token create --policy-name bench |
   sed -n 's/.*"SecretID": "\(.*\)".*/\1/p')
