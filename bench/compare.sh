@@ -7,11 +7,13 @@
 #   bench/compare.sh                                   # every workload at 1, 64, 256, 1000 clients
 #   REPEAT=3 bench/compare.sh                          # three alternating pairs per cell, medians
 #   WORKLOADS="write" CLIENTS="1 64" PEERS="etcd36" bench/compare.sh
+#   ENTRY=leader bench/compare.sh                      # raftkv's clients all on its leader
 #
 # Each system runs 3 members on loopback in fresh temp dirs, all durable
 # (fsync before acknowledging). Workloads: write-only, linearizable reads,
 # the 90/10 mix; 256-byte values, 10,000 keys, clients spread over the three
-# members. In each cell the systems take turns going first. Results (JSON)
+# members (ENTRY=leader: raftkv's all on its leader, which takes the
+# forward hop out of the write path, to measure what that hop costs). In each cell the systems take turns going first. Results (JSON)
 # stay in $OUT; one table per peer: raftkv/peer ratios (medians and ranges
 # with REPEAT>1) and p99s.
 set -euo pipefail
@@ -23,6 +25,7 @@ WORKLOADS=${WORKLOADS:-"write read mix90_10"}
 REPEAT=${REPEAT:-1}
 ETCD36_VERSION=${ETCD36_VERSION:-v3.6.5}
 PEERS=${PEERS:-"etcd36 etcd34 consul"}
+ENTRY=${ENTRY:-all}
 OUT=${OUT:-$(mktemp -d -t raftkv-compare-XXXX)}
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/raftkv-bench
 mkdir -p "$OUT" "$CACHE"
@@ -97,6 +100,13 @@ for _ in $(seq 1 150); do
   sleep 0.3
 done
 
+if [ "$ENTRY" = leader ]; then
+  leader=$(curl -sf "http://${EP[raftkv]%%,*}/v1/status/leader" | tr -d '"')
+  [ -n "$leader" ] || { echo "raftkv has no leader" >&2; exit 1; }
+  EP[raftkv]=$leader
+  echo "raftkv's clients all on its leader, $leader" >&2
+fi
+
 turn=0
 for workload in $WORKLOADS; do
   case $workload in
@@ -120,7 +130,7 @@ for workload in $WORKLOADS; do
   done
 done
 echo
-echo "raftkv $(cd .. && git rev-parse --short HEAD 2>/dev/null || echo dev), $(nproc) cores, $DURATION per run, $REPEAT run(s) per cell, results in $OUT"
+echo "raftkv $(cd .. && git rev-parse --short HEAD 2>/dev/null || echo dev), $(nproc) cores, $DURATION per run, $REPEAT run(s) per cell, raftkv's clients on: $ENTRY, results in $OUT"
 for peer in $PEERS; do
   case $peer in
   etcd34) name="$(etcd --version | head -1)" ;;
