@@ -183,7 +183,8 @@ func run(ctx context.Context, out, logs io.Writer, port int, demo, useTLS bool) 
 	}
 	a := c.addrs[(c.leader()+1)%nodes]
 	fmt.Fprintf(out, `
-The cluster keeps running; every node answers every request. Try:
+The cluster keeps running; every node answers every request. Open the web
+UI in a browser at %[4]s://%[1]s/ui/ (any node), or try:
 
   %[3]s -X PUT %[4]s://%[1]s/v1/kv/hello -d world
   %[3]s '%[4]s://%[2]s/v1/kv/hello?raw'

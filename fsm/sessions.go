@@ -294,3 +294,31 @@ func sessionsIndex(txn *badger.Txn) (uint64, error) {
 	reaped, err := readUint(txn, metaReaped)
 	return max(idx, reaped, 1), err
 }
+
+// HeldKeys returns, sorted, the keys session id holds now. The holds index
+// may name keys since released or deleted (it is cleaned up only when the
+// session ends), so each is checked against the key's current entry.
+func (f *FSM) HeldKeys(id string) ([]string, error) {
+	out := []string{}
+	err := f.view(func(txn *badger.Txn) error {
+		prefix := append(prefixed(holdsPrefix, id), 0)
+		opts := badger.DefaultIteratorOptions
+		opts.PrefetchValues = false
+		opts.Prefix = prefix
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		o := newOverlay(txn)
+		for it.Rewind(); it.Valid(); it.Next() {
+			key := string(it.Item().Key()[len(prefix):])
+			e, err := o.get(key)
+			if err != nil {
+				return err
+			}
+			if e != nil && e.Session == id {
+				out = append(out, key)
+			}
+		}
+		return nil
+	})
+	return out, err
+}

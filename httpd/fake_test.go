@@ -297,6 +297,19 @@ func (f *fakeStore) Sessions(ctx context.Context, q kv.SessionQuery) (*kv.Sessio
 	return res, nil
 }
 
+func (f *fakeStore) HeldKeys(_ context.Context, id string, _ bool) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	keys := []string{}
+	for k, e := range f.data {
+		if e.Session == id {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	return keys, nil
+}
+
 // The fake's ACLs are off unless resolver is set (memACL); the ACL API
 // itself is tested against real nodes in raftstore.
 func (f *fakeStore) ACLsEnabled() bool { return f.resolver != nil }

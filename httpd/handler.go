@@ -18,6 +18,7 @@ import (
 
 	"github.com/raftkv/raftkv/internal/acl"
 	"github.com/raftkv/raftkv/kv"
+	"github.com/raftkv/raftkv/ui"
 )
 
 // Store is what the HTTP API needs from a node.
@@ -47,6 +48,7 @@ type Store interface {
 	DestroySession(ctx context.Context, id string) error
 	RenewSession(ctx context.Context, id string) (kv.Session, error)
 	Sessions(ctx context.Context, q kv.SessionQuery) (*kv.SessionResult, error)
+	HeldKeys(ctx context.Context, session string, stale bool) ([]string, error)
 
 	LastContact() time.Duration // since this node last heard from the leader (0 on it)
 	ID() string                 // this node's ID (its Consul node name)
@@ -73,6 +75,8 @@ type Options struct {
 	Registry    *prometheus.Registry
 	Logger      *slog.Logger
 	EnablePprof bool
+	// DisableUI stops serving the web UI at /ui/ (and / redirecting there).
+	DisableUI bool
 }
 
 type handler struct {
@@ -132,6 +136,7 @@ func New(store Store, opts Options) http.Handler {
 	route("/v1/session/renew/", "session_renew", map[string]http.HandlerFunc{http.MethodPut: h.sessionRenew})
 	route("/v1/session/info/", "session_info", map[string]http.HandlerFunc{http.MethodGet: h.sessionInfo})
 	route("/v1/session/node/", "session_node", map[string]http.HandlerFunc{http.MethodGet: h.sessionNode})
+	route("/v1/session/keys/", "session_keys", map[string]http.HandlerFunc{http.MethodGet: h.sessionKeys})
 	route("/v1/session/list", "session_list", map[string]http.HandlerFunc{http.MethodGet: h.sessionList})
 	route("/v1/agent/self", "agent_self", map[string]http.HandlerFunc{http.MethodGet: h.agentSelf})
 	open("/v1/status/leader", "status_leader", map[string]http.HandlerFunc{http.MethodGet: h.statusLeader})
@@ -158,7 +163,16 @@ func New(store Store, opts Options) http.Handler {
 			mux.Handle(path, h.authenticated(need(aclWrite, fn)))
 		}
 	}
+	if !opts.DisableUI {
+		// The UI's files need no token: what the page shows comes from
+		// API calls that carry the user's.
+		mux.Handle(ui.Prefix, h.instrument("ui", ui.Handler()))
+	}
 	mux.Handle("/", h.instrument("unknown", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/" && !opts.DisableUI && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+			http.Redirect(w, r, ui.Prefix, http.StatusMovedPermanently) // as Consul does
+			return
+		}
 		writeError(w, fmt.Errorf("%w: no such endpoint %s", kv.ErrNotFound, r.URL.Path))
 	})))
 	// Unclean paths ("/v1/kv//a", "/./") are redirected to the clean one

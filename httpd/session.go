@@ -193,6 +193,43 @@ func (h *handler) sessionList(w http.ResponseWriter, r *http.Request) {
 	h.sessionRead(w, r, kv.SessionQuery{})
 }
 
+// sessionKeys answers GET /v1/session/keys/<id> (a raftkv extension): the
+// keys the session holds, as names (key list permission), for a token that
+// may read the session. An unknown or ended session holds nothing: [].
+func (h *handler) sessionKeys(w http.ResponseWriter, r *http.Request) {
+	id, ok := sessionArg(w, r, "/v1/session/keys/", "Missing session")
+	if !ok {
+		return
+	}
+	stale, _, _, err := readParams(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	who := identity(r)
+	if who != allowAll {
+		res, err := h.store.Sessions(r.Context(), kv.SessionQuery{ID: id, Stale: stale})
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		for _, s := range res.Sessions {
+			if !who.SessionRead(s.Node) {
+				writeError(w, who.Denied("session", acl.Read, s.Node))
+				return
+			}
+		}
+	}
+	keys, err := h.store.HeldKeys(r.Context(), id, stale)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	keys, filtered := visible(keys, who.KeyList)
+	markFiltered(w, filtered)
+	writeJSON(w, http.StatusOK, keys)
+}
+
 // sessionRead answers the session GETs: reads like /v1/kv (linearizable
 // unless ?stale, blocking with ?index and ?wait, the X-Consul-* headers).
 func (h *handler) sessionRead(w http.ResponseWriter, r *http.Request, q kv.SessionQuery) {

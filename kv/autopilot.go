@@ -24,4 +24,8 @@ type ServerHealth struct {
 	LastTerm    uint64
 	LastIndex   uint64
 	StableSince time.Time
+	// CommitIndex and AppliedIndex are raftkv's additions: how far the
+	// server knows the log committed, and how far its FSM has applied it.
+	CommitIndex  uint64
+	AppliedIndex uint64
 }

@@ -35,12 +35,14 @@ func (p *pilotNode) ReadReplica(id string) bool {
 }
 
 // localStats is this node's last log entry (its term is only in raft's
-// stats) and leader contact.
+// stats), commit and applied indexes, and leader contact.
 func (s *RaftStore) localStats() autopilot.Stats {
+	applied := s.fsm.AppliedIndex() // first: it never passes the commit index read after it
 	st := s.raft.Stats()
-	out := autopilot.Stats{LastContact: s.sinceLeader()}
+	out := autopilot.Stats{LastContact: s.sinceLeader(), AppliedIndex: applied}
 	out.LastTerm, _ = strconv.ParseUint(st["last_log_term"], 10, 64)
 	out.LastIndex, _ = strconv.ParseUint(st["last_log_index"], 10, 64)
+	out.CommitIndex, _ = strconv.ParseUint(st["commit_index"], 10, 64)
 	return out
 }
 
@@ -68,9 +70,9 @@ func (s *RaftStore) localHealth() (kv.AutopilotHealth, error) {
 	if !s.isLeader() {
 		return kv.AutopilotHealth{}, fmt.Errorf("%w: %s is not the leader", kv.ErrNoLeader, s.addr)
 	}
-	st := s.pilot.State()
-	if st == nil {
+	h := s.pilot.Report()
+	if h == nil {
 		return kv.AutopilotHealth{}, fmt.Errorf("%w: autopilot has not run yet on the new leader", kv.ErrNoLeader)
 	}
-	return autopilot.Report(st), nil
+	return *h, nil
 }

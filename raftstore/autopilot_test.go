@@ -107,6 +107,10 @@ func TestJoinedNodeIsPromotedOnceStable(t *testing.T) {
 			if !s.Voter || !s.Healthy {
 				return fmt.Errorf("%+v", s)
 			}
+			// Each server's own commit and applied indexes ride along.
+			if s.CommitIndex == 0 || s.AppliedIndex == 0 || s.AppliedIndex > s.CommitIndex || s.CommitIndex > s.LastIndex {
+				return fmt.Errorf("indexes of %s: %+v", s.ID, s)
+			}
 		}
 		if !h.Healthy || h.FailureTolerance != 0 {
 			return fmt.Errorf("%+v", h)

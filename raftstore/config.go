@@ -40,6 +40,8 @@ type Config struct {
 	SmallFootprint bool
 	// EnablePprof serves /debug/pprof on the HTTP port.
 	EnablePprof bool
+	// DisableUI turns off the web UI at /ui/.
+	DisableUI bool
 
 	// Raft tuning; zero values take the defaults below. The heartbeat and
 	// election timeouts set how fast a lost leader is replaced (about one to

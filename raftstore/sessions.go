@@ -126,6 +126,22 @@ func (s *RaftStore) Sessions(ctx context.Context, q kv.SessionQuery) (*kv.Sessio
 	return res, err
 }
 
+// HeldKeys returns the keys session id holds, linearizable unless stale.
+// Not part of Consul's API: the web UI shows what each session holds
+// without listing the whole keyspace.
+func (s *RaftStore) HeldKeys(ctx context.Context, id string, stale bool) ([]string, error) {
+	if !stale {
+		if err := s.linearize(ctx); err != nil {
+			return nil, err
+		}
+	}
+	keys, err := s.fsm.HeldKeys(id)
+	if err != nil {
+		return nil, fmt.Errorf("keys held by session %q: %w", id, err)
+	}
+	return keys, nil
+}
+
 func (s *RaftStore) readSessions(q kv.SessionQuery) (*kv.SessionResult, error) {
 	res := &kv.SessionResult{Stale: q.Stale, Sessions: []kv.Session{}}
 	var err error

@@ -46,6 +46,25 @@ func TestSessionsAndLocksAcrossNodes(t *testing.T) {
 	if err != nil || e.Session != id || e.LockIndex != 1 || string(e.Value) != "me" {
 		t.Fatalf("lock key: %+v, %v", e, err)
 	}
+	// What a session holds, on another node: a lock released or a key
+	// deleted is no longer held, though the session lives on.
+	for _, k := range []string{"released", "deleted"} {
+		if ok, err := a.Acquire(ctx(t), k, nil, id); !ok || err != nil {
+			t.Fatalf("acquire %s: %v %v", k, ok, err)
+		}
+	}
+	if ok, err := a.Release(ctx(t), "released", nil, id); !ok || err != nil {
+		t.Fatalf("release: %v %v", ok, err)
+	}
+	if err := a.Delete(ctx(t), "deleted"); err != nil {
+		t.Fatal(err)
+	}
+	if keys, err := b.HeldKeys(ctx(t), id, false); err != nil || len(keys) != 1 || keys[0] != "lock" {
+		t.Fatalf("keys held by the session: %q, %v", keys, err)
+	}
+	if keys, err := b.HeldKeys(ctx(t), other, false); err != nil || len(keys) != 0 {
+		t.Fatalf("keys held by a session holding none: %q, %v", keys, err)
+	}
 	// Renewed through a follower (forwarded to the leader's timers).
 	if s, err := b.RenewSession(ctx(t), id); err != nil || s.ID != id {
 		t.Fatalf("renew: %+v, %v", s, err)
@@ -61,6 +80,9 @@ func TestSessionsAndLocksAcrossNodes(t *testing.T) {
 	}
 	if e, _ := b.Get(ctx(t), "lock"); e.Session != "" {
 		t.Fatalf("still held after destroy: %+v", e)
+	}
+	if keys, err := b.HeldKeys(ctx(t), id, false); err != nil || len(keys) != 0 {
+		t.Fatalf("keys held by a destroyed session: %q, %v", keys, err)
 	}
 	if err := c.nodes[l].Kill(); err != nil {
 		t.Fatal(err)

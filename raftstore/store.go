@@ -281,6 +281,7 @@ func (s *RaftStore) routes() http.Handler {
 		Registry:      s.metrics.registry,
 		Logger:        s.logger,
 		EnablePprof:   s.cfg.EnablePprof,
+		DisableUI:     s.cfg.DisableUI,
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, peerrpc.Prefix) {

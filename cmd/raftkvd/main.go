@@ -45,6 +45,7 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) (string, b
 		logFormat = fs.String("log-format", "text", "text (logfmt) or json")
 		maxValue  = fs.Int("max-value-bytes", kv.DefaultMaxValueBytes, "largest value accepted")
 		pprof     = fs.Bool("pprof", false, "serve /debug/pprof on the HTTP port")
+		webUI     = fs.Bool("ui", true, "serve the web UI at /ui/ (and redirect / there)")
 		// Raft tuning (defaults suit most clusters).
 		heartbeat    = fs.Duration("heartbeat-timeout", 0, "how long a follower waits without hearing from the leader before calling an election (default 500ms)")
 		election     = fs.Duration("election-timeout", 0, "how long a candidate waits for votes before trying again (default 500ms)")
@@ -143,6 +144,7 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) (string, b
 		MaxValueBytes: *maxValue,
 		Logger:        logger,
 		EnablePprof:   *pprof,
+		DisableUI:     !*webUI,
 
 		HeartbeatTimeout:   *heartbeat,
 		ElectionTimeout:    *election,

@@ -18,6 +18,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	ap "github.com/hashicorp/raft-autopilot"
+
+	"github.com/raftkv/raftkv/kv"
 )
 
 // Stats is what a server says of its own raft log.
@@ -25,6 +27,10 @@ type Stats struct {
 	LastContact time.Duration // since it last heard from the leader; 0 on the leader, <0 never
 	LastTerm    uint64
 	LastIndex   uint64
+	// CommitIndex and AppliedIndex are not autopilot's business: they
+	// ride along for the health report's readers (the web UI).
+	CommitIndex  uint64
+	AppliedIndex uint64
 }
 
 // Node is what the pilot needs of the node it runs on.
@@ -95,6 +101,9 @@ type Pilot struct {
 	node  Node
 	lib   *ap.Autopilot
 	state atomic.Pointer[ap.State]
+	// stats are the servers' last answers in full (raft-autopilot keeps
+	// only the fields it uses).
+	stats atomic.Pointer[map[raft.ServerID]Stats]
 
 	mu     sync.Mutex
 	cancel context.CancelFunc
@@ -137,11 +146,26 @@ func (p *Pilot) Stop() {
 		<-p.lib.Stop()
 	}
 	p.state.Store(nil)
+	p.stats.Store(nil)
 }
 
 // State is the last state the pilot computed, nil before the first one or
 // when it does not run.
 func (p *Pilot) State() *ap.State { return p.state.Load() }
+
+// Report is the health report of the last state, nil as State is.
+func (p *Pilot) Report() *kv.AutopilotHealth {
+	s := p.state.Load()
+	if s == nil {
+		return nil
+	}
+	var stats map[raft.ServerID]Stats
+	if m := p.stats.Load(); m != nil {
+		stats = *m
+	}
+	h := report(s, stats)
+	return &h
+}
 
 // integration is the application side raft-autopilot asks questions of.
 type integration Pilot
@@ -160,6 +184,8 @@ func (p *integration) FetchServerStats(ctx context.Context, servers map[raft.Ser
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	out := map[raft.ServerID]*ap.ServerStats{}
+	full := map[raft.ServerID]Stats{}
+	defer func() { p.stats.Store(&full) }()
 	for id, srv := range servers {
 		wg.Add(1)
 		go func() {
@@ -171,6 +197,7 @@ func (p *integration) FetchServerStats(ctx context.Context, servers map[raft.Ser
 			}
 			mu.Lock()
 			out[id] = &ap.ServerStats{LastContact: st.LastContact, LastTerm: st.LastTerm, LastIndex: st.LastIndex}
+			full[id] = st
 			mu.Unlock()
 		}()
 	}

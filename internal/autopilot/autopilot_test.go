@@ -40,18 +40,18 @@ func TestPromoter(t *testing.T) {
 
 func TestReport(t *testing.T) {
 	since := time.Unix(2000, 0)
-	h := Report(&ap.State{Healthy: true, FailureTolerance: 1, Servers: map[raft.ServerID]*ap.ServerState{
+	h := report(&ap.State{Healthy: true, FailureTolerance: 1, Servers: map[raft.ServerID]*ap.ServerState{
 		"n2": {Server: ap.Server{ID: "n2", Name: "n2", Address: "a2", NodeStatus: ap.NodeAlive}, State: ap.RaftVoter,
 			Stats: ap.ServerStats{LastContact: 12 * time.Millisecond, LastTerm: 3, LastIndex: 40}, Health: ap.ServerHealth{Healthy: true, StableSince: since}},
 		"n1": {Server: ap.Server{ID: "n1", Name: "n1", Address: "a1", NodeStatus: ap.NodeAlive}, State: ap.RaftLeader,
 			Stats: ap.ServerStats{LastTerm: 3, LastIndex: 42}, Health: ap.ServerHealth{Healthy: true, StableSince: since}},
 		"n3": {Server: ap.Server{ID: "n3", Name: "n3", Address: "a3", NodeStatus: ap.NodeFailed}, State: ap.RaftNonVoter,
 			Stats: ap.ServerStats{LastContact: -1}},
-	}})
+	}}, map[raft.ServerID]Stats{"n2": {LastIndex: 40, CommitIndex: 39, AppliedIndex: 38}})
 	if !h.Healthy || h.FailureTolerance != 1 || len(h.Servers) != 3 || h.Servers[0].ID != "n1" || !h.Servers[0].Leader || !h.Servers[0].Voter {
 		t.Fatalf("report: %+v", h)
 	}
-	if s := h.Servers[1]; s.LastContact != "12ms" || s.LastIndex != 40 || !s.Voter || s.Leader || !s.StableSince.Equal(since) {
+	if s := h.Servers[1]; s.LastContact != "12ms" || s.LastIndex != 40 || s.CommitIndex != 39 || s.AppliedIndex != 38 || !s.Voter || s.Leader || !s.StableSince.Equal(since) {
 		t.Fatalf("n2: %+v", s)
 	}
 	if s := h.Servers[2]; s.LastContact != "never" || s.Voter || s.Healthy || s.SerfStatus != "failed" {

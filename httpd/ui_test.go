@@ -1,0 +1,114 @@
+package httpd
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/raftkv/raftkv/internal/acl"
+	"github.com/raftkv/raftkv/kv"
+)
+
+func TestUIServedWithoutToken(t *testing.T) {
+	store := newFakeStore()
+	store.resolver = acl.NewResolver(memACL{}, false) // ACLs on, default deny
+	srv := httptest.NewServer(New(store, Options{}))
+	t.Cleanup(srv.Close)
+
+	page := do(t, srv, "GET", "/ui/", "")
+	if page.status != http.StatusOK || !strings.Contains(page.body, "<html") || !strings.HasPrefix(page.header.Get("Content-Type"), "text/html") {
+		t.Fatalf("GET /ui/: %d %q %q", page.status, page.header.Get("Content-Type"), page.body[:min(len(page.body), 80)])
+	}
+	if csp := page.header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'self'") || strings.Contains(csp, "unsafe") {
+		t.Fatalf("Content-Security-Policy: %q", csp)
+	}
+	etag := page.header.Get("ETag")
+	if r := do(t, srv, "GET", "/ui/", "", "If-None-Match", etag); etag == "" || r.status != http.StatusNotModified {
+		t.Fatalf("revalidation with ETag %q: %d", etag, r.status)
+	}
+	if r := do(t, srv, "GET", "/ui/app.js", ""); r.status != http.StatusOK || !strings.Contains(r.header.Get("Content-Type"), "javascript") {
+		t.Fatalf("GET /ui/app.js: %d %q", r.status, r.header.Get("Content-Type"))
+	}
+	if r := do(t, srv, "GET", "/ui/README.md", ""); r.status != http.StatusNotFound {
+		t.Fatalf("the source notes are not served: %d", r.status)
+	}
+	if r := do(t, srv, "GET", "/ui/nope.js", ""); r.status != http.StatusNotFound {
+		t.Fatalf("unknown file: %d", r.status)
+	}
+	if r := do(t, srv, "PUT", "/ui/", "x"); r.status != http.StatusMethodNotAllowed {
+		t.Fatalf("PUT /ui/: %d", r.status)
+	}
+	// The page is open, the data is not.
+	if r := do(t, srv, "GET", "/v1/kv/a", ""); r.status != http.StatusForbidden {
+		t.Fatalf("a key without a token: %d", r.status)
+	}
+}
+
+func TestRootRedirectsToUI(t *testing.T) {
+	noFollow := func(srv *httptest.Server) *http.Client {
+		c := srv.Client()
+		c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		return c
+	}
+	srv := httptest.NewServer(New(newFakeStore(), Options{}))
+	t.Cleanup(srv.Close)
+	resp, err := noFollow(srv).Get(srv.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMovedPermanently || resp.Header.Get("Location") != "/ui/" {
+		t.Fatalf("GET /: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if r := do(t, srv, "PUT", "/", "x"); r.status != http.StatusNotFound {
+		t.Fatalf("PUT /: %d", r.status)
+	}
+
+	off := httptest.NewServer(New(newFakeStore(), Options{DisableUI: true}))
+	t.Cleanup(off.Close)
+	for _, p := range []string{"/", "/ui/"} {
+		if r := do(t, off, "GET", p, ""); r.status != http.StatusNotFound {
+			t.Fatalf("GET %s with the UI off: %d", p, r.status)
+		}
+	}
+}
+
+func TestSessionKeys(t *testing.T) {
+	store := newFakeStore()
+	store.sessions = map[string]kv.Session{
+		"s1": {ID: "s1", Node: "n1"},
+		"s2": {ID: "s2", Node: "other"},
+	}
+	store.data = map[string]kv.Entry{
+		"app/lock":    {Key: "app/lock", Session: "s1"},
+		"secret/lock": {Key: "secret/lock", Session: "s1"},
+		"app/free":    {Key: "app/free"},
+		"app/theirs":  {Key: "app/theirs", Session: "s2"},
+	}
+	store.resolver = acl.NewResolver(memACL{
+		tokens: map[string]*acl.Token{"reader": {AccessorID: "r", SecretID: "reader", Policies: []acl.PolicyLink{{ID: "p"}}}},
+		policies: map[string]*acl.Policy{"p": {ID: "p", Name: "p", Rules: `key_prefix "app/" { policy = "read" }
+session_prefix "n1" { policy = "read" }`}},
+	}, false)
+	srv := httptest.NewServer(New(store, Options{}))
+	t.Cleanup(srv.Close)
+
+	r := do(t, srv, "GET", "/v1/session/keys/s1", "", "X-Consul-Token", "reader")
+	if r.status != http.StatusOK || r.body != "[\"app/lock\"]\n" || r.header.Get("X-Consul-Results-Filtered-By-ACLs") != "true" {
+		t.Fatalf("keys of s1 (secret/ filtered out): %d %q %v", r.status, r.body, r.header)
+	}
+	if r := do(t, srv, "GET", "/v1/session/keys/s2", "", "X-Consul-Token", "reader"); r.status != http.StatusForbidden ||
+		!strings.Contains(r.body, "lacks permission 'session:read' on \"other\"") {
+		t.Fatalf("another node's session: %d %q", r.status, r.body)
+	}
+	if r := do(t, srv, "GET", "/v1/session/keys/none", "", "X-Consul-Token", "reader"); r.status != http.StatusOK || r.body != "[]\n" {
+		t.Fatalf("unknown session: %d %q", r.status, r.body)
+	}
+	if r := do(t, srv, "GET", "/v1/session/keys/", "", "X-Consul-Token", "reader"); r.status != http.StatusBadRequest || !strings.Contains(r.body, "Missing session") {
+		t.Fatalf("no id: %d %q", r.status, r.body)
+	}
+	if r := do(t, srv, "PUT", "/v1/session/keys/s1", "", "X-Consul-Token", "reader"); r.status != http.StatusMethodNotAllowed {
+		t.Fatalf("PUT: %d", r.status)
+	}
+}
