@@ -216,6 +216,9 @@ func TestUI(t *testing.T) {
 		b.typeInto("#kv-create-key", "app/created")
 		b.typeInto("#kv-create-value", "fresh")
 		b.click("#kv-create-submit")
+		// The page opens the key it made (wait for that, or it could land
+		// after the navigation below).
+		b.waitUntil("the created key shown", textIs("#kv-key-name", "app/created")+" && "+textIs("#kv-value", "fresh"))
 		proccluster.WaitFor(t, 10*time.Second, "the created key", func() error {
 			if e := root.entry("app/created"); e == nil || string(e.Value) != "fresh" {
 				return fmt.Errorf("entry %+v", e)
@@ -236,6 +239,7 @@ func TestUI(t *testing.T) {
 		b.waitUntil("the key", textIs("#kv-value", "fresh"))
 		b.click("#kv-delete")
 		b.confirm()
+		b.waitUntil("the parent folder after the delete", exists("#kv-list")+" && location.hash === \"#/kv/app/\"")
 		proccluster.WaitFor(t, 10*time.Second, "the delete", func() error {
 			if e := root.entry("app/created"); e != nil {
 				return fmt.Errorf("still there: %+v", e)
@@ -254,6 +258,7 @@ func TestUI(t *testing.T) {
 		b.waitUntil("other/", exists(keyItem("other/one")))
 		b.click("#kv-delete-folder")
 		b.confirm()
+		b.waitUntil("the parent folder after the delete", `location.hash === "#/kv/"`)
 		proccluster.WaitFor(t, 10*time.Second, "the folder delete", func() error {
 			if root.entry("other/one") != nil || root.entry("other/two") != nil {
 				return fmt.Errorf("other/ still has keys")
