@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -295,27 +296,30 @@ func sessionsIndex(txn *badger.Txn) (uint64, error) {
 	return max(idx, reaped, 1), err
 }
 
-// HeldKeys returns, sorted, the keys session id holds now. The holds index
-// may name keys since released or deleted (it is cleaned up only when the
-// session ends), so each is checked against the key's current entry.
-func (f *FSM) HeldKeys(id string) ([]string, error) {
-	out := []string{}
+// HeldKeys returns the keys each session holds now (sessions holding none
+// are left out), each list sorted. The holds index may name keys since
+// released or deleted (it is cleaned up only when the session ends), so
+// each is checked against the key's current entry.
+func (f *FSM) HeldKeys() (map[string][]string, error) {
+	out := map[string][]string{}
 	err := f.view(func(txn *badger.Txn) error {
-		prefix := append(prefixed(holdsPrefix, id), 0)
 		opts := badger.DefaultIteratorOptions
 		opts.PrefetchValues = false
-		opts.Prefix = prefix
+		opts.Prefix = holdsPrefix
 		it := txn.NewIterator(opts)
 		defer it.Close()
 		o := newOverlay(txn)
 		for it.Rewind(); it.Valid(); it.Next() {
-			key := string(it.Item().Key()[len(prefix):])
+			session, key, ok := strings.Cut(string(it.Item().Key()[len(holdsPrefix):]), "\x00")
+			if !ok {
+				return fmt.Errorf("malformed holds entry %q", it.Item().Key())
+			}
 			e, err := o.get(key)
 			if err != nil {
 				return err
 			}
-			if e != nil && e.Session == id {
-				out = append(out, key)
+			if e != nil && e.Session == session {
+				out[session] = append(out[session], key)
 			}
 		}
 		return nil

@@ -297,17 +297,19 @@ func (f *fakeStore) Sessions(ctx context.Context, q kv.SessionQuery) (*kv.Sessio
 	return res, nil
 }
 
-func (f *fakeStore) HeldKeys(_ context.Context, id string, _ bool) ([]string, error) {
+func (f *fakeStore) HeldKeys(context.Context, bool) (map[string][]string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	keys := []string{}
+	held := map[string][]string{}
 	for k, e := range f.data {
-		if e.Session == id {
-			keys = append(keys, k)
+		if e.Session != "" {
+			held[e.Session] = append(held[e.Session], k)
 		}
 	}
-	sort.Strings(keys)
-	return keys, nil
+	for _, keys := range held {
+		sort.Strings(keys)
+	}
+	return held, nil
 }
 
 // The fake's ACLs are off unless resolver is set (memACL); the ACL API

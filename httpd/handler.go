@@ -48,7 +48,7 @@ type Store interface {
 	DestroySession(ctx context.Context, id string) error
 	RenewSession(ctx context.Context, id string) (kv.Session, error)
 	Sessions(ctx context.Context, q kv.SessionQuery) (*kv.SessionResult, error)
-	HeldKeys(ctx context.Context, session string, stale bool) ([]string, error)
+	HeldKeys(ctx context.Context, stale bool) (map[string][]string, error)
 
 	LastContact() time.Duration // since this node last heard from the leader (0 on it)
 	ID() string                 // this node's ID (its Consul node name)
@@ -136,7 +136,7 @@ func New(store Store, opts Options) http.Handler {
 	route("/v1/session/renew/", "session_renew", map[string]http.HandlerFunc{http.MethodPut: h.sessionRenew})
 	route("/v1/session/info/", "session_info", map[string]http.HandlerFunc{http.MethodGet: h.sessionInfo})
 	route("/v1/session/node/", "session_node", map[string]http.HandlerFunc{http.MethodGet: h.sessionNode})
-	route("/v1/session/keys/", "session_keys", map[string]http.HandlerFunc{http.MethodGet: h.sessionKeys})
+	route("/v1/session/keys", "session_keys", map[string]http.HandlerFunc{http.MethodGet: h.sessionKeys})
 	route("/v1/session/list", "session_list", map[string]http.HandlerFunc{http.MethodGet: h.sessionList})
 	route("/v1/agent/self", "agent_self", map[string]http.HandlerFunc{http.MethodGet: h.agentSelf})
 	open("/v1/status/leader", "status_leader", map[string]http.HandlerFunc{http.MethodGet: h.statusLeader})

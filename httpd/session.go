@@ -193,12 +193,15 @@ func (h *handler) sessionList(w http.ResponseWriter, r *http.Request) {
 	h.sessionRead(w, r, kv.SessionQuery{})
 }
 
-// sessionKeys answers GET /v1/session/keys/<id> (a raftkv extension): the
-// keys the session holds, as names (key list permission), for a token that
-// may read the session. An unknown or ended session holds nothing: [].
+// sessionKeys answers GET /v1/session/keys (a raftkv extension, for the
+// web UI): {"<session ID>": ["key", ...]} for every session holding keys,
+// in one request however many sessions there are. Like the session and key
+// reads it stands for, it shows only sessions the token may read, and of
+// their keys only those it may read (a key's holder is part of its entry).
+// One linearization covers both reads.
 func (h *handler) sessionKeys(w http.ResponseWriter, r *http.Request) {
-	id, ok := sessionArg(w, r, "/v1/session/keys/", "Missing session")
-	if !ok {
+	if has(r.URL.Query(), "index") {
+		writeError(w, kv.Errorf(kv.ErrInvalid, "blocking queries are not supported on /v1/session/keys"))
 		return
 	}
 	stale, _, _, err := readParams(r)
@@ -206,28 +209,36 @@ func (h *handler) sessionKeys(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	who := identity(r)
-	if who != allowAll {
-		res, err := h.store.Sessions(r.Context(), kv.SessionQuery{ID: id, Stale: stale})
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		for _, s := range res.Sessions {
-			if !who.SessionRead(s.Node) {
-				writeError(w, who.Denied("session", acl.Read, s.Node))
-				return
-			}
-		}
-	}
-	keys, err := h.store.HeldKeys(r.Context(), id, stale)
+	sessions, err := h.store.Sessions(r.Context(), kv.SessionQuery{Stale: stale})
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	keys, filtered := visible(keys, who.KeyList)
+	held, err := h.store.HeldKeys(r.Context(), true)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	who := identity(r)
+	out := make(map[string][]string, len(held))
+	filtered := false
+	for _, s := range sessions.Sessions {
+		keys, ok := held[s.ID]
+		if !ok {
+			continue
+		}
+		if !who.SessionRead(s.Node) {
+			filtered = true
+			continue
+		}
+		visibleKeys, some := visible(keys, who.KeyRead)
+		filtered = filtered || some
+		if len(visibleKeys) > 0 {
+			out[s.ID] = visibleKeys
+		}
+	}
 	markFiltered(w, filtered)
-	writeJSON(w, http.StatusOK, keys)
+	writeJSON(w, http.StatusOK, out)
 }
 
 // sessionRead answers the session GETs: reads like /v1/kv (linearizable

@@ -87,28 +87,33 @@ func TestSessionKeys(t *testing.T) {
 		"app/theirs":  {Key: "app/theirs", Session: "s2"},
 	}
 	store.resolver = acl.NewResolver(memACL{
-		tokens: map[string]*acl.Token{"reader": {AccessorID: "r", SecretID: "reader", Policies: []acl.PolicyLink{{ID: "p"}}}},
-		policies: map[string]*acl.Policy{"p": {ID: "p", Name: "p", Rules: `key_prefix "app/" { policy = "read" }
-session_prefix "n1" { policy = "read" }`}},
+		tokens: map[string]*acl.Token{
+			"reader": {AccessorID: "r", SecretID: "reader", Policies: []acl.PolicyLink{{ID: "p"}}},
+			"root":   {AccessorID: "a", SecretID: "root", Policies: []acl.PolicyLink{{ID: "all"}}},
+		},
+		policies: map[string]*acl.Policy{
+			"p": {ID: "p", Name: "p", Rules: `key_prefix "app/" { policy = "read" }
+session_prefix "n1" { policy = "read" }`},
+			"all": {ID: "all", Name: "all", Rules: `key_prefix "" { policy = "read" }
+session_prefix "" { policy = "read" }`},
+		},
 	}, false)
 	srv := httptest.NewServer(New(store, Options{}))
 	t.Cleanup(srv.Close)
 
-	r := do(t, srv, "GET", "/v1/session/keys/s1", "", "X-Consul-Token", "reader")
-	if r.status != http.StatusOK || r.body != "[\"app/lock\"]\n" || r.header.Get("X-Consul-Results-Filtered-By-ACLs") != "true" {
-		t.Fatalf("keys of s1 (secret/ filtered out): %d %q %v", r.status, r.body, r.header)
+	r := do(t, srv, "GET", "/v1/session/keys", "", "X-Consul-Token", "reader")
+	// s2 is another node's session; secret/lock is not readable.
+	if r.status != http.StatusOK || r.body != "{\"s1\":[\"app/lock\"]}\n" || r.header.Get("X-Consul-Results-Filtered-By-ACLs") != "true" {
+		t.Fatalf("held keys: %d %q %v", r.status, r.body, r.header)
 	}
-	if r := do(t, srv, "GET", "/v1/session/keys/s2", "", "X-Consul-Token", "reader"); r.status != http.StatusForbidden ||
-		!strings.Contains(r.body, "lacks permission 'session:read' on \"other\"") {
-		t.Fatalf("another node's session: %d %q", r.status, r.body)
+	if r := do(t, srv, "GET", "/v1/session/keys?stale", "", "X-Consul-Token", "root"); r.status != http.StatusOK ||
+		r.body != "{\"s1\":[\"app/lock\",\"secret/lock\"],\"s2\":[\"app/theirs\"]}\n" || r.header.Get("X-Consul-Results-Filtered-By-ACLs") != "" {
+		t.Fatalf("held keys, all visible: %d %q %v", r.status, r.body, r.header)
 	}
-	if r := do(t, srv, "GET", "/v1/session/keys/none", "", "X-Consul-Token", "reader"); r.status != http.StatusOK || r.body != "[]\n" {
-		t.Fatalf("unknown session: %d %q", r.status, r.body)
+	if r := do(t, srv, "GET", "/v1/session/keys?index=3", "", "X-Consul-Token", "reader"); r.status != http.StatusBadRequest || !strings.Contains(r.body, "blocking") {
+		t.Fatalf("a blocking query: %d %q", r.status, r.body)
 	}
-	if r := do(t, srv, "GET", "/v1/session/keys/", "", "X-Consul-Token", "reader"); r.status != http.StatusBadRequest || !strings.Contains(r.body, "Missing session") {
-		t.Fatalf("no id: %d %q", r.status, r.body)
-	}
-	if r := do(t, srv, "PUT", "/v1/session/keys/s1", "", "X-Consul-Token", "reader"); r.status != http.StatusMethodNotAllowed {
+	if r := do(t, srv, "PUT", "/v1/session/keys", "", "X-Consul-Token", "reader"); r.status != http.StatusMethodNotAllowed {
 		t.Fatalf("PUT: %d", r.status)
 	}
 }

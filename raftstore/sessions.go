@@ -126,20 +126,20 @@ func (s *RaftStore) Sessions(ctx context.Context, q kv.SessionQuery) (*kv.Sessio
 	return res, err
 }
 
-// HeldKeys returns the keys session id holds, linearizable unless stale.
-// Not part of Consul's API: the web UI shows what each session holds
-// without listing the whole keyspace.
-func (s *RaftStore) HeldKeys(ctx context.Context, id string, stale bool) ([]string, error) {
+// HeldKeys returns the keys each session holds (see fsm.HeldKeys),
+// linearizable unless stale. Not part of Consul's API: the web UI shows
+// what sessions hold without listing the whole keyspace.
+func (s *RaftStore) HeldKeys(ctx context.Context, stale bool) (map[string][]string, error) {
 	if !stale {
 		if err := s.linearize(ctx); err != nil {
 			return nil, err
 		}
 	}
-	keys, err := s.fsm.HeldKeys(id)
+	held, err := s.fsm.HeldKeys()
 	if err != nil {
-		return nil, fmt.Errorf("keys held by session %q: %w", id, err)
+		return nil, fmt.Errorf("keys held by sessions: %w", err)
 	}
-	return keys, nil
+	return held, nil
 }
 
 func (s *RaftStore) readSessions(q kv.SessionQuery) (*kv.SessionResult, error) {

@@ -59,11 +59,15 @@ func TestSessionsAndLocksAcrossNodes(t *testing.T) {
 	if err := a.Delete(ctx(t), "deleted"); err != nil {
 		t.Fatal(err)
 	}
-	if keys, err := b.HeldKeys(ctx(t), id, false); err != nil || len(keys) != 1 || keys[0] != "lock" {
-		t.Fatalf("keys held by the session: %q, %v", keys, err)
+	if ok, err := b.Acquire(ctx(t), "theirs", nil, other); !ok || err != nil {
+		t.Fatalf("acquire theirs: %v %v", ok, err)
 	}
-	if keys, err := b.HeldKeys(ctx(t), other, false); err != nil || len(keys) != 0 {
-		t.Fatalf("keys held by a session holding none: %q, %v", keys, err)
+	held, err := b.HeldKeys(ctx(t), false)
+	if err != nil || len(held) != 2 || len(held[id]) != 1 || held[id][0] != "lock" || len(held[other]) != 1 || held[other][0] != "theirs" {
+		t.Fatalf("keys held by sessions: %q, %v", held, err)
+	}
+	if ok, err := b.Release(ctx(t), "theirs", nil, other); !ok || err != nil {
+		t.Fatalf("release theirs: %v %v", ok, err)
 	}
 	// Renewed through a follower (forwarded to the leader's timers).
 	if s, err := b.RenewSession(ctx(t), id); err != nil || s.ID != id {
@@ -81,8 +85,8 @@ func TestSessionsAndLocksAcrossNodes(t *testing.T) {
 	if e, _ := b.Get(ctx(t), "lock"); e.Session != "" {
 		t.Fatalf("still held after destroy: %+v", e)
 	}
-	if keys, err := b.HeldKeys(ctx(t), id, false); err != nil || len(keys) != 0 {
-		t.Fatalf("keys held by a destroyed session: %q, %v", keys, err)
+	if held, err := b.HeldKeys(ctx(t), false); err != nil || len(held) != 0 {
+		t.Fatalf("keys held after the destroy: %q, %v", held, err)
 	}
 	if err := c.nodes[l].Kill(); err != nil {
 		t.Fatal(err)

@@ -6,7 +6,6 @@ import (
 	"embed"
 	"encoding/hex"
 	"io/fs"
-	"mime"
 	"net/http"
 	"path"
 	"strings"
@@ -24,6 +23,15 @@ const Prefix = "/ui/"
 // injected key value can never become code.
 const contentSecurityPolicy = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; " +
 	"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+
+// contentTypes are fixed here rather than read from the host's MIME tables:
+// a module script served as text/plain (with nosniff) would not run.
+var contentTypes = map[string]string{
+	".html": "text/html; charset=utf-8",
+	".js":   "text/javascript; charset=utf-8",
+	".css":  "text/css; charset=utf-8",
+	".svg":  "image/svg+xml",
+}
 
 type asset struct {
 	body        []byte
@@ -43,8 +51,8 @@ func Handler() http.Handler {
 			return err
 		}
 		sum := sha256.Sum256(body)
-		ctype := mime.TypeByExtension(path.Ext(p))
-		if ctype == "" {
+		ctype, ok := contentTypes[path.Ext(p)]
+		if !ok {
 			ctype = http.DetectContentType(body)
 		}
 		assets[strings.TrimPrefix(p, "web/")] = asset{body: body, etag: `"` + hex.EncodeToString(sum[:8]) + `"`, contentType: ctype}

@@ -100,10 +100,16 @@ type Pilot struct {
 	raft  *raft.Raft
 	node  Node
 	lib   *ap.Autopilot
-	state atomic.Pointer[ap.State]
-	// stats are the servers' last answers in full (raft-autopilot keeps
-	// only the fields it uses).
-	stats atomic.Pointer[map[raft.ServerID]Stats]
+	// last is the last state with the servers' stats in full (raft-
+	// autopilot keeps only the fields it uses), published together so a
+	// report never mixes two rounds.
+	last atomic.Pointer[snapshot]
+
+	// fetched are the stats of the round in progress, kept from the fetch
+	// until raft-autopilot announces the state it made of them (both run
+	// on its one update loop).
+	fetchedMu sync.Mutex
+	fetched   map[raft.ServerID]Stats
 
 	mu     sync.Mutex
 	cancel context.CancelFunc
@@ -145,25 +151,26 @@ func (p *Pilot) Stop() {
 		cancel()
 		<-p.lib.Stop()
 	}
-	p.state.Store(nil)
-	p.stats.Store(nil)
+	p.last.Store(nil)
+	p.fetchedMu.Lock()
+	p.fetched = nil
+	p.fetchedMu.Unlock()
 }
 
-// State is the last state the pilot computed, nil before the first one or
-// when it does not run.
-func (p *Pilot) State() *ap.State { return p.state.Load() }
+// snapshot is a pilot state and the stats it was made from.
+type snapshot struct {
+	state *ap.State
+	stats map[raft.ServerID]Stats
+}
 
-// Report is the health report of the last state, nil as State is.
+// Report is the health report of the last state the pilot computed, nil
+// before the first one or when it does not run.
 func (p *Pilot) Report() *kv.AutopilotHealth {
-	s := p.state.Load()
-	if s == nil {
+	l := p.last.Load()
+	if l == nil {
 		return nil
 	}
-	var stats map[raft.ServerID]Stats
-	if m := p.stats.Load(); m != nil {
-		stats = *m
-	}
-	h := report(s, stats)
+	h := report(l.state, l.stats)
 	return &h
 }
 
@@ -178,14 +185,38 @@ func (p *integration) AutopilotConfig() *ap.Config {
 	}
 }
 
-func (p *integration) NotifyState(s *ap.State) { p.state.Store(s) }
+// NotifyState publishes a new state with the stats it was made from. A
+// server that did not answer this round keeps its previous stats, as
+// raft-autopilot keeps its own.
+func (p *integration) NotifyState(s *ap.State) {
+	p.fetchedMu.Lock()
+	fetched := p.fetched
+	p.fetched = nil
+	p.fetchedMu.Unlock()
+	stats := map[raft.ServerID]Stats{}
+	if prev := p.last.Load(); prev != nil {
+		for id := range s.Servers {
+			if st, ok := prev.stats[id]; ok {
+				stats[id] = st
+			}
+		}
+	}
+	for id, st := range fetched {
+		stats[id] = st
+	}
+	p.last.Store(&snapshot{state: s, stats: stats})
+}
 
 func (p *integration) FetchServerStats(ctx context.Context, servers map[raft.ServerID]*ap.Server) map[raft.ServerID]*ap.ServerStats {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	out := map[raft.ServerID]*ap.ServerStats{}
 	full := map[raft.ServerID]Stats{}
-	defer func() { p.stats.Store(&full) }()
+	defer func() {
+		p.fetchedMu.Lock()
+		p.fetched = full
+		p.fetchedMu.Unlock()
+	}()
 	for id, srv := range servers {
 		wg.Add(1)
 		go func() {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	ap "github.com/hashicorp/raft-autopilot"
+	"github.com/raftkv/raftkv/kv"
 )
 
 type fakeClock struct{ now time.Time }
@@ -56,5 +57,44 @@ func TestReport(t *testing.T) {
 	}
 	if s := h.Servers[2]; s.LastContact != "never" || s.Voter || s.Healthy || s.SerfStatus != "failed" {
 		t.Fatalf("n3: %+v", s)
+	}
+}
+
+// A report pairs each state with the stats it was made from; a server that
+// did not answer a round keeps its previous stats, one that left drops.
+func TestReportKeepsStatsWithTheirState(t *testing.T) {
+	p := &Pilot{}
+	in := (*integration)(p)
+	state := func(ids ...raft.ServerID) *ap.State {
+		s := &ap.State{Servers: map[raft.ServerID]*ap.ServerState{}}
+		for _, id := range ids {
+			s.Servers[id] = &ap.ServerState{Server: ap.Server{ID: id}}
+		}
+		return s
+	}
+	commit := func(h *kv.AutopilotHealth) map[string]uint64 {
+		out := map[string]uint64{}
+		for _, s := range h.Servers {
+			out[s.ID] = s.CommitIndex
+		}
+		return out
+	}
+	if p.Report() != nil {
+		t.Fatal("a report before the first state")
+	}
+	p.fetched = map[raft.ServerID]Stats{"n1": {CommitIndex: 5}, "n2": {CommitIndex: 6}}
+	in.NotifyState(state("n1", "n2"))
+	if c := commit(p.Report()); c["n1"] != 5 || c["n2"] != 6 {
+		t.Fatalf("first round: %v", c)
+	}
+	p.fetched = map[raft.ServerID]Stats{"n1": {CommitIndex: 7}} // n2 did not answer
+	in.NotifyState(state("n1", "n2"))
+	if c := commit(p.Report()); c["n1"] != 7 || c["n2"] != 6 {
+		t.Fatalf("second round: %v", c)
+	}
+	p.fetched = map[raft.ServerID]Stats{"n1": {CommitIndex: 8}} // n2 left
+	in.NotifyState(state("n1"))
+	if h := p.Report(); len(h.Servers) != 1 || h.Servers[0].CommitIndex != 8 || len(p.last.Load().stats) != 1 {
+		t.Fatalf("after n2 left: %+v", h)
 	}
 }

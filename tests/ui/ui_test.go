@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -39,6 +40,37 @@ func jsString(s string) string {
 }
 
 func js(s string) string { return jsString(s) }
+
+// steadyTraffic writes through node 0 and reads on addr until stopped (or
+// the test ends).
+func steadyTraffic(t *testing.T, c *proccluster.Cluster, addr string) (stop func()) {
+	quit := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		hc := c.HTTPClient(10 * time.Second) // with the management token
+		send := func(method, addr, path string) {
+			req, _ := http.NewRequest(method, c.URL(addr, path), strings.NewReader("x"))
+			if resp, err := hc.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		}
+		for i := 0; ; i++ {
+			select {
+			case <-quit:
+				return
+			default:
+			}
+			send("PUT", c.Procs[0].Addr, fmt.Sprintf("/v1/kv/load/%d", i%50))
+			send("GET", addr, "/v1/kv/app/config")
+			send("GET", addr, "/v1/kv/app/name")
+		}
+	}()
+	var once sync.Once
+	stop = func() { once.Do(func() { close(quit); <-done }) }
+	t.Cleanup(stop)
+	return stop
+}
 
 // sparkPoints: the write sparkline has at least n points.
 func sparkPoints(n int) string {
@@ -74,6 +106,7 @@ func TestUI(t *testing.T) {
 	root.must("PUT", "/v1/kv/app/deep/er/key", "x")
 	root.must("PUT", "/v1/kv/other/one", "1")
 	root.must("PUT", "/v1/kv/other/two", "2")
+	root.must("PUT", "/v1/kv/otherwise", "not in other/")
 
 	b := newBrowser(t, c.URL(node.Addr, ""))
 
@@ -93,40 +126,16 @@ func TestUI(t *testing.T) {
 		for _, p := range c.Procs {
 			b.waitUntil(p.ID+"'s row", exists(fmt.Sprintf(`#members tr[data-member=%s]`, js(p.ID))))
 		}
-		b.waitUntil("the sparklines", exists("#spark-writes")+" && "+exists("#spark-reads"))
-		// The write rate is measured: writes while the page watches show up.
-		for i := range 30 {
-			root.must("PUT", fmt.Sprintf("/v1/kv/load/%d", i), "x")
-		}
+		// The rates are measured: traffic while the page watches shows up
+		// (kept going until it does: the page samples every 2 s).
+		stop := steadyTraffic(t, c, node.Addr)
 		b.waitUntil("a write rate", `/[1-9]/.test(document.querySelector("#rate-writes").textContent)`)
+		b.waitUntil("a read rate", `/[1-9]/.test(document.querySelector("#rate-reads").textContent)`)
 		b.waitUntil("the write sparkline", sparkPoints(2))
-		if screenshots() { // a picture worth looking at: steady traffic for a while
-			stop := make(chan struct{})
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				hc := c.HTTPClient(10 * time.Second) // with the management token
-				send := func(method, addr, path string) {
-					req, _ := http.NewRequest(method, c.URL(addr, path), strings.NewReader("x"))
-					if resp, err := hc.Do(req); err == nil {
-						resp.Body.Close()
-					}
-				}
-				for i := 0; ; i++ {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					send("PUT", c.Procs[0].Addr, fmt.Sprintf("/v1/kv/load/%d", i%50))
-					send("GET", node.Addr, "/v1/kv/app/config")
-					send("GET", node.Addr, "/v1/kv/app/name")
-				}
-			}()
+		if screenshots() { // a picture worth looking at
 			b.waitUntil("a long sparkline", sparkPoints(8))
-			close(stop)
-			<-done
 		}
+		stop()
 		b.screenshot("ui-cluster")
 
 		before := c.Leader()
@@ -166,6 +175,12 @@ func TestUI(t *testing.T) {
 		b.waitUntil("the hex dump", textHas("#kv-value", "00 01 02"))
 		b.go_("#/kv/app/name")
 		b.waitUntil("text shown as text", textIs("#kv-format", "text")+" && "+textIs("#kv-value", "checkout"))
+
+		// A key whose path a URL cannot carry (browsers resolve "..") is
+		// listed but not opened: a request for it would reach another key.
+		root.must("PUT", "/v1/txn", `[{"KV":{"Verb":"set","Key":"x/../y","Value":"eA=="}}]`)
+		b.go_("#/kv/x/")
+		b.waitUntil("the unaddressable folder listed, without a link", exists(keyItem("x/../"))+" && !"+exists(keyItem("x/../")+" a"))
 
 		// Search by prefix.
 		b.go_("#/kv/")
@@ -265,8 +280,12 @@ func TestUI(t *testing.T) {
 			}
 			return nil
 		})
-		if root.entry("app/config") == nil {
-			t.Fatal("deleting other/ deleted app/config")
+		if root.entry("app/config") == nil || root.entry("otherwise") == nil {
+			t.Fatal("deleting other/ deleted keys outside it")
+		}
+		// (A URL cannot name x/../y; a transaction can.)
+		if code, out := root.do("PUT", "/v1/txn", `[{"KV":{"Verb":"get","Key":"x/../y"}}]`); code != http.StatusOK {
+			t.Fatalf("x/../y after deleting other/: %d %s", code, out)
 		}
 	})
 

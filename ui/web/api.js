@@ -33,7 +33,8 @@ export const isAbort = (e) => e && e.name === 'AbortError';
 
 // call sends one request. ok lists non-2xx statuses that are answers rather
 // than failures (404 = absent for keys, 429 = unhealthy for autopilot).
-// It resolves to {status, index, data}; data is parsed JSON unless raw.
+// It resolves to {status, index, data, headers}; data is parsed JSON unless
+// raw.
 export async function call(method, path, { body, signal, ok = [], raw = false } = {}) {
   const headers = {};
   const token = getToken();
@@ -46,7 +47,7 @@ export async function call(method, path, { body, signal, ok = [], raw = false } 
   }
   let data = text;
   if (!raw) data = text.trim() === '' ? null : JSON.parse(text);
-  return { status: res.status, index, data };
+  return { status: res.status, index, data, headers: res.headers };
 }
 
 // sleep resolves after ms, or at once when signal aborts (never rejects, so

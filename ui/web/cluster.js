@@ -20,6 +20,11 @@ export function show(_route, signal) {
   $('cluster-status').textContent = '';
   for (const id of ['rate-writes', 'rate-reads']) $(id).textContent = '—';
   for (const id of ['spark-writes', 'spark-reads']) $(id).replaceChildren();
+  // Nothing from the previous token stays on screen: after a switch to one
+  // without operator:read, an old table beside the 403 would look current.
+  $('members').tBodies[0].replaceChildren();
+  $('cluster-summary').replaceChildren();
+  delete $('cluster-summary').dataset.healthy;
   loop(signal).catch(reportError);
 }
 

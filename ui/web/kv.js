@@ -5,14 +5,13 @@
 import { call, watch } from './api.js';
 import { $, el, clearError, showError, reportError, pollFailed, pollOk, confirmAction } from './dom.js';
 import {
-  b64ToBytes, describe, encodeKey, folderHash, keyHash, searchHash, parentPrefix, parseFlags,
+  addressable, b64ToBytes, describe, folderHash, keyHash, kvPath, searchHash, parentPrefix, parseFlags,
+  unaddressableError,
 } from './value.js';
 
 // st is the current route; handlers compare against it after every await
 // so that an answer arriving after navigation changes nothing.
 let st = null;
-
-const kvPath = (key) => `/v1/kv/${encodeKey(key)}`;
 
 export function show(route, signal) {
   st = { route, signal, key: null };
@@ -56,10 +55,14 @@ function showFolder(route, signal) {
   $('kv-delete-folder').hidden = search || prefix === '';
   $('kv-list').replaceChildren();
   $('kv-empty').hidden = true;
+  $('kv-filtered').hidden = true;
   let last = null;
   watch(`${kvPath(prefix)}?keys&separator=/`, signal, {
     ok: [404], // nothing under the prefix: an empty folder
-    onData: (keys) => {
+    onData: (keys, res) => {
+      // The server drops keys the token may not list; this header is the
+      // only sign of them.
+      $('kv-filtered').hidden = res.headers.get('X-Consul-Results-Filtered-By-ACLs') !== 'true';
       const list = Array.isArray(keys) ? keys : [];
       const sig = JSON.stringify(list);
       if (sig === last) return; // the index moved for a write elsewhere
@@ -78,8 +81,13 @@ function renderList(keys, prefix, base) {
     // is a key, not the folder again.
     const folder = k.endsWith('/') && k !== prefix;
     const name = k.slice(base.length) || k;
-    frag.append(el('li', { data: { key: k }, className: folder ? 'folder' : 'key' },
-      el('a', { href: folder ? folderHash(k) : keyHash(k) }, name)));
+    // Such keys exist (written through /v1/txn, say) but no request path
+    // reaches them, so they are listed without a link.
+    const item = addressable(k)
+      ? el('a', { href: folder ? folderHash(k) : keyHash(k) }, name)
+      : el('span', { className: 'plain', title: unaddressableError(k).message },
+        name, el('small', { className: 'muted' }, 'not addressable here'));
+    frag.append(el('li', { data: { key: k }, className: folder ? 'folder' : 'key' }, item));
   }
   $('kv-list').replaceChildren(frag);
   $('kv-empty').hidden = keys.length > 0;
@@ -113,6 +121,7 @@ $('kv-create').addEventListener('submit', async (ev) => {
   const key = $('kv-create-key').value;
   const flags = parseFlags($('kv-create-flags').value);
   if (key === '') return showError('the key name is empty');
+  if (!addressable(key)) return showError(unaddressableError(key).message);
   if (flags === null) return showError('flags must be an unsigned 64-bit integer');
   const btn = $('kv-create-submit');
   btn.disabled = true;
@@ -190,8 +199,9 @@ function onEntry(k, data, index) {
   if (!accept(k, data, index)) return;
   if (k.busy) return; // the save in flight reloads the editor itself
   if (k.conflict) {
-    k.conflict.entry = k.entry; // overwrite then uses the newest index
+    k.conflict.entry = k.entry; // overwrite or delete then uses the newest index
     renderTheirs(k);
+    updateButtons(k);
     return;
   }
   if (!k.loaded || !dirty(k)) loadEditor(k);
@@ -251,6 +261,8 @@ function updateButtons(k) {
   $('kv-save').disabled = blocked;
   $('kv-delete').disabled = blocked || k.loaded.index === 0;
   $('kv-conflict-overwrite').disabled = k.busy;
+  // Nothing to delete once the key is gone.
+  $('kv-conflict-delete').disabled = k.busy || !(k.conflict && k.conflict.entry);
   $('kv-conflict-discard').disabled = k.busy;
 }
 
@@ -288,7 +300,7 @@ async function save(k, mine, index) {
       setStatus('saved');
     } else {
       setStatus('');
-      showConflict(k, mine, 'Someone changed this key after you loaded it. Nothing was written.');
+      showConflict(k, 'save', mine, 'Someone changed this key after you loaded it. Nothing was written.');
     }
   } catch (e) {
     setStatus('');
@@ -299,8 +311,16 @@ async function save(k, mine, index) {
   }
 }
 
-function showConflict(k, mine, reason) {
-  k.conflict = { mine, entry: k.entry };
+// showConflict shows mine beside the current version. op is what was
+// refused: after a 'save' the user may overwrite, after a 'delete' only
+// delete (never write the editor's content: they asked for a delete).
+function showConflict(k, op, mine, reason) {
+  k.conflict = { op, mine, entry: k.entry };
+  const del = op === 'delete';
+  $('kv-conflict-title').textContent = del ? 'Not deleted: the key changed' : 'Not saved: the key changed';
+  $('kv-conflict-mine-label').textContent = del ? 'You asked to delete' : 'Yours';
+  $('kv-conflict-overwrite').hidden = del;
+  $('kv-conflict-delete').hidden = !del;
   $('kv-conflict-reason').textContent = reason;
   $('kv-conflict-mine').textContent = mine.mine;
   renderTheirs(k);
@@ -325,7 +345,7 @@ function hideConflict(k) {
 
 $('kv-conflict-overwrite').addEventListener('click', () => {
   const k = st && st.key;
-  if (!k || !k.conflict || k.busy) return;
+  if (!k || !k.conflict || k.conflict.op !== 'save' || k.busy) return;
   const e = k.conflict.entry;
   // cas=0 when it was deleted meanwhile: recreate, but only if still absent.
   save(k, k.conflict.mine, e ? e.ModifyIndex : 0);
@@ -340,16 +360,43 @@ $('kv-conflict-discard').addEventListener('click', () => {
   clearError();
 });
 
+$('kv-conflict-delete').addEventListener('click', () => {
+  const k = st && st.key;
+  if (!k || !k.conflict || k.conflict.op !== 'delete' || !k.conflict.entry || k.busy) return;
+  const e = k.conflict.entry;
+  remove(k, e.ModifyIndex, { mine: e.view.display });
+});
+
+const DELETE_CONFLICT = 'Someone changed this key after you loaded it, so it was not deleted. '
+  + 'Delete anyway removes the current version shown here; Discard loads it.';
+
 $('kv-delete').addEventListener('click', async () => {
   const k = st && st.key;
   if (!k || !k.loaded || k.busy || k.conflict || k.loaded.index === 0) return;
   setStatus('');
+  // Taken before the dialog: a live update while it is open may reload the
+  // editor, and the delete must be of the version the user was asked about.
+  const { index, bytes } = k.loaded;
+  const mine = { mine: describe(bytes).display };
   if (!(await confirmAction(`Delete the key “${k.key}”?`, 'Delete'))) return;
   if (k.signal.aborted || k.busy || k.conflict) return;
+  // Changed while the dialog was open (or the editor was already behind
+  // the value shown): a CAS delete at index cannot succeed, so say why
+  // without sending it.
+  if ((k.entry ? k.entry.ModifyIndex : 0) !== index) {
+    showConflict(k, 'delete', mine, DELETE_CONFLICT);
+    return;
+  }
+  remove(k, index, mine);
+});
+
+// remove deletes with check-and-set; false means the key moved on since
+// index, and the newer version is shown for the user to decide again.
+async function remove(k, index, mine) {
   k.busy = true;
   updateButtons(k);
   try {
-    const res = await call('DELETE', `${kvPath(k.key)}?cas=${k.loaded.index}`);
+    const res = await call('DELETE', `${kvPath(k.key)}?cas=${index}`);
     if (k.signal.aborted) return;
     if (res.data === true) {
       clearError();
@@ -358,15 +405,11 @@ $('kv-delete').addEventListener('click', async () => {
     }
     await fetchEntry(k);
     if (k.signal.aborted) return;
-    const text = $('kv-editor').value;
-    const body = text === k.loaded.text ? k.loaded.bytes : text;
-    const flags = parseFlags($('kv-edit-flags').value) ?? '0';
-    showConflict(k, { body, mine: typeof body === 'string' ? text : describe(body).display, flags },
-      'Someone changed this key after you loaded it, so it was not deleted. Discard to load the current value, then delete again.');
+    showConflict(k, 'delete', mine, DELETE_CONFLICT);
   } catch (e) {
     reportError(e);
   } finally {
     k.busy = false;
     updateButtons(k);
   }
-});
+}

@@ -1,27 +1,29 @@
 // Sessions view: the session list (live by blocking query) with the keys
 // each session holds. Acquiring or releasing a lock does not change the
-// session list, so held keys are also re-read every 5 s.
+// session list, so held keys are also re-read every 5 s: one request for
+// all sessions, never two at once.
 
 import { call, watch, sleep } from './api.js';
 import { $, el, clearError, reportError, pollFailed, pollOk, confirmAction } from './dom.js';
-import { keyHash, fmtLockDelay } from './value.js';
+import { addressable, keyHash, fmtLockDelay, unaddressableError } from './value.js';
 
 const HELD_MS = 5000;
 
-let held = new Map(); // session ID → keys (JSON string, to skip no-op redraws)
+let held = null; // the last answer: session ID → keys; null until the first
+let heldSig = ''; // its JSON, to skip redraws when nothing changed
 let cells = new Map(); // session ID → its td.held in the current table
 
 export function show(_route, signal) {
-  held = new Map();
+  held = null;
+  heldSig = '';
   cells = new Map();
   $('sessions').tBodies[0].replaceChildren();
   $('sessions-empty').hidden = true;
-  let list = [];
+  const refresh = heldRefresher(signal);
   watch('/v1/session/list', signal, {
     onData: (data) => {
-      list = Array.isArray(data) ? data : [];
-      render(list);
-      refreshHeld(list, signal);
+      render(Array.isArray(data) ? data : []);
+      refresh();
     },
     onFail: (e) => pollFailed('sessions', e),
     onOk: () => pollOk('sessions'),
@@ -30,7 +32,7 @@ export function show(_route, signal) {
     for (;;) {
       await sleep(HELD_MS, signal);
       if (signal.aborted) return;
-      await refreshHeld(list, signal);
+      refresh();
     }
   })().catch(reportError);
 }
@@ -40,7 +42,7 @@ function render(list) {
   const rows = list.map((s) => {
     const cell = el('td', { className: 'held' });
     cells.set(s.ID, cell);
-    fillHeld(cell, held.get(s.ID));
+    fillHeld(cell, s.ID);
     return el('tr', { data: { session: s.ID } },
       el('td', { className: 'mono' }, s.ID),
       el('td', {}, s.Name || ''),
@@ -57,31 +59,60 @@ function render(list) {
   $('sessions-empty').hidden = list.length > 0;
 }
 
-function fillHeld(cell, json) {
-  const keys = json ? JSON.parse(json) : [];
-  const items = [];
-  for (const k of keys) items.push(el('a', { href: keyHash(k), className: 'mono' }, k));
-  cell.replaceChildren(...(items.length ? items : [el('span', { className: 'muted' }, json ? 'none' : '…')]));
+// fillHeld: sessions holding nothing are absent from the answer.
+function fillHeld(cell, id) {
+  if (!held) return cell.replaceChildren(el('span', { className: 'muted' }, '…'));
+  const keys = Object.hasOwn(held, id) && Array.isArray(held[id]) ? held[id] : [];
+  const items = keys.map((k) => (addressable(k)
+    ? el('a', { href: keyHash(k), className: 'mono' }, k)
+    : el('span', { className: 'mono', title: unaddressableError(k).message }, k)));
+  cell.replaceChildren(...(items.length ? items : [el('span', { className: 'muted' }, 'none')]));
 }
 
-async function refreshHeld(list, signal) {
-  await Promise.all(list.map(async (s) => {
+// heldRefresher returns refresh(), which reads GET /v1/session/keys. One
+// request at a time: a refresh asked for while one is in flight runs once
+// after it (so a list change is answered from after the change), however
+// many were asked for.
+function heldRefresher(signal) {
+  let running = false;
+  let again = false;
+  let seq = 0;
+  let applied = 0;
+
+  async function once() {
+    const n = ++seq;
     let res;
     try {
-      // 404: the session ended between the list and this read.
-      res = await call('GET', `/v1/session/keys/${encodeURIComponent(s.ID)}`, { signal, ok: [404] });
+      res = await call('GET', '/v1/session/keys', { signal });
     } catch (e) {
-      if (!signal.aborted) pollFailed('held', e);
+      if (!signal.aborted) pollFailed('held', e); // shown once, the table stays
       return;
     }
-    if (signal.aborted) return;
+    // Requests do not overlap, so answers come in order; the sequence
+    // number keeps an older answer from undoing a newer one regardless.
+    if (signal.aborted || n < applied) return;
+    applied = n;
     pollOk('held');
-    const json = JSON.stringify(Array.isArray(res.data) ? res.data : []);
-    if (held.get(s.ID) === json) return;
-    held.set(s.ID, json);
-    const cell = cells.get(s.ID);
-    if (cell) fillHeld(cell, json);
-  }));
+    const sig = JSON.stringify(res.data);
+    if (sig === heldSig) return;
+    heldSig = sig;
+    held = res.data && typeof res.data === 'object' ? res.data : {};
+    for (const [id, cell] of cells) fillHeld(cell, id);
+  }
+
+  return function refresh() {
+    if (running) {
+      again = true;
+      return;
+    }
+    running = true;
+    (async () => {
+      do {
+        again = false;
+        await once();
+      } while (again && !signal.aborted);
+    })().catch(reportError).finally(() => { running = false; });
+  };
 }
 
 $('sessions').tBodies[0].addEventListener('click', async (ev) => {

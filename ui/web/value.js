@@ -33,14 +33,55 @@ export function describe(bytes) {
   if (first === '{' || first === '[') {
     try {
       const v = JSON.parse(text);
-      if (v !== null && typeof v === 'object') {
-        return { format: 'json', display: JSON.stringify(v, null, 2), text };
-      }
+      // JSON.parse only decides that it is JSON: the shown text is the
+      // original re-indented, since a parse/stringify round trip rounds big
+      // integers, rewrites 1.50 as 1.5 and drops duplicate keys.
+      if (v !== null && typeof v === 'object') return { format: 'json', display: indentJSON(text), text };
     } catch { /* not JSON: text or hex below */ }
   }
   if (CONTROL.test(text)) return { format: 'hex', display: hexdump(bytes), text: null };
   return { format: 'text', display: text, text };
 }
+
+// indentJSON re-indents valid JSON token by token (2 spaces a level),
+// copying every string and number exactly as written.
+export function indentJSON(text) {
+  let out = '';
+  let depth = 0;
+  const nl = () => '\n' + '  '.repeat(depth);
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"') {
+      let j = i + 1;
+      while (text[j] !== '"') j += text[j] === '\\' ? 2 : 1; // skip the escaped char
+      out += text.slice(i, j + 1);
+      i = j;
+    } else if (c === '{' || c === '[') {
+      let j = i + 1;
+      while (JSON_SPACE.includes(text[j])) j++;
+      if (text[j] === '}' || text[j] === ']') {
+        out += c + text[j]; // empty: stays on one line
+        i = j;
+      } else {
+        depth++;
+        out += c + nl();
+      }
+    } else if (c === '}' || c === ']') {
+      depth--;
+      out += nl() + c;
+    } else if (c === ',') {
+      out += ',' + nl();
+    } else if (c === ':') {
+      out += ': ';
+    } else if (!JSON_SPACE.includes(c)) {
+      out += c;
+    }
+  }
+  return out;
+}
+
+// JSON's insignificant whitespace (not \s: other spaces are not JSON).
+const JSON_SPACE = ' \t\n\r';
 
 // hexdump formats like `hexdump -C`: offset, 16 bytes in two groups, ASCII.
 export function hexdump(bytes) {
@@ -69,6 +110,30 @@ export function hexdump(bytes) {
 // '?', '#', '%', spaces and the like cannot change the request's meaning.
 export function encodeKey(key) {
   return key.split('/').map(encodeURIComponent).join('/');
+}
+
+// addressable: whether /v1/kv/<key> reaches this very key. Browsers resolve
+// "." and ".." segments (escaped as %2e too) and the server redirects paths
+// with empty segments, so "x/../y" would read, write or delete "y". Only a
+// final empty segment (a folder's trailing '/') survives; "" is the root.
+export function addressable(key) {
+  if (key.startsWith('/')) return false;
+  const segs = key.split('/');
+  return segs.every((s, i) => s !== '.' && s !== '..' && (s !== '' || i === segs.length - 1));
+}
+
+export function unaddressableError(key) {
+  return new Error(`key ${JSON.stringify(key)} cannot be addressed in a URL path (a "." or ".." or empty segment); use the API's /v1/txn or the CLI`);
+}
+
+// kvPath is the only place a key becomes a request path; it throws rather
+// than let a request land on another key. The URL check is defence in
+// depth: whatever the URL parser would rewrite is refused too (the origin
+// plays no part in resolving an absolute path, so any base will do).
+export function kvPath(key) {
+  const path = '/v1/kv/' + encodeKey(key);
+  if (!addressable(key) || new URL(path, 'http://localhost').pathname !== path) throw unaddressableError(key);
+  return path;
 }
 
 function decodeSegment(s) {
