@@ -1,8 +1,9 @@
 // Package mux puts raft and HTTP on one TCP port.
 //
 // A root listener is split with cmux: connections that start with RaftMarker
-// (written by our own Dial) go to the raft StreamLayer, HTTP/1 goes to the
-// HTTP server, anything else is closed. Each side gets its own listener whose
+// (written by our own Dial) go to the raft StreamLayer, those that start
+// with ForwardMarker to the forwarding stream's listener, everything else
+// to the HTTP server. Each side gets its own listener whose
 // Close stops only that side: cmux's child listeners would close the shared
 // root, so raft's transport shutting down would take HTTP with it.
 //

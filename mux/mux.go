@@ -19,6 +19,10 @@ import (
 // with either.
 const RaftMarker byte = 0x01
 
+// ForwardMarker is the first byte of every forwarding stream (writes a
+// follower sends its leader; package fwdstream).
+const ForwardMarker byte = 0x02
+
 // DefaultSniffTimeout bounds how long a new connection may take to send the
 // bytes that tell raft from HTTP.
 const DefaultSniffTimeout = 5 * time.Second
@@ -30,10 +34,11 @@ type Mux struct {
 	advertise net.Addr
 	logger    *slog.Logger
 
-	raft   *RaftLayer
-	http   *childListener
-	faults faults
-	tls    *TLS // nil: plaintext, split by sniffing
+	raft    *RaftLayer
+	http    *childListener
+	forward *childListener
+	faults  faults
+	tls     *TLS // nil: plaintext, split by sniffing
 
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -65,6 +70,7 @@ func New(ln net.Listener, opts Options) (*Mux, error) {
 	m := &Mux{root: ln, advertise: advertise, logger: opts.Logger, tls: opts.TLS}
 	m.raft = &RaftLayer{childListener: newChild(advertise), sniffTimeout: opts.SniffTimeout, mux: m}
 	m.http = newChild(ln.Addr())
+	m.forward = newChild(advertise)
 	if opts.TLS != nil {
 		m.wg.Add(1)
 		go func() { defer m.wg.Done(); m.serveTLS(opts.TLS, opts.SniffTimeout) }()
@@ -80,18 +86,23 @@ func New(ln net.Listener, opts Options) (*Mux, error) {
 		}
 		return true // keep serving; a bad connection is that connection's problem
 	})
-	raftLn := m.cm.Match(func(r io.Reader) bool {
-		var b [1]byte
-		n, _ := io.ReadFull(r, b[:])
-		return n == 1 && b[0] == RaftMarker
-	})
+	marked := func(marker byte) cmux.Matcher {
+		return func(r io.Reader) bool {
+			var b [1]byte
+			n, _ := io.ReadFull(r, b[:])
+			return n == 1 && b[0] == marker
+		}
+	}
+	raftLn := m.cm.Match(marked(RaftMarker))
+	forwardLn := m.cm.Match(marked(ForwardMarker))
 	// Everything that is not raft is HTTP: the HTTP server itself answers
 	// methods cmux's matcher does not know (PATCH, ...) with 405, and
 	// garbage with 400.
 	httpLn := m.cm.Match(cmux.Any())
-	m.wg.Add(3)
+	m.wg.Add(4)
 	go func() { defer m.wg.Done(); _ = m.cm.Serve() }()
-	go func() { defer m.wg.Done(); m.pump(raftLn, m.raft.childListener, m.raft.consumeMarker) }()
+	go func() { defer m.wg.Done(); m.pump(raftLn, m.raft.childListener, m.consumeMarker(RaftMarker)) }()
+	go func() { defer m.wg.Done(); m.pump(forwardLn, m.forward, m.consumeMarker(ForwardMarker)) }()
 	go func() { defer m.wg.Done(); m.pump(httpLn, m.http, nil) }()
 	return m, nil
 }
@@ -119,6 +130,30 @@ func (m *Mux) RaftLayer() *RaftLayer { return m.raft }
 // HTTPListener is the listener for the HTTP server.
 func (m *Mux) HTTPListener() net.Listener { return m.http }
 
+// ForwardListener is the listener for forwarding streams from peers.
+func (m *Mux) ForwardListener() net.Listener { return m.forward }
+
+// DialForward opens a forwarding stream to a peer's shared port. With TLS
+// it presents this node's certificate, as raft does.
+func (m *Mux) DialForward(ctx context.Context, addr string) (net.Conn, error) {
+	if m.tls != nil {
+		return m.dial(ctx, "tcp", addr, ProtoForward)
+	}
+	c, err := m.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if d, ok := ctx.Deadline(); ok {
+		_ = c.SetWriteDeadline(d)
+	}
+	if _, err := c.Write([]byte{ForwardMarker}); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("mux: write forwarding marker to %s: %w", addr, err)
+	}
+	_ = c.SetWriteDeadline(time.Time{})
+	return c, nil
+}
+
 // Close stops accepting on the port and closes both sides. Connections
 // already handed out are their owners' to close.
 func (m *Mux) Close() error {
@@ -130,6 +165,7 @@ func (m *Mux) Close() error {
 		}
 		m.raft.Close()
 		m.http.Close()
+		m.forward.Close()
 		m.wg.Wait()
 	})
 	if err != nil && !errors.Is(err, net.ErrClosed) {
@@ -157,7 +193,7 @@ func (m *Mux) pump(from net.Listener, to *childListener, prepare func(net.Conn) 
 		go func() {
 			defer wg.Done()
 			if err := prepare(c); err != nil {
-				m.logger.Debug("mux: dropping raft connection", "remote", c.RemoteAddr(), "err", err)
+				m.logger.Debug("mux: dropping a marked connection", "remote", c.RemoteAddr(), "err", err)
 				c.Close()
 				return
 			}
@@ -254,14 +290,16 @@ func (l *RaftLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net
 }
 
 // consumeMarker strips the marker byte that cmux replays after matching.
-func (l *RaftLayer) consumeMarker(c net.Conn) error {
-	_ = c.SetReadDeadline(time.Now().Add(l.sniffTimeout))
-	var b [1]byte
-	if _, err := io.ReadFull(c, b[:]); err != nil {
-		return err
+func (m *Mux) consumeMarker(marker byte) func(net.Conn) error {
+	return func(c net.Conn) error {
+		_ = c.SetReadDeadline(time.Now().Add(m.raft.sniffTimeout))
+		var b [1]byte
+		if _, err := io.ReadFull(c, b[:]); err != nil {
+			return err
+		}
+		if b[0] != marker {
+			return fmt.Errorf("bad marker byte %#x", b[0])
+		}
+		return c.SetReadDeadline(time.Time{})
 	}
-	if b[0] != RaftMarker {
-		return fmt.Errorf("bad marker byte %#x", b[0])
-	}
-	return c.SetReadDeadline(time.Time{})
 }

@@ -14,10 +14,14 @@ import (
 
 // With TLS every connection to the port is TLS, and what it carries is
 // told by ALPN after the handshake, not by sniffing (nothing is readable
-// before it): ProtoRaft is raft's stream; anything else is HTTP (h2 or
+// before it): ProtoRaft is raft's stream, ProtoForward the forwarding
+// stream; anything else is HTTP (h2 or
 // http/1.1), node-to-node calls included. A plaintext connection fails the
 // handshake and is closed.
 const ProtoRaft = "raftkv-raft"
+
+// ProtoForward is the forwarding stream's (package fwdstream).
+const ProtoForward = "raftkv-forward"
 
 // httpProtos are offered to HTTP clients, HTTP/2 first.
 var httpProtos = []string{"h2", "http/1.1"}
@@ -34,12 +38,16 @@ type TLS struct {
 // a certificate signed by the CA; an HTTP client must when VerifyIncoming.
 func (t *TLS) serverConfig() *tls.Config {
 	raftCfg := t.Store.Server(true, []string{ProtoRaft})
+	forwardCfg := t.Store.Server(true, []string{ProtoForward})
 	httpCfg := t.Store.Server(t.VerifyIncoming, httpProtos)
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 			if slices.Contains(hello.SupportedProtos, ProtoRaft) {
 				return raftCfg.GetConfigForClient(hello)
+			}
+			if slices.Contains(hello.SupportedProtos, ProtoForward) {
+				return forwardCfg.GetConfigForClient(hello)
 			}
 			return httpCfg.GetConfigForClient(hello)
 		},
@@ -73,9 +81,12 @@ func (m *Mux) serveTLS(t *TLS, handshakeTimeout time.Duration) {
 				return
 			}
 			_ = tc.SetDeadline(time.Time{})
-			if tc.ConnectionState().NegotiatedProtocol == ProtoRaft {
+			switch tc.ConnectionState().NegotiatedProtocol {
+			case ProtoRaft:
 				m.raft.deliver(tc)
-			} else {
+			case ProtoForward:
+				m.forward.deliver(tc)
+			default:
 				m.http.deliver(tc)
 			}
 		}()

@@ -3,6 +3,7 @@ package raftstore
 import (
 	"context"
 	"crypto/subtle"
+	"crypto/tls"
 	"fmt"
 	"net/http"
 
@@ -105,8 +106,14 @@ func aclCommand(c *acl.Command) *kv.Command {
 // turned on node by node, there is none to ask for). Otherwise anyone: an
 // open cluster.
 func (s *RaftStore) peerAuthorized(r *http.Request) bool {
+	return s.peerAuthorizedBy(r.TLS, r.Header.Get(peerSecretHeader))
+}
+
+// peerAuthorizedBy decides for a caller by its TLS state (nil without TLS)
+// and the peer secret it presented.
+func (s *RaftStore) peerAuthorizedBy(state *tls.ConnectionState, presented string) bool {
 	if s.cfg.tlsOn() {
-		return fromPeer(r) && s.namesMember(r)
+		return fromPeer(state) && s.namesMember(state)
 	}
 	if s.resolver == nil {
 		return true
@@ -115,7 +122,7 @@ func (s *RaftStore) peerAuthorized(r *http.Request) bool {
 	if err != nil {
 		return false
 	}
-	return secret == "" || subtle.ConstantTimeCompare([]byte(r.Header.Get(peerSecretHeader)), []byte(secret)) == 1
+	return secret == "" || subtle.ConstantTimeCompare([]byte(presented), []byte(secret)) == 1
 }
 
 // peerSecret is what this node presents to others: the cluster's peer

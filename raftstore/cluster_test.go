@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/raftkv/raftkv/kv"
@@ -228,6 +229,15 @@ func TestWriteThroughFollowerReadOnOtherFollower(t *testing.T) {
 	for _, k := range []string{"dir/a", "cas"} {
 		if _, err := c.nodes[f[0]].Get(ctx(t), k); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("get %q after delete: %v", k, err)
+		}
+	}
+	// Every forwarded write went over the forwarding stream, none by HTTP.
+	for _, i := range f {
+		n := c.nodes[i]
+		streamed := testutil.ToFloat64(n.metrics.forwarded.WithLabelValues("apply"))
+		byHTTP := testutil.ToFloat64(n.metrics.forwarded.WithLabelValues("apply_http"))
+		if byHTTP != 0 || streamed == 0 {
+			t.Fatalf("%s forwarded %v writes, %v of them by HTTP", n.ID(), streamed, byHTTP)
 		}
 	}
 	// Joining an existing member again is a no-op.

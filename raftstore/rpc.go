@@ -2,6 +2,7 @@ package raftstore
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"os"
@@ -72,3 +73,18 @@ func (n *rpcNode) Stats() autopilot.Stats { return n.store().localStats() }
 func (n *rpcNode) AutopilotHealth() (kv.AutopilotHealth, error) { return n.store().localHealth() }
 
 func (n *rpcNode) MaxValueBytes() int { return n.cfg.MaxValueBytes }
+
+// AuthorizePeer lets in a forwarding stream on the terms of the
+// node-to-node HTTP endpoints (see peerAuthorized).
+func (n *rpcNode) AuthorizePeer(state *tls.ConnectionState, secret string) error {
+	if !n.store().peerAuthorizedBy(state, secret) {
+		return fmt.Errorf("%w: forwarding is for members only", kv.ErrPermissionDenied)
+	}
+	return nil
+}
+
+// AuthGeneration changes with the membership and the ACL state, on which
+// AuthorizePeer's answer depends (both indexes only grow).
+func (n *rpcNode) AuthGeneration() uint64 {
+	return n.fsm.ConfigIndex() + n.fsm.ACLIndex()
+}

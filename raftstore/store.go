@@ -2,6 +2,7 @@ package raftstore
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"github.com/raftkv/raftkv/httpd"
 	"github.com/raftkv/raftkv/internal/acl"
 	"github.com/raftkv/raftkv/internal/autopilot"
+	"github.com/raftkv/raftkv/internal/fwdstream"
 	"github.com/raftkv/raftkv/internal/leaderwatch"
 	"github.com/raftkv/raftkv/internal/logging"
 	"github.com/raftkv/raftkv/internal/logstore"
@@ -58,13 +60,17 @@ type RaftStore struct {
 	logs     raft.LogStore // the cache in front of logStore
 	http     *http.Server
 	peers    *peerrpc.Client
-	trans    *heartbeatTransport
-	contacts peerContacts // when each peer last answered this node's AppendEntries
-	leaders  *leaderwatch.Watch
-	sessions *sessions.Manager // TTL timers and node health, while leading
-	resolver *acl.Resolver     // tokens to identities; nil when ACLs are off
-	pilot    *autopilot.Pilot  // promotes joined non-voters, while leading
-	verifier *verifier
+	// forwards carries this node's forwarded writes to the leader, one
+	// stream per leader; forwarded answers the other nodes' streams.
+	forwards  *fwdstream.Client
+	forwarded *fwdstream.Server
+	trans     *heartbeatTransport
+	contacts  peerContacts // when each peer last answered this node's AppendEntries
+	leaders   *leaderwatch.Watch
+	sessions  *sessions.Manager // TTL timers and node health, while leading
+	resolver  *acl.Resolver     // tokens to identities; nil when ACLs are off
+	pilot     *autopilot.Pilot  // promotes joined non-voters, while leading
+	verifier  *verifier
 	// followerReads shares one read-index call to the leader among the
 	// linearizable reads that arrive together on a follower.
 	followerReads rounds
@@ -231,6 +237,8 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 	}
 
 	s.peers = peerrpc.NewClient(s.mux.DialContext, s.peerSecret)
+	s.forwards = fwdstream.NewClient(s.mux.DialForward, s.peerSecret)
+	s.forwarded = fwdstream.NewServer((*rpcNode)(s), cfg.ApplyTimeout)
 	s.metrics = newMetrics(s.watch.Len)
 	s.metrics.registry.MustRegister(newRaftGauges(s))
 	s.sessions = sessions.New(sessions.RealClock{}, s.invalidateSession)
@@ -259,6 +267,7 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 			s.logger.Error("http server stopped", "err", err)
 		}
 	})
+	s.spawn(func() { _ = s.forwarded.Serve(s.mux.ForwardListener()) })
 	s.spawn(func() { s.watchLeadership(notify) })
 	s.spawn(func() { leaderwatch.Run(s.raft, s.leaders, cfg.HeartbeatTimeout/10, s.raftDone) })
 	s.spawn(s.watchPeers)
@@ -342,6 +351,8 @@ func (s *RaftStore) shutdown(handOver bool) error {
 			s.http.Close()
 		}
 		cancel()
+		s.forwarded.Close()
+		s.forwards.Close()
 		var errs []error
 		if err := s.raft.Shutdown().Error(); err != nil {
 			errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
@@ -391,11 +402,11 @@ func (s *RaftStore) Stats() map[string]string { return s.raft.Stats() }
 // fromPeer: the request came over TLS with a certificate signed by the CA
 // that is a node's (it may serve, not only a client's): only members call
 // the node-to-node endpoints.
-func fromPeer(r *http.Request) bool {
-	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
+func fromPeer(state *tls.ConnectionState) bool {
+	if state == nil || len(state.VerifiedChains) == 0 {
 		return false
 	}
-	for _, u := range r.TLS.PeerCertificates[0].ExtKeyUsage {
+	for _, u := range state.PeerCertificates[0].ExtKeyUsage {
 		if u == x509.ExtKeyUsageServerAuth {
 			return true
 		}
@@ -406,8 +417,8 @@ func fromPeer(r *http.Request) bool {
 // namesMember: the request's certificate names the advertise host of a
 // server in the configuration, as the dialling side checks for the host it
 // dials. A node certificate made for another host is not a member's.
-func (s *RaftStore) namesMember(r *http.Request) bool {
-	cert := r.TLS.PeerCertificates[0]
+func (s *RaftStore) namesMember(state *tls.ConnectionState) bool {
+	cert := state.PeerCertificates[0]
 	f := s.raft.GetConfiguration()
 	if f.Error() != nil {
 		return false

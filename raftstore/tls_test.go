@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/raftkv/raftkv/internal/tlsutil"
 )
 
@@ -55,6 +56,9 @@ func TestClusterOverTLS(t *testing.T) {
 	l, f := c.nodes[c.leader()], c.nodes[c.followers()[0]]
 	if _, err := f.Set(ctx(t), "k", []byte("over tls")); err != nil {
 		t.Fatalf("a write forwarded over TLS: %v", err)
+	}
+	if n := testutil.ToFloat64(f.metrics.forwarded.WithLabelValues("apply_http")); n != 0 {
+		t.Fatalf("%v writes forwarded by HTTP, not on the TLS forwarding stream", n)
 	}
 	if e, err := c.nodes[c.followers()[1]].Get(ctx(t), "k"); err != nil || string(e.Value) != "over tls" {
 		t.Fatalf("a follower's linearizable read over TLS: %+v %v", e, err)

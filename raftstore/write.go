@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/raftkv/raftkv/fsm"
+	"github.com/raftkv/raftkv/internal/fwdstream"
 	"github.com/raftkv/raftkv/internal/leaderwatch"
 	"github.com/raftkv/raftkv/kv"
 )
@@ -37,7 +38,7 @@ func (s *RaftStore) Apply(ctx context.Context, cmd *kv.Command) (*kv.Result, err
 		cctx, cancel := peerContext(ctx, ep, s.forwardTimeout())
 		defer cancel()
 		start := time.Now()
-		res, err = s.peers.Apply(cctx, ep.Leader, cmd)
+		res, err = s.forward(cctx, ep.Leader, cmd)
 		s.metrics.forwardLatency.Observe(time.Since(start).Seconds())
 		if errors.Is(err, kv.ErrUnknownOutcome) && cmd.IdempotencyKey != "" && ctx.Err() == nil {
 			// Sent to a leader that changed or went silent. The key makes
@@ -58,6 +59,17 @@ func (s *RaftStore) Apply(ctx context.Context, cmd *kv.Command) (*kv.Result, err
 // leader stamps the time itself, whatever the caller sent: the state
 // machine's clock (expiry of tombstones and idempotency keys) must not be
 // settable from outside.
+// forward sends a write to the leader at addr: on the forwarding stream,
+// or by HTTP when the leader cannot take one (nothing was sent then).
+func (s *RaftStore) forward(ctx context.Context, addr string, cmd *kv.Command) (*kv.Result, error) {
+	res, err := s.forwards.Apply(ctx, addr, cmd)
+	if errors.Is(err, fwdstream.ErrUnavailable) {
+		s.metrics.forwarded.WithLabelValues("apply_http").Inc()
+		return s.peers.Apply(ctx, addr, cmd)
+	}
+	return res, err
+}
+
 func (s *RaftStore) applyLocal(ctx context.Context, cmd *kv.Command) (*kv.Result, error) {
 	c := *cmd
 	c.Time = time.Now()

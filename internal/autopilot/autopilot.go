@@ -96,10 +96,10 @@ func (c *Config) setDefaults() {
 // Pilot is the autopilot of one node; it acts only between Start and Stop
 // (while the node leads).
 type Pilot struct {
-	cfg   Config
-	raft  *raft.Raft
-	node  Node
-	lib   *ap.Autopilot
+	cfg  Config
+	raft *raft.Raft
+	node Node
+	lib  *ap.Autopilot
 	// last is the last state with the servers' stats in full (raft-
 	// autopilot keeps only the fields it uses), published together so a
 	// report never mixes two rounds.

@@ -1,0 +1,119 @@
+package fwdstream
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// The wire, after the mux's marker byte (or ALPN under TLS):
+//
+//	client: frame(hello)  then  frame(request)*
+//	server: magic frame(ack)  then  frame(response)*
+//
+//	frame    = length:uint32 (big endian, of kind+body) kind:byte body
+//	hello    = 'H' version:uvarint secret:rest
+//	ack      = 'A' code:str message:rest             (code "" = accepted)
+//	request  = 'Q' id:uvarint timeoutMs:uvarint command:rest
+//	response = 'R' id:uvarint code:str body:rest      (code "": body is the
+//	                                                  JSON kv.Result, else
+//	                                                  the error's text)
+//	str      = length:uvarint bytes
+//
+// The magic lets a client tell this protocol from a peer that does not
+// speak it (an older version hands the connection to its HTTP server,
+// which answers "HTTP/1.1 400").
+const (
+	version = 1
+	magic   = "RKVF"
+
+	kindHello    = 'H'
+	kindAck      = 'A'
+	kindRequest  = 'Q'
+	kindResponse = 'R'
+)
+
+var errMalformed = errors.New("malformed frame")
+
+// refusedCode answers a request from a peer that was let in by its hello
+// but may no longer forward (the membership or the peer secret changed):
+// nothing was done, and the client must say hello again on a new stream.
+const refusedCode = "refused"
+
+// appendFrame appends a frame of kind with body parts to b.
+func appendFrame(b []byte, kind byte, parts ...[]byte) []byte {
+	n := 1
+	for _, p := range parts {
+		n += len(p)
+	}
+	b = binary.BigEndian.AppendUint32(b, uint32(n))
+	b = append(b, kind)
+	for _, p := range parts {
+		b = append(b, p...)
+	}
+	return b
+}
+
+func uvarint(v uint64) []byte { return binary.AppendUvarint(nil, v) }
+
+func appendStr(b []byte, s string) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
+}
+
+// readFrame reads one frame of at most limit bytes: its kind and body.
+func readFrame(r *bufio.Reader, limit int) (byte, []byte, error) {
+	var head [4]byte
+	if _, err := io.ReadFull(r, head[:]); err != nil {
+		return 0, nil, err
+	}
+	n := int(binary.BigEndian.Uint32(head[:]))
+	if n < 1 || n > limit {
+		return 0, nil, fmt.Errorf("%w: %d bytes (limit %d)", errMalformed, n, limit)
+	}
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return 0, nil, err
+	}
+	return buf[0], buf[1:], nil
+}
+
+// cursor reads the fields of a frame's body.
+type cursor struct {
+	b   []byte
+	err error
+}
+
+func (c *cursor) uvarint() uint64 {
+	if c.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(c.b)
+	if n <= 0 {
+		c.err = errMalformed
+		return 0
+	}
+	c.b = c.b[n:]
+	return v
+}
+
+func (c *cursor) str() string {
+	n := c.uvarint()
+	if c.err != nil {
+		return ""
+	}
+	if n > uint64(len(c.b)) {
+		c.err = errMalformed
+		return ""
+	}
+	s := string(c.b[:n])
+	c.b = c.b[n:]
+	return s
+}
+
+func (c *cursor) rest() []byte {
+	b := c.b
+	c.b = nil
+	return b
+}

@@ -1,0 +1,272 @@
+package fwdstream
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/raftkv/raftkv/kv"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// fakeNode applies a command by answering with its first key as an entry;
+// a key "block" waits until release closes (or the request's context ends).
+type fakeNode struct {
+	mu      sync.Mutex
+	applied map[string]int
+	refuse  atomic.Bool
+	gen     atomic.Uint64
+	release chan struct{}
+	started chan string
+}
+
+func newFakeNode() *fakeNode {
+	return &fakeNode{applied: map[string]int{}, release: make(chan struct{}), started: make(chan string, 1024)}
+}
+
+func (n *fakeNode) ApplyForwarded(ctx context.Context, cmd *kv.Command) (*kv.Result, error) {
+	key := cmd.Ops[0].Key
+	n.started <- key
+	if key == "block" {
+		select {
+		case <-n.release:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: %v", kv.ErrUnknownOutcome, ctx.Err())
+		}
+	}
+	if key == "not-leader" {
+		return nil, fmt.Errorf("%w: not the leader", kv.ErrNoLeader)
+	}
+	n.mu.Lock()
+	n.applied[key]++
+	n.mu.Unlock()
+	return &kv.Result{OK: true, Index: 7, Entries: []kv.Entry{{Key: key, Value: cmd.Ops[0].Value}}}, nil
+}
+
+func (n *fakeNode) MaxValueBytes() int { return 1024 }
+
+func (n *fakeNode) AuthorizePeer(_ *tls.ConnectionState, secret string) error {
+	if n.refuse.Load() || secret != "s3cret" {
+		return fmt.Errorf("%w: not a member", kv.ErrPermissionDenied)
+	}
+	return nil
+}
+
+func (n *fakeNode) AuthGeneration() uint64 { return n.gen.Load() }
+
+func (n *fakeNode) count(key string) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.applied[key]
+}
+
+// serve runs a server for node on a loopback port.
+func serve(t *testing.T, node Node) (*Server, string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewServer(node, 5*time.Second)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close(); <-done })
+	return srv, ln.Addr().String()
+}
+
+type dialer struct{ dials atomic.Int32 }
+
+func (d *dialer) dial(ctx context.Context, addr string) (net.Conn, error) {
+	d.dials.Add(1)
+	var nd net.Dialer
+	return nd.DialContext(ctx, "tcp", addr)
+}
+
+func newClient(t *testing.T, secret string) (*Client, *dialer) {
+	d := &dialer{}
+	c := NewClient(d.dial, func() string { return secret })
+	t.Cleanup(c.Close)
+	return c, d
+}
+
+func put(key, value string) *kv.Command {
+	return &kv.Command{Ops: []kv.Op{{Verb: kv.VerbSet, Key: key, Value: []byte(value)}}}
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// Many writes in flight on one stream each get their own answer.
+func TestConcurrentWritesOnOneStream(t *testing.T) {
+	node := newFakeNode()
+	_, addr := serve(t, node)
+	c, d := newClient(t, "s3cret")
+	var wg sync.WaitGroup
+	errs := make(chan error, 500)
+	for i := range 500 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			key := fmt.Sprintf("k%d", i)
+			res, err := c.Apply(ctxT(t), addr, put(key, "v"+key))
+			switch {
+			case err != nil:
+				errs <- err
+			case !res.OK || res.Index != 7 || len(res.Entries) != 1 || res.Entries[0].Key != key || string(res.Entries[0].Value) != "v"+key:
+				errs <- fmt.Errorf("%s answered with %+v", key, res)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := d.dials.Load(); n != 1 {
+		t.Fatalf("%d connections for one peer", n)
+	}
+	// The leader's refusal comes back as itself: the caller retries.
+	if _, err := c.Apply(ctxT(t), addr, put("not-leader", "")); !errors.Is(err, kv.ErrNoLeader) {
+		t.Fatalf("a refusal by a node that is not the leader: %v", err)
+	}
+	// A command the leader would not take is refused as invalid.
+	if _, err := c.Apply(ctxT(t), addr, &kv.Command{}); !errors.Is(err, kv.ErrInvalid) {
+		t.Fatalf("an empty command: %v", err)
+	}
+}
+
+// A peer that refuses this node, or does not speak the protocol, is
+// unavailable (nothing sent) and is not dialled again for a while.
+func TestUnavailable(t *testing.T) {
+	node := newFakeNode()
+	_, addr := serve(t, node)
+	c, d := newClient(t, "wrong")
+	if _, err := c.Apply(ctxT(t), addr, put("a", "")); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("a refused hello: %v", err)
+	}
+	if _, err := c.Apply(ctxT(t), addr, put("a", "")); !errors.Is(err, ErrUnavailable) || d.dials.Load() != 1 {
+		t.Fatalf("at once again: %v after %d dials", err, d.dials.Load())
+	}
+	if node.count("a") != 0 {
+		t.Fatal("a refused peer's write was applied")
+	}
+
+	// An HTTP server (an older node) answers the hello with a 400.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		_, _ = conn.Write([]byte("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"))
+	}()
+	c2, _ := newClient(t, "s3cret")
+	if _, err := c2.Apply(ctxT(t), ln.Addr().String(), put("a", "")); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("a peer that speaks HTTP: %v", err)
+	}
+	<-served
+}
+
+// The stream ends with writes in flight: a write the leader received has
+// an unknown outcome; one its caller took back before it was sent was
+// never applied.
+func TestOutcomes(t *testing.T) {
+	node := newFakeNode()
+	srv, addr := serve(t, node)
+	c, _ := newClient(t, "s3cret")
+	if _, err := c.Apply(ctxT(t), addr, put("first", "")); err != nil {
+		t.Fatal(err)
+	}
+
+	// Callers that give up at once: each either took its write back (and
+	// then it is never applied) or learns the outcome is unknown.
+	for i := range 200 {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		key := fmt.Sprintf("gaveup%d", i)
+		_, err := c.Apply(ctx, addr, put(key, ""))
+		if !errors.Is(err, kv.ErrNoLeader) && !errors.Is(err, kv.ErrUnknownOutcome) && !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("a call given up: %v", err)
+		}
+		if errors.Is(err, kv.ErrNoLeader) || errors.Is(err, ErrUnavailable) {
+			defer func() {
+				if node.count(key) != 0 {
+					t.Errorf("%s was reported not sent, and applied", key)
+				}
+			}()
+		}
+	}
+
+	// A write in flight when the server goes away.
+	result := make(chan error, 1)
+	go func() {
+		_, err := c.Apply(ctxT(t), addr, put("block", ""))
+		result <- err
+	}()
+	for started := false; !started; {
+		select {
+		case key := <-node.started:
+			started = key == "block"
+		case err := <-result:
+			t.Fatalf("the blocked write returned: %v", err)
+		}
+	}
+	srv.Close()
+	if err := <-result; !errors.Is(err, kv.ErrUnknownOutcome) {
+		t.Fatalf("a write in flight on a stream that ended: %v", err)
+	}
+	// Once the peer is gone, the stream is unavailable, not a hang.
+	if _, err := c.Apply(ctxT(t), addr, put("after", "")); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("after the server closed: %v", err)
+	}
+}
+
+// Membership or ACL changes check the peer again: a node no longer
+// allowed is refused, as "not done" (it may try elsewhere).
+func TestReauthorizedOnChange(t *testing.T) {
+	node := newFakeNode()
+	_, addr := serve(t, node)
+	c, d := newClient(t, "s3cret")
+	if _, err := c.Apply(ctxT(t), addr, put("a", "")); err != nil {
+		t.Fatal(err)
+	}
+	node.refuse.Store(true)
+	if _, err := c.Apply(ctxT(t), addr, put("b", "")); err != nil {
+		t.Fatalf("nothing changed, no new check: %v", err)
+	}
+	node.gen.Add(1)
+	if _, err := c.Apply(ctxT(t), addr, put("c", "")); !errors.Is(err, kv.ErrNoLeader) || node.count("c") != 0 {
+		t.Fatalf("after a change that removed the peer: %v (applied %d)", err, node.count("c"))
+	}
+	// The next call says hello again (its credential may have changed):
+	// refused now, it goes by HTTP; let in again, it streams.
+	if _, err := c.Apply(ctxT(t), addr, put("d", "")); !errors.Is(err, ErrUnavailable) || d.dials.Load() != 2 {
+		t.Fatalf("after the refusal: %v, %d dials", err, d.dials.Load())
+	}
+	node.refuse.Store(false)
+	c.mu.Lock()
+	delete(c.failed, addr) // (instead of waiting retryAfter)
+	c.mu.Unlock()
+	if _, err := c.Apply(ctxT(t), addr, put("e", "")); err != nil || node.count("e") != 1 || d.dials.Load() != 3 {
+		t.Fatalf("let in again: %v, applied %d, %d dials", err, node.count("e"), d.dials.Load())
+	}
+}
