@@ -283,6 +283,13 @@ func resultNeedsV2(r *kv.Result) bool {
 	return false
 }
 
+// EncodeResult is a result's binary form (what idempotency records store,
+// and what the forwarding stream sends back).
+func EncodeResult(r *kv.Result) []byte { return encodeResult(r) }
+
+// DecodeResult reads EncodeResult's form.
+func DecodeResult(b []byte) (*kv.Result, error) { return decodeResult(b) }
+
 func encodeResult(r *kv.Result) []byte {
 	v2 := resultNeedsV2(r)
 	b := []byte{resultV1}

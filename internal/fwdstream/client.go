@@ -3,7 +3,6 @@ package fwdstream
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +25,10 @@ var ErrUnavailable = errors.New("forwarding stream unavailable")
 // write to a peer that is down or too old, short enough that the stream
 // is back soon after the peer is.
 const retryAfter = 2 * time.Second
+
+// silentTooLong: a caller that times out on a stream that has sent
+// nothing for this long closes it (see stream.lastRead).
+const silentTooLong = time.Second
 
 // maxResponseBytes bounds an answer (a transaction's reads can carry many
 // values); the peer is an authenticated member, this is only a sanity
@@ -165,8 +168,13 @@ type stream struct {
 	mu      sync.Mutex
 	pending map[uint64]*request
 	nextID  uint64
-	err     error         // why the stream ended, once it has
-	ended   chan struct{} // closed when err is set
+	// lastRead is when the peer last sent anything (unix ns): a stream
+	// that has answered nothing for a while when a caller times out is
+	// taken for a dead connection (a black-holed peer can leave TCP
+	// retransmitting for minutes) and closed, so the next call dials anew.
+	lastRead atomic.Int64
+	err      error         // why the stream ended, once it has
+	ended    chan struct{} // closed when err is set
 }
 
 func newStream(addr string) *stream {
@@ -214,7 +222,14 @@ func (s *stream) open(ctx context.Context, dial func(context.Context, string) (n
 		return fmt.Errorf("%w: %s refused the stream: %s %s", ErrUnavailable, s.addr, code, msg)
 	}
 	_ = conn.SetDeadline(time.Time{})
+	s.mu.Lock()
 	s.conn = conn
+	closed := s.err != nil // the client closed while this stream was opening
+	s.mu.Unlock()
+	if closed {
+		conn.Close()
+	}
+	s.lastRead.Store(time.Now().UnixNano())
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); s.write() }()
@@ -258,6 +273,9 @@ func (s *stream) call(ctx context.Context, cmd *kv.Command) (*kv.Result, error) 
 		s.forget(req.id)
 		if req.state.CompareAndSwap(queued, abandoned) {
 			return nil, fmt.Errorf("%w: not sent to %s: %v", kv.ErrNoLeader, s.addr, ctx.Err())
+		}
+		if silent := time.Since(time.Unix(0, s.lastRead.Load())); silent > silentTooLong {
+			s.fail(fmt.Errorf("nothing from the peer for %s", silent.Round(time.Millisecond)))
 		}
 		return nil, fmt.Errorf("%w: sent to %s, no answer: %v", kv.ErrUnknownOutcome, s.addr, ctx.Err())
 	}
@@ -324,6 +342,7 @@ func (s *stream) read(r *bufio.Reader) {
 			s.fail(fmt.Errorf("read: %w", err))
 			return
 		}
+		s.lastRead.Store(time.Now().UnixNano())
 		cur := cursor{b: body}
 		id := cur.uvarint()
 		code := cur.str()
@@ -357,11 +376,11 @@ func decodeReply(addr, code string, payload []byte) reply {
 	if code != "" {
 		return reply{err: kv.FromCode(code, string(payload))}
 	}
-	var res kv.Result
-	if err := json.Unmarshal(payload, &res); err != nil {
+	res, err := fsm.DecodeResult(payload)
+	if err != nil {
 		return reply{err: fmt.Errorf("%w: bad answer from %s: %v", kv.ErrUnknownOutcome, addr, err)}
 	}
-	return reply{res: &res}
+	return reply{res: res}
 }
 
 // fail ends the stream: every request still pending gets its fate, by
@@ -376,9 +395,10 @@ func (s *stream) fail(why error) {
 	close(s.ended)
 	pending := s.pending
 	s.pending = map[uint64]*request{}
+	conn := s.conn
 	s.mu.Unlock()
-	if s.conn != nil {
-		s.conn.Close()
+	if conn != nil {
+		conn.Close()
 	}
 	for _, req := range pending {
 		if req.state.CompareAndSwap(queued, abandoned) {

@@ -18,7 +18,8 @@ import (
 //	ack      = 'A' code:str message:rest             (code "" = accepted)
 //	request  = 'Q' id:uvarint timeoutMs:uvarint command:rest
 //	response = 'R' id:uvarint code:str body:rest      (code "": body is the
-//	                                                  JSON kv.Result, else
+//	                                                  kv.Result in the state
+//	                                                  machine's encoding, else
 //	                                                  the error's text)
 //	str      = length:uvarint bytes
 //

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -46,11 +47,19 @@ func (n *fakeNode) ApplyForwarded(ctx context.Context, cmd *kv.Command) (*kv.Res
 	if key == "not-leader" {
 		return nil, fmt.Errorf("%w: not the leader", kv.ErrNoLeader)
 	}
+	if key == "rich" {
+		return richResult, nil
+	}
 	n.mu.Lock()
 	n.applied[key]++
 	n.mu.Unlock()
 	return &kv.Result{OK: true, Index: 7, Entries: []kv.Entry{{Key: key, Value: cmd.Ops[0].Value}}}, nil
 }
+
+// richResult has every field a result can carry.
+var richResult = &kv.Result{Index: 42, OK: false,
+	Entries: []kv.Entry{{Key: "l", Value: []byte("v"), Flags: 3, CreateIndex: 4, ModifyIndex: 5, LockIndex: 6, Session: "s"}},
+	Errors:  []kv.OpError{{OpIndex: 1, What: "failed", InvalidSession: true}}}
 
 func (n *fakeNode) MaxValueBytes() int { return 1024 }
 
@@ -137,6 +146,9 @@ func TestConcurrentWritesOnOneStream(t *testing.T) {
 	if n := d.dials.Load(); n != 1 {
 		t.Fatalf("%d connections for one peer", n)
 	}
+	if res, err := c.Apply(ctxT(t), addr, put("rich", "")); err != nil || !reflect.DeepEqual(res, richResult) {
+		t.Fatalf("a result with every field: %+v, %v", res, err)
+	}
 	// The leader's refusal comes back as itself: the caller retries.
 	if _, err := c.Apply(ctxT(t), addr, put("not-leader", "")); !errors.Is(err, kv.ErrNoLeader) {
 		t.Fatalf("a refusal by a node that is not the leader: %v", err)
@@ -204,7 +216,10 @@ func TestOutcomes(t *testing.T) {
 		cancel()
 		key := fmt.Sprintf("gaveup%d", i)
 		_, err := c.Apply(ctx, addr, put(key, ""))
-		if !errors.Is(err, kv.ErrNoLeader) && !errors.Is(err, kv.ErrUnknownOutcome) && !errors.Is(err, ErrUnavailable) {
+		if err == nil && node.count(key) != 1 { // answered before the caller looked at ctx
+			t.Fatalf("%s answered but applied %d times", key, node.count(key))
+		}
+		if err != nil && !errors.Is(err, kv.ErrNoLeader) && !errors.Is(err, kv.ErrUnknownOutcome) && !errors.Is(err, ErrUnavailable) {
 			t.Fatalf("a call given up: %v", err)
 		}
 		if errors.Is(err, kv.ErrNoLeader) || errors.Is(err, ErrUnavailable) {
@@ -268,5 +283,22 @@ func TestReauthorizedOnChange(t *testing.T) {
 	c.mu.Unlock()
 	if _, err := c.Apply(ctxT(t), addr, put("e", "")); err != nil || node.count("e") != 1 || d.dials.Load() != 3 {
 		t.Fatalf("let in again: %v, applied %d, %d dials", err, node.count("e"), d.dials.Load())
+	}
+}
+
+// A stream that answers nothing (a black-holed peer looks like this) is
+// dropped when a caller times out on it: the next call dials anew.
+func TestSilentStreamIsDropped(t *testing.T) {
+	node := newFakeNode()
+	_, addr := serve(t, node)
+	defer close(node.release)
+	c, d := newClient(t, "s3cret")
+	ctx, cancel := context.WithTimeout(context.Background(), silentTooLong+500*time.Millisecond)
+	defer cancel()
+	if _, err := c.Apply(ctx, addr, put("block", "")); !errors.Is(err, kv.ErrUnknownOutcome) {
+		t.Fatalf("a write the leader holds: %v", err)
+	}
+	if _, err := c.Apply(ctxT(t), addr, put("after", "")); err != nil || d.dials.Load() != 2 {
+		t.Fatalf("the next write: %v after %d dials", err, d.dials.Load())
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"fmt"
 	"net"
 	"sync"
@@ -206,12 +205,7 @@ func (s *Server) answer(out chan<- []byte, id uint64, res *kv.Result, err error,
 	if err != nil {
 		frame = appendFrame(nil, kindResponse, uvarint(id), appendStr(nil, kv.Code(err)), []byte(err.Error()))
 	} else {
-		body, jerr := json.Marshal(res)
-		if jerr != nil {
-			frame = appendFrame(nil, kindResponse, uvarint(id), appendStr(nil, kv.Code(kv.ErrUnknownOutcome)), []byte(jerr.Error()))
-		} else {
-			frame = appendFrame(nil, kindResponse, uvarint(id), appendStr(nil, ""), body)
-		}
+		frame = appendFrame(nil, kindResponse, uvarint(id), appendStr(nil, ""), fsm.EncodeResult(res))
 	}
 	select {
 	case out <- frame:
