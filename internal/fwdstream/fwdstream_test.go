@@ -20,7 +20,8 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // fakeNode applies a command by answering with its first key as an entry;
-// a key "block" waits until release closes (or the request's context ends).
+// a key "block" waits until release closes (or the request's context ends),
+// "hang" until release closes.
 type fakeNode struct {
 	mu      sync.Mutex
 	applied map[string]int
@@ -37,12 +38,15 @@ func newFakeNode() *fakeNode {
 func (n *fakeNode) ApplyForwarded(ctx context.Context, cmd *kv.Command) (*kv.Result, error) {
 	key := cmd.Ops[0].Key
 	n.started <- key
-	if key == "block" {
+	switch key {
+	case "block":
 		select {
 		case <-n.release:
 		case <-ctx.Done():
 			return nil, fmt.Errorf("%w: %v", kv.ErrUnknownOutcome, ctx.Err())
 		}
+	case "hang": // no answer, whatever the caller's time limit says
+		<-n.release
 	}
 	if key == "not-leader" {
 		return nil, fmt.Errorf("%w: not the leader", kv.ErrNoLeader)
@@ -293,12 +297,31 @@ func TestSilentStreamIsDropped(t *testing.T) {
 	_, addr := serve(t, node)
 	defer close(node.release)
 	c, d := newClient(t, "s3cret")
-	ctx, cancel := context.WithTimeout(context.Background(), silentTooLong+500*time.Millisecond)
+	if _, err := c.Apply(ctxT(t), addr, put("first", "")); err != nil {
+		t.Fatal(err)
+	}
+	// (Backdated instead of waiting: the peer last said anything an hour ago.)
+	c.mu.Lock()
+	c.streams[addr].lastRead.Store(time.Now().Add(-time.Hour).UnixNano())
+	c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	if _, err := c.Apply(ctx, addr, put("block", "")); !errors.Is(err, kv.ErrUnknownOutcome) {
+	if _, err := c.Apply(ctx, addr, put("hang", "")); !errors.Is(err, kv.ErrUnknownOutcome) {
 		t.Fatalf("a write the leader holds: %v", err)
 	}
 	if _, err := c.Apply(ctxT(t), addr, put("after", "")); err != nil || d.dials.Load() != 2 {
 		t.Fatalf("the next write: %v after %d dials", err, d.dials.Load())
+	}
+	// A stream that has answered recently is kept when one caller times out.
+	c.mu.Lock()
+	c.streams[addr].lastRead.Store(time.Now().UnixNano())
+	c.mu.Unlock()
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel2()
+	if _, err := c.Apply(ctx2, addr, put("hang", "")); !errors.Is(err, kv.ErrUnknownOutcome) {
+		t.Fatalf("a second held write: %v", err)
+	}
+	if _, err := c.Apply(ctxT(t), addr, put("later", "")); err != nil || d.dials.Load() != 2 {
+		t.Fatalf("after a timeout on a live stream: %v after %d dials", err, d.dials.Load())
 	}
 }
