@@ -41,7 +41,8 @@ type Client struct {
 	secret func() string
 
 	mu      sync.Mutex
-	streams map[string]*stream
+	streams map[string]*stream   // the one new calls to an address use
+	open    map[*stream]struct{} // every stream not yet ended (retired ones too)
 	failed  map[string]time.Time // address → when setting up a stream last failed
 	closed  bool
 }
@@ -49,17 +50,22 @@ type Client struct {
 // NewClient dials with dial (the node's mux) and presents secret() in its
 // hello.
 func NewClient(dial func(ctx context.Context, addr string) (net.Conn, error), secret func() string) *Client {
-	return &Client{dial: dial, secret: secret, streams: map[string]*stream{}, failed: map[string]time.Time{}}
+	return &Client{dial: dial, secret: secret, streams: map[string]*stream{}, open: map[*stream]struct{}{}, failed: map[string]time.Time{}}
 }
 
 // Close ends every stream; calls in flight fail.
 func (c *Client) Close() {
 	c.mu.Lock()
 	c.closed = true
-	streams := c.streams
-	c.streams = map[string]*stream{}
+	streams := map[*stream]struct{}{}
+	for _, s := range c.streams { // opening ones included
+		streams[s] = struct{}{}
+	}
+	for s := range c.open {
+		streams[s] = struct{}{}
+	}
 	c.mu.Unlock()
-	for _, s := range streams {
+	for s := range streams {
 		s.fail(fmt.Errorf("%w: closing", kv.ErrClosed))
 		<-s.done
 	}
@@ -112,6 +118,7 @@ func (c *Client) stream(ctx context.Context, addr string) (*stream, error) {
 		delete(c.streams, addr)
 	} else {
 		delete(c.failed, addr)
+		c.open[s] = struct{}{}
 		// Once it ends, the next call sets up a new one.
 		go func() {
 			<-s.done
@@ -119,6 +126,7 @@ func (c *Client) stream(ctx context.Context, addr string) (*stream, error) {
 			if c.streams[addr] == s {
 				delete(c.streams, addr)
 			}
+			delete(c.open, s)
 			c.mu.Unlock()
 		}()
 	}
