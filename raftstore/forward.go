@@ -56,6 +56,12 @@ func (s *RaftStore) onLeader(ctx context.Context, local func() error, remote fun
 		switch {
 		case ranHere:
 			err = local()
+		case known && ep.Leader == s.addr:
+			// The watch has not yet seen this node step down: sending the
+			// request to itself could only be refused, and a reply lost to
+			// the watch catching up meanwhile would look like an unknown
+			// outcome.
+			err = fmt.Errorf("%w: this node no longer leads", kv.ErrNoLeader)
 		case known:
 			err = remote(ep)
 		default:
