@@ -84,7 +84,7 @@ func (n *rpcNode) AuthorizePeer(state *tls.ConnectionState, secret string) error
 }
 
 // AuthGeneration changes with the membership and the ACL state, on which
-// AuthorizePeer's answer depends (both indexes only grow).
-func (n *rpcNode) AuthGeneration() uint64 {
-	return n.fsm.ConfigIndex() + n.fsm.ACLIndex()
+// AuthorizePeer's answer depends (a restore sets both to the snapshot's).
+func (n *rpcNode) AuthGeneration() [2]uint64 {
+	return [2]uint64{n.fsm.ConfigIndex(), n.fsm.ACLIndex()}
 }

@@ -26,9 +26,14 @@ var ErrUnavailable = errors.New("forwarding stream unavailable")
 // is back soon after the peer is.
 const retryAfter = 2 * time.Second
 
-// silentTooLong: a caller that times out on a stream that has sent
-// nothing for this long closes it (see stream.lastRead).
+// silentTooLong: a caller that times out on a write the peer has said
+// nothing since, for this long, closes the stream (see stream.lastRead).
 const silentTooLong = time.Second
+
+// setupTimeout bounds dialling and the hello, whatever the first caller's
+// own time limit: a peer that cannot take a stream must not hold writes
+// that the HTTP path could carry.
+const setupTimeout = time.Second
 
 // maxResponseBytes bounds an answer (a transaction's reads can carry many
 // values); the peer is an authenticated member, this is only a sanity
@@ -39,6 +44,7 @@ const maxResponseBytes = 1 << 30
 type Client struct {
 	dial   func(ctx context.Context, addr string) (net.Conn, error)
 	secret func() string
+	now    func() time.Time // the clock of the silent-stream check
 
 	mu      sync.Mutex
 	streams map[string]*stream   // the one new calls to an address use
@@ -50,7 +56,7 @@ type Client struct {
 // NewClient dials with dial (the node's mux) and presents secret() in its
 // hello.
 func NewClient(dial func(ctx context.Context, addr string) (net.Conn, error), secret func() string) *Client {
-	return &Client{dial: dial, secret: secret, streams: map[string]*stream{}, open: map[*stream]struct{}{}, failed: map[string]time.Time{}}
+	return &Client{dial: dial, secret: secret, now: time.Now, streams: map[string]*stream{}, open: map[*stream]struct{}{}, failed: map[string]time.Time{}}
 }
 
 // Close ends every stream; calls in flight fail.
@@ -105,7 +111,7 @@ func (c *Client) stream(ctx context.Context, addr string) (*stream, error) {
 		c.mu.Unlock()
 		return nil, fmt.Errorf("%w: %s could not take one %s ago", ErrUnavailable, addr, time.Since(t).Round(time.Millisecond))
 	}
-	s := newStream(addr)
+	s := newStream(addr, c.now)
 	c.streams[addr] = s
 	c.mu.Unlock()
 
@@ -147,10 +153,11 @@ const (
 )
 
 type request struct {
-	id    uint64
-	frame []byte
-	state atomic.Int32
-	reply chan reply // buffered: the reader never waits for the caller
+	id     uint64
+	frame  []byte
+	state  atomic.Int32
+	sentAt atomic.Int64 // unix ns, when the writer took it
+	reply  chan reply   // buffered: the reader never waits for the caller
 }
 
 type reply struct {
@@ -161,6 +168,7 @@ type reply struct {
 // stream is one connection to a peer and the requests in flight on it.
 type stream struct {
 	addr     string
+	now      func() time.Time
 	ready    chan struct{} // closed once open returned
 	setupErr error
 	conn     net.Conn
@@ -185,8 +193,8 @@ type stream struct {
 	ended    chan struct{} // closed when err is set
 }
 
-func newStream(addr string) *stream {
-	return &stream{addr: addr, ready: make(chan struct{}), done: make(chan struct{}),
+func newStream(addr string, now func() time.Time) *stream {
+	return &stream{addr: addr, now: now, ready: make(chan struct{}), done: make(chan struct{}),
 		queue: make(chan *request, 1024), pending: map[uint64]*request{}, ended: make(chan struct{})}
 }
 
@@ -200,6 +208,8 @@ func (s *stream) open(ctx context.Context, dial func(context.Context, string) (n
 		}
 		close(s.ready)
 	}()
+	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
+	defer cancel()
 	conn, err := dial(ctx, s.addr)
 	if err != nil {
 		return fmt.Errorf("%w: dial %s: %v", ErrUnavailable, s.addr, err)
@@ -207,7 +217,7 @@ func (s *stream) open(ctx context.Context, dial func(context.Context, string) (n
 	if d, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(d)
 	}
-	hello := appendFrame(nil, kindHello, uvarint(version), []byte(secret))
+	hello := append([]byte(preamble), appendFrame(nil, kindHello, uvarint(version), []byte(secret))...)
 	if _, err := conn.Write(hello); err != nil {
 		conn.Close()
 		return fmt.Errorf("%w: hello to %s: %v", ErrUnavailable, s.addr, err)
@@ -237,7 +247,7 @@ func (s *stream) open(ctx context.Context, dial func(context.Context, string) (n
 	if closed {
 		conn.Close()
 	}
-	s.lastRead.Store(time.Now().UnixNano())
+	s.lastRead.Store(s.now().UnixNano())
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); s.write() }()
@@ -282,7 +292,10 @@ func (s *stream) call(ctx context.Context, cmd *kv.Command) (*kv.Result, error) 
 		if req.state.CompareAndSwap(queued, abandoned) {
 			return nil, fmt.Errorf("%w: not sent to %s: %v", kv.ErrNoLeader, s.addr, ctx.Err())
 		}
-		if silent := time.Since(time.Unix(0, s.lastRead.Load())); silent > silentTooLong {
+		// Silence since this write was sent, not since the last answer:
+		// a caller with a short deadline on an idle stream proves nothing.
+		heard := max(s.lastRead.Load(), req.sentAt.Load())
+		if silent := s.now().Sub(time.Unix(0, heard)); silent > silentTooLong {
 			s.fail(fmt.Errorf("nothing from the peer for %s", silent.Round(time.Millisecond)))
 		}
 		return nil, fmt.Errorf("%w: sent to %s, no answer: %v", kv.ErrUnknownOutcome, s.addr, ctx.Err())
@@ -324,6 +337,7 @@ func (s *stream) write() {
 		}
 		for req != nil {
 			if req.state.CompareAndSwap(queued, sent) {
+				req.sentAt.Store(s.now().UnixNano())
 				if _, err := w.Write(req.frame); err != nil {
 					s.fail(fmt.Errorf("write: %w", err))
 					return

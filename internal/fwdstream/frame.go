@@ -10,7 +10,7 @@ import (
 
 // The wire, after the mux's marker byte (or ALPN under TLS):
 //
-//	client: frame(hello)  then  frame(request)*
+//	client: preamble frame(hello)  then  frame(request)*
 //	server: magic frame(ack)  then  frame(response)*
 //
 //	frame    = length:uint32 (big endian, of kind+body) kind:byte body
@@ -23,12 +23,14 @@ import (
 //	                                                  the error's text)
 //	str      = length:uvarint bytes
 //
-// The magic lets a client tell this protocol from a peer that does not
-// speak it (an older version hands the connection to its HTTP server,
-// which answers "HTTP/1.1 400").
+// The preamble is a line, so that a peer that does not speak the protocol
+// (an older version hands the connection to its HTTP server) answers at
+// once ("HTTP/1.1 400") instead of waiting for the rest of a request line;
+// the magic lets the client tell that answer from an acceptance.
 const (
-	version = 1
-	magic   = "RKVF"
+	version  = 1
+	preamble = "RKVF/1\r\n"
+	magic    = "RKVF"
 
 	kindHello    = 'H'
 	kindAck      = 'A'

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -24,8 +25,9 @@ type Node interface {
 	// and the secret of its hello) forward writes here?
 	AuthorizePeer(state *tls.ConnectionState, secret string) error
 	// AuthGeneration changes whenever an earlier AuthorizePeer answer may
-	// have changed (membership, ACL state): streams are checked again then.
-	AuthGeneration() uint64
+	// have changed (membership, ACL state, a restore): streams are checked
+	// again then.
+	AuthGeneration() [2]uint64
 }
 
 // helloTimeout bounds how long a new connection may take to say hello.
@@ -106,6 +108,10 @@ func (s *Server) serve(c net.Conn) {
 	defer c.Close()
 	r := bufio.NewReaderSize(c, 64<<10)
 	_ = c.SetReadDeadline(time.Now().Add(helloTimeout))
+	var pre [len(preamble)]byte
+	if _, err := io.ReadFull(r, pre[:]); err != nil || string(pre[:]) != preamble {
+		return
+	}
 	kind, body, err := readFrame(r, 1<<16)
 	if err != nil || kind != kindHello {
 		return
@@ -137,7 +143,11 @@ func (s *Server) serve(c net.Conn) {
 		s.writeAnswers(c, out, ctx.Done())
 	}()
 	defer func() {
-		cancel() // a caller that hung up is not waiting for its answers
+		// The stream is over (the caller hung up, or sent garbage): no
+		// answer will be read, and closing first unblocks a writer stuck
+		// on a peer that vanished.
+		cancel()
+		c.Close()
 		requests.Wait()
 		close(out)
 		<-writerDone
