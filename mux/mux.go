@@ -136,19 +136,25 @@ func (m *Mux) ForwardListener() net.Listener { return m.forward }
 // DialForward opens a forwarding stream to a peer's shared port. With TLS
 // it presents this node's certificate, as raft does.
 func (m *Mux) DialForward(ctx context.Context, addr string) (net.Conn, error) {
+	deadline, _ := ctx.Deadline()
+	return m.dialMarked(ctx, addr, ProtoForward, ForwardMarker, deadline)
+}
+
+// dialMarked opens a connection for one of the port's own streams: over
+// TLS it asks for proto by ALPN; in plaintext it writes marker first, by
+// writeDeadline if not zero.
+func (m *Mux) dialMarked(ctx context.Context, addr, proto string, marker byte, writeDeadline time.Time) (net.Conn, error) {
 	if m.tls != nil {
-		return m.dial(ctx, "tcp", addr, ProtoForward)
+		return m.dial(ctx, "tcp", addr, proto)
 	}
 	c, err := m.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	if d, ok := ctx.Deadline(); ok {
-		_ = c.SetWriteDeadline(d)
-	}
-	if _, err := c.Write([]byte{ForwardMarker}); err != nil {
+	_ = c.SetWriteDeadline(writeDeadline)
+	if _, err := c.Write([]byte{marker}); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("mux: write forwarding marker to %s: %w", addr, err)
+		return nil, fmt.Errorf("mux: write %s marker to %s: %w", proto, addr, err)
 	}
 	_ = c.SetWriteDeadline(time.Time{})
 	return c, nil
@@ -271,22 +277,11 @@ var _ raft.StreamLayer = (*RaftLayer)(nil)
 func (l *RaftLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), max(timeout, time.Second))
 	defer cancel()
-	if l.mux.tls != nil {
-		return l.mux.dial(ctx, "tcp", string(address), ProtoRaft)
-	}
-	c, err := l.mux.DialContext(ctx, "tcp", string(address))
-	if err != nil {
-		return nil, err
-	}
+	var writeDeadline time.Time
 	if timeout > 0 {
-		_ = c.SetWriteDeadline(time.Now().Add(timeout))
+		writeDeadline = time.Now().Add(timeout)
 	}
-	if _, err := c.Write([]byte{RaftMarker}); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("mux: write raft marker to %s: %w", address, err)
-	}
-	_ = c.SetWriteDeadline(time.Time{})
-	return c, nil
+	return l.mux.dialMarked(ctx, string(address), ProtoRaft, RaftMarker, writeDeadline)
 }
 
 // consumeMarker strips the marker byte that cmux replays after matching.

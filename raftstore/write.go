@@ -55,10 +55,6 @@ func (s *RaftStore) Apply(ctx context.Context, cmd *kv.Command) (*kv.Result, err
 	return res, err
 }
 
-// applyLocal proposes cmd on this node, which believes it leads. The
-// leader stamps the time itself, whatever the caller sent: the state
-// machine's clock (expiry of tombstones and idempotency keys) must not be
-// settable from outside.
 // forward sends a write to the leader at addr: on the forwarding stream,
 // or by HTTP when the leader cannot take one (nothing was sent then).
 func (s *RaftStore) forward(ctx context.Context, addr string, cmd *kv.Command) (*kv.Result, error) {
@@ -70,6 +66,10 @@ func (s *RaftStore) forward(ctx context.Context, addr string, cmd *kv.Command) (
 	return res, err
 }
 
+// applyLocal proposes cmd on this node, which believes it leads. The
+// leader stamps the time itself, whatever the caller sent: the state
+// machine's clock (expiry of tombstones and idempotency keys) must not be
+// settable from outside.
 func (s *RaftStore) applyLocal(ctx context.Context, cmd *kv.Command) (*kv.Result, error) {
 	c := *cmd
 	c.Time = time.Now()

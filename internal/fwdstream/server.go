@@ -171,7 +171,7 @@ func (s *Server) serve(c net.Conn) {
 			if err := s.node.AuthorizePeer(state, secret); err != nil {
 				// Refused at the door: nothing was done, as the caller
 				// must know (it may try elsewhere).
-				s.refuse(out, id, err, ctx.Done())
+				respond(out, ctx.Done(), id, refusedCode, []byte(err.Error()))
 				continue
 			}
 			gen = g
@@ -180,7 +180,7 @@ func (s *Server) serve(c net.Conn) {
 		go func() {
 			defer requests.Done()
 			res, err := s.apply(ctx, encoded, timeout)
-			s.answer(out, id, res, err, ctx.Done())
+			answer(out, ctx.Done(), id, res, err)
 		}()
 	}
 }
@@ -202,21 +202,19 @@ func (s *Server) apply(ctx context.Context, encoded []byte, timeoutMs uint64) (*
 	return s.node.ApplyForwarded(ctx, cmd)
 }
 
-func (s *Server) refuse(out chan<- []byte, id uint64, why error, done <-chan struct{}) {
-	frame := appendFrame(nil, kindResponse, uvarint(id), appendStr(nil, refusedCode), []byte(why.Error()))
-	select {
-	case out <- frame:
-	case <-done:
+// answer queues the answer to request id: its result, or its error by
+// wire code.
+func answer(out chan<- []byte, done <-chan struct{}, id uint64, res *kv.Result, err error) {
+	if err != nil {
+		respond(out, done, id, kv.Code(err), []byte(err.Error()))
+		return
 	}
+	respond(out, done, id, "", fsm.EncodeResult(res))
 }
 
-func (s *Server) answer(out chan<- []byte, id uint64, res *kv.Result, err error, done <-chan struct{}) {
-	var frame []byte
-	if err != nil {
-		frame = appendFrame(nil, kindResponse, uvarint(id), appendStr(nil, kv.Code(err)), []byte(err.Error()))
-	} else {
-		frame = appendFrame(nil, kindResponse, uvarint(id), appendStr(nil, ""), fsm.EncodeResult(res))
-	}
+// respond queues a response frame, unless the stream ends first.
+func respond(out chan<- []byte, done <-chan struct{}, id uint64, code string, body []byte) {
+	frame := appendFrame(nil, kindResponse, uvarint(id), appendStr(nil, code), body)
 	select {
 	case out <- frame:
 	case <-done:

@@ -114,14 +114,14 @@ func (b *browser) pageText() string {
 // go navigates by the location hash, as the UI's own links do.
 func (b *browser) go_(hash string) {
 	b.t.Helper()
-	b.run("go to "+hash, chromedp.Evaluate[chromedp.Void]("location.hash = "+jsString(hash)))
+	b.run("go to "+hash, chromedp.Evaluate[chromedp.Void]("location.hash = "+js(hash)))
 }
 
 // typeInto replaces an input's text the way a user would (key events, so
 // the page sees input events).
 func (b *browser) typeInto(sel, text string) {
 	b.t.Helper()
-	clear := fmt.Sprintf(`(e => { e.value = ""; })(document.querySelector(%s))`, jsString(sel))
+	clear := fmt.Sprintf(`(e => { e.value = ""; })(document.querySelector(%s))`, js(sel))
 	b.run("type into "+sel, chromedp.WaitVisible(chromedp.CSS(sel)), chromedp.Evaluate[chromedp.Void](clear), chromedp.SendKeys(chromedp.CSS(sel), text))
 }
 

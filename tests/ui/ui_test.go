@@ -33,13 +33,11 @@ func startCluster(t *testing.T, opts proccluster.Options) (*proccluster.Cluster,
 	return nil, nil
 }
 
-// jsString quotes s as a JavaScript string literal.
-func jsString(s string) string {
+// js quotes s as a JavaScript string literal.
+func js(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
 }
-
-func js(s string) string { return jsString(s) }
 
 // steadyTraffic writes through node 0 and reads on addr until stopped (or
 // the test ends).
