@@ -16,15 +16,22 @@ type LockOptions struct {
 	Value []byte
 	// TTL of the lock's session (default 15s): a holder that stops renewing
 	// loses the lock between TTL and 2×TTL later (TTL after an election,
-	// if the leader changed meanwhile); Lost closes after TTL.
+	// if the leader changed meanwhile); Lost closes Margin before TTL has
+	// passed since the last renew that succeeded was sent.
 	TTL time.Duration
 	// LockDelay after the holder's session is invalidated, during which no
 	// one else may take the lock (default 15s): time for a holder that does
 	// not know yet to notice and stop.
 	LockDelay time.Duration
 	// Session, if set, is an existing session to hold the lock with; it is
-	// then neither renewed nor destroyed by the lock.
+	// then not destroyed by the lock, but renewed while the lock is held
+	// (so that the holder knows until when it is safe: see Lost).
 	Session string
+	// Margin is how long before the cluster could invalidate the session
+	// (its Lease after the last renew that succeeded) Lost closes; default
+	// DefaultMargin. Work that takes time to stop (raftkv lock's command)
+	// needs that time added.
+	Margin time.Duration
 	// Flags stored with the key (consul lock and consul/api use
 	// LockFlagValue, so that a lock key is not mistaken for something else).
 	Flags uint64
@@ -44,7 +51,7 @@ type Lock struct {
 	value   []byte
 	flags   uint64
 	session string
-	own     bool // the lock made its session: it renews and destroys it
+	held    *heldSession
 	index   uint64
 
 	lost     chan struct{}
@@ -55,21 +62,14 @@ type Lock struct {
 
 // Lock blocks until the lock on key is held, or ctx ends.
 func (c *Client) Lock(ctx context.Context, key string, opts LockOptions) (*Lock, error) {
-	l := &Lock{c: c, key: key, value: opts.Value, flags: opts.Flags, session: opts.Session, lost: make(chan struct{}), stop: make(chan struct{})}
-	ttl := opts.TTL
-	if ttl == 0 {
-		ttl = 15 * time.Second
+	l := &Lock{c: c, key: key, value: opts.Value, flags: opts.Flags, lost: make(chan struct{}), stop: make(chan struct{})}
+	held, err := c.holdSession(ctx, opts, "raftkv lock "+key, kv.BehaviorRelease)
+	if err != nil {
+		return nil, fmt.Errorf("lock %q: %w", key, err)
 	}
-	if l.session == "" {
-		sent := time.Now()
-		id, err := c.CreateSession(ctx, SessionOptions{Name: "raftkv lock " + key, TTL: ttl, LockDelay: opts.LockDelay})
-		if err != nil {
-			return nil, fmt.Errorf("lock %q: create session: %w", key, err)
-		}
-		l.session, l.own = id, true
-		l.wg.Add(1)
-		go l.renew(sent, ttl)
-	}
+	l.held, l.session = held, held.id
+	l.wg.Add(1)
+	go l.renew()
 	if err := l.acquire(ctx); err != nil {
 		l.shutdown()
 		return nil, err
@@ -119,45 +119,11 @@ func (l *Lock) acquire(ctx context.Context) error {
 	}
 }
 
-// renewSession keeps a session alive, every TTL/2 (every second after a
-// failure), until stop closes (false) or the session must be taken as lost
-// (true). A holder cut off from the cluster gives up once TTL has passed
-// since the last renew that succeeded (lastOK: when it, or the create, was
-// sent): the cluster cannot invalidate the session before TTL after it
-// reached the leader, so the holder stops before anyone else can take what
-// it holds (lock-delay adds to that margin).
-func renewSession(c *Client, id string, lastOK time.Time, ttl time.Duration, stop <-chan struct{}) bool {
-	wait := ttl / 2
-	for {
-		t := time.NewTimer(min(wait, time.Until(lastOK.Add(ttl))))
-		select {
-		case <-stop:
-			t.Stop()
-			return false
-		case <-t.C:
-		}
-		if time.Since(lastOK) >= ttl {
-			return true
-		}
-		sent := time.Now()
-		ctx, cancel := context.WithTimeout(context.Background(), max(time.Until(lastOK.Add(ttl)), time.Millisecond))
-		_, err := c.RenewSession(ctx, id)
-		cancel()
-		switch {
-		case err == nil:
-			lastOK, wait = sent, ttl/2
-		case errors.Is(err, kv.ErrNotFound):
-			return true // invalidated
-		default:
-			wait = time.Second
-		}
-	}
-}
-
-// renew runs renewSession for the lock's own session.
-func (l *Lock) renew(created time.Time, ttl time.Duration) {
+// renew keeps the lock's session alive until the lock is released, or
+// marks the lock lost.
+func (l *Lock) renew() {
 	defer l.wg.Done()
-	if renewSession(l.c, l.session, created, ttl, l.stop) {
+	if l.c.keepAlive(l.held, l.stop) {
 		l.markLost()
 	}
 }
@@ -187,7 +153,7 @@ func (l *Lock) monitor() {
 			l.markLost()
 			return
 		case err != nil:
-			select { // unreachable: renew gives the lock up once TTL has passed
+			select { // unreachable: renew gives the lock up at its deadline
 			case <-ctx.Done():
 				return
 			case <-time.After(time.Second):
@@ -201,7 +167,10 @@ func (l *Lock) monitor() {
 func (l *Lock) markLost() { l.lostOnce.Do(func() { close(l.lost) }) }
 
 // Lost is closed when the lock is lost (the key changed hands or was
-// deleted, or the session was invalidated). Stop the work it guards.
+// deleted, or the session was invalidated), or when the holder could not
+// renew its session for its Lease less Margin: before the cluster may
+// invalidate the session and let anyone else take the lock. Stop the work
+// it guards.
 func (l *Lock) Lost() <-chan struct{} { return l.lost }
 
 // Index is the key's LockIndex when the lock was taken: with Key, a
@@ -232,7 +201,7 @@ func (l *Lock) shutdown() {
 	}
 	l.wg.Wait()
 	l.markLost()
-	if l.own {
+	if l.held != nil && l.held.own {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		_ = l.c.DestroySession(ctx, l.session)
 		cancel()

@@ -46,20 +46,17 @@ func (c *Client) Semaphore(ctx context.Context, prefix string, limit int, opts L
 	if limit <= 0 {
 		return nil, fmt.Errorf("%w: semaphore limit must be positive", kv.ErrInvalid)
 	}
-	ttl := opts.TTL
-	if ttl == 0 {
-		ttl = 15 * time.Second
-	}
-	sent := time.Now()
-	id, err := c.CreateSession(ctx, SessionOptions{Name: "raftkv semaphore " + prefix, TTL: ttl, LockDelay: opts.LockDelay, Behavior: kv.BehaviorDelete})
+	opts.Session = "" // a semaphore's session must delete its contender key
+	held, err := c.holdSession(ctx, opts, "raftkv semaphore "+prefix, kv.BehaviorDelete)
 	if err != nil {
-		return nil, fmt.Errorf("semaphore %q: create session: %w", prefix, err)
+		return nil, fmt.Errorf("semaphore %q: %w", prefix, err)
 	}
+	id := held.id
 	s := &Semaphore{c: c, prefix: prefix, limit: limit, session: id, lost: make(chan struct{}), stop: make(chan struct{})}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		if renewSession(c, id, sent, ttl, s.stop) {
+		if c.keepAlive(held, s.stop) {
 			s.markLost()
 		}
 	}()

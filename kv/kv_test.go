@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestErrorCodesRoundTrip(t *testing.T) {
@@ -68,6 +69,24 @@ func TestCommandValidate(t *testing.T) {
 	} {
 		if err := c.Validate(0); !errors.Is(err, ErrInvalid) {
 			t.Fatalf("%+v: %v, want ErrInvalid", c.Ops, err)
+		}
+	}
+}
+
+// The Lease is what a lock holder counts on: its TTL, else NodeFailAfter
+// for a session that follows its node, else nothing ends it but a destroy.
+func TestSessionLease(t *testing.T) {
+	for _, c := range []struct {
+		s    Session
+		want time.Duration
+	}{
+		{Session{TTL: "60s", NodeChecks: []string{SerfHealth}}, time.Minute},
+		{Session{TTL: "15s"}, 15 * time.Second},
+		{Session{NodeChecks: []string{SerfHealth}}, NodeFailAfter},
+		{Session{}, 0},
+	} {
+		if got := c.s.Lease(); got != c.want {
+			t.Errorf("%+v: lease %s, want %s", c.s, got, c.want)
 		}
 	}
 }

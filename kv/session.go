@@ -39,7 +39,8 @@ const (
 	// pass without a renew (never before one TTL, the contract).
 	SessionTTLMultiplier = 2
 	// NodeFailAfter: a node the leader has not heard from for this long is
-	// critical, and its sessions with the serfHealth check are invalidated.
+	// critical, and its sessions with the serfHealth check are invalidated
+	// once their Lease has passed since their last renew.
 	NodeFailAfter = 10 * time.Second
 )
 
@@ -81,6 +82,24 @@ func (s *Session) Validate() error {
 		}
 	}
 	return nil
+}
+
+// Lease is how long after a renew (or the create) reached the leader the
+// session is certain to stay valid unless it is destroyed: nothing the
+// cluster does on its own (TTL, node health, its node leaving) invalidates
+// it sooner. It is the TTL; for a session without one that follows its
+// node's health, NodeFailAfter; 0 for a session that only a destroy ends.
+// A lock holder that counts Lease from when it sent its last renew that
+// succeeded knows, on its own clock, until when nobody else can take what
+// it holds.
+func (s *Session) Lease() time.Duration {
+	if ttl := s.TTLDuration(); ttl > 0 {
+		return ttl
+	}
+	if s.HasSerfHealth() {
+		return NodeFailAfter
+	}
+	return 0
 }
 
 // HasSerfHealth reports whether the session follows its node's health.

@@ -80,7 +80,7 @@ func (s *RaftStore) linearize(ctx context.Context) error {
 // index passes q.MinIndex or the wait is over.
 func (s *RaftStore) block(ctx context.Context, q kv.Query) (*kv.QueryResult, error) {
 	var res *kv.QueryResult
-	err := s.blockOn(ctx, s.watch, q.Key, q.Kind != kv.ReadGet, q.MinIndex, q.Wait, func() (uint64, error) {
+	err := s.blockOn(ctx, s.watch, q.Key, q.Kind != kv.ReadGet, q.MinIndex, q.Wait, !q.Stale, func() (uint64, error) {
 		var err error
 		if res, err = s.readLocal(q); err != nil {
 			return 0, err
@@ -95,7 +95,15 @@ func (s *RaftStore) block(ctx context.Context, q kv.Query) (*kv.QueryResult, err
 // kv.DefaultWait, at most kv.MaxWait, plus jitter) is over; the last read
 // is the answer. The watch is registered before each read, so a change
 // between the read and the wait still wakes it.
-func (s *RaftStore) blockOn(ctx context.Context, hub *watch.Hub, key string, prefix bool, minIndex uint64, wait time.Duration, read func() (uint64, error)) error {
+//
+// A consistent query stays bound to the leader it was linearized under:
+// when this node loses that leader, the query is linearized again, and
+// fails (No cluster leader) if no leader comes back within the hold. A lock
+// monitor (consul/api's Lock, which tracks no time of its own) on a node
+// cut off from the cluster thus learns within seconds that it can no longer
+// know whether it holds its lock, instead of when its wait runs out
+// minutes later, after the lock may have moved.
+func (s *RaftStore) blockOn(ctx context.Context, hub *watch.Hub, key string, prefix bool, minIndex uint64, wait time.Duration, consistent bool, read func() (uint64, error)) error {
 	if wait <= 0 {
 		wait = kv.DefaultWait
 	}
@@ -103,6 +111,10 @@ func (s *RaftStore) blockOn(ctx context.Context, hub *watch.Hub, key string, pre
 	wait += rand.N(wait/16 + 1) // spread the herd of re-polls, as Consul does
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
+	var leaderLost <-chan struct{} // nil, never ready, for a stale query
+	if consistent {
+		leaderLost = s.leaders.Current().Done()
+	}
 	for {
 		w := hub.Watch(key, prefix)
 		index, err := read()
@@ -113,6 +125,14 @@ func (s *RaftStore) blockOn(ctx context.Context, hub *watch.Hub, key string, pre
 		select {
 		case <-w.C:
 			hub.Stop(w)
+			continue
+		case <-leaderLost:
+			hub.Stop(w)
+			ep := s.leaders.Current()
+			if err := s.linearize(ctx); err != nil {
+				return err
+			}
+			leaderLost = ep.Done()
 			continue
 		case <-timer.C:
 		case <-s.ctx.Done():

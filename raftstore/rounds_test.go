@@ -3,6 +3,7 @@ package raftstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -117,4 +118,61 @@ func TestCutOffLeaderAnswersAtOnce(t *testing.T) {
 	if got := mustGetValue(t, c.nodes[l], "k", Stale()); got != "v" {
 		t.Fatalf("stale read on a cut-off node: %q", got)
 	}
+}
+
+// A consistent blocking query is bound to the leader it was linearized
+// under: on a node that loses the cluster, it fails once no leader comes
+// back within the hold, instead of waiting out its wait (a lock monitor
+// that keeps no time of its own learns in seconds, not minutes). A stale
+// one goes on waiting: it needs no leader.
+func TestConsistentBlockingQueryEndsWithItsLeader(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	l := c.leader()
+	idx := mustSet(t, c.nodes[l], "k", "v")
+	f := c.followers()[0]
+	waitFor(t, 10*time.Second, "the follower to apply the write", func() error {
+		if c.nodes[f].fsm.AppliedIndex() < idx {
+			return errors.New("behind")
+		}
+		return nil
+	})
+	block := func(stale bool) <-chan error {
+		done := make(chan error, 1)
+		go func() {
+			_, err := c.nodes[f].Read(context.Background(), kv.Query{Kind: kv.ReadGet, Key: "k", MinIndex: idx, Wait: time.Minute, Stale: stale})
+			done <- err
+		}()
+		return done
+	}
+	consistent, stale := block(false), block(true)
+	waitFor(t, 10*time.Second, "both queries to block", func() error {
+		if n := c.nodes[f].watch.Len(); n < 2 {
+			return fmt.Errorf("%d watching", n)
+		}
+		return nil
+	})
+	for i, n := range c.nodes {
+		if i != f {
+			if err := n.Kill(); err != nil {
+				t.Fatal(err)
+			}
+			c.nodes[i] = nil
+		}
+	}
+	select {
+	case err := <-consistent:
+		if !errors.Is(err, ErrNoLeader) {
+			t.Fatalf("consistent blocking query on a node that lost the cluster: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a consistent blocking query outlived its leader by 30s")
+	}
+	select {
+	case err := <-stale:
+		t.Fatalf("a stale blocking query ended with the leader: %v", err)
+	default:
+	}
+	c.nodes[f].Close() // ends the stale query
+	<-stale
+	c.nodes[f] = nil
 }

@@ -122,7 +122,7 @@ func (s *RaftStore) Sessions(ctx context.Context, q kv.SessionQuery) (*kv.Sessio
 		_, err := read()
 		return res, err
 	}
-	err := s.blockOn(ctx, s.sessionWatch, "", false, q.MinIndex, q.Wait, read)
+	err := s.blockOn(ctx, s.sessionWatch, "", false, q.MinIndex, q.Wait, !q.Stale, read)
 	return res, err
 }
 
@@ -272,8 +272,9 @@ func (p *peerContacts) last(id string) time.Time {
 
 // watchPeers feeds the leader's view of each node's health to the session
 // timers: a node not heard from for a few heartbeat intervals is failing
-// (invalidated once kv.NodeFailAfter has passed since it was last heard, or
-// since this node became leader), one heard again is healthy, one removed
+// (critical once kv.NodeFailAfter has passed since it was last heard, or
+// since this node became leader; its sessions then go once their Lease has
+// passed since their last renew), one heard again is healthy, one removed
 // from the configuration is critical at once.
 func (s *RaftStore) watchPeers() {
 	ch := make(chan raft.Observation, 256)

@@ -84,9 +84,12 @@ func (a *app) lockCmd() *cobra.Command {
 		Short: "Run a command while holding a lock (or, with -n, a semaphore slot)",
 		Long: `Run COMMAND while holding the lock PREFIX/.lock, as consul lock does (the
 two share locks). With -n N, up to N commands run at once (a semaphore under
-PREFIX). If the lock is lost, COMMAND gets SIGTERM, then SIGKILL 5 seconds
-later. COMMAND sees RAFTKV_LOCK_HELD=true and RAFTKV_LOCK_INDEX (the lock's
-fencing token). raftkv exits with COMMAND's status (128+signal if killed).`,
+PREFIX). If the lock is lost, COMMAND gets SIGTERM, then SIGKILL min(5s,
+TTL/4) later. When raftkv cannot renew the lock's session (cut off from the
+cluster), it stops COMMAND early enough that the SIGKILL lands before the
+cluster may release the lock: COMMAND never runs while another holder's does.
+COMMAND sees RAFTKV_LOCK_HELD=true and RAFTKV_LOCK_INDEX (the lock's fencing
+token). raftkv exits with COMMAND's status (128+signal if killed).`,
 		Args: cobra.MinimumNArgs(2),
 	}
 	cmd.Flags().IntVarP(&limit, "limit", "n", 1, "how many holders at once (a semaphore when above 1)")
@@ -101,11 +104,14 @@ fencing token). raftkv exits with COMMAND's status (128+signal if killed).`,
 			child = args[dash:]
 		}
 		ctx := cmd.Context()
+		grace := killGrace(ttl)
+		opts := client.LockOptions{TTL: ttl, Margin: client.DefaultMargin(ttl) + grace}
 		var lost <-chan struct{}
 		var index uint64
 		var release func() error
 		if limit == 1 {
-			l, err := c.Lock(ctx, path.Join(prefix, ".lock"), client.LockOptions{TTL: ttl, Flags: client.LockFlagValue})
+			opts.Flags = client.LockFlagValue
+			l, err := c.Lock(ctx, path.Join(prefix, ".lock"), opts)
 			if err != nil {
 				return err
 			}
@@ -117,14 +123,14 @@ fencing token). raftkv exits with COMMAND's status (128+signal if killed).`,
 				return removeFreeLock(c, l.Key())
 			}
 		} else {
-			s, err := c.Semaphore(ctx, prefix, limit, client.LockOptions{TTL: ttl})
+			s, err := c.Semaphore(ctx, prefix, limit, opts)
 			if err != nil {
 				return err
 			}
 			lost = s.Lost()
 			release = func() error { return s.Release(context.Background()) }
 		}
-		code, runErr := a.runChild(ctx, child, lost, index)
+		code, runErr := a.runChild(ctx, child, lost, index, grace)
 		if err := release(); err != nil {
 			fmt.Fprintf(a.stderr, "raftkv: release: %v\n", err)
 		}
@@ -157,12 +163,18 @@ func removeFreeLock(c *client.Client, key string) error {
 	return nil
 }
 
+// killGrace is how long a command has between SIGTERM and SIGKILL.
+func killGrace(ttl time.Duration) time.Duration { return min(5*time.Second, ttl/4) }
+
 // runChild runs args until it exits; it is stopped (SIGTERM, then SIGKILL
-// after 5s) when lost closes or ctx ends.
-func (a *app) runChild(ctx context.Context, args []string, lost <-chan struct{}, index uint64) (int, error) {
+// after grace) when lost closes or ctx ends.
+func (a *app) runChild(ctx context.Context, args []string, lost <-chan struct{}, index uint64, grace time.Duration) (int, error) {
 	c := exec.Command(args[0], args[1:]...)
 	c.Stdin, c.Stdout, c.Stderr = a.stdin, a.stdout, a.stderr
 	c.Env = append(os.Environ(), "RAFTKV_LOCK_HELD=true", "CONSUL_LOCK_HELD=true", "RAFTKV_LOCK_INDEX="+strconv.FormatUint(index, 10))
+	// Its own process group, signalled as a whole: a shell's children must
+	// stop with it, or they would go on running after the lock is lost.
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := c.Start(); err != nil {
 		return 0, fmt.Errorf("start %s: %w", args[0], err)
 	}
@@ -173,9 +185,9 @@ func (a *app) runChild(ctx context.Context, args []string, lost <-chan struct{},
 	case err = <-done:
 	case <-lost:
 		fmt.Fprintln(a.stderr, "raftkv: lock lost, stopping the command")
-		err = stopChild(c, done)
+		err = stopChild(c, done, grace)
 	case <-ctx.Done():
-		err = stopChild(c, done)
+		err = stopChild(c, done, grace)
 	}
 	var ee *exec.ExitError
 	switch {
@@ -190,13 +202,15 @@ func (a *app) runChild(ctx context.Context, args []string, lost <-chan struct{},
 	return 0, err
 }
 
-func stopChild(c *exec.Cmd, done <-chan error) error {
-	_ = c.Process.Signal(syscall.SIGTERM)
+func stopChild(c *exec.Cmd, done <-chan error, grace time.Duration) error {
+	group := -c.Process.Pid
+	_ = syscall.Kill(group, syscall.SIGTERM)
 	select {
 	case err := <-done:
+		_ = syscall.Kill(group, syscall.SIGKILL) // whatever it left behind
 		return err
-	case <-time.After(5 * time.Second):
-		_ = c.Process.Kill()
+	case <-time.After(grace):
+		_ = syscall.Kill(group, syscall.SIGKILL)
 		return <-done
 	}
 }

@@ -5,18 +5,26 @@
 //
 // The rules (Consul's, kept stricter where Consul is loose):
 //
-//   - Timers live on the leader only. A session is never invalidated before
-//     its TTL has passed since its creation or its last renew; it is
-//     invalidated once kv.SessionTTLMultiplier × TTL passes without one.
-//     Renewals touch only the timer: they write nothing to the log.
-//   - When a node becomes leader, every timer restarts at TTL (not 2×TTL): it
-//     cannot know when the previous leader last saw a renew, but no renew
-//     can have happened after its own election, so the session still gets
-//     its full TTL, and a session that stopped renewing before a leader
-//     change goes within 2×TTL plus the election in the usual case.
-//   - A session with the serfHealth check follows its node's health: it is
-//     invalidated when the leader has not heard from the node for
-//     kv.NodeFailAfter, or when the node leaves the raft configuration.
+//   - Timers live on the leader only. Renewals touch only the timers: they
+//     write nothing to the log.
+//   - Nothing but a destroy invalidates a session before its Lease
+//     (kv.Session.Lease: its TTL) has passed since the leader last saw it
+//     renewed or created. That is what a lock holder counts on: it measures
+//     the same Lease from when it sent its last renew that succeeded, on its
+//     own clock, and stops before the cluster can take the lock away.
+//   - A session with a TTL is invalidated once kv.SessionTTLMultiplier × TTL
+//     passes without a renew.
+//   - A session with the serfHealth check follows its node's health: once
+//     the leader has not heard from the node for kv.NodeFailAfter, or the
+//     node left the raft configuration, the node is critical, and each of
+//     its sessions is invalidated once its Lease has passed since its last
+//     renew (through any node). A holder that keeps renewing through
+//     another node keeps its session; one that cannot renew loses it after
+//     Lease rather than 2×TTL.
+//   - When a node becomes leader, every session counts as renewed at that
+//     moment (its TTL timer restarts at TTL, not 2×TTL): it cannot know when
+//     the previous leader last saw a renew, but no renew can have reached
+//     that leader after this one was elected, so no holder is cut short.
 //
 // Everything runs on a Clock, so tests drive the timers with a fake one.
 package sessions
@@ -59,20 +67,23 @@ type Manager struct {
 	leading  bool
 	epoch    uint64 // bumped by Lead and Step: timers of an old epoch do nothing
 	sessions map[string]*tracked
-	failing  map[string]Timer // node → timer of its failure
-	firing   map[string]bool  // sessions whose invalidation is in flight
+	failing  map[string]Timer  // node → timer until it turns critical
+	critical map[string]string // node → why it is critical, until heard again
+	firing   map[string]bool   // sessions whose invalidation is in flight
 	wg       sync.WaitGroup
 }
 
 type tracked struct {
-	s     kv.Session
-	timer Timer // TTL timer; nil without a TTL
+	s       kv.Session
+	renewed time.Time // when this leader last saw it renewed, created, or took over
+	ttl     Timer     // TTL timer; nil without a TTL
+	quiet   Timer     // while its node is critical: Lease after renewed
 }
 
 // New returns a manager that proposes invalidations with invalidate.
 func New(clock Clock, invalidate Invalidator) *Manager {
-	return &Manager{clock: clock, invalidate: invalidate,
-		sessions: map[string]*tracked{}, failing: map[string]Timer{}, firing: map[string]bool{}}
+	return &Manager{clock: clock, invalidate: invalidate, sessions: map[string]*tracked{},
+		failing: map[string]Timer{}, critical: map[string]string{}, firing: map[string]bool{}}
 }
 
 // Close stops every timer and waits for invalidations in flight.
@@ -81,10 +92,9 @@ func (m *Manager) Close() {
 	m.wg.Wait()
 }
 
-// Lead starts the timers of every session, at TTL, and invalidates
-// at once the node-checked sessions of nodes outside members (they left
-// while no one led). Call it once this node leads and has applied
-// everything committed before its term.
+// Lead starts the timers of every session, at TTL, and takes the nodes
+// outside members as critical (they left while no one led). Call it once
+// this node leads and has applied everything committed before its term.
 func (m *Manager) Lead(all []kv.Session, members []string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -98,8 +108,11 @@ func (m *Manager) Lead(all []kv.Session, members []string) {
 	for _, s := range all {
 		m.trackLocked(s, 1)
 		if s.HasSerfHealth() && !in[s.Node] {
-			m.fireLocked(s.ID, "its node "+s.Node+" is no longer a member")
+			m.critical[s.Node] = "its node " + s.Node + " is no longer a member"
 		}
+	}
+	for _, t := range m.sessions {
+		m.armQuietLocked(t)
 	}
 }
 
@@ -114,15 +127,23 @@ func (m *Manager) Step() {
 
 func (m *Manager) stopLocked() {
 	for _, t := range m.sessions {
-		if t.timer != nil {
-			t.timer.Stop()
-		}
+		t.stop()
 	}
 	for _, t := range m.failing {
 		t.Stop()
 	}
 	m.sessions = map[string]*tracked{}
 	m.failing = map[string]Timer{}
+	m.critical = map[string]string{}
+}
+
+func (t *tracked) stop() {
+	for _, timer := range []Timer{t.ttl, t.quiet} {
+		if timer != nil {
+			timer.Stop()
+		}
+	}
+	t.ttl, t.quiet = nil, nil
 }
 
 // Created tracks a session just created (on the leader).
@@ -130,7 +151,7 @@ func (m *Manager) Created(s kv.Session) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.leading {
-		m.trackLocked(s, kv.SessionTTLMultiplier)
+		m.armQuietLocked(m.trackLocked(s, kv.SessionTTLMultiplier))
 	}
 }
 
@@ -139,16 +160,14 @@ func (m *Manager) Destroyed(id string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if t := m.sessions[id]; t != nil {
-		if t.timer != nil {
-			t.timer.Stop()
-		}
+		t.stop()
 		delete(m.sessions, id)
 	}
 }
 
-// Renew restarts a session's TTL timer. It reports false when this node
-// does not lead (the caller forwards or retries) or does not know the
-// session (it does not exist, or the leader has not loaded it yet).
+// Renew restarts a session's timers. It reports false when this node does
+// not lead (the caller forwards or retries) or does not know the session
+// (it does not exist, or the leader has not loaded it yet).
 func (m *Manager) Renew(id string) (leading, known bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -159,7 +178,9 @@ func (m *Manager) Renew(id string) (leading, known bool) {
 	if t == nil {
 		return true, false
 	}
-	m.armLocked(t, kv.SessionTTLMultiplier)
+	t.renewed = m.clock.Now()
+	m.armTTLLocked(t, kv.SessionTTLMultiplier)
+	m.armQuietLocked(t)
 	return true, true
 }
 
@@ -170,34 +191,59 @@ func (m *Manager) Leading() bool {
 	return m.leading
 }
 
-func (m *Manager) trackLocked(s kv.Session, mult time.Duration) {
-	if old := m.sessions[s.ID]; old != nil && old.timer != nil {
-		old.timer.Stop()
+func (m *Manager) trackLocked(s kv.Session, mult time.Duration) *tracked {
+	if old := m.sessions[s.ID]; old != nil {
+		old.stop()
 	}
-	t := &tracked{s: s}
+	t := &tracked{s: s, renewed: m.clock.Now()}
 	m.sessions[s.ID] = t
-	m.armLocked(t, mult)
+	m.armTTLLocked(t, mult)
+	return t
 }
 
-// armLocked (re)starts t's TTL timer at mult × TTL.
-func (m *Manager) armLocked(t *tracked, mult time.Duration) {
-	if t.timer != nil {
-		t.timer.Stop()
-		t.timer = nil
+// armTTLLocked (re)starts t's TTL timer at mult × TTL.
+func (m *Manager) armTTLLocked(t *tracked, mult time.Duration) {
+	if t.ttl != nil {
+		t.ttl.Stop()
+		t.ttl = nil
 	}
 	ttl := t.s.TTLDuration()
 	if ttl <= 0 {
 		return
 	}
+	t.ttl = m.afterLocked(t, mult*ttl, "its TTL ran out")
+}
+
+// armQuietLocked (re)starts t's invalidation for a critical node: Lease
+// after its last renew. It does nothing while the node is healthy.
+func (m *Manager) armQuietLocked(t *tracked) {
+	if t.quiet != nil {
+		t.quiet.Stop()
+		t.quiet = nil
+	}
+	why, critical := m.critical[t.s.Node]
+	if !critical || !t.s.HasSerfHealth() {
+		return
+	}
+	lease := t.s.Lease()
+	wait := max(lease-m.clock.Now().Sub(t.renewed), 0)
+	t.quiet = m.afterLocked(t, wait, why+", and the session was not renewed for "+lease.String())
+}
+
+// afterLocked runs fireLocked for t after d, unless t was replaced,
+// destroyed or stopped meanwhile, or leadership changed.
+func (m *Manager) afterLocked(t *tracked, d time.Duration, why string) Timer {
 	id, epoch := t.s.ID, m.epoch
-	t.timer = m.clock.AfterFunc(mult*ttl, func() {
+	var timer Timer
+	timer = m.clock.AfterFunc(d, func() {
 		m.mu.Lock()
 		defer m.mu.Unlock()
-		if m.epoch != epoch || m.sessions[id] != t {
-			return // stopped, renewed or destroyed meanwhile
+		if m.epoch != epoch || m.sessions[id] != t || (t.ttl != timer && t.quiet != timer) {
+			return
 		}
-		m.fireLocked(id, "its TTL ran out")
+		m.fireLocked(id, why)
 	})
+	return timer
 }
 
 // fireLocked proposes the invalidation of id in its own goroutine, trying
@@ -217,9 +263,7 @@ func (m *Manager) fireLocked(id, why string) {
 		delete(m.firing, id)
 		if err == nil {
 			if t := m.sessions[id]; t != nil {
-				if t.timer != nil {
-					t.timer.Stop()
-				}
+				t.stop()
 				delete(m.sessions, id)
 			}
 			return
@@ -238,12 +282,12 @@ func (m *Manager) fireLocked(id, why string) {
 }
 
 // NodeFailing records that the leader has not heard from node since last:
-// unless NodeHealthy comes first, its node-checked sessions are invalidated
-// once kv.NodeFailAfter has passed since last.
+// unless NodeHealthy comes first, the node turns critical once
+// kv.NodeFailAfter has passed since last.
 func (m *Manager) NodeFailing(node string, last time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !m.leading || m.failing[node] != nil {
+	if _, critical := m.critical[node]; !m.leading || m.failing[node] != nil || critical {
 		return
 	}
 	epoch := m.epoch
@@ -261,7 +305,8 @@ func (m *Manager) NodeFailing(node string, last time.Time) {
 	m.failing[node] = timer
 }
 
-// NodeHealthy cancels a node's pending failure.
+// NodeHealthy cancels a node's pending failure, and the invalidations
+// waiting on it if it was critical.
 func (m *Manager) NodeHealthy(node string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -269,10 +314,18 @@ func (m *Manager) NodeHealthy(node string) {
 		t.Stop()
 		delete(m.failing, node)
 	}
+	if _, critical := m.critical[node]; !critical {
+		return
+	}
+	delete(m.critical, node)
+	for _, t := range m.sessions {
+		if t.s.Node == node {
+			m.armQuietLocked(t) // stops it: the node is no longer critical
+		}
+	}
 }
 
-// NodeRemoved invalidates at once the node-checked sessions of a node that
-// left the configuration.
+// NodeRemoved makes a node that left the configuration critical at once.
 func (m *Manager) NodeRemoved(node string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -287,9 +340,10 @@ func (m *Manager) NodeRemoved(node string) {
 }
 
 func (m *Manager) nodeCriticalLocked(node, why string) {
-	for id, t := range m.sessions {
-		if t.s.Node == node && t.s.HasSerfHealth() {
-			m.fireLocked(id, why)
+	m.critical[node] = why
+	for _, t := range m.sessions {
+		if t.s.Node == node {
+			m.armQuietLocked(t)
 		}
 	}
 }

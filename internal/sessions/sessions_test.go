@@ -208,8 +208,8 @@ func TestNodeHealth(t *testing.T) {
 		session("gone", "n9", "", kv.SerfHealth), // its node left while no one led
 	}, []string{"n1", "n2", "n3"})
 	settle(m)
-	if got := v.got(); !slices.Equal(got, []string{"gone"}) {
-		t.Fatalf("at leadership: %v", got)
+	if got := v.got(); len(got) != 0 {
+		t.Fatalf("at leadership, before the Lease (NodeFailAfter without a TTL): %v", got)
 	}
 	// n3 misses heartbeats for a while, then comes back in time.
 	m.NodeFailing("n3", c.Now())
@@ -228,6 +228,7 @@ func TestNodeHealth(t *testing.T) {
 		t.Fatalf("after 10s without contact: %v", got)
 	}
 	m.NodeRemoved("n3")
+	c.advance(0) // its Lease since the leader took over is long gone
 	settle(m)
 	if got := v.got(); !slices.Equal(got, []string{"checked", "gone", "other"}) {
 		t.Fatalf("after n3 left: %v", got)
@@ -246,5 +247,85 @@ func TestFailedInvalidationIsRetried(t *testing.T) {
 	}
 	if got := v.got(); !slices.Equal(got, []string{"a"}) {
 		t.Fatalf("after two failures and retries: %v", got)
+	}
+}
+
+// A critical node does not cut its sessions short: each goes once its
+// Lease (its TTL) has passed since its last renew, and a holder renewing
+// through another node keeps its session. The bug this prevents: a 60s
+// session invalidated 10s after its node went silent, while its holder
+// (renewing, or counting its TTL) still believed it held its lock.
+func TestNodeHealthWaitsForTheLease(t *testing.T) {
+	m, c, v := newManager(t)
+	m.Lead(nil, []string{"n1", "n2"})
+	m.Created(session("long", "n2", "60s", kv.SerfHealth))
+	m.Created(session("renewed", "n2", "60s", kv.SerfHealth))
+	m.Created(session("nochecks", "n2", "60s"))
+	m.NodeFailing("n2", c.Now())
+	c.advance(30 * time.Second) // n2 critical since 10s
+	if _, known := m.Renew("renewed"); !known {
+		t.Fatal("renew of a session on a critical node refused")
+	}
+	c.advance(30*time.Second - time.Millisecond)
+	settle(m)
+	if got := v.got(); len(got) != 0 {
+		t.Fatalf("invalidated before TTL since the last renew: %v", got)
+	}
+	c.advance(time.Millisecond)
+	settle(m)
+	if got := v.got(); !slices.Equal(got, []string{"long"}) {
+		t.Fatalf("TTL after the create on a critical node: %v", got)
+	}
+	c.advance(30 * time.Second) // renewed's TTL since its renew
+	settle(m)
+	if got := v.got(); !slices.Equal(got, []string{"long", "renewed"}) {
+		t.Fatalf("TTL after the last renew on a critical node: %v", got)
+	}
+	c.advance(30*time.Second - time.Millisecond) // nochecks: 2×TTL
+	settle(m)
+	if got := v.got(); !slices.Equal(got, []string{"long", "renewed"}) {
+		t.Fatalf("a session without checks followed its node: %v", got)
+	}
+}
+
+// A node heard from again before its sessions' Lease ran out keeps them.
+func TestNodeBackInTime(t *testing.T) {
+	m, c, v := newManager(t)
+	m.Lead(nil, []string{"n1", "n2"})
+	m.Created(session("a", "n2", "30s", kv.SerfHealth))
+	m.NodeFailing("n2", c.Now())
+	c.advance(20 * time.Second)
+	m.NodeHealthy("n2")
+	c.advance(25 * time.Second) // past the Lease, before 2×TTL
+	settle(m)
+	if got := v.got(); len(got) != 0 {
+		t.Fatalf("invalidated although its node came back: %v", got)
+	}
+}
+
+// A node that left the configuration, or that left while no one led: its
+// sessions still get their Lease since their last renew (or since the
+// leader took over).
+func TestRemovedNodeWaitsForTheLease(t *testing.T) {
+	m, c, v := newManager(t)
+	m.Lead([]kv.Session{session("orphan", "n9", "20s", kv.SerfHealth)}, []string{"n1", "n2"})
+	m.Created(session("a", "n2", "20s", kv.SerfHealth))
+	c.advance(15 * time.Second)
+	m.Renew("a")
+	m.NodeRemoved("n2")
+	c.advance(5*time.Second - time.Millisecond)
+	settle(m)
+	if got := v.got(); len(got) != 0 {
+		t.Fatalf("invalidated before its Lease: %v", got)
+	}
+	c.advance(time.Millisecond)
+	settle(m)
+	if got := v.got(); !slices.Equal(got, []string{"orphan"}) {
+		t.Fatalf("Lease after the leader took over: %v", got)
+	}
+	c.advance(15 * time.Second)
+	settle(m)
+	if got := v.got(); !slices.Equal(got, []string{"a", "orphan"}) {
+		t.Fatalf("Lease after the last renew: %v", got)
 	}
 }
