@@ -92,7 +92,16 @@ func Open(dir string, opts Options) (*FSM, error) {
 		WithLogger(badgerLogger{logger}).
 		WithDetectConflicts(false). // the FSM is the only writer
 		WithMetricsEnabled(false).
-		WithValueThreshold(4 << 10) // large values go to the value log, keeping transactions small
+		// Values stay in the LSM tree, whose tables carry checksums that are
+		// verified when a table is opened (at start, and after compactions):
+		// damage stops the node with the file's name. Badger checks its
+		// value log only when it reads a value (and drops the rest of the
+		// newest file after a bad entry, taking it for a torn write), so
+		// nothing is written there any more (values are at most 512 KiB);
+		// what older data dirs hold there is checksummed on every read.
+		WithValueThreshold(1 << 20).
+		WithChecksumVerificationMode(options.OnTableRead).
+		WithVerifyValueChecksum(true)
 	if opts.Small {
 		bo = bo.WithMemTableSize(8 << 20).
 			WithNumMemtables(2).

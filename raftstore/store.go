@@ -23,6 +23,7 @@ import (
 	"github.com/raftkv/raftkv/internal/acl"
 	"github.com/raftkv/raftkv/internal/autopilot"
 	"github.com/raftkv/raftkv/internal/fwdstream"
+	"github.com/raftkv/raftkv/internal/integrity"
 	"github.com/raftkv/raftkv/internal/leaderwatch"
 	"github.com/raftkv/raftkv/internal/logging"
 	"github.com/raftkv/raftkv/internal/logstore"
@@ -44,6 +45,9 @@ var (
 	ErrInvalid        = kv.ErrInvalid
 	ErrTooLarge       = kv.ErrTooLarge
 	ErrClosed         = kv.ErrClosed
+	// ErrDamaged: the data dir holds damaged files; the error names the
+	// file and the problem (docs/OPERATIONS.md, "Damaged data").
+	ErrDamaged = integrity.ErrDamaged
 )
 
 // RaftStore is one raftkv node.
@@ -144,8 +148,13 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 
 	s.watch, s.sessionWatch = watch.New(), watch.New()
 	feed := changeFeed{keys: s.watch, sessions: s.sessionWatch}
-	if s.fsm, err = fsm.Open(filepath.Join(cfg.DataDir, "fsm"), fsm.Options{Logger: s.logger, Small: cfg.SmallFootprint, Notify: feed}); err != nil {
-		return nil, err
+	fsmDir := filepath.Join(cfg.DataDir, "fsm")
+	err = unpanic("open the state machine", func() (err error) {
+		s.fsm, err = fsm.Open(fsmDir, fsm.Options{Logger: s.logger, Small: cfg.SmallFootprint, Notify: feed})
+		return err
+	})
+	if err != nil {
+		return nil, stateMachineDamage(fsmDir, err)
 	}
 	if cfg.ACLDefaultPolicy != "" {
 		s.resolver = acl.NewResolver(s.fsm, cfg.ACLDefaultPolicy == "allow")
@@ -157,10 +166,20 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("raftstore: %w", err)
 	}
-	if s.logStore, err = logstore.Open(cfg.DataDir, kind, hclogger.Named("log"), logstore.Options{SegmentBytes: cfg.RaftWALSegmentBytes}); err != nil {
+	if err := checkLogFiles(cfg.DataDir, kind); err != nil {
+		return nil, fmt.Errorf("raftstore: %w", err)
+	}
+	err = unpanic("open the raft log", func() (err error) {
+		s.logStore, err = logstore.Open(cfg.DataDir, kind, hclogger.Named("log"), logstore.Options{SegmentBytes: cfg.RaftWALSegmentBytes})
+		return err
+	})
+	if err != nil {
 		return nil, fmt.Errorf("raftstore: %w", err)
 	}
 	cleanup = append(cleanup, func() { s.logStore.Close() })
+	if err := checkLogFitsState(cfg.DataDir, kind, s.logStore, s.fsm.AppliedIndex()); err != nil {
+		return nil, fmt.Errorf("raftstore: %w", err)
+	}
 	if s.logs, err = raft.NewLogCache(512, s.logStore); err != nil {
 		return nil, fmt.Errorf("raftstore: log cache: %w", err)
 	}
@@ -220,7 +239,10 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 		}
 	}
 	s.fsm.SetResuming(true)
-	s.raft, err = raft.NewRaft(rc, s.fsm, s.logs, s.logStore, snaps, trans)
+	err = unpanic("start raft", func() (err error) {
+		s.raft, err = raft.NewRaft(rc, s.fsm, s.logs, s.logStore, snaps, trans)
+		return err
+	})
 	s.fsm.SetResuming(false)
 	if err != nil {
 		trans.Close()

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/raftkv/raftkv/internal/integrity"
 	"github.com/raftkv/raftkv/internal/logging"
 	"github.com/raftkv/raftkv/internal/logstore"
 	"github.com/raftkv/raftkv/internal/tlsutil"
@@ -165,6 +166,11 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) (string, b
 		ACLToken:                *aclToken,
 	})
 	if err != nil {
+		var d *integrity.Damage
+		if errors.As(err, &d) {
+			fmt.Fprintf(stderr, "raftkvd: damaged data: %v (how to recover: docs/OPERATIONS.md#damaged-data)\n", d)
+			return 1
+		}
 		fmt.Fprintf(stderr, "raftkvd: %v\n", err)
 		return 1
 	}

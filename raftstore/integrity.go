@@ -1,0 +1,80 @@
+package raftstore
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/raftkv/raftkv/internal/integrity"
+	"github.com/raftkv/raftkv/internal/logstore"
+)
+
+// Before a node starts on its data dir, everything in it is read back and
+// checked (package integrity): a node must not vote, replicate or serve
+// from damaged files, nor panic on them later. A finding is an error
+// wrapping ErrDamaged that names the file.
+
+// checkLogFiles checks the raft log's files before they are opened.
+func checkLogFiles(dataDir string, kind logstore.Kind) error {
+	switch kind {
+	case logstore.WAL:
+		dir := filepath.Join(dataDir, "wal")
+		if entries, err := os.ReadDir(dir); err != nil || len(entries) == 0 {
+			return nil // a new log
+		}
+		return integrity.WAL(dir)
+	case logstore.BoltDB:
+		path := filepath.Join(dataDir, "raft.db")
+		if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
+			return nil
+		}
+		return integrity.Bolt(path)
+	}
+	return nil
+}
+
+// checkLogFitsState reads the opened log back in full, checks the
+// snapshots, and checks that the log and the newest snapshot cover what
+// the state machine applied.
+func checkLogFitsState(dataDir string, kind logstore.Kind, logs integrity.LogReader, applied uint64) error {
+	name := filepath.Join(dataDir, "wal")
+	if kind == logstore.BoltDB {
+		name = filepath.Join(dataDir, "raft.db")
+	}
+	if err := integrity.Log(name, logs); err != nil {
+		return err
+	}
+	newest, err := integrity.Snapshots(dataDir)
+	if err != nil {
+		return err
+	}
+	first, _ := logs.FirstIndex()
+	last, _ := logs.LastIndex()
+	return integrity.Coverage(name, first, last, newest, applied)
+}
+
+// stateMachineDamage reports a state machine that cannot be opened as
+// damage, unless the cause is not its files (another process holds them,
+// or they cannot be accessed).
+func stateMachineDamage(dir string, err error) error {
+	msg := err.Error()
+	if errors.Is(err, os.ErrPermission) || strings.Contains(msg, "Cannot acquire directory lock") {
+		return fmt.Errorf("raftstore: %w", err)
+	}
+	return fmt.Errorf("raftstore: %w", &integrity.Damage{File: dir, Problem: "the state machine (Badger) cannot be opened: " + msg})
+}
+
+// unpanic runs fn and turns a panic into an error: libraries that meet a
+// file they cannot make sense of may panic (raft on a log entry it cannot
+// read back), and a node must exit with a reason instead.
+func unpanic(what string, fn func() error) (err error) {
+	// what stands in for the file: the panic does not say which one it was.
+	defer func() {
+		if r := recover(); r != nil {
+			err = &integrity.Damage{File: what, Problem: fmt.Sprintf("panicked: %v", r)}
+		}
+	}()
+	return fn()
+}
