@@ -45,6 +45,9 @@ var (
 	ErrACLNotFound = errors.New("ACL not found")
 	// ErrACLDisabled: an ACL endpoint on a cluster without ACLs.
 	ErrACLDisabled = errors.New("ACL support disabled")
+	// ErrNoSpace: a disk in the cluster is full; the write was NOT applied.
+	// Writes are taken again once space is freed.
+	ErrNoSpace = errors.New("insufficient disk space")
 )
 
 // codes is the table used to carry sentinel errors between nodes (forwarding).
@@ -67,6 +70,7 @@ var codes = []struct {
 	{"permission_denied", ErrPermissionDenied},
 	{"acl_not_found", ErrACLNotFound},
 	{"acl_disabled", ErrACLDisabled},
+	{"no_space", ErrNoSpace},
 }
 
 // Code returns the wire code of the sentinel err wraps, or "internal".

@@ -22,7 +22,11 @@ func (p *pilotNode) ServerStats(ctx context.Context, id, addr string) (autopilot
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.peerTimeout())
 	defer cancel()
-	return s.peers.Stats(ctx, addr)
+	st, err := s.peers.Stats(ctx, addr)
+	if err == nil {
+		s.fullDisks.set(id, st.DiskFull)
+	}
+	return st, err
 }
 
 func (p *pilotNode) LastHeard(id string) time.Time { return p.contacts.last(id) }
@@ -39,7 +43,7 @@ func (p *pilotNode) ReadReplica(id string) bool {
 func (s *RaftStore) localStats() autopilot.Stats {
 	applied := s.fsm.AppliedIndex() // first: it never passes the commit index read after it
 	st := s.raft.Stats()
-	out := autopilot.Stats{LastContact: s.sinceLeader(), AppliedIndex: applied}
+	out := autopilot.Stats{LastContact: s.sinceLeader(), AppliedIndex: applied, DiskFull: s.disk.Full()}
 	out.LastTerm, _ = strconv.ParseUint(st["last_log_term"], 10, 64)
 	out.LastIndex, _ = strconv.ParseUint(st["last_log_index"], 10, 64)
 	out.CommitIndex, _ = strconv.ParseUint(st["commit_index"], 10, 64)

@@ -38,6 +38,10 @@ type Config struct {
 	Logger        *slog.Logger
 	// SmallFootprint sizes Badger for several nodes in one process.
 	SmallFootprint bool
+	// DiskReserve is the space kept in the data dir for when the disk fills
+	// up (default diskguard.DefaultReserve, 128 MiB; 16 MiB with
+	// SmallFootprint): see docs/OPERATIONS.md, "A full disk".
+	DiskReserve int64
 	// EnablePprof serves /debug/pprof on the HTTP port.
 	EnablePprof bool
 	// DisableUI turns off the web UI at /ui/.
@@ -140,6 +144,9 @@ func (c *Config) setDefaults() error {
 	def(&c.ServerStabilizationTime, 10*time.Second)
 	if c.SnapshotThreshold == 0 {
 		c.SnapshotThreshold = 8192
+	}
+	if c.DiskReserve <= 0 && c.SmallFootprint {
+		c.DiskReserve = 16 << 20
 	}
 	if c.TrailingLogs == 0 {
 		c.TrailingLogs = 10240

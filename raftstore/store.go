@@ -17,11 +17,13 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/raftkv/raftkv/fsm"
 	"github.com/raftkv/raftkv/httpd"
 	"github.com/raftkv/raftkv/internal/acl"
 	"github.com/raftkv/raftkv/internal/autopilot"
+	"github.com/raftkv/raftkv/internal/diskguard"
 	"github.com/raftkv/raftkv/internal/fwdstream"
 	"github.com/raftkv/raftkv/internal/integrity"
 	"github.com/raftkv/raftkv/internal/leaderwatch"
@@ -62,6 +64,8 @@ type RaftStore struct {
 	fsm      *fsm.FSM
 	logStore logstore.Store
 	logs     raft.LogStore // the cache in front of logStore
+	disk      *diskguard.Guard // the data dir's free space, and its reserve
+	fullDisks fullDisks        // while leading: servers that reported a full disk
 	http     *http.Server
 	peers    *peerrpc.Client
 	// forwards carries this node's forwarded writes to the leader, one
@@ -105,6 +109,10 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 		return nil, fmt.Errorf("raftstore: data dir: %w", err)
 	}
 	s := &RaftStore{cfg: cfg}
+	s.disk, err = diskguard.Open(cfg.DataDir, diskguard.Options{Reserve: cfg.DiskReserve, Keep: memtableFile, Logger: cfg.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("raftstore: %w", err)
+	}
 	s.leader.signal = make(chan struct{})
 	s.raftDone = make(chan struct{})
 	s.removed = make(chan struct{})
@@ -169,8 +177,11 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 	if err := checkLogFiles(cfg.DataDir, kind); err != nil {
 		return nil, fmt.Errorf("raftstore: %w", err)
 	}
-	err = unpanic("open the raft log", func() (err error) {
-		s.logStore, err = logstore.Open(cfg.DataDir, kind, hclogger.Named("log"), logstore.Options{SegmentBytes: cfg.RaftWALSegmentBytes})
+	err = unpanic("open the raft log", func() error {
+		store, err := logstore.Open(cfg.DataDir, kind, hclogger.Named("log"), logstore.Options{SegmentBytes: cfg.RaftWALSegmentBytes})
+		if err == nil {
+			s.logStore = spaceStore{Store: store, guard: s.disk, closing: s.ctx.Done()}
+		}
 		return err
 	})
 	if err != nil {
@@ -262,7 +273,10 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 	s.forwards = fwdstream.NewClient(s.mux.DialForward, s.peerSecret)
 	s.forwarded = fwdstream.NewServer((*rpcNode)(s), cfg.ApplyTimeout)
 	s.metrics = newMetrics(s.watch.Len)
-	s.metrics.registry.MustRegister(newRaftGauges(s))
+	s.metrics.registry.MustRegister(newRaftGauges(s), prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "raftkv_disk_full",
+		Help: "1 while this node's disk is full (its reserve given back; the cluster refuses writes), else 0.",
+	}, func() float64 { return map[bool]float64{true: 1}[s.disk.Full()] }))
 	s.sessions = sessions.New(sessions.RealClock{}, s.invalidateSession)
 	s.pilot = autopilot.New(s.raft, (*pilotNode)(s), autopilot.Config{
 		StabilizationTime:    cfg.ServerStabilizationTime,
@@ -293,6 +307,11 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 	s.spawn(func() { s.watchLeadership(notify) })
 	s.spawn(func() { leaderwatch.Run(s.raft, s.leaders, cfg.HeartbeatTimeout/10, s.raftDone) })
 	s.spawn(s.watchPeers)
+	s.disk.OnChange(s.diskChanged)
+	if s.disk.Full() {
+		s.diskChanged(true)
+	}
+	s.spawn(func() { s.disk.Run(100*time.Millisecond, s.ctx.Done()) })
 	s.spawn(s.watchReadiness)
 	s.spawn(s.watchRemoval)
 	if len(cfg.Join) > 0 {

@@ -71,6 +71,9 @@ func (s *RaftStore) forward(ctx context.Context, addr string, cmd *kv.Command) (
 // machine's clock (expiry of tombstones and idempotency keys) must not be
 // settable from outside.
 func (s *RaftStore) applyLocal(ctx context.Context, cmd *kv.Command) (*kv.Result, error) {
+	if err := s.spaceForWrite(cmd); err != nil {
+		return nil, err
+	}
 	c := *cmd
 	c.Time = time.Now()
 	if err := s.stampSession(&c); err != nil {

@@ -13,7 +13,7 @@ var flagGroups = []struct {
 	title string
 	names []string
 }{
-	{"Node", []string{"id", "addr", "advertise", "data-dir", "raft-log-store"}},
+	{"Node", []string{"id", "addr", "advertise", "data-dir", "raft-log-store", "disk-reserve"}},
 	{"Cluster", []string{"bootstrap", "join", "non-voter", "server-stabilization-time", "recover"}},
 	{"Raft timing (defaults suit most clusters; see docs/OPERATIONS.md)", []string{
 		"heartbeat-timeout", "election-timeout", "leader-lease-timeout",

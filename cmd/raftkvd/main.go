@@ -56,6 +56,7 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) (string, b
 		snapInterval = fs.Duration("snapshot-interval", 0, "how often to check whether to snapshot (default 2m)")
 		logStore     = fs.String("raft-log-store", "", "wal (hashicorp/raft-wal, one fsync per append) or boltdb (raft-boltdb); default: what -data-dir holds, else wal")
 		walSegment   = fs.Int("raft-wal-segment-size", 0, "size in bytes of the WAL's segment files (default 64 MiB); the log's head is dropped a segment at a time")
+		diskReserve  = fs.Int64("disk-reserve", 0, "bytes kept in -data-dir for when the disk fills up: given back then, while writes are refused (default 128 MiB; at least a WAL segment)")
 		stabilize    = fs.Duration("server-stabilization-time", 10*time.Second, "how long a joined node must stay healthy before it becomes a voter")
 		showVersion  = fs.Bool("version", false, "print the version and exit")
 		tlsCert      = fs.String("tls-cert", "", "this node's certificate (PEM); with -tls-key and -tls-ca the port speaks only TLS")
@@ -157,6 +158,7 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) (string, b
 		ServerStabilizationTime: *stabilize,
 		RaftLogStore:            *logStore,
 		RaftWALSegmentBytes:     *walSegment,
+		DiskReserve:             *diskReserve,
 		Recover:                 *recoverFlag,
 		ReadReplica:             *nonVoter,
 		TLS:                     tlsutil.Files{CA: *tlsCA, Cert: *tlsCert, Key: *tlsKey},

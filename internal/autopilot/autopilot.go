@@ -31,6 +31,9 @@ type Stats struct {
 	// ride along for the health report's readers (the web UI).
 	CommitIndex  uint64
 	AppliedIndex uint64
+	// DiskFull rides along for the leader, which refuses writes while a
+	// voter's disk is full.
+	DiskFull bool
 }
 
 // Node is what the pilot needs of the node it runs on.

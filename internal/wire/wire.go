@@ -34,6 +34,7 @@ var statuses = []struct {
 	{kv.ErrPermissionDenied, http.StatusForbidden},
 	{kv.ErrACLNotFound, http.StatusForbidden},
 	{kv.ErrACLDisabled, http.StatusUnauthorized},
+	{kv.ErrNoSpace, http.StatusInsufficientStorage},
 }
 
 // Status is the HTTP status err is answered with (500 for anything else).

@@ -1,0 +1,149 @@
+package raftstore
+
+import (
+	"math"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/raftkv/raftkv/internal/diskguard"
+	"github.com/raftkv/raftkv/internal/logstore"
+	"github.com/raftkv/raftkv/kv"
+)
+
+// A full disk: package diskguard keeps a reserve in the data dir and says
+// when the disk is full; this file acts on it. While any voter's disk is
+// full the leader refuses writes from clients (kv.ErrNoSpace, HTTP 507,
+// not applied), so that what the cluster still has to write itself (a
+// term, a vote, a barrier, session invalidations) finds room; reads go
+// on; snapshots, which copy the whole state to disk, wait. A write that
+// meets ENOSPC gives the reserve back at once and is tried again. A term
+// or a vote that still cannot be written waits for space: raft panics when
+// it cannot persist a term, so the node stalls instead, as a paused node
+// would, and goes on once space is freed.
+
+// memtableFile is Badger's memtable log: created sparse at twice the
+// memtable size and written through a memory map, where a block the disk
+// cannot give is a SIGBUS. Its first 5/8 (the memtable's size and a
+// quarter) is allocated as soon as it appears.
+var memtableFile = []diskguard.Keep{{Pattern: "fsm/*.mem", Part: 5.0 / 8}}
+
+// spaceStore is the raft log and stable store, retrying a write that ran
+// out of space once the guard has given its reserve back.
+type spaceStore struct {
+	logstore.Store
+	guard   *diskguard.Guard
+	closing <-chan struct{} // ends a wait for space
+}
+
+func (s spaceStore) noSpace(err error) bool {
+	return err != nil && (s.guard.NoSpace(err) || strings.Contains(err.Error(), "no space left on device"))
+}
+
+func (s spaceStore) retry(write func() error) error {
+	err := write()
+	if s.noSpace(err) {
+		err = write()
+	}
+	return err
+}
+
+// persist writes raft's stable state, waiting for space as long as it
+// takes (or until the node closes).
+func (s spaceStore) persist(write func() error) error {
+	for {
+		err := write()
+		if !s.noSpace(err) {
+			return err
+		}
+		select {
+		case <-s.closing:
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (s spaceStore) StoreLog(l *raft.Log) error {
+	return s.retry(func() error { return s.Store.StoreLog(l) })
+}
+
+func (s spaceStore) StoreLogs(logs []*raft.Log) error {
+	return s.retry(func() error { return s.Store.StoreLogs(logs) })
+}
+
+func (s spaceStore) DeleteRange(min, max uint64) error {
+	return s.retry(func() error { return s.Store.DeleteRange(min, max) })
+}
+
+func (s spaceStore) Set(k, v []byte) error {
+	return s.persist(func() error { return s.Store.Set(k, v) })
+}
+
+func (s spaceStore) SetUint64(k []byte, v uint64) error {
+	return s.persist(func() error { return s.Store.SetUint64(k, v) })
+}
+
+// IsMonotonic passes the log store's promise on (raft-wal keeps no gaps).
+func (s spaceStore) IsMonotonic() bool {
+	m, ok := s.Store.(raft.MonotonicLogStore)
+	return ok && m.IsMonotonic()
+}
+
+// fullDisks is the leader's record of which servers last reported a full
+// disk (with their stats, every autopilot round).
+type fullDisks struct{ m sync.Map } // id → bool
+
+func (f *fullDisks) set(id string, full bool) { f.m.Store(id, full) }
+
+func (f *fullDisks) full(id string) bool {
+	v, ok := f.m.Load(id)
+	return ok && v.(bool)
+}
+
+// spaceForWrite refuses a client write while the disk of this node (the
+// leader) or of a voter is full. Session destroys pass: invalidations
+// must go on, and they free what the sessions held.
+func (s *RaftStore) spaceForWrite(cmd *kv.Command) error {
+	if onlySessionDestroys(cmd) {
+		return nil
+	}
+	if s.disk.Full() {
+		return kv.Errorf(kv.ErrNoSpace, "insufficient disk space: the disk of %s is full; writes are taken again once space is freed", s.id)
+	}
+	for _, srv := range s.raft.GetConfiguration().Configuration().Servers {
+		if srv.Suffrage == raft.Voter && string(srv.ID) != s.id && s.fullDisks.full(string(srv.ID)) {
+			return kv.Errorf(kv.ErrNoSpace, "insufficient disk space: the disk of %s is full; writes are taken again once space is freed", srv.ID)
+		}
+	}
+	return nil
+}
+
+func onlySessionDestroys(cmd *kv.Command) bool {
+	for _, op := range cmd.Ops {
+		if op.Verb != kv.VerbSessionDestroy {
+			return false
+		}
+	}
+	return len(cmd.Ops) > 0
+}
+
+// diskChanged holds snapshots back while the disk is full: a snapshot is a
+// copy of the whole state, which would eat the reserve.
+func (s *RaftStore) diskChanged(full bool) {
+	rc := raft.ReloadableConfig{
+		TrailingLogs:      s.cfg.TrailingLogs,
+		SnapshotInterval:  s.cfg.SnapshotInterval,
+		SnapshotThreshold: s.cfg.SnapshotThreshold,
+		HeartbeatTimeout:  s.cfg.HeartbeatTimeout,
+		ElectionTimeout:   s.cfg.ElectionTimeout,
+	}
+	if full {
+		rc.SnapshotThreshold, rc.SnapshotInterval = math.MaxUint64, time.Hour
+	}
+	if err := s.raft.ReloadConfig(rc); err != nil {
+		s.logger.Error("cannot change the snapshot settings for the disk's state", "full", full, "err", err)
+	}
+}
