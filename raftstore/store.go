@@ -59,15 +59,15 @@ type RaftStore struct {
 	addr   string
 	logger *slog.Logger
 
-	mux      *mux.Mux
-	raft     *raft.Raft
-	fsm      *fsm.FSM
-	logStore logstore.Store
-	logs     raft.LogStore // the cache in front of logStore
+	mux       *mux.Mux
+	raft      *raft.Raft
+	fsm       *fsm.FSM
+	logStore  logstore.Store
+	logs      raft.LogStore    // the cache in front of logStore
 	disk      *diskguard.Guard // the data dir's free space, and its reserve
 	fullDisks fullDisks        // while leading: servers that reported a full disk
-	http     *http.Server
-	peers    *peerrpc.Client
+	http      *http.Server
+	peers     *peerrpc.Client
 	// forwards carries this node's forwarded writes to the leader, one
 	// stream per leader; forwarded answers the other nodes' streams.
 	forwards  *fwdstream.Client
