@@ -20,8 +20,8 @@ type LockOptions struct {
 	// passed since the last renew that succeeded was sent.
 	TTL time.Duration
 	// LockDelay after the holder's session is invalidated, during which no
-	// one else may take the lock (default 15s): time for a holder that does
-	// not know yet to notice and stop.
+	// one else may take the lock (default 15s; negative: none). As in
+	// Consul, a value below 1µs is taken as seconds.
 	LockDelay time.Duration
 	// Session, if set, is an existing session to hold the lock with; it is
 	// then not destroyed by the lock, but renewed while the lock is held

@@ -21,7 +21,7 @@ type SessionOptions struct {
 	Name      string
 	Node      string
 	TTL       time.Duration // 0: none; else 10s..24h
-	LockDelay time.Duration // 0: the default (15s); use a tiny positive one for none
+	LockDelay time.Duration // 0: the default (15s); negative: none
 	Behavior  string        // kv.BehaviorRelease or kv.BehaviorDelete
 	NoChecks  bool
 }
@@ -38,8 +38,11 @@ func (c *Client) CreateSession(ctx context.Context, o SessionOptions) (string, e
 	if o.TTL > 0 {
 		body["TTL"] = o.TTL.String()
 	}
-	if o.LockDelay > 0 {
+	switch {
+	case o.LockDelay > 0:
 		body["LockDelay"] = o.LockDelay.String()
+	case o.LockDelay < 0:
+		body["LockDelay"] = "0s"
 	}
 	if o.Behavior != "" {
 		body["Behavior"] = o.Behavior
