@@ -44,6 +44,7 @@ type Options struct {
 // database. It is safe for concurrent reads while raft applies.
 type FSM struct {
 	db     *badger.DB
+	dir    string
 	logger *slog.Logger
 	notify ChangeNotifier
 
@@ -114,14 +115,28 @@ func Open(dir string, opts Options) (*FSM, error) {
 			WithValueLogFileSize(16 << 20).
 			WithNumCompactors(2)
 	}
+	if err := removeEmptyLogFiles(dir); err != nil {
+		return nil, fmt.Errorf("fsm: %w", err)
+	}
 	db, err := badger.Open(bo)
 	if err != nil {
 		return nil, fmt.Errorf("fsm: open badger in %s: %w", dir, err)
 	}
-	f := &FSM{db: db, logger: logger, notify: opts.Notify, waitCh: make(chan struct{}), next: map[byte]int64{}}
+	f := &FSM{db: db, dir: dir, logger: logger, notify: opts.Notify, waitCh: make(chan struct{}), next: map[byte]int64{}}
 	if err := db.View(f.loadMeta); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("fsm: read applied index: %w", err)
+	}
+	if restoring(dir) {
+		logger.Warn("a restore was interrupted: dropping the state machine, to be restored from the newest snapshot and the log")
+		if err := f.Reset(); err != nil {
+			db.Close()
+			return nil, err
+		}
+		if err := doneRestoring(dir); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("fsm: %w", err)
+		}
 	}
 	return f, nil
 }

@@ -129,9 +129,11 @@ func CopyForRestore(dst io.Writer, src io.Reader) error {
 }
 
 // Restore implements raft.FSM: it replaces all state with the snapshot's.
-// Keys absent from the snapshot are gone afterwards. The applied index is
-// written last, so a crash mid-restore leaves an applied index of 0 and the
-// restore is simply done again on the next start.
+// Keys absent from the snapshot are gone afterwards. A marker file covers
+// the restore from before the old state is dropped until the new one is
+// synced: a crash in between leaves a state of no log index (Badger drops
+// the old state a file at a time), which the next Open drops whole, so
+// that raft restores the snapshot again.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	var wb *badger.WriteBatch
@@ -157,6 +159,9 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		locked = true
 		prevApplied = f.applied.Load()
 		f.applied.Store(0)
+		if err := markRestoring(f.dir); err != nil {
+			return false, fmt.Errorf("mark the restore: %w", err)
+		}
 		if err := f.db.DropAll(); err != nil {
 			return false, fmt.Errorf("drop old state: %w", err)
 		}
@@ -190,6 +195,12 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	})
 	if err == nil {
 		err = f.db.View(f.loadMeta)
+	}
+	if err == nil {
+		err = f.db.Sync()
+	}
+	if err == nil {
+		err = doneRestoring(f.dir)
 	}
 	if err != nil {
 		return fmt.Errorf("fsm: restore: write applied index: %w", err)

@@ -66,6 +66,18 @@ func stateMachineDamage(dir string, err error) error {
 	return fmt.Errorf("raftstore: %w", &integrity.Damage{File: dir, Problem: "the state machine (Badger) cannot be opened: " + msg})
 }
 
+// removeUnfinishedSnapshots deletes the snapshots a crash left half
+// written (snapshots/*.tmp): raft's snapshot store skips them but never
+// removes them, and each is a partial copy of the whole state.
+func removeUnfinishedSnapshots(dataDir string, logger interface{ Info(string, ...any) }) {
+	dirs, _ := filepath.Glob(filepath.Join(dataDir, "snapshots", "*.tmp"))
+	for _, dir := range dirs {
+		if err := os.RemoveAll(dir); err == nil {
+			logger.Info("removed a snapshot a crash left unfinished", "dir", dir)
+		}
+	}
+}
+
 // unpanic runs fn and turns a panic into an error: libraries that meet a
 // file they cannot make sense of may panic (raft on a log entry it cannot
 // read back), and a node must exit with a reason instead.

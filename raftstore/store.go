@@ -194,6 +194,7 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 	if s.logs, err = raft.NewLogCache(512, s.logStore); err != nil {
 		return nil, fmt.Errorf("raftstore: log cache: %w", err)
 	}
+	removeUnfinishedSnapshots(cfg.DataDir, s.logger)
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hclogger)
 	if err != nil {
 		return nil, fmt.Errorf("raftstore: snapshot store: %w", err)

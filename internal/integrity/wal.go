@@ -58,6 +58,11 @@ func WAL(dir string) error {
 func segment(dir string, info types.SegmentInfo, tail bool) error {
 	path := filepath.Join(dir, fmt.Sprintf("%020d-%016x.wal", info.BaseIndex, info.ID))
 	data, err := os.ReadFile(path)
+	if os.IsNotExist(err) && tail && info.SealTime.IsZero() {
+		// A crash after a rotation was recorded but before its new file
+		// was made: raft-wal makes it when it opens.
+		return nil
+	}
 	if os.IsNotExist(err) {
 		return damaged(path, "missing (the log's metadata lists it)")
 	}

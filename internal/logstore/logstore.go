@@ -103,11 +103,14 @@ func Open(dataDir string, kind Kind, logger hclog.Logger, opts Options) (Store, 
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("raft log: %w", err)
 		}
-		meta := &metadb.BoltMetaDB{}
 		size := opts.SegmentBytes
 		if size <= 0 {
 			size = wal.DefaultSegmentSize
 		}
+		if err := finishRotation(dir, size); err != nil {
+			return nil, fmt.Errorf("raft log (wal) in %s: %w", dir, err)
+		}
+		meta := &metadb.BoltMetaDB{}
 		w, err := wal.Open(dir, wal.WithLogger(logger), wal.WithMetaStore(meta), wal.WithSegmentSize(size))
 		if err != nil {
 			meta.Close()
