@@ -195,7 +195,7 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 		return nil, fmt.Errorf("raftstore: log cache: %w", err)
 	}
 	removeUnfinishedSnapshots(cfg.DataDir, s.logger)
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hclogger)
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, integrity.Retain, hclogger)
 	if err != nil {
 		return nil, fmt.Errorf("raftstore: snapshot store: %w", err)
 	}

@@ -8,19 +8,21 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"github.com/hashicorp/raft"
 )
 
-// Snapshots checks every snapshot in raft's FileSnapshotStore under dir
-// (<dir>/snapshots/<term>-<index>-<ms>/{meta.json,state.bin}): its metadata
-// reads and names the snapshot it sits in (meta.json has no checksum of its
-// own; its name does not change), and state.bin has the size and CRC-64 it
-// records. raft would skip a snapshot whose metadata it cannot read and
-// start from an older one, whose log may be gone. Snapshots still being
-// written (*.tmp) are a crash's leftovers, not damage. It returns the index
-// of the newest snapshot (0: none).
+// Snapshots checks the snapshots raft would use, the newest Retain in
+// its FileSnapshotStore under dir (<dir>/snapshots/<term>-<index>-<ms>/
+// {meta.json,state.bin}): the metadata reads and names the snapshot it
+// sits in (meta.json has no checksum of its own; its name does not
+// change), and state.bin has the size and CRC-64 it records. raft would
+// skip a snapshot whose metadata it cannot read and start from an older
+// one, whose log may be gone. What a crash leaves is not damage: snapshots
+// still being written (*.tmp), and older ones raft was deleting. It returns
+// the index of the newest snapshot (0: none).
 func Snapshots(dir string) (newest uint64, err error) {
 	root := filepath.Join(dir, "snapshots")
 	entries, err := os.ReadDir(root)
@@ -30,11 +32,35 @@ func Snapshots(dir string) (newest uint64, err error) {
 	if err != nil {
 		return 0, damaged(root, "cannot be listed: %v", err)
 	}
+	type named struct {
+		name               string
+		term, index, stamp uint64
+	}
+	var snaps []named
 	for _, e := range entries {
+		var n named
 		if !e.IsDir() || strings.HasSuffix(e.Name(), ".tmp") {
 			continue
 		}
-		meta, err := snapshot(filepath.Join(root, e.Name()))
+		if c, _ := fmt.Sscanf(e.Name(), "%d-%d-%d", &n.term, &n.index, &n.stamp); c != 3 {
+			continue // not raft's
+		}
+		n.name = e.Name()
+		snaps = append(snaps, n)
+	}
+	// raft's order: newest term, then index, then name.
+	sort.Slice(snaps, func(i, j int) bool {
+		a, b := snaps[i], snaps[j]
+		if a.term != b.term {
+			return a.term > b.term
+		}
+		if a.index != b.index {
+			return a.index > b.index
+		}
+		return a.name > b.name
+	})
+	for _, n := range snaps[:min(len(snaps), Retain)] {
+		meta, err := snapshot(filepath.Join(root, n.name))
 		if err != nil {
 			return 0, err
 		}
@@ -42,6 +68,10 @@ func Snapshots(dir string) (newest uint64, err error) {
 	}
 	return newest, nil
 }
+
+// Retain is how many snapshots raft keeps (raftstore passes it to the
+// snapshot store): older ones are being deleted.
+const Retain = 2
 
 func snapshot(path string) (*raft.SnapshotMeta, error) {
 	metaPath := filepath.Join(path, "meta.json")

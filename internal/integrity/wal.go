@@ -69,8 +69,10 @@ func segment(dir string, info types.SegmentInfo, tail bool) error {
 	if err != nil {
 		return damaged(path, "cannot be read: %v", err)
 	}
-	if tail && info.SizeLimit > 0 && len(data) < int(info.SizeLimit) {
-		// raft-wal allocates a segment at its full size when it creates it.
+	if tail && info.SizeLimit > 0 && len(data) > 0 && len(data) < int(info.SizeLimit) {
+		// raft-wal creates a segment empty, then allocates its full size in
+		// one step, before anything is written to it: empty is a crash
+		// between the two, anything else short is a cut.
 		return damaged(path, "truncated: %d bytes, the segment was created with %d", len(data), info.SizeLimit)
 	}
 	w := walk(data)

@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -115,6 +116,7 @@ type Proc struct {
 	Log           *LockedBuffer
 	done          chan error
 	paused        bool
+	exit          *exitWatch // of the current process
 }
 
 // Running reports whether the process is up (possibly paused).
@@ -155,6 +157,10 @@ type Cluster struct {
 	Procs []*Proc
 	Net   *netns.Network // with Options.Isolated
 	pki   *pki           // with Options.TLS
+
+	exitMu     sync.Mutex
+	unexpected []Exit // processes that exited by themselves
+	failOnExit bool   // see FailOnExit
 }
 
 // Start runs n nodes (the first bootstraps, the others join it) and waits
@@ -193,7 +199,7 @@ func Start(tb testing.TB, n int, opts Options) *Cluster {
 // a voter (joined nodes start as non-voters).
 func (c *Cluster) WaitVoters(timeout time.Duration) {
 	c.TB.Helper()
-	WaitFor(c.TB, timeout, "every node a voter", func() error {
+	c.WaitFor(timeout, "every node a voter", func() error {
 		l := c.Leader()
 		if l < 0 {
 			return fmt.Errorf("no leader")
@@ -262,7 +268,8 @@ func (c *Cluster) StartProc(i int) {
 	}
 	p.done = make(chan error, 1)
 	p.paused = false
-	go func(cmd *exec.Cmd, done chan error) { done <- cmd.Wait() }(p.Cmd, p.done)
+	p.exit = &exitWatch{}
+	go c.watch(p, p.Cmd, p.done, p.exit)
 }
 
 // AddBare starts a node that belongs to no cluster until someone joins it.
@@ -313,12 +320,14 @@ func (c *Cluster) logAll() io.Writer {
 }
 
 // WaitExit waits for node i to exit by itself and returns its exit error
-// (nil for exit 0).
+// (nil for exit 0). The exit is expected from the call on: one before it
+// is recorded as unexpected (see FailOnExit).
 func (c *Cluster) WaitExit(i int, timeout time.Duration) error {
 	p := c.Procs[i]
 	if p.Cmd == nil {
 		return nil
 	}
+	p.exit.expect()
 	select {
 	case err := <-p.done:
 		p.Cmd = nil
@@ -326,6 +335,124 @@ func (c *Cluster) WaitExit(i int, timeout time.Duration) error {
 	case <-time.After(timeout):
 		return fmt.Errorf("%s still running after %s", p.ID, timeout)
 	}
+}
+
+// exitLogTail is how much of a node's log an unexpected exit keeps: enough
+// for a panic's message and the panicking goroutine's stack.
+const exitLogTail = 4000
+
+// exitWatch tells a process's watcher whether its exit was asked for.
+type exitWatch struct{ expected atomic.Bool }
+
+// expect marks the exit as asked for: called before the signal is sent, so
+// that the watcher, woken by the exit, never sees it unmarked.
+func (w *exitWatch) expect() { w.expected.Store(true) }
+
+// Exit is a node process that exited by itself: not through Stop, Kill or
+// WaitExit (a panic, a fatal error).
+type Exit struct {
+	ID  string
+	At  time.Time
+	Err error  // how it exited (nil: status 0)
+	Log string // the tail of its log, where a panic's trace is
+}
+
+func (e Exit) String() string {
+	return fmt.Sprintf("%s exited by itself at %s (%v); tail of its log:\n%s", e.ID, e.At.Format(time.RFC3339Nano), e.Err, e.Log)
+}
+
+// watch waits for a process and records its exit if nobody asked for it.
+// cmd.Wait returns once the process's stderr is copied, so the log it keeps
+// holds everything the process wrote, a panic's trace included.
+func (c *Cluster) watch(p *Proc, cmd *exec.Cmd, done chan<- error, w *exitWatch) {
+	err := cmd.Wait()
+	if !w.expected.Load() {
+		c.recordExit(Exit{ID: p.ID, At: time.Now(), Err: err, Log: tail(p.Log.String(), exitLogTail)})
+	}
+	done <- err
+}
+
+func (c *Cluster) recordExit(e Exit) {
+	c.exitMu.Lock()
+	c.unexpected = append(c.unexpected, e)
+	report := c.failOnExit
+	c.exitMu.Unlock()
+	if report {
+		// From the watcher's goroutine, hence Errorf: the test's own
+		// goroutine stops at its next wait (see WaitFor). The watcher ends
+		// before Stop or Kill returns, so before the test does.
+		c.TB.Errorf("%s", e)
+	}
+}
+
+// FailOnExit makes a node that exits by itself fail the test at once: the
+// exit is reported with the tail of the node's log as it happens, and every
+// wait of the cluster (WaitFor, WaitReady, WaitLeader, WaitVoters) then
+// stops the test instead of waiting out its timeout for a state the dead
+// node will never reach. Exits before the call are reported by it. Without
+// it such exits are only recorded, for tests that make nodes exit.
+func (c *Cluster) FailOnExit() {
+	c.exitMu.Lock()
+	if c.failOnExit {
+		c.exitMu.Unlock()
+		return
+	}
+	c.failOnExit = true
+	past := append([]Exit(nil), c.unexpected...)
+	c.exitMu.Unlock()
+	for _, e := range past {
+		c.TB.Errorf("%s", e)
+	}
+}
+
+// ExpectExit tells the cluster that node i may exit by itself from now on
+// (removed from the cluster, a node shuts down): its exit is not reported.
+func (c *Cluster) ExpectExit(i int) {
+	if p := c.Procs[i]; p.Cmd != nil {
+		p.exit.expect()
+	}
+}
+
+// UnexpectedExits returns the node processes that exited by themselves so
+// far, with or without FailOnExit.
+func (c *Cluster) UnexpectedExits() []Exit {
+	c.exitMu.Lock()
+	defer c.exitMu.Unlock()
+	return append([]Exit(nil), c.unexpected...)
+}
+
+// CheckExits stops the test if, with FailOnExit, a node exited by itself.
+// Call it from the test's goroutine.
+func (c *Cluster) CheckExits() {
+	c.TB.Helper()
+	if err := c.exitErr(); err != nil {
+		c.TB.Fatal(err)
+	}
+}
+
+func (c *Cluster) exitErr() error {
+	c.exitMu.Lock()
+	defer c.exitMu.Unlock()
+	if !c.failOnExit || len(c.unexpected) == 0 {
+		return nil
+	}
+	var ids []string
+	for _, e := range c.unexpected {
+		ids = append(ids, e.ID)
+	}
+	return fmt.Errorf("%s exited by itself (its log is above)", strings.Join(ids, ", "))
+}
+
+// WaitFor is the package's WaitFor on the cluster's test; with FailOnExit it
+// also stops at once when a node exits by itself.
+func (c *Cluster) WaitFor(timeout time.Duration, what string, cond func() error) {
+	c.TB.Helper()
+	WaitFor(c.TB, timeout, what, func() error {
+		if err := c.exitErr(); err != nil {
+			c.TB.Fatalf("waiting for %s: %v", what, err)
+		}
+		return cond()
+	})
 }
 
 // Stop sends SIGTERM and returns the exit error (nil for exit 0).
@@ -337,6 +464,7 @@ func (c *Cluster) Stop(i int) error {
 	if p.paused {
 		c.Resume(i)
 	}
+	p.exit.expect()
 	_ = p.Cmd.Process.Signal(syscall.SIGTERM)
 	var err error
 	select {
@@ -352,14 +480,28 @@ func (c *Cluster) Stop(i int) error {
 
 // Kill sends SIGKILL: a crash.
 func (c *Cluster) Kill(i int) {
-	p := c.Procs[i]
-	if p.Cmd == nil {
-		return
+	c.KillAtOnce(i)
+}
+
+// KillAtOnce sends SIGKILL to every node listed before waiting for any of
+// them: a crash of several machines at the same moment (power loss), not
+// one after another.
+func (c *Cluster) KillAtOnce(idx ...int) {
+	var killed []*Proc
+	for _, i := range idx {
+		p := c.Procs[i]
+		if p.Cmd == nil {
+			continue
+		}
+		p.exit.expect()
+		_ = p.Cmd.Process.Kill()
+		killed = append(killed, p)
 	}
-	_ = p.Cmd.Process.Kill()
-	<-p.done
-	fmt.Fprintf(p.Log, "=== killed %s\n", time.Now().Format(time.RFC3339Nano))
-	p.Cmd = nil
+	for _, p := range killed {
+		<-p.done
+		fmt.Fprintf(p.Log, "=== killed %s\n", time.Now().Format(time.RFC3339Nano))
+		p.Cmd = nil
+	}
 }
 
 // Pause sends SIGSTOP; Resume sends SIGCONT.
@@ -399,7 +541,7 @@ func (c *Cluster) Get(addr, path string) (*http.Response, error) {
 // WaitReady waits until every running, non-bare node answers /readyz 200.
 func (c *Cluster) WaitReady(timeout time.Duration) {
 	c.TB.Helper()
-	WaitFor(c.TB, timeout, "every node ready", func() error {
+	c.WaitFor(timeout, "every node ready", func() error {
 		for _, p := range c.Procs {
 			if p.Cmd == nil || p.Bare {
 				continue
@@ -445,7 +587,7 @@ func (c *Cluster) Leader() int {
 func (c *Cluster) WaitLeader(timeout time.Duration) int {
 	c.TB.Helper()
 	l := -1
-	WaitFor(c.TB, timeout, "a leader", func() error {
+	c.WaitFor(timeout, "a leader", func() error {
 		if l = c.Leader(); l < 0 {
 			return fmt.Errorf("no leader")
 		}

@@ -177,7 +177,7 @@ type scenario struct {
 }
 
 func faults() []scenario {
-	return []scenario{
+	return append([]scenario{
 		{name: "kill-leader", fault: func(e *env) { l := e.leader(); e.kill(l); e.hold(); e.start(l) }},
 		{name: "kill-follower", fault: func(e *env) { f := e.follower(); e.kill(f); e.hold(); e.start(f) }},
 		{name: "kill-all", fault: func(e *env) {
@@ -251,6 +251,7 @@ func faults() []scenario {
 		{name: "member-replace", sessionsMayEnd: true, fault: func(e *env) {
 			f := e.follower()
 			e.serving.set(f, down)
+			e.c.ExpectExit(f) // removed, it shuts down by itself
 			e.operator(http.MethodDelete, "/v1/operator/raft/peer?id="+e.c.Procs[f].ID)
 			e.c.Kill(f)
 			fresh := e.c.AddBare()
@@ -269,7 +270,7 @@ func faults() []scenario {
 				})
 			}
 		}},
-	}
+	}, crashLoops()...)
 }
 
 func isolateLeader(e *env) {
@@ -308,7 +309,8 @@ func randomMix(seed uint64) scenario {
 			switch s.name {
 			case "member-replace", "snapshot-install", "kill-all", "flapping":
 			default:
-				if s.clients == nil {
+				// Crash loops are long and run on their own.
+				if s.clients == nil && !strings.HasPrefix(s.name, "crash-loop/") {
 					chosen = append(chosen, s)
 				}
 			}

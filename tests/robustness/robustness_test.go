@@ -106,6 +106,10 @@ func run(t *testing.T, sc scenario, tm timing, isolated bool) {
 		TLS:      sc.tls,
 		ACLs:     sc.acls,
 	})
+	// A node that exits by itself (a panic at a restart, a refusal of its
+	// data dir) fails the run at once: every node must come back after
+	// every fault.
+	c.FailOnExit()
 	clientHC := func() *http.Client { return c.HTTPClient(0) }
 	var intruderHC *http.Client
 	if sc.acls {
