@@ -43,18 +43,7 @@ func (h *heldSession) deadline() time.Time { return h.lastOK.Add(h.lease - h.mar
 // once now, so that its holder knows from when to count its Lease.
 func (c *Client) holdSession(ctx context.Context, opts LockOptions, name, behavior string) (*heldSession, error) {
 	h := &heldSession{id: opts.Session, margin: opts.Margin}
-	if h.id == "" {
-		ttl := opts.TTL
-		if ttl == 0 {
-			ttl = 15 * time.Second
-		}
-		h.lastOK = time.Now()
-		id, err := c.CreateSession(ctx, SessionOptions{Name: name, TTL: ttl, LockDelay: opts.LockDelay, Behavior: behavior})
-		if err != nil {
-			return nil, fmt.Errorf("create session: %w", err)
-		}
-		h.id, h.own, h.lease = id, true, ttl
-	} else {
+	if h.id != "" {
 		h.lastOK = time.Now()
 		s, err := c.RenewSession(ctx, h.id)
 		if errors.Is(err, kv.ErrNotFound) {
@@ -64,14 +53,34 @@ func (c *Client) holdSession(ctx context.Context, opts LockOptions, name, behavi
 			return nil, fmt.Errorf("renew session %s: %w", h.id, err)
 		}
 		h.lease = s.Lease()
+		return h, h.checkMargin()
 	}
+	h.lease = opts.TTL
+	if h.lease == 0 {
+		h.lease = 15 * time.Second
+	}
+	if err := h.checkMargin(); err != nil {
+		return nil, err
+	}
+	h.lastOK = time.Now()
+	id, err := c.CreateSession(ctx, SessionOptions{Name: name, TTL: h.lease, LockDelay: opts.LockDelay, Behavior: behavior})
+	if err != nil {
+		return nil, fmt.Errorf("create session: %w", err)
+	}
+	h.id, h.own = id, true
+	return h, nil
+}
+
+// checkMargin sets the default margin, and refuses one that leaves nothing
+// of the lease.
+func (h *heldSession) checkMargin() error {
 	if h.margin <= 0 {
 		h.margin = DefaultMargin(h.lease)
 	}
 	if h.lease > 0 && h.margin >= h.lease {
-		return nil, fmt.Errorf("%w: a margin of %s leaves nothing of a %s lease", kv.ErrInvalid, h.margin, h.lease)
+		return fmt.Errorf("%w: a margin of %s leaves nothing of a %s lease", kv.ErrInvalid, h.margin, h.lease)
 	}
-	return h, nil
+	return nil
 }
 
 // keepAlive renews the session every lease/2 (more often after a failure)

@@ -63,14 +63,16 @@ func (s *leaseServer) lastRenew() time.Time {
 // its last renew reached the cluster, whatever the session's checks.
 func TestLockLostBeforeItsLeaseRunsOut(t *testing.T) {
 	for _, sess := range []wire.SessionEntry{
-		{ID: "ttl", TTL: "1s", NodeChecks: []string{kv.SerfHealth}},
+		{ID: "ttl", TTL: "2s", NodeChecks: []string{kv.SerfHealth}},
 	} {
 		t.Run(sess.ID, func(t *testing.T) {
 			srv := &leaseServer{session: sess}
 			hs := httptest.NewServer(srv)
 			defer hs.Close()
 			c := newTestClient(t, hs.URL)
-			l, err := c.Lock(context.Background(), "k", LockOptions{Session: sess.ID})
+			// A wider margin than the default: a loaded machine may take
+			// a while to run the test's goroutine once Lost closed.
+			l, err := c.Lock(context.Background(), "k", LockOptions{Session: sess.ID, Margin: 600 * time.Millisecond})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -153,7 +153,7 @@ func (l *Lock) monitor() {
 			l.markLost()
 			return
 		case err != nil:
-			select { // unreachable: renew gives the lock up at its deadline
+			select { // no leader, or unreachable: renew gives the lock up at its deadline
 			case <-ctx.Done():
 				return
 			case <-time.After(time.Second):

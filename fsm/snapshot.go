@@ -203,7 +203,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		err = doneRestoring(f.dir)
 	}
 	if err != nil {
-		return fmt.Errorf("fsm: restore: write applied index: %w", err)
+		return fmt.Errorf("fsm: restore: finish (applied index, sync, marker): %w", err)
 	}
 	f.advance(applied)
 	if f.notify != nil {

@@ -24,7 +24,7 @@ func (p *pilotNode) ServerStats(ctx context.Context, id, addr string) (autopilot
 	defer cancel()
 	st, err := s.peers.Stats(ctx, addr)
 	if err == nil {
-		s.fullDisks.set(id, st.DiskFull)
+		s.fullDisks.report(id, st.DiskFull)
 	}
 	return st, err
 }

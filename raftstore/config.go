@@ -7,6 +7,9 @@ import (
 	"net"
 	"time"
 
+	wal "github.com/hashicorp/raft-wal"
+
+	"github.com/raftkv/raftkv/internal/diskguard"
 	"github.com/raftkv/raftkv/internal/logstore"
 	"github.com/raftkv/raftkv/internal/tlsutil"
 	"github.com/raftkv/raftkv/kv"
@@ -40,7 +43,8 @@ type Config struct {
 	SmallFootprint bool
 	// DiskReserve is the space kept in the data dir for when the disk fills
 	// up (default diskguard.DefaultReserve, 128 MiB; 16 MiB with
-	// SmallFootprint): see docs/OPERATIONS.md, "A full disk".
+	// SmallFootprint; at least a WAL segment and 8 MiB): see
+	// docs/OPERATIONS.md, "A full disk".
 	DiskReserve int64
 	// EnablePprof serves /debug/pprof on the HTTP port.
 	EnablePprof bool
@@ -101,6 +105,14 @@ type Config struct {
 
 func (c *Config) tlsOn() bool { return c.TLS != (tlsutil.Files{}) }
 
+// walSegmentBytes is the size of the WAL's segments.
+func (c *Config) walSegmentBytes() int64 {
+	if c.RaftWALSegmentBytes > 0 {
+		return int64(c.RaftWALSegmentBytes)
+	}
+	return int64(wal.DefaultSegmentSize)
+}
+
 // autopilotInterval is how often the leader re-checks the health of the
 // servers and promotes stable non-voters: often enough that a short
 // stabilization time (tests) is not dominated by it.
@@ -145,9 +157,17 @@ func (c *Config) setDefaults() error {
 	if c.SnapshotThreshold == 0 {
 		c.SnapshotThreshold = 8192
 	}
+	if c.SmallFootprint && c.RaftWALSegmentBytes <= 0 {
+		c.RaftWALSegmentBytes = 8 << 20
+	}
 	if c.DiskReserve <= 0 && c.SmallFootprint {
 		c.DiskReserve = 16 << 20
 	}
+	if c.DiskReserve <= 0 {
+		c.DiskReserve = diskguard.DefaultReserve
+	}
+	// The reserve must hold a new WAL segment (allocated whole) and a little.
+	c.DiskReserve = max(c.DiskReserve, c.walSegmentBytes()+8<<20)
 	if c.TrailingLogs == 0 {
 		c.TrailingLogs = 10240
 	}

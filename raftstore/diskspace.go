@@ -2,7 +2,7 @@ package raftstore
 
 import (
 	"math"
-	"strings"
+	"runtime"
 	"sync"
 	"time"
 
@@ -38,9 +38,7 @@ type spaceStore struct {
 	closing <-chan struct{} // ends a wait for space
 }
 
-func (s spaceStore) noSpace(err error) bool {
-	return err != nil && (s.guard.NoSpace(err) || strings.Contains(err.Error(), "no space left on device"))
-}
+func (s spaceStore) noSpace(err error) bool { return err != nil && s.guard.NoSpace(err) }
 
 func (s spaceStore) retry(write func() error) error {
 	err := write()
@@ -51,7 +49,9 @@ func (s spaceStore) retry(write func() error) error {
 }
 
 // persist writes raft's stable state, waiting for space as long as it
-// takes (or until the node closes).
+// takes. If the node closes meanwhile, the calling goroutine (raft's) ends
+// there: returning the error would make raft panic ("failed to save current
+// term"), and raft's shutdown only waits for its goroutines to end.
 func (s spaceStore) persist(write func() error) error {
 	for {
 		err := write()
@@ -60,7 +60,7 @@ func (s spaceStore) persist(write func() error) error {
 		}
 		select {
 		case <-s.closing:
-			return err
+			runtime.Goexit()
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -93,14 +93,25 @@ func (s spaceStore) IsMonotonic() bool {
 }
 
 // fullDisks is the leader's record of which servers last reported a full
-// disk (with their stats, every autopilot round).
-type fullDisks struct{ m sync.Map } // id → bool
+// disk, with their stats in each autopilot round. A report counts for
+// fullReportFor only: a server that went silent after reporting a full
+// disk does not hold the cluster's writes for ever (a majority of the
+// others may well have room).
+type fullDisks struct{ m sync.Map } // id → time of its last report of a full disk
 
-func (f *fullDisks) set(id string, full bool) { f.m.Store(id, full) }
+const fullReportFor = 10 * time.Second
+
+func (f *fullDisks) report(id string, full bool) {
+	if full {
+		f.m.Store(id, time.Now())
+	} else {
+		f.m.Delete(id)
+	}
+}
 
 func (f *fullDisks) full(id string) bool {
 	v, ok := f.m.Load(id)
-	return ok && v.(bool)
+	return ok && time.Since(v.(time.Time)) < fullReportFor
 }
 
 // spaceForWrite refuses a client write while the disk of this node (the
@@ -110,13 +121,17 @@ func (s *RaftStore) spaceForWrite(cmd *kv.Command) error {
 	if onlySessionDestroys(cmd) {
 		return nil
 	}
+	full := ""
 	if s.disk.Full() {
-		return kv.Errorf(kv.ErrNoSpace, "insufficient disk space: the disk of %s is full; writes are taken again once space is freed", s.id)
+		full = s.id
 	}
 	for _, srv := range s.raft.GetConfiguration().Configuration().Servers {
-		if srv.Suffrage == raft.Voter && string(srv.ID) != s.id && s.fullDisks.full(string(srv.ID)) {
-			return kv.Errorf(kv.ErrNoSpace, "insufficient disk space: the disk of %s is full; writes are taken again once space is freed", srv.ID)
+		if full == "" && srv.Suffrage == raft.Voter && string(srv.ID) != s.id && s.fullDisks.full(string(srv.ID)) {
+			full = string(srv.ID)
 		}
+	}
+	if full != "" {
+		return kv.Errorf(kv.ErrNoSpace, "insufficient disk space: the disk of %s is full; writes are taken again once space is freed", full)
 	}
 	return nil
 }

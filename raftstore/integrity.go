@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/raftkv/raftkv/internal/integrity"
 	"github.com/raftkv/raftkv/internal/logstore"
@@ -56,14 +57,19 @@ func checkLogFitsState(dataDir string, kind logstore.Kind, logs integrity.LogRea
 }
 
 // stateMachineDamage reports a state machine that cannot be opened as
-// damage, unless the cause is not its files (another process holds them,
-// or they cannot be accessed).
+// damage, unless the cause is not its files: another process holds them,
+// they cannot be accessed, or the machine is out of something (space,
+// file descriptors, memory).
 func stateMachineDamage(dir string, err error) error {
-	msg := err.Error()
-	if errors.Is(err, os.ErrPermission) || strings.Contains(msg, "Cannot acquire directory lock") {
+	for _, errno := range []error{os.ErrPermission, syscall.ENOSPC, syscall.EMFILE, syscall.ENFILE, syscall.ENOMEM, syscall.EROFS} {
+		if errors.Is(err, errno) {
+			return fmt.Errorf("raftstore: %w", err)
+		}
+	}
+	if strings.Contains(err.Error(), "Cannot acquire directory lock") {
 		return fmt.Errorf("raftstore: %w", err)
 	}
-	return fmt.Errorf("raftstore: %w", &integrity.Damage{File: dir, Problem: "the state machine (Badger) cannot be opened: " + msg})
+	return fmt.Errorf("raftstore: %w", &integrity.Damage{File: dir, Problem: "the state machine (Badger) cannot be opened: " + err.Error()})
 }
 
 // removeUnfinishedSnapshots deletes the snapshots a crash left half
@@ -78,14 +84,14 @@ func removeUnfinishedSnapshots(dataDir string, logger interface{ Info(string, ..
 	}
 }
 
-// unpanic runs fn and turns a panic into an error: libraries that meet a
-// file they cannot make sense of may panic (raft on a log entry it cannot
-// read back), and a node must exit with a reason instead.
+// unpanic runs fn and turns a panic into an error: a library that meets a
+// file it cannot make sense of may panic (raft on a log entry it cannot
+// read back), and a node must exit with a reason instead. The checks run
+// before should have named any damage; a panic left is reported as such.
 func unpanic(what string, fn func() error) (err error) {
-	// what stands in for the file: the panic does not say which one it was.
 	defer func() {
 		if r := recover(); r != nil {
-			err = &integrity.Damage{File: what, Problem: fmt.Sprintf("panicked: %v", r)}
+			err = fmt.Errorf("%s panicked: %v (if the data dir is damaged, see docs/OPERATIONS.md#damaged-data)", what, r)
 		}
 	}()
 	return fn()

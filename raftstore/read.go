@@ -21,15 +21,18 @@ func (s *RaftStore) Read(ctx context.Context, q kv.Query) (*kv.QueryResult, erro
 	if q.Kind > kv.ReadKeys {
 		return nil, fmt.Errorf("%w: unknown read kind %d", kv.ErrInvalid, q.Kind)
 	}
+	var leaderLost <-chan struct{} // nil, never ready, for a stale read
 	if !q.Stale {
-		if err := s.linearize(ctx); err != nil {
+		ep, err := s.linearizeUnder(ctx)
+		if err != nil {
 			return nil, err
 		}
+		leaderLost = ep.Done()
 	}
 	if q.MinIndex == 0 {
 		return s.readLocal(q)
 	}
-	return s.block(ctx, q)
+	return s.block(ctx, q, leaderLost)
 }
 
 // ReadTxn evaluates a read-only transaction on this node, linearizably
@@ -49,6 +52,13 @@ func (s *RaftStore) ReadTxn(ctx context.Context, cmd *kv.Command, stale bool) (*
 // linearize waits until this node has applied everything committed before
 // the call: after it, a local read is linearizable.
 func (s *RaftStore) linearize(ctx context.Context) error {
+	_, err := s.linearizeUnder(ctx)
+	return err
+}
+
+// linearizeUnder is linearize, and says under which leader's epoch the
+// read index was confirmed.
+func (s *RaftStore) linearizeUnder(ctx context.Context) (leaderwatch.Epoch, error) {
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	for {
@@ -56,7 +66,7 @@ func (s *RaftStore) linearize(ctx context.Context) error {
 		start := time.Now()
 		idx, err := s.readIndex(ctx)
 		if err != nil {
-			return err
+			return ep, err
 		}
 		indexed := time.Now()
 		s.metrics.readIndexLatency.Observe(indexed.Sub(start).Seconds())
@@ -72,15 +82,16 @@ func (s *RaftStore) linearize(ctx context.Context) error {
 		if err == nil {
 			s.leaders.ReadServed()
 		}
-		return err
+		return ep, err
 	}
 }
 
 // block re-reads q each time a watched key changes, until the result's
-// index passes q.MinIndex or the wait is over.
-func (s *RaftStore) block(ctx context.Context, q kv.Query) (*kv.QueryResult, error) {
+// index passes q.MinIndex or the wait is over. leaderLost is the end of the
+// epoch a consistent query was linearized under (nil for a stale one).
+func (s *RaftStore) block(ctx context.Context, q kv.Query, leaderLost <-chan struct{}) (*kv.QueryResult, error) {
 	var res *kv.QueryResult
-	err := s.blockOn(ctx, s.watch, q.Key, q.Kind != kv.ReadGet, q.MinIndex, q.Wait, !q.Stale, func() (uint64, error) {
+	err := s.blockOn(ctx, s.watch, q.Key, q.Kind != kv.ReadGet, q.MinIndex, q.Wait, leaderLost, func() (uint64, error) {
 		var err error
 		if res, err = s.readLocal(q); err != nil {
 			return 0, err
@@ -96,14 +107,15 @@ func (s *RaftStore) block(ctx context.Context, q kv.Query) (*kv.QueryResult, err
 // is the answer. The watch is registered before each read, so a change
 // between the read and the wait still wakes it.
 //
-// A consistent query stays bound to the leader it was linearized under:
+// A consistent query stays bound to the leader it was linearized under
+// (leaderLost, the end of that leader's epoch; nil for a stale query):
 // when this node loses that leader, the query is linearized again, and
 // fails (No cluster leader) if no leader comes back within the hold. A lock
 // monitor (consul/api's Lock, which tracks no time of its own) on a node
 // cut off from the cluster thus learns within seconds that it can no longer
 // know whether it holds its lock, instead of when its wait runs out
 // minutes later, after the lock may have moved.
-func (s *RaftStore) blockOn(ctx context.Context, hub *watch.Hub, key string, prefix bool, minIndex uint64, wait time.Duration, consistent bool, read func() (uint64, error)) error {
+func (s *RaftStore) blockOn(ctx context.Context, hub *watch.Hub, key string, prefix bool, minIndex uint64, wait time.Duration, leaderLost <-chan struct{}, read func() (uint64, error)) error {
 	if wait <= 0 {
 		wait = kv.DefaultWait
 	}
@@ -111,10 +123,6 @@ func (s *RaftStore) blockOn(ctx context.Context, hub *watch.Hub, key string, pre
 	wait += rand.N(wait/16 + 1) // spread the herd of re-polls, as Consul does
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
-	var leaderLost <-chan struct{} // nil, never ready, for a stale query
-	if consistent {
-		leaderLost = s.leaders.Current().Done()
-	}
 	for {
 		w := hub.Watch(key, prefix)
 		index, err := read()
@@ -128,8 +136,8 @@ func (s *RaftStore) blockOn(ctx context.Context, hub *watch.Hub, key string, pre
 			continue
 		case <-leaderLost:
 			hub.Stop(w)
-			ep := s.leaders.Current()
-			if err := s.linearize(ctx); err != nil {
+			ep, err := s.linearizeUnder(ctx)
+			if err != nil {
 				return err
 			}
 			leaderLost = ep.Done()

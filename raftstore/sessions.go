@@ -12,6 +12,7 @@ import (
 
 	"github.com/raftkv/raftkv/fsm"
 	"github.com/raftkv/raftkv/internal/leaderwatch"
+	"github.com/raftkv/raftkv/internal/sessions"
 	"github.com/raftkv/raftkv/kv"
 )
 
@@ -85,9 +86,12 @@ func (s *RaftStore) renewLocal(ctx context.Context, id string) (kv.Session, erro
 	if err := s.linearize(ctx); err != nil {
 		return kv.Session{}, fmt.Errorf("renew: %w", err)
 	}
-	leading, known := s.sessions.Renew(id)
-	if !leading {
+	renewal := s.sessions.Renew(id)
+	switch renewal {
+	case sessions.NotLeading:
 		return kv.Session{}, fmt.Errorf("%w: session timers are not running here yet", kv.ErrNoLeader)
+	case sessions.Doomed:
+		return kv.Session{}, kv.Errorf(kv.ErrNotFound, "Session id '%s' not found", id)
 	}
 	sess, _, ok, err := s.fsm.Session(id)
 	if err != nil {
@@ -96,7 +100,7 @@ func (s *RaftStore) renewLocal(ctx context.Context, id string) (kv.Session, erro
 	if !ok {
 		return kv.Session{}, kv.Errorf(kv.ErrNotFound, "Session id '%s' not found", id)
 	}
-	if !known { // applied here just before the timers heard of it
+	if renewal == sessions.Unknown { // applied here just before the timers heard of it
 		s.sessions.Created(sess)
 	}
 	return sess, nil
@@ -104,10 +108,13 @@ func (s *RaftStore) renewLocal(ctx context.Context, id string) (kv.Session, erro
 
 // Sessions answers a session query (see kv.SessionQuery).
 func (s *RaftStore) Sessions(ctx context.Context, q kv.SessionQuery) (*kv.SessionResult, error) {
+	var leaderLost <-chan struct{} // nil, never ready, for a stale read
 	if !q.Stale {
-		if err := s.linearize(ctx); err != nil {
+		ep, err := s.linearizeUnder(ctx)
+		if err != nil {
 			return nil, err
 		}
+		leaderLost = ep.Done()
 	}
 	var res *kv.SessionResult
 	read := func() (uint64, error) {
@@ -122,7 +129,7 @@ func (s *RaftStore) Sessions(ctx context.Context, q kv.SessionQuery) (*kv.Sessio
 		_, err := read()
 		return res, err
 	}
-	err := s.blockOn(ctx, s.sessionWatch, "", false, q.MinIndex, q.Wait, !q.Stale, read)
+	err := s.blockOn(ctx, s.sessionWatch, "", false, q.MinIndex, q.Wait, leaderLost, read)
 	return res, err
 }
 

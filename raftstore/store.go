@@ -64,6 +64,7 @@ type RaftStore struct {
 	fsm       *fsm.FSM
 	logStore  logstore.Store
 	logs      raft.LogStore    // the cache in front of logStore
+	dirLock   *os.File         // held while the node runs
 	disk      *diskguard.Guard // the data dir's free space, and its reserve
 	fullDisks fullDisks        // while leading: servers that reported a full disk
 	http      *http.Server
@@ -109,7 +110,16 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 		return nil, fmt.Errorf("raftstore: data dir: %w", err)
 	}
 	s := &RaftStore{cfg: cfg}
-	s.disk, err = diskguard.Open(cfg.DataDir, diskguard.Options{Reserve: cfg.DiskReserve, Keep: memtableFile, Logger: cfg.Logger})
+	if s.dirLock, err = lockDataDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			s.dirLock.Close()
+		}
+	}()
+	s.disk, err = diskguard.Open(cfg.DataDir, diskguard.Options{Reserve: cfg.DiskReserve, Headroom: cfg.walSegmentBytes() + 8<<20,
+		Keep: memtableFile, Logger: cfg.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("raftstore: %w", err)
 	}
@@ -157,7 +167,7 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 	s.watch, s.sessionWatch = watch.New(), watch.New()
 	feed := changeFeed{keys: s.watch, sessions: s.sessionWatch}
 	fsmDir := filepath.Join(cfg.DataDir, "fsm")
-	err = unpanic("open the state machine", func() (err error) {
+	err = unpanic("Badger", func() (err error) {
 		s.fsm, err = fsm.Open(fsmDir, fsm.Options{Logger: s.logger, Small: cfg.SmallFootprint, Notify: feed})
 		return err
 	})
@@ -177,7 +187,7 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 	if err := checkLogFiles(cfg.DataDir, kind); err != nil {
 		return nil, fmt.Errorf("raftstore: %w", err)
 	}
-	err = unpanic("open the raft log", func() error {
+	err = unpanic("the raft log", func() error {
 		store, err := logstore.Open(cfg.DataDir, kind, hclogger.Named("log"), logstore.Options{SegmentBytes: cfg.RaftWALSegmentBytes})
 		if err == nil {
 			s.logStore = spaceStore{Store: store, guard: s.disk, closing: s.ctx.Done()}
@@ -251,7 +261,7 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 		}
 	}
 	s.fsm.SetResuming(true)
-	err = unpanic("start raft", func() (err error) {
+	err = unpanic("raft", func() (err error) {
 		s.raft, err = raft.NewRaft(rc, s.fsm, s.logs, s.logStore, snaps, trans)
 		return err
 	})
@@ -277,7 +287,12 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 	s.metrics.registry.MustRegister(newRaftGauges(s), prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "raftkv_disk_full",
 		Help: "1 while this node's disk is full (its reserve given back; the cluster refuses writes), else 0.",
-	}, func() float64 { return map[bool]float64{true: 1}[s.disk.Full()] }))
+	}, func() float64 {
+		if s.disk.Full() {
+			return 1
+		}
+		return 0
+	}))
 	s.sessions = sessions.New(sessions.RealClock{}, s.invalidateSession)
 	s.pilot = autopilot.New(s.raft, (*pilotNode)(s), autopilot.Config{
 		StabilizationTime:    cfg.ServerStabilizationTime,
@@ -309,9 +324,6 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 	s.spawn(func() { leaderwatch.Run(s.raft, s.leaders, cfg.HeartbeatTimeout/10, s.raftDone) })
 	s.spawn(s.watchPeers)
 	s.disk.OnChange(s.diskChanged)
-	if s.disk.Full() {
-		s.diskChanged(true)
-	}
 	s.spawn(func() { s.disk.Run(100*time.Millisecond, s.ctx.Done()) })
 	s.spawn(s.watchReadiness)
 	s.spawn(s.watchRemoval)
@@ -418,6 +430,7 @@ func (s *RaftStore) shutdown(handOver bool) error {
 		if err := s.logStore.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close raft log: %w", err))
 		}
+		s.dirLock.Close()
 		s.closeErr = errors.Join(errs...)
 		s.logger.Info("node stopped")
 	})

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -67,5 +68,18 @@ func TestBoltDBDataDirKeepsItsStore(t *testing.T) {
 	if s, err := Open(cfg); err == nil {
 		s.Close()
 		t.Fatal("a boltdb data dir opened as a WAL")
+	}
+}
+
+// A second node on a data dir in use is refused before it touches a file.
+func TestDataDirInUseIsRefused(t *testing.T) {
+	c := newTestCluster(t, 1, nil)
+	cfg := c.config(0)
+	cfg.Addr = "127.0.0.1:0"
+	if s, err := Open(cfg); err == nil || !strings.Contains(err.Error(), "in use by another process") {
+		if s != nil {
+			s.Close()
+		}
+		t.Fatalf("a second node on a data dir in use: %v", err)
 	}
 }

@@ -87,7 +87,8 @@ two share locks). With -n N, up to N commands run at once (a semaphore under
 PREFIX). If the lock is lost, COMMAND gets SIGTERM, then SIGKILL min(5s,
 TTL/4) later. When raftkv cannot renew the lock's session (cut off from the
 cluster), it stops COMMAND early enough that the SIGKILL lands before the
-cluster may release the lock: COMMAND never runs while another holder's does.
+cluster may release the lock: COMMAND (and what runs in its process group,
+unless it reads a terminal) never runs while another holder's does.
 COMMAND sees RAFTKV_LOCK_HELD=true and RAFTKV_LOCK_INDEX (the lock's fencing
 token). raftkv exits with COMMAND's status (128+signal if killed).`,
 		Args: cobra.MinimumNArgs(2),
@@ -172,9 +173,7 @@ func (a *app) runChild(ctx context.Context, args []string, lost <-chan struct{},
 	c := exec.Command(args[0], args[1:]...)
 	c.Stdin, c.Stdout, c.Stderr = a.stdin, a.stdout, a.stderr
 	c.Env = append(os.Environ(), "RAFTKV_LOCK_HELD=true", "CONSUL_LOCK_HELD=true", "RAFTKV_LOCK_INDEX="+strconv.FormatUint(index, 10))
-	// Its own process group, signalled as a whole: a shell's children must
-	// stop with it, or they would go on running after the lock is lost.
-	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	ownGroup(c, a.stdin)
 	if err := c.Start(); err != nil {
 		return 0, fmt.Errorf("start %s: %w", args[0], err)
 	}
@@ -203,14 +202,13 @@ func (a *app) runChild(ctx context.Context, args []string, lost <-chan struct{},
 }
 
 func stopChild(c *exec.Cmd, done <-chan error, grace time.Duration) error {
-	group := -c.Process.Pid
-	_ = syscall.Kill(group, syscall.SIGTERM)
+	signalGroup(c, syscall.SIGTERM)
 	select {
 	case err := <-done:
-		_ = syscall.Kill(group, syscall.SIGKILL) // whatever it left behind
+		signalGroup(c, syscall.SIGKILL) // whatever it left behind
 		return err
 	case <-time.After(grace):
-		_ = syscall.Kill(group, syscall.SIGKILL)
+		signalGroup(c, syscall.SIGKILL)
 		return <-done
 	}
 }

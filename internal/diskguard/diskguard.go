@@ -6,7 +6,7 @@
 // a page that cannot be allocated kills the process with SIGBUS (Badger
 // #1682, #1801). So the guard keeps a reserve: a file of Reserve bytes,
 // allocated up front, in the data dir. When the file system runs low
-// (less than Reserve/4 available) or a writer meets ENOSPC, the guard
+// (less than the low mark available) or a writer meets ENOSPC, the guard
 // deletes the file, so that the node's own small writes (a term, a vote, a
 // leader's barrier, the applied index) still find room, and reports the
 // disk full: the node then refuses new writes from clients (HTTP 507) until
@@ -24,6 +24,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -37,6 +38,7 @@ const ReserveFile = "reserved-space"
 type Guard struct {
 	dir     string
 	reserve int64
+	low     int64 // below this available, the disk is full
 	logger  *slog.Logger
 	keep    []Keep
 	// available reports the bytes available to this process on dir's file
@@ -52,6 +54,10 @@ type Guard struct {
 type Options struct {
 	// Reserve is the size of the reserve (0: DefaultReserve).
 	Reserve int64
+	// Headroom is the space a writer may need in one piece (a new WAL
+	// segment): the disk is full once less than that, or a quarter of the
+	// reserve, is available.
+	Headroom int64
 	// Keep names files whose space is allocated as soon as the guard sees
 	// them.
 	Keep   []Keep
@@ -79,6 +85,7 @@ func Open(dir string, opts Options) (*Guard, error) {
 	if g.reserve <= 0 {
 		g.reserve = DefaultReserve
 	}
+	g.low = max(g.reserve/4, opts.Headroom)
 	if g.logger == nil {
 		g.logger = slog.New(slog.DiscardHandler)
 	}
@@ -92,11 +99,14 @@ func Open(dir string, opts Options) (*Guard, error) {
 	return g, nil
 }
 
-// OnChange registers f to hear every change of Full.
+// OnChange registers f to hear every change of Full, and calls it at once
+// with the current state. f runs with the guard's lock held: it must not
+// call the guard.
 func (g *Guard) OnChange(f func(full bool)) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.onFull = append(g.onFull, f)
+	f(g.full.Load())
 }
 
 // Full reports whether the disk is full: the reserve has been given back.
@@ -116,9 +126,10 @@ func (g *Guard) Run(interval time.Duration, stop <-chan struct{}) {
 	}
 }
 
-// Check looks at the file system once: below Reserve/4 available, the
+// Check looks at the file system once: below the low mark available, the
 // reserve is given back and the disk is full; once the reserve fits again
-// with Reserve/2 to spare, it is allocated again and the disk is not full.
+// with twice the low mark to spare, it is allocated again and the disk is
+// not full.
 func (g *Guard) Check() {
 	g.keepAllocated()
 	avail, err := g.available(g.dir)
@@ -131,18 +142,19 @@ func (g *Guard) Check() {
 	switch full := g.full.Load(); {
 	case !full && !g.hasReserve():
 		g.allocateLocked(avail)
-	case !full && avail < uint64(g.reserve/4):
+	case !full && avail < uint64(g.low):
 		g.releaseLocked(fmt.Sprintf("%d bytes left", avail))
-	case full && avail >= uint64(g.reserve+g.reserve/2):
+	case full && avail >= uint64(g.reserve+2*g.low):
 		g.allocateLocked(avail)
 	}
 }
 
 // NoSpace is what a writer calls with the error of a failed write: if it
 // is ENOSPC, the reserve is given back at once (so that the write can be
-// tried again) and the result is true.
+// tried again) and the result is true. Some libraries lose the errno on
+// the way, and only their text says it.
 func (g *Guard) NoSpace(err error) bool {
-	if !errors.Is(err, syscall.ENOSPC) {
+	if err == nil || !errors.Is(err, syscall.ENOSPC) && !strings.Contains(err.Error(), syscall.ENOSPC.Error()) {
 		return false
 	}
 	g.mu.Lock()
@@ -206,16 +218,16 @@ func (g *Guard) keepAllocated() {
 	}
 }
 
-// allocate creates path with size bytes actually allocated (fallocate),
-// and syncs it, so that its blocks are the node's to give back.
+// allocate creates path with size bytes actually allocated, and syncs it,
+// so that its blocks are the node's to give back.
 func allocate(path string, size int64) error {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return err
 	}
-	err = syscall.Fallocate(int(f.Fd()), 0, 0, size)
-	if errors.Is(err, syscall.EOPNOTSUPP) {
-		err = writeZeros(f, size) // a file system without fallocate
+	err = fallocate(f, size)
+	if errors.Is(err, errNoFallocate) {
+		err = writeZeros(f, size)
 	}
 	if err != nil {
 		f.Close()
@@ -227,6 +239,10 @@ func allocate(path string, size int64) error {
 	}
 	return f.Close()
 }
+
+// errNoFallocate: the file system (or the OS) cannot allocate space
+// without writing it.
+var errNoFallocate = errors.New("fallocate not supported")
 
 func writeZeros(f *os.File, size int64) error {
 	zeros := make([]byte, 1<<20)
@@ -244,15 +260,5 @@ func allocateExisting(path string, size int64) error {
 		return err
 	}
 	defer f.Close()
-	// KEEP_SIZE: allocate the holes of a sparse file without changing it.
-	const keepSize = 0x01
-	return syscall.Fallocate(int(f.Fd()), keepSize, 0, size)
-}
-
-func statfsAvailable(dir string) (uint64, error) {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
-		return 0, err
-	}
-	return st.Bavail * uint64(st.Bsize), nil
+	return allocateHoles(f, size)
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -154,6 +155,11 @@ func TestWALDamage(t *testing.T) {
 		{"segment missing", func(t *testing.T, segs []string) string {
 			os.Remove(segs[1])
 			return segs[1]
+		}, "missing"},
+		{"metadata missing", func(t *testing.T, segs []string) string {
+			meta := filepath.Join(filepath.Dir(segs[0]), metadb.FileName)
+			os.Remove(meta)
+			return meta
 		}, "missing"},
 		{"metadata", func(t *testing.T, segs []string) string {
 			meta := filepath.Join(filepath.Dir(segs[0]), metadb.FileName)
@@ -324,7 +330,12 @@ func TestLogIsOneRun(t *testing.T) {
 // the batch before.
 func TestWALRandomBitFlips(t *testing.T) {
 	template := writeWAL(t, 400)
-	rnd := rand.New(rand.NewPCG(1, uint64(time.Now().UnixNano())))
+	seed := uint64(time.Now().UnixNano())
+	if v, err := strconv.ParseUint(os.Getenv("RAFTKV_FLIP_SEED"), 10, 64); err == nil {
+		seed = v
+	}
+	t.Logf("seed %d (replay with RAFTKV_FLIP_SEED=%d)", seed, seed)
+	rnd := rand.New(rand.NewPCG(1, seed))
 	reported, harmless, torn := 0, 0, 0
 	for range 150 {
 		dir := t.TempDir()

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/raft"
 	wal "github.com/hashicorp/raft-wal"
 	"github.com/hashicorp/raft-wal/metadb"
+	"github.com/hashicorp/raft-wal/segment"
 	"github.com/hashicorp/raft-wal/types"
 )
 
@@ -37,26 +38,33 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // holds its whole range and its index, and no acknowledged batch follows a
 // damaged spot of the open segment (a torn last batch is the only damage a
 // crash can make; raft-wal drops it). Bytes after a sealed segment's seal
-// and after the open segment's data are never read, so they do not count.
+// and after the open segment's data are not data: damage there does not
+// count.
 func WAL(dir string) error {
+	metaPath := filepath.Join(dir, metadb.FileName)
+	if _, err := os.Stat(metaPath); os.IsNotExist(err) {
+		// raft-wal would make a new one and delete every segment, and the
+		// node's term and vote with it.
+		return damaged(metaPath, "missing, while the log's segments are there")
+	}
 	meta := &metadb.BoltMetaDB{}
 	state, err := meta.Load(dir)
 	meta.Close()
 	if err != nil {
-		return damaged(filepath.Join(dir, metadb.FileName), "cannot be read: %v", err)
+		return damaged(metaPath, "cannot be read: %v", err)
 	}
 	for i, info := range state.Segments {
 		tail := i == len(state.Segments)-1
-		if err := segment(dir, info, tail); err != nil {
+		if err := checkSegment(dir, info, tail); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// segment checks one segment file.
-func segment(dir string, info types.SegmentInfo, tail bool) error {
-	path := filepath.Join(dir, fmt.Sprintf("%020d-%016x.wal", info.BaseIndex, info.ID))
+// checkSegment checks one segment file.
+func checkSegment(dir string, info types.SegmentInfo, tail bool) error {
+	path := filepath.Join(dir, segment.FileName(info))
 	data, err := os.ReadFile(path)
 	if os.IsNotExist(err) && tail && info.SealTime.IsZero() {
 		// A crash after a rotation was recorded but before its new file

@@ -43,8 +43,11 @@ func finishRotation(dir string, segmentSize int) error {
 	sealed, indexStart, err := w.Sealed()
 	last := w.LastIndex()
 	w.Close()
-	if err != nil || !sealed {
-		return err
+	if err != nil {
+		return fmt.Errorf("read wal tail segment: %w", err)
+	}
+	if !sealed {
+		return nil
 	}
 	now := time.Now()
 	tail.SealTime, tail.MaxIndex, tail.IndexStart = now, last, indexStart

@@ -69,7 +69,7 @@ type Manager struct {
 	sessions map[string]*tracked
 	failing  map[string]Timer  // node → timer until it turns critical
 	critical map[string]string // node → why it is critical, until heard again
-	firing   map[string]bool   // sessions whose invalidation is in flight
+	firing   map[string]uint64 // session → epoch of the invalidation under way
 	wg       sync.WaitGroup
 }
 
@@ -83,7 +83,7 @@ type tracked struct {
 // New returns a manager that proposes invalidations with invalidate.
 func New(clock Clock, invalidate Invalidator) *Manager {
 	return &Manager{clock: clock, invalidate: invalidate, sessions: map[string]*tracked{},
-		failing: map[string]Timer{}, critical: map[string]string{}, firing: map[string]bool{}}
+		failing: map[string]Timer{}, critical: map[string]string{}, firing: map[string]uint64{}}
 }
 
 // Close stops every timer and waits for invalidations in flight.
@@ -165,23 +165,36 @@ func (m *Manager) Destroyed(id string) {
 	}
 }
 
-// Renew restarts a session's timers. It reports false when this node does
-// not lead (the caller forwards or retries) or does not know the session
-// (it does not exist, or the leader has not loaded it yet).
-func (m *Manager) Renew(id string) (leading, known bool) {
+// Renewal is what Renew did.
+type Renewal int
+
+const (
+	Renewed    Renewal = iota
+	NotLeading         // the caller forwards or retries
+	Unknown            // not tracked: it does not exist, or is not loaded yet
+	Doomed             // its invalidation is under way: it is gone
+)
+
+// Renew restarts a session's timers. A session whose invalidation has
+// started cannot be renewed: a renew accepted then would be followed by
+// the invalidation, sooner than the lease the renew promised.
+func (m *Manager) Renew(id string) Renewal {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if !m.leading {
-		return false, false
+		return NotLeading
+	}
+	if epoch, ok := m.firing[id]; ok && epoch == m.epoch {
+		return Doomed
 	}
 	t := m.sessions[id]
 	if t == nil {
-		return true, false
+		return Unknown
 	}
 	t.renewed = m.clock.Now()
 	m.armTTLLocked(t, kv.SessionTTLMultiplier)
 	m.armQuietLocked(t)
-	return true, true
+	return Renewed
 }
 
 // Leading reports whether the timers run here.
@@ -247,38 +260,49 @@ func (m *Manager) afterLocked(t *tracked, d time.Duration, why string) Timer {
 }
 
 // fireLocked proposes the invalidation of id in its own goroutine, trying
-// again while this node leads and the session is still tracked.
+// again while this node leads and the session is still tracked. From now
+// on, within this epoch, the session cannot be renewed (Doomed).
 func (m *Manager) fireLocked(id, why string) {
-	if m.firing[id] {
+	if epoch, ok := m.firing[id]; ok && epoch == m.epoch {
 		return
 	}
-	m.firing[id] = true
-	epoch := m.epoch
+	m.firing[id] = m.epoch
+	m.invalidateLocked(id, why, m.epoch)
+}
+
+func (m *Manager) invalidateLocked(id, why string, epoch uint64) {
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
 		err := m.invalidate(id, why)
 		m.mu.Lock()
 		defer m.mu.Unlock()
-		delete(m.firing, id)
 		if err == nil {
-			if t := m.sessions[id]; t != nil {
+			if t := m.sessions[id]; t != nil && m.epoch == epoch {
 				t.stop()
 				delete(m.sessions, id)
 			}
-			return
 		}
-		if m.epoch != epoch || m.sessions[id] == nil {
+		if err == nil || m.epoch != epoch || m.sessions[id] == nil {
+			m.doneFiringLocked(id, epoch)
 			return
 		}
 		m.clock.AfterFunc(retryAfter, func() {
 			m.mu.Lock()
 			defer m.mu.Unlock()
 			if m.epoch == epoch && m.sessions[id] != nil {
-				m.fireLocked(id, why)
+				m.invalidateLocked(id, why, epoch)
+			} else {
+				m.doneFiringLocked(id, epoch)
 			}
 		})
 	}()
+}
+
+func (m *Manager) doneFiringLocked(id string, epoch uint64) {
+	if m.firing[id] == epoch {
+		delete(m.firing, id)
+	}
 }
 
 // NodeFailing records that the leader has not heard from node since last:

@@ -145,27 +145,27 @@ func TestRenewRestartsTheTimer(t *testing.T) {
 	m.Lead([]kv.Session{session("a", "n1", "10s")}, []string{"n1"})
 	c.advance(9 * time.Second) // a new leader gives TTL, then every renew 2×TTL
 	for range 5 {
-		if leading, known := m.Renew("a"); !leading || !known {
-			t.Fatalf("renew: leading %v known %v", leading, known)
+		if r := m.Renew("a"); r != Renewed {
+			t.Fatalf("renew: %v", r)
 		}
 		c.advance(15 * time.Second)
-		if leading, known := m.Renew("a"); !leading || !known {
-			t.Fatalf("renew: leading %v known %v", leading, known)
+		if r := m.Renew("a"); r != Renewed {
+			t.Fatalf("renew: %v", r)
 		}
 	}
 	settle(m)
 	if got := v.got(); len(got) != 0 {
 		t.Fatalf("a renewed session was invalidated: %v", got)
 	}
-	if leading, known := m.Renew("nope"); !leading || known {
-		t.Fatal("renew of an unknown session")
+	if r := m.Renew("nope"); r != Unknown {
+		t.Fatalf("renew of an unknown session: %v", r)
 	}
 	c.advance(20 * time.Second)
 	settle(m)
 	if got := v.got(); !slices.Equal(got, []string{"a"}) {
 		t.Fatalf("after the last renew + 2×TTL: %v", got)
 	}
-	if _, known := m.Renew("a"); known {
+	if r := m.Renew("a"); r == Renewed {
 		t.Fatal("an invalidated session renewed")
 	}
 }
@@ -178,8 +178,8 @@ func TestLeadershipChangeRestartsTimers(t *testing.T) {
 	m.Lead([]kv.Session{session("a", "n1", "10s")}, []string{"n1"})
 	c.advance(9 * time.Second)
 	m.Step()
-	if leading, _ := m.Renew("a"); leading {
-		t.Fatal("renew accepted by a node that stepped down")
+	if r := m.Renew("a"); r != NotLeading {
+		t.Fatalf("renew on a node that stepped down: %v", r)
 	}
 	c.advance(time.Minute)
 	settle(m)
@@ -263,8 +263,8 @@ func TestNodeHealthWaitsForTheLease(t *testing.T) {
 	m.Created(session("nochecks", "n2", "60s"))
 	m.NodeFailing("n2", c.Now())
 	c.advance(30 * time.Second) // n2 critical since 10s
-	if _, known := m.Renew("renewed"); !known {
-		t.Fatal("renew of a session on a critical node refused")
+	if r := m.Renew("renewed"); r != Renewed {
+		t.Fatalf("renew of a session on a critical node: %v", r)
 	}
 	c.advance(30*time.Second - time.Millisecond)
 	settle(m)
@@ -327,5 +327,24 @@ func TestRemovedNodeWaitsForTheLease(t *testing.T) {
 	settle(m)
 	if got := v.got(); !slices.Equal(got, []string{"a", "orphan"}) {
 		t.Fatalf("Lease after the last renew: %v", got)
+	}
+}
+
+// Once its invalidation has started (and while a failed one waits to be
+// tried again), a session cannot be renewed: the destroy would follow a
+// renew that promised it a lease.
+func TestNoRenewOnceTheInvalidationStarted(t *testing.T) {
+	m, c, v := newManager(t)
+	v.fail = 1
+	m.Lead([]kv.Session{session("a", "n1", "10s")}, []string{"n1"})
+	c.advance(10 * time.Second) // TTL since the leader took over: fires, fails
+	settle(m)
+	if r := m.Renew("a"); r != Doomed {
+		t.Fatalf("renew while the invalidation waits to be retried: %v", r)
+	}
+	c.advance(retryAfter)
+	settle(m)
+	if got := v.got(); !slices.Equal(got, []string{"a"}) {
+		t.Fatalf("the retried invalidation: %v", got)
 	}
 }

@@ -1,0 +1,14 @@
+//go:build !unix
+
+package raftstore
+
+import (
+	"os"
+	"path/filepath"
+)
+
+// lockDataDir: elsewhere than on Unix, Badger's own lock on the state
+// machine's dir is the only one.
+func lockDataDir(dir string) (*os.File, error) {
+	return os.OpenFile(filepath.Join(dir, "raftkv.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+}
