@@ -118,6 +118,12 @@ func Open(dir string, opts Options) (*FSM, error) {
 	if err := removeEmptyLogFiles(dir); err != nil {
 		return nil, fmt.Errorf("fsm: %w", err)
 	}
+	if err := verifyManifest(dir); err != nil {
+		return nil, fmt.Errorf("fsm: %w", err)
+	}
+	if err := verifyTables(dir, bo); err != nil {
+		return nil, fmt.Errorf("fsm: %w", err)
+	}
 	db, err := badger.Open(bo)
 	if err != nil {
 		return nil, fmt.Errorf("fsm: open badger in %s: %w", dir, err)
