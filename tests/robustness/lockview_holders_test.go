@@ -43,10 +43,11 @@ const (
 	kindSemaphore                    // client.Semaphore, limit 1
 	kindOwnSession                   // client.Lock on a session made with NoChecks
 	kindCLI                          // raftkv lock PREFIX -- sh -c ...
+	kindConsul                       // consul/api's Lock (lockview_consul_test.go)
 )
 
 func (k holderKind) String() string {
-	return [...]string{"Lock", "Election", "Semaphore", "Lock on a NoChecks session", "raftkv lock"}[k]
+	return [...]string{"Lock", "Election", "Semaphore", "Lock on a NoChecks session", "raftkv lock", "consul/api Lock"}[k]
 }
 
 // noLockDelay is the smallest lock-delay the server takes as given: it

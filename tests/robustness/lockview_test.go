@@ -24,7 +24,9 @@ import (
 // raftkv's own lock clients (client.Lock, Election, Semaphore, raftkv lock)
 // are told that they lost a lock, on their own clock, before the cluster
 // releases it (invalidates the session), and so before anyone else can get
-// it, whatever the TTL, lock-delay, checks, and node they go through.
+// it, whatever the TTL, lock-delay, checks, and node they go through; and
+// so is consul/api's Lock, with its defaults, through a node cut off from
+// the leader (its monitor fails: docs/API.md).
 //
 // Holders of several kinds take one key each through one node; contenders
 // of the same kind wait for the same keys through the other nodes; then the
@@ -96,6 +98,10 @@ func lockViewKeys() []keySpec {
 		{name: "failover-delay-0", kind: kindLock, lockDelay: noLockDelay, failover: true},
 		// (c): raftkv lock has no lock-delay flag: the default, 15s.
 		{name: "cli", kind: kindCLI, mustMove: true},
+		// (e): consul/api's Lock, its defaults (lock-delay 15s,
+		// MonitorRetries 0), keeps no deadline: told when its monitor
+		// fails on the node cut off.
+		{name: "consul-api", kind: kindConsul, mustMove: true},
 	}
 }
 
@@ -125,6 +131,7 @@ type lockView struct {
 	watchHC *http.Client
 	gos     []*goHolder
 	clis    []*cliHolder
+	consuls []*consulHolder
 	holder  map[string]viewHolder // per key
 	rival   map[string]viewHolder // per key: the contender
 
@@ -244,6 +251,19 @@ func (v *lockView) startOne(s keySpec, role string, eps []int) viewHolder {
 		addrs = append(addrs, v.c.Procs[i].Addr)
 	}
 	name := role + " via " + strings.Join(ids, ",")
+	if s.kind == kindConsul {
+		if len(addrs) != 1 {
+			v.t.Fatalf("%s: a consul/api client talks to one node, not %s", s.name, strings.Join(ids, ","))
+		}
+		h, err := newConsulHolder(s, name, role == "contender", addrs[0], v.ttl)
+		if err != nil {
+			v.t.Fatal(err)
+		}
+		v.taps, v.consuls = append(v.taps, h.tap), append(v.consuls, h)
+		v.wg.Add(1)
+		go func() { defer v.wg.Done(); h.run(v.ctx, &v.hist, v.t.Logf) }()
+		return h
+	}
 	if s.kind == kindCLI {
 		h, err := startCLI(v.bin, v.dir, s, name, strings.Join(addrs, ","), v.ttl)
 		if err != nil {
@@ -449,6 +469,11 @@ func (v *lockView) describeKey(b *strings.Builder, s keySpec, hs []holding, read
 		if last, ok := v.lastRenewOK(h); ok && h.Told {
 			fmt.Fprintf(b, "; told %s after its lease began (last renew or create that succeeded)", h.End.Sub(last).Round(time.Millisecond))
 		}
+		if c := v.consulHolderOf(h); c != nil && h.Told {
+			if call, ok := c.monitor.lastCall(); ok {
+				fmt.Fprintf(b, "; %s", call.describe(rel))
+			}
+		}
 		b.WriteString("\n")
 	}
 	if g.Len() > 0 {
@@ -476,16 +501,37 @@ func (v *lockView) goHolderOf(h holding) *goHolder {
 	return nil
 }
 
+func (v *lockView) consulHolderOf(h holding) *consulHolder {
+	for _, c := range v.consuls {
+		if c.spec.name == h.Key && c.name == h.Holder {
+			return c
+		}
+	}
+	return nil
+}
+
+// tapOf is the session tap of h's client (nil for raftkv lock).
+func (v *lockView) tapOf(h holding) *sessionTap {
+	if g := v.goHolderOf(h); g != nil {
+		return g.tap
+	}
+	if c := v.consulHolderOf(h); c != nil {
+		return c.tap
+	}
+	return nil
+}
+
 // lastRenewOK is when the create or the last renew of h's session that
-// succeeded before h was told was sent (Go holders): when the lease the
-// client counted started.
+// succeeded before h was told was sent (Go and consul/api holders): when
+// the lease the client counted started (consul/api's Lock counts none:
+// for it, when the lease it renews started).
 func (v *lockView) lastRenewOK(h holding) (time.Time, bool) {
-	g := v.goHolderOf(h)
-	if g == nil {
+	tap := v.tapOf(h)
+	if tap == nil {
 		return time.Time{}, false
 	}
 	var last time.Time
-	for _, r := range g.tap.leaseLog() {
+	for _, r := range tap.leaseLog() {
 		if r.Status == 200 && r.Done.Before(h.End) {
 			last = r.Sent
 		}
