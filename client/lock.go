@@ -46,13 +46,12 @@ const LockFlagValue uint64 = 0x2ddccbc058a50c18
 // check-session transaction op, or stamped with (Key, Index), can never
 // land after the lock was lost.
 type Lock struct {
-	c       *Client
-	key     string
-	value   []byte
-	flags   uint64
-	session string
-	held    *heldSession
-	index   uint64
+	c     *Client
+	key   string
+	value []byte
+	flags uint64
+	held  *heldSession // the session it is held with
+	index uint64
 
 	lost     chan struct{}
 	lostOnce sync.Once
@@ -67,7 +66,7 @@ func (c *Client) Lock(ctx context.Context, key string, opts LockOptions) (*Lock,
 	if err != nil {
 		return nil, fmt.Errorf("lock %q: %w", key, err)
 	}
-	l.held, l.session = held, held.id
+	l.held = held
 	l.wg.Add(1)
 	go l.renew()
 	if err := l.acquire(ctx); err != nil {
@@ -83,7 +82,7 @@ func (c *Client) Lock(ctx context.Context, key string, opts LockOptions) (*Lock,
 // lock-delay) waits for the key to change.
 func (l *Lock) acquire(ctx context.Context) error {
 	for {
-		e, ok, err := l.c.lockTxn(ctx, "lock", l.key, l.value, l.flags, l.session)
+		e, ok, err := l.c.lockTxn(ctx, "lock", l.key, l.value, l.flags, l.held.id)
 		if err != nil {
 			return fmt.Errorf("lock %q: %w", l.key, err)
 		}
@@ -149,7 +148,7 @@ func (l *Lock) monitor() {
 			return
 		}
 		switch {
-		case errors.Is(err, kv.ErrNotFound), err == nil && e.Session != l.session:
+		case errors.Is(err, kv.ErrNotFound), err == nil && e.Session != l.held.id:
 			l.markLost()
 			return
 		case err != nil:
@@ -179,12 +178,12 @@ func (l *Lock) Index() uint64 { return l.index }
 
 // Key is the lock's key; Session the session holding it.
 func (l *Lock) Key() string     { return l.key }
-func (l *Lock) Session() string { return l.session }
+func (l *Lock) Session() string { return l.held.id }
 
 // Unlock releases the lock (and destroys its session, if the lock made
 // it). After Unlock, Lost is closed.
 func (l *Lock) Unlock(ctx context.Context) error {
-	_, _, err := l.c.lockTxn(ctx, "unlock", l.key, l.value, l.flags, l.session)
+	_, _, err := l.c.lockTxn(ctx, "unlock", l.key, l.value, l.flags, l.held.id)
 	l.shutdown()
 	if err != nil {
 		return fmt.Errorf("unlock %q: %w", l.key, err)
@@ -201,9 +200,9 @@ func (l *Lock) shutdown() {
 	}
 	l.wg.Wait()
 	l.markLost()
-	if l.held != nil && l.held.own {
+	if l.held.own {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_ = l.c.DestroySession(ctx, l.session)
+		_ = l.c.DestroySession(ctx, l.held.id)
 		cancel()
 	}
 }

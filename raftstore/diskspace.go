@@ -3,6 +3,7 @@ package raftstore
 import (
 	"math"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -109,9 +110,17 @@ func (f *fullDisks) report(id string, full bool) {
 	}
 }
 
-func (f *fullDisks) full(id string) bool {
-	v, ok := f.m.Load(id)
-	return ok && time.Since(v.(time.Time)) < fullReportFor
+// fresh returns the servers whose report of a full disk still counts:
+// none, on almost every call.
+func (f *fullDisks) fresh() []string {
+	var ids []string
+	f.m.Range(func(k, v any) bool {
+		if time.Since(v.(time.Time)) < fullReportFor {
+			ids = append(ids, k.(string))
+		}
+		return true
+	})
+	return ids
 }
 
 // spaceForWrite refuses a client write while the disk of this node (the
@@ -121,19 +130,29 @@ func (s *RaftStore) spaceForWrite(cmd *kv.Command) error {
 	if onlySessionDestroys(cmd) {
 		return nil
 	}
-	full := ""
-	if s.disk.Full() {
-		full = s.id
-	}
-	for _, srv := range s.raft.GetConfiguration().Configuration().Servers {
-		if full == "" && srv.Suffrage == raft.Voter && string(srv.ID) != s.id && s.fullDisks.full(string(srv.ID)) {
-			full = string(srv.ID)
-		}
-	}
-	if full != "" {
+	if full := s.fullDisk(); full != "" {
 		return kv.Errorf(kv.ErrNoSpace, "insufficient disk space: the disk of %s is full; writes are taken again once space is freed", full)
 	}
 	return nil
+}
+
+// fullDisk names this node if its disk is full, else a voter that
+// reported a full disk, else "". The configuration is read only when a
+// report counts (it is copied on every read, and this runs on every write).
+func (s *RaftStore) fullDisk() string {
+	if s.disk.Full() {
+		return s.id
+	}
+	reported := s.fullDisks.fresh()
+	if len(reported) == 0 {
+		return ""
+	}
+	for _, srv := range s.raft.GetConfiguration().Configuration().Servers {
+		if srv.Suffrage == raft.Voter && slices.Contains(reported, string(srv.ID)) {
+			return string(srv.ID)
+		}
+	}
+	return ""
 }
 
 func onlySessionDestroys(cmd *kv.Command) bool {

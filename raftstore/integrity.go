@@ -17,33 +17,23 @@ import (
 // from damaged files, nor panic on them later. A finding is an error
 // wrapping ErrDamaged that names the file.
 
-// checkLogFiles checks the raft log's files before they are opened.
+// checkLogFiles checks the raft log's files, if there are any yet, before
+// they are opened.
 func checkLogFiles(dataDir string, kind logstore.Kind) error {
-	switch kind {
-	case logstore.WAL:
-		dir := filepath.Join(dataDir, "wal")
-		if entries, err := os.ReadDir(dir); err != nil || len(entries) == 0 {
-			return nil // a new log
-		}
-		return integrity.WAL(dir)
-	case logstore.BoltDB:
-		path := filepath.Join(dataDir, "raft.db")
-		if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
-			return nil
-		}
-		return integrity.Bolt(path)
+	if logstore.Held(dataDir) != kind {
+		return nil // a new log (Choose refuses a log of the other kind)
 	}
-	return nil
+	if kind == logstore.BoltDB {
+		return integrity.Bolt(logstore.Path(dataDir, kind))
+	}
+	return integrity.WAL(logstore.Path(dataDir, kind))
 }
 
 // checkLogFitsState reads the opened log back in full, checks the
 // snapshots, and checks that the log and the newest snapshot cover what
 // the state machine applied.
 func checkLogFitsState(dataDir string, kind logstore.Kind, logs integrity.LogReader, applied uint64) error {
-	name := filepath.Join(dataDir, "wal")
-	if kind == logstore.BoltDB {
-		name = filepath.Join(dataDir, "raft.db")
-	}
+	name := logstore.Path(dataDir, kind)
 	if err := integrity.Log(name, logs); err != nil {
 		return err
 	}

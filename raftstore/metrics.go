@@ -109,11 +109,11 @@ func newMetrics(watchers func() int) *metrics {
 // raftGauges reports the node's raft position at scrape time: whether it
 // leads, its term, last log, commit and applied indexes, time since it
 // last heard from a leader, and (on the leader) since it last heard from
-// each peer, labelled by peer.
+// each peer, labelled by peer; and whether its disk is full.
 type raftGauges struct {
 	s                                                     *RaftStore
 	isLeader, term, lastLog, commit, applied, lastContact *prometheus.Desc
-	peerContact                                           *prometheus.Desc
+	peerContact, diskFull                                 *prometheus.Desc
 }
 
 func newRaftGauges(s *RaftStore) *raftGauges {
@@ -129,11 +129,12 @@ func newRaftGauges(s *RaftStore) *raftGauges {
 		applied:     d("raftkv_raft_applied_index", "The highest log index this node's state machine has applied."),
 		lastContact: d("raftkv_raft_last_contact_seconds", "Seconds since this node last heard from the leader (0 on the leader, -1 never)."),
 		peerContact: d("raftkv_peer_last_contact_seconds", "On the leader: seconds since each peer last answered it.", "peer"),
+		diskFull:    d("raftkv_disk_full", "1 while this node's disk is full (its reserve given back; the cluster refuses writes), else 0."),
 	}
 }
 
 func (g *raftGauges) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{g.isLeader, g.term, g.lastLog, g.commit, g.applied, g.lastContact, g.peerContact} {
+	for _, d := range []*prometheus.Desc{g.isLeader, g.term, g.lastLog, g.commit, g.applied, g.lastContact, g.peerContact, g.diskFull} {
 		ch <- d
 	}
 }
@@ -158,6 +159,7 @@ func (g *raftGauges) Collect(ch chan<- prometheus.Metric) {
 		lc = -1
 	}
 	gauge(g.lastContact, lc)
+	gauge(g.diskFull, map[bool]float64{true: 1}[g.s.disk.Full()])
 	if !leading {
 		return
 	}

@@ -21,13 +21,9 @@ func (s *RaftStore) Read(ctx context.Context, q kv.Query) (*kv.QueryResult, erro
 	if q.Kind > kv.ReadKeys {
 		return nil, fmt.Errorf("%w: unknown read kind %d", kv.ErrInvalid, q.Kind)
 	}
-	var leaderLost <-chan struct{} // nil, never ready, for a stale read
-	if !q.Stale {
-		ep, err := s.linearizeUnder(ctx)
-		if err != nil {
-			return nil, err
-		}
-		leaderLost = ep.Done()
+	leaderLost, err := s.readPoint(ctx, q.Stale)
+	if err != nil {
+		return nil, err
 	}
 	if q.MinIndex == 0 {
 		return s.readLocal(q)
@@ -54,6 +50,20 @@ func (s *RaftStore) ReadTxn(ctx context.Context, cmd *kv.Command, stale bool) (*
 func (s *RaftStore) linearize(ctx context.Context) error {
 	_, err := s.linearizeUnder(ctx)
 	return err
+}
+
+// readPoint prepares a read: linearizes it unless stale, and returns the
+// end of the leader's epoch it was linearized under, which a blocking
+// query stays bound to (nil, never ready, for a stale read).
+func (s *RaftStore) readPoint(ctx context.Context, stale bool) (leaderLost <-chan struct{}, err error) {
+	if stale {
+		return nil, nil
+	}
+	ep, err := s.linearizeUnder(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return ep.Done(), nil
 }
 
 // linearizeUnder is linearize, and says under which leader's epoch the

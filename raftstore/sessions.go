@@ -108,13 +108,9 @@ func (s *RaftStore) renewLocal(ctx context.Context, id string) (kv.Session, erro
 
 // Sessions answers a session query (see kv.SessionQuery).
 func (s *RaftStore) Sessions(ctx context.Context, q kv.SessionQuery) (*kv.SessionResult, error) {
-	var leaderLost <-chan struct{} // nil, never ready, for a stale read
-	if !q.Stale {
-		ep, err := s.linearizeUnder(ctx)
-		if err != nil {
-			return nil, err
-		}
-		leaderLost = ep.Done()
+	leaderLost, err := s.readPoint(ctx, q.Stale)
+	if err != nil {
+		return nil, err
 	}
 	var res *kv.SessionResult
 	read := func() (uint64, error) {
@@ -129,7 +125,7 @@ func (s *RaftStore) Sessions(ctx context.Context, q kv.SessionQuery) (*kv.Sessio
 		_, err := read()
 		return res, err
 	}
-	err := s.blockOn(ctx, s.sessionWatch, "", false, q.MinIndex, q.Wait, leaderLost, read)
+	err = s.blockOn(ctx, s.sessionWatch, "", false, q.MinIndex, q.Wait, leaderLost, read)
 	return res, err
 }
 

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/raftkv/raftkv/fsm"
 	"github.com/raftkv/raftkv/httpd"
@@ -284,15 +283,7 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 	s.forwards = fwdstream.NewClient(s.mux.DialForward, s.peerSecret)
 	s.forwarded = fwdstream.NewServer((*rpcNode)(s), cfg.ApplyTimeout)
 	s.metrics = newMetrics(s.watch.Len)
-	s.metrics.registry.MustRegister(newRaftGauges(s), prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "raftkv_disk_full",
-		Help: "1 while this node's disk is full (its reserve given back; the cluster refuses writes), else 0.",
-	}, func() float64 {
-		if s.disk.Full() {
-			return 1
-		}
-		return 0
-	}))
+	s.metrics.registry.MustRegister(newRaftGauges(s))
 	s.sessions = sessions.New(sessions.RealClock{}, s.invalidateSession)
 	s.pilot = autopilot.New(s.raft, (*pilotNode)(s), autopilot.Config{
 		StabilizationTime:    cfg.ServerStabilizationTime,

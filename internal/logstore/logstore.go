@@ -62,7 +62,7 @@ var ErrOtherKind = errors.New("the data dir holds a raft log of another kind")
 // error: starting with an empty log would make the node forget its votes
 // and entries (see docs/OPERATIONS.md for moving a node to another kind).
 func Choose(dataDir string, asked Kind) (Kind, error) {
-	held := held(dataDir)
+	held := Held(dataDir)
 	switch {
 	case held == "" && asked == "":
 		return Default, nil
@@ -74,15 +74,24 @@ func Choose(dataDir string, asked Kind) (Kind, error) {
 	return "", fmt.Errorf("%w: %s holds a %s log, not %s; start it with -raft-log-store %s, or empty it and join the cluster again", ErrOtherKind, dataDir, held, asked, held)
 }
 
-// held is the kind whose files dataDir holds ("" : none).
-func held(dataDir string) Kind {
-	if fi, err := os.Stat(filepath.Join(dataDir, boltFile)); err == nil && fi.Size() > 0 {
+// Held is the kind whose files dataDir holds ("" : none, a new log).
+func Held(dataDir string) Kind {
+	if fi, err := os.Stat(Path(dataDir, BoltDB)); err == nil && fi.Size() > 0 {
 		return BoltDB
 	}
-	if entries, err := os.ReadDir(filepath.Join(dataDir, walDir)); err == nil && len(entries) > 0 {
+	if entries, err := os.ReadDir(Path(dataDir, WAL)); err == nil && len(entries) > 0 {
 		return WAL
 	}
 	return ""
+}
+
+// Path is where the log of kind lives in dataDir: the WAL's directory, or
+// the bbolt file.
+func Path(dataDir string, kind Kind) string {
+	if kind == BoltDB {
+		return filepath.Join(dataDir, boltFile)
+	}
+	return filepath.Join(dataDir, walDir)
 }
 
 // Options tune a store.
@@ -99,7 +108,7 @@ type Options struct {
 func Open(dataDir string, kind Kind, logger hclog.Logger, opts Options) (Store, error) {
 	switch kind {
 	case WAL:
-		dir := filepath.Join(dataDir, walDir)
+		dir := Path(dataDir, WAL)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("raft log: %w", err)
 		}
@@ -119,7 +128,7 @@ func Open(dataDir string, kind Kind, logger hclog.Logger, opts Options) (Store, 
 		return walStore{w, meta}, nil
 	case BoltDB:
 		b, err := raftboltdb.New(raftboltdb.Options{
-			Path:        filepath.Join(dataDir, boltFile),
+			Path:        Path(dataDir, BoltDB),
 			BoltOptions: &bbolt.Options{Timeout: time.Second, NoFreelistSync: true},
 		})
 		if err != nil {
