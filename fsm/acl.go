@@ -104,8 +104,8 @@ func (a *aclApply) apply(c *acl.Command) (*kv.Result, error) {
 	case acl.OpPolicySet:
 		return a.setPolicy(c)
 	case acl.OpPolicyDelete:
-		if c.ID == acl.GlobalManagementID {
-			return refuse(kv.ErrInvalid, "Deletion of the builtin global-management policy is not permitted")
+		if b, ok := acl.BuiltinPolicy(c.ID); ok {
+			return refuse(kv.ErrInvalid, "Deletion of the builtin %s policy is not permitted", b.Name)
 		}
 		old, err := a.policy(c.ID)
 		if err != nil || old == nil {
@@ -147,24 +147,26 @@ func (a *aclApply) setPolicy(c *acl.Command) (*kv.Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if old == nil {
-		if b, ok := acl.BuiltinPolicy(p.ID); ok {
-			old = &b
-		}
+	builtin, isBuiltin := acl.BuiltinPolicy(p.ID)
+	if old == nil && isBuiltin {
+		old = &builtin
 	}
 	switch {
 	case c.Create && old != nil:
 		return nil, kv.Errorf(kv.ErrInvalid, "Invalid Policy: a policy with ID %q already exists", p.ID)
 	case !c.Create && old == nil:
 		return nil, kv.Errorf(kv.ErrACLNotFound, "Cannot find policy %q", p.ID)
-	case p.ID == acl.GlobalManagementID && p.Rules != old.Rules:
-		return nil, kv.Errorf(kv.ErrInvalid, "Changing the Rules for the builtin global-management policy is not permitted")
+	case isBuiltin && p.Rules != builtin.Rules:
+		return nil, kv.Errorf(kv.ErrInvalid, "Changing the Rules for the builtin %s policy is not permitted", builtin.Name)
 	}
 	holder, err := readString(a.txn, prefixed(aclPolicyNamePrefix, p.Name))
 	if err != nil {
 		return nil, err
 	}
-	if (holder != "" && holder != p.ID) || (p.ID != acl.GlobalManagementID && p.Name == acl.GlobalManagementName) {
+	// A built-in's own name stays its own (not its aliases: a policy
+	// stored under one before raftkv had the built-in keeps it).
+	named, reserved := acl.BuiltinPolicyByName(p.Name)
+	if (holder != "" && holder != p.ID) || (reserved && named.Name == p.Name && named.ID != p.ID) {
 		return nil, kv.Errorf(kv.ErrInvalid, "Invalid Policy: A Policy with Name %q already exists", p.Name)
 	}
 	p.CreateIndex, p.ModifyIndex = a.idx, a.idx
@@ -227,8 +229,8 @@ func (a *aclApply) setToken(c *acl.Command) (*kv.Result, error) {
 			if id, err = readString(a.txn, prefixed(aclPolicyNamePrefix, l.Name)); err != nil {
 				return nil, err
 			}
-			if id == "" && l.Name == acl.GlobalManagementName {
-				id = acl.GlobalManagementID
+			if b, ok := acl.BuiltinPolicyByName(l.Name); id == "" && ok {
+				id = b.ID
 			}
 			if id == "" {
 				return nil, kv.Errorf(kv.ErrInvalid, "No such ACL policy with name %q", l.Name)

@@ -219,8 +219,11 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 func readSnapshot(src io.Reader, header func(applied uint64) (bool, error), record func(k, v []byte) error) (uint64, error) {
 	r := &snapReader{r: bufio.NewReaderSize(src, 256<<10), crc: crc32.New(crcTable)}
 	magic := make([]byte, len(snapMagic))
-	if _, err := io.ReadFull(r, magic); err != nil || !bytes.Equal(magic, snapMagic) {
-		return 0, fmt.Errorf("not a raftkv snapshot (err=%v)", err)
+	if _, err := io.ReadFull(r, magic); err != nil {
+		return 0, fmt.Errorf("not a raftkv snapshot: too short (%w)", err)
+	}
+	if !bytes.Equal(magic, snapMagic) {
+		return 0, errors.New("not a raftkv snapshot: it does not start with raftkv's header")
 	}
 	applied, err := binary.ReadUvarint(r)
 	if err != nil {
@@ -255,13 +258,19 @@ func readSnapshot(src io.Reader, header func(applied uint64) (bool, error), reco
 		count++
 	}
 	want, err := binary.ReadUvarint(r)
-	if err != nil || want != count {
-		return 0, fmt.Errorf("trailer says %d records, read %d (err=%v)", want, count, err)
+	if err != nil {
+		return 0, fmt.Errorf("trailer after %d records: %w", count, err)
+	}
+	if want != count {
+		return 0, fmt.Errorf("trailer says %d records, read %d", want, count)
 	}
 	sum := r.crc.Sum32()
 	var got [4]byte
-	if _, err := io.ReadFull(r.r, got[:]); err != nil || binary.BigEndian.Uint32(got[:]) != sum {
-		return 0, fmt.Errorf("checksum mismatch (err=%v)", err)
+	if _, err := io.ReadFull(r.r, got[:]); err != nil {
+		return 0, fmt.Errorf("checksum: %w", err)
+	}
+	if binary.BigEndian.Uint32(got[:]) != sum {
+		return 0, errors.New("checksum mismatch: the snapshot is damaged")
 	}
 	return applied, nil
 }

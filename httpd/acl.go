@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -148,15 +149,21 @@ func (h *handler) policyRead(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) policyReadByName(w http.ResponseWriter, r *http.Request) {
-	name := strings.TrimPrefix(r.URL.Path, "/v1/acl/policy/name/")
+	// Unescaped once more, as Consul does: consul/api escapes the name
+	// into a path that is escaped again (a "/" arrives as "%2F").
+	name, err := url.PathUnescape(strings.TrimPrefix(r.URL.Path, "/v1/acl/policy/name/"))
+	if err != nil {
+		writeError(w, kv.Errorf(kv.ErrInvalid, "Invalid policy name: %v", err))
+		return
+	}
 	if name == "" {
 		writeError(w, kv.Errorf(kv.ErrInvalid, "Missing policy Name"))
 		return
 	}
 	h.readPolicy(w, r, func(st ACLReader) (*acl.Policy, error) {
 		p, err := st.ACLPolicyByName(name)
-		if p == nil && err == nil && name == acl.GlobalManagementName {
-			return policyByID(st, acl.GlobalManagementID)
+		if b, ok := acl.BuiltinPolicyByName(name); p == nil && err == nil && ok {
+			return policyByID(st, b.ID)
 		}
 		return p, err
 	})
@@ -211,9 +218,10 @@ func (h *handler) policyList(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if p, _ := st.ACLPolicy(acl.GlobalManagementID); p == nil {
-		b, _ := acl.BuiltinPolicy(acl.GlobalManagementID)
-		all = append(all, b)
+	for _, b := range acl.BuiltinPolicies() {
+		if p, _ := st.ACLPolicy(b.ID); p == nil {
+			all = append(all, b)
+		}
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i].ID < all[j].ID })
 	out := make([]policyStub, 0, len(all))
@@ -481,14 +489,18 @@ func (h *handler) applyDelete(w http.ResponseWriter, r *http.Request, c *acl.Com
 	writeJSON(w, http.StatusOK, true)
 }
 
-// aclState is the ACL state to read, linearizable unless ?stale.
+// aclState is the ACL state to read, linearizable unless ?stale, and sets
+// the query meta every read carries (as a KV read's: consul/api reports
+// KnownLeader and LastIndex from them).
 func (h *handler) aclState(w http.ResponseWriter, r *http.Request) (ACLReader, bool) {
-	st, err := h.store.ACLState(r.Context(), has(r.URL.Query(), "stale"))
+	stale := has(r.URL.Query(), "stale")
+	st, err := h.store.ACLState(r.Context(), stale)
 	if err != nil {
 		writeError(w, err)
 		return nil, false
 	}
-	w.Header().Set("X-Consul-Index", strconv.FormatUint(max(st.ACLIndex(), 1), 10))
+	leader, _ := h.store.Leader()
+	setQueryMeta(w, st.ACLIndex(), leader != "", h.store.LastContact(), stale)
 	return st, true
 }
 

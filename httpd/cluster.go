@@ -138,7 +138,10 @@ func (h *handler) healthz(w http.ResponseWriter, r *http.Request) {
 
 func (h *handler) readyz(w http.ResponseWriter, r *http.Request) {
 	if !h.store.Ready() {
-		writeError(w, fmt.Errorf("%w: not ready (no leader known, or not caught up)", kv.ErrNoLeader))
+		// A probe's answer, not a request held for a leader: 503, as
+		// load balancers and orchestrators expect of a node not ready.
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "not ready: no leader known, or not caught up", http.StatusServiceUnavailable)
 		return
 	}
 	io.WriteString(w, "ready\n")

@@ -30,6 +30,9 @@ type fakeStore struct {
 	sessions map[string]kv.Session
 	// resolver, when set, turns ACLs on (see memACL).
 	resolver *acl.Resolver
+	// holdUntil is how long the last Read could wait for a leader
+	// (kv.WithLeaderHold; zero: not held).
+	holdUntil time.Time
 }
 
 func newFakeStore() *fakeStore {
@@ -43,6 +46,7 @@ func newFakeStore() *fakeStore {
 func (f *fakeStore) Read(ctx context.Context, q kv.Query) (*kv.QueryResult, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.holdUntil, _ = kv.LeaderHoldUntil(ctx)
 	if f.err != nil {
 		return nil, f.err
 	}
@@ -252,7 +256,7 @@ func (f *fakeStore) CreateSession(ctx context.Context, spec kv.Session) (string,
 	if spec.Node == "" {
 		spec.Node = f.ID()
 	}
-	if err := spec.Validate(); err != nil {
+	if err := spec.Validate(f.SessionTTLMin()); err != nil {
 		return "", err
 	}
 	f.mu.Lock()
@@ -339,3 +343,5 @@ func (m memACL) ACLTokenBySecret(secret string) (*acl.Token, error) {
 	return m.tokens[secret], nil
 }
 func (m memACL) ACLPolicy(id string) (*acl.Policy, error) { return m.policies[id], nil }
+
+func (f *fakeStore) SessionTTLMin() time.Duration { return kv.DefaultSessionTTLMin }

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/raftkv/raftkv/internal/acl"
+	"github.com/raftkv/raftkv/internal/wire"
 	"github.com/raftkv/raftkv/kv"
 	"github.com/raftkv/raftkv/ui"
 )
@@ -50,9 +51,10 @@ type Store interface {
 	Sessions(ctx context.Context, q kv.SessionQuery) (*kv.SessionResult, error)
 	HeldKeys(ctx context.Context, stale bool) (map[string][]string, error)
 
-	LastContact() time.Duration // since this node last heard from the leader (0 on it)
-	ID() string                 // this node's ID (its Consul node name)
-	Addr() string               // this node's advertised address
+	SessionTTLMin() time.Duration // the shortest session TTL accepted (Consul's session_ttl_min)
+	LastContact() time.Duration   // since this node last heard from the leader (0 on it)
+	ID() string                   // this node's ID (its Consul node name)
+	Addr() string                 // this node's advertised address
 }
 
 // ACLReader reads the replicated policies and tokens (nil, nil: none).
@@ -77,6 +79,12 @@ type Options struct {
 	EnablePprof bool
 	// DisableUI stops serving the web UI at /ui/ (and / redirecting there).
 	DisableUI bool
+	// LeaderHold is how long a request that finds no leader waits for one
+	// before it is answered "No cluster leader" (default
+	// kv.DefaultLeaderHold, Consul's RPC hold timeout; negative: not at
+	// all). Requests with wire.HeaderFailFast are answered as soon as the
+	// node cannot expect a leader soon.
+	LeaderHold time.Duration
 }
 
 type handler struct {
@@ -97,6 +105,9 @@ func New(store Store, opts Options) http.Handler {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.LeaderHold == 0 {
+		opts.LeaderHold = kv.DefaultLeaderHold
 	}
 	h := &handler{
 		store:    store,
@@ -139,6 +150,7 @@ func New(store Store, opts Options) http.Handler {
 	route("/v1/session/keys", "session_keys", map[string]http.HandlerFunc{http.MethodGet: h.sessionKeys})
 	route("/v1/session/list", "session_list", map[string]http.HandlerFunc{http.MethodGet: h.sessionList})
 	route("/v1/agent/self", "agent_self", map[string]http.HandlerFunc{http.MethodGet: h.agentSelf})
+	route("/v1/agent/members", "agent_members", map[string]http.HandlerFunc{http.MethodGet: h.agentMembers})
 	open("/v1/status/leader", "status_leader", map[string]http.HandlerFunc{http.MethodGet: h.statusLeader})
 	open("/v1/status/peers", "status_peers", map[string]http.HandlerFunc{http.MethodGet: h.statusPeers})
 	route("/v1/operator/raft/configuration", "raft_configuration", map[string]http.HandlerFunc{http.MethodGet: need(operatorRead, h.raftConfiguration)})
@@ -173,13 +185,19 @@ func New(store Store, opts Options) http.Handler {
 			http.Redirect(w, r, ui.Prefix, http.StatusMovedPermanently) // as Consul does
 			return
 		}
-		writeError(w, fmt.Errorf("%w: no such endpoint %s", kv.ErrNotFound, r.URL.Path))
+		writeError(w, fmt.Errorf("%w %s", kv.ErrNoSuchEndpoint, r.URL.Path))
 	})))
 	// Unclean paths ("/v1/kv//a", "/./") are redirected to the clean one
 	// for GET and HEAD, as Consul does; other methods get 400 rather than a
 	// redirect that clients would follow as a GET. Keys are routed before
 	// the ServeMux, which has its own idea of paths.
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w = outcomeWriter{w}
+		}
+		if r.Header.Get(wire.HeaderFailFast) == "" && opts.LeaderHold > 0 {
+			r = r.WithContext(kv.WithLeaderHold(r.Context(), opts.LeaderHold))
+		}
 		if !isClean(r.URL.Path) {
 			if r.Method != http.MethodGet && r.Method != http.MethodHead {
 				writeError(w, fmt.Errorf("%w: unclean path %q", kv.ErrInvalid, r.URL.Path))

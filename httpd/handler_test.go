@@ -2,13 +2,16 @@ package httpd
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/raftkv/raftkv/internal/wire"
 	"github.com/raftkv/raftkv/kv"
 )
 
@@ -168,10 +171,10 @@ func TestStatusTable(t *testing.T) {
 		{"value over limit", "PUT", "/v1/kv/k", strings.Repeat("x", testMaxValue+1), nil, 413, false},
 		{"value at limit", "PUT", "/v1/kv/k", strings.Repeat("x", testMaxValue), nil, 200, true},
 		{"txn of 129 ops", "PUT", "/v1/txn", ops129, nil, 413, false},
-		{"no leader on write", "PUT", "/v1/kv/k", "v", fmt.Errorf("%w: test", kv.ErrNoLeader), 503, true},
-		{"no leader on read", "GET", "/v1/kv/k", "", fmt.Errorf("%w: test", kv.ErrNoLeader), 503, false},
-		{"unknown outcome", "PUT", "/v1/kv/k", "v", fmt.Errorf("%w: test", kv.ErrUnknownOutcome), 504, true},
-		{"unknown outcome on delete", "DELETE", "/v1/kv/k", "", fmt.Errorf("%w: test", kv.ErrUnknownOutcome), 504, true},
+		{"no leader on write", "PUT", "/v1/kv/k", "v", fmt.Errorf("%w: test", kv.ErrNoLeader), 500, true},
+		{"no leader on read", "GET", "/v1/kv/k", "", fmt.Errorf("%w: test", kv.ErrNoLeader), 500, false},
+		{"unknown outcome", "PUT", "/v1/kv/k", "v", fmt.Errorf("%w: test", kv.ErrUnknownOutcome), 500, true},
+		{"unknown outcome on delete", "DELETE", "/v1/kv/k", "", fmt.Errorf("%w: test", kv.ErrUnknownOutcome), 500, true},
 		{"POST on kv", "POST", "/v1/kv/k", "v", nil, 405, false},
 		{"PATCH on kv", "PATCH", "/v1/kv/k", "v", nil, 405, false},
 		{"GET on txn", "GET", "/v1/txn", "", nil, 405, false},
@@ -212,6 +215,23 @@ func TestStatusTable(t *testing.T) {
 				if c.want == 503 && r.header.Get("Retry-After") != "1" {
 					t.Fatal("503 without Retry-After: 1")
 				}
+				// Consul's words for no leader; raftkv's clients read the
+				// outcome of a write from a header, never from a read.
+				wantOutcome := ""
+				if c.method != "GET" {
+					wantOutcome = wire.OutcomeNotApplied
+				}
+				switch {
+				case errors.Is(c.storeErr, kv.ErrNoLeader):
+					if r.body != "No cluster leader\n" || r.header.Get(wire.HeaderError) != "no_leader" {
+						t.Fatalf("no leader answered %q, code %q", r.body, r.header.Get(wire.HeaderError))
+					}
+				case errors.Is(c.storeErr, kv.ErrUnknownOutcome):
+					wantOutcome = wire.OutcomeUnknown
+				}
+				if got := r.header.Get(wire.HeaderOutcome); got != wantOutcome {
+					t.Fatalf("%s answered %d with outcome %q, want %q", c.method, r.status, got, wantOutcome)
+				}
 				if c.want == 405 && r.header.Get("Allow") == "" {
 					t.Fatal("405 without Allow")
 				}
@@ -249,6 +269,38 @@ func TestTxn(t *testing.T) {
 	}
 }
 
+// Consul's txn error model: a request that is not a transaction is a 400
+// naming the operation and field in JSON's terms; well-formed operations
+// that cannot apply are a 409 with one error per operation; nothing
+// reaches the store either way.
+func TestTxnErrors(t *testing.T) {
+	srv, store := newTestServer(t)
+	cases := []struct {
+		name, body string
+		status     int
+		want       string
+	}{
+		{"lock without a session", `[{"KV":{"Verb":"set","Key":"a"}},{"KV":{"Verb":"lock","Key":"k"}}]`, 409,
+			`{"Results":null,"Errors":[{"OpIndex":1,"What":"missing session"}]}` + "\n"},
+		{"not an array", `{"KV":{}}`, 400, "invalid request: malformed transaction: want a JSON array of operations (found object)\n"},
+		{"cut short", `[{"KV":`, 400, "invalid request: malformed transaction: want a JSON array of operations (the JSON ends too early)\n"},
+		{"value not base64", `[{"KV":{"Verb":"get","Key":"a"}},{"KV":{"Verb":"set","Key":"a","Value":"%%%"}}]`, 400,
+			"invalid request: operation 1: Value must be base64 (bad byte at 0)\n"},
+		{"index as a string", `[{"KV":{"Verb":"cas","Key":"a","Index":"7"}}]`, 400,
+			"invalid request: operation 0: KV.Index must be a non-negative integer, not string\n"},
+		{"unknown verb", `[{"KV":{"Verb":"explode","Key":"k"}}]`, 400, "invalid request: operation 0: unknown verb \"explode\"\n"},
+	}
+	for _, c := range cases {
+		r := do(t, srv, "PUT", "/v1/txn", c.body)
+		if r.status != c.status || r.body != c.want {
+			t.Errorf("%s: %d %q, want %d %q", c.name, r.status, r.body, c.status, c.want)
+		}
+	}
+	if store.applied != 0 || store.readTxns != 0 {
+		t.Fatalf("refused transactions reached the store: %d applies, %d reads", store.applied, store.readTxns)
+	}
+}
+
 func TestIdempotencyKeyReachesTheStore(t *testing.T) {
 	srv, store := newTestServer(t)
 	do(t, srv, "PUT", "/v1/kv/a", "1", "Idempotency-Key", "k1")
@@ -277,7 +329,7 @@ func TestSnapshotEndpoints(t *testing.T) {
 		t.Fatalf("garbage restore: %+v", r)
 	}
 	store.err = fmt.Errorf("%w: test", kv.ErrNoLeader)
-	if r := do(t, srv, "GET", "/v1/snapshot", ""); r.status != 503 {
+	if r := do(t, srv, "GET", "/v1/snapshot", ""); r.status != 500 || r.body != "No cluster leader\n" {
 		t.Fatalf("save without leader: %+v", r)
 	}
 	if r := do(t, srv, "POST", "/v1/snapshot", ""); r.status != 405 {
@@ -344,5 +396,20 @@ func TestClusterEndpoints(t *testing.T) {
 	}
 	if r := do(t, srv, "GET", "/v1/nope", ""); r.status != 404 {
 		t.Fatalf("unknown endpoint: %+v", r)
+	}
+}
+
+// A request is held for a leader as Consul holds it (its RPC hold timeout),
+// unless it asks to be answered at once so that it can try another node.
+func TestLeaderHold(t *testing.T) {
+	srv, store := newTestServer(t)
+	before := time.Now()
+	do(t, srv, "GET", "/v1/kv/k", "")
+	if hold := store.holdUntil.Sub(before); hold < kv.DefaultLeaderHold || hold > kv.DefaultLeaderHold+time.Minute {
+		t.Fatalf("a Consul client's read is held for %v, want %v", hold, kv.DefaultLeaderHold)
+	}
+	do(t, srv, "GET", "/v1/kv/k", "", wire.HeaderFailFast, "true")
+	if !store.holdUntil.IsZero() {
+		t.Fatalf("a fail-fast read is held until %v", store.holdUntil)
 	}
 }

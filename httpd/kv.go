@@ -2,11 +2,14 @@ package httpd
 
 import (
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -137,11 +140,18 @@ func (h *handler) kvGet(w http.ResponseWriter, r *http.Request) {
 }
 
 func setQueryHeaders(w http.ResponseWriter, res *kv.QueryResult) {
+	setQueryMeta(w, res.Index, res.KnownLeader, res.LastContact, res.Stale)
+}
+
+// setQueryMeta sets the headers of every read, Consul's query meta: the
+// index to block on, whether this node knows a leader, how long ago it
+// heard from it, and the consistency the read had.
+func setQueryMeta(w http.ResponseWriter, index uint64, knownLeader bool, lastContact time.Duration, stale bool) {
 	hd := w.Header()
-	hd.Set("X-Consul-Index", strconv.FormatUint(max(res.Index, 1), 10))
-	hd.Set("X-Consul-KnownLeader", strconv.FormatBool(res.KnownLeader))
-	hd.Set("X-Consul-LastContact", strconv.FormatInt(res.LastContact.Milliseconds(), 10))
-	if res.Stale {
+	hd.Set("X-Consul-Index", strconv.FormatUint(max(index, 1), 10))
+	hd.Set("X-Consul-KnownLeader", strconv.FormatBool(knownLeader))
+	hd.Set("X-Consul-LastContact", strconv.FormatInt(lastContact.Milliseconds(), 10))
+	if stale {
 		hd.Set("X-Consul-Effective-Consistency", "stale")
 	} else {
 		hd.Set("X-Consul-Effective-Consistency", "consistent")
@@ -324,6 +334,12 @@ type txnError struct {
 	What    string
 }
 
+// txn follows Consul's error model: a request that cannot be read as a
+// transaction (not JSON, an unknown verb, a missing key, too big) is
+// refused whole with 400 or 413; operations that are well formed but
+// cannot apply (a lock without a session, a key the token may not touch,
+// a failed check) roll the transaction back and are answered 409 with one
+// error per failing operation.
 func (h *handler) txn(w http.ResponseWriter, r *http.Request) {
 	limit := int64(kv.MaxTxnOps) * int64(h.maxValue*4/3+kv.MaxKeyBytes+256)
 	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
@@ -335,35 +351,35 @@ func (h *handler) txn(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: transaction body over %d bytes", kv.ErrTooLarge, limit))
 		return
 	}
-	var ops []txnOp
-	if err := json.Unmarshal(body, &ops); err != nil {
-		writeError(w, fmt.Errorf("%w: malformed transaction JSON: %v", kv.ErrInvalid, err))
+	ops, err := decodeTxn(body)
+	if err != nil {
+		writeError(w, err)
 		return
 	}
-	if len(ops) > kv.MaxTxnOps {
-		writeError(w, fmt.Errorf("%w: transaction has %d operations, at most %d", kv.ErrTooLarge, len(ops), kv.MaxTxnOps))
+	var failed []txnError
+	for i, op := range ops {
+		if (op.Verb == kv.VerbLock || op.Verb == kv.VerbUnlock) && op.Session == "" {
+			failed = append(failed, txnError{OpIndex: i, What: "missing session"}) // Consul's words
+		}
+	}
+	if len(failed) > 0 {
+		writeJSON(w, http.StatusConflict, txnResponse{Errors: failed})
 		return
 	}
 	cmd := keyed(r, body)
-	for i, op := range ops {
-		if op.KV == nil {
-			writeError(w, fmt.Errorf("%w: operation %d: only KV operations are supported", kv.ErrInvalid, i))
-			return
-		}
-		verb, err := kv.ParseVerb(op.KV.Verb)
-		if err != nil {
-			writeError(w, fmt.Errorf("operation %d: %w", i, err))
-			return
-		}
-		cmd.Ops = append(cmd.Ops, kv.Op{Verb: verb, Key: op.KV.Key, Value: op.KV.Value, Flags: op.KV.Flags, Index: op.KV.Index, Session: op.KV.Session})
-	}
+	cmd.Ops = ops
 	if err := cmd.Validate(h.maxValue); err != nil {
 		writeError(w, err)
 		return
 	}
 	id := identity(r)
-	if err := checkOps(id, cmd.Ops); err != nil {
-		writeError(w, err)
+	for i := range cmd.Ops {
+		if err := checkOps(id, cmd.Ops[i:i+1]); err != nil {
+			failed = append(failed, txnError{OpIndex: i, What: err.Error()})
+		}
+	}
+	if len(failed) > 0 {
+		writeJSON(w, http.StatusConflict, txnResponse{Errors: failed})
 		return
 	}
 	q := r.URL.Query()
@@ -398,4 +414,72 @@ func (h *handler) txn(w http.ResponseWriter, r *http.Request) {
 		out.Results = append(out.Results, txnResult{KV: wire.FromEntry(e)})
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// decodeTxn reads Consul's transaction array. Its errors name the
+// operation and the field at fault, in JSON's terms, not Go's.
+func decodeTxn(body []byte) ([]kv.Op, error) {
+	var raw []json.RawMessage
+	if err := json.Unmarshal(body, &raw); err != nil {
+		return nil, fmt.Errorf("%w: malformed transaction: want a JSON array of operations (%s)", kv.ErrInvalid, jsonProblem(err))
+	}
+	if len(raw) > kv.MaxTxnOps {
+		return nil, fmt.Errorf("%w: transaction has %d operations, at most %d", kv.ErrTooLarge, len(raw), kv.MaxTxnOps)
+	}
+	ops := make([]kv.Op, 0, len(raw))
+	for i, m := range raw {
+		var op txnOp
+		if err := json.Unmarshal(m, &op); err != nil {
+			return nil, fmt.Errorf("%w: operation %d: %s", kv.ErrInvalid, i, jsonProblem(err))
+		}
+		if op.KV == nil {
+			return nil, fmt.Errorf("%w: operation %d: only KV operations are supported", kv.ErrInvalid, i)
+		}
+		verb, err := kv.ParseVerb(op.KV.Verb)
+		if err != nil {
+			return nil, fmt.Errorf("%w: operation %d: unknown verb %q", kv.ErrInvalid, i, op.KV.Verb)
+		}
+		ops = append(ops, kv.Op{Verb: verb, Key: op.KV.Key, Value: op.KV.Value, Flags: op.KV.Flags, Index: op.KV.Index, Session: op.KV.Session})
+	}
+	return ops, nil
+}
+
+// jsonProblem says what is wrong with a JSON document without Go's type
+// names: a syntax error's offset, a field of the wrong type, a Value that
+// is not base64.
+func jsonProblem(err error) string {
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	var b64 base64.CorruptInputError
+	switch {
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.As(err, &syntax) && strings.HasPrefix(syntax.Error(), "unexpected end"):
+		return "the JSON ends too early"
+	case errors.As(err, &syntax):
+		return fmt.Sprintf("invalid JSON at byte %d", syntax.Offset)
+	case errors.As(err, &typ) && typ.Field != "":
+		return fmt.Sprintf("%s must be %s, not %s", typ.Field, jsonKind(typ.Type), typ.Value)
+	case errors.As(err, &typ):
+		return fmt.Sprintf("found %s", typ.Value)
+	case errors.As(err, &b64):
+		return fmt.Sprintf("Value must be base64 (bad byte at %d)", int64(b64))
+	}
+	return "not valid JSON"
+}
+
+// jsonKind names a Go type as JSON would.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Slice:
+		if t.Elem().Kind() == reflect.Uint8 {
+			return "a base64 string"
+		}
+		return "an array"
+	case reflect.Uint64, reflect.Int, reflect.Int64, reflect.Uint32:
+		return "a non-negative integer"
+	case reflect.Bool:
+		return "true or false"
+	}
+	return "an object"
 }

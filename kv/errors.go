@@ -45,6 +45,9 @@ var (
 	ErrACLNotFound = errors.New("ACL not found")
 	// ErrACLDisabled: an ACL endpoint on a cluster without ACLs.
 	ErrACLDisabled = errors.New("ACL support disabled")
+	// ErrNoSuchEndpoint: the request's path names no endpoint of the API
+	// (a 404 that is not a missing key).
+	ErrNoSuchEndpoint = errors.New("no such endpoint")
 	// ErrNoSpace: a disk in the cluster is full; the write was NOT applied.
 	// Writes are taken again once space is freed.
 	ErrNoSpace = errors.New("insufficient disk space")
@@ -71,6 +74,7 @@ var codes = []struct {
 	{"acl_not_found", ErrACLNotFound},
 	{"acl_disabled", ErrACLDisabled},
 	{"no_space", ErrNoSpace},
+	{"no_such_endpoint", ErrNoSuchEndpoint},
 }
 
 // Code returns the wire code of the sentinel err wraps, or "internal".

@@ -31,8 +31,12 @@ const (
 
 	SerfHealth = "serfHealth"
 
-	SessionTTLMin    = 10 * time.Second
-	SessionTTLMax    = 24 * time.Hour
+	// DefaultSessionTTLMin is Consul's session_ttl_min: the shortest TTL
+	// accepted unless the node is told otherwise; never below
+	// LowestSessionTTLMin.
+	DefaultSessionTTLMin = 10 * time.Second
+	LowestSessionTTLMin  = time.Second
+	SessionTTLMax        = 24 * time.Hour
 	DefaultLockDelay = 15 * time.Second
 	MaxLockDelay     = 60 * time.Second
 	// SessionTTLMultiplier: a session is invalidated once this many TTLs
@@ -57,8 +61,9 @@ func (s *Session) TTLDuration() time.Duration {
 }
 
 // Validate checks what does not depend on the cluster's state, with
-// Consul's wording (clients match on it).
-func (s *Session) Validate() error {
+// Consul's wording (clients match on it); ttlMin is the node's shortest
+// accepted TTL.
+func (s *Session) Validate(ttlMin time.Duration) error {
 	switch s.Behavior {
 	case BehaviorRelease, BehaviorDelete:
 	default:
@@ -69,8 +74,8 @@ func (s *Session) Validate() error {
 		if err != nil {
 			return Errorf(ErrSession, "Session TTL '%s' invalid: %v", s.TTL, err)
 		}
-		if d != 0 && (d < SessionTTLMin || d > SessionTTLMax) {
-			return Errorf(ErrSession, "Invalid Session TTL '%d', must be between [%v=%v]", d, SessionTTLMin, SessionTTLMax)
+		if d != 0 && (d < ttlMin || d > SessionTTLMax) {
+			return Errorf(ErrSession, "Invalid Session TTL '%d', must be between [%v=%v]", d, ttlMin, SessionTTLMax)
 		}
 	}
 	if s.Node == "" {

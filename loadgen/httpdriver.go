@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/raftkv/raftkv/kv"
+	"github.com/raftkv/raftkv/internal/wire"
 )
 
 // HTTPDriver drives a raftkv node through its Consul-compatible HTTP API,
@@ -39,17 +39,17 @@ func (d *HTTPDriver) do(ctx context.Context, method, path string, body io.Reader
 	if err != nil {
 		return 0, nil, err
 	}
+	req.Header.Set(wire.HeaderFailFast, "true") // count a leaderless node's refusals, not its holds
 	resp, err := d.hc.Do(req)
 	if err != nil {
 		return 0, nil, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	switch resp.StatusCode {
-	case http.StatusServiceUnavailable:
-		return 0, nil, kv.ErrNoLeader
-	case http.StatusGatewayTimeout:
-		return 0, nil, kv.ErrUnknownOutcome
+	if resp.StatusCode >= 500 {
+		if sentinel := wire.Sentinel(resp.StatusCode, resp.Header); sentinel != nil {
+			return 0, nil, sentinel
+		}
 	}
 	return resp.StatusCode, b, err
 }

@@ -20,6 +20,10 @@ import (
 // changes to them and reads them back. Who may do what is internal/acl's
 // business, asked by the HTTP API (httpd).
 
+// The FSM tells the resolver whether the cluster was bootstrapped, so that
+// a secret is refused in Consul's words for a cluster that was not.
+var _ acl.BootstrapSource = (*fsm.FSM)(nil)
+
 // peerSecretHeader carries the node-to-node credential when ACLs are on
 // without TLS (with TLS, a node's certificate is the credential).
 const peerSecretHeader = peerrpc.SecretHeader

@@ -98,7 +98,7 @@ func TestACLsOnEveryEndpoint(t *testing.T) {
 	if code, body, _ := aclCall(t, f, "GET", "/v1/kv/web/a", "not-a-token", ""); code != 403 || body != "ACL not found" {
 		t.Fatalf("unknown token: %d %q", code, body)
 	}
-	if code, body, _ := aclCall(t, f, "GET", "/v1/kv/web/a", "", ""); code != 403 || !strings.Contains(body, "00000000-0000-0000-0000-000000000002") {
+	if code, body, _ := aclCall(t, f, "GET", "/v1/kv/web/a", "", ""); code != 403 || body != `Permission denied: anonymous token lacks permission 'key:read' on "web/a". The anonymous token is used implicitly when a request does not specify a token.` {
 		t.Fatalf("anonymous under deny: %d %q", code, body)
 	}
 
@@ -139,6 +139,13 @@ func TestACLsOnEveryEndpoint(t *testing.T) {
 	// Refused first: nothing may change.
 	for _, row := range rows {
 		code, body, _ := aclCall(t, f, row.method, row.path, row.denied, row.body)
+		if row.path == "/v1/txn" {
+			// Consul reports a denied transaction op as the op's error.
+			if code != 409 || !strings.Contains(body, `"What":"Permission denied: token with AccessorID`) || !strings.Contains(body, "'"+row.perm+"'") {
+				t.Errorf("%s %s with a token that may not: %d %q, want 409 with the op lacking %s", row.method, row.path, code, body, row.perm)
+			}
+			continue
+		}
 		if code != 403 || !strings.HasPrefix(body, "Permission denied: token with AccessorID") || !strings.Contains(body, "'"+row.perm+"'") {
 			t.Errorf("%s %s with a token that may not: %d %q, want 403 lacking %s", row.method, row.path, code, body, row.perm)
 		}
@@ -169,15 +176,17 @@ func TestACLsOnEveryEndpoint(t *testing.T) {
 		}
 	}
 	// Sessions are listed only for nodes the token may read; agent/self
-	// wants a valid token, any.
+	// and agent/members want a valid token, any.
 	if code, body, hdr := aclCall(t, f, "GET", "/v1/session/list", N, ""); code != 200 || body != "[]" || hdr.Get("X-Consul-Results-Filtered-By-ACLs") != "true" {
 		t.Errorf("session list with no session rights: %d %s", code, body)
 	}
-	if code, body, _ := aclCall(t, f, "GET", "/v1/agent/self", N, ""); code != 200 {
-		t.Errorf("agent/self with a valid token: %d %s", code, body)
-	}
-	if code, body, _ := aclCall(t, f, "GET", "/v1/agent/self", "bogus", ""); code != 403 || body != "ACL not found" {
-		t.Errorf("agent/self with an unknown token: %d %s", code, body)
+	for _, p := range []string{"/v1/agent/self", "/v1/agent/members"} {
+		if code, body, _ := aclCall(t, f, "GET", p, N, ""); code != 200 {
+			t.Errorf("%s with a valid token: %d %s", p, code, body)
+		}
+		if code, body, _ := aclCall(t, f, "GET", p, "bogus", ""); code != 403 || body != "ACL not found" {
+			t.Errorf("%s with an unknown token: %d %s", p, code, body)
+		}
 	}
 	// A transaction's get-tree is filtered like a listing.
 	if code, body, hdr := aclCall(t, f, "PUT", "/v1/txn", L, `[{"KV":{"Verb":"get-tree","Key":""}}]`); code != 200 || strings.Contains(body, "other/x") || hdr.Get("X-Consul-Results-Filtered-By-ACLs") != "true" {

@@ -37,8 +37,12 @@ type Config struct {
 	// is a member with this address.
 	Join []string
 
+	// MaxValueBytes is the largest value a write may carry (default
+	// kv.DefaultMaxValueBytes, 512 KiB).
 	MaxValueBytes int
-	Logger        *slog.Logger
+	// Logger receives the node's logs, raft's and Badger's included, one
+	// structured line per event; nil discards them.
+	Logger *slog.Logger
 	// SmallFootprint sizes Badger for several nodes in one process.
 	SmallFootprint bool
 	// DiskReserve is the space kept in the data dir for when the disk fills
@@ -64,11 +68,20 @@ type Config struct {
 	// ApplyTimeout bounds how long a write waits for a leader and for its
 	// commit when the caller's context has no deadline.
 	ApplyTimeout time.Duration
+	// LeaderHold is how long an HTTP request that finds no leader is held
+	// waiting for one before it is answered "No cluster leader" (Consul's
+	// RPC hold timeout; default kv.DefaultLeaderHold, negative: not held).
+	// See httpd.Options.LeaderHold.
+	LeaderHold time.Duration
+	// SessionTTLMin is the shortest session TTL this node accepts
+	// (Consul's session_ttl_min; default kv.DefaultSessionTTLMin, at least
+	// kv.LowestSessionTTLMin). Give every node the same.
+	SessionTTLMin time.Duration
 	// TLS, when its files are given, makes the port speak only TLS: mutual
 	// between nodes (each verified against TLS.CA, and the peer's
 	// certificate must name the host dialled), raft and HTTP told apart by
 	// ALPN. TLSVerifyIncoming demands certificates from HTTP clients too.
-	TLS               tlsutil.Files
+	TLS               TLSFiles
 	TLSVerifyIncoming bool
 	// ReadReplica makes the -join request ask to stay a non-voter for good
 	// (it serves reads, never votes).
@@ -103,7 +116,12 @@ type Config struct {
 	ACLToken string
 }
 
-func (c *Config) tlsOn() bool { return c.TLS != (tlsutil.Files{}) }
+// TLSFiles names the PEM files of a node's TLS: CA verifies every node and
+// client, Cert and Key are the node's own. Files are re-read when they
+// change.
+type TLSFiles = tlsutil.Files
+
+func (c *Config) tlsOn() bool { return c.TLS != (TLSFiles{}) }
 
 // walSegmentBytes is the size of the WAL's segments.
 func (c *Config) walSegmentBytes() int64 {
@@ -154,6 +172,10 @@ func (c *Config) setDefaults() error {
 	def(&c.SnapshotInterval, 2*time.Minute)
 	def(&c.ApplyTimeout, 10*time.Second)
 	def(&c.ServerStabilizationTime, 10*time.Second)
+	def(&c.SessionTTLMin, kv.DefaultSessionTTLMin)
+	if c.SessionTTLMin < kv.LowestSessionTTLMin || c.SessionTTLMin > kv.SessionTTLMax {
+		return fmt.Errorf("raftstore: SessionTTLMin %s: want %s to %s", c.SessionTTLMin, kv.LowestSessionTTLMin, kv.SessionTTLMax)
+	}
 	if c.SnapshotThreshold == 0 {
 		c.SnapshotThreshold = 8192
 	}

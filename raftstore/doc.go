@@ -1,6 +1,7 @@
 // Package raftstore is one raftkv node: a hashicorp/raft instance (log and
-// stable store in raft-boltdb, file snapshots), the Badger FSM, and the HTTP
-// API, all on one TCP port (package mux).
+// stable store in hashicorp/raft-wal, or raft-boltdb for data dirs that
+// hold one; see internal/logstore; file snapshots), the Badger FSM, and
+// the HTTP API, all on one TCP port (package mux).
 //
 // The data path of a write:
 //
@@ -14,6 +15,7 @@
 //
 // Requests follow the leader, not timers: a call in flight to a leader is
 // abandoned as soon as this node learns of a newer one (package
-// leaderwatch), and a node cut off from the majority answers at once. See
-// DESIGN.md.
+// leaderwatch). A request that finds no leader waits for one as Consul
+// does (kv.WithLeaderHold) unless its client asked to be answered at once.
+// The design and its reasons are in raftstore/DESIGN.md.
 package raftstore

@@ -40,6 +40,20 @@ func (s *RaftStore) forwardTimeout() time.Duration {
 // a leader is known again.
 func (s *RaftStore) maxLeaderless() time.Duration { return 2 * s.cfg.ElectionTimeout }
 
+// leaderlessWait is how much longer a request may wait for a leader, none
+// being known since the given time (cutOff: see errCutOff): until its hold ends (kv.WithLeaderHold,
+// Consul's way), or else until maxLeaderless after the loss, and not at
+// all on a node cut off from the majority.
+func (s *RaftStore) leaderlessWait(ctx context.Context, since time.Time, cutOff bool) time.Duration {
+	if until, ok := kv.LeaderHoldUntil(ctx); ok {
+		return time.Until(until)
+	}
+	if cutOff {
+		return 0
+	}
+	return s.maxLeaderless() - time.Since(since)
+}
+
 // errCutOff: this node led, lost its lease, and has heard of no successor:
 // it cannot reach a majority, so there is nothing to wait for.
 var errCutOff = errors.New("this node lost its leadership and reaches no majority")
@@ -67,7 +81,7 @@ func (s *RaftStore) onLeader(ctx context.Context, local func() error, remote fun
 		default:
 			err = fmt.Errorf("%w: no leader known", kv.ErrNoLeader)
 		}
-		if !errors.Is(err, kv.ErrNoLeader) || ctx.Err() != nil {
+		if !errors.Is(err, kv.ErrNoLeader) || ctx.Err() != nil || holdOver(ctx) {
 			return err
 		}
 		if werr := s.awaitLeader(ctx, ep, known, ranHere, attempt); werr != nil {
@@ -76,12 +90,19 @@ func (s *RaftStore) onLeader(ctx context.Context, local func() error, remote fun
 	}
 }
 
+// holdOver says whether a request held for a leader (kv.WithLeaderHold)
+// has waited as long as it may: even with a leader known but not
+// answering, Consul's clients expect an answer by then.
+func holdOver(ctx context.Context) bool {
+	until, ok := kv.LeaderHoldUntil(ctx)
+	return ok && !time.Now().Before(until)
+}
+
 // awaitLeader waits before the next attempt of a request that did nothing
 // under epoch prev (whose leader was known or not): until a leader is known
 // in a later epoch or again, or, if the leader is the same, a short backoff
 // (it may have refused because it was not ready yet). With no leader known
-// it waits at most maxLeaderless since the loss, and not at all on a node
-// cut off from the majority. A refusal by this node itself as leader (a
+// it waits as leaderlessWait says. A refusal by this node itself as leader (a
 // leadership transfer in progress, a barrier not yet applied) is retried
 // after the pause too, not in a busy loop.
 func (s *RaftStore) awaitLeader(ctx context.Context, prev leaderwatch.Epoch, prevKnown, ranHere bool, attempt int) error {
@@ -97,10 +118,11 @@ func (s *RaftStore) awaitLeader(ctx context.Context, prev leaderwatch.Epoch, pre
 			return nil // this node leads now; after a refusal here (a transfer), after a pause
 		case known && !s.isLeader() && (ep != prev || !prevKnown || paused):
 			return nil
-		case !known && cutOff:
-			return errCutOff
 		case !known:
-			if wait = s.maxLeaderless() - time.Since(since); wait <= 0 {
+			if wait = s.leaderlessWait(ctx, since, cutOff); wait <= 0 {
+				if cutOff {
+					return errCutOff
+				}
 				return fmt.Errorf("no leader for %s", time.Since(since).Round(time.Millisecond))
 			}
 		}

@@ -57,6 +57,26 @@ func TestRaftGauges(t *testing.T) {
 	if lg["raftkv_raft_last_contact_seconds"] != 0 || fg["raftkv_raft_last_contact_seconds"] < 0 {
 		t.Fatalf("last contact: leader %v, follower %v", lg["raftkv_raft_last_contact_seconds"], fg["raftkv_raft_last_contact_seconds"])
 	}
+	// An idle cluster has applied all it committed, on every node: the
+	// gauge counts the entries the state machine never sees (the election's
+	// no-op, membership), or it would stay below the commit index for ever.
+	// Leadership moves once more so that the last entry is such a no-op.
+	if err := c.nodes[l].TransferLeadership(ctx(t), ""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "every node to show applied = commit when idle", func() error {
+		for _, n := range c.nodes {
+			g := gathered(t, n)
+			if g["raftkv_raft_applied_index"] != g["raftkv_raft_commit_index"] || g["raftkv_raft_applied_index"] < lg["raftkv_raft_commit_index"]+1 {
+				return fmt.Errorf("%s: applied %v, commit %v", n.ID(), g["raftkv_raft_applied_index"], g["raftkv_raft_commit_index"])
+			}
+		}
+		return nil
+	})
+	// The default log store reports through the same sink as raft.
+	if !hasMetric(t, c.nodes[l], "raftkv_raft_wal_log_appends") || !hasMetric(t, c.nodes[l], "raftkv_raft_wal_log_entry_bytes_written") {
+		t.Fatal("no raftkv_raft_wal_* metrics")
+	}
 	peers := 0
 	for k := range lg {
 		if strings.HasPrefix(k, "raftkv_peer_last_contact_seconds{peer=") {
@@ -75,4 +95,19 @@ func TestRaftGauges(t *testing.T) {
 			}
 		}
 	}
+}
+
+// hasMetric says whether a node's registry has a series named name.
+func hasMetric(t *testing.T, s *RaftStore, name string) bool {
+	t.Helper()
+	mfs, err := s.metrics.registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return true
+		}
+	}
+	return false
 }

@@ -160,6 +160,19 @@ func (s *RaftStore) lastFSMEntry(index uint64) uint64 {
 	return min(index, applied)
 }
 
+// appliedIndex is how far this node has applied the log, counting the
+// entries the state machine never sees (an election's no-op, barriers):
+// the FSM's own index stays below the commit index of an idle cluster for
+// ever, which would look like a node falling behind.
+func (s *RaftStore) appliedIndex() uint64 {
+	fsmApplied := s.fsm.AppliedIndex()
+	raftApplied := s.raft.AppliedIndex()
+	if raftApplied > fsmApplied && s.lastFSMEntry(raftApplied) <= fsmApplied {
+		return raftApplied
+	}
+	return fsmApplied
+}
+
 // readIndex returns the index this node must have applied before a
 // linearizable read: computed locally on the leader, asked of the leader on
 // a follower. A read changes nothing, so it is retried through elections

@@ -120,6 +120,57 @@ func TestCutOffLeaderAnswersAtOnce(t *testing.T) {
 	}
 }
 
+// A request held for a leader (kv.WithLeaderHold, what the HTTP API does
+// for Consul's clients) waits on a cut-off node instead of answering at
+// once: it fails with ErrNoLeader once its hold is over, not before, and
+// is served if a leader appears within the hold.
+func TestHeldRequestWaitsForALeader(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	l := c.leader()
+	mustSet(t, c.nodes[l], "k", "v")
+	followers := c.followers()
+	for _, f := range followers {
+		c.stop(f)
+	}
+	waitFor(t, 10*time.Second, "the leader to step down", func() error {
+		if c.nodes[l].isLeader() {
+			return errors.New("still leading")
+		}
+		return nil
+	})
+	const hold = 1500 * time.Millisecond
+	start := time.Now()
+	_, err := c.nodes[l].Get(kv.WithLeaderHold(ctx(t), hold), "k")
+	if !errors.Is(err, ErrNoLeader) || time.Since(start) < hold {
+		t.Fatalf("a held read on a cut-off node: %v after %v (hold %v)", err, time.Since(start), hold)
+	}
+	// A write held while the others come back is served.
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.nodes[l].Set(kv.WithLeaderHold(ctx(t), time.Minute), "k", []byte("w"))
+		done <- err
+	}()
+	for _, f := range followers {
+		c.start(f)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("a write held until a leader came back: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("a held write never returned")
+	}
+	waitFor(t, 10*time.Second, "the held write everywhere", func() error {
+		for _, n := range c.nodes {
+			if e, err := n.Get(ctx(t), "k", Stale()); err != nil || string(e.Value) != "w" {
+				return fmt.Errorf("%s has %q (%v)", n.ID(), e.Value, err)
+			}
+		}
+		return nil
+	})
+}
+
 // A consistent blocking query is bound to the leader it was linearized
 // under: on a node that loses the cluster, it fails once no leader comes
 // back within the hold, instead of waiting out its wait (a lock monitor

@@ -31,7 +31,7 @@ func (s *RaftStore) CreateSession(ctx context.Context, spec kv.Session) (string,
 	if spec.Behavior == "" {
 		spec.Behavior = kv.BehaviorRelease
 	}
-	if err := spec.Validate(); err != nil {
+	if err := spec.Validate(s.cfg.SessionTTLMin); err != nil {
 		return "", err
 	}
 	spec.ID, spec.CreateIndex, spec.ModifyIndex = "", 0, 0

@@ -186,6 +186,7 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 	if err := checkLogFiles(cfg.DataDir, kind); err != nil {
 		return nil, fmt.Errorf("raftstore: %w", err)
 	}
+	globalRaftSink() // before the log store: raft-wal binds its metrics to the sink there is when it opens
 	err = unpanic("the raft log", func() error {
 		store, err := logstore.Open(cfg.DataDir, kind, hclogger.Named("log"), logstore.Options{SegmentBytes: cfg.RaftWALSegmentBytes})
 		if err == nil {
@@ -336,6 +337,7 @@ func (s *RaftStore) routes() http.Handler {
 		Logger:        s.logger,
 		EnablePprof:   s.cfg.EnablePprof,
 		DisableUI:     s.cfg.DisableUI,
+		LeaderHold:    s.cfg.LeaderHold,
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, peerrpc.Prefix) {
@@ -477,3 +479,6 @@ func (s *RaftStore) namesMember(state *tls.ConnectionState) bool {
 	}
 	return false
 }
+
+// SessionTTLMin is the shortest session TTL this node accepts.
+func (s *RaftStore) SessionTTLMin() time.Duration { return s.cfg.SessionTTLMin }

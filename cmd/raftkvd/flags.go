@@ -20,7 +20,7 @@ var flagGroups = []struct {
 		"snapshot-threshold", "trailing-logs", "snapshot-interval", "raft-wal-segment-size"}},
 	{"TLS (all of -tls-cert, -tls-key, -tls-ca, or none; see docs/SECURITY.md)", []string{"tls-cert", "tls-key", "tls-ca", "tls-verify-incoming"}},
 	{"ACLs (see docs/SECURITY.md)", []string{"acl-default-policy", "acl-initial-management", "acl-token"}},
-	{"API", []string{"max-value-bytes", "pprof", "ui"}},
+	{"API", []string{"max-value-bytes", "session-ttl-min", "rpc-hold-timeout", "pprof", "ui"}},
 	{"Logs and version", []string{"log-level", "log-format", "version"}},
 }
 

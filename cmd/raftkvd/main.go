@@ -37,7 +37,7 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) (string, b
 	fs.SetOutput(stderr)
 	var (
 		id        = fs.String("id", "", "node ID, stable across restarts (default: the advertise address)")
-		addr      = fs.String("addr", "127.0.0.1:7000", "listen address for raft + HTTP")
+		addr      = fs.String("addr", "127.0.0.1:7001", "listen address for raft + HTTP (raftkv's default endpoint)")
 		advertise = fs.String("advertise", "", "address peers and clients use to reach this node (default: -addr)")
 		dataDir   = fs.String("data-dir", "", "directory for the raft log, snapshots and the FSM (required)")
 		bootstrap = fs.Bool("bootstrap", false, "form a new single-voter cluster if -data-dir holds no raft state")
@@ -58,6 +58,8 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) (string, b
 		walSegment   = fs.Int("raft-wal-segment-size", 0, "size in bytes of the WAL's segment files (default 64 MiB); the log's head is dropped a segment at a time")
 		diskReserve  = fs.Int64("disk-reserve", 0, "bytes kept in -data-dir for when the disk fills up: given back then, while writes are refused (default 128 MiB; at least a WAL segment)")
 		stabilize    = fs.Duration("server-stabilization-time", 10*time.Second, "how long a joined node must stay healthy before it becomes a voter")
+		ttlMin       = fs.Duration("session-ttl-min", kv.DefaultSessionTTLMin, "the shortest session TTL accepted (Consul's session_ttl_min; at least 1s; give every node the same)")
+		holdTimeout  = fs.Duration("rpc-hold-timeout", kv.DefaultLeaderHold, "how long a request that finds no leader waits for one before the answer \"500 No cluster leader\" (Consul's rpc_hold_timeout; 0: not at all)")
 		showVersion  = fs.Bool("version", false, "print the version and exit")
 		tlsCert      = fs.String("tls-cert", "", "this node's certificate (PEM); with -tls-key and -tls-ca the port speaks only TLS")
 		tlsKey       = fs.String("tls-key", "", "this node's private key (PEM)")
@@ -114,6 +116,16 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) (string, b
 	if *maxValue <= 0 {
 		return usage("-max-value-bytes must be positive")
 	}
+	if *ttlMin < kv.LowestSessionTTLMin || *ttlMin > kv.SessionTTLMax {
+		return usage("-session-ttl-min %s: want %s to %s", *ttlMin, kv.LowestSessionTTLMin, kv.SessionTTLMax)
+	}
+	if *holdTimeout < 0 {
+		return usage("-rpc-hold-timeout must not be negative")
+	}
+	leaderHold := *holdTimeout
+	if leaderHold == 0 {
+		leaderHold = -1 // raftstore: not held
+	}
 	level, err := logging.ParseLevel(*logLevel)
 	if err != nil {
 		return usage("-log-level: %v", err)
@@ -156,6 +168,8 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) (string, b
 		SnapshotInterval:   *snapInterval,
 
 		ServerStabilizationTime: *stabilize,
+		SessionTTLMin:           *ttlMin,
+		LeaderHold:              leaderHold,
 		RaftLogStore:            *logStore,
 		RaftWALSegmentBytes:     *walSegment,
 		DiskReserve:             *diskReserve,

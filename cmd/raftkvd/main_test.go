@@ -33,6 +33,8 @@ func TestBadInputExitsNonZeroWithOneLine(t *testing.T) {
 		{"unspecified advertise", []string{"-data-dir", t.TempDir(), "-addr", "0.0.0.0:0"}, 1, "advertise address is required"},
 		{"port taken", []string{"-data-dir", t.TempDir(), "-addr", ln.Addr().String()}, 1, "address already in use"},
 		{"data dir is a file", []string{"-data-dir", file, "-addr", "127.0.0.1:0"}, 1, "data dir"},
+		{"session TTL minimum too short", []string{"-data-dir", t.TempDir(), "-session-ttl-min", "500ms"}, 2, "-session-ttl-min 500ms: want 1s to 24h0m0s"},
+		{"negative hold", []string{"-data-dir", t.TempDir(), "-rpc-hold-timeout", "-1s"}, 2, "-rpc-hold-timeout must not be negative"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -84,7 +86,7 @@ func TestVersionAndGroupedHelp(t *testing.T) {
 		}
 	}
 	// Every flag is in a group.
-	for _, name := range []string{"id", "addr", "advertise", "data-dir", "bootstrap", "join", "log-level", "log-format", "max-value-bytes", "pprof",
+	for _, name := range []string{"id", "addr", "advertise", "data-dir", "bootstrap", "join", "log-level", "log-format", "max-value-bytes", "session-ttl-min", "rpc-hold-timeout", "pprof",
 		"heartbeat-timeout", "election-timeout", "leader-lease-timeout", "snapshot-threshold", "trailing-logs", "snapshot-interval", "version"} {
 		if !strings.Contains(stderr.String(), "  -"+name+" ") && !strings.Contains(stderr.String(), "  -"+name+"\n") {
 			t.Fatalf("-h does not list -%s", name)

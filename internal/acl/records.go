@@ -3,16 +3,19 @@ package acl
 import (
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/raftkv/raftkv/kv"
 )
 
-// The built-ins every cluster has, with Consul's reserved IDs: the
-// global-management policy (everything allowed) and the anonymous token,
-// which requests without a token use. They exist without being stored;
-// storing one (a changed description, policies given to the anonymous
-// token) overrides the built-in.
+// The built-ins every cluster has, with Consul's reserved IDs and names:
+// the global-management policy (everything allowed), the global-read-only
+// policy (every read but of secrets), and the anonymous token, which
+// requests without a token use. They exist without being stored; storing
+// one (a changed name or description, policies given to the anonymous
+// token) overrides the built-in. A built-in policy cannot be deleted nor
+// have its rules changed (fsm).
 const (
 	GlobalManagementID   = "00000000-0000-0000-0000-000000000001"
 	GlobalManagementName = "global-management"
@@ -21,7 +24,57 @@ const (
 	// ManagementRules is how the global-management policy reads; the
 	// resolver grants it everything whatever its text.
 	ManagementRules = "acl = \"write\"\noperator = \"write\"\nkey_prefix \"\" {\n  policy = \"write\"\n}\nsession_prefix \"\" {\n  policy = \"write\"\n}\n"
+
+	// GlobalReadOnlyID and GlobalReadOnlyName are Consul's (since 1.16):
+	// the name has Consul's reserved "builtin/" prefix. By name it is also
+	// found as plain "global-read-only" (GlobalReadOnlyAlias), unless a
+	// stored policy has that name.
+	GlobalReadOnlyID    = "00000000-0000-0000-0000-000000000002"
+	GlobalReadOnlyName  = "builtin/global-read-only"
+	GlobalReadOnlyAlias = "global-read-only"
+	// GlobalReadOnlyRules are Consul's text: read on everything, acl
+	// included, which shows policies and tokens but not their secrets (those
+	// need acl write).
+	GlobalReadOnlyRules = `
+acl = "read"
+agent_prefix "" {
+	policy = "read"
+}
+event_prefix "" {
+	policy = "read"
+}
+key_prefix "" {
+	policy = "read"
+}
+keyring = "read"
+node_prefix "" {
+	policy = "read"
+}
+operator = "read"
+mesh = "read"
+peering = "read"
+query_prefix "" {
+	policy = "read"
+}
+service_prefix "" {
+	policy = "read"
+	intentions = "read"
+}
+session_prefix "" {
+	policy = "read"
+}`
+
+	// reservedPolicyPrefix starts the names of Consul's built-in policies:
+	// no other policy may take one.
+	reservedPolicyPrefix = "builtin/"
 )
+
+var builtinPolicies = []Policy{
+	{ID: GlobalManagementID, Name: GlobalManagementName,
+		Description: "Builtin Policy that grants unlimited access", Rules: ManagementRules},
+	{ID: GlobalReadOnlyID, Name: GlobalReadOnlyName,
+		Description: "Builtin Policy that grants unlimited read-only access to all components", Rules: GlobalReadOnlyRules},
+}
 
 // Policy is a stored policy, in Consul's JSON shape.
 type Policy struct {
@@ -53,13 +106,32 @@ type Token struct {
 	ModifyIndex uint64
 }
 
+// BuiltinPolicies are the built-in policies, by ID.
+func BuiltinPolicies() []Policy { return append([]Policy(nil), builtinPolicies...) }
+
 // BuiltinPolicy is the built-in policy with id, if there is one.
 func BuiltinPolicy(id string) (Policy, bool) {
-	if id != GlobalManagementID {
-		return Policy{}, false
+	for _, p := range builtinPolicies {
+		if p.ID == id {
+			return p, true
+		}
 	}
-	return Policy{ID: GlobalManagementID, Name: GlobalManagementName,
-		Description: "Builtin Policy that grants unlimited access", Rules: ManagementRules}, true
+	return Policy{}, false
+}
+
+// BuiltinPolicyByName is the built-in policy called name (its own name, or
+// GlobalReadOnlyAlias), if there is one. A stored policy of that name, if
+// any, comes first: callers look this up only when none is stored.
+func BuiltinPolicyByName(name string) (Policy, bool) {
+	if name == GlobalReadOnlyAlias {
+		name = GlobalReadOnlyName
+	}
+	for _, p := range builtinPolicies {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return Policy{}, false
 }
 
 // BuiltinToken is the built-in token with accessor, if there is one.
@@ -100,18 +172,24 @@ type Command struct {
 }
 
 var (
-	policyName = regexp.MustCompile(`^[A-Za-z0-9\-_]{1,128}$`)
+	// policyName is Consul's (1.16+): letters, digits, '-' and '_', with
+	// at most one '/' inside, up to 128 characters.
+	policyName = regexp.MustCompile(`^[A-Za-z0-9\-_]+/?[A-Za-z0-9\-_]*$`)
 	uuidForm   = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 )
 
 // ValidatePolicy checks what can be checked without the stored state:
-// Consul's name rule and rules that parse.
+// Consul's name rule (a built-in keeps its own name) and rules that
+// parse (Parse). A refusal of the rules is Parse's text as it is:
+// "Failed to parse ACL rules: unknown block \"key_prefx\"".
 func ValidatePolicy(p *Policy) error {
-	if !policyName.MatchString(p.Name) {
-		return fmt.Errorf("%w: Invalid Policy: invalid Name. Only alphanumeric characters, '-' and '_' are allowed", kv.ErrInvalid)
+	b, builtin := BuiltinPolicy(p.ID)
+	if !(builtin && p.Name == b.Name) &&
+		(len(p.Name) > 128 || !policyName.MatchString(p.Name) || strings.HasPrefix(p.Name, reservedPolicyPrefix)) {
+		return fmt.Errorf("%w: Invalid Policy: invalid Name. Only alphanumeric characters, '-', '_' and one '/' are allowed, and %q is reserved", kv.ErrInvalid, reservedPolicyPrefix)
 	}
 	if _, err := Parse(p.Rules); err != nil {
-		return fmt.Errorf("%w: Invalid Policy: %v", kv.ErrInvalid, err)
+		return &kv.Error{Sentinel: kv.ErrInvalid, Msg: err.Error()}
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package acl
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/raftkv/raftkv/kv"
@@ -17,6 +18,20 @@ type Source interface {
 	ACLPolicy(id string) (*Policy, error)
 }
 
+// BootstrapSource is a Source that knows whether the ACL system was
+// bootstrapped (the FSM): a secret no token has is then refused in
+// Consul's words for a cluster that was not.
+type BootstrapSource interface {
+	Source
+	// ACLBootstrapIndex is the index of the bootstrap, 0 before it.
+	ACLBootstrapIndex() (uint64, error)
+}
+
+// ErrNotBootstrapped is Consul's refusal of a token before the bootstrap
+// (which is the only way a token can exist): it wraps kv.ErrACLNotFound.
+var ErrNotBootstrapped = &kv.Error{Sentinel: kv.ErrACLNotFound,
+	Msg: "ACL system must be bootstrapped before making any requests that require authorization: " + kv.ErrACLNotFound.Error()}
+
 // Identity is a resolved token: who it is (for denials and logs) and what
 // it may do.
 type Identity struct {
@@ -24,14 +39,26 @@ type Identity struct {
 	*Authorizer
 }
 
-// Denied is the error for a request id may not make, in Consul's words.
-// name is the resource's name ("" for operator and acl).
+// Denied is the error for a request id may not make, in Consul's words
+// (its acl.PermissionDeniedError): name is the resource's name ("" for
+// operator and acl), quoted as Consul does, without escaping; the
+// anonymous token is named as such, with Consul's hint.
 func (id *Identity) Denied(resource string, access Access, name string) error {
-	msg := fmt.Sprintf("Permission denied: token with AccessorID '%s' lacks permission '%s:%s'", id.AccessorID, resource, access)
-	if name != "" {
-		msg += fmt.Sprintf(" on %q", name)
+	var msg strings.Builder
+	msg.WriteString("Permission denied: ")
+	if id.AccessorID == AnonymousAccessorID {
+		msg.WriteString("anonymous token")
+	} else {
+		fmt.Fprintf(&msg, "token with AccessorID '%s'", id.AccessorID)
 	}
-	return kv.Errorf(kv.ErrPermissionDenied, "%s", msg)
+	fmt.Fprintf(&msg, " lacks permission '%s:%s'", resource, access)
+	if name != "" {
+		msg.WriteString(` on "` + name + `"`)
+	}
+	if id.AccessorID == AnonymousAccessorID {
+		msg.WriteString(". The anonymous token is used implicitly when a request does not specify a token.")
+	}
+	return kv.Errorf(kv.ErrPermissionDenied, "%s", msg.String())
 }
 
 // maxCached bounds the resolver's cache; it is cleared when full.
@@ -92,7 +119,7 @@ func (r *Resolver) build(secret string) (*Identity, error) {
 		tok = &t
 	}
 	if tok == nil {
-		return nil, kv.ErrACLNotFound
+		return nil, r.notFound()
 	}
 	var rules []*Rules
 	for _, link := range tok.Policies {
@@ -103,14 +130,28 @@ func (r *Resolver) build(secret string) (*Identity, error) {
 		if err != nil {
 			return nil, fmt.Errorf("resolve policy %s: %w", link.ID, err)
 		}
+		if b, ok := BuiltinPolicy(link.ID); ok && p == nil {
+			p = &b
+		}
 		if p == nil {
 			continue // deleted since: it grants nothing
 		}
-		parsed, err := Parse(p.Rules)
+		parsed, err := parseStored(p.Rules)
 		if err != nil {
 			continue // stored rules were checked on the way in; never guess
 		}
 		rules = append(rules, parsed)
 	}
 	return &Identity{AccessorID: tok.AccessorID, Authorizer: New(r.allowAll, rules...)}, nil
+}
+
+// notFound is the refusal of a secret no token has: Consul's "ACL not
+// found", with its hint when the cluster was never bootstrapped.
+func (r *Resolver) notFound() error {
+	if b, ok := r.src.(BootstrapSource); ok {
+		if idx, err := b.ACLBootstrapIndex(); err == nil && idx == 0 {
+			return ErrNotBootstrapped
+		}
+	}
+	return kv.ErrACLNotFound
 }

@@ -173,7 +173,17 @@ func (p *Pilot) Report() *kv.AutopilotHealth {
 	if l == nil {
 		return nil
 	}
-	h := report(l.state, l.stats)
+	now := time.Now()
+	h := report(l.state, l.stats, func(id raft.ServerID) time.Duration {
+		var heard time.Time
+		if p.node != nil {
+			heard = p.node.LastHeard(string(id))
+		}
+		if heard.IsZero() {
+			return -1
+		}
+		return now.Sub(heard)
+	})
 	return &h
 }
 

@@ -48,8 +48,14 @@ func TestReport(t *testing.T) {
 			Stats: ap.ServerStats{LastTerm: 3, LastIndex: 42}, Health: ap.ServerHealth{Healthy: true, StableSince: since}},
 		"n3": {Server: ap.Server{ID: "n3", Name: "n3", Address: "a3", NodeStatus: ap.NodeFailed}, State: ap.RaftNonVoter,
 			Stats: ap.ServerStats{LastContact: -1}},
-	}}, map[raft.ServerID]Stats{"n2": {LastIndex: 40, CommitIndex: 39, AppliedIndex: 38}})
-	if !h.Healthy || h.FailureTolerance != 1 || len(h.Servers) != 3 || h.Servers[0].ID != "n1" || !h.Servers[0].Leader || !h.Servers[0].Voter {
+		// n4 answered once and then died: the leader last heard from it 9s ago.
+		"n4": {Server: ap.Server{ID: "n4", Name: "n4", Address: "a4", NodeStatus: ap.NodeAlive}, State: ap.RaftVoter,
+			Stats: ap.ServerStats{LastContact: 0, LastTerm: 3, LastIndex: 30}},
+	}}, map[raft.ServerID]Stats{"n1": {LastIndex: 42}, "n2": {LastIndex: 40, CommitIndex: 39, AppliedIndex: 38}, "n4": {LastIndex: 30}},
+		func(id raft.ServerID) time.Duration {
+			return map[raft.ServerID]time.Duration{"n1": -1, "n2": 5 * time.Millisecond, "n3": -1, "n4": 9 * time.Second}[id]
+		})
+	if !h.Healthy || h.FailureTolerance != 1 || len(h.Servers) != 4 || h.Servers[0].ID != "n1" || !h.Servers[0].Leader || !h.Servers[0].Voter || h.Servers[0].LastContact != "0s" {
 		t.Fatalf("report: %+v", h)
 	}
 	if s := h.Servers[1]; s.LastContact != "12ms" || s.LastIndex != 40 || s.CommitIndex != 39 || s.AppliedIndex != 38 || !s.Voter || s.Leader || !s.StableSince.Equal(since) {
@@ -57,6 +63,9 @@ func TestReport(t *testing.T) {
 	}
 	if s := h.Servers[2]; s.LastContact != "never" || s.Voter || s.Healthy || s.SerfStatus != "failed" {
 		t.Fatalf("n3: %+v", s)
+	}
+	if s := h.Servers[3]; s.LastContact != "9s" {
+		t.Fatalf("a dead server's last contact must grow from when the leader last heard from it: %+v", s)
 	}
 }
 

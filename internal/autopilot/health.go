@@ -2,6 +2,7 @@ package autopilot
 
 import (
 	"sort"
+	"time"
 
 	"github.com/hashicorp/raft"
 	ap "github.com/hashicorp/raft-autopilot"
@@ -10,13 +11,27 @@ import (
 )
 
 // report turns a pilot state and the servers' last stats into the health
-// report, servers sorted by ID.
-func report(s *ap.State, stats map[raft.ServerID]Stats) kv.AutopilotHealth {
+// report, servers sorted by ID. A follower's last contact is the longer of
+// what it last reported and how long ago the leader last heard from it
+// (sinceHeard; negative: never): a server that stopped answering keeps its
+// last report, which must not show it in touch.
+func report(s *ap.State, stats map[raft.ServerID]Stats, sinceHeard func(id raft.ServerID) time.Duration) kv.AutopilotHealth {
 	h := kv.AutopilotHealth{Healthy: s.Healthy, FailureTolerance: s.FailureTolerance}
 	for _, srv := range s.Servers {
+		contact := srv.Stats.LastContact
+		if _, reported := stats[srv.Server.ID]; !reported {
+			contact = -1
+		}
+		if srv.State != ap.RaftLeader {
+			if heard := sinceHeard(srv.Server.ID); heard < 0 || contact < 0 {
+				contact = heard
+			} else {
+				contact = max(contact, heard)
+			}
+		}
 		lc := "never"
-		if srv.Stats.LastContact >= 0 {
-			lc = srv.Stats.LastContact.String()
+		if contact >= 0 {
+			lc = contact.Round(time.Millisecond).String()
 		}
 		h.Servers = append(h.Servers, kv.ServerHealth{
 			ID:           string(srv.Server.ID),

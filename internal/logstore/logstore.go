@@ -19,6 +19,7 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	wal "github.com/hashicorp/raft-wal"
 	"github.com/hashicorp/raft-wal/metadb"
+	walmetrics "github.com/hashicorp/raft-wal/metrics"
 	"go.etcd.io/bbolt"
 )
 
@@ -120,7 +121,10 @@ func Open(dataDir string, kind Kind, logger hclog.Logger, opts Options) (Store, 
 			return nil, fmt.Errorf("raft log (wal) in %s: %w", dir, err)
 		}
 		meta := &metadb.BoltMetaDB{}
-		w, err := wal.Open(dir, wal.WithLogger(logger), wal.WithMetaStore(meta), wal.WithSegmentSize(size))
+		// Its metrics (appends, bytes, rotations, truncations) go where
+		// raft's go: the process's go-metrics sink, as raftkv_raft_wal_*.
+		w, err := wal.Open(dir, wal.WithLogger(logger), wal.WithMetaStore(meta), wal.WithSegmentSize(size),
+			wal.WithMetricsCollector(walmetrics.NewGoMetricsCollector([]string{"raft", "wal"}, nil, nil)))
 		if err != nil {
 			meta.Close()
 			return nil, fmt.Errorf("raft log (wal) in %s: %w", dir, err)

@@ -14,19 +14,25 @@ import (
 )
 
 // Both directions agree: every sentinel the server answers with comes back
-// to the client as a sentinel of the same status, and the statuses clients
-// read as "not applied" and "maybe applied" stay those.
+// to the client as the same sentinel (by the code it names), and answers
+// without a code map by status only where the status is unambiguous.
 func TestStatusesRoundTrip(t *testing.T) {
 	for _, s := range statuses {
-		status := Status(fmt.Errorf("context: %w", s.err))
+		err := fmt.Errorf("context: %w", s.err)
+		status := Status(err)
 		if status != s.status {
 			t.Fatalf("%v answered %d, want %d", s.err, status, s.status)
 		}
-		back := Sentinel(status)
+		h := http.Header{}
+		h.Set(HeaderError, kv.Code(err))
+		if back := Sentinel(status, h); back != s.err {
+			t.Fatalf("%v → %d %s → %v", s.err, status, kv.Code(err), back)
+		}
+		back := Sentinel(status, nil)
 		switch status {
-		case http.StatusNotFound, http.StatusConflict:
+		case http.StatusNotFound, http.StatusConflict, http.StatusInternalServerError:
 			if back != nil {
-				t.Fatalf("%d must be left to the caller, got %v", status, back)
+				t.Fatalf("%d without a code must be left to the caller, got %v", status, back)
 			}
 		default:
 			if back == nil || Status(back) != status {
@@ -34,11 +40,17 @@ func TestStatusesRoundTrip(t *testing.T) {
 			}
 		}
 	}
-	if !errors.Is(Sentinel(503), kv.ErrNoLeader) || !errors.Is(Sentinel(504), kv.ErrUnknownOutcome) {
-		t.Fatal("503 must read as not applied, 504 as maybe applied")
+	// Consul's clients retry a 500 and give up on other 5xx.
+	if Status(kv.ErrNoLeader) != 500 || Status(kv.ErrUnknownOutcome) != 500 || Message(kv.ErrNoLeader) != "No cluster leader" {
+		t.Fatal("no leader and an unknown outcome must be Consul's 500, no leader in Consul's words")
 	}
-	if Status(errors.New("anything else")) != 500 || Sentinel(200) != nil || Sentinel(429) != nil {
+	if Status(errors.New("anything else")) != 500 || Sentinel(200, nil) != nil || Sentinel(429, nil) != nil {
 		t.Fatal("defaults")
+	}
+	h := http.Header{}
+	h.Set(HeaderError, "something new")
+	if Sentinel(500, h) != nil {
+		t.Fatal("an unknown code must not become a sentinel")
 	}
 }
 

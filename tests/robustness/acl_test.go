@@ -80,7 +80,7 @@ func intrude(ctx context.Context, nodes []*node, errs chan<- error) int64 {
 		default:
 			method, path, body = http.MethodPut, "/v1/session/create", []byte(`{"TTL":"10s"}`)
 		}
-		_, status, _, b := n.callOnce(ctx, method, path, body)
+		_, status, hdr, b := n.callOnce(ctx, method, path, body)
 		switch status {
 		case http.StatusForbidden:
 			refused.Add(1)
@@ -90,7 +90,7 @@ func intrude(ctx context.Context, nodes []*node, errs chan<- error) int64 {
 			default:
 			}
 		}
-		if status == 0 || status == http.StatusServiceUnavailable {
+		if status == 0 || refusal(status, hdr) {
 			time.Sleep(25 * time.Millisecond) // a client's pause before retrying, not synchronisation
 		}
 	}

@@ -174,6 +174,8 @@ type scenario struct {
 	// acls: ACLs on (default deny); clients carry a non-management token,
 	// and an intruder with a read-only token tries to write throughout.
 	acls bool
+	// shortTTL: the lock clients' sessions have 1s TTLs (shortLockTTL).
+	shortTTL bool
 }
 
 func faults() []scenario {
@@ -227,6 +229,12 @@ func faults() []scenario {
 		}},
 		{name: "ttl-expiry-under-load", abandonSession: true, fault: func(e *env) {
 			time.Sleep(kv.SessionTTLMultiplier*lockTTL + 3*time.Second) // the fault's duration
+		}},
+		// Sessions with 1s TTLs (Traefik's), renewed every 200ms: the leader
+		// cut off, and a session left to expire under load.
+		{name: "partition-leader/ttl-1s", shortTTL: true, fault: isolateLeader},
+		{name: "ttl-expiry-under-load/ttl-1s", shortTTL: true, abandonSession: true, fault: func(e *env) {
+			time.Sleep(kv.SessionTTLMultiplier*shortLockTTL + 3*time.Second) // the fault's duration
 		}},
 		{name: "bridge", fault: func(e *env) {
 			l, f := e.leader(), e.follower()

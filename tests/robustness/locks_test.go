@@ -24,13 +24,16 @@ import (
 // (txn check-session + set). Checked with lockModel, plus the session
 // promise that a session renewed less than TTL ago is never gone.
 const (
-	lockTTL       = 10 * time.Second // Consul's minimum
-	lockDelay     = time.Second
-	lockRenewEach = 2 * time.Second
+	lockTTL   = 10 * time.Second // Consul's default minimum
+	lockDelay = time.Second
+	// shortLockTTL: what Traefik's valkeyrie store uses, with the nodes'
+	// -session-ttl-min at 1s (scenarios with shortTTL).
+	shortLockTTL = time.Second
 )
 
 type lockRecorder struct {
 	start time.Time
+	ttl   time.Duration // of every lock client's sessions; renewed every ttl/5
 	mu    sync.Mutex
 	ops   []porcupine.Operation
 	// sessions every lock client created, and those it saw end (its node
@@ -83,7 +86,7 @@ func (c *lockClient) run(ctx context.Context, errs chan<- error) {
 			c.abandon(ctx)
 			continue
 		}
-		if time.Since(c.renewed) > lockRenewEach && !c.renew(ctx) {
+		if time.Since(c.renewed) > c.r.ttl/5 && !c.renew(ctx) {
 			continue
 		}
 		key := fmt.Sprintf("lock/r%d/%c", time.Since(c.r.start)/(3*time.Second), 'a'+rune(c.rnd.IntN(2)))
@@ -114,9 +117,9 @@ func (c *lockClient) run(ctx context.Context, errs chan<- error) {
 
 func (c *lockClient) createSession(ctx context.Context) {
 	sent := time.Now()
-	body := fmt.Sprintf(`{"Name":"lock-client-%d","TTL":%q,"LockDelay":%q}`, c.id, lockTTL, lockDelay)
+	body := fmt.Sprintf(`{"Name":"lock-client-%d","TTL":%q,"LockDelay":%q}`, c.id, c.r.ttl, lockDelay)
 	if !c.abandonAt.IsZero() {
-		body = fmt.Sprintf(`{"Name":"lock-client-%d","TTL":%q,"LockDelay":%q,"NodeChecks":[]}`, c.id, lockTTL, lockDelay)
+		body = fmt.Sprintf(`{"Name":"lock-client-%d","TTL":%q,"LockDelay":%q,"NodeChecks":[]}`, c.id, c.r.ttl, lockDelay)
 	}
 	oc, status, _, b := c.n.call(ctx, http.MethodPut, "/v1/session/create", []byte(body))
 	if oc != answered || status != 200 {
@@ -180,7 +183,7 @@ func (c *lockClient) renew(ctx context.Context) bool {
 	case oc == answered && status == 404:
 		c.lost()
 		return false
-	case time.Since(c.renewed) >= lockTTL:
+	case time.Since(c.renewed) >= c.r.ttl:
 		// Cut off for TTL: the cluster may invalidate it from now on, so
 		// the client stops using it, as client.Lock does.
 		c.session, c.holding = "", ""
@@ -192,7 +195,7 @@ func (c *lockClient) renew(ctx context.Context) bool {
 // lost: the session is gone. Less than TTL after a successful renew was
 // sent, that breaks the session promise.
 func (c *lockClient) lost() {
-	if gone := time.Since(c.renewed); gone < lockTTL {
+	if gone := time.Since(c.renewed); gone < c.r.ttl {
 		c.r.mu.Lock()
 		c.r.early = append(c.r.early, fmt.Sprintf("session %s of client %d gone %s after a renew", c.session, c.id, gone.Round(time.Millisecond)))
 		c.r.mu.Unlock()
@@ -205,6 +208,7 @@ func (c *lockClient) op(ctx context.Context, in lockInput) error {
 	call := c.r.now()
 	var oc outcome
 	var status int
+	var hdr http.Header
 	var body []byte
 	switch in.Op {
 	case "get":
@@ -230,11 +234,11 @@ func (c *lockClient) op(ctx context.Context, in lockInput) error {
 		}
 		return nil
 	case "acquire", "release":
-		oc, status, _, body = c.n.call(ctx, http.MethodPut, "/v1/kv/"+in.Key+"?"+in.Op+"="+in.Session, []byte(in.Value))
+		oc, status, hdr, body = c.n.call(ctx, http.MethodPut, "/v1/kv/"+in.Key+"?"+in.Op+"="+in.Session, []byte(in.Value))
 	case "fenced":
 		val, _ := json.Marshal([]byte(in.Value))
 		txn := fmt.Sprintf(`[{"KV":{"Verb":"check-session","Key":%q,"Session":%q}},{"KV":{"Verb":"set","Key":%q,"Value":%s}}]`, in.Key, in.Session, in.Key, val)
-		oc, status, _, body = c.n.call(ctx, http.MethodPut, "/v1/txn", []byte(txn))
+		oc, status, hdr, body = c.n.call(ctx, http.MethodPut, "/v1/txn", []byte(txn))
 	}
 	if oc == answered && status == 500 && strings.Contains(string(body), "invalid session") {
 		c.lost() // refused: nothing happened
@@ -245,7 +249,7 @@ func (c *lockClient) op(ctx context.Context, in lockInput) error {
 		c.holding = ""
 		return nil
 	}
-	keep, unk, err := writeOutcome(oc, status)
+	keep, unk, err := writeOutcome(oc, status, hdr)
 	if err != nil {
 		return fmt.Errorf("%s %s: %w: %s", in.Op, in.Key, err, body)
 	}
@@ -340,10 +344,10 @@ func checkLocks(t *testing.T, sc scenario, r *lockRecorder, mortal map[string]bo
 		switch held := a.gone.Sub(a.renewed); {
 		case a.gone.IsZero():
 			t.Errorf("session %s, not renewed since %s before the end, was never invalidated", a.id, time.Since(a.renewed).Round(time.Second))
-		case held < lockTTL:
-			t.Errorf("session %s invalidated %s after its last renew, before its TTL (%s)", a.id, held.Round(time.Millisecond), lockTTL)
+		case held < r.ttl:
+			t.Errorf("session %s invalidated %s after its last renew, before its TTL (%s)", a.id, held.Round(time.Millisecond), r.ttl)
 		default:
-			t.Logf("session %s left to expire: gone %s after its last renew (TTL %s)", a.id, held.Round(time.Millisecond), lockTTL)
+			t.Logf("session %s left to expire: gone %s after its last renew (TTL %s)", a.id, held.Round(time.Millisecond), r.ttl)
 		}
 	}
 	for _, v := range exclusionViolations(r.ops) {

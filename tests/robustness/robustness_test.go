@@ -101,7 +101,8 @@ func run(t *testing.T, sc scenario, tm timing, isolated bool) {
 		Build: proccluster.BuildOptions{Tags: "failpoints"},
 		// Small WAL segments: the log's head goes a segment at a time, and
 		// lagging followers get snapshots as often as the thresholds say.
-		Args:     []string{"-snapshot-threshold", "256", "-trailing-logs", "128", "-snapshot-interval", "200ms", "-raft-wal-segment-size", "131072"},
+		Args: []string{"-snapshot-threshold", "256", "-trailing-logs", "128", "-snapshot-interval", "200ms", "-raft-wal-segment-size", "131072",
+			"-session-ttl-min", shortLockTTL.String()},
 		Isolated: isolated,
 		TLS:      sc.tls,
 		ACLs:     sc.acls,
@@ -132,7 +133,10 @@ func run(t *testing.T, sc scenario, tm timing, isolated bool) {
 		wg.Add(1)
 		go func() { defer wg.Done(); client(ctx, i, n, rec, errs) }()
 	}
-	locks := &lockRecorder{start: rec.start}
+	locks := &lockRecorder{start: rec.start, ttl: lockTTL}
+	if sc.shortTTL {
+		locks.ttl = shortLockTTL
+	}
 	for i := range c.Procs[:3] {
 		lc := &lockClient{id: 100 + i, n: &node{idx: i, addr: c.Procs[i].Addr, scheme: c.URL("", ""), hc: clientHC()}, r: locks,
 			rnd: rand.New(rand.NewPCG(uint64(i), uint64(time.Now().UnixNano())))}

@@ -18,6 +18,8 @@ import (
 	"github.com/anishathalye/porcupine"
 
 	"github.com/raftkv/raftkv/internal/reqtrace"
+	"github.com/raftkv/raftkv/internal/wire"
+	"github.com/raftkv/raftkv/kv"
 )
 
 // recorder collects the history of every client.
@@ -99,7 +101,7 @@ func (n *node) call(ctx context.Context, method, path string, body []byte, idem 
 	if n.log != nil && ctx.Err() == nil { // calls cut short by the end of traffic say nothing
 		n.log.add(n.idx, start, status)
 	}
-	if status == 0 || status == http.StatusServiceUnavailable {
+	if status == 0 || refusal(status, hdr) {
 		time.Sleep(25 * time.Millisecond) // a client's pause before retrying, not synchronisation
 	}
 	return oc, status, hdr, b
@@ -120,6 +122,9 @@ func (n *node) callOnce(ctx context.Context, method, path string, body []byte, i
 	if len(idem) > 0 {
 		req.Header.Set("Idempotency-Key", idem[0])
 	}
+	// Like raftkv's own client, these clients move on rather than wait
+	// out a node's hold for a leader: the availability bounds are theirs.
+	req.Header.Set(wire.HeaderFailFast, "true")
 	resp, err := n.hc.Do(req)
 	if err != nil {
 		if trace.MayHaveArrived() {
@@ -135,19 +140,32 @@ func (n *node) callOnce(ctx context.Context, method, path string, body []byte, i
 	return answered, resp.StatusCode, resp.Header, b
 }
 
-// writeOutcome turns an answer to a write into a history entry: 503 means
-// not applied (dropped, so a 503 write that did apply shows up as a
-// violation), 504 and failures after sending are unknown.
-func writeOutcome(oc outcome, status int) (keep, unknownOutcome bool, err error) {
+// writeOutcome turns an answer to a write into a history entry: an error
+// answer that says "not applied" (the node had no leader, or was closing)
+// is dropped, so a write so answered that did apply shows up as a
+// violation; "unknown" and failures after sending are unknown.
+func writeOutcome(oc outcome, status int, hdr http.Header) (keep, unknownOutcome bool, err error) {
 	switch {
-	case oc == notSent, oc == answered && status == http.StatusServiceUnavailable:
+	case oc == notSent, oc == answered && refusal(status, hdr):
 		return false, false, nil
-	case oc == unknown, oc == answered && status == http.StatusGatewayTimeout:
+	case oc == unknown, oc == answered && status >= 500 && hdr.Get(wire.HeaderOutcome) == wire.OutcomeUnknown:
 		return true, true, nil
 	case oc == answered && (status == 200 || status == 409):
 		return true, false, nil
 	}
-	return false, false, fmt.Errorf("unexpected status %d", status)
+	return false, false, fmt.Errorf("unexpected status %d (%s)", status, hdr.Get(wire.HeaderError))
+}
+
+// refusal says an answer is a node's refusal to serve for now: no leader
+// (500 naming it) or shutting down (503). Nothing was done.
+func refusal(status int, hdr http.Header) bool {
+	switch status {
+	case http.StatusServiceUnavailable:
+		return true
+	case http.StatusInternalServerError:
+		return hdr.Get(wire.HeaderError) == kv.Code(kv.ErrNoLeader)
+	}
+	return false
 }
 
 type dirEntry struct {
@@ -205,7 +223,7 @@ func (n *node) write(ctx context.Context, in input) (output, bool, error) {
 		txn := fmt.Sprintf(`[%s,{"KV":{"Verb":"set","Key":%q,"Value":%s}}]`, check, in.Key, val)
 		oc, status, hdr, body = n.call(ctx, http.MethodPut, "/v1/txn", []byte(txn))
 	}
-	keep, unk, err := writeOutcome(oc, status)
+	keep, unk, err := writeOutcome(oc, status, hdr)
 	if err != nil || !keep {
 		return output{}, false, err
 	}
