@@ -52,7 +52,7 @@ func decodeBody(r *http.Request, what string, v any) error {
 		return nil
 	}
 	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("%w: %s decoding failed: %v", kv.ErrInvalid, what, err)
+		return fmt.Errorf("%w: %s decoding failed: %s", kv.ErrInvalid, what, jsonProblem(err))
 	}
 	return nil
 }

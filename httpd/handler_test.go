@@ -413,3 +413,19 @@ func TestLeaderHold(t *testing.T) {
 		t.Fatalf("a fail-fast read is held until %v", store.holdUntil)
 	}
 }
+
+// Bad JSON is explained in JSON's terms: no Go type or package names.
+func TestDecodeErrorsSpeakJSON(t *testing.T) {
+	srv, _ := newTestServer(t)
+	for _, c := range []struct{ path, body, want string }{
+		{"/v1/session/create", `{"Name":5}`, "Name must be a string, not number"},
+		{"/v1/session/create", `[1]`, "found array"},
+		{"/v1/txn", `{"KV":1}`, "found object"},
+		{"/v1/txn", `[{"KV":{"Verb":"set","Key":"a","Flags":-1}}]`, "KV.Flags must be a non-negative integer, not number -1"},
+	} {
+		r := do(t, srv, "PUT", c.path, c.body)
+		if r.status != 400 || !strings.Contains(r.body, c.want) || strings.Contains(r.body, "Go value") || strings.Contains(r.body, "httpd.") {
+			t.Errorf("PUT %s %s: %d %q, want 400 saying %q", c.path, c.body, r.status, r.body, c.want)
+		}
+	}
+}

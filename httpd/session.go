@@ -117,7 +117,7 @@ func (h *handler) sessionCreate(w http.ResponseWriter, r *http.Request) {
 	var req sessionRequest
 	if len(bytes.TrimSpace(body)) > 0 {
 		if err := json.Unmarshal(body, &req); err != nil {
-			writeError(w, fmt.Errorf("%w: Request decode failed: %v", kv.ErrInvalid, err))
+			writeError(w, fmt.Errorf("%w: Request decode failed: %s", kv.ErrInvalid, jsonProblem(err)))
 			return
 		}
 	}
