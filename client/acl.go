@@ -56,7 +56,7 @@ func (c *Client) aclCall(ctx context.Context, method, path string, in, out any) 
 		return err
 	}
 	if resp.status != http.StatusOK {
-		return fmt.Errorf("%s %s: status %d: %s", method, path, resp.status, resp.body)
+		return unexpected(resp)
 	}
 	if out == nil {
 		return nil

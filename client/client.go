@@ -65,9 +65,11 @@ type Client struct {
 	// unreachable bounds a call that reaches no endpoint.
 	unreachable time.Duration
 	token       string
+	tls         *tls.Config // nil: plaintext
 
 	mu        sync.Mutex
-	preferred int // index of the endpoint that answered last
+	preferred int             // index of the endpoint that answered last
+	probed    map[string]bool // host → speaks TLS (see speaksTLS)
 }
 
 // New checks the configuration and returns a client.
@@ -75,7 +77,7 @@ func New(cfg Config) (*Client, error) {
 	if len(cfg.Endpoints) == 0 {
 		return nil, fmt.Errorf("%w: no endpoints", kv.ErrInvalid)
 	}
-	c := &Client{hc: cfg.HTTPClient, timeout: cfg.Timeout, attempt: cfg.AttemptTimeout, unreachable: cfg.UnreachableTimeout, token: cfg.Token}
+	c := &Client{hc: cfg.HTTPClient, timeout: cfg.Timeout, attempt: cfg.AttemptTimeout, unreachable: cfg.UnreachableTimeout, token: cfg.Token, tls: cfg.TLS}
 	for _, e := range cfg.Endpoints {
 		e = strings.TrimSpace(e)
 		if e == "" {
@@ -129,6 +131,10 @@ type request struct {
 	// keyed writes, joins), so it is retried even when its fate is unknown.
 	repeatable bool
 	extra      time.Duration
+	// attempt, if set, bounds one attempt instead of the client's
+	// AttemptTimeout: a renew must leave a silent node in time to reach
+	// another before its holder's deadline.
+	attempt time.Duration
 }
 
 // response is what a call produced.
@@ -136,6 +142,8 @@ type response struct {
 	status int
 	header http.Header
 	body   []byte
+	// method and url: the request that got this answer (for errors).
+	method, url string
 }
 
 // do sends r to the endpoints in turn until one answers with something
@@ -157,6 +165,7 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 	}
 	backoff := 50 * time.Millisecond
 	var lastErr error
+	at := c.newAttempts(r) // every endpoint's last answer, for the error
 	began, reached := time.Now(), false
 	for attempt := 0; ; attempt++ {
 		c.mu.Lock()
@@ -164,7 +173,11 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 		c.mu.Unlock()
 		for i := range c.endpoints {
 			ep := (start + i) % len(c.endpoints)
-			actx, cancel := context.WithTimeout(ctx, c.attempt+r.extra)
+			attempt := c.attempt
+			if r.attempt > 0 {
+				attempt = min(attempt, r.attempt)
+			}
+			actx, cancel := context.WithTimeout(ctx, attempt+r.extra)
 			resp, err := c.send(actx, c.endpoints[ep], r)
 			cancel()
 			if err == nil {
@@ -173,11 +186,14 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 				c.mu.Unlock()
 				return resp, nil
 			}
-			lastErr = err
+			lastErr = at.add(ep, err)
+			if perm := c.permanent(ctx, c.endpoints[ep], err); perm != nil {
+				return nil, perm // retrying cannot change it
+			}
 			var ce *errConn
 			reached = reached || !errors.As(err, &ce) || ce.sent
 			if !retryable(err, r.repeatable) || ctx.Err() != nil {
-				return nil, err
+				return nil, at.end(ctx, err)
 			}
 			c.mu.Lock()
 			if c.preferred == ep { // the next call starts with the next endpoint
@@ -186,11 +202,11 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 			c.mu.Unlock()
 		}
 		if !reached && time.Since(began) >= c.unreachable {
-			return nil, fmt.Errorf("%w (no endpoint reachable for %s, %d rounds over %d endpoints)", lastErr, c.unreachable, attempt+1, len(c.endpoints))
+			return nil, fmt.Errorf("%w (no node reachable for %s)", lastErr, c.unreachable.Round(time.Millisecond))
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("%w (after %d rounds over %d endpoints; gave up: %v)", lastErr, attempt+1, len(c.endpoints), ctx.Err())
+			return nil, fmt.Errorf("%w (gave up after %s, %s)", lastErr, time.Since(began).Round(100*time.Millisecond), plural(attempt+1, "try", "tries")+" of every node")
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, time.Second)
@@ -231,50 +247,49 @@ func (c *Client) send(ctx context.Context, base string, r request) (*response, e
 	for k, v := range r.header {
 		req.Header[k] = v
 	}
+	// This client moves on to another node when one has no leader, so it
+	// asks not to be held waiting for one as Consul's clients are.
+	req.Header.Set(wire.HeaderFailFast, "true")
 	if c.token != "" && req.Header.Get("X-Consul-Token") == "" {
 		req.Header.Set("X-Consul-Token", c.token)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return nil, &errConn{err: fmt.Errorf("%s %s: %w", r.method, base, err), sent: trace.MayHaveArrived()}
+		return nil, &errConn{err: newRequestError(r.method, base, r.path, err), sent: trace.MayHaveArrived()}
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return nil, &errConn{err: fmt.Errorf("%s %s: reading answer: %w", r.method, base, err), sent: true}
+		return nil, &errConn{err: newRequestError(r.method, base, r.path, fmt.Errorf("reading the answer: %w", err)), sent: true}
 	}
-	out := &response{status: resp.StatusCode, header: resp.Header, body: body}
+	out := &response{status: resp.StatusCode, header: resp.Header, body: body, method: r.method, url: showURL(base + r.path)}
 	if err := statusError(out); err != nil {
-		return nil, fmt.Errorf("%s %s: %w", r.method, base, err)
+		return nil, newRequestError(r.method, base, r.path, err)
 	}
 	return out, nil
 }
 
 // statusError maps an HTTP answer to the store's sentinel errors (the
-// inverse of httpd's table). 404 is left to callers: for a key it is not
-// an error of the request.
+// inverse of httpd's table): by the error code the answer names, else by
+// its status. 404 is left to callers: for a key it is not an error of the
+// request.
 func statusError(r *response) error {
 	if r.status == http.StatusOK {
 		return nil
 	}
-	sentinel := wire.Sentinel(r.status)
+	sentinel := wire.Sentinel(r.status, r.header)
+	msg := strings.TrimSpace(string(r.body))
 	switch {
 	case sentinel == nil && (r.status == http.StatusNotFound || r.status == http.StatusConflict || r.status == http.StatusTooManyRequests):
 		return nil
 	case sentinel == nil:
-		return fmt.Errorf("unexpected status %d: %s", r.status, strings.TrimSpace(string(r.body)))
-	}
-	msg := strings.TrimSpace(string(r.body))
-	if r.status == http.StatusForbidden && msg == kv.ErrACLNotFound.Error() {
-		return kv.ErrACLNotFound
-	}
-	switch {
+		return fmt.Errorf("unexpected status %d: %s", r.status, msg)
 	case msg == "":
 		return sentinel
-	case strings.HasPrefix(msg, sentinel.Error()): // "Permission denied: ..."
-		return kv.Errorf(sentinel, "%s", msg)
 	}
-	return fmt.Errorf("%w: %s", sentinel, msg)
+	// The server's reason names the error already ("No cluster leader",
+	// "Permission denied: ..."): shown as it is, matched as the sentinel.
+	return kv.Errorf(sentinel, "%s", msg)
 }
 
 func newKey() string {
@@ -297,9 +312,14 @@ func metaOf(h http.Header) Meta {
 	return Meta{Index: idx, KnownLeader: h.Get("X-Consul-KnownLeader") == "true", LastContact: time.Duration(lc) * time.Millisecond}
 }
 
+// decode reads a JSON answer into v. A 404 here (the endpoint is not
+// there) or a body that is not the JSON expected is not raftkv's answer.
 func decode(r *response, v any) error {
+	if r.status == http.StatusNotFound {
+		return unexpected(r)
+	}
 	if err := json.Unmarshal(r.body, v); err != nil {
-		return fmt.Errorf("decode answer: %w", err)
+		return unexpected(r)
 	}
 	return nil
 }
@@ -329,4 +349,12 @@ func (t TokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		r.Header.Set("X-Consul-Token", t.Token)
 	}
 	return next.RoundTrip(r)
+}
+
+// plural is "1 try" or "3 tries".
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }

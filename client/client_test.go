@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftkv/raftkv/internal/wire"
 	"github.com/raftkv/raftkv/kv"
 )
 
@@ -30,6 +31,12 @@ func (s *script) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if len(s.statuses) > 0 {
 		status, body = s.statuses[0], s.bodies[0]
 		s.statuses, s.bodies = s.statuses[1:], s.bodies[1:]
+	}
+	// "code: reason" bodies answer as a raftkv node does: the error's
+	// code in a header, the reason in the body.
+	if code, reason, ok := strings.Cut(body, ": "); ok && status >= 400 && !strings.Contains(code, " ") {
+		w.Header().Set(wire.HeaderError, code)
+		body = reason
 	}
 	w.Header().Set("X-Consul-Index", "7")
 	w.WriteHeader(status)
@@ -55,7 +62,7 @@ func newTestClient(t *testing.T, endpoints ...string) *Client {
 }
 
 func TestFailoverOnConnectionErrorsAnd503(t *testing.T) {
-	busy := &script{statuses: []int{503, 503}, bodies: []string{"no leader", "no leader"}}
+	busy := &script{statuses: []int{500, 503}, bodies: []string{"no_leader: No cluster leader", "closed: node closed"}}
 	a := httptest.NewServer(busy)
 	defer a.Close()
 	good := &script{}
@@ -75,7 +82,7 @@ func TestFailoverOnConnectionErrorsAnd503(t *testing.T) {
 }
 
 func TestUnknownOutcomeRetriedWithTheSameKey(t *testing.T) {
-	s := &script{statuses: []int{504, 504}, bodies: []string{"lost leader", "lost leader"}}
+	s := &script{statuses: []int{500, 500}, bodies: []string{"unknown_outcome: lost leader", "unknown_outcome: lost leader"}}
 	srv := httptest.NewServer(s)
 	defer srv.Close()
 	c := newTestClient(t, srv.URL)
@@ -91,10 +98,10 @@ func TestUnknownOutcomeRetriedWithTheSameKey(t *testing.T) {
 		t.Fatal("two logical writes shared a key")
 	}
 	// A non-repeatable call (remove) is not retried after an unknown outcome.
-	s.statuses, s.bodies = []int{504}, []string{"lost"}
+	s.statuses, s.bodies = []int{500}, []string{"unknown_outcome: lost"}
 	n := len(s.keys)
 	if err := c.Remove(context.Background(), "n9"); !errors.Is(err, kv.ErrUnknownOutcome) || len(s.keys) != n+1 {
-		t.Fatalf("remove after 504: %v, %d sends", err, len(s.keys)-n)
+		t.Fatalf("remove after an unknown outcome: %v, %d sends", err, len(s.keys)-n)
 	}
 }
 
@@ -108,6 +115,9 @@ func TestErrorsMatchSentinels(t *testing.T) {
 		{413, "too big", kv.ErrTooLarge},
 		{501, "nope", kv.ErrNotImplemented},
 		{200, "false", kv.ErrCASMismatch},
+		// Consul's 500 means several things: the code tells them apart.
+		{500, "session: invalid session \"x\"", kv.ErrSession},
+		{403, "acl_not_found: ACL not found", kv.ErrACLNotFound},
 	}
 	for _, tc := range cases {
 		s := &script{statuses: []int{tc.status}, bodies: []string{tc.body}}
@@ -118,8 +128,31 @@ func TestErrorsMatchSentinels(t *testing.T) {
 			t.Fatalf("status %d: %v, want %v", tc.status, err, tc.want)
 		}
 	}
-	s := &script{statuses: []int{404}, bodies: []string{""}}
+	// A 500 that names no code (not a raftkv node, or a proxy) is
+	// reported as it is, and not retried as if it said "no leader".
+	s := &script{statuses: []int{500, 500}, bodies: []string{"boom", "boom"}}
 	srv := httptest.NewServer(s)
+	err := newTestClient(t, srv.URL).Put(context.Background(), "k", nil)
+	srv.Close()
+	if err == nil || !strings.Contains(err.Error(), "unexpected status 500: boom") || len(s.keys) != 1 {
+		t.Fatalf("a bare 500: %v after %d sends", err, len(s.keys))
+	}
+	// The server's reason is shown once, not after the sentinel's text.
+	s = &script{}
+	for range 100 {
+		s.statuses, s.bodies = append(s.statuses, 500), append(s.bodies, "no_leader: No cluster leader")
+	}
+	srv = httptest.NewServer(s)
+	c := newTestClient(t, srv.URL)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	err = c.Put(ctx, "k", nil)
+	cancel()
+	srv.Close()
+	if !errors.Is(err, kv.ErrNoLeader) || strings.Contains(err.Error(), "no leader: No cluster leader") {
+		t.Fatalf("no leader: %v", err)
+	}
+	s = &script{statuses: []int{404}, bodies: []string{""}}
+	srv = httptest.NewServer(s)
 	defer srv.Close()
 	if _, meta, err := newTestClient(t, srv.URL).Get(context.Background(), "k"); !errors.Is(err, kv.ErrNotFound) || meta.Index != 7 {
 		t.Fatalf("get of a missing key: %v (index %d)", err, meta.Index)
@@ -185,7 +218,7 @@ func TestUnreachableEndpointsGiveUpEarly(t *testing.T) {
 	}
 	start := time.Now()
 	err = c.Put(context.Background(), "k", []byte("v"))
-	if !errors.Is(err, kv.ErrNoLeader) || !strings.Contains(err.Error(), "no endpoint reachable") {
+	if !errors.Is(err, kv.ErrNoLeader) || !strings.Contains(err.Error(), "no node reachable for 300ms") {
 		t.Fatalf("put to a dead endpoint: %v", err)
 	}
 	if d := time.Since(start); d > 30*time.Second {

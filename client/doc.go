@@ -6,4 +6,9 @@
 // connection lost after sending) is safe: the cluster applies it at most
 // once and answers the retry with the first result. Errors match the
 // store's sentinels (kv.ErrNotFound, kv.ErrCASMismatch, ...) with errors.Is.
+//
+// What retrying cannot change (a TLS mismatch with a node, an answer that
+// is not raftkv's) ends a call at once with an error matching
+// ErrPermanent; see SetupError and UnexpectedAnswerError. A call that gives
+// up after its Timeout says what every endpoint last answered.
 package client

@@ -34,6 +34,9 @@ func WaitIndex(index uint64, wait time.Duration) ReadOption {
 }
 
 func (c *Client) read(ctx context.Context, key string, params url.Values, opts []ReadOption) (*response, Meta, error) {
+	if err := checkKey(key); err != nil {
+		return nil, Meta{}, err
+	}
 	var o readOpts
 	for _, f := range opts {
 		f(&o)
@@ -46,7 +49,29 @@ func (c *Client) read(ctx context.Context, key string, params url.Values, opts [
 	if err != nil {
 		return nil, Meta{}, err
 	}
+	if resp.status == http.StatusNotFound && resp.header.Get("X-Consul-Index") == "" {
+		// A key read's 404 ("no such key") carries the index to wait on;
+		// any other is not a KV answer (another server, a wrong path).
+		return nil, Meta{}, unexpected(resp)
+	}
 	return resp, metaOf(resp.header), nil
+}
+
+// checkKey refuses a key that no request path can name: the API cleans
+// paths ("/v1/kv//a" is "/v1/kv/a"), so a key with a leading "/" or an
+// empty, "." or ".." segment would be another key, or refused. Like
+// Consul's client, a leading "/" is refused rather than dropped.
+func checkKey(key string) error {
+	if strings.HasPrefix(key, "/") {
+		return kv.Errorf(kv.ErrInvalid, "key %q begins with \"/\": keys are relative, as in Consul (did you mean %q?)", key, strings.TrimLeft(key, "/"))
+	}
+	for i, seg := range strings.Split(key, "/") {
+		last := i == strings.Count(key, "/")
+		if seg == "." || seg == ".." || seg == "" && i > 0 && !last {
+			return kv.Errorf(kv.ErrInvalid, "key %q has an empty, \".\" or \"..\" segment, which the HTTP API cannot name", key)
+		}
+	}
+	return nil
 }
 
 // params are the query parameters of the options, and how much longer than
@@ -151,6 +176,9 @@ func WithCAS(modifyIndex uint64) WriteOption {
 func Recurse() WriteOption { return func(v url.Values) { v.Set("recurse", "") } }
 
 func (c *Client) writeBool(ctx context.Context, method, key string, body []byte, opts []WriteOption) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
 	params := url.Values{}
 	for _, o := range opts {
 		o(params)
@@ -163,9 +191,12 @@ func (c *Client) writeBool(ctx context.Context, method, key string, body []byte,
 	case "true":
 		return nil
 	case "false":
-		return fmt.Errorf("%w: %q was modified (cas=%s)", kv.ErrCASMismatch, key, params.Get("cas"))
+		if params.Get("cas") == "0" {
+			return fmt.Errorf("%w: key %q already exists (cas=0)", kv.ErrCASMismatch, key)
+		}
+		return fmt.Errorf("%w: key %q does not exist or was modified (cas=%s)", kv.ErrCASMismatch, key, params.Get("cas"))
 	}
-	return fmt.Errorf("%s %q: unexpected answer %d %q", method, key, resp.status, resp.body)
+	return unexpected(resp)
 }
 
 // Put writes key.
@@ -239,6 +270,9 @@ func (c *Client) Txn(ctx context.Context, ops []TxnOp, opts ...ReadOption) (*Txn
 	for _, r := range out.Results {
 		tr.Results = append(tr.Results, r.KV.Entry())
 	}
+	if resp.status == http.StatusConflict && len(out.Errors) == 0 {
+		return nil, unexpected(resp)
+	}
 	if resp.status == http.StatusConflict {
 		return tr, fmt.Errorf("%w: %d check(s) failed, first: op %d: %s", kv.ErrTxnFailed, len(out.Errors), out.Errors[0].OpIndex, out.Errors[0].What)
 	}
@@ -255,9 +289,19 @@ func (c *Client) Leader(ctx context.Context) (string, error) {
 	return addr, decode(resp, &addr)
 }
 
-// Members returns the raft configuration.
-func (c *Client) Members(ctx context.Context) (kv.Configuration, error) {
-	resp, err := c.do(ctx, request{method: http.MethodGet, path: "/v1/operator/raft/configuration", repeatable: true})
+// Members returns the raft configuration. With Stale it is the
+// configuration as the node that answers knows it, which any node serves
+// without a leader (its Leader flags say whom it follows, if anyone).
+func (c *Client) Members(ctx context.Context, opts ...ReadOption) (kv.Configuration, error) {
+	var o readOpts
+	for _, f := range opts {
+		f(&o)
+	}
+	path := "/v1/operator/raft/configuration"
+	if o.stale {
+		path += "?stale"
+	}
+	resp, err := c.do(ctx, request{method: http.MethodGet, path: path, repeatable: true})
 	if err != nil {
 		return kv.Configuration{}, err
 	}
@@ -278,7 +322,16 @@ func (c *Client) AutopilotHealth(ctx context.Context) (kv.AutopilotHealth, error
 func (c *Client) operator(ctx context.Context, method, path string, retrySafe bool) error {
 	resp, err := c.do(ctx, request{method: method, path: path, repeatable: retrySafe})
 	if err == nil && resp.status == http.StatusNotFound {
-		err = fmt.Errorf("%w: %s", kv.ErrUnknownPeer, strings.TrimSpace(string(resp.body)))
+		// raftkv names a server that is not a member in its 404; any other
+		// 404 is not raftkv's answer.
+		msg := strings.TrimSpace(string(resp.body))
+		if resp.header.Get(wire.HeaderError) != kv.Code(kv.ErrUnknownPeer) && !strings.HasPrefix(msg, kv.ErrUnknownPeer.Error()) {
+			return unexpected(resp)
+		}
+		if !strings.HasPrefix(msg, kv.ErrUnknownPeer.Error()) {
+			msg = kv.ErrUnknownPeer.Error() + ": " + msg
+		}
+		err = kv.Errorf(kv.ErrUnknownPeer, "%s", msg)
 	}
 	return err
 }

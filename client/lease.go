@@ -108,7 +108,10 @@ func (c *Client) keepAlive(h *heldSession, stop <-chan struct{}) bool {
 		}
 		sent := time.Now()
 		ctx, cancel := context.WithDeadline(context.Background(), h.deadline())
-		_, err := c.RenewSession(ctx, h.id)
+		// A node that does not answer within a quarter of the lease is
+		// left for the next: with short TTLs (1s) a renew stuck on a node
+		// cut off would otherwise outlast the holder's deadline.
+		_, err := c.renewSession(ctx, h.id, max(h.lease/4, 100*time.Millisecond))
 		cancel()
 		switch {
 		case err == nil:

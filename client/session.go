@@ -70,12 +70,23 @@ func (c *Client) DestroySession(ctx context.Context, id string) error {
 
 // RenewSession restarts a session's TTL; kv.ErrNotFound once it is gone.
 func (c *Client) RenewSession(ctx context.Context, id string) (kv.Session, error) {
-	resp, err := c.do(ctx, request{method: http.MethodPut, path: "/v1/session/renew/" + url.PathEscape(id), repeatable: true})
+	return c.renewSession(ctx, id, 0)
+}
+
+// renewSession renews with attempts bounded by attempt (0: the client's).
+func (c *Client) renewSession(ctx context.Context, id string, attempt time.Duration) (kv.Session, error) {
+	resp, err := c.do(ctx, request{method: http.MethodPut, path: "/v1/session/renew/" + url.PathEscape(id), repeatable: true, attempt: attempt})
 	if err != nil {
 		return kv.Session{}, err
 	}
 	if resp.status == http.StatusNotFound {
-		return kv.Session{}, fmt.Errorf("%w: %s", kv.ErrNotFound, strings.TrimSpace(string(resp.body)))
+		// Consul's words for a session that is gone; any other 404 is not
+		// an answer about the session.
+		msg := strings.TrimSpace(string(resp.body))
+		if !strings.HasPrefix(msg, "Session id ") {
+			return kv.Session{}, unexpected(resp)
+		}
+		return kv.Session{}, kv.Errorf(kv.ErrNotFound, "%s", msg)
 	}
 	var out []wire.SessionEntry
 	if err := decode(resp, &out); err != nil || len(out) != 1 {

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -18,6 +20,7 @@ func (a *app) benchCmd() *cobra.Command {
 	var (
 		load           loadgen.Flags
 		report, target string
+		keep           bool
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -25,7 +28,10 @@ func (a *app) benchCmd() *cobra.Command {
 		Long: `Drive a read/write/CAS mix with N clients and report ops/s and latency
 percentiles (HdrHistogram). Closed loop by default; with --rate, open loop at
 a fixed total rate, latency counted from each request's intended send time
-(no coordinated omission). A progress line every second on stderr.`,
+(no coordinated omission). A progress line every second on stderr.
+
+Its keys are under ` + benchPrefix + `; at the end every key under that prefix is
+deleted, unless --keep is given.`,
 		Args: cobra.NoArgs,
 	}
 	goFlags := flag.NewFlagSet("bench", flag.ContinueOnError)
@@ -33,6 +39,7 @@ a fixed total rate, latency counted from each request's intended send time
 	cmd.Flags().AddGoFlagSet(goFlags)
 	cmd.Flags().StringVar(&target, "target", "all", "all: spread clients over the endpoints; leader: the leader only")
 	cmd.Flags().StringVar(&report, "report", "", "write an HTML report with plots to this file")
+	cmd.Flags().BoolVar(&keep, "keep", false, "keep the keys written (under "+benchPrefix+"); by default they are deleted at the end")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		cfg, stale, err := load.Config()
 		if err != nil {
@@ -52,8 +59,11 @@ a fixed total rate, latency counted from each request's intended send time
 				return err
 			}
 			leader, err := c.Leader(cmd.Context())
-			if err != nil || leader == "" {
-				return fail(fmt.Errorf("finding the leader: %v", err))
+			if err != nil {
+				return fail(fmt.Errorf("finding the leader: %w", err))
+			}
+			if leader == "" {
+				return fail(fmt.Errorf("finding the leader: no leader known"))
 			}
 			endpoints = []string{leader}
 		}
@@ -83,9 +93,36 @@ a fixed total rate, latency counted from each request's intended send time
 				return fail(err)
 			}
 		}
-		return fail(a.print(res, func(w io.Writer) { fmt.Fprint(w, res.Summary()) }))
+		if err := a.print(res, func(w io.Writer) { fmt.Fprint(w, res.Summary()) }); err != nil {
+			return fail(err)
+		}
+		if !keep {
+			return fail(a.deleteBenchKeys(cmd.Context()))
+		}
+		return nil
 	}
 	return cmd
+}
+
+// benchPrefix is the prefix of every key bench writes.
+var benchPrefix = func() string {
+	k := loadgen.Key(0, 0)
+	return k[:strings.LastIndex(k, "/")+1]
+}()
+
+// deleteBenchKeys removes what bench wrote, even after Ctrl-C ended the run.
+func (a *app) deleteBenchKeys(ctx context.Context) error {
+	c, err := a.client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(a.timeout, 30*time.Second))
+	defer cancel()
+	if err := c.Delete(ctx, benchPrefix, client.Recurse()); err != nil {
+		return fmt.Errorf("deleting the benchmark's keys (raftkv del --recurse %s does it): %w", benchPrefix, err)
+	}
+	fmt.Fprintf(a.stderr, "deleted the benchmark's keys (%s*); --keep keeps them\n", benchPrefix)
+	return nil
 }
 
 func writeReport(path string, res *loadgen.Result, target, consistency string) error {

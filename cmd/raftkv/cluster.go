@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,19 +14,31 @@ import (
 )
 
 func (a *app) membersCmd() *cobra.Command {
+	var stale bool
 	cmd := &cobra.Command{
-		Use:   "members",
+		Use:   "members [--stale]",
 		Short: "List the cluster's servers and their health",
 		Long: `List the servers with the leader's view of their health: state, voter,
 healthy (reachable, in the leader's term, close behind its log), time since
 each last heard from the leader, and lag in log entries. Joined servers are
-non-voters until they have been healthy for the stabilization time.`,
+non-voters until they have been healthy for the stabilization time.
+
+With --stale, list the servers as the first node that answers knows them
+(its copy of the raft configuration), without a leader: what there is to
+see when a majority is lost.`,
 		Args: cobra.NoArgs,
 	}
+	cmd.Flags().BoolVar(&stale, "stale", false, "the raft configuration as one node knows it; needs no leader")
 	cmd.RunE = a.runE(func(cmd *cobra.Command, c *client.Client, args []string) error {
+		if stale {
+			return a.staleMembers(cmd, c)
+		}
 		h, err := c.AutopilotHealth(cmd.Context())
 		if err != nil {
-			return err
+			if errors.Is(err, client.ErrPermanent) {
+				return err
+			}
+			return fmt.Errorf("%w\n(raftkv members --stale lists the servers as a node knows them, without a leader)", err)
 		}
 		var leaderIndex uint64
 		for _, s := range h.Servers {
@@ -57,6 +70,36 @@ non-voters until they have been healthy for the stabilization time.`,
 		})
 	})
 	return cmd
+}
+
+// staleMembers prints the raft configuration of the first node that
+// answers, leader or not.
+func (a *app) staleMembers(cmd *cobra.Command, c *client.Client) error {
+	cfg, err := c.Members(cmd.Context(), client.Stale())
+	if err != nil {
+		return err
+	}
+	return a.print(cfg, func(w io.Writer) {
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tADDRESS\tSTATE\tVOTER")
+		leader := false
+		for _, s := range cfg.Servers {
+			state := "follower"
+			switch {
+			case s.Leader:
+				state, leader = "leader", true
+			case !s.Voter:
+				state = "non-voter"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%v\n", s.ID, s.Address, state, s.Voter)
+		}
+		tw.Flush()
+		note := "that node knows no leader"
+		if leader {
+			note = "the leader shown is the one that node follows"
+		}
+		fmt.Fprintf(w, "stale: the raft configuration as one node knows it (index %d), not checked with a leader; %s\n", cfg.Index, note)
+	})
 }
 
 func (a *app) joinCmd() *cobra.Command {

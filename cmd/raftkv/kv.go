@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -46,6 +48,12 @@ func (a *app) getCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 	}
 	cmd.Flags().BoolVar(&stale, "stale", false, "read from whichever node answers, without a freshness check")
+	cmd.PreRunE = func(cmd *cobra.Command, args []string) error {
+		if args[0] == "" {
+			return errors.New("get needs a KEY (raftkv ls lists the keys)")
+		}
+		return nil
+	}
 	cmd.RunE = a.runE(func(cmd *cobra.Command, c *client.Client, args []string) error {
 		var opts []client.ReadOption
 		if stale {
@@ -66,7 +74,12 @@ func (a *app) putCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "put KEY [VALUE|-]",
 		Short: "Write a key (the value from stdin if omitted or -)",
-		Args:  cobra.RangeArgs(1, 2),
+		Long: `Write a key. With - (or no VALUE) the value is read from stdin and
+stored byte for byte, as consul kv put does: "echo shop | raftkv put app/name -"
+stores "shop" and a newline; printf or echo -n store no newline.
+
+Keys are relative, as in Consul: "app/name", not "/app/name".`,
+		Args: cobra.RangeArgs(1, 2),
 	}
 	cmd.Flags().Int64Var(&cas, "cas", -1, "write only if the key's ModifyIndex is N (0: only if it does not exist)")
 	cmd.Flags().Uint64Var(&flags, "flags", 0, "opaque uint64 stored with the key")
@@ -80,6 +93,11 @@ func (a *app) putCmd() *cobra.Command {
 				return fmt.Errorf("reading the value from stdin: %w", err)
 			}
 			value = b
+			if bytes.HasSuffix(value, []byte("\n")) {
+				// Stored as given, as consul kv put does; said, because
+				// "echo v | raftkv put k -" surprises whoever reads k back.
+				fmt.Fprintln(a.stderr, "raftkv: the value from stdin ends with a newline, stored with it (printf or echo -n leave it out)")
+			}
 		}
 		opts := []client.WriteOption{}
 		if cmd.Flags().Changed("flags") {
@@ -89,19 +107,30 @@ func (a *app) putCmd() *cobra.Command {
 			opts = append(opts, client.WithCAS(uint64(cas)))
 		}
 		if err := c.Put(cmd.Context(), args[0], value, opts...); err != nil {
-			return casMessage(err)
+			return casMessage(cmd.Context(), c, args[0], cas, err)
 		}
 		return a.done()
 	})
 	return cmd
 }
 
-// casMessage turns a lost compare-and-set into a sentence.
-func casMessage(err error) error {
-	if errors.Is(err, kv.ErrCASMismatch) {
-		return fmt.Errorf("compare-and-set failed: the key's ModifyIndex is not the one given (%w)", err)
+// casMessage turns a lost compare-and-set into a sentence: whether the key
+// is missing or has another ModifyIndex (the answer to a CAS says
+// neither), read after the fact.
+func casMessage(ctx context.Context, c *client.Client, key string, cas int64, err error) error {
+	if !errors.Is(err, kv.ErrCASMismatch) {
+		return err
 	}
-	return err
+	e, _, gerr := c.Get(ctx, key)
+	switch {
+	case errors.Is(gerr, kv.ErrNotFound):
+		return fmt.Errorf("compare-and-set failed: key %q does not exist (cas=%d)", key, cas)
+	case gerr != nil:
+		return fmt.Errorf("compare-and-set failed: %s", strings.TrimPrefix(err.Error(), kv.ErrCASMismatch.Error()+": "))
+	case cas == 0:
+		return fmt.Errorf("compare-and-set failed: key %q already exists, its ModifyIndex is %d (cas=0 writes only a key that does not exist)", key, e.ModifyIndex)
+	}
+	return fmt.Errorf("compare-and-set failed: key %q was modified: its ModifyIndex is now %d, not %d", key, e.ModifyIndex, cas)
 }
 
 func (a *app) delCmd() *cobra.Command {
@@ -123,7 +152,7 @@ func (a *app) delCmd() *cobra.Command {
 			opts = append(opts, client.WithCAS(uint64(cas)))
 		}
 		if err := c.Delete(cmd.Context(), args[0], opts...); err != nil {
-			return casMessage(err)
+			return casMessage(cmd.Context(), c, args[0], cas, err)
 		}
 		return a.done()
 	})

@@ -14,6 +14,10 @@ import (
 	"github.com/raftkv/raftkv/internal/version"
 )
 
+// defaultEndpoint is where raftkvd listens by default (its -addr), and
+// where the README's first node runs.
+const defaultEndpoint = "127.0.0.1:7001"
+
 // app holds what every command shares.
 type app struct {
 	endpoints string
@@ -49,10 +53,10 @@ safely: each carries an Idempotency-Key, so the cluster applies it once.`,
 	}
 	def := os.Getenv("RAFTKV_ENDPOINTS")
 	if def == "" {
-		def = "127.0.0.1:7001"
+		def = defaultEndpoint
 	}
 	pf := root.PersistentFlags()
-	pf.StringVar(&a.endpoints, "endpoints", def, "comma-separated node addresses (env RAFTKV_ENDPOINTS)")
+	pf.StringVar(&a.endpoints, "endpoints", def, "comma-separated node addresses, host:port or http(s)://host:port (env RAFTKV_ENDPOINTS; the default is raftkvd's default -addr)")
 	pf.StringVarP(&a.output, "output", "o", "text", "output format: text or json")
 	pf.DurationVar(&a.timeout, "timeout", 30*time.Second, "how long to keep trying, failover included")
 	pf.StringVar(&a.cacert, "cacert", os.Getenv("RAFTKV_CACERT"), "CA certificate that signs the nodes: talk TLS (env RAFTKV_CACERT)")

@@ -91,8 +91,9 @@ func TestCLIAgainstThreeNodes(t *testing.T) {
 
 	// CAS: a win, and a loss that exits 1 with a clear message.
 	k.ok("", "put", "--cas", strconv.Itoa(int(entry.ModifyIndex)), "app/flagged", "y")
-	k.fails(1, "compare-and-set failed", "put", "--cas", strconv.Itoa(int(entry.ModifyIndex)), "app/flagged", "z")
-	k.fails(1, "compare-and-set failed", "put", "--cas", "0", "app/flagged", "z")
+	k.fails(1, `compare-and-set failed: key "app/flagged" was modified: its ModifyIndex is now `, "put", "--cas", strconv.Itoa(int(entry.ModifyIndex)), "app/flagged", "z")
+	k.fails(1, `compare-and-set failed: key "app/flagged" already exists`, "put", "--cas", "0", "app/flagged", "z")
+	k.fails(1, `compare-and-set failed: key "app/none" does not exist (cas=3)`, "put", "--cas", "3", "app/none", "z")
 
 	// ls, keys with a separator.
 	k.ok("", "put", "app/db/host", "db1")
@@ -109,7 +110,7 @@ func TestCLIAgainstThreeNodes(t *testing.T) {
 	}
 
 	// del, --cas, --recurse.
-	k.fails(1, "compare-and-set failed", "del", "--cas", "1", "app/name")
+	k.fails(1, `compare-and-set failed: key "app/name" was modified`, "del", "--cas", "1", "app/name")
 	k.ok("", "del", "app/name")
 	k.fails(1, "not found", "get", "app/name")
 	k.ok("", "del", "--recurse", "app/db/")
