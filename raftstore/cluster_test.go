@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -408,5 +409,15 @@ func TestLaggingNodeInstallsSnapshot(t *testing.T) {
 	}
 	if _, err := c.nodes[f].Get(ctx(t), "k/150", Stale()); !errors.Is(err, kv.ErrNotFound) {
 		t.Fatalf("deleted key present after snapshot install: %v", err)
+	}
+}
+
+// A lone voter has nobody to hand leadership to: it says so at once
+// instead of trying for an election timeout.
+func TestTransferWithoutAnotherVoter(t *testing.T) {
+	c := newTestCluster(t, 1, nil)
+	err := c.nodes[0].TransferLeadership(ctx(t), "")
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "no other voter") {
+		t.Fatalf("transfer on a one-voter cluster: %v", err)
 	}
 }

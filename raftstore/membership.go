@@ -152,6 +152,16 @@ func (s *RaftStore) changeMembershipLocal(ctx context.Context, req peerrpc.Membe
 	case "transfer":
 		var f raft.Future
 		if req.ID == "" {
+			others := 0
+			for _, srv := range servers {
+				if srv.Suffrage == raft.Voter && string(srv.ID) != s.id {
+					others++
+				}
+			}
+			if others == 0 {
+				// raft would try for its election timeout and then fail.
+				return fmt.Errorf("%w: no other voter to hand leadership to", kv.ErrInvalid)
+			}
 			f = s.raft.LeadershipTransfer()
 		} else {
 			if req.ID == s.id {
