@@ -124,6 +124,15 @@ func TestConsulACLCompat(t *testing.T) {
 	if _, err := reader.KV().Put(&consul.KVPair{Key: "app/x", Value: []byte("w")}, nil); err == nil || err.Error() != want {
 		t.Fatalf("global-read-only write: %v, want %s", err, want)
 	}
+	// In a transaction a denied op is that op's error (409), as in Consul.
+	ok, txn, _, err := reader.KV().Txn(consul.KVTxnOps{
+		{Verb: consul.KVGet, Key: "app/x"},
+		{Verb: consul.KVSet, Key: "app/x", Value: []byte("w")},
+	}, nil)
+	wantWhat := strings.TrimSuffix(strings.TrimPrefix(want, "Unexpected response code: 403 ("), ")")
+	if err != nil || ok || len(txn.Errors) != 1 || txn.Errors[0].OpIndex != 1 || txn.Errors[0].What != wantWhat {
+		t.Fatalf("global-read-only txn: ok=%v %+v %v, want op 1: %s", ok, txn, err, wantWhat)
+	}
 	if other, _, err := reader.ACL().TokenRead(appTok.AccessorID, nil); err != nil || other.SecretID != "<hidden>" || other.Description != "app" {
 		t.Fatalf("another token through global-read-only: %+v %v", other, err)
 	}

@@ -58,6 +58,19 @@ func TestTxnThroughConsulClient(t *testing.T) {
 		}
 	}
 
+	// An op that cannot apply is Consul's 409 with that op's error (consul/api
+	// reads it as ok=false, not an error); nothing before it applied.
+	ok, resp, _, err = kvc.Txn(consul.KVTxnOps{
+		{Verb: consul.KVSet, Key: "t/before-lock", Value: []byte("x")},
+		{Verb: consul.KVLock, Key: "t/lock"},
+	}, nil)
+	if err != nil || ok || len(resp.Errors) != 1 || resp.Errors[0].OpIndex != 1 || resp.Errors[0].What != "missing session" {
+		t.Fatalf("lock without a session: ok=%v resp=%+v err=%v", ok, resp, err)
+	}
+	if p, _, _ := kvc.Get("t/before-lock", nil); p != nil {
+		t.Fatal("the set before a lock without a session was applied")
+	}
+
 	// 129 operations: 413 (Consul 1.14+ allows 128). Malformed JSON: 400.
 	ops := make(consul.KVTxnOps, 129)
 	for i := range ops {
