@@ -37,8 +37,8 @@ const (
 	DefaultSessionTTLMin = 10 * time.Second
 	LowestSessionTTLMin  = time.Second
 	SessionTTLMax        = 24 * time.Hour
-	DefaultLockDelay = 15 * time.Second
-	MaxLockDelay     = 60 * time.Second
+	DefaultLockDelay     = 15 * time.Second
+	MaxLockDelay         = 60 * time.Second
 	// SessionTTLMultiplier: a session is invalidated once this many TTLs
 	// pass without a renew (never before one TTL, the contract).
 	SessionTTLMultiplier = 2
