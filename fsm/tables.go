@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
@@ -49,24 +50,59 @@ func verifyManifest(dir string) error {
 	return nil
 }
 
-// verifyTables opens every table in dir and checks its checksums here,
-// before Badger does: Badger opens its tables in goroutines of its own,
-// where some damage makes it panic (a nil dereference in its checksum
-// error path, assertions while reading a table's index) and takes the
-// process down. Here a panic is caught and reported as the table's damage.
+// verifyTables opens every table the manifest lists and checks its
+// checksums here, before Badger does: Badger opens its tables in goroutines
+// of its own, where some damage makes it panic (a nil dereference in its
+// checksum error path, assertions while reading a table's index) and takes
+// the process down. Here a panic is caught and reported as the table's
+// damage. A table file the manifest does not list is a crash's leftover
+// (written before the change set that would have added it, often empty):
+// Badger deletes those itself, so they are no damage.
 func verifyTables(dir string, bo badger.Options) error {
-	files, err := filepath.Glob(filepath.Join(dir, "*.sst"))
+	ids, err := manifestTables(dir, bo)
 	if err != nil {
 		return err
 	}
 	opts := table.Options{ChkMode: options.OnTableRead, Compression: bo.Compression, BlockSize: bo.BlockSize,
 		BloomFalsePositive: bo.BloomFalsePositive, ZSTDCompressionLevel: bo.ZSTDCompressionLevel, ReadOnly: true}
-	for _, path := range files {
+	for _, id := range ids {
+		path := table.NewFilename(id, dir)
+		if _, err := os.Stat(path); err != nil {
+			return fmt.Errorf("table %s, listed in %s, is missing: %w", path, badger.ManifestFilename, err)
+		}
 		if err := verifyTable(path, opts); err != nil {
 			return fmt.Errorf("table %s is damaged: %w", path, err)
 		}
 	}
 	return nil
+}
+
+// manifestTables lists the tables Badger's manifest says the state machine
+// is made of (none for a new one). verifyManifest has checked the file.
+func manifestTables(dir string, bo badger.Options) (ids []uint64, err error) {
+	path := filepath.Join(dir, badger.ManifestFilename)
+	f, err := os.Open(path)
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%s is damaged: unreadable (%v)", path, r)
+		}
+	}()
+	m, _, err := badger.ReplayManifestFile(f, bo.ExternalMagicVersion, bo)
+	if err != nil {
+		return nil, fmt.Errorf("%s is damaged: %w", path, err)
+	}
+	for id := range m.Tables {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids, nil
 }
 
 func verifyTable(path string, opts table.Options) (err error) {

@@ -16,7 +16,11 @@ import (
 // succeeds). A node must start after any crash.
 func TestFSMOpensAfterCrashCreatingLogFile(t *testing.T) {
 	// Badger's names: memtables 00001.mem..., value logs 000001.vlog...
-	for _, name := range []string{"99999.mem", "999999.vlog"} {
+	// A table written before the manifest change set that would have added
+	// it (a flush or a restore cut short) is a stray, empty or half-written:
+	// Badger deletes it, and it is no damage.
+	strays := map[string][]byte{"99999.mem": nil, "999999.vlog": nil, "999999.sst": nil, "999998.sst": []byte("half a table")}
+	for name, content := range strays {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
 			f, err := fsm.Open(dir, fsm.Options{Small: true})
@@ -27,7 +31,7 @@ func TestFSMOpensAfterCrashCreatingLogFile(t *testing.T) {
 			if err := f.Close(); err != nil {
 				t.Fatal(err)
 			}
-			if err := os.WriteFile(filepath.Join(dir, name), nil, 0o644); err != nil {
+			if err := os.WriteFile(filepath.Join(dir, name), content, 0o644); err != nil {
 				t.Fatal(err)
 			}
 			f, err = fsm.Open(dir, fsm.Options{Small: true})
