@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+
+	"github.com/raftkv/raftkv/kv"
 )
 
 // attempts keeps, for one logical call, each endpoint's last answer, so
@@ -17,6 +19,9 @@ type attempts struct {
 	endpoints    []string
 	last         []error // by endpoint index; nil: not asked yet
 	latest       error
+	// maybe is the first answer that left the request's fate unknown: once
+	// a write may have applied, no later refusal makes it "not applied".
+	maybe error
 }
 
 func (c *Client) newAttempts(r request) *attempts {
@@ -38,6 +43,9 @@ func (a *attempts) end(ctx context.Context, err error) error {
 func (a *attempts) add(ep int, err error) error {
 	a.last[ep] = err
 	a.latest = err
+	if a.maybe == nil && errors.Is(err, kv.ErrUnknownOutcome) {
+		a.maybe = err
+	}
 	return &callError{a: a.snapshot()}
 }
 
@@ -48,10 +56,16 @@ func (a *attempts) snapshot() *attempts {
 }
 
 // callError is every endpoint's last answer to one call. It matches
-// (errors.Is, errors.As) what the latest answer matches.
+// (errors.Is, errors.As) what the latest answer matches, or, if any answer
+// left the outcome unknown, what that one matches.
 type callError struct{ a *attempts }
 
-func (e *callError) Unwrap() error { return e.a.latest }
+func (e *callError) Unwrap() error {
+	if e.a.maybe != nil {
+		return e.a.maybe
+	}
+	return e.a.latest
+}
 
 func (e *callError) Error() string {
 	var asked []int

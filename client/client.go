@@ -34,7 +34,8 @@ type Config struct {
 	// AttemptTimeout bounds one attempt on one endpoint (default 4s): an
 	// endpoint that has not answered by then (its host is down or cut off
 	// by the network) is left for the next one. A refused connection or a
-	// 503 moves on at once. Blocking queries add their wait.
+	// node without a leader moves on at once. Blocking queries add their
+	// wait.
 	AttemptTimeout time.Duration
 	// UnreachableTimeout: a call that has reached no endpoint at all (every
 	// connection refused or timed out) gives up after this long instead of
@@ -147,9 +148,9 @@ type response struct {
 }
 
 // do sends r to the endpoints in turn until one answers with something
-// other than a connection failure, a timed-out attempt or a 503 (or, for
-// repeatable requests, a 504), backing off between rounds, until the
-// context ends.
+// other than a connection failure, a timed-out attempt or a refusal that
+// did nothing (no leader, shutting down; for repeatable requests also an
+// unknown outcome), backing off between rounds, until the context ends.
 func (c *Client) do(ctx context.Context, r request) (*response, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -166,6 +167,11 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 	backoff := 50 * time.Millisecond
 	var lastErr error
 	at := c.newAttempts(r) // every endpoint's last answer, for the error
+	// Endpoints whose answer retrying cannot change (a TLS mistake, not a
+	// raftkv node): left out for the rest of the call, which fails with the
+	// first of them once every endpoint is so.
+	permanent := make([]error, len(c.endpoints))
+	nPermanent := 0
 	began, reached := time.Now(), false
 	for attempt := 0; ; attempt++ {
 		c.mu.Lock()
@@ -173,11 +179,14 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 		c.mu.Unlock()
 		for i := range c.endpoints {
 			ep := (start + i) % len(c.endpoints)
-			attempt := c.attempt
-			if r.attempt > 0 {
-				attempt = min(attempt, r.attempt)
+			if permanent[ep] != nil {
+				continue
 			}
-			actx, cancel := context.WithTimeout(ctx, attempt+r.extra)
+			limit := c.attempt
+			if r.attempt > 0 {
+				limit = min(limit, r.attempt)
+			}
+			actx, cancel := context.WithTimeout(ctx, limit+r.extra)
 			resp, err := c.send(actx, c.endpoints[ep], r)
 			cancel()
 			if err == nil {
@@ -188,7 +197,11 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 			}
 			lastErr = at.add(ep, err)
 			if perm := c.permanent(ctx, c.endpoints[ep], err); perm != nil {
-				return nil, perm // retrying cannot change it
+				permanent[ep] = perm
+				if nPermanent++; nPermanent == len(c.endpoints) {
+					return nil, firstError(permanent) // retrying cannot change it
+				}
+				continue
 			}
 			var ce *errConn
 			reached = reached || !errors.As(err, &ce) || ce.sent
@@ -357,4 +370,14 @@ func plural(n int, one, many string) string {
 		return "1 " + one
 	}
 	return fmt.Sprintf("%d %s", n, many)
+}
+
+// firstError is the first non-nil error of errs.
+func firstError(errs []error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -225,3 +225,37 @@ func TestUnreachableEndpointsGiveUpEarly(t *testing.T) {
 		t.Fatalf("gave up after %s, the whole timeout", d)
 	}
 }
+
+// Once an attempt of a write may have applied, the call never ends as "not
+// applied", whatever the other nodes answer after it.
+func TestMaybeAppliedSticks(t *testing.T) {
+	maybe := &script{statuses: []int{500}, bodies: []string{"unknown_outcome: lost leadership while committing"}}
+	refusing := &script{}
+	for range 200 {
+		maybe.statuses, maybe.bodies = append(maybe.statuses, 500), append(maybe.bodies, "no_leader: No cluster leader")
+		refusing.statuses, refusing.bodies = append(refusing.statuses, 500), append(refusing.bodies, "no_leader: No cluster leader")
+	}
+	a := httptest.NewServer(maybe)
+	defer a.Close()
+	b := httptest.NewServer(refusing)
+	defer b.Close()
+	c := newTestClient(t, a.URL, b.URL)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	err := c.Put(ctx, "k", []byte("v"))
+	if !errors.Is(err, kv.ErrUnknownOutcome) || errors.Is(err, kv.ErrNoLeader) {
+		t.Fatalf("a write that may have applied ended as: %v", err)
+	}
+}
+
+// A transaction op the token may not do is Consul's 409 with that op's
+// error: the client still reports it as a denial, not a failed check.
+func TestTxnDenialIsPermissionDenied(t *testing.T) {
+	s := &script{statuses: []int{409}, bodies: []string{`{"Results":null,"Errors":[{"OpIndex":1,"What":"Permission denied: token with AccessorID 'a' lacks permission 'key:write' on \"k\""}]}`}}
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	_, err := newTestClient(t, srv.URL).Txn(context.Background(), []TxnOp{{Verb: "get", Key: "k"}, {Verb: "set", Key: "k"}})
+	if !errors.Is(err, kv.ErrPermissionDenied) || errors.Is(err, kv.ErrTxnFailed) || !strings.Contains(err.Error(), "op 1: Permission denied") {
+		t.Fatalf("a denied txn op: %v", err)
+	}
+}

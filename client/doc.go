@@ -1,9 +1,11 @@
 // Package client is the Go client of raftkv's HTTP API.
 //
 // It talks to several endpoints and fails over between them on connection
-// errors and 503s. Every logical write carries an Idempotency-Key generated
-// once for it, so retrying a write after an unknown outcome (a 504, or a
-// connection lost after sending) is safe: the cluster applies it at most
+// errors and on nodes without a leader (it asks them, with
+// X-Raftkv-Fail-Fast, to answer at once rather than hold the request as
+// they hold Consul's). Every logical write carries an Idempotency-Key
+// generated once for it, so retrying a write after an unknown outcome (an
+// answer saying so, or a connection lost after sending) is safe: the cluster applies it at most
 // once and answers the retry with the first result. Errors match the
 // store's sentinels (kv.ErrNotFound, kv.ErrCASMismatch, ...) with errors.Is.
 //

@@ -274,7 +274,12 @@ func (c *Client) Txn(ctx context.Context, ops []TxnOp, opts ...ReadOption) (*Txn
 		return nil, unexpected(resp)
 	}
 	if resp.status == http.StatusConflict {
-		return tr, fmt.Errorf("%w: %d check(s) failed, first: op %d: %s", kv.ErrTxnFailed, len(out.Errors), out.Errors[0].OpIndex, out.Errors[0].What)
+		first := out.Errors[0]
+		if strings.HasPrefix(first.What, kv.ErrPermissionDenied.Error()) {
+			// Consul reports a denied op as the op's error: still a denial.
+			return tr, kv.Errorf(kv.ErrPermissionDenied, "op %d: %s", first.OpIndex, first.What)
+		}
+		return tr, fmt.Errorf("%w: %d op(s) could not apply, first: op %d: %s", kv.ErrTxnFailed, len(out.Errors), first.OpIndex, first.What)
 	}
 	return tr, nil
 }

@@ -84,6 +84,18 @@ func TestTLSMisconfigurationFailsAtOnceWithTheRemedy(t *testing.T) {
 			}
 		})
 	}
+	// One misconfigured endpoint among good ones costs its own attempt,
+	// not the call: the certificate that names another host is left out.
+	mixed, err := New(Config{Endpoints: []string{misnamed, secure}, TLS: tlsConfig(good.caFile(), clientFiles), Timeout: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mixed.hc.CloseIdleConnections()
+	for range 2 {
+		if err := mixed.Put(context.Background(), "k", []byte("v")); err != nil {
+			t.Fatalf("a put with one misnamed endpoint and a good one: %v", err)
+		}
+	}
 	// The right configuration works against the same node.
 	c, err := New(Config{Endpoints: []string{secure}, TLS: tlsConfig(good.caFile(), clientFiles)})
 	if err != nil {

@@ -30,7 +30,9 @@ func writeError(w http.ResponseWriter, err error) {
 
 // outcomeWriter marks every error answer to a write with what became of
 // the write (wire.HeaderOutcome): "unknown" if the error says its fate is
-// unknown, else "not-applied". An error never follows an applied write.
+// unknown, or is a server error of no known kind (a panic, a failure
+// after the write committed); else "not-applied": every sentinel but
+// kv.ErrUnknownOutcome is raised before anything was proposed.
 type outcomeWriter struct {
 	http.ResponseWriter
 }
@@ -38,7 +40,8 @@ type outcomeWriter struct {
 func (o outcomeWriter) WriteHeader(status int) {
 	if status >= 400 && o.Header().Get(wire.HeaderOutcome) == "" {
 		outcome := wire.OutcomeNotApplied
-		if o.Header().Get(wire.HeaderError) == kv.Code(kv.ErrUnknownOutcome) {
+		code := o.Header().Get(wire.HeaderError)
+		if code == kv.Code(kv.ErrUnknownOutcome) || (status >= 500 && code == "") {
 			outcome = wire.OutcomeUnknown
 		}
 		o.Header().Set(wire.HeaderOutcome, outcome)

@@ -281,7 +281,9 @@ func (h *handler) instrument(route string, next http.Handler) http.Handler {
 			code := strconv.Itoa(rec.status)
 			h.requests.WithLabelValues(route, r.Method, code).Inc()
 			h.latency.WithLabelValues(route, r.Method, code).Observe(time.Since(start).Seconds())
-			if rec.status >= 500 && rec.status != http.StatusServiceUnavailable {
+			// No leader is the cluster's state, logged by raft, not a failure
+			// of this request: an election must not flood the log.
+			if rec.status >= 500 && rec.status != http.StatusServiceUnavailable && rec.Header().Get(wire.HeaderError) != kv.Code(kv.ErrNoLeader) {
 				h.logger.Warn("request failed", "route", route, "method", r.Method, "status", rec.status)
 			}
 		}()

@@ -18,7 +18,7 @@ import (
 // current epoch (package leaderwatch). A call in flight is abandoned as
 // soon as this node learns of a newer leader or term, and retried with the
 // new leader if it certainly did nothing (kv.ErrNoLeader); a write that was
-// sent has an unknown fate and is answered 504, unless it carries an
+// sent has an unknown fate and is answered so, unless it carries an
 // idempotency key, which makes the retry safe.
 
 // peerTimeout bounds one read-index call or leadership probe: a leader
@@ -36,8 +36,8 @@ func (s *RaftStore) forwardTimeout() time.Duration {
 // maxLeaderless is how long a request waits for a leader when none is
 // known: long enough for an election (a follower notices the loss within
 // two heartbeat timeouts of the last contact, and a split vote costs one
-// more election timeout), after which the node answers 503 at once until
-// a leader is known again.
+// more election timeout), after which the node answers a request that asked
+// to fail fast at once, until a leader is known again.
 func (s *RaftStore) maxLeaderless() time.Duration { return 2 * s.cfg.ElectionTimeout }
 
 // leaderlessWait is how much longer a request may wait for a leader, none

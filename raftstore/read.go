@@ -146,7 +146,7 @@ func (s *RaftStore) blockOn(ctx context.Context, hub *watch.Hub, key string, pre
 			continue
 		case <-leaderLost:
 			hub.Stop(w)
-			ep, err := s.linearizeUnder(ctx)
+			ep, err := s.linearizeUnder(kv.RenewLeaderHold(ctx)) // held from the loss, not from the query's arrival
 			if err != nil {
 				return err
 			}

@@ -227,3 +227,49 @@ func TestConsistentBlockingQueryEndsWithItsLeader(t *testing.T) {
 	<-stale
 	c.nodes[f] = nil
 }
+
+// A held blocking query (a Consul client's lock monitor or watch) that has
+// waited longer than its hold when its leader goes is held again from the
+// loss, as a request that just arrived would be, not failed at once.
+func TestHeldBlockingQueryIsHeldFromTheLoss(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	l := c.leader()
+	idx := mustSet(t, c.nodes[l], "k", "v")
+	f := c.followers()[0]
+	waitFor(t, 10*time.Second, "the follower to apply the write", func() error {
+		if c.nodes[f].fsm.AppliedIndex() < idx {
+			return errors.New("behind")
+		}
+		return nil
+	})
+	const hold = 3 * time.Second
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.nodes[f].Read(kv.WithLeaderHold(context.Background(), hold), kv.Query{Kind: kv.ReadGet, Key: "k", MinIndex: idx, Wait: time.Minute})
+		done <- err
+	}()
+	waitFor(t, 10*time.Second, "the query to block", func() error {
+		if n := c.nodes[f].watch.Len(); n < 1 {
+			return fmt.Errorf("%d watching", n)
+		}
+		return nil
+	})
+	time.Sleep(hold + 500*time.Millisecond) // the query outlives its first hold: the fault's timing
+	lost := time.Now()
+	for i, n := range c.nodes {
+		if i != f {
+			if err := n.Kill(); err != nil {
+				t.Fatal(err)
+			}
+			c.nodes[i] = nil
+		}
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrNoLeader) || time.Since(lost) < hold {
+			t.Fatalf("a held blocking query ended %v after its leader was lost, within the hold (%v): %v", time.Since(lost), hold, err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a held blocking query outlived its leader by 30s")
+	}
+}

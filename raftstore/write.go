@@ -49,8 +49,10 @@ func (s *RaftStore) Apply(ctx context.Context, cmd *kv.Command) (*kv.Result, err
 		}
 		return err
 	})
-	if maybeApplied != nil && errors.Is(err, kv.ErrNoLeader) {
-		return nil, maybeApplied // never "not applied" after an attempt that may have been
+	if maybeApplied != nil && err != nil {
+		// Whatever the retry met (no leader, a full disk, a refusal), an
+		// earlier attempt may have applied: never "not applied" then.
+		return nil, maybeApplied
 	}
 	return res, err
 }

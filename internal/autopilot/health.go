@@ -23,9 +23,8 @@ func report(s *ap.State, stats map[raft.ServerID]Stats, sinceHeard func(id raft.
 			contact = -1
 		}
 		if srv.State != ap.RaftLeader {
-			if heard := sinceHeard(srv.Server.ID); heard < 0 || contact < 0 {
-				contact = heard
-			} else {
+			// A leader just elected has not heard from it yet: its report stands.
+			if heard := sinceHeard(srv.Server.ID); heard >= 0 {
 				contact = max(contact, heard)
 			}
 		}

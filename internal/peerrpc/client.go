@@ -88,8 +88,11 @@ func (c *Client) call(ctx context.Context, method, addr, path string, body io.Re
 	return &out, nil
 }
 
+// get makes a call that changes nothing: its failure is never an unknown
+// outcome (a read must not be answered "the write may have been applied").
 func (c *Client) get(ctx context.Context, addr, path string) (*response, error) {
-	return c.call(ctx, http.MethodGet, addr, path, nil, 0)
+	out, err := c.call(ctx, http.MethodGet, addr, path, nil, 0)
+	return out, repeatable(err)
 }
 
 // repeatable: a call that changes nothing (or can be repeated) has no

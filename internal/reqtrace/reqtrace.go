@@ -1,6 +1,6 @@
 // Package reqtrace tells, after an HTTP request failed, whether it may have
 // reached the server: the line between "certainly not applied" (retry it
-// anywhere, answer 503) and "outcome unknown" (504) for a write.
+// anywhere) and "outcome unknown" for a write.
 //
 // A request may have arrived once a connection was obtained for it, unless
 // writing it failed: a server acts on a request only when it has read all

@@ -198,7 +198,7 @@ func TestCLIAgainstThreeNodes(t *testing.T) {
 	k.fails(2, "unknown command", "frobnicate")
 	dead2 := cli{t: t, endpoints: dead}
 	start := time.Now()
-	dead2.fails(1, "no endpoint reachable", "get", "x")
+	dead2.fails(1, "no node reachable for 5s", "get", "x")
 	if d := time.Since(start); d > 15*time.Second {
 		t.Fatalf("a CLI call to a dead endpoint took %s (its --timeout is 20s)", d)
 	}

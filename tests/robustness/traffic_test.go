@@ -146,7 +146,8 @@ func (n *node) callOnce(ctx context.Context, method, path string, body []byte, i
 // violation; "unknown" and failures after sending are unknown.
 func writeOutcome(oc outcome, status int, hdr http.Header) (keep, unknownOutcome bool, err error) {
 	switch {
-	case oc == notSent, oc == answered && refusal(status, hdr):
+	case oc == notSent, oc == answered && status >= 500 && hdr.Get(wire.HeaderOutcome) == wire.OutcomeNotApplied,
+		oc == answered && status == http.StatusServiceUnavailable && hdr.Get(wire.HeaderOutcome) == "":
 		return false, false, nil
 	case oc == unknown, oc == answered && status >= 500 && hdr.Get(wire.HeaderOutcome) == wire.OutcomeUnknown:
 		return true, true, nil
