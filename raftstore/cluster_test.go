@@ -97,6 +97,68 @@ func (c *testCluster) closeAll() {
 	}
 }
 
+// killAllBut kills (as SIGKILL would) every node but keep.
+func (c *testCluster) killAllBut(keep int) {
+	c.t.Helper()
+	for i, n := range c.nodes {
+		if i != keep && n != nil {
+			if err := n.Kill(); err != nil {
+				c.t.Fatal(err)
+			}
+			c.nodes[i] = nil
+		}
+	}
+}
+
+// waitStepDown waits until node i, cut off from the others, no longer leads.
+func (c *testCluster) waitStepDown(i int) {
+	c.t.Helper()
+	waitFor(c.t, 10*time.Second, "the leader to step down", func() error {
+		if c.nodes[i].isLeader() {
+			return errors.New("still leading")
+		}
+		return nil
+	})
+}
+
+// followerWith writes key on the leader and returns a follower that has
+// applied it, and the write's index.
+func (c *testCluster) followerWith(key, value string) (f int, idx uint64) {
+	c.t.Helper()
+	idx = mustSet(c.t, c.nodes[c.leader()], key, value)
+	f = c.followers()[0]
+	waitFor(c.t, 10*time.Second, "the follower to apply the write", func() error {
+		if c.nodes[f].fsm.AppliedIndex() < idx {
+			return errors.New("behind")
+		}
+		return nil
+	})
+	return f, idx
+}
+
+// blockingGet starts a blocking read of key on node i, waiting for an index
+// past idx (for a minute); its error arrives on the channel.
+func (c *testCluster) blockingGet(ctx context.Context, i int, key string, idx uint64, stale bool) <-chan error {
+	done := make(chan error, 1)
+	n := c.nodes[i]
+	go func() {
+		_, err := n.Read(ctx, kv.Query{Kind: kv.ReadGet, Key: key, MinIndex: idx, Wait: time.Minute, Stale: stale})
+		done <- err
+	}()
+	return done
+}
+
+// waitWatching waits until node i has at least n blocking queries waiting.
+func (c *testCluster) waitWatching(i, n int) {
+	c.t.Helper()
+	waitFor(c.t, 10*time.Second, "the queries to block", func() error {
+		if got := c.nodes[i].watch.Len(); got < n {
+			return fmt.Errorf("%d watching", got)
+		}
+		return nil
+	})
+}
+
 // waitFor polls cond until it returns nil or the deadline passes.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() error) {
 	t.Helper()

@@ -95,18 +95,8 @@ func TestCutOffLeaderAnswersAtOnce(t *testing.T) {
 	c := newTestCluster(t, 3, nil)
 	l := c.leader()
 	mustSet(t, c.nodes[l], "k", "v")
-	for _, f := range c.followers() {
-		if err := c.nodes[f].Kill(); err != nil {
-			t.Fatal(err)
-		}
-		c.nodes[f] = nil
-	}
-	waitFor(t, 10*time.Second, "the leader to step down", func() error {
-		if c.nodes[l].isLeader() {
-			return errors.New("still leading")
-		}
-		return nil
-	})
+	c.killAllBut(l)
+	c.waitStepDown(l)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second) // a wait would end in a deadline error, not errCutOff
 	defer cancel()
 	if _, err := c.nodes[l].Set(ctx, "k", []byte("w")); !errors.Is(err, ErrNoLeader) || !errors.Is(err, errCutOff) {
@@ -130,14 +120,9 @@ func TestHeldRequestWaitsForALeader(t *testing.T) {
 	mustSet(t, c.nodes[l], "k", "v")
 	followers := c.followers()
 	for _, f := range followers {
-		c.stop(f)
+		c.stop(f) // closed, not killed: they come back below
 	}
-	waitFor(t, 10*time.Second, "the leader to step down", func() error {
-		if c.nodes[l].isLeader() {
-			return errors.New("still leading")
-		}
-		return nil
-	})
+	c.waitStepDown(l)
 	const hold = 1500 * time.Millisecond
 	start := time.Now()
 	_, err := c.nodes[l].Get(kv.WithLeaderHold(ctx(t), hold), "k")
@@ -178,38 +163,11 @@ func TestHeldRequestWaitsForALeader(t *testing.T) {
 // one goes on waiting: it needs no leader.
 func TestConsistentBlockingQueryEndsWithItsLeader(t *testing.T) {
 	c := newTestCluster(t, 3, nil)
-	l := c.leader()
-	idx := mustSet(t, c.nodes[l], "k", "v")
-	f := c.followers()[0]
-	waitFor(t, 10*time.Second, "the follower to apply the write", func() error {
-		if c.nodes[f].fsm.AppliedIndex() < idx {
-			return errors.New("behind")
-		}
-		return nil
-	})
-	block := func(stale bool) <-chan error {
-		done := make(chan error, 1)
-		go func() {
-			_, err := c.nodes[f].Read(context.Background(), kv.Query{Kind: kv.ReadGet, Key: "k", MinIndex: idx, Wait: time.Minute, Stale: stale})
-			done <- err
-		}()
-		return done
-	}
-	consistent, stale := block(false), block(true)
-	waitFor(t, 10*time.Second, "both queries to block", func() error {
-		if n := c.nodes[f].watch.Len(); n < 2 {
-			return fmt.Errorf("%d watching", n)
-		}
-		return nil
-	})
-	for i, n := range c.nodes {
-		if i != f {
-			if err := n.Kill(); err != nil {
-				t.Fatal(err)
-			}
-			c.nodes[i] = nil
-		}
-	}
+	f, idx := c.followerWith("k", "v")
+	consistent := c.blockingGet(context.Background(), f, "k", idx, false)
+	stale := c.blockingGet(context.Background(), f, "k", idx, true)
+	c.waitWatching(f, 2)
+	c.killAllBut(f)
 	select {
 	case err := <-consistent:
 		if !errors.Is(err, ErrNoLeader) {
@@ -233,37 +191,13 @@ func TestConsistentBlockingQueryEndsWithItsLeader(t *testing.T) {
 // loss, as a request that just arrived would be, not failed at once.
 func TestHeldBlockingQueryIsHeldFromTheLoss(t *testing.T) {
 	c := newTestCluster(t, 3, nil)
-	l := c.leader()
-	idx := mustSet(t, c.nodes[l], "k", "v")
-	f := c.followers()[0]
-	waitFor(t, 10*time.Second, "the follower to apply the write", func() error {
-		if c.nodes[f].fsm.AppliedIndex() < idx {
-			return errors.New("behind")
-		}
-		return nil
-	})
+	f, idx := c.followerWith("k", "v")
 	const hold = 3 * time.Second
-	done := make(chan error, 1)
-	go func() {
-		_, err := c.nodes[f].Read(kv.WithLeaderHold(context.Background(), hold), kv.Query{Kind: kv.ReadGet, Key: "k", MinIndex: idx, Wait: time.Minute})
-		done <- err
-	}()
-	waitFor(t, 10*time.Second, "the query to block", func() error {
-		if n := c.nodes[f].watch.Len(); n < 1 {
-			return fmt.Errorf("%d watching", n)
-		}
-		return nil
-	})
+	done := c.blockingGet(kv.WithLeaderHold(context.Background(), hold), f, "k", idx, false)
+	c.waitWatching(f, 1)
 	time.Sleep(hold + 500*time.Millisecond) // the query outlives its first hold: the fault's timing
 	lost := time.Now()
-	for i, n := range c.nodes {
-		if i != f {
-			if err := n.Kill(); err != nil {
-				t.Fatal(err)
-			}
-			c.nodes[i] = nil
-		}
-	}
+	c.killAllBut(f)
 	select {
 	case err := <-done:
 		if !errors.Is(err, ErrNoLeader) || time.Since(lost) < hold {
