@@ -1,48 +1,19 @@
 package client
 
 import (
-	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/raftkv/raftkv/internal/testnode"
 	"github.com/raftkv/raftkv/internal/tlsutil"
-	"github.com/raftkv/raftkv/raftstore"
 )
 
 // startNode runs a one-node raftkv cluster in this process (TLS when
 // files are given) and returns its address once it serves.
 func startNode(t *testing.T, files tlsutil.Files, verifyIncoming bool) string {
-	t.Helper()
-	s, err := raftstore.Open(raftstore.Config{
-		ID:                "n1",
-		Addr:              "127.0.0.1:0",
-		DataDir:           t.TempDir(),
-		Bootstrap:         true,
-		SmallFootprint:    true,
-		Logger:            slog.New(slog.DiscardHandler),
-		HeartbeatTimeout:  300 * time.Millisecond,
-		ElectionTimeout:   300 * time.Millisecond,
-		TLS:               files,
-		TLSVerifyIncoming: verifyIncoming,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("close the node: %v", err)
-		}
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for !s.Ready() {
-		if time.Now().After(deadline) {
-			t.Fatal("the node never became ready")
-		}
-		time.Sleep(20 * time.Millisecond) // polling, not synchronisation
-	}
-	return s.Addr()
+	return testnode.Start(t, files, verifyIncoming)
 }
 
 // pki makes a CA and certificates signed by it, as files in a temp dir.

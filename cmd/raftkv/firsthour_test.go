@@ -4,46 +4,23 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"log/slog"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/raftkv/raftkv/internal/testnode"
 	"github.com/raftkv/raftkv/internal/tlsutil"
-	"github.com/raftkv/raftkv/raftstore"
 )
 
 // What a newcomer meets in their first hour with the CLI, against a node
 // in this process.
 
-// startNode runs a one-node cluster (TLS when files are given) and returns
-// its address once it serves.
+// startNode runs a one-node cluster (TLS, with client certificates
+// demanded, when files are given) and returns its address once it serves.
 func startNode(t *testing.T, files tlsutil.Files) string {
-	t.Helper()
-	s, err := raftstore.Open(raftstore.Config{
-		ID: "n1", Addr: "127.0.0.1:0", DataDir: t.TempDir(), Bootstrap: true, SmallFootprint: true,
-		Logger:           slog.New(slog.DiscardHandler),
-		HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond,
-		TLS: files, TLSVerifyIncoming: files.CA != "",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("close the node: %v", err)
-		}
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for !s.Ready() {
-		if time.Now().After(deadline) {
-			t.Fatal("the node never became ready")
-		}
-		time.Sleep(20 * time.Millisecond) // polling, not synchronisation
-	}
-	return s.Addr()
+	return testnode.Start(t, files, files.CA != "")
 }
 
 // raftkvAt runs the CLI against endpoints and returns its exit code,
