@@ -28,15 +28,7 @@ func TestGivingUpListsEveryEndpointsAnswer(t *testing.T) {
 		http.Error(w, "node closed", http.StatusServiceUnavailable)
 	}))
 	defer busy.Close()
-	release := make(chan struct{})
-	silent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-	}))
-	defer silent.Close()
-	defer close(release)
+	silent := silentServer(t)
 	dead := deadAddr(t)
 	c, err := New(Config{Endpoints: []string{busy.URL, dead, silent.URL}, Timeout: 1500 * time.Millisecond, AttemptTimeout: 200 * time.Millisecond})
 	if err != nil {

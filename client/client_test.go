@@ -174,15 +174,7 @@ func TestGivesUpWhenTheContextEnds(t *testing.T) {
 // An endpoint that takes connections but never answers (its node cut off by
 // the network) costs one attempt timeout, then the next endpoint answers.
 func TestSilentEndpointLeftAfterAttemptTimeout(t *testing.T) {
-	release := make(chan struct{})
-	silent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-	}))
-	defer silent.Close()
-	defer close(release)
+	silent := silentServer(t)
 	good := &script{statuses: []int{404}, bodies: []string{""}}
 	b := httptest.NewServer(good)
 	defer b.Close()
@@ -258,4 +250,19 @@ func TestTxnDenialIsPermissionDenied(t *testing.T) {
 	if !errors.Is(err, kv.ErrPermissionDenied) || errors.Is(err, kv.ErrTxnFailed) || !strings.Contains(err.Error(), "op 1: Permission denied") {
 		t.Fatalf("a denied txn op: %v", err)
 	}
+}
+
+// silentServer takes connections and never answers (a node cut off by the
+// network), until the test ends.
+func silentServer(t *testing.T) *httptest.Server {
+	release := make(chan struct{})
+	silent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(silent.Close)
+	t.Cleanup(func() { close(release) }) // runs first: the handlers return, then Close
+	return silent
 }
