@@ -151,11 +151,11 @@ func run(ctx context.Context, out, logs io.Writer, port int, demo, useTLS bool) 
 	defer cancel()
 	err = waitFor(wctx, "all nodes ready voters", func() bool {
 		for _, s := range c.stores {
-			ns, err := s.Nodes()
-			if err != nil || len(ns) != nodes || !s.Ready() {
+			conf, err := s.Configuration(wctx)
+			if err != nil || len(conf.Servers) != nodes || !s.Ready() {
 				return false
 			}
-			for _, n := range ns {
+			for _, n := range conf.Servers {
 				if !n.Voter {
 					return false
 				}

@@ -7,10 +7,6 @@ import (
 	"net/http"
 )
 
-// FailpointsEnabled reports whether this binary was built with the
-// failpoints tag (fault injection for the robustness suite).
-const FailpointsEnabled = false
-
 type faults struct{}
 
 func (faults) allow(string) error                  { return nil }

@@ -12,10 +12,6 @@ import (
 	"sync"
 )
 
-// FailpointsEnabled reports whether this binary was built with the
-// failpoints tag (fault injection for the robustness suite).
-const FailpointsEnabled = true
-
 // faults blocks this node's traffic to chosen peers: new dials fail and
 // open connections are closed. Configured on both sides, it partitions two
 // nodes completely (each direction of raft and forwarding uses the

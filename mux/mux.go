@@ -2,6 +2,7 @@ package mux
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -10,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/raft"
 	"github.com/soheilhy/cmux"
 )
 
@@ -23,18 +23,26 @@ const RaftMarker byte = 0x01
 // follower sends its leader; package fwdstream).
 const ForwardMarker byte = 0x02
 
+// GroupRaftMarker starts the raft connection of a group other than group 0:
+// the group's ID follows as a uvarint, then raft's own stream. Group 0 (a
+// node's first group) keeps RaftMarker, which is how nodes of releases
+// before groups existed dial, so that they and newer nodes still talk
+// during a rolling upgrade.
+const GroupRaftMarker byte = 0x03
+
 // DefaultSniffTimeout bounds how long a new connection may take to send the
 // bytes that tell raft from HTTP.
 const DefaultSniffTimeout = 5 * time.Second
 
 // Mux serves one listener to raft and HTTP.
 type Mux struct {
-	root      net.Listener
-	cm        cmux.CMux
-	advertise net.Addr
-	logger    *slog.Logger
+	root         net.Listener
+	sniffTimeout time.Duration
+	cm           cmux.CMux
+	advertise    net.Addr
+	logger       *slog.Logger
 
-	raft    *RaftLayer
+	raft    raftGroups
 	http    *childListener
 	forward *childListener
 	faults  faults
@@ -67,8 +75,8 @@ func New(ln net.Listener, opts Options) (*Mux, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	m := &Mux{root: ln, advertise: advertise, logger: opts.Logger, tls: opts.TLS}
-	m.raft = &RaftLayer{childListener: newChild(advertise), sniffTimeout: opts.SniffTimeout, mux: m}
+	m := &Mux{root: ln, advertise: advertise, logger: opts.Logger, tls: opts.TLS, sniffTimeout: opts.SniffTimeout}
+	m.raft = raftGroups{layers: map[uint64]*RaftLayer{}}
 	m.http = newChild(ln.Addr())
 	m.forward = newChild(advertise)
 	if opts.TLS != nil {
@@ -94,16 +102,18 @@ func New(ln net.Listener, opts Options) (*Mux, error) {
 		}
 	}
 	raftLn := m.cm.Match(marked(RaftMarker))
+	groupRaftLn := m.cm.Match(marked(GroupRaftMarker))
 	forwardLn := m.cm.Match(marked(ForwardMarker))
 	// Everything that is not raft is HTTP: the HTTP server itself answers
 	// methods cmux's matcher does not know (PATCH, ...) with 405, and
 	// garbage with 400.
 	httpLn := m.cm.Match(cmux.Any())
-	m.wg.Add(4)
+	m.wg.Add(5)
 	go func() { defer m.wg.Done(); _ = m.cm.Serve() }()
-	go func() { defer m.wg.Done(); m.pump(raftLn, m.raft.childListener, m.consumeMarker(RaftMarker)) }()
-	go func() { defer m.wg.Done(); m.pump(forwardLn, m.forward, m.consumeMarker(ForwardMarker)) }()
-	go func() { defer m.wg.Done(); m.pump(httpLn, m.http, nil) }()
+	go func() { defer m.wg.Done(); m.pump(raftLn, m.raftGroupZero(RaftMarker)) }()
+	go func() { defer m.wg.Done(); m.pump(groupRaftLn, m.raftGroupNamed(GroupRaftMarker)) }()
+	go func() { defer m.wg.Done(); m.pump(forwardLn, m.marked(ForwardMarker, m.forward)) }()
+	go func() { defer m.wg.Done(); m.pump(httpLn, func(c net.Conn) { m.http.deliver(c) }) }()
 	return m, nil
 }
 
@@ -124,8 +134,13 @@ func Listen(bind string, opts Options) (*Mux, error) {
 // Addr is the advertised address.
 func (m *Mux) Addr() net.Addr { return m.advertise }
 
-// RaftLayer is the raft.StreamLayer for raft.NewNetworkTransport.
-func (m *Mux) RaftLayer() *RaftLayer { return m.raft }
+// RaftLayer is the raft.StreamLayer of one raft group, for
+// raft.NewNetworkTransport: connections peers open for that group arrive
+// here, and its Dial opens them. One layer per group at a time; closing it
+// (raft's transport does on shutdown) frees the group's ID again.
+func (m *Mux) RaftLayer(group uint64) (*RaftLayer, error) {
+	return m.raft.open(m, group)
+}
 
 // HTTPListener is the listener for the HTTP server.
 func (m *Mux) HTTPListener() net.Listener { return m.http }
@@ -137,24 +152,28 @@ func (m *Mux) ForwardListener() net.Listener { return m.forward }
 // it presents this node's certificate, as raft does.
 func (m *Mux) DialForward(ctx context.Context, addr string) (net.Conn, error) {
 	deadline, _ := ctx.Deadline()
-	return m.dialMarked(ctx, addr, ProtoForward, ForwardMarker, deadline)
+	return m.dialStream(ctx, addr, ProtoForward, ForwardMarker, nil, deadline)
 }
 
-// dialMarked opens a connection for one of the port's own streams: over
-// TLS it asks for proto by ALPN; in plaintext it writes marker first, by
-// writeDeadline if not zero.
-func (m *Mux) dialMarked(ctx context.Context, addr, proto string, marker byte, writeDeadline time.Time) (net.Conn, error) {
+// dialStream opens a connection for one of the port's own streams: over
+// TLS it asks for proto by ALPN, in plaintext it writes marker first; then
+// it writes header (if any), by writeDeadline if not zero.
+func (m *Mux) dialStream(ctx context.Context, addr, proto string, marker byte, header []byte, writeDeadline time.Time) (net.Conn, error) {
+	var c net.Conn
+	var err error
 	if m.tls != nil {
-		return m.dial(ctx, "tcp", addr, proto)
+		c, err = m.dial(ctx, "tcp", addr, proto)
+	} else {
+		c, err = m.DialContext(ctx, "tcp", addr)
+		header = append([]byte{marker}, header...)
 	}
-	c, err := m.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return nil, err
+	if err != nil || len(header) == 0 {
+		return c, err
 	}
 	_ = c.SetWriteDeadline(writeDeadline)
-	if _, err := c.Write([]byte{marker}); err != nil {
+	if _, err := c.Write(header); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("mux: write %s marker to %s: %w", proto, addr, err)
+		return nil, fmt.Errorf("mux: open %s stream to %s: %w", proto, addr, err)
 	}
 	_ = c.SetWriteDeadline(time.Time{})
 	return c, nil
@@ -169,7 +188,7 @@ func (m *Mux) Close() error {
 		if m.cm != nil {
 			m.cm.Close()
 		}
-		m.raft.Close()
+		m.raft.closeAll()
 		m.http.Close()
 		m.forward.Close()
 		m.wg.Wait()
@@ -180,10 +199,10 @@ func (m *Mux) Close() error {
 	return nil
 }
 
-// pump moves matched connections from a cmux listener to ours, running
-// prepare (if any) on each in its own goroutine so a slow connection does
-// not hold up the others.
-func (m *Mux) pump(from net.Listener, to *childListener, prepare func(net.Conn) error) {
+// pump moves matched connections from a cmux listener to their side, each
+// handed over in its own goroutine so that a slow connection (one still
+// sending its marker) does not hold up the others.
+func (m *Mux) pump(from net.Listener, hand func(net.Conn)) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
@@ -191,20 +210,54 @@ func (m *Mux) pump(from net.Listener, to *childListener, prepare func(net.Conn) 
 		if err != nil {
 			return
 		}
-		if prepare == nil {
-			to.deliver(c)
-			continue
-		}
 		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := prepare(c); err != nil {
-				m.logger.Debug("mux: dropping a marked connection", "remote", c.RemoteAddr(), "err", err)
-				c.Close()
-				return
-			}
-			to.deliver(c)
-		}()
+		go func() { defer wg.Done(); hand(c) }()
+	}
+}
+
+// drop closes a connection that could not be handed over.
+func (m *Mux) drop(c net.Conn, err error) {
+	m.logger.Debug("mux: dropping a connection", "remote", c.RemoteAddr(), "err", err)
+	c.Close()
+}
+
+// marked strips marker (cmux replays what it matched on) and delivers the
+// connection to l.
+func (m *Mux) marked(marker byte, l *childListener) func(net.Conn) {
+	return func(c net.Conn) {
+		if err := m.consumeMarker(c, marker); err != nil {
+			m.drop(c, err)
+			return
+		}
+		l.deliver(c)
+	}
+}
+
+// raftGroupZero hands a connection that carries no group ID to group 0.
+func (m *Mux) raftGroupZero(marker byte) func(net.Conn) {
+	return func(c net.Conn) {
+		if err := m.consumeMarker(c, marker); err != nil {
+			m.drop(c, err)
+			return
+		}
+		m.raft.deliver(m, c, 0)
+	}
+}
+
+// raftGroupNamed reads the group ID after the marker and hands the
+// connection to that group.
+func (m *Mux) raftGroupNamed(marker byte) func(net.Conn) {
+	return func(c net.Conn) {
+		err := m.consumeMarker(c, marker)
+		var group uint64
+		if err == nil {
+			group, err = m.readGroup(c)
+		}
+		if err != nil {
+			m.drop(c, err)
+			return
+		}
+		m.raft.deliver(m, c, group)
 	}
 }
 
@@ -264,37 +317,35 @@ func (l *childListener) deliver(c net.Conn) {
 	}
 }
 
-// RaftLayer implements raft.StreamLayer over the shared port.
-type RaftLayer struct {
-	*childListener
-	sniffTimeout time.Duration
-	mux          *Mux
-}
-
-var _ raft.StreamLayer = (*RaftLayer)(nil)
-
-// Dial opens a raft connection to a peer's shared port.
-func (l *RaftLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), max(timeout, time.Second))
-	defer cancel()
-	var writeDeadline time.Time
-	if timeout > 0 {
-		writeDeadline = time.Now().Add(timeout)
-	}
-	return l.mux.dialMarked(ctx, string(address), ProtoRaft, RaftMarker, writeDeadline)
-}
-
 // consumeMarker strips the marker byte that cmux replays after matching.
-func (m *Mux) consumeMarker(marker byte) func(net.Conn) error {
-	return func(c net.Conn) error {
-		_ = c.SetReadDeadline(time.Now().Add(m.raft.sniffTimeout))
-		var b [1]byte
-		if _, err := io.ReadFull(c, b[:]); err != nil {
-			return err
-		}
-		if b[0] != marker {
-			return fmt.Errorf("bad marker byte %#x", b[0])
-		}
-		return c.SetReadDeadline(time.Time{})
+func (m *Mux) consumeMarker(c net.Conn, marker byte) error {
+	_ = c.SetReadDeadline(time.Now().Add(m.sniffTimeout))
+	var b [1]byte
+	if _, err := io.ReadFull(c, b[:]); err != nil {
+		return err
 	}
+	if b[0] != marker {
+		return fmt.Errorf("bad marker byte %#x", b[0])
+	}
+	return c.SetReadDeadline(time.Time{})
+}
+
+// readGroup reads the uvarint group ID a grouped raft connection starts
+// with, byte by byte (what follows is raft's, and must stay unread).
+func (m *Mux) readGroup(c net.Conn) (uint64, error) {
+	_ = c.SetReadDeadline(time.Now().Add(m.sniffTimeout))
+	var buf [binary.MaxVarintLen64]byte
+	for i := range buf {
+		if _, err := io.ReadFull(c, buf[i:i+1]); err != nil {
+			return 0, fmt.Errorf("read group ID: %w", err)
+		}
+		if buf[i] < 0x80 {
+			group, n := binary.Uvarint(buf[:i+1])
+			if n <= 0 {
+				return 0, errors.New("bad group ID")
+			}
+			return group, c.SetReadDeadline(time.Time{})
+		}
+	}
+	return 0, errors.New("group ID too long")
 }

@@ -27,50 +27,71 @@ func startNode(t *testing.T) *node {
 	return serveNode(t, m)
 }
 
-// serveNode runs a raft transport answering every RPC and an HTTP server
-// answering "pong" on m.
+// serveNode runs group 0's raft transport, answering every RPC with term
+// 7, and an HTTP server answering "pong" on m.
 func serveNode(t *testing.T, m *Mux) *node {
 	t.Helper()
 	n := &node{mux: m}
-	n.trans = raft.NewNetworkTransport(m.RaftLayer(), 3, 2*time.Second, io.Discard)
+	n.trans = serveGroup(t, m, 0, 7)
 	n.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "pong")
 	}), ReadHeaderTimeout: 2 * time.Second}
 	served := make(chan struct{})
 	go func() { defer close(served); n.srv.Serve(m.HTTPListener()) }()
-	stop, answered := make(chan struct{}), make(chan struct{})
 	t.Cleanup(func() {
-		close(stop)
-		<-answered
-		n.trans.CloseStreams() // pooled outgoing connections: the peer's handlers end
-		n.trans.Close()
 		n.srv.Close()
 		m.Close()
 		<-served
 	})
-	// Answer every raft RPC this node receives (the transport never closes
-	// its consumer channel, hence stop).
+	return n
+}
+
+// serveGroup runs a raft transport for group on m that answers every RPC
+// with term.
+func serveGroup(t *testing.T, m *Mux, group, term uint64) *raft.NetworkTransport {
+	t.Helper()
+	layer, err := m.RaftLayer(group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trans := raft.NewNetworkTransport(layer, 3, 2*time.Second, io.Discard)
+	stop, answered := make(chan struct{}), make(chan struct{})
+	t.Cleanup(func() {
+		close(stop)
+		<-answered
+		trans.CloseStreams() // pooled outgoing connections: the peer's handlers end
+		trans.Close()
+	})
+	// Answer every raft RPC (the transport never closes its consumer
+	// channel, hence stop).
 	go func() {
 		defer close(answered)
 		for {
 			select {
-			case rpc := <-n.trans.Consumer():
-				rpc.Respond(&raft.AppendEntriesResponse{Term: 7, Success: true}, nil)
+			case rpc := <-trans.Consumer():
+				rpc.Respond(&raft.AppendEntriesResponse{Term: term, Success: true}, nil)
 			case <-stop:
 				return
 			}
 		}
 	}()
-	return n
+	return trans
 }
 
 func appendEntries(from, to *node) error {
-	var resp raft.AppendEntriesResponse
-	err := from.trans.AppendEntries("peer", raft.ServerAddress(to.mux.Addr().String()), &raft.AppendEntriesRequest{Term: 7}, &resp)
-	if err == nil && (!resp.Success || resp.Term != 7) {
-		return io.ErrUnexpectedEOF
-	}
+	_, err := appendEntriesTerm(from.trans, to)
 	return err
+}
+
+// appendEntriesTerm sends an AppendEntries on trans to to's port and
+// returns the term that answered (which tells the group that did).
+func appendEntriesTerm(trans *raft.NetworkTransport, to *node) (uint64, error) {
+	var resp raft.AppendEntriesResponse
+	err := trans.AppendEntries("peer", raft.ServerAddress(to.mux.Addr().String()), &raft.AppendEntriesRequest{Term: 7}, &resp)
+	if err == nil && !resp.Success {
+		return 0, io.ErrUnexpectedEOF
+	}
+	return resp.Term, err
 }
 
 func httpGet(n *node) error {
@@ -112,6 +133,9 @@ func TestClosingRaftLeavesHTTPServing(t *testing.T) {
 	}
 	if err := b.trans.Close(); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := b.mux.RaftLayer(0); err != nil {
+		t.Fatalf("group 0's layer not freed by its transport's Close: %v", err)
 	}
 	if err := httpGet(b); err != nil {
 		t.Fatalf("HTTP after closing raft: %v", err)
@@ -178,7 +202,81 @@ func TestAdvertiseAddress(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	if m.RaftLayer().Addr().String() != "127.0.0.1:7000" {
-		t.Fatalf("raft layer Addr = %s", m.RaftLayer().Addr())
+	layer, err := m.RaftLayer(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if layer.Addr().String() != "127.0.0.1:7000" {
+		t.Fatalf("raft layer Addr = %s", layer.Addr())
 	}
 }
+
+// Several raft groups share the port: each group's connections reach that
+// group's transport only, a connection for a group the node does not run
+// is closed, and group 0 is reached by the marker of releases before
+// groups (no group ID), so that older nodes still talk to newer ones.
+func TestRaftGroupsShareOnePort(t *testing.T) {
+	testRaftGroups(t, startNode)
+}
+
+func testRaftGroups(t *testing.T, start func(*testing.T) *node) {
+	a, b := start(t), start(t)
+	serveGroup(t, b.mux, 5, 50)
+	serveGroup(t, b.mux, 1<<40, 60) // a multi-byte uvarint
+	if _, err := b.mux.RaftLayer(5); err == nil {
+		t.Fatal("a second layer for group 5 was handed out")
+	}
+	for _, c := range []struct {
+		group, term uint64
+	}{{0, 7}, {5, 50}, {1 << 40, 60}} {
+		trans := a.trans
+		if c.group != 0 {
+			trans = serveGroup(t, a.mux, c.group, 0)
+		}
+		term, err := appendEntriesTerm(trans, b)
+		if err != nil || term != c.term {
+			t.Fatalf("group %d: answered by term %d (%v), want %d", c.group, term, err, c.term)
+		}
+	}
+	if _, err := appendEntriesTerm(serveGroup(t, a.mux, 9, 0), b); err == nil {
+		t.Fatal("an RPC for a group b does not run was answered")
+	}
+}
+
+// A peer of a release before groups opens group 0's connections with the
+// bare marker and nothing else.
+func TestRaftGroupZeroLegacyMarker(t *testing.T) {
+	b := startNode(t)
+	c, err := net.Dial("tcp", b.mux.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte{RaftMarker}); err != nil {
+		t.Fatal(err)
+	}
+	legacy := raft.NewNetworkTransport(&fixedConnLayer{conn: c, closed: make(chan struct{})}, 1, 2*time.Second, io.Discard)
+	defer legacy.Close()
+	var resp raft.AppendEntriesResponse
+	if err := legacy.AppendEntries("peer", "b", &raft.AppendEntriesRequest{Term: 7}, &resp); err != nil || resp.Term != 7 {
+		t.Fatalf("legacy group-0 connection: term %d, %v", resp.Term, err)
+	}
+}
+
+// fixedConnLayer dials one connection that is already open (and marked).
+type fixedConnLayer struct {
+	conn   net.Conn
+	used   bool
+	closed chan struct{}
+}
+
+func (l *fixedConnLayer) Dial(raft.ServerAddress, time.Duration) (net.Conn, error) {
+	if l.used {
+		return nil, io.EOF
+	}
+	l.used = true
+	return l.conn, nil
+}
+func (l *fixedConnLayer) Accept() (net.Conn, error) { <-l.closed; return nil, net.ErrClosed }
+func (l *fixedConnLayer) Close() error              { close(l.closed); return nil }
+func (l *fixedConnLayer) Addr() net.Addr            { return l.conn.LocalAddr() }

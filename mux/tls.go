@@ -20,6 +20,10 @@ import (
 // handshake and is closed.
 const ProtoRaft = "raftkv-raft"
 
+// ProtoGroupRaft is the raft stream of a group other than group 0: the
+// group's ID follows the handshake as a uvarint (see GroupRaftMarker).
+const ProtoGroupRaft = "raftkv-raft-group"
+
 // ProtoForward is the forwarding stream's (package fwdstream).
 const ProtoForward = "raftkv-forward"
 
@@ -38,6 +42,7 @@ type TLS struct {
 // a certificate signed by the CA; an HTTP client must when VerifyIncoming.
 func (t *TLS) serverConfig() *tls.Config {
 	raftCfg := t.Store.Server(true, []string{ProtoRaft})
+	groupRaftCfg := t.Store.Server(true, []string{ProtoGroupRaft})
 	forwardCfg := t.Store.Server(true, []string{ProtoForward})
 	httpCfg := t.Store.Server(t.VerifyIncoming, httpProtos)
 	return &tls.Config{
@@ -45,6 +50,9 @@ func (t *TLS) serverConfig() *tls.Config {
 		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 			if slices.Contains(hello.SupportedProtos, ProtoRaft) {
 				return raftCfg.GetConfigForClient(hello)
+			}
+			if slices.Contains(hello.SupportedProtos, ProtoGroupRaft) {
+				return groupRaftCfg.GetConfigForClient(hello)
 			}
 			if slices.Contains(hello.SupportedProtos, ProtoForward) {
 				return forwardCfg.GetConfigForClient(hello)
@@ -83,7 +91,14 @@ func (m *Mux) serveTLS(t *TLS, handshakeTimeout time.Duration) {
 			_ = tc.SetDeadline(time.Time{})
 			switch tc.ConnectionState().NegotiatedProtocol {
 			case ProtoRaft:
-				m.raft.deliver(tc)
+				m.raft.deliver(m, tc, 0)
+			case ProtoGroupRaft:
+				group, err := m.readGroup(tc)
+				if err != nil {
+					m.drop(tc, err)
+					return
+				}
+				m.raft.deliver(m, tc, group)
 			case ProtoForward:
 				m.forward.deliver(tc)
 			default:

@@ -104,3 +104,12 @@ func TestTLSPort(t *testing.T) {
 		t.Fatal("a node with a foreign CA's certificate reached raft")
 	}
 }
+
+// Groups share the port over TLS too (ALPN, then the group ID).
+func TestTLSRaftGroups(t *testing.T) {
+	ca, err := tlsutil.CreateCA("test", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testRaftGroups(t, func(t *testing.T) *node { return startTLSNode(t, tlsFiles(t, ca, "n"), false) })
+}

@@ -11,9 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
-	dto "github.com/prometheus/client_model/go"
-
+	"github.com/raftkv/raftkv/internal/testsupport"
 	"github.com/raftkv/raftkv/kv"
 )
 
@@ -114,7 +112,7 @@ func (c *testCluster) killAllBut(keep int) {
 func (c *testCluster) waitStepDown(i int) {
 	c.t.Helper()
 	waitFor(c.t, 10*time.Second, "the leader to step down", func() error {
-		if c.nodes[i].isLeader() {
+		if c.nodes[i].group.IsLeader() {
 			return errors.New("still leading")
 		}
 		return nil
@@ -128,7 +126,7 @@ func (c *testCluster) followerWith(key, value string) (f int, idx uint64) {
 	idx = mustSet(c.t, c.nodes[c.leader()], key, value)
 	f = c.followers()[0]
 	waitFor(c.t, 10*time.Second, "the follower to apply the write", func() error {
-		if c.nodes[f].fsm.AppliedIndex() < idx {
+		if c.nodes[f].group.AppliedIndex() < idx {
 			return errors.New("behind")
 		}
 		return nil
@@ -152,28 +150,14 @@ func (c *testCluster) blockingGet(ctx context.Context, i int, key string, idx ui
 func (c *testCluster) waitWatching(i, n int) {
 	c.t.Helper()
 	waitFor(c.t, 10*time.Second, "the queries to block", func() error {
-		if got := c.nodes[i].watch.Len(); got < n {
+		if got := c.nodes[i].group.BlockingQueries(); got < n {
 			return fmt.Errorf("%d watching", got)
 		}
 		return nil
 	})
 }
 
-// waitFor polls cond until it returns nil or the deadline passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s: %v", timeout, what, err)
-		}
-		time.Sleep(20 * time.Millisecond) // polling interval, not synchronisation
-	}
-}
+var waitFor = testsupport.WaitFor
 
 func (c *testCluster) waitVoters(n int) {
 	c.t.Helper()
@@ -208,7 +192,7 @@ func (c *testCluster) leader() int {
 	idx := -1
 	waitFor(c.t, 20*time.Second, "a leader", func() error {
 		for i, s := range c.nodes {
-			if s != nil && s.isLeader() {
+			if s != nil && s.group.IsLeader() {
 				idx = i
 				return nil
 			}
@@ -297,8 +281,8 @@ func TestWriteThroughFollowerReadOnOtherFollower(t *testing.T) {
 	// Every forwarded write went over the forwarding stream, none by HTTP.
 	for _, i := range f {
 		n := c.nodes[i]
-		streamed := testutil.ToFloat64(n.metrics.forwarded.WithLabelValues("apply"))
-		byHTTP := testutil.ToFloat64(n.metrics.forwarded.WithLabelValues("apply_http"))
+		streamed := forwardedCount(t, n, "apply")
+		byHTTP := forwardedCount(t, n, "apply_http")
 		if byHTTP != 0 || streamed == 0 {
 			t.Fatalf("%s forwarded %v writes, %v of them by HTTP", n.ID(), streamed, byHTTP)
 		}
@@ -348,11 +332,7 @@ func TestLeaderFailover(t *testing.T) {
 		if n == nil {
 			continue
 		}
-		var m dto.Metric
-		if err := n.metrics.failover.Write(&m); err != nil {
-			t.Fatal(err)
-		}
-		if h := m.GetHistogram(); h.GetSampleCount() != 1 || h.GetSampleSum() <= 0 {
+		if h := histogram(t, n, "raftkv_failover_seconds"); h.GetSampleCount() != 1 || h.GetSampleSum() <= 0 {
 			t.Fatalf("node %d: failover histogram count %d sum %v, want one positive sample", i, h.GetSampleCount(), h.GetSampleSum())
 		}
 	}
@@ -446,7 +426,7 @@ func TestLaggingNodeInstallsSnapshot(t *testing.T) {
 	}
 	// Wait until the leader has compacted past what the stopped node has.
 	waitFor(t, 20*time.Second, "leader log compaction", func() error {
-		first, err := c.nodes[l].logStore.FirstIndex()
+		first, err := c.nodes[l].group.FirstLogIndex()
 		if err != nil {
 			return err
 		}

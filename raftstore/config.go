@@ -7,9 +7,8 @@ import (
 	"net"
 	"time"
 
-	wal "github.com/hashicorp/raft-wal"
-
 	"github.com/raftkv/raftkv/internal/diskguard"
+	"github.com/raftkv/raftkv/internal/group"
 	"github.com/raftkv/raftkv/internal/logstore"
 	"github.com/raftkv/raftkv/internal/tlsutil"
 	"github.com/raftkv/raftkv/kv"
@@ -121,21 +120,39 @@ type Config struct {
 // change.
 type TLSFiles = tlsutil.Files
 
-func (c *Config) tlsOn() bool { return c.TLS != (TLSFiles{}) }
-
 // walSegmentBytes is the size of the WAL's segments.
 func (c *Config) walSegmentBytes() int64 {
-	if c.RaftWALSegmentBytes > 0 {
-		return int64(c.RaftWALSegmentBytes)
-	}
-	return int64(wal.DefaultSegmentSize)
+	return c.groupConfig(0, c.DataDir, nil).WALSegmentBytes()
 }
 
-// autopilotInterval is how often the leader re-checks the health of the
-// servers and promotes stable non-voters: often enough that a short
-// stabilization time (tests) is not dominated by it.
-func (c *Config) autopilotInterval() time.Duration {
-	return min(max(c.ServerStabilizationTime/4, 50*time.Millisecond), time.Second)
+// groupConfig is the configuration of the node's group id, in dir.
+func (c *Config) groupConfig(id uint64, dir string, disk *diskguard.Guard) *group.Config {
+	return &group.Config{
+		ID:                      id,
+		DataDir:                 dir,
+		Bootstrap:               c.Bootstrap,
+		Join:                    c.Join,
+		ReadReplica:             c.ReadReplica,
+		Recover:                 c.Recover,
+		MaxValueBytes:           c.MaxValueBytes,
+		Logger:                  c.Logger,
+		SmallFootprint:          c.SmallFootprint,
+		Disk:                    disk,
+		HeartbeatTimeout:        c.HeartbeatTimeout,
+		ElectionTimeout:         c.ElectionTimeout,
+		LeaderLeaseTimeout:      c.LeaderLeaseTimeout,
+		SnapshotInterval:        c.SnapshotInterval,
+		SnapshotThreshold:       c.SnapshotThreshold,
+		TrailingLogs:            c.TrailingLogs,
+		ApplyTimeout:            c.ApplyTimeout,
+		SessionTTLMin:           c.SessionTTLMin,
+		ServerStabilizationTime: c.ServerStabilizationTime,
+		RaftLogStore:            c.RaftLogStore,
+		RaftWALSegmentBytes:     c.RaftWALSegmentBytes,
+		ACLDefaultPolicy:        c.ACLDefaultPolicy,
+		ACLInitialManagement:    c.ACLInitialManagement,
+		ACLToken:                c.ACLToken,
+	}
 }
 
 // Default raft timing: a follower calls an election after 0.5–1.5 s without

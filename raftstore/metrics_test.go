@@ -13,7 +13,7 @@ import (
 // keyed by name and labels.
 func gathered(t *testing.T, s *RaftStore) map[string]float64 {
 	t.Helper()
-	mfs, err := s.metrics.registry.Gather()
+	mfs, err := s.group.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +40,7 @@ func TestRaftGauges(t *testing.T) {
 	}
 	f := c.followers()[0]
 	waitFor(t, 10*time.Second, "the follower to apply the write", func() error {
-		if c.nodes[f].fsm.AppliedIndex() < c.nodes[l].fsm.AppliedIndex() {
+		if c.nodes[f].group.AppliedIndex() < c.nodes[l].group.AppliedIndex() {
 			return fmt.Errorf("behind")
 		}
 		return nil
@@ -87,7 +87,7 @@ func TestRaftGauges(t *testing.T) {
 		t.Fatalf("per-peer series on the leader: %d", peers)
 	}
 	// No metric carries a node ID in its name.
-	mfs, _ := c.nodes[l].metrics.registry.Gather()
+	mfs, _ := c.nodes[l].group.Registry().Gather()
 	for _, mf := range mfs {
 		for _, n := range []string{"_n1", "_n2", "_n3"} {
 			if strings.HasSuffix(mf.GetName(), n) {
@@ -100,7 +100,7 @@ func TestRaftGauges(t *testing.T) {
 // hasMetric says whether a node's registry has a series named name.
 func hasMetric(t *testing.T, s *RaftStore, name string) bool {
 	t.Helper()
-	mfs, err := s.metrics.registry.Gather()
+	mfs, err := s.group.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,4 +110,41 @@ func hasMetric(t *testing.T, s *RaftStore, name string) bool {
 		}
 	}
 	return false
+}
+
+// forwardedCount is raftkv_forwarded_requests_total{kind} of a node.
+func forwardedCount(t *testing.T, s *RaftStore, kind string) float64 {
+	t.Helper()
+	mfs, err := s.group.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "raftkv_forwarded_requests_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "kind" && l.GetValue() == kind {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// histogram is a node's histogram named name (nil if it has none).
+func histogram(t *testing.T, s *RaftStore, name string) *dto.Histogram {
+	t.Helper()
+	mfs, err := s.group.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetHistogram()
+		}
+	}
+	return nil
 }

@@ -31,7 +31,11 @@ func TestSnapshotSaveOnOneClusterRestoreOnAnother(t *testing.T) {
 		mustSet(t, b.nodes[lb], "b-only/"+strconv.Itoa(i), "gone after restore")
 	}
 	mustSet(t, b.nodes[lb], "app/000", "overwritten by restore")
-	_, before, _ := b.nodes[lb].fsm.List("")
+	res, err := b.nodes[lb].Read(ctx(t), kv.Query{Kind: kv.ReadList})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := res.Index
 
 	// Garbage is refused and changes nothing.
 	if err := b.nodes[lb].RestoreSnapshot(ctx(t), bytes.NewReader([]byte("not a snapshot"))); err == nil {

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/raftkv/raftkv/internal/tlsutil"
 )
 
@@ -57,7 +56,7 @@ func TestClusterOverTLS(t *testing.T) {
 	if _, err := f.Set(ctx(t), "k", []byte("over tls")); err != nil {
 		t.Fatalf("a write forwarded over TLS: %v", err)
 	}
-	if n := testutil.ToFloat64(f.metrics.forwarded.WithLabelValues("apply_http")); n != 0 {
+	if n := forwardedCount(t, f, "apply_http"); n != 0 {
 		t.Fatalf("%v writes forwarded by HTTP, not on the TLS forwarding stream", n)
 	}
 	if e, err := c.nodes[c.followers()[1]].Get(ctx(t), "k"); err != nil || string(e.Value) != "over tls" {

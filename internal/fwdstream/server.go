@@ -16,11 +16,13 @@ import (
 
 // Node is what the server needs of the node it runs on.
 type Node interface {
-	// ApplyForwarded proposes a write sent by another node, or refuses
-	// with kv.ErrNoLeader when this node is not the leader.
-	ApplyForwarded(ctx context.Context, cmd *kv.Command) (*kv.Result, error)
-	// MaxValueBytes bounds a forwarded command's size.
-	MaxValueBytes() int
+	// ApplyForwarded proposes a write sent by another node to the raft
+	// group it names (the command in the state machine's encoding, checked
+	// by the group), or refuses with kv.ErrNoLeader when this node does not
+	// lead that group.
+	ApplyForwarded(ctx context.Context, group uint64, command []byte) (*kv.Result, error)
+	// MaxCommandBytes bounds a forwarded command's size.
+	MaxCommandBytes() int
 	// AuthorizePeer: may the other end (its TLS state, nil without TLS,
 	// and the secret of its hello) forward writes here?
 	AuthorizePeer(state *tls.ConnectionState, secret string) error
@@ -117,8 +119,9 @@ func (s *Server) serve(c net.Conn) {
 		return
 	}
 	cur := cursor{b: body}
-	if v := cur.uvarint(); cur.err != nil || v != version {
-		s.ack(c, kv.Code(kv.ErrInvalid), fmt.Sprintf("unsupported forwarding protocol version %d", v))
+	peerVersion := cur.uvarint()
+	if cur.err != nil || (peerVersion != version && peerVersion != versionUngrouped) {
+		s.ack(c, kv.Code(kv.ErrInvalid), fmt.Sprintf("unsupported forwarding protocol version %d", peerVersion))
 		return
 	}
 	secret := string(cur.rest())
@@ -153,7 +156,7 @@ func (s *Server) serve(c net.Conn) {
 		<-writerDone
 	}()
 
-	limit := kv.MaxTxnOps*(s.node.MaxValueBytes()+kv.MaxKeyBytes+64) + 4096
+	limit := s.node.MaxCommandBytes() + 64
 	for {
 		kind, body, err := readFrame(r, limit)
 		if err != nil || kind != kindRequest {
@@ -161,6 +164,10 @@ func (s *Server) serve(c net.Conn) {
 		}
 		cur := cursor{b: body}
 		id, timeout := cur.uvarint(), cur.uvarint()
+		var group uint64
+		if peerVersion != versionUngrouped {
+			group = cur.uvarint()
+		}
 		encoded := cur.rest()
 		if cur.err != nil {
 			return
@@ -179,27 +186,20 @@ func (s *Server) serve(c net.Conn) {
 		requests.Add(1)
 		go func() {
 			defer requests.Done()
-			res, err := s.apply(ctx, encoded, timeout)
+			res, err := s.apply(ctx, group, encoded, timeout)
 			answer(out, ctx.Done(), id, res, err)
 		}()
 	}
 }
 
-func (s *Server) apply(ctx context.Context, encoded []byte, timeoutMs uint64) (*kv.Result, error) {
-	cmd, err := fsm.DecodeCommand(encoded)
-	if err == nil {
-		err = cmd.Validate(s.node.MaxValueBytes())
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%w: forwarded command: %v", kv.ErrInvalid, err)
-	}
+func (s *Server) apply(ctx context.Context, group uint64, encoded []byte, timeoutMs uint64) (*kv.Result, error) {
 	d := s.fallback
 	if timeoutMs > 0 {
 		d = time.Duration(timeoutMs) * time.Millisecond
 	}
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	return s.node.ApplyForwarded(ctx, cmd)
+	return s.node.ApplyForwarded(ctx, group, encoded)
 }
 
 // answer queues the answer to request id: its result, or its error by

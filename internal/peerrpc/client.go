@@ -13,16 +13,17 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/raftkv/raftkv/fsm"
 	"github.com/raftkv/raftkv/internal/autopilot"
 	"github.com/raftkv/raftkv/internal/reqtrace"
 	"github.com/raftkv/raftkv/kv"
 )
 
-// Client calls other nodes over pooled keep-alive connections.
+// Client calls other nodes over pooled keep-alive connections, for one
+// raft group (see Group).
 type Client struct {
 	hc     *http.Client
 	secret func() string
+	group  uint64
 }
 
 // SecretHeader carries the node-to-node credential when there is no TLS
@@ -38,6 +39,14 @@ func NewClient(dial func(ctx context.Context, network, addr string) (net.Conn, e
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,
 	}}}
+}
+
+// Group is a client for the calls of another raft group, sharing c's
+// connections.
+func (c *Client) Group(group uint64) *Client {
+	g := *c
+	g.group = group
+	return &g
 }
 
 // HTTP is the pooled client, for calls to the public API of a peer.
@@ -59,6 +68,9 @@ func (c *Client) call(ctx context.Context, method, addr, path string, body io.Re
 	req.ContentLength = size
 	if sec := c.secret(); sec != "" {
 		req.Header.Set(SecretHeader, sec)
+	}
+	if c.group != 0 {
+		req.Header.Set(GroupHeader, strconv.FormatUint(c.group, 10))
 	}
 	if d, ok := ctx.Deadline(); ok {
 		req.Header.Set(timeoutHeader, strconv.FormatInt(max(time.Until(d).Milliseconds(), 1), 10))
@@ -104,9 +116,9 @@ func repeatable(err error) error {
 	return err
 }
 
-// Apply forwards a write to the leader at addr.
-func (c *Client) Apply(ctx context.Context, addr string, cmd *kv.Command) (*kv.Result, error) {
-	body := fsm.EncodeCommand(cmd)
+// Apply forwards a write (in the state machine's encoding) to the leader
+// at addr.
+func (c *Client) Apply(ctx context.Context, addr string, body []byte) (*kv.Result, error) {
 	out, err := c.call(ctx, http.MethodPost, addr, "apply", bytes.NewReader(body), int64(len(body)))
 	if err != nil {
 		return nil, err

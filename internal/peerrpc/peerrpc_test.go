@@ -3,6 +3,7 @@ package peerrpc
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http/httptest"
@@ -12,6 +13,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/raftkv/raftkv/fsm"
 	"github.com/raftkv/raftkv/internal/autopilot"
 	"github.com/raftkv/raftkv/kv"
 )
@@ -23,7 +25,14 @@ type fakeNode struct {
 	asker  *Voucher
 }
 
-func (f *fakeNode) ApplyForwarded(ctx context.Context, cmd *kv.Command) (*kv.Result, error) {
+func (f *fakeNode) ApplyForwarded(ctx context.Context, command []byte) (*kv.Result, error) {
+	cmd, err := fsm.DecodeCommand(command)
+	if err == nil {
+		err = cmd.Validate(1024)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", kv.ErrInvalid, err)
+	}
 	if !f.leader {
 		return nil, kv.ErrNoLeader
 	}
@@ -62,27 +71,41 @@ func (f *fakeNode) Stats() autopilot.Stats { return autopilot.Stats{LastTerm: 3,
 func (f *fakeNode) AutopilotHealth() (kv.AutopilotHealth, error) {
 	return kv.AutopilotHealth{Healthy: true, FailureTolerance: 1}, nil
 }
-func (f *fakeNode) MaxValueBytes() int { return 1024 }
+func (f *fakeNode) MaxCommandBytes() int { return 64 << 10 }
+
+// groups serves node as group 0 and other as group 7.
+func groups(node, other *fakeNode) Groups {
+	return func(group uint64) (Node, error) {
+		switch group {
+		case 0:
+			return node, nil
+		case 7:
+			return other, nil
+		}
+		return nil, fmt.Errorf("%w: no group %d here", kv.ErrNoLeader, group)
+	}
+}
 
 // Every call round-trips its answer, and errors come back as the same
 // sentinels.
 func TestProtocol(t *testing.T) {
 	node := &fakeNode{leader: true}
-	srv := httptest.NewServer(Handler(node, time.Second, time.Second))
+	other := &fakeNode{leader: true}
+	srv := httptest.NewServer(Handler(groups(node, other), time.Second, time.Second))
 	defer srv.Close()
 	c := NewClient((&net.Dialer{}).DialContext, func() string { return "" })
 	defer c.Close()
 	addr := strings.TrimPrefix(srv.URL, "http://")
 	ctx := context.Background()
 
-	if res, err := c.Apply(ctx, addr, &kv.Command{Ops: []kv.Op{{Verb: kv.VerbSet, Key: "k", Value: []byte("v")}}}); err != nil || res.Index != 9 {
+	if res, err := c.Apply(ctx, addr, fsm.EncodeCommand(&kv.Command{Ops: []kv.Op{{Verb: kv.VerbSet, Key: "k", Value: []byte("v")}}})); err != nil || res.Index != 9 {
 		t.Fatalf("apply: %+v %v", res, err)
 	}
-	if _, err := c.Apply(ctx, addr, &kv.Command{Ops: []kv.Op{{Verb: kv.VerbSet, Key: ""}}}); !errors.Is(err, kv.ErrInvalid) {
+	if _, err := c.Apply(ctx, addr, fsm.EncodeCommand(&kv.Command{Ops: []kv.Op{{Verb: kv.VerbSet, Key: ""}}})); !errors.Is(err, kv.ErrInvalid) {
 		t.Fatalf("an invalid forwarded command: %v", err)
 	}
 	node.leader = false
-	if _, err := c.Apply(ctx, addr, &kv.Command{Ops: []kv.Op{{Verb: kv.VerbSet, Key: "k"}}}); !errors.Is(err, kv.ErrNoLeader) {
+	if _, err := c.Apply(ctx, addr, fsm.EncodeCommand(&kv.Command{Ops: []kv.Op{{Verb: kv.VerbSet, Key: "k"}}})); !errors.Is(err, kv.ErrNoLeader) {
 		t.Fatalf("apply on a non-leader: %v", err)
 	}
 	if idx, err := c.ReadIndex(ctx, addr, Voucher{ID: "n3", Term: 5}); err != nil || idx != 42 || node.asker == nil || *node.asker != (Voucher{"n3", 5}) {
@@ -112,10 +135,17 @@ func TestProtocol(t *testing.T) {
 	if h, err := c.AutopilotHealth(ctx, addr); err != nil || !h.Healthy {
 		t.Fatalf("health: %+v %v", h, err)
 	}
+	// Calls name their group: group 7's node answers group 7's client.
+	if idx, err := c.Group(7).ReadIndex(ctx, addr, Voucher{ID: "n4", Term: 6}); err != nil || idx != 42 || other.asker == nil || other.asker.ID != "n4" || node.asker.ID != "n3" {
+		t.Fatalf("group 7's read index: %d %v, asked %+v (group 0 asked %+v)", idx, err, other.asker, node.asker)
+	}
+	if _, err := c.Group(8).Stats(ctx, addr); !errors.Is(err, kv.ErrNoLeader) {
+		t.Fatalf("a group the node does not run: %v", err)
+	}
 	// Nothing listening: not sent, so not applied.
 	srv.Close()
 	c.Close() // no pooled connection left to fail after writing
-	if _, err := c.Apply(ctx, addr, &kv.Command{Ops: []kv.Op{{Verb: kv.VerbSet, Key: "k"}}}); !errors.Is(err, kv.ErrNoLeader) {
+	if _, err := c.Apply(ctx, addr, fsm.EncodeCommand(&kv.Command{Ops: []kv.Op{{Verb: kv.VerbSet, Key: "k"}}})); !errors.Is(err, kv.ErrNoLeader) {
 		t.Fatalf("apply to a closed server: %v", err)
 	}
 }

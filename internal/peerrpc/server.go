@@ -9,13 +9,16 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/raftkv/raftkv/fsm"
 	"github.com/raftkv/raftkv/internal/autopilot"
 	"github.com/raftkv/raftkv/kv"
 )
 
 // Prefix is where the protocol lives on the shared port.
 const Prefix = "/internal/v1/"
+
+// GroupHeader names the raft group a call is for; without it, group 0
+// (which is how nodes of releases before groups call).
+const GroupHeader = "X-Raftkv-Group"
 
 // timeoutHeader carries the caller's remaining time, so the receiver gives
 // up when the caller does.
@@ -53,8 +56,9 @@ type response struct {
 // runs the request here, or refuses with kv.ErrNoLeader when this node is
 // not the one that can (it never forwards).
 type Node interface {
-	// ApplyForwarded proposes a write sent by another node.
-	ApplyForwarded(ctx context.Context, cmd *kv.Command) (*kv.Result, error)
+	// ApplyForwarded proposes a write sent by another node (the command in
+	// the state machine's encoding, checked by the group).
+	ApplyForwarded(ctx context.Context, command []byte) (*kv.Result, error)
 	// ReadIndex confirms leadership (vouched for by asker, if not nil) and
 	// returns the index a read must wait for.
 	ReadIndex(ctx context.Context, asker *Voucher) (uint64, error)
@@ -66,29 +70,54 @@ type Node interface {
 	Renew(ctx context.Context, id string) (kv.Session, error)
 	Stats() autopilot.Stats
 	AutopilotHealth() (kv.AutopilotHealth, error)
-	// MaxValueBytes bounds a forwarded command's size.
-	MaxValueBytes() int
+	// MaxCommandBytes bounds a forwarded command's size.
+	MaxCommandBytes() int
 }
 
-// Handler serves the protocol for n. Calls without the caller's deadline
-// get longCall (writes, restores, membership) or shortCall (the rest).
-func Handler(n Node, longCall, shortCall time.Duration) http.Handler {
-	h := &server{n: n, long: longCall, short: shortCall}
+// Groups finds the Node of a raft group on this node, or fails with
+// kv.ErrNoLeader (nothing is done; the caller may try elsewhere).
+type Groups func(group uint64) (Node, error)
+
+// Handler serves the protocol for the groups of this node. Calls without
+// the caller's deadline get longCall (writes, restores, membership) or
+// shortCall (the rest).
+func Handler(groups Groups, longCall, shortCall time.Duration) http.Handler {
+	h := &server{groups: groups, long: longCall, short: shortCall}
 	m := http.NewServeMux()
-	m.HandleFunc("POST "+Prefix+"apply", h.apply)
-	m.HandleFunc("GET "+Prefix+"readindex", h.readIndex)
-	m.HandleFunc("GET "+Prefix+"term", h.term)
-	m.HandleFunc("POST "+Prefix+"membership", h.membership)
-	m.HandleFunc("POST "+Prefix+"restore", h.restore)
-	m.HandleFunc("PUT "+Prefix+"renew", h.renew)
-	m.HandleFunc("GET "+Prefix+"stats", h.stats)
-	m.HandleFunc("GET "+Prefix+"autopilot-health", h.autopilotHealth)
+	m.HandleFunc("POST "+Prefix+"apply", h.of(h.apply))
+	m.HandleFunc("GET "+Prefix+"readindex", h.of(h.readIndex))
+	m.HandleFunc("GET "+Prefix+"term", h.of(h.term))
+	m.HandleFunc("POST "+Prefix+"membership", h.of(h.membership))
+	m.HandleFunc("POST "+Prefix+"restore", h.of(h.restore))
+	m.HandleFunc("PUT "+Prefix+"renew", h.of(h.renew))
+	m.HandleFunc("GET "+Prefix+"stats", h.of(h.stats))
+	m.HandleFunc("GET "+Prefix+"autopilot-health", h.of(h.autopilotHealth))
 	return m
 }
 
 type server struct {
-	n           Node
+	groups      Groups
 	long, short time.Duration
+}
+
+// of runs a call on the Node of the group the request names.
+func (h *server) of(call func(n Node, w http.ResponseWriter, r *http.Request)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var group uint64
+		if v := r.Header.Get(GroupHeader); v != "" {
+			var err error
+			if group, err = strconv.ParseUint(v, 10, 64); err != nil {
+				write(w, response{}, fmt.Errorf("%w: group %q: %v", kv.ErrInvalid, v, err))
+				return
+			}
+		}
+		n, err := h.groups(group)
+		if err != nil {
+			write(w, response{}, err)
+			return
+		}
+		call(n, w, r)
+	}
 }
 
 // bound limits a handler by the caller's remaining time.
@@ -100,28 +129,19 @@ func bound(r *http.Request, fallback time.Duration) (context.Context, context.Ca
 	return context.WithTimeout(r.Context(), d)
 }
 
-func (h *server) apply(w http.ResponseWriter, r *http.Request) {
-	limit := int64(kv.MaxTxnOps*(h.n.MaxValueBytes()+kv.MaxKeyBytes+64) + 4096)
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+func (h *server) apply(n Node, w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(n.MaxCommandBytes())))
 	if err != nil {
 		write(w, response{}, fmt.Errorf("%w: read forwarded command: %v", kv.ErrInvalid, err))
 		return
 	}
-	cmd, err := fsm.DecodeCommand(body)
-	if err == nil {
-		err = cmd.Validate(h.n.MaxValueBytes())
-	}
-	if err != nil {
-		write(w, response{}, fmt.Errorf("%w: %v", kv.ErrInvalid, err))
-		return
-	}
 	ctx, cancel := bound(r, h.long)
 	defer cancel()
-	res, err := h.n.ApplyForwarded(ctx, cmd)
+	res, err := n.ApplyForwarded(ctx, body)
 	write(w, response{Result: res}, err)
 }
 
-func (h *server) readIndex(w http.ResponseWriter, r *http.Request) {
+func (h *server) readIndex(n Node, w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := bound(r, h.long)
 	defer cancel()
 	var asker *Voucher
@@ -133,16 +153,16 @@ func (h *server) readIndex(w http.ResponseWriter, r *http.Request) {
 		}
 		asker = &Voucher{ID: id, Term: term}
 	}
-	idx, err := h.n.ReadIndex(ctx, asker)
+	idx, err := n.ReadIndex(ctx, asker)
 	write(w, response{Index: idx}, err)
 }
 
-func (h *server) term(w http.ResponseWriter, r *http.Request) {
-	term, err := h.n.Term(r.URL.Query().Get("id"))
+func (h *server) term(n Node, w http.ResponseWriter, r *http.Request) {
+	term, err := n.Term(r.URL.Query().Get("id"))
 	write(w, response{Term: term}, err)
 }
 
-func (h *server) membership(w http.ResponseWriter, r *http.Request) {
+func (h *server) membership(n Node, w http.ResponseWriter, r *http.Request) {
 	var req Membership
 	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil {
 		write(w, response{}, fmt.Errorf("%w: membership request: %v", kv.ErrInvalid, err))
@@ -150,29 +170,29 @@ func (h *server) membership(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := bound(r, h.long)
 	defer cancel()
-	write(w, response{}, h.n.ChangeMembership(ctx, req))
+	write(w, response{}, n.ChangeMembership(ctx, req))
 }
 
-func (h *server) restore(w http.ResponseWriter, r *http.Request) {
+func (h *server) restore(n Node, w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := bound(r, h.long)
 	defer cancel()
-	write(w, response{}, h.n.Restore(ctx, r.Body))
+	write(w, response{}, n.Restore(ctx, r.Body))
 }
 
-func (h *server) renew(w http.ResponseWriter, r *http.Request) {
+func (h *server) renew(n Node, w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := bound(r, h.short)
 	defer cancel()
-	sess, err := h.n.Renew(ctx, r.URL.Query().Get("id"))
+	sess, err := n.Renew(ctx, r.URL.Query().Get("id"))
 	write(w, response{Session: &sess}, err)
 }
 
-func (h *server) stats(w http.ResponseWriter, _ *http.Request) {
-	st := h.n.Stats()
+func (h *server) stats(n Node, w http.ResponseWriter, _ *http.Request) {
+	st := n.Stats()
 	write(w, response{Stats: &st}, nil)
 }
 
-func (h *server) autopilotHealth(w http.ResponseWriter, _ *http.Request) {
-	health, err := h.n.AutopilotHealth()
+func (h *server) autopilotHealth(n Node, w http.ResponseWriter, _ *http.Request) {
+	health, err := n.AutopilotHealth()
 	write(w, response{Health: &health}, err)
 }
 

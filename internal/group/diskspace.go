@@ -1,4 +1,4 @@
-package raftstore
+package group
 
 import (
 	"math"
@@ -25,11 +25,11 @@ import (
 // it cannot persist a term, so the node stalls instead, as a paused node
 // would, and goes on once space is freed.
 
-// memtableFile is Badger's memtable log: created sparse at twice the
+// MemtableFiles is Badger's memtable log: created sparse at twice the
 // memtable size and written through a memory map, where a block the disk
 // cannot give is a SIGBUS. Its first 5/8 (the memtable's size and a
 // quarter) is allocated as soon as it appears.
-var memtableFile = []diskguard.Keep{{Pattern: "fsm/*.mem", Part: 5.0 / 8}}
+var MemtableFiles = []diskguard.Keep{{Pattern: "fsm/*.mem", Part: 5.0 / 8}}
 
 // spaceStore is the raft log and stable store, retrying a write that ran
 // out of space once the guard has given its reserve back.
@@ -126,7 +126,7 @@ func (f *fullDisks) fresh() []string {
 // spaceForWrite refuses a client write while the disk of this node (the
 // leader) or of a voter is full. Session destroys pass: invalidations
 // must go on, and they free what the sessions held.
-func (s *RaftStore) spaceForWrite(cmd *kv.Command) error {
+func (s *Group) spaceForWrite(cmd *kv.Command) error {
 	if onlySessionDestroys(cmd) {
 		return nil
 	}
@@ -139,7 +139,7 @@ func (s *RaftStore) spaceForWrite(cmd *kv.Command) error {
 // fullDisk names this node if its disk is full, else a voter that
 // reported a full disk, else "". The configuration is read only when a
 // report counts (it is copied on every read, and this runs on every write).
-func (s *RaftStore) fullDisk() string {
+func (s *Group) fullDisk() string {
 	if s.disk.Full() {
 		return s.id
 	}
@@ -166,7 +166,7 @@ func onlySessionDestroys(cmd *kv.Command) bool {
 
 // diskChanged holds snapshots back while the disk is full: a snapshot is a
 // copy of the whole state, which would eat the reserve.
-func (s *RaftStore) diskChanged(full bool) {
+func (s *Group) diskChanged(full bool) {
 	rc := raft.ReloadableConfig{
 		TrailingLogs:      s.cfg.TrailingLogs,
 		SnapshotInterval:  s.cfg.SnapshotInterval,

@@ -1,4 +1,4 @@
-package raftstore
+package group
 
 import (
 	"context"
@@ -24,7 +24,7 @@ import (
 // CreateSession creates a session and returns its ID. Empty fields take
 // Consul's defaults, except NodeChecks: nil means none (the HTTP API
 // applies the serfHealth default).
-func (s *RaftStore) CreateSession(ctx context.Context, spec kv.Session) (string, error) {
+func (s *Group) CreateSession(ctx context.Context, spec kv.Session) (string, error) {
 	if spec.Node == "" {
 		spec.Node = s.id
 	}
@@ -48,7 +48,7 @@ func (s *RaftStore) CreateSession(ctx context.Context, spec kv.Session) (string,
 // DestroySession invalidates a session: the keys it holds are released or
 // deleted (its behaviour) and stay under lock-delay. An unknown session is
 // not an error.
-func (s *RaftStore) DestroySession(ctx context.Context, id string) error {
+func (s *Group) DestroySession(ctx context.Context, id string) error {
 	if id == "" {
 		return kv.Errorf(kv.ErrInvalid, "Missing session")
 	}
@@ -58,7 +58,7 @@ func (s *RaftStore) DestroySession(ctx context.Context, id string) error {
 
 // RenewSession restarts a session's TTL on the leader (nothing goes through
 // the log) and returns the session.
-func (s *RaftStore) RenewSession(ctx context.Context, id string) (kv.Session, error) {
+func (s *Group) RenewSession(ctx context.Context, id string) (kv.Session, error) {
 	if id == "" {
 		return kv.Session{}, kv.Errorf(kv.ErrInvalid, "Missing session")
 	}
@@ -82,7 +82,7 @@ func (s *RaftStore) RenewSession(ctx context.Context, id string) (kv.Session, er
 // and applied everything committed: a deposed leader that does not know it
 // yet must not answer (its timers no longer count, and a session created
 // under the new leader would look missing to it).
-func (s *RaftStore) renewLocal(ctx context.Context, id string) (kv.Session, error) {
+func (s *Group) renewLocal(ctx context.Context, id string) (kv.Session, error) {
 	if err := s.linearize(ctx); err != nil {
 		return kv.Session{}, fmt.Errorf("renew: %w", err)
 	}
@@ -107,7 +107,7 @@ func (s *RaftStore) renewLocal(ctx context.Context, id string) (kv.Session, erro
 }
 
 // Sessions answers a session query (see kv.SessionQuery).
-func (s *RaftStore) Sessions(ctx context.Context, q kv.SessionQuery) (*kv.SessionResult, error) {
+func (s *Group) Sessions(ctx context.Context, q kv.SessionQuery) (*kv.SessionResult, error) {
 	leaderLost, err := s.readPoint(ctx, q.Stale)
 	if err != nil {
 		return nil, err
@@ -132,7 +132,7 @@ func (s *RaftStore) Sessions(ctx context.Context, q kv.SessionQuery) (*kv.Sessio
 // HeldKeys returns the keys each session holds (see fsm.HeldKeys),
 // linearizable unless stale. Not part of Consul's API: the web UI shows
 // what sessions hold without listing the whole keyspace.
-func (s *RaftStore) HeldKeys(ctx context.Context, stale bool) (map[string][]string, error) {
+func (s *Group) HeldKeys(ctx context.Context, stale bool) (map[string][]string, error) {
 	if !stale {
 		if err := s.linearize(ctx); err != nil {
 			return nil, err
@@ -145,7 +145,7 @@ func (s *RaftStore) HeldKeys(ctx context.Context, stale bool) (map[string][]stri
 	return held, nil
 }
 
-func (s *RaftStore) readSessions(q kv.SessionQuery) (*kv.SessionResult, error) {
+func (s *Group) readSessions(q kv.SessionQuery) (*kv.SessionResult, error) {
 	res := &kv.SessionResult{Stale: q.Stale, Sessions: []kv.Session{}}
 	var err error
 	if q.ID != "" {
@@ -164,33 +164,10 @@ func (s *RaftStore) readSessions(q kv.SessionQuery) (*kv.SessionResult, error) {
 	return res, nil
 }
 
-// Acquire writes key and takes its lock for session if the lock is free
-// (or already the session's): true if it did. Under lock-delay, or held by
-// another session: false. An unknown session: an error (kv.ErrSession).
-func (s *RaftStore) Acquire(ctx context.Context, key string, value []byte, session string, opts ...WriteOption) (bool, error) {
-	return s.lockOp(ctx, kv.Op{Verb: kv.VerbLock, Key: key, Value: value, Session: session}, opts)
-}
-
-// Release writes key and frees its lock if session holds it: true if it did.
-func (s *RaftStore) Release(ctx context.Context, key string, value []byte, session string, opts ...WriteOption) (bool, error) {
-	return s.lockOp(ctx, kv.Op{Verb: kv.VerbUnlock, Key: key, Value: value, Session: session}, opts)
-}
-
-func (s *RaftStore) lockOp(ctx context.Context, op kv.Op, opts []WriteOption) (bool, error) {
-	res, err := s.write(ctx, op, opts)
-	if err != nil {
-		return false, err
-	}
-	if !res.OK && len(res.Errors) > 0 && res.Errors[0].InvalidSession {
-		return false, kv.Errorf(kv.ErrSession, "%s", res.Errors[0].What)
-	}
-	return res.OK, nil
-}
-
 // stampSession is applyLocal's work on a session command before it is
 // proposed: a create gets its ID here, on the leader, and its node must be
 // a member of the cluster.
-func (s *RaftStore) stampSession(c *kv.Command) error {
+func (s *Group) stampSession(c *kv.Command) error {
 	if len(c.Ops) != 1 || c.Ops[0].Verb != kv.VerbSessionCreate || c.Ops[0].Session != "" {
 		return nil
 	}
@@ -213,7 +190,7 @@ func (s *RaftStore) stampSession(c *kv.Command) error {
 
 // sessionApplied tells the timers about a session command the leader
 // applied.
-func (s *RaftStore) sessionApplied(c *kv.Command, res *kv.Result) {
+func (s *Group) sessionApplied(c *kv.Command, res *kv.Result) {
 	if len(c.Ops) != 1 || !res.OK {
 		return
 	}
@@ -229,7 +206,7 @@ func (s *RaftStore) sessionApplied(c *kv.Command, res *kv.Result) {
 
 // leadSessions starts the timers once this node leads with everything
 // committed applied (after its barrier).
-func (s *RaftStore) leadSessions() {
+func (s *Group) leadSessions() {
 	all, _, err := s.fsm.Sessions("")
 	if err != nil {
 		s.logger.Error("cannot load sessions: their timers do not run", "err", err)
@@ -244,10 +221,10 @@ func (s *RaftStore) leadSessions() {
 
 // invalidateSession proposes the destroy of a session whose TTL ran out or
 // whose node failed (sessions.Manager calls it on the leader).
-func (s *RaftStore) invalidateSession(id, why string) error {
+func (s *Group) invalidateSession(id, why string) error {
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.ApplyTimeout)
 	defer cancel()
-	if !s.isLeader() {
+	if !s.IsLeader() {
 		return errors.New("not the leader")
 	}
 	_, err := s.applyLocal(ctx, &kv.Command{Ops: []kv.Op{{Verb: kv.VerbSessionDestroy, Session: id}}})
@@ -279,7 +256,7 @@ func (p *peerContacts) last(id string) time.Time {
 // since this node became leader; its sessions then go once their Lease has
 // passed since their last renew), one heard again is healthy, one removed
 // from the configuration is critical at once.
-func (s *RaftStore) watchPeers() {
+func (s *Group) watchPeers() {
 	ch := make(chan raft.Observation, 256)
 	obs := raft.NewObserver(ch, false, func(o *raft.Observation) bool {
 		_, ok := o.Data.(raft.PeerObservation)
@@ -297,7 +274,7 @@ func (s *RaftStore) watchPeers() {
 				s.sessions.NodeRemoved(string(d.Peer.ID))
 			}
 		case <-tick.C:
-			if !s.isLeader() {
+			if !s.IsLeader() {
 				leadSince = time.Time{}
 				continue
 			}

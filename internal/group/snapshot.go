@@ -1,4 +1,4 @@
-package raftstore
+package group
 
 import (
 	"bufio"
@@ -23,7 +23,7 @@ import (
 // stream), linearizably (it includes every write
 // acknowledged before the call) unless stale. It is spooled to a temp file
 // first: the copy holds off restores, and a slow client must not.
-func (s *RaftStore) OpenSnapshot(ctx context.Context, stale bool) (*kv.Snapshot, error) {
+func (s *Group) OpenSnapshot(ctx context.Context, stale bool) (*kv.Snapshot, error) {
 	if !stale {
 		if err := s.linearize(ctx); err != nil {
 			return nil, err
@@ -68,24 +68,11 @@ func (s *RaftStore) OpenSnapshot(ctx context.Context, stale bool) (*kv.Snapshot,
 	return &kv.Snapshot{Index: index, ReadCloser: pr}, nil
 }
 
-// SaveSnapshot writes a snapshot (see OpenSnapshot) to w.
-func (s *RaftStore) SaveSnapshot(ctx context.Context, w io.Writer, stale bool) error {
-	snap, err := s.OpenSnapshot(ctx, stale)
-	if err != nil {
-		return err
-	}
-	defer snap.Close()
-	if _, err := io.Copy(w, snap); err != nil {
-		return fmt.Errorf("raftstore: send snapshot: %w", err)
-	}
-	return nil
-}
-
 // RestoreSnapshot replaces the state of the whole cluster with a snapshot
 // taken by SaveSnapshot (on this cluster or another one). Keys absent from
 // the snapshot are gone afterwards, on every node. It is forwarded to the
 // leader like a write.
-func (s *RaftStore) RestoreSnapshot(ctx context.Context, r io.Reader) error {
+func (s *Group) RestoreSnapshot(ctx context.Context, r io.Reader) error {
 	f, size, err := s.spoolSnapshot(r)
 	if err != nil {
 		return err
@@ -121,7 +108,7 @@ func (s *RaftStore) RestoreSnapshot(ctx context.Context, r io.Reader) error {
 // stream) and copies its state, marked as foreign, to a temp file in the
 // data dir: raft needs the size up front, and a bad upload must be refused
 // before anything is touched.
-func (s *RaftStore) spoolSnapshot(r io.Reader) (*os.File, int64, error) {
+func (s *Group) spoolSnapshot(r io.Reader) (*os.File, int64, error) {
 	f, err := os.CreateTemp(s.cfg.DataDir, "restore-*.tmp")
 	if err != nil {
 		return nil, 0, fmt.Errorf("raftstore: spool snapshot: %w", err)
@@ -169,8 +156,8 @@ func copyArchiveState(dst io.Writer, archive io.Reader) error {
 // restoreLocal has raft install the snapshot (followers get it by
 // InstallSnapshot), then commits an empty command so that every FSM's
 // applied index moves past the restore.
-func (s *RaftStore) restoreLocal(ctx context.Context, f io.Reader, size int64) error {
-	if !s.isLeader() {
+func (s *Group) restoreLocal(ctx context.Context, f io.Reader, size int64) error {
+	if !s.IsLeader() {
 		return fmt.Errorf("%w: %s is not the leader", kv.ErrNoLeader, s.addr)
 	}
 	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: size}

@@ -1,4 +1,4 @@
-package raftstore
+package group
 
 import (
 	"errors"
@@ -17,7 +17,7 @@ const PeersFile = "peers.json"
 // node's raft state, keeping every entry it has (raft.RecoverCluster): the
 // way back from losing a majority for good. Every surviving node gets the
 // same file; they then elect among themselves.
-func (s *RaftStore) recoverFromPeersJSON(rc *raft.Config, snaps raft.SnapshotStore, trans raft.Transport, hasState bool) error {
+func (s *Group) recoverFromPeersJSON(rc *raft.Config, snaps raft.SnapshotStore, trans raft.Transport, hasState bool) error {
 	path := filepath.Join(s.cfg.DataDir, PeersFile)
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		s.logger.Info("-recover given but there is no peers.json: starting normally", "path", path)

@@ -1,4 +1,4 @@
-package raftstore
+package group
 
 import (
 	"strconv"
@@ -111,12 +111,12 @@ func newMetrics(watchers func() int) *metrics {
 // last heard from a leader, and (on the leader) since it last heard from
 // each peer, labelled by peer; and whether its disk is full.
 type raftGauges struct {
-	s                                                     *RaftStore
+	s                                                     *Group
 	isLeader, term, lastLog, commit, applied, lastContact *prometheus.Desc
 	peerContact, diskFull                                 *prometheus.Desc
 }
 
-func newRaftGauges(s *RaftStore) *raftGauges {
+func newRaftGauges(s *Group) *raftGauges {
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc(name, help, labels, nil)
 	}
@@ -148,7 +148,7 @@ func (g *raftGauges) Collect(ch chan<- prometheus.Metric) {
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
-	leading := g.s.isLeader()
+	leading := g.s.IsLeader()
 	gauge(g.isLeader, map[bool]float64{true: 1}[leading])
 	gauge(g.term, num("term"))
 	gauge(g.lastLog, num("last_log_index"))

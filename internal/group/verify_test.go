@@ -1,4 +1,4 @@
-package raftstore
+package group
 
 import (
 	"errors"
@@ -9,10 +9,15 @@ import (
 )
 
 func TestLeadershipProbe(t *testing.T) {
-	c := newTestCluster(t, 3, nil)
-	c.waitVoters(3)
-	l := c.nodes[c.leader()]
-	f := c.nodes[c.followers()[0]]
+	nodes := []*testNode{
+		startNode(t, "n1", []uint64{0}, map[uint64]bool{0: true}),
+		startNode(t, "n2", []uint64{0}, nil),
+		startNode(t, "n3", []uint64{0}, nil),
+	}
+	joinAll(t, nodes, 0)
+	li := leaderOf(t, nodes, 0)
+	l := nodes[li].groups[0]
+	f := nodes[(li+1)%3].groups[0]
 	term := l.raft.CurrentTerm()
 
 	got, err := l.peers.Term(ctx(t), f.addr, f.id)
@@ -38,8 +43,10 @@ func TestLeadershipProbe(t *testing.T) {
 	}
 
 	// With both followers gone there is no quorum, whatever the leader thinks.
-	for _, i := range c.followers() {
-		c.stop(i)
+	for i, n := range nodes {
+		if i != li {
+			n.close()
+		}
 	}
 	if err := l.verifier.verify(ctx(t), term, nil); err == nil {
 		t.Fatal("round without followers confirmed leadership")

@@ -1,4 +1,4 @@
-package raftstore
+package group
 
 import (
 	"context"
@@ -24,12 +24,12 @@ import (
 // peerTimeout bounds one read-index call or leadership probe: a leader
 // that cannot answer within a heartbeat timeout is, for this node, as good
 // as gone (raft itself starts an election after that long without contact).
-func (s *RaftStore) peerTimeout() time.Duration { return s.cfg.HeartbeatTimeout }
+func (s *Group) peerTimeout() time.Duration { return s.cfg.HeartbeatTimeout }
 
 // forwardTimeout bounds one forwarded write or membership change, which
 // also waits for the leader's commit. It is only a backstop: a change of
 // leader ends the call at once, so it can leave room for a loaded leader.
-func (s *RaftStore) forwardTimeout() time.Duration {
+func (s *Group) forwardTimeout() time.Duration {
 	return max(4*s.cfg.HeartbeatTimeout, 2*time.Second)
 }
 
@@ -38,13 +38,13 @@ func (s *RaftStore) forwardTimeout() time.Duration {
 // two heartbeat timeouts of the last contact, and a split vote costs one
 // more election timeout), after which the node answers a request that asked
 // to fail fast at once, until a leader is known again.
-func (s *RaftStore) maxLeaderless() time.Duration { return 2 * s.cfg.ElectionTimeout }
+func (s *Group) maxLeaderless() time.Duration { return 2 * s.cfg.ElectionTimeout }
 
 // leaderlessWait is how much longer a request may wait for a leader, none
-// being known since the given time (cutOff: see errCutOff): until its hold ends (kv.WithLeaderHold,
+// being known since the given time (cutOff: see ErrCutOff): until its hold ends (kv.WithLeaderHold,
 // Consul's way), or else until maxLeaderless after the loss, and not at
 // all on a node cut off from the majority.
-func (s *RaftStore) leaderlessWait(ctx context.Context, since time.Time, cutOff bool) time.Duration {
+func (s *Group) leaderlessWait(ctx context.Context, since time.Time, cutOff bool) time.Duration {
 	if until, ok := kv.LeaderHoldUntil(ctx); ok {
 		return time.Until(until)
 	}
@@ -54,19 +54,19 @@ func (s *RaftStore) leaderlessWait(ctx context.Context, since time.Time, cutOff 
 	return s.maxLeaderless() - time.Since(since)
 }
 
-// errCutOff: this node led, lost its lease, and has heard of no successor:
+// ErrCutOff: this node led, lost its lease, and has heard of no successor:
 // it cannot reach a majority, so there is nothing to wait for.
-var errCutOff = errors.New("this node lost its leadership and reaches no majority")
+var ErrCutOff = errors.New("this node lost its leadership and reaches no majority")
 
 // onLeader runs local if this node leads, or remote with the current
 // epoch's leader. Attempts that certainly did nothing (kv.ErrNoLeader) are
 // retried once a (new) leader is known, until ctx ends; anything else, an
 // unknown outcome included, is returned as it is.
-func (s *RaftStore) onLeader(ctx context.Context, local func() error, remote func(ep leaderwatch.Epoch) error) error {
+func (s *Group) onLeader(ctx context.Context, local func() error, remote func(ep leaderwatch.Epoch) error) error {
 	for attempt := 0; ; attempt++ {
 		ep, known := s.leaders.Leader()
 		var err error
-		ranHere := s.isLeader()
+		ranHere := s.IsLeader()
 		switch {
 		case ranHere:
 			err = local()
@@ -105,7 +105,7 @@ func holdOver(ctx context.Context) bool {
 // it waits as leaderlessWait says. A refusal by this node itself as leader (a
 // leadership transfer in progress, a barrier not yet applied) is retried
 // after the pause too, not in a busy loop.
-func (s *RaftStore) awaitLeader(ctx context.Context, prev leaderwatch.Epoch, prevKnown, ranHere bool, attempt int) error {
+func (s *Group) awaitLeader(ctx context.Context, prev leaderwatch.Epoch, prevKnown, ranHere bool, attempt int) error {
 	pause := time.NewTimer(min(10*time.Millisecond<<min(attempt, 10), s.cfg.HeartbeatTimeout/2))
 	defer pause.Stop()
 	paused := false
@@ -114,14 +114,14 @@ func (s *RaftStore) awaitLeader(ctx context.Context, prev leaderwatch.Epoch, pre
 		ep, known, since, cutOff := s.leaders.State()
 		wait := time.Hour // a leader is known: the pause decides
 		switch {
-		case s.isLeader() && (!ranHere || paused):
+		case s.IsLeader() && (!ranHere || paused):
 			return nil // this node leads now; after a refusal here (a transfer), after a pause
-		case known && !s.isLeader() && (ep != prev || !prevKnown || paused):
+		case known && !s.IsLeader() && (ep != prev || !prevKnown || paused):
 			return nil
 		case !known:
 			if wait = s.leaderlessWait(ctx, since, cutOff); wait <= 0 {
 				if cutOff {
-					return errCutOff
+					return ErrCutOff
 				}
 				return fmt.Errorf("no leader for %s", time.Since(since).Round(time.Millisecond))
 			}

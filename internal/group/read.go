@@ -1,4 +1,4 @@
-package raftstore
+package group
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 
 // Read answers a query, linearizably unless q.Stale. A blocking query
 // (q.MinIndex > 0) then waits for a change that could affect its result.
-func (s *RaftStore) Read(ctx context.Context, q kv.Query) (*kv.QueryResult, error) {
+func (s *Group) Read(ctx context.Context, q kv.Query) (*kv.QueryResult, error) {
 	if err := kv.ValidateKey(q.Key, q.Kind != kv.ReadGet); err != nil {
 		return nil, err
 	}
@@ -33,7 +33,7 @@ func (s *RaftStore) Read(ctx context.Context, q kv.Query) (*kv.QueryResult, erro
 
 // ReadTxn evaluates a read-only transaction on this node, linearizably
 // unless stale.
-func (s *RaftStore) ReadTxn(ctx context.Context, cmd *kv.Command, stale bool) (*kv.Result, error) {
+func (s *Group) ReadTxn(ctx context.Context, cmd *kv.Command, stale bool) (*kv.Result, error) {
 	if err := cmd.Validate(s.cfg.MaxValueBytes); err != nil {
 		return nil, err
 	}
@@ -47,7 +47,7 @@ func (s *RaftStore) ReadTxn(ctx context.Context, cmd *kv.Command, stale bool) (*
 
 // linearize waits until this node has applied everything committed before
 // the call: after it, a local read is linearizable.
-func (s *RaftStore) linearize(ctx context.Context) error {
+func (s *Group) linearize(ctx context.Context) error {
 	_, err := s.linearizeUnder(ctx)
 	return err
 }
@@ -55,7 +55,7 @@ func (s *RaftStore) linearize(ctx context.Context) error {
 // readPoint prepares a read: linearizes it unless stale, and returns the
 // end of the leader's epoch it was linearized under, which a blocking
 // query stays bound to (nil, never ready, for a stale read).
-func (s *RaftStore) readPoint(ctx context.Context, stale bool) (leaderLost <-chan struct{}, err error) {
+func (s *Group) readPoint(ctx context.Context, stale bool) (leaderLost <-chan struct{}, err error) {
 	if stale {
 		return nil, nil
 	}
@@ -68,7 +68,7 @@ func (s *RaftStore) readPoint(ctx context.Context, stale bool) (leaderLost <-cha
 
 // linearizeUnder is linearize, and says under which leader's epoch the
 // read index was confirmed.
-func (s *RaftStore) linearizeUnder(ctx context.Context) (leaderwatch.Epoch, error) {
+func (s *Group) linearizeUnder(ctx context.Context) (leaderwatch.Epoch, error) {
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	for {
@@ -99,7 +99,7 @@ func (s *RaftStore) linearizeUnder(ctx context.Context) (leaderwatch.Epoch, erro
 // block re-reads q each time a watched key changes, until the result's
 // index passes q.MinIndex or the wait is over. leaderLost is the end of the
 // epoch a consistent query was linearized under (nil for a stale one).
-func (s *RaftStore) block(ctx context.Context, q kv.Query, leaderLost <-chan struct{}) (*kv.QueryResult, error) {
+func (s *Group) block(ctx context.Context, q kv.Query, leaderLost <-chan struct{}) (*kv.QueryResult, error) {
 	var res *kv.QueryResult
 	err := s.blockOn(ctx, s.watch, q.Key, q.Kind != kv.ReadGet, q.MinIndex, q.Wait, leaderLost, func() (uint64, error) {
 		var err error
@@ -125,7 +125,7 @@ func (s *RaftStore) block(ctx context.Context, q kv.Query, leaderLost <-chan str
 // cut off from the cluster thus learns within seconds that it can no longer
 // know whether it holds its lock, instead of when its wait runs out
 // minutes later, after the lock may have moved.
-func (s *RaftStore) blockOn(ctx context.Context, hub *watch.Hub, key string, prefix bool, minIndex uint64, wait time.Duration, leaderLost <-chan struct{}, read func() (uint64, error)) error {
+func (s *Group) blockOn(ctx context.Context, hub *watch.Hub, key string, prefix bool, minIndex uint64, wait time.Duration, leaderLost <-chan struct{}, read func() (uint64, error)) error {
 	if wait <= 0 {
 		wait = kv.DefaultWait
 	}
@@ -164,7 +164,7 @@ func (s *RaftStore) blockOn(ctx context.Context, hub *watch.Hub, key string, pre
 }
 
 // readLocal reads this node's FSM.
-func (s *RaftStore) readLocal(q kv.Query) (*kv.QueryResult, error) {
+func (s *Group) readLocal(q kv.Query) (*kv.QueryResult, error) {
 	res := &kv.QueryResult{Stale: q.Stale}
 	var err error
 	switch q.Kind {
@@ -190,19 +190,19 @@ func (s *RaftStore) readLocal(q kv.Query) (*kv.QueryResult, error) {
 
 // leaderMeta is what every read reports besides its result: whether this
 // node knows a leader, and how long ago it last heard from it.
-func (s *RaftStore) leaderMeta() (knownLeader bool, lastContact time.Duration) {
+func (s *Group) leaderMeta() (knownLeader bool, lastContact time.Duration) {
 	addr, _ := s.raft.LeaderWithID()
 	return addr != "", s.LastContact()
 }
 
 // LastContact is how long ago this node last heard from the leader (0 on
 // the leader itself).
-func (s *RaftStore) LastContact() time.Duration { return max(s.sinceLeader(), 0) }
+func (s *Group) LastContact() time.Duration { return max(s.sinceLeader(), 0) }
 
 // sinceLeader is how long ago this node last heard from a leader: 0 on the
 // leader, negative if it never has.
-func (s *RaftStore) sinceLeader() time.Duration {
-	if s.isLeader() {
+func (s *Group) sinceLeader() time.Duration {
+	if s.IsLeader() {
 		return 0
 	}
 	last := s.raft.LastContact()
@@ -210,48 +210,4 @@ func (s *RaftStore) sinceLeader() time.Duration {
 		return -1
 	}
 	return time.Since(last)
-}
-
-// ReadOption changes how the Go API reads.
-type ReadOption func(*kv.Query)
-
-// Stale reads this node's local state: fast, available without a leader,
-// and possibly behind.
-func Stale() ReadOption { return func(q *kv.Query) { q.Stale = true } }
-
-func (s *RaftStore) query(ctx context.Context, q kv.Query, opts []ReadOption) (*kv.QueryResult, error) {
-	for _, o := range opts {
-		o(&q)
-	}
-	return s.Read(ctx, q)
-}
-
-// Get returns one key; ErrNotFound if it does not exist.
-func (s *RaftStore) Get(ctx context.Context, key string, opts ...ReadOption) (kv.Entry, error) {
-	res, err := s.query(ctx, kv.Query{Kind: kv.ReadGet, Key: key}, opts)
-	if err != nil {
-		return kv.Entry{}, err
-	}
-	if len(res.Entries) == 0 {
-		return kv.Entry{}, fmt.Errorf("%w: %q", kv.ErrNotFound, key)
-	}
-	return res.Entries[0], nil
-}
-
-// List returns every entry whose key starts with prefix, sorted by key.
-func (s *RaftStore) List(ctx context.Context, prefix string, opts ...ReadOption) ([]kv.Entry, error) {
-	res, err := s.query(ctx, kv.Query{Kind: kv.ReadList, Key: prefix}, opts)
-	if err != nil {
-		return nil, err
-	}
-	return res.Entries, nil
-}
-
-// Keys returns the key names under prefix, rolled up at separator if given.
-func (s *RaftStore) Keys(ctx context.Context, prefix, separator string, opts ...ReadOption) ([]string, error) {
-	res, err := s.query(ctx, kv.Query{Kind: kv.ReadKeys, Key: prefix, Separator: separator}, opts)
-	if err != nil {
-		return nil, err
-	}
-	return res.Keys, nil
 }

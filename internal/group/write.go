@@ -1,4 +1,4 @@
-package raftstore
+package group
 
 import (
 	"context"
@@ -22,7 +22,7 @@ import (
 // Errors: kv.ErrNoLeader (not applied), kv.ErrUnknownOutcome (maybe
 // applied), kv.ErrInvalid / kv.ErrTooLarge (rejected, nothing done).
 // A command whose checks fail is not an error: Result.OK is false.
-func (s *RaftStore) Apply(ctx context.Context, cmd *kv.Command) (*kv.Result, error) {
+func (s *Group) Apply(ctx context.Context, cmd *kv.Command) (*kv.Result, error) {
 	if err := cmd.Validate(s.cfg.MaxValueBytes); err != nil {
 		return nil, err
 	}
@@ -59,11 +59,12 @@ func (s *RaftStore) Apply(ctx context.Context, cmd *kv.Command) (*kv.Result, err
 
 // forward sends a write to the leader at addr: on the forwarding stream,
 // or by HTTP when the leader cannot take one (nothing was sent then).
-func (s *RaftStore) forward(ctx context.Context, addr string, cmd *kv.Command) (*kv.Result, error) {
-	res, err := s.forwards.Apply(ctx, addr, cmd)
+func (s *Group) forward(ctx context.Context, addr string, cmd *kv.Command) (*kv.Result, error) {
+	command := fsm.EncodeCommand(cmd)
+	res, err := s.forwards.Apply(ctx, addr, s.cfg.ID, command)
 	if errors.Is(err, fwdstream.ErrUnavailable) {
 		s.metrics.forwarded.WithLabelValues("apply_http").Inc()
-		return s.peers.Apply(ctx, addr, cmd)
+		return s.peers.Apply(ctx, addr, command)
 	}
 	return res, err
 }
@@ -72,7 +73,7 @@ func (s *RaftStore) forward(ctx context.Context, addr string, cmd *kv.Command) (
 // leader stamps the time itself, whatever the caller sent: the state
 // machine's clock (expiry of tombstones and idempotency keys) must not be
 // settable from outside.
-func (s *RaftStore) applyLocal(ctx context.Context, cmd *kv.Command) (*kv.Result, error) {
+func (s *Group) applyLocal(ctx context.Context, cmd *kv.Command) (*kv.Result, error) {
 	if err := s.spaceForWrite(cmd); err != nil {
 		return nil, err
 	}
@@ -129,82 +130,9 @@ func enqueueTimeout(ctx context.Context) time.Duration {
 	return 0
 }
 
-func (s *RaftStore) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+func (s *Group) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
 	if _, ok := ctx.Deadline(); ok {
 		return context.WithCancel(ctx)
 	}
 	return context.WithTimeout(ctx, s.cfg.ApplyTimeout)
-}
-
-// WriteOption changes a Go API write.
-type WriteOption func(*kv.Command)
-
-// WithFlags stores an opaque uint64 with the key (Consul's Flags).
-func WithFlags(flags uint64) WriteOption {
-	return func(c *kv.Command) {
-		for i := range c.Ops {
-			c.Ops[i].Flags = flags
-		}
-	}
-}
-
-func (s *RaftStore) write(ctx context.Context, op kv.Op, opts []WriteOption) (*kv.Result, error) {
-	cmd := &kv.Command{Ops: []kv.Op{op}}
-	for _, o := range opts {
-		o(cmd)
-	}
-	return s.Apply(ctx, cmd)
-}
-
-// Set writes key and returns its new ModifyIndex.
-func (s *RaftStore) Set(ctx context.Context, key string, value []byte, opts ...WriteOption) (uint64, error) {
-	res, err := s.write(ctx, kv.Op{Verb: kv.VerbSet, Key: key, Value: value}, opts)
-	if err != nil {
-		return 0, err
-	}
-	return res.Index, nil
-}
-
-// CompareAndSet writes key only if its ModifyIndex is modifyIndex (0: only
-// if it does not exist). ErrCASMismatch otherwise.
-func (s *RaftStore) CompareAndSet(ctx context.Context, key string, value []byte, modifyIndex uint64, opts ...WriteOption) (uint64, error) {
-	res, err := s.write(ctx, kv.Op{Verb: kv.VerbCAS, Key: key, Value: value, Index: modifyIndex}, opts)
-	if err != nil {
-		return 0, err
-	}
-	if !res.OK {
-		return 0, casError(res)
-	}
-	return res.Index, nil
-}
-
-// Delete removes key; deleting an absent key succeeds.
-func (s *RaftStore) Delete(ctx context.Context, key string) error {
-	_, err := s.write(ctx, kv.Op{Verb: kv.VerbDelete, Key: key}, nil)
-	return err
-}
-
-// DeleteTree removes every key starting with prefix.
-func (s *RaftStore) DeleteTree(ctx context.Context, prefix string) error {
-	_, err := s.write(ctx, kv.Op{Verb: kv.VerbDeleteTree, Key: prefix}, nil)
-	return err
-}
-
-// CompareAndDelete removes key only if its ModifyIndex is modifyIndex.
-func (s *RaftStore) CompareAndDelete(ctx context.Context, key string, modifyIndex uint64) error {
-	res, err := s.write(ctx, kv.Op{Verb: kv.VerbDeleteCAS, Key: key, Index: modifyIndex}, nil)
-	if err != nil {
-		return err
-	}
-	if !res.OK {
-		return casError(res)
-	}
-	return nil
-}
-
-func casError(res *kv.Result) error {
-	if len(res.Errors) > 0 {
-		return fmt.Errorf("%w: %s", kv.ErrCASMismatch, res.Errors[0].What)
-	}
-	return kv.ErrCASMismatch
 }

@@ -1,38 +1,29 @@
-package raftstore
+package group
 
 import (
 	"context"
-	"crypto/subtle"
-	"crypto/tls"
 	"fmt"
-	"net/http"
 
 	"github.com/google/uuid"
 
 	"github.com/raftkv/raftkv/fsm"
-	"github.com/raftkv/raftkv/httpd"
 	"github.com/raftkv/raftkv/internal/acl"
-	"github.com/raftkv/raftkv/internal/peerrpc"
 	"github.com/raftkv/raftkv/kv"
 )
 
 // ACLs: policies and tokens are replicated FSM state; this file proposes
 // changes to them and reads them back. Who may do what is internal/acl's
-// business, asked by the HTTP API (httpd).
+// business, asked by the HTTP API.
 
 // The FSM tells the resolver whether the cluster was bootstrapped, so that
 // a secret is refused in Consul's words for a cluster that was not.
 var _ acl.BootstrapSource = (*fsm.FSM)(nil)
 
-// peerSecretHeader carries the node-to-node credential when ACLs are on
-// without TLS (with TLS, a node's certificate is the credential).
-const peerSecretHeader = peerrpc.SecretHeader
-
 // ACLsEnabled reports whether requests are authorised by tokens.
-func (s *RaftStore) ACLsEnabled() bool { return s.resolver != nil }
+func (s *Group) ACLsEnabled() bool { return s.resolver != nil }
 
 // ResolveToken is the identity of secret ("" : the anonymous token).
-func (s *RaftStore) ResolveToken(secret string) (*acl.Identity, error) {
+func (s *Group) ResolveToken(secret string) (*acl.Identity, error) {
 	if s.resolver == nil {
 		return nil, kv.ErrACLDisabled
 	}
@@ -43,7 +34,7 @@ func (s *RaftStore) ResolveToken(secret string) (*acl.Identity, error) {
 // and waits until this node has applied it too, so that the caller's next
 // request here sees it. The result's first entry holds the stored record
 // as JSON.
-func (s *RaftStore) ApplyACL(ctx context.Context, c *acl.Command) (*kv.Result, error) {
+func (s *Group) ApplyACL(ctx context.Context, c *acl.Command) (*kv.Result, error) {
 	if s.resolver == nil {
 		return nil, kv.ErrACLDisabled
 	}
@@ -60,7 +51,7 @@ func (s *RaftStore) ApplyACL(ctx context.Context, c *acl.Command) (*kv.Result, e
 }
 
 // ACLState reads policies and tokens; linearizable unless stale.
-func (s *RaftStore) ACLState(ctx context.Context, stale bool) (httpd.ACLReader, error) {
+func (s *Group) ACLState(ctx context.Context, stale bool) (*fsm.FSM, error) {
 	if s.resolver == nil {
 		return nil, kv.ErrACLDisabled
 	}
@@ -75,7 +66,7 @@ func (s *RaftStore) ACLState(ctx context.Context, stale bool) (httpd.ACLReader, 
 // leadACLs is the new leader's ACL work once everything committed is
 // applied: choose the node-to-node credential if none exists yet, and
 // make sure the -acl-initial-management token exists.
-func (s *RaftStore) leadACLs() {
+func (s *Group) leadACLs() {
 	if s.resolver == nil {
 		return
 	}
@@ -103,39 +94,15 @@ func aclCommand(c *acl.Command) *kv.Command {
 	return &kv.Command{Ops: []kv.Op{{Verb: kv.VerbACL, Value: fsm.EncodeACLCommand(c)}}}
 }
 
-// peerAuthorized: may r call the node-to-node endpoints? With TLS, only
-// with a node's certificate for a member's host. With ACLs on and no TLS,
-// only with the cluster's peer secret, once a leader with ACLs has chosen
-// one (before that, during the first election or while ACLs are being
-// turned on node by node, there is none to ask for). Otherwise anyone: an
-// open cluster.
-func (s *RaftStore) peerAuthorized(r *http.Request) bool {
-	return s.peerAuthorizedBy(r.TLS, r.Header.Get(peerSecretHeader))
+// PeerSecret is the cluster's node-to-node credential ("" while none is
+// chosen), and whether this node demands it (ACLs on).
+func (g *Group) PeerSecret() (secret string, required bool) {
+	secret, _ = g.fsm.PeerSecret()
+	return secret, g.resolver != nil
 }
 
-// peerAuthorizedBy decides for a caller by its TLS state (nil without TLS)
-// and the peer secret it presented.
-func (s *RaftStore) peerAuthorizedBy(state *tls.ConnectionState, presented string) bool {
-	if s.cfg.tlsOn() {
-		return fromPeer(state) && s.namesMember(state)
-	}
-	if s.resolver == nil {
-		return true
-	}
-	secret, err := s.fsm.PeerSecret()
-	if err != nil {
-		return false
-	}
-	return secret == "" || subtle.ConstantTimeCompare([]byte(presented), []byte(secret)) == 1
-}
-
-// peerSecret is what this node presents to others: the cluster's peer
-// secret when there is no TLS, whether or not this node enforces ACLs
-// itself (nodes get them one restart at a time).
-func (s *RaftStore) peerSecret() string {
-	if s.cfg.tlsOn() {
-		return ""
-	}
-	secret, _ := s.fsm.PeerSecret()
-	return secret
+// AuthGeneration changes with the membership and the ACL state, on which
+// peer authentication depends (a restore sets both to the snapshot's).
+func (g *Group) AuthGeneration() [2]uint64 {
+	return [2]uint64{g.fsm.ConfigIndex(), g.fsm.ACLIndex()}
 }

@@ -1,4 +1,4 @@
-package raftstore
+package group
 
 import (
 	"context"
@@ -32,14 +32,14 @@ type leadership struct {
 }
 
 // signalLocked wakes everyone waiting for a change; s.leader.mu is held.
-func (s *RaftStore) signalLocked() {
+func (s *Group) signalLocked() {
 	close(s.leader.signal)
 	s.leader.signal = make(chan struct{})
 }
 
 // watchLeadership runs until raft has stopped, not just until Close starts:
 // raft blocks on NotifyCh, and it steps down (notifying) while shutting down.
-func (s *RaftStore) watchLeadership(notify <-chan bool) {
+func (s *Group) watchLeadership(notify <-chan bool) {
 	for {
 		select {
 		case <-s.raftDone:
@@ -69,13 +69,13 @@ func (s *RaftStore) watchLeadership(notify <-chan bool) {
 // barrier commits an entry of the current term, retrying for as long as
 // this node stays leader of the same epoch (a barrier refused during a
 // leadership transfer that then fails must not leave reads stuck).
-func (s *RaftStore) barrier(epoch uint64) {
+func (s *Group) barrier(epoch uint64) {
 	backoff := 10 * time.Millisecond
 	for {
 		term := s.raft.CurrentTerm()
 		err := s.raft.Barrier(0).Error()
 		s.leader.mu.Lock()
-		if s.leader.epoch != epoch || !s.isLeader() {
+		if s.leader.epoch != epoch || !s.IsLeader() {
 			s.leader.mu.Unlock()
 			return
 		}
@@ -100,12 +100,12 @@ func (s *RaftStore) barrier(epoch uint64) {
 
 // readyTerm waits until this node leads in a term whose barrier has been
 // applied, and returns that term.
-func (s *RaftStore) readyTerm(ctx context.Context) (uint64, error) {
+func (s *Group) readyTerm(ctx context.Context) (uint64, error) {
 	for {
 		s.leader.mu.Lock()
 		ready, signal := s.leader.readyTerm, s.leader.signal
 		s.leader.mu.Unlock()
-		if !s.isLeader() {
+		if !s.IsLeader() {
 			return 0, fmt.Errorf("%w: this node is not the leader", kv.ErrNoLeader)
 		}
 		if ready != 0 && ready == s.raft.CurrentTerm() {
@@ -126,7 +126,7 @@ func (s *RaftStore) readyTerm(ctx context.Context) (uint64, error) {
 // A follower asking on behalf of its reads vouches for itself: its term,
 // read after those reads arrived, counts as one answer of the leadership
 // round (see verifier).
-func (s *RaftStore) leaderReadIndex(ctx context.Context, asker *peerrpc.Voucher) (uint64, error) {
+func (s *Group) leaderReadIndex(ctx context.Context, asker *peerrpc.Voucher) (uint64, error) {
 	term, err := s.readyTerm(ctx)
 	if err != nil {
 		return 0, err
@@ -146,7 +146,7 @@ func (s *RaftStore) leaderReadIndex(ctx context.Context, asker *peerrpc.Voucher)
 // lastFSMEntry steps back from a committed index over entries the FSM never
 // sees (noops, barriers), so that waiting for the FSM to reach the result
 // cannot hang on an entry that will never be applied to it.
-func (s *RaftStore) lastFSMEntry(index uint64) uint64 {
+func (s *Group) lastFSMEntry(index uint64) uint64 {
 	applied := s.fsm.AppliedIndex()
 	for i := index; i > applied; i-- {
 		var l raft.Log
@@ -164,7 +164,11 @@ func (s *RaftStore) lastFSMEntry(index uint64) uint64 {
 // entries the state machine never sees (an election's no-op, barriers):
 // the FSM's own index stays below the commit index of an idle cluster for
 // ever, which would look like a node falling behind.
-func (s *RaftStore) appliedIndex() uint64 {
+func (s *Group) appliedIndex() uint64 { return s.AppliedIndex() }
+
+// AppliedIndex is how far this node has applied the group's log (see
+// appliedIndex).
+func (s *Group) AppliedIndex() uint64 {
 	fsmApplied := s.fsm.AppliedIndex()
 	raftApplied := s.raft.AppliedIndex()
 	if raftApplied > fsmApplied && s.lastFSMEntry(raftApplied) <= fsmApplied {
@@ -177,7 +181,7 @@ func (s *RaftStore) appliedIndex() uint64 {
 // linearizable read: computed locally on the leader, asked of the leader on
 // a follower. A read changes nothing, so it is retried through elections
 // until the context ends.
-func (s *RaftStore) readIndex(ctx context.Context) (uint64, error) {
+func (s *Group) readIndex(ctx context.Context) (uint64, error) {
 	var idx uint64
 	err := s.onLeader(ctx, func() (err error) {
 		idx, err = s.leaderReadIndex(ctx, nil)
@@ -196,7 +200,7 @@ func (s *RaftStore) readIndex(ctx context.Context) (uint64, error) {
 }
 
 // waitApplied blocks until the FSM has applied index.
-func (s *RaftStore) waitApplied(ctx context.Context, index uint64) error {
+func (s *Group) waitApplied(ctx context.Context, index uint64) error {
 	for {
 		ch := s.fsm.AppliedChanged()
 		if s.fsm.AppliedIndex() >= index {

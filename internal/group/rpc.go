@@ -1,12 +1,12 @@
-package raftstore
+package group
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"io"
 	"os"
 
+	"github.com/raftkv/raftkv/fsm"
 	"github.com/raftkv/raftkv/internal/autopilot"
 	"github.com/raftkv/raftkv/internal/peerrpc"
 	"github.com/raftkv/raftkv/kv"
@@ -14,13 +14,22 @@ import (
 
 // rpcNode is the node as the node-to-node protocol's server sees it
 // (peerrpc.Node): each request runs here or is refused, never forwarded.
-type rpcNode RaftStore
+type rpcNode Group
 
-func (n *rpcNode) store() *RaftStore { return (*RaftStore)(n) }
+func (n *rpcNode) store() *Group { return (*Group)(n) }
 
-func (n *rpcNode) ApplyForwarded(ctx context.Context, cmd *kv.Command) (*kv.Result, error) {
+// ApplyForwarded is the second of the two places a write is checked: on
+// receipt from a peer (the first is Apply, where it enters the cluster).
+func (n *rpcNode) ApplyForwarded(ctx context.Context, command []byte) (*kv.Result, error) {
 	s := n.store()
-	if !s.isLeader() {
+	cmd, err := fsm.DecodeCommand(command)
+	if err == nil {
+		err = cmd.Validate(s.cfg.MaxValueBytes)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: forwarded command: %v", kv.ErrInvalid, err)
+	}
+	if !s.IsLeader() {
 		return nil, fmt.Errorf("%w: %s is not the leader", kv.ErrNoLeader, s.addr)
 	}
 	return s.applyLocal(ctx, cmd)
@@ -49,7 +58,7 @@ func (n *rpcNode) ChangeMembership(ctx context.Context, req peerrpc.Membership) 
 
 func (n *rpcNode) Restore(ctx context.Context, body io.Reader) error {
 	s := n.store()
-	if !s.isLeader() {
+	if !s.IsLeader() {
 		return fmt.Errorf("%w: %s is not the leader", kv.ErrNoLeader, s.addr)
 	}
 	f, size, err := s.spoolSnapshot(body)
@@ -72,19 +81,7 @@ func (n *rpcNode) Stats() autopilot.Stats { return n.store().localStats() }
 
 func (n *rpcNode) AutopilotHealth() (kv.AutopilotHealth, error) { return n.store().localHealth() }
 
-func (n *rpcNode) MaxValueBytes() int { return n.cfg.MaxValueBytes }
+func (n *rpcNode) MaxCommandBytes() int { return n.cfg.MaxCommandBytes() }
 
-// AuthorizePeer lets in a forwarding stream on the terms of the
-// node-to-node HTTP endpoints (see peerAuthorized).
-func (n *rpcNode) AuthorizePeer(state *tls.ConnectionState, secret string) error {
-	if !n.store().peerAuthorizedBy(state, secret) {
-		return fmt.Errorf("%w: forwarding is for members only", kv.ErrPermissionDenied)
-	}
-	return nil
-}
-
-// AuthGeneration changes with the membership and the ACL state, on which
-// AuthorizePeer's answer depends (a restore sets both to the snapshot's).
-func (n *rpcNode) AuthGeneration() [2]uint64 {
-	return [2]uint64{n.fsm.ConfigIndex(), n.fsm.ACLIndex()}
-}
+// Peer is the group as the node's peer calls and streams see it.
+func (g *Group) Peer() peerrpc.Node { return (*rpcNode)(g) }

@@ -1,4 +1,4 @@
-package raftstore
+package group
 
 import (
 	"context"
@@ -12,13 +12,13 @@ import (
 // Removed is closed once this node has learnt that it was removed from the
 // cluster: it will never be a member again under this identity (raftkvd
 // exits; started again with -join it joins as a new member).
-func (s *RaftStore) Removed() <-chan struct{} { return s.removed }
+func (s *Group) Removed() <-chan struct{} { return s.removed }
 
 // watchRemoval notices this node's removal: from its own configuration,
 // once the removal entry reached it, or, when it has known no leader for a
 // while (the leader stops replicating to a removed node, so the entry may
 // never arrive), from a peer's newer configuration without it.
-func (s *RaftStore) watchRemoval() {
+func (s *Group) watchRemoval() {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	member := false
@@ -73,7 +73,7 @@ func inConfig(cfg raft.Configuration, id string) bool {
 
 // peerConfiguration reads the raft configuration a peer serves (its own
 // view, at its index).
-func (s *RaftStore) peerConfiguration(addr string) (uint64, map[string]bool, bool) {
+func (s *Group) peerConfiguration(addr string) (uint64, map[string]bool, bool) {
 	ctx, cancel := context.WithTimeout(s.ctx, s.peerTimeout())
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/operator/raft/configuration?stale", nil)
@@ -102,7 +102,7 @@ func (s *RaftStore) peerConfiguration(addr string) (uint64, map[string]bool, boo
 	return out.Index, ids, true
 }
 
-func (s *RaftStore) markRemoved(why string) {
+func (s *Group) markRemoved(why string) {
 	s.removedOnce.Do(func() {
 		s.logger.Warn("this node was removed from the cluster; it stops serving", "why", why)
 		close(s.removed)

@@ -1,4 +1,4 @@
-package raftstore
+package group
 
 import (
 	"context"
@@ -21,17 +21,17 @@ import (
 // been healthy for Config.ServerStabilizationTime (or does nothing if id is
 // already a member at addr). Any node accepts it; followers forward it to
 // the leader.
-func (s *RaftStore) Join(ctx context.Context, id, addr string) error {
+func (s *Group) Join(ctx context.Context, id, addr string) error {
 	return s.join(ctx, peerrpc.Membership{Op: "join", ID: id, Address: addr})
 }
 
 // JoinReadReplica adds a server that stays a non-voter for good: it serves
 // reads, never votes (a voter already at addr is demoted).
-func (s *RaftStore) JoinReadReplica(ctx context.Context, id, addr string) error {
+func (s *Group) JoinReadReplica(ctx context.Context, id, addr string) error {
 	return s.join(ctx, peerrpc.Membership{Op: "join", ID: id, Address: addr, NonVoter: true})
 }
 
-func (s *RaftStore) join(ctx context.Context, req peerrpc.Membership) error {
+func (s *Group) join(ctx context.Context, req peerrpc.Membership) error {
 	if req.ID == "" || req.Address == "" {
 		return fmt.Errorf("%w: join needs an id and an address", kv.ErrInvalid)
 	}
@@ -42,7 +42,7 @@ func (s *RaftStore) join(ctx context.Context, req peerrpc.Membership) error {
 }
 
 // Remove removes a server from the cluster.
-func (s *RaftStore) Remove(ctx context.Context, id string) error {
+func (s *Group) Remove(ctx context.Context, id string) error {
 	if id == "" {
 		return fmt.Errorf("%w: remove needs an id", kv.ErrInvalid)
 	}
@@ -51,13 +51,13 @@ func (s *RaftStore) Remove(ctx context.Context, id string) error {
 
 // TransferLeadership hands leadership to the voter id, or to any voter
 // raft picks if id is empty.
-func (s *RaftStore) TransferLeadership(ctx context.Context, id string) error {
+func (s *Group) TransferLeadership(ctx context.Context, id string) error {
 	return s.changeMembership(ctx, peerrpc.Membership{Op: "transfer", ID: id})
 }
 
 // changeMembership runs req on the leader, forwarding and retrying like
 // Apply does.
-func (s *RaftStore) changeMembership(ctx context.Context, req peerrpc.Membership) error {
+func (s *Group) changeMembership(ctx context.Context, req peerrpc.Membership) error {
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	return s.onLeader(ctx, func() error {
@@ -78,8 +78,8 @@ func (s *RaftStore) changeMembership(ctx context.Context, req peerrpc.Membership
 	})
 }
 
-func (s *RaftStore) changeMembershipLocal(ctx context.Context, req peerrpc.Membership) error {
-	if !s.isLeader() {
+func (s *Group) changeMembershipLocal(ctx context.Context, req peerrpc.Membership) error {
+	if !s.IsLeader() {
 		return fmt.Errorf("%w: %s is not the leader", kv.ErrNoLeader, s.addr)
 	}
 	cf := s.raft.GetConfiguration()
@@ -187,17 +187,18 @@ func (s *RaftStore) changeMembershipLocal(ctx context.Context, req peerrpc.Membe
 	}
 }
 
-func (s *RaftStore) isLeader() bool { return s.raft.State() == raft.Leader }
+// IsLeader reports whether this node leads the group now.
+func (s *Group) IsLeader() bool { return s.raft.State() == raft.Leader }
 
 // Leader returns the leader's address and ID, empty if none is known.
-func (s *RaftStore) Leader() (addr, id string) {
+func (s *Group) Leader() (addr, id string) {
 	a, i := s.raft.LeaderWithID()
 	return string(a), string(i)
 }
 
 // Configuration returns the cluster membership as this node knows it, and
 // the index of the last membership change this node has applied.
-func (s *RaftStore) Configuration(ctx context.Context) (kv.Configuration, error) {
+func (s *Group) Configuration(ctx context.Context) (kv.Configuration, error) {
 	f := s.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
 		return kv.Configuration{}, fmt.Errorf("raftstore: configuration: %w", err)
@@ -215,14 +216,8 @@ func (s *RaftStore) Configuration(ctx context.Context) (kv.Configuration, error)
 	return out, nil
 }
 
-// Nodes returns the members of the cluster.
-func (s *RaftStore) Nodes() ([]kv.Server, error) {
-	c, err := s.Configuration(context.Background())
-	return c.Servers, err
-}
-
 // WaitForLeader blocks until a leader is known and returns its address.
-func (s *RaftStore) WaitForLeader(ctx context.Context) (string, error) {
+func (s *Group) WaitForLeader(ctx context.Context) (string, error) {
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -241,12 +236,12 @@ func (s *RaftStore) WaitForLeader(ctx context.Context) (string, error) {
 
 // Ready reports whether the node knows a leader and has caught up with the
 // commit index the leader had when this node first reached it.
-func (s *RaftStore) Ready() bool {
+func (s *Group) Ready() bool {
 	addr, _ := s.Leader()
 	return addr != "" && s.caughtUp.Load()
 }
 
-func (s *RaftStore) watchReadiness() {
+func (s *Group) watchReadiness() {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for !s.caughtUp.Load() {
@@ -273,7 +268,7 @@ func (s *RaftStore) watchReadiness() {
 
 // joinLoop asks the -join addresses to add this node until one does, or
 // until the node finds itself a member with a known leader (a restart).
-func (s *RaftStore) joinLoop() {
+func (s *Group) joinLoop() {
 	backoff := 200 * time.Millisecond
 	s.logger.Info("joining the cluster", "via", s.cfg.Join)
 	hc := s.peers.HTTP() // through the mux's dialer: TLS with this node's certificate when on
@@ -301,7 +296,7 @@ func (s *RaftStore) joinLoop() {
 	}
 }
 
-func (s *RaftStore) requestJoin(hc *http.Client, addr string) error {
+func (s *Group) requestJoin(hc *http.Client, addr string) error {
 	q := url.Values{"id": {s.id}, "address": {s.addr}}
 	if s.cfg.ReadReplica {
 		q.Set("voter", "false")
@@ -327,7 +322,7 @@ func (s *RaftStore) requestJoin(hc *http.Client, addr string) error {
 	return nil
 }
 
-func (s *RaftStore) isMemberWithLeader() bool {
+func (s *Group) isMemberWithLeader() bool {
 	if addr, _ := s.Leader(); addr == "" {
 		return false
 	}

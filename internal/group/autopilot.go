@@ -1,4 +1,4 @@
-package raftstore
+package group
 
 import (
 	"context"
@@ -12,11 +12,11 @@ import (
 )
 
 // pilotNode is what internal/autopilot asks of this node.
-type pilotNode RaftStore
+type pilotNode Group
 
 // ServerStats of this node come from its raft; of others, over the port.
 func (p *pilotNode) ServerStats(ctx context.Context, id, addr string) (autopilot.Stats, error) {
-	s := (*RaftStore)(p)
+	s := (*Group)(p)
 	if id == s.id {
 		return s.localStats(), nil
 	}
@@ -40,7 +40,7 @@ func (p *pilotNode) ReadReplica(id string) bool {
 
 // localStats is this node's last log entry (its term is only in raft's
 // stats), commit and applied indexes, and leader contact.
-func (s *RaftStore) localStats() autopilot.Stats {
+func (s *Group) localStats() autopilot.Stats {
 	applied := s.appliedIndex() // first: it never passes the commit index read after it
 	st := s.raft.Stats()
 	out := autopilot.Stats{LastContact: s.sinceLeader(), AppliedIndex: applied, DiskFull: s.disk.Full()}
@@ -52,7 +52,7 @@ func (s *RaftStore) localStats() autopilot.Stats {
 
 // AutopilotHealth reports the health of every server, as the leader's
 // autopilot sees it (followers ask the leader).
-func (s *RaftStore) AutopilotHealth(ctx context.Context) (kv.AutopilotHealth, error) {
+func (s *Group) AutopilotHealth(ctx context.Context) (kv.AutopilotHealth, error) {
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	var out kv.AutopilotHealth
@@ -70,8 +70,8 @@ func (s *RaftStore) AutopilotHealth(ctx context.Context) (kv.AutopilotHealth, er
 	return out, err
 }
 
-func (s *RaftStore) localHealth() (kv.AutopilotHealth, error) {
-	if !s.isLeader() {
+func (s *Group) localHealth() (kv.AutopilotHealth, error) {
+	if !s.IsLeader() {
 		return kv.AutopilotHealth{}, fmt.Errorf("%w: %s is not the leader", kv.ErrNoLeader, s.addr)
 	}
 	h := s.pilot.Report()

@@ -1,0 +1,97 @@
+package mux
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// raftGroups routes incoming raft connections to the layer of the group
+// they name. A connection for a group this node does not run is closed:
+// the dialling peer's transport retries, as it would with a node that is
+// down.
+type raftGroups struct {
+	mu     sync.Mutex
+	layers map[uint64]*RaftLayer
+	closed bool
+}
+
+func (g *raftGroups) open(m *Mux, group uint64) (*RaftLayer, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return nil, net.ErrClosed
+	}
+	if _, ok := g.layers[group]; ok {
+		return nil, fmt.Errorf("mux: raft group %d already has a layer on this port", group)
+	}
+	l := &RaftLayer{childListener: newChild(m.advertise), mux: m, group: group}
+	g.layers[group] = l
+	return l, nil
+}
+
+func (g *raftGroups) deliver(m *Mux, c net.Conn, group uint64) {
+	g.mu.Lock()
+	l := g.layers[group]
+	g.mu.Unlock()
+	if l == nil {
+		m.drop(c, fmt.Errorf("no raft group %d on this node", group))
+		return
+	}
+	l.deliver(c)
+}
+
+func (g *raftGroups) release(l *RaftLayer) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.layers[l.group] == l {
+		delete(g.layers, l.group)
+	}
+}
+
+func (g *raftGroups) closeAll() {
+	g.mu.Lock()
+	g.closed = true
+	layers := g.layers
+	g.layers = map[uint64]*RaftLayer{}
+	g.mu.Unlock()
+	for _, l := range layers {
+		l.childListener.Close()
+	}
+}
+
+// RaftLayer implements raft.StreamLayer for one raft group over the shared
+// port.
+type RaftLayer struct {
+	*childListener
+	mux   *Mux
+	group uint64
+}
+
+var _ raft.StreamLayer = (*RaftLayer)(nil)
+
+// Dial opens a raft connection of this layer's group to a peer's shared
+// port. Group 0's carries no ID (see GroupRaftMarker).
+func (l *RaftLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), max(timeout, time.Second))
+	defer cancel()
+	var writeDeadline time.Time
+	if timeout > 0 {
+		writeDeadline = time.Now().Add(timeout)
+	}
+	if l.group == 0 {
+		return l.mux.dialStream(ctx, string(address), ProtoRaft, RaftMarker, nil, writeDeadline)
+	}
+	return l.mux.dialStream(ctx, string(address), ProtoGroupRaft, GroupRaftMarker, binary.AppendUvarint(nil, l.group), writeDeadline)
+}
+
+// Close stops this group's connections from arriving and frees its ID.
+func (l *RaftLayer) Close() error {
+	l.mux.raft.release(l)
+	return l.childListener.Close()
+}
