@@ -3,7 +3,6 @@ package fsm
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -27,24 +26,29 @@ var (
 	metaPeerSecret      = []byte("m:peersecret")
 )
 
-// EncodeACLCommand is the op value of a VerbACL command.
-func EncodeACLCommand(c *acl.Command) []byte {
-	b, err := json.Marshal(c)
-	if err != nil {
-		panic(fmt.Sprintf("fsm: encode ACL command: %v", err)) // plain structs always encode
-	}
-	return b
-}
+// EncodeACLCommand is the op value of a legacy kv.VerbACL command: c as
+// JSON. It panics on a token CreateTime that JSON cannot carry (a year
+// past 9999).
+//
+// Deprecated: legacy encoding, use EncodeEntry(ACLEntry(c)).
+func EncodeACLCommand(c *acl.Command) []byte { return encodeACLJSON(c) }
 
-// aclCommand applies one ACL change. Refusals are answers (the same on
-// every node); err is a storage failure.
-func (b *batchState) aclCommand(w writer, idx uint64, now int64, op kv.Op) (any, error) {
-	var c acl.Command
-	if err := json.Unmarshal(op.Value, &c); err != nil {
-		return kv.Errorf(kv.ErrInvalid, "bad ACL command: %v", err), nil
+// aclCommand applies one ACL change: c, or for a legacy entry whose JSON
+// did not parse, unparsed (parsed again here, so that the refusal reads
+// as it did in the versions that wrote it). Refusals are answers (the same
+// on every node); err is a storage failure.
+func (b *batchState) aclCommand(w writer, idx uint64, now int64, c *acl.Command, unparsed *LegacyBody) (any, error) {
+	if unparsed != nil {
+		var err error
+		if c, err = decodeACLJSON(unparsed.Bytes); err != nil {
+			return kv.Errorf(kv.ErrInvalid, "bad ACL command: %v", err), nil
+		}
+	}
+	if c == nil {
+		c = &acl.Command{}
 	}
 	a := aclApply{txn: b.txn, w: w, idx: idx, now: now}
-	res, err := a.apply(&c)
+	res, err := a.apply(c)
 	var refused *kv.Error
 	if errors.As(err, &refused) {
 		return refused, nil

@@ -114,27 +114,30 @@ func (f *FSM) publish(b *batchState, applied uint64) {
 	}
 }
 
-// command applies one decoded command at index idx. w receives the writes
-// (the batch's transaction, or a WriteBatch for oversized commands). Every
-// read happens before the command's first write, so both kinds of w see the
+// apply applies one decoded log entry at index idx. w receives the writes
+// (the batch's transaction, or a WriteBatch for oversized entries). Every
+// read happens before the entry's first write, so both kinds of w see the
 // same state and every node computes the same outcome, whatever Badger's
 // transaction limits made of its batches. The answer is a *kv.Result, or an
-// error the command is refused with (the same on every node); err is a
-// storage failure.
-func (b *batchState) command(w writer, idx uint64, c *kv.Command, force bool) (answer any, err error) {
-	t := max(b.now, c.Time.UnixNano())
-	if c.Time.IsZero() {
+// error the entry is refused with (the same on every node); err is a
+// storage failure. force is for KV commands only (see applyOversized).
+//
+// Every kind goes through the same steps: the clock, the idempotency
+// check, a step of expiry, the change, the idempotency record.
+func (b *batchState) apply(w writer, idx uint64, e *Entry, force bool) (answer any, err error) {
+	t := max(b.now, e.Time.UnixNano())
+	if e.Time.IsZero() {
 		t = b.now
 	}
 	b.now = t // the clock only moves forward, and is persisted (m:clock)
-	if c.IdempotencyKey != "" {
-		res, digest, err := b.firstResult(c.IdempotencyKey)
+	if e.IdempotencyKey != "" {
+		res, digest, err := b.firstResult(e.IdempotencyKey)
 		if err != nil {
 			return nil, err
 		}
 		if res != nil {
-			if len(digest) > 0 && len(c.RequestDigest) > 0 && !bytes.Equal(digest, c.RequestDigest) {
-				return kv.Errorf(kv.ErrIdempotencyKeyReused, "Idempotency-Key %q was first used for a different request", c.IdempotencyKey), nil
+			if len(digest) > 0 && len(e.RequestDigest) > 0 && !bytes.Equal(digest, e.RequestDigest) {
+				return kv.Errorf(kv.ErrIdempotencyKeyReused, "Idempotency-Key %q was first used for a different request", e.IdempotencyKey), nil
 			}
 			return res, nil
 		}
@@ -143,44 +146,59 @@ func (b *batchState) command(w writer, idx uint64, c *kv.Command, force bool) (a
 		return nil, fmt.Errorf("expire: %w", err)
 	}
 	var res *kv.Result
-	if len(c.Ops) == 1 && c.Ops[0].Verb == kv.VerbReadReplica {
-		if res, err = readReplicaCommand(w, idx, c.Ops[0]); err != nil {
+	switch e.Kind {
+	case KindKV:
+		res, err = b.kvCommand(w, idx, t, e.KV, force)
+	case KindSessionCreate:
+		res, err = b.createSession(w, idx, e.Session, e.Unparsed)
+	case KindSessionDestroy:
+		res, err = b.destroySession(w, idx, e.SessionID)
+	case KindReplicaMark:
+		res, err = markReplica(w, idx, e.Replica)
+	case KindACL:
+		var answer any
+		if answer, err = b.aclCommand(w, idx, t, e.ACL, e.Unparsed); err != nil {
 			return nil, err
 		}
-	} else if len(c.Ops) == 1 && c.Ops[0].Verb == kv.VerbACL {
-		answer, err := b.aclCommand(w, idx, t, c.Ops[0])
-		if err != nil {
-			return nil, err
+		r, ok := answer.(*kv.Result)
+		if !ok {
+			return answer, nil // a refusal: no idempotency record
 		}
-		if r, ok := answer.(*kv.Result); ok {
-			res = r
-		} else {
-			return answer, nil
-		}
-	} else if len(c.Ops) == 1 && c.Ops[0].Verb.Internal() {
-		if res, err = b.sessionCommand(w, idx, c.Ops[0]); err != nil {
-			return nil, err
-		}
-	} else {
-		o := newOverlay(b.txn)
-		o.now = t
-		if res, err = execute(o, idx, c, force); err != nil {
-			return nil, err
-		}
-		if res.OK {
-			if err := b.flush(w, idx, o); err != nil {
-				return nil, err
-			}
-		}
+		res = r
+	default: // DecodeEntry returns no other kind
+		return kv.Errorf(kv.ErrInvalid, "log entry %d of unknown kind %d", idx, e.Kind), nil
 	}
-	if c.IdempotencyKey != "" {
-		if err := w.Set(prefixed(idemPrefix, c.IdempotencyKey), encodeIdem(t, c.RequestDigest, res)); err != nil {
+	if err != nil {
+		return nil, err
+	}
+	if e.IdempotencyKey != "" {
+		if err := w.Set(prefixed(idemPrefix, e.IdempotencyKey), encodeIdem(t, e.RequestDigest, res)); err != nil {
 			return nil, err
 		}
-		if err := b.enqueue(w, kindIdem, t, idx, c.IdempotencyKey); err != nil {
+		if err := b.enqueue(w, kindIdem, t, idx, e.IdempotencyKey); err != nil {
 			return nil, err
 		}
 		b.idemCount++
+	}
+	return res, nil
+}
+
+// kvCommand evaluates c (nil: no ops) at time t in an overlay and, if its
+// checks pass, writes its changes.
+func (b *batchState) kvCommand(w writer, idx uint64, t int64, c *kv.Command, force bool) (*kv.Result, error) {
+	if c == nil {
+		c = &kv.Command{}
+	}
+	o := newOverlay(b.txn)
+	o.now = t
+	res, err := execute(o, idx, c, force)
+	if err != nil {
+		return nil, err
+	}
+	if res.OK {
+		if err := b.flush(w, idx, o); err != nil {
+			return nil, err
+		}
 	}
 	return res, nil
 }

@@ -20,7 +20,9 @@ import (
 // The encoding is deterministic (same Command, same bytes) and compact; a new
 // field means a new version byte, and old versions stay decodable forever
 // because they live in raft logs and snapshots. A command that needs none
-// of v2's fields is written as v1, which older nodes read.
+// of v2's fields is written as v1, which older nodes read. Version 3 is
+// taken by the typed log entries of the other kinds (entry.go): a log
+// entry is read with DecodeEntry, which reads all three.
 const (
 	commandV1 = 1
 	commandV2 = 2
@@ -198,11 +200,19 @@ func appendBytes(b, data []byte) []byte {
 type decoder struct {
 	b   []byte
 	err error
+	// corrupt is what a failure wraps: errCorrupt if nil.
+	corrupt error
 }
 
-func (d *decoder) fail(what string) {
+func (d *decoder) fail(what string) { d.failf("truncated %s", what) }
+
+func (d *decoder) failf(format string, args ...any) {
 	if d.err == nil {
-		d.err = fmt.Errorf("%w: truncated %s", errCorrupt, what)
+		corrupt := d.corrupt
+		if corrupt == nil {
+			corrupt = errCorrupt
+		}
+		d.err = fmt.Errorf("%w: %s", corrupt, fmt.Sprintf(format, args...))
 	}
 	d.b = nil
 }

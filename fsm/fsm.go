@@ -209,17 +209,17 @@ func (f *FSM) applyRun(logs []*raft.Log, out []interface{}, limit int) int {
 		if l.Type != raft.LogCommand {
 			continue
 		}
-		c, err := DecodeCommand(l.Data)
+		e, err := DecodeEntry(l.Data)
 		if err != nil {
 			f.logger.Error("skipping undecodable log entry", "index", l.Index, "err", err)
 			out[i] = fmt.Errorf("%w: log entry %d: %v", kv.ErrInvalid, l.Index, err)
 			continue
 		}
-		res, err := b.command(txn, l.Index, c, false)
+		res, err := b.apply(txn, l.Index, e, false)
 		if errors.Is(err, badger.ErrTxnTooBig) {
 			txn.Discard()
 			if i == 0 {
-				out[0] = f.applyOversized(l, c)
+				out[0] = f.applyOversized(l, e)
 				return 1
 			}
 			return f.applyRun(logs, out, i)
@@ -241,11 +241,11 @@ func (f *FSM) applyRun(logs []*raft.Log, out []interface{}, limit int) int {
 			return f.applyRun(logs, out, limit-1)
 		}
 		// One entry that filled the transaction to the brim: apply it in pieces.
-		c, err := DecodeCommand(logs[0].Data)
+		e, err := DecodeEntry(logs[0].Data)
 		if err != nil {
 			panic(fmt.Errorf("fsm: entry %d no longer decodes: %w", logs[0].Index, err))
 		}
-		out[0] = f.applyOversized(logs[0], c)
+		out[0] = f.applyOversized(logs[0], e)
 		return 1
 	}
 	if err := txn.Commit(); err != nil {
@@ -255,14 +255,17 @@ func (f *FSM) applyRun(logs []*raft.Log, out []interface{}, limit int) int {
 	return limit
 }
 
-// applyOversized applies a command whose writes do not fit in one Badger
-// transaction (typically a delete-tree over many keys). It marks the index
-// as in progress, writes the changes through a WriteBatch (which splits as
+// applyOversized applies an entry whose writes do not fit in one Badger
+// transaction (typically a delete-tree over many keys, or the destroy of a
+// session holding many). For a KV command it marks the index as in
+// progress, writes the changes through a WriteBatch (which splits as
 // needed), then records the applied index. Readers are held off meanwhile.
 // If the process dies half way, the replay finds the marker and re-runs the
 // command without its checks, since the checks had passed the first time
-// and part of its writes may already be visible to them.
-func (f *FSM) applyOversized(l *raft.Log, c *kv.Command) interface{} {
+// and part of its writes may already be visible to them. Only KV commands
+// are marked and forced, as before typed entries; an entry of another kind
+// cut short by a crash is applied again as it is.
+func (f *FSM) applyOversized(l *raft.Log, e *Entry) interface{} {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var marker uint64
@@ -277,19 +280,21 @@ func (f *FSM) applyOversized(l *raft.Log, c *kv.Command) interface{} {
 	view := f.db.NewTransaction(false)
 	defer view.Discard()
 	// Mark only a command that will write: the replay skips checks.
-	dry, err := execute(newOverlay(view), l.Index, c, force)
-	if err != nil {
-		panic(fmt.Errorf("fsm: evaluate oversized entry %d: %w", l.Index, err))
-	}
-	if dry.OK && !force {
-		if err := f.db.Update(func(txn *badger.Txn) error { return txn.Set(metaOversized, uintBytes(l.Index)) }); err != nil {
-			panic(fmt.Errorf("fsm: mark oversized entry %d: %w", l.Index, err))
+	if e.Kind == KindKV && e.KV != nil {
+		dry, err := execute(newOverlay(view), l.Index, e.KV, force)
+		if err != nil {
+			panic(fmt.Errorf("fsm: evaluate oversized entry %d: %w", l.Index, err))
+		}
+		if dry.OK && !force {
+			if err := f.db.Update(func(txn *badger.Txn) error { return txn.Set(metaOversized, uintBytes(l.Index)) }); err != nil {
+				panic(fmt.Errorf("fsm: mark oversized entry %d: %w", l.Index, err))
+			}
 		}
 	}
 	// Writes go to a WriteBatch, which splits as needed.
 	b := f.newBatch(view)
 	wb := f.db.NewWriteBatch()
-	res, err := b.command(wb, l.Index, c, force)
+	res, err := b.apply(wb, l.Index, e, force)
 	if err == nil {
 		err = wb.Flush()
 	} else {

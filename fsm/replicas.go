@@ -11,10 +11,14 @@ import (
 // them) and, like every Badger key, part of snapshots.
 var replicaPrefix = []byte("r")
 
-func readReplicaCommand(w writer, idx uint64, op kv.Op) (*kv.Result, error) {
-	key := prefixed(replicaPrefix, op.Key)
+// markReplica applies a replica mark (nil: the zero mark).
+func markReplica(w writer, idx uint64, m *ReplicaMark) (*kv.Result, error) {
+	if m == nil {
+		m = &ReplicaMark{}
+	}
+	key := prefixed(replicaPrefix, m.Server)
 	var err error
-	if len(op.Value) > 0 {
+	if m.ReadReplica {
 		err = w.Set(key, []byte{1})
 	} else {
 		err = w.Delete(key)

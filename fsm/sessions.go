@@ -50,8 +50,14 @@ func holdsKey(session, key string) []byte {
 // strings as bytes (len:uvarint data). The ID is the Badger key.
 const sessionV1 = 1
 
-// EncodeSession encodes s without its ID (the command's op carries it).
-func EncodeSession(s *kv.Session) []byte {
+// EncodeSession is the value of a legacy session-create op: the session
+// record, without the ID (the op's Session carries it).
+//
+// Deprecated: legacy encoding, use EncodeEntry(SessionCreateEntry(s)).
+func EncodeSession(s *kv.Session) []byte { return encodeSessionRecord(s) }
+
+// encodeSessionRecord is the stored form of s, without its ID (the key).
+func encodeSessionRecord(s *kv.Session) []byte {
 	b := []byte{sessionV1}
 	b = appendBytes(b, []byte(s.Name))
 	b = appendBytes(b, []byte(s.Node))
@@ -66,7 +72,8 @@ func EncodeSession(s *kv.Session) []byte {
 	return binary.AppendUvarint(b, s.ModifyIndex)
 }
 
-// DecodeSession parses EncodeSession's output. It never panics.
+// DecodeSession parses a session record (EncodeSession's output). It never
+// panics.
 func DecodeSession(b []byte) (*kv.Session, error) {
 	d := decoder{b: b}
 	if v := d.byte(); d.err == nil && v != sessionV1 {
@@ -138,41 +145,54 @@ func lockDelayUntil(txn *badger.Txn, key string) (int64, error) {
 	return until, err
 }
 
-// sessionCommand applies a session create or destroy (a command of one op).
-func (b *batchState) sessionCommand(w writer, idx uint64, op kv.Op) (*kv.Result, error) {
-	existing, err := readSession(b.txn, op.Session)
+// createSession applies a session create. unparsed is the body of a
+// legacy entry that did not parse: refused as the versions that wrote it
+// refused it, after the check that the ID is free.
+func (b *batchState) createSession(w writer, idx uint64, spec *kv.Session, unparsed *LegacyBody) (*kv.Result, error) {
+	var s kv.Session
+	if spec != nil {
+		s = *spec
+	}
+	existing, err := readSession(b.txn, s.ID)
 	if err != nil {
 		return nil, err
 	}
-	res := &kv.Result{Index: idx, OK: true}
-	switch op.Verb {
-	case kv.VerbSessionCreate:
-		if existing != nil {
-			res.OK = false
-			res.Errors = []kv.OpError{{What: fmt.Sprintf("session %q already exists", op.Session)}}
-			return res, nil
-		}
-		s, err := DecodeSession(op.Value)
+	if existing != nil {
+		return &kv.Result{Index: idx, Errors: []kv.OpError{{What: fmt.Sprintf("session %q already exists", s.ID)}}}, nil
+	}
+	if unparsed != nil {
+		parsed, err := DecodeSession(unparsed.Bytes)
 		if err != nil {
-			res.OK = false
-			res.Errors = []kv.OpError{{What: fmt.Sprintf("bad session: %v", err)}}
-			return res, nil
+			return &kv.Result{Index: idx, Errors: []kv.OpError{{What: fmt.Sprintf("bad session: %v", err)}}}, nil
 		}
-		s.CreateIndex, s.ModifyIndex = idx, idx
-		if err := w.Set(prefixed(sessionPrefix, op.Session), EncodeSession(s)); err != nil {
-			return nil, err
-		}
-		res.Entries = []kv.Entry{{Session: op.Session}} // the ID, for the creator
-	case kv.VerbSessionDestroy:
-		if existing == nil {
-			return res, nil // destroying an unknown or invalidated session succeeds
-		}
-		if err := b.invalidate(w, idx, existing); err != nil {
-			return nil, err
-		}
-		if err := w.Delete(prefixed(sessionPrefix, op.Session)); err != nil {
-			return nil, err
-		}
+		parsed.ID = s.ID
+		s = *parsed
+	}
+	s.CreateIndex, s.ModifyIndex = idx, idx
+	if err := w.Set(prefixed(sessionPrefix, s.ID), encodeSessionRecord(&s)); err != nil {
+		return nil, err
+	}
+	b.sessionsChanged = true
+	res := &kv.Result{Index: idx, OK: true, Entries: []kv.Entry{{Session: s.ID}}} // the ID, for the creator
+	return res, w.Set(metaSessions, uintBytes(idx))
+}
+
+// destroySession invalidates session id; an unknown or already
+// invalidated session is no error.
+func (b *batchState) destroySession(w writer, idx uint64, id string) (*kv.Result, error) {
+	res := &kv.Result{Index: idx, OK: true}
+	existing, err := readSession(b.txn, id)
+	if err != nil {
+		return nil, err
+	}
+	if existing == nil {
+		return res, nil
+	}
+	if err := b.invalidate(w, idx, existing); err != nil {
+		return nil, err
+	}
+	if err := w.Delete(prefixed(sessionPrefix, id)); err != nil {
+		return nil, err
 	}
 	b.sessionsChanged = true
 	return res, w.Set(metaSessions, uintBytes(idx))

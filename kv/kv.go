@@ -46,14 +46,18 @@ const (
 	VerbUnlock       Verb = 11 // release: write and free the lock if Session holds it
 	VerbCheckSession Verb = 12 // fail unless Session holds the key ("" : nobody does)
 	VerbGetOrEmpty   Verb = 13 // read a key; an empty entry if absent
-	// Sessions themselves; not transaction verbs (the API never takes them
-	// from a client). Session is the session ID.
+	// The internal verbs: how session, read-replica and ACL changes were
+	// written in the raft log before typed log entries (fsm.Entry), as a
+	// command of that one op. The state machine reads them forever, and
+	// nodes write them until every member reads typed entries
+	// (fsm.EncodeLegacyEntry). Not transaction verbs: the API never takes
+	// them from a client. Session is the session ID.
 	VerbSessionCreate  Verb = 14 // Value: the encoded Session
 	VerbSessionDestroy Verb = 15 // invalidate: release or delete its keys, start lock-delay
 	// VerbReadReplica marks the server Key a read replica (Value "1"), which
 	// autopilot never promotes to voter, or clears the mark (empty Value).
 	VerbReadReplica Verb = 16
-	// VerbACL changes policies or tokens (Value: an encoded acl.Command).
+	// VerbACL changes policies or tokens (Value: an acl.Command as JSON).
 	VerbACL Verb = 17
 )
 
@@ -77,8 +81,8 @@ var verbNames = map[Verb]string{
 	VerbACL:            "acl",
 }
 
-// Internal reports whether v is a session or membership verb, which only
-// the node itself proposes.
+// Internal reports whether v is a session, read-replica or ACL verb, which
+// only the node itself proposes (in the legacy encoding of those changes).
 func (v Verb) Internal() bool {
 	return v == VerbSessionCreate || v == VerbSessionDestroy || v == VerbReadReplica || v == VerbACL
 }
@@ -123,8 +127,9 @@ type Op struct {
 	Session string
 }
 
-// Command is what goes through the raft log: a list of operations applied
-// atomically. A single PUT is a command of one op.
+// Command is a write of keys: a list of operations applied atomically. A
+// single PUT is a command of one op. It is the body of a KV log entry
+// (fsm.Entry), and in the log's legacy encoding the whole entry.
 type Command struct {
 	Ops []Op
 	// Time is stamped by the proposer; it is the only clock the state machine

@@ -1,0 +1,653 @@
+package fsm
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/raftkv/raftkv/internal/acl"
+	"github.com/raftkv/raftkv/kv"
+)
+
+// EntryKind says what a log entry changes.
+type EntryKind uint8
+
+// The kinds of log entries. The numbers are written in v3 entries: they
+// never change, and a new kind takes a new number.
+const (
+	KindKV             EntryKind = 1 // keys: a kv.Command
+	KindSessionCreate  EntryKind = 2 // a new session
+	KindSessionDestroy EntryKind = 3 // a session invalidated
+	KindACL            EntryKind = 4 // a policy, token, bootstrap or peer-secret change
+	KindReplicaMark    EntryKind = 5 // a server marked a read replica, or the mark cleared
+)
+
+var kindNames = map[EntryKind]string{
+	KindKV:             "kv",
+	KindSessionCreate:  "session-create",
+	KindSessionDestroy: "session-destroy",
+	KindACL:            "acl",
+	KindReplicaMark:    "replica-mark",
+}
+
+func (k EntryKind) String() string {
+	if n, ok := kindNames[k]; ok {
+		return n
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// Entry is one raft log entry: a kind and the body of that kind. The body
+// field of the entry's kind is the only one used; a missing body (nil)
+// counts as the zero value of its type, in encoding and in applying, and
+// Validate refuses it.
+type Entry struct {
+	Kind EntryKind
+	// Time is stamped by the proposer (the leader, whatever a client
+	// sent); it is the only clock the state machine sees.
+	Time time.Time
+	// IdempotencyKey, if set, makes the entry apply at most once (while
+	// the key lives): a repeat is answered with the first result. Any kind
+	// may carry one. RequestDigest identifies the request the key came
+	// with; the key reused with another digest is refused.
+	IdempotencyKey string
+	RequestDigest  []byte
+
+	// KV is a KindKV entry's command. Its own Time, IdempotencyKey and
+	// RequestDigest are ignored: the entry's are written in their place,
+	// KVEntry copies them up, and DecodeEntry sets both alike.
+	KV *kv.Command
+	// Session is a KindSessionCreate entry's session, ID included (the
+	// leader chooses it before proposing). The state machine sets its
+	// CreateIndex and ModifyIndex.
+	Session *kv.Session
+	// SessionID is the session a KindSessionDestroy entry invalidates.
+	SessionID string
+	// ACL is a KindACL entry's change.
+	ACL *acl.Command
+	// Replica is a KindReplicaMark entry's mark.
+	Replica *ReplicaMark
+
+	// Unparsed is set by DecodeEntry only, for a legacy session create or
+	// ACL change whose body (a session record, ACL JSON) does not parse.
+	// The versions that wrote legacy entries applied such an entry as a
+	// refusal, after a step of the clock and of expiry like any entry (and
+	// a session create is refused as existing before its body is looked
+	// at): the state machine does the same, so that nodes of every version
+	// keep the same state. Session then holds only the ID; ACL is nil.
+	// EncodeEntry and EncodeLegacyEntry write such an entry back in the
+	// legacy form, the only one it has.
+	Unparsed *LegacyBody
+}
+
+// LegacyBody is the op value of a legacy entry whose body did not parse.
+type LegacyBody struct {
+	Bytes []byte
+}
+
+// ReplicaMark marks Server a read replica (a non-voter that autopilot
+// never promotes) or, ReadReplica false, clears the mark.
+type ReplicaMark struct {
+	Server      string
+	ReadReplica bool
+}
+
+// KVEntry is the entry of a KV command: its Time, IdempotencyKey and
+// RequestDigest become the entry's.
+func KVEntry(c *kv.Command) *Entry {
+	return &Entry{Kind: KindKV, Time: c.Time, IdempotencyKey: c.IdempotencyKey, RequestDigest: c.RequestDigest, KV: c}
+}
+
+// SessionCreateEntry creates session s, whose ID the leader has chosen.
+func SessionCreateEntry(s kv.Session) *Entry {
+	return &Entry{Kind: KindSessionCreate, Session: &s}
+}
+
+// SessionDestroyEntry invalidates session id.
+func SessionDestroyEntry(id string) *Entry {
+	return &Entry{Kind: KindSessionDestroy, SessionID: id}
+}
+
+// ACLEntry applies ACL change c.
+func ACLEntry(c *acl.Command) *Entry {
+	return &Entry{Kind: KindACL, ACL: c}
+}
+
+// ReplicaMarkEntry marks server a read replica (readReplica) or clears the mark.
+func ReplicaMarkEntry(server string, readReplica bool) *Entry {
+	return &Entry{Kind: KindReplicaMark, Replica: &ReplicaMark{Server: server, ReadReplica: readReplica}}
+}
+
+// Log entry encoding (see DESIGN.md, "Log entries"):
+//
+//	v1, v2: a kv.Command (codec.go). Every KV entry is written so, and so
+//	        was every entry before v3: a session, ACL or replica change as
+//	        a command of one op with an internal verb.
+//	v3:     3 kind:byte time:varint(unix ns, 0: none) idemKey:bytes digest:bytes body
+//
+// v3 bodies, by kind (bool := 0 | 1, strings as bytes):
+//
+//	session-create:  id name node lockDelay:varint(ns) behavior ttl strings create:uvarint modify:uvarint
+//	session-destroy: id
+//	replica-mark:    server readReplica:bool
+//	acl:             op create:bool policy? token? id
+//	  policy?      := 0 | 1 id name description rules create:uvarint modify:uvarint
+//	  token?       := 0 | 1 accessor secret description links local:bool createTime create:uvarint modify:uvarint
+//	  links        := 0 (nil) | n+1:uvarint (id name)*n
+//	  createTime   := 0 (the zero time) | 1 sec:varint nsec:uvarint (UTC)
+//	                | 2 sec:varint nsec:uvarint offset:varint (seconds east of UTC)
+//	strings := 0 (nil) | n+1:uvarint bytes*n
+//
+// KV entries are never written as v3, and v3 has no KV body: older nodes
+// must keep reading every KV write during a rolling upgrade.
+const entryV3 = 3
+
+var errCorruptEntry = errors.New("corrupt entry")
+
+// EncodeEntry serialises e for the raft log: a KV entry in the v1/v2
+// command encoding (EncodeEntry(KVEntry(c)) == EncodeCommand(c)), any other
+// kind as v3, which only nodes of this version or later can apply. Until
+// every member of the cluster can, proposers must write EncodeLegacyEntry
+// instead. Deterministic: the same Entry gives the same bytes.
+func EncodeEntry(e *Entry) []byte {
+	if e.Kind == KindKV || e.Unparsed != nil && (e.Kind == KindSessionCreate || e.Kind == KindACL) {
+		return EncodeLegacyEntry(e)
+	}
+	b := []byte{entryV3, byte(e.Kind)}
+	b = binary.AppendVarint(b, unixNano(e.Time))
+	b = appendBytes(b, []byte(e.IdempotencyKey))
+	b = appendBytes(b, e.RequestDigest)
+	switch e.Kind {
+	case KindSessionCreate:
+		var s kv.Session
+		if e.Session != nil {
+			s = *e.Session
+		}
+		b = appendString(b, s.ID)
+		b = appendString(b, s.Name)
+		b = appendString(b, s.Node)
+		b = binary.AppendVarint(b, int64(s.LockDelay))
+		b = appendString(b, s.Behavior)
+		b = appendString(b, s.TTL)
+		b = appendStrings(b, s.NodeChecks)
+		b = binary.AppendUvarint(b, s.CreateIndex)
+		b = binary.AppendUvarint(b, s.ModifyIndex)
+	case KindSessionDestroy:
+		b = appendString(b, e.SessionID)
+	case KindReplicaMark:
+		var m ReplicaMark
+		if e.Replica != nil {
+			m = *e.Replica
+		}
+		b = appendString(b, m.Server)
+		b = appendBool(b, m.ReadReplica)
+	case KindACL:
+		var c acl.Command
+		if e.ACL != nil {
+			c = *e.ACL
+		}
+		b = appendACL(b, &c)
+	}
+	return b
+}
+
+// EncodeLegacyEntry serialises e as the versions before v3 did, which
+// every node reads: a kv.Command in the v1/v2 encoding, a non-KV change
+// as its one op with an internal verb (kv.VerbSessionCreate with the
+// session's ID in Session and its record in Value, kv.VerbSessionDestroy,
+// kv.VerbReadReplica with Value "1" or none, kv.VerbACL with the change as
+// JSON). An entry of no known kind is written as a command without ops.
+func EncodeLegacyEntry(e *Entry) []byte { return EncodeCommand(e.legacyCommand()) }
+
+func (e *Entry) legacyCommand() *kv.Command {
+	c := &kv.Command{Time: e.Time, IdempotencyKey: e.IdempotencyKey, RequestDigest: e.RequestDigest}
+	var op kv.Op
+	switch e.Kind {
+	case KindKV:
+		if e.KV != nil {
+			c.Ops = e.KV.Ops
+		}
+		return c
+	case KindSessionCreate:
+		var s kv.Session
+		if e.Session != nil {
+			s = *e.Session
+		}
+		op = kv.Op{Verb: kv.VerbSessionCreate, Session: s.ID}
+		if e.Unparsed != nil {
+			op.Value = e.Unparsed.Bytes
+		} else {
+			op.Value = encodeSessionRecord(&s)
+		}
+	case KindSessionDestroy:
+		op = kv.Op{Verb: kv.VerbSessionDestroy, Session: e.SessionID}
+	case KindReplicaMark:
+		op = kv.Op{Verb: kv.VerbReadReplica}
+		if e.Replica != nil {
+			op.Key = e.Replica.Server
+			if e.Replica.ReadReplica {
+				op.Value = []byte("1")
+			}
+		}
+	case KindACL:
+		op = kv.Op{Verb: kv.VerbACL}
+		switch {
+		case e.Unparsed != nil:
+			op.Value = e.Unparsed.Bytes
+		case e.ACL != nil:
+			op.Value = encodeACLJSON(e.ACL)
+		default:
+			op.Value = encodeACLJSON(&acl.Command{})
+		}
+	default:
+		return c
+	}
+	c.Ops = []kv.Op{op}
+	return c
+}
+
+// DecodeEntry parses a log entry of any version. A legacy command of one
+// op with an internal verb becomes the entry of its kind; any other
+// command (internal verbs among other ops included: the state machine
+// refuses those ops) is a KV entry. Errors of the v1/v2 forms are
+// DecodeCommand's. It never panics.
+func DecodeEntry(b []byte) (*Entry, error) {
+	if len(b) > 0 && b[0] == entryV3 {
+		return decodeV3(b[1:])
+	}
+	c, err := DecodeCommand(b)
+	if err != nil {
+		return nil, err
+	}
+	return legacyEntry(c), nil
+}
+
+// legacyEntry maps a decoded v1/v2 command to its entry, as the versions
+// that wrote it dispatched it: one op with an internal verb is that change
+// (its other fields ignored), anything else a KV command.
+func legacyEntry(c *kv.Command) *Entry {
+	e := KVEntry(c)
+	if len(c.Ops) != 1 || !c.Ops[0].Verb.Internal() {
+		return e
+	}
+	op := c.Ops[0]
+	e.KV = nil
+	switch op.Verb {
+	case kv.VerbSessionCreate:
+		e.Kind = KindSessionCreate
+		s, err := DecodeSession(op.Value)
+		if err != nil {
+			s, e.Unparsed = &kv.Session{}, &LegacyBody{Bytes: op.Value}
+		}
+		s.ID = op.Session
+		e.Session = s
+	case kv.VerbSessionDestroy:
+		e.Kind, e.SessionID = KindSessionDestroy, op.Session
+	case kv.VerbReadReplica:
+		e.Kind, e.Replica = KindReplicaMark, &ReplicaMark{Server: op.Key, ReadReplica: len(op.Value) > 0}
+	case kv.VerbACL:
+		e.Kind = KindACL
+		if a, err := decodeACLJSON(op.Value); err != nil {
+			e.Unparsed = &LegacyBody{Bytes: op.Value}
+		} else {
+			e.ACL = a
+		}
+	}
+	return e
+}
+
+func decodeV3(b []byte) (*Entry, error) {
+	d := decoder{b: b, corrupt: errCorruptEntry}
+	e := &Entry{Kind: EntryKind(d.byte())}
+	if t := d.varint(); t != 0 {
+		e.Time = time.Unix(0, t)
+	}
+	e.IdempotencyKey = string(d.bytes())
+	if v := d.bytes(); len(v) > 0 {
+		e.RequestDigest = append([]byte(nil), v...)
+	}
+	if d.err != nil {
+		return nil, fmt.Errorf("v3 entry: %w", d.err)
+	}
+	switch e.Kind {
+	case KindSessionCreate:
+		s := &kv.Session{ID: d.string(), Name: d.string(), Node: d.string(), LockDelay: time.Duration(d.varint())}
+		s.Behavior, s.TTL = d.string(), d.string()
+		s.NodeChecks = d.strings()
+		s.CreateIndex, s.ModifyIndex = d.uvarint(), d.uvarint()
+		e.Session = s
+	case KindSessionDestroy:
+		e.SessionID = d.string()
+	case KindReplicaMark:
+		e.Replica = &ReplicaMark{Server: d.string(), ReadReplica: d.bool()}
+	case KindACL:
+		e.ACL = d.aclCommand()
+	case KindKV:
+		return nil, fmt.Errorf("v3 entry: %w: a KV entry is written as a v1/v2 command, never as v3", errCorruptEntry)
+	default:
+		return nil, fmt.Errorf("v3 entry: %w: unknown kind %d", errCorruptEntry, e.Kind)
+	}
+	if d.err != nil {
+		return nil, fmt.Errorf("v3 %s entry: %w", e.Kind, d.err)
+	}
+	if len(d.b) != 0 {
+		return nil, fmt.Errorf("v3 %s entry: %w: %d trailing bytes", e.Kind, errCorruptEntry, len(d.b))
+	}
+	return e, nil
+}
+
+// Validate checks what does not depend on the state: for a KV entry
+// kv.Command.Validate's rules (maxValue <= 0: the default) and no internal
+// verb (those changes are entries of their own kinds); for the others
+// that the body is there and has what its kind needs. A session create
+// may still lack its ID, which the leader chooses before proposing.
+func (e *Entry) Validate(maxValue int) error {
+	if len(e.IdempotencyKey) > kv.MaxIdempotencyKeySize {
+		return fmt.Errorf("%w: idempotency key over %d bytes", kv.ErrInvalid, kv.MaxIdempotencyKeySize)
+	}
+	if e.Unparsed != nil {
+		return fmt.Errorf("%w: %s entry whose legacy body does not parse", kv.ErrInvalid, e.Kind)
+	}
+	missing := func(what string) error {
+		return fmt.Errorf("%w: %s entry without %s", kv.ErrInvalid, e.Kind, what)
+	}
+	switch e.Kind {
+	case KindKV:
+		if e.KV == nil {
+			return missing("a command")
+		}
+		if e.KV.IdempotencyKey != e.IdempotencyKey || string(e.KV.RequestDigest) != string(e.RequestDigest) {
+			return fmt.Errorf("%w: the command's idempotency key or request digest differs from its entry's", kv.ErrInvalid)
+		}
+		for i, op := range e.KV.Ops {
+			if op.Verb.Internal() {
+				return fmt.Errorf("%w: op %d: %s is not a KV operation", kv.ErrInvalid, i, op.Verb)
+			}
+		}
+		return e.KV.Validate(maxValue)
+	case KindSessionCreate:
+		if e.Session == nil {
+			return missing("a session")
+		}
+		// Consul's wording, which clients match on, so not wrapped; the
+		// node's own shortest TTL is its caller's to check.
+		return e.Session.Validate(kv.LowestSessionTTLMin)
+	case KindSessionDestroy:
+		if e.SessionID == "" {
+			return missing("a session ID")
+		}
+		return nil
+	case KindReplicaMark:
+		if e.Replica == nil || e.Replica.Server == "" {
+			return missing("a server")
+		}
+		return nil
+	case KindACL:
+		if e.ACL == nil {
+			return missing("an ACL change")
+		}
+		return validateACL(e.ACL)
+	}
+	return fmt.Errorf("%w: log entry of unknown kind %d", kv.ErrInvalid, e.Kind)
+}
+
+// validateACL checks that c has what its operation needs, and a policy's
+// name and rules (acl.ValidatePolicy).
+func validateACL(c *acl.Command) error {
+	missing := func(what string) error {
+		return fmt.Errorf("%w: ACL %s without %s", kv.ErrInvalid, c.Op, what)
+	}
+	switch c.Op {
+	case acl.OpBootstrap, acl.OpInitialManagement:
+		if c.Token == nil || c.Token.AccessorID == "" || c.Token.SecretID == "" {
+			return missing("a token with accessor and secret")
+		}
+	case acl.OpTokenSet:
+		if c.Token == nil || c.Token.AccessorID == "" {
+			return missing("a token with an accessor")
+		}
+		for i, l := range c.Token.Policies {
+			if l.ID == "" && l.Name == "" {
+				return fmt.Errorf("%w: ACL token-set: policy link %d names no policy", kv.ErrInvalid, i)
+			}
+		}
+	case acl.OpPolicySet:
+		if c.Policy == nil || c.Policy.ID == "" {
+			return missing("a policy with an ID")
+		}
+		if err := acl.ValidatePolicy(c.Policy); err != nil {
+			return err // Consul's wording, which clients match on
+		}
+	case acl.OpPolicyDelete, acl.OpTokenDelete, acl.OpPeerSecret:
+		if c.ID == "" {
+			return missing("an ID")
+		}
+	default:
+		return fmt.Errorf("%w: unknown ACL operation %q", kv.ErrInvalid, c.Op)
+	}
+	if c.Token != nil {
+		if err := checkJSONTime(c.Token.CreateTime); err != nil {
+			return fmt.Errorf("%w: ACL %s: token CreateTime: %v", kv.ErrInvalid, c.Op, err)
+		}
+	}
+	return nil
+}
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendBool(b []byte, v bool) []byte {
+	if v {
+		return append(b, 1)
+	}
+	return append(b, 0)
+}
+
+// appendStrings keeps nil and empty apart: 0 is nil, n+1 is n strings.
+func appendStrings(b []byte, ss []string) []byte {
+	if ss == nil {
+		return append(b, 0)
+	}
+	b = binary.AppendUvarint(b, uint64(len(ss))+1)
+	for _, s := range ss {
+		b = appendString(b, s)
+	}
+	return b
+}
+
+func appendACL(b []byte, c *acl.Command) []byte {
+	b = appendString(b, string(c.Op))
+	b = appendBool(b, c.Create)
+	b = appendBool(b, c.Policy != nil)
+	if p := c.Policy; p != nil {
+		b = appendString(b, p.ID)
+		b = appendString(b, p.Name)
+		b = appendString(b, p.Description)
+		b = appendString(b, p.Rules)
+		b = binary.AppendUvarint(b, p.CreateIndex)
+		b = binary.AppendUvarint(b, p.ModifyIndex)
+	}
+	b = appendBool(b, c.Token != nil)
+	if t := c.Token; t != nil {
+		b = appendString(b, t.AccessorID)
+		b = appendString(b, t.SecretID)
+		b = appendString(b, t.Description)
+		if t.Policies == nil {
+			b = append(b, 0)
+		} else {
+			b = binary.AppendUvarint(b, uint64(len(t.Policies))+1)
+			for _, l := range t.Policies {
+				b = appendString(b, l.ID)
+				b = appendString(b, l.Name)
+			}
+		}
+		b = appendBool(b, t.Local)
+		b = appendTime(b, t.CreateTime)
+		b = binary.AppendUvarint(b, t.CreateIndex)
+		b = binary.AppendUvarint(b, t.ModifyIndex)
+	}
+	return appendString(b, c.ID)
+}
+
+// appendTime writes an instant and its zone's offset: a time in UTC comes
+// back in UTC, any other in a fixed zone of the same offset (a zone's name
+// and rules are not kept; JSON keeps neither either). The zero time, what
+// a command's token usually holds, takes one byte.
+func appendTime(b []byte, t time.Time) []byte {
+	utc := t.Location() == time.UTC
+	if utc && t.IsZero() {
+		return append(b, timeZero)
+	}
+	tag := byte(timeUTC)
+	if !utc {
+		tag = timeOffset
+	}
+	b = append(b, tag)
+	b = binary.AppendVarint(b, t.Unix())
+	b = binary.AppendUvarint(b, uint64(t.Nanosecond()))
+	if utc {
+		return b
+	}
+	_, offset := t.Zone()
+	return binary.AppendVarint(b, int64(offset))
+}
+
+// Time tags.
+const (
+	timeZero   = 0
+	timeUTC    = 1
+	timeOffset = 2
+)
+
+func (d *decoder) string() string { return string(d.bytes()) }
+
+func (d *decoder) bool() bool {
+	switch v := d.byte(); {
+	case d.err != nil:
+		return false
+	case v > 1:
+		d.failf("bool %d", v)
+		return false
+	default:
+		return v == 1
+	}
+}
+
+func (d *decoder) strings() []string {
+	n := d.uvarint()
+	if d.err != nil || n == 0 {
+		return nil
+	}
+	n--
+	if n > uint64(len(d.b)) { // each takes at least one byte
+		d.failf("%d strings in %d bytes", n, len(d.b))
+		return nil
+	}
+	out := make([]string, 0, n)
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		out = append(out, d.string())
+	}
+	return out
+}
+
+func (d *decoder) time() time.Time {
+	tag := d.byte()
+	if d.err != nil || tag == timeZero {
+		return time.Time{}
+	}
+	if tag > timeOffset {
+		d.failf("time tag %d", tag)
+		return time.Time{}
+	}
+	sec, nsec := d.varint(), d.uvarint()
+	var offset int64
+	if tag == timeOffset {
+		offset = d.varint()
+	}
+	switch {
+	case d.err != nil:
+		return time.Time{}
+	case nsec >= 1e9:
+		d.failf("time with %d ns", nsec)
+		return time.Time{}
+	}
+	t := time.Unix(sec, int64(nsec)).UTC()
+	if tag == timeOffset {
+		if offset <= -86400 || offset >= 86400 {
+			d.failf("time zone offset of %d s", offset)
+			return time.Time{}
+		}
+		t = t.In(time.FixedZone("", int(offset)))
+	}
+	if err := checkJSONTime(t); err != nil {
+		d.failf("%v", err)
+		return time.Time{}
+	}
+	return t
+}
+
+// checkJSONTime refuses a time that the legacy (JSON) form cannot carry:
+// JSON's years are 0 to 9999 and its zone offsets under a day.
+func checkJSONTime(t time.Time) error {
+	_, offset := t.Zone()
+	if y := t.Year(); y < 0 || y > 9999 || offset <= -86400 || offset >= 86400 {
+		return fmt.Errorf("time %d s (offset %d s) out of range", t.Unix(), offset)
+	}
+	return nil
+}
+
+func (d *decoder) aclCommand() *acl.Command {
+	c := &acl.Command{Op: acl.Op(d.string()), Create: d.bool()}
+	if d.bool() {
+		c.Policy = &acl.Policy{ID: d.string(), Name: d.string(), Description: d.string(), Rules: d.string()}
+		c.Policy.CreateIndex, c.Policy.ModifyIndex = d.uvarint(), d.uvarint()
+	}
+	if d.bool() {
+		t := &acl.Token{AccessorID: d.string(), SecretID: d.string(), Description: d.string()}
+		if n := d.uvarint(); n > 0 && d.err == nil {
+			n--
+			if n > uint64(len(d.b))/2 { // each link takes at least two bytes
+				d.failf("%d policy links in %d bytes", n, len(d.b))
+			} else {
+				t.Policies = make([]acl.PolicyLink, 0, n)
+				for i := uint64(0); i < n && d.err == nil; i++ {
+					t.Policies = append(t.Policies, acl.PolicyLink{ID: d.string(), Name: d.string()})
+				}
+			}
+		}
+		t.Local = d.bool()
+		t.CreateTime = d.time()
+		t.CreateIndex, t.ModifyIndex = d.uvarint(), d.uvarint()
+		c.Token = t
+	}
+	c.ID = d.string()
+	return c
+}
+
+// The legacy ACL body: JSON, as EncodeACLCommand wrote it.
+func encodeACLJSON(c *acl.Command) []byte {
+	b, err := json.Marshal(c)
+	if err != nil {
+		panic(fmt.Sprintf("fsm: encode ACL command: %v", err)) // plain structs always encode
+	}
+	return b
+}
+
+func decodeACLJSON(b []byte) (*acl.Command, error) {
+	var c acl.Command
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
