@@ -331,7 +331,7 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 // that clients follow as a GET).
 func (s *RaftStore) routes() http.Handler {
 	rpc := peerrpc.Handler((*rpcNode)(s), s.cfg.ApplyTimeout, s.peerTimeout())
-	api := httpd.New(s, httpd.Options{
+	api := httpd.New(httpd.Stores{KV: s, Sessions: s, Snapshots: s, ACL: s, Cluster: s, Node: s}, httpd.Options{
 		MaxValueBytes: s.cfg.MaxValueBytes,
 		Registry:      s.metrics.registry,
 		Logger:        s.logger,
