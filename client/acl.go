@@ -6,40 +6,23 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"time"
+
+	"github.com/raftkv/raftkv/api"
 )
 
-// ACL management, in Consul's shapes. Every call needs a token with acl
-// read or write (Config.Token), but Bootstrap, which needs none.
+// ACL management, in Consul's shapes (package api, which the server
+// answers with). Every call needs a token with acl read or write
+// (Config.Token), but Bootstrap, which needs none.
 
 // ACLPolicy is a policy: Consul's rules (HCL or JSON) under a unique name.
-type ACLPolicy struct {
-	ID          string `json:",omitempty"`
-	Name        string
-	Description string `json:",omitempty"`
-	Rules       string `json:",omitempty"`
-	CreateIndex uint64 `json:",omitempty"`
-	ModifyIndex uint64 `json:",omitempty"`
-}
+type ACLPolicy = api.ACLPolicy
 
 // ACLLink names a token's policy by ID or by name.
-type ACLLink struct {
-	ID   string `json:",omitempty"`
-	Name string `json:",omitempty"`
-}
+type ACLLink = api.ACLLink
 
 // ACLToken is a token: a SecretID that requests carry, and the AccessorID
 // that names it everywhere else.
-type ACLToken struct {
-	AccessorID  string `json:",omitempty"`
-	SecretID    string `json:",omitempty"`
-	Description string
-	Policies    []ACLLink
-	Local       bool
-	CreateTime  time.Time `json:",omitempty"`
-	CreateIndex uint64    `json:",omitempty"`
-	ModifyIndex uint64    `json:",omitempty"`
-}
+type ACLToken = api.ACLToken
 
 func (c *Client) aclCall(ctx context.Context, method, path string, in, out any) error {
 	var body []byte

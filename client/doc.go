@@ -13,4 +13,8 @@
 // is not raftkv's) ends a call at once with an error matching
 // ErrPermanent; see SetupError and UnexpectedAnswerError. A call that gives
 // up after its Timeout says what every endpoint last answered.
+//
+// Keys, transactions and ACL records travel in package api's shapes, the
+// ones the server answers with: TxnOp, TxnError, ACLPolicy, ACLLink and
+// ACLToken are its types under the client's names.
 package client

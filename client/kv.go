@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/raftkv/raftkv/api"
 	"github.com/raftkv/raftkv/internal/wire"
 	"github.com/raftkv/raftkv/kv"
 )
@@ -120,7 +121,7 @@ func (c *Client) Get(ctx context.Context, key string, opts ...ReadOption) (kv.En
 	if resp.status == http.StatusNotFound {
 		return kv.Entry{}, meta, fmt.Errorf("%w: %q", kv.ErrNotFound, key)
 	}
-	var out []wire.DirEntry
+	var out []api.DirEntry
 	if err := decode(resp, &out); err != nil || len(out) != 1 {
 		return kv.Entry{}, meta, fmt.Errorf("get %q: unexpected answer (%d entries): %v", key, len(out), err)
 	}
@@ -133,7 +134,7 @@ func (c *Client) List(ctx context.Context, prefix string, opts ...ReadOption) ([
 	if err != nil || resp.status == http.StatusNotFound {
 		return nil, meta, err
 	}
-	var out []wire.DirEntry
+	var out []api.DirEntry
 	if err := decode(resp, &out); err != nil {
 		return nil, meta, err
 	}
@@ -210,23 +211,14 @@ func (c *Client) Delete(ctx context.Context, key string, opts ...WriteOption) er
 	return c.writeBool(ctx, http.MethodDelete, key, nil, opts)
 }
 
-// TxnOp is one operation of a transaction, in Consul's JSON shape.
-type TxnOp struct {
-	Verb    string
-	Key     string
-	Value   []byte `json:",omitempty"`
-	Flags   uint64 `json:",omitempty"`
-	Index   uint64 `json:",omitempty"`
-	Session string `json:",omitempty"`
-}
+// TxnOp is one operation of a transaction, in Consul's JSON shape (the
+// API's KV operation).
+type TxnOp = api.KVTxnOp
 
 // TxnError says why a transaction was rolled back.
-type TxnError struct {
-	OpIndex int
-	What    string
-}
+type TxnError = api.TxnError
 
-// TxnResponse is a transaction's answer.
+// TxnResponse is a transaction's answer, its results as entries.
 type TxnResponse struct {
 	Results []kv.Entry
 	Errors  []TxnError
@@ -235,10 +227,10 @@ type TxnResponse struct {
 // Txn runs ops atomically. If a check fails nothing is applied and the
 // error wraps kv.ErrTxnFailed; the response then lists the failures.
 func (c *Client) Txn(ctx context.Context, ops []TxnOp, opts ...ReadOption) (*TxnResponse, error) {
-	wrapped := make([]map[string]TxnOp, len(ops))
+	wrapped := make([]api.TxnOp, len(ops))
 	readOnly := true
 	for i, op := range ops {
-		wrapped[i] = map[string]TxnOp{"KV": op}
+		wrapped[i] = api.TxnOp{KV: &op}
 		if v, err := kv.ParseVerb(op.Verb); err == nil && v.Writes() {
 			readOnly = false
 		}
@@ -259,10 +251,7 @@ func (c *Client) Txn(ctx context.Context, ops []TxnOp, opts ...ReadOption) (*Txn
 	if err != nil {
 		return nil, err
 	}
-	var out struct {
-		Results []struct{ KV wire.DirEntry }
-		Errors  []TxnError
-	}
+	var out api.TxnResponse
 	if err := decode(resp, &out); err != nil {
 		return nil, err
 	}

@@ -65,11 +65,11 @@ func (m *fixedACL) ACLTokens() ([]acl.Token, error) {
 	return append([]acl.Token(nil), m.tokens...), nil
 }
 
-// aclStore is the fake store with ACLs on over a fixedACL; applied counts
+// aclStore is the test store with ACLs on over a fixedACL; applied counts
 // the ACL changes that reached it. leader, view and noView change what it
 // says of the cluster (for agent/members).
 type aclStore struct {
-	*fakeStore
+	*testStore
 	st *fixedACL
 
 	mu      sync.Mutex
@@ -92,7 +92,7 @@ func (s *aclStore) Leader() (string, string) {
 	if s.leader != nil {
 		return s.leader[0], s.leader[1]
 	}
-	return s.fakeStore.Leader()
+	return s.testStore.Leader()
 }
 func (s *aclStore) AutopilotHealth(ctx context.Context) (kv.AutopilotHealth, error) {
 	s.mu.Lock()
@@ -101,7 +101,7 @@ func (s *aclStore) AutopilotHealth(ctx context.Context) (kv.AutopilotHealth, err
 	if noView {
 		return kv.AutopilotHealth{}, kv.ErrNoLeader
 	}
-	h, err := s.fakeStore.AutopilotHealth(ctx)
+	h, err := s.testStore.AutopilotHealth(ctx)
 	for i := range h.Servers {
 		if st, ok := view[h.Servers[i].ID]; ok {
 			h.Servers[i].SerfStatus = st
@@ -133,9 +133,9 @@ func newACLServer(t *testing.T, bootstrapped bool) (*httptest.Server, *aclStore)
 	} else {
 		st.tokens = nil
 	}
-	store := &aclStore{fakeStore: newFakeStore(), st: st}
+	store := &aclStore{testStore: newTestStore(t), st: st}
 	store.resolver = acl.NewResolver(st, false) // default deny
-	srv := httptest.NewServer(New(store, Options{MaxValueBytes: testMaxValue}))
+	srv := httptest.NewServer(New(allOf(store), Options{MaxValueBytes: testMaxValue}))
 	t.Cleanup(srv.Close)
 	return srv, store
 }
@@ -208,7 +208,7 @@ func TestGlobalReadOnlyPolicy(t *testing.T) {
 	}
 
 	ro := consulClient(t, srv, roSecret)
-	store.fakeStore.data["app/x"] = kvEntry("app/x")
+	store.put(t, "app/x", "v")
 	if p, _, err := ro.KV().Get("app/x", nil); err != nil || p == nil {
 		t.Fatalf("read-only KV read: %+v %v", p, err)
 	}

@@ -23,8 +23,8 @@ func nodeUUID(id string) string { return uuid.NewSHA1(nodeNamespace, []byte(id))
 // consul lock and consul/api's NodeName, Vault's Member.Addr, Patroni's
 // SessionTTLMin. Every top-level value is an object (or null), which
 // consul/api's Agent().Self() requires.
-func (h *handler) agentSelf(w http.ResponseWriter, r *http.Request) {
-	id := h.store.ID()
+func (h *handler) agentSelf(w http.ResponseWriter, r *http.Request) error {
+	id := h.node.ID()
 	writeJSON(w, http.StatusOK, map[string]any{
 		"Config": map[string]any{
 			"NodeName":          id,
@@ -34,14 +34,15 @@ func (h *handler) agentSelf(w http.ResponseWriter, r *http.Request) {
 			"Server":            true,
 			"Version":           version.String(),
 			"Revision":          "",
-			"SessionTTLMin":     h.store.SessionTTLMin().Nanoseconds(),
+			"SessionTTLMin":     h.node.SessionTTLMin().Nanoseconds(),
 		},
 		"DebugConfig": map[string]any{},
 		"Coord":       nil,
-		"Member":      h.member(r, id, h.store.Addr(), memberAlive), // it is answering
+		"Member":      h.member(r, id, h.node.Addr(), memberAlive), // it is answering
 		"Stats":       map[string]any{},
 		"Meta":        map[string]string{},
 	})
+	return nil
 }
 
 // Serf's member statuses, which consul/api's AgentMember.Status holds.
@@ -83,7 +84,7 @@ func (h *handler) member(r *http.Request, id, addr string, status int) agentMemb
 		"vsn": "2", "vsn_min": "2", "vsn_max": "3", "raft_vsn": "3",
 		"build": version.String(), "port": portStr, "acls": "0",
 	}
-	if h.store.ACLsEnabled() {
+	if h.acl.ACLsEnabled() {
 		tags["acls"] = "1"
 	}
 	if r.TLS != nil { // every node speaks TLS if this one does
@@ -98,11 +99,10 @@ func (h *handler) member(r *http.Request, id, addr string, status int) agentMemb
 // leader. ?wan lists the same servers under their WAN names (<id>.dc1), as
 // Consul's WAN pool holds a datacenter's servers; ?segment is ignored
 // (raftkv has one).
-func (h *handler) agentMembers(w http.ResponseWriter, r *http.Request) {
-	c, err := h.store.Configuration(r.Context())
+func (h *handler) agentMembers(w http.ResponseWriter, r *http.Request) error {
+	c, err := h.cluster.Configuration(r.Context())
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	status := h.memberStatuses(r.Context())
 	_, wan := r.URL.Query()["wan"]
@@ -115,6 +115,7 @@ func (h *handler) agentMembers(w http.ResponseWriter, r *http.Request) {
 		out = append(out, m)
 	}
 	writeJSON(w, http.StatusOK, out)
+	return nil
 }
 
 // leaderViewTimeout bounds how long a follower asks the leader for the
@@ -137,12 +138,12 @@ const leaderViewTimeout = 2 * time.Second
 // shows every other server failed, as a Consul agent cut off from them
 // would.
 func (h *handler) memberStatuses(ctx context.Context) func(kv.Server) int {
-	leaderAddr, leaderID := h.store.Leader()
+	leaderAddr, leaderID := h.node.Leader()
 	local := func(s kv.Server) int {
 		switch {
-		case s.ID == h.store.ID():
+		case s.ID == h.node.ID():
 			return memberAlive
-		case s.ID == leaderID && leaderAddr != "" && h.store.LastContact() < kv.NodeFailAfter:
+		case s.ID == leaderID && leaderAddr != "" && h.node.LastContact() < kv.NodeFailAfter:
 			return memberAlive
 		}
 		return memberFailed
@@ -152,7 +153,7 @@ func (h *handler) memberStatuses(ctx context.Context) func(kv.Server) int {
 	}
 	ctx, cancel := context.WithTimeout(ctx, leaderViewTimeout)
 	defer cancel()
-	health, err := h.store.AutopilotHealth(ctx)
+	health, err := h.cluster.AutopilotHealth(ctx)
 	if err != nil {
 		return local
 	}

@@ -42,18 +42,17 @@ func tokenOf(r *http.Request) string {
 
 // authenticated resolves the request's token for next; an unknown token
 // is refused here (403 "ACL not found").
-func (h *handler) authenticated(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+func (h *handler) authenticated(next handlerFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
 		id := allowAll
-		if h.store.ACLsEnabled() {
+		if h.acl.ACLsEnabled() {
 			var err error
-			if id, err = h.store.ResolveToken(tokenOf(r)); err != nil {
-				writeError(w, err)
-				return
+			if id, err = h.acl.ResolveToken(tokenOf(r)); err != nil {
+				return err
 			}
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), identityKey{}, id)))
-	})
+		return next(w, r.WithContext(context.WithValue(r.Context(), identityKey{}, id)))
+	}
 }
 
 // identity is the request's resolved token (allowAll outside authenticated
@@ -66,13 +65,12 @@ func identity(r *http.Request) *acl.Identity {
 }
 
 // need wraps a route that takes one cluster-wide permission.
-func need(check func(*acl.Identity) error, next http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+func need(check func(*acl.Identity) error, next handlerFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
 		if err := check(identity(r)); err != nil {
-			writeError(w, err)
-			return
+			return err
 		}
-		next(w, r)
+		return next(w, r)
 	}
 }
 

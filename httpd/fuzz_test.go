@@ -3,7 +3,6 @@ package httpd
 import (
 	"bufio"
 	"bytes"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -40,15 +39,15 @@ func FuzzRequest(f *testing.F) {
 		if err != nil {
 			return // the server would refuse it before any handler
 		}
-		store := newFakeStore()
-		store.data["a"] = kvEntry("a")
-		before := fmt.Sprint(store.data)
+		store := newTestStore(t)
+		store.put(t, "a", "v")
+		before := store.dump(t)
 		rec := httptest.NewRecorder()
-		New(store, Options{MaxValueBytes: 1024}).ServeHTTP(rec, req)
+		New(allOf(store), Options{MaxValueBytes: 1024}).ServeHTTP(rec, req)
 		if !allowed[rec.Code] || (rec.Code == 500 && strings.Contains(rec.Body.String(), "internal error")) {
 			t.Fatalf("%q answered %d: %s", raw, rec.Code, rec.Body.String())
 		}
-		if rec.Code >= 400 && rec.Code != 409 && fmt.Sprint(store.data) != before {
+		if rec.Code >= 400 && rec.Code != 409 && store.dump(t) != before {
 			t.Fatalf("%q was refused (%d) but changed state", raw, rec.Code)
 		}
 	})
@@ -69,7 +68,7 @@ func FuzzToken(f *testing.F) {
 	f.Add("anonymous", "", "Basic "+good)
 	f.Add("%00", good+"\x00", "Bearer")
 	f.Fuzz(func(t *testing.T, query, header, auth string) {
-		store := newFakeStore()
+		store := newTestStore(t)
 		store.resolver = acl.NewResolver(memACL{
 			tokens:   map[string]*acl.Token{good: {AccessorID: "writer", SecretID: good, Policies: []acl.PolicyLink{{ID: "p"}}}},
 			policies: map[string]*acl.Policy{"p": {ID: "p", Name: "p", Rules: `key "a" { policy = "write" }`}},
@@ -83,10 +82,10 @@ func FuzzToken(f *testing.F) {
 			req.Header["Authorization"] = []string{auth}
 		}
 		rec := httptest.NewRecorder()
-		New(store, Options{MaxValueBytes: 1024}).ServeHTTP(rec, req)
+		New(allOf(store), Options{MaxValueBytes: 1024}).ServeHTTP(rec, req)
 		carries := query == good || (query == "" && header == good) ||
 			(query == "" && header == "" && strings.Contains(auth, good))
-		_, written := store.data["a"]
+		written := store.has(t, "a")
 		switch {
 		case rec.Code == http.StatusOK && !carries:
 			t.Fatalf("token (%q, %q, %q) was let write", query, header, auth)

@@ -1,10 +1,8 @@
 package httpd
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
@@ -16,57 +14,48 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/raftkv/raftkv/internal/acl"
 	"github.com/raftkv/raftkv/internal/wire"
 	"github.com/raftkv/raftkv/kv"
 	"github.com/raftkv/raftkv/ui"
 )
 
-// Store is what the HTTP API needs from a node.
-type Store interface {
-	Read(ctx context.Context, q kv.Query) (*kv.QueryResult, error)
-	Apply(ctx context.Context, cmd *kv.Command) (*kv.Result, error)
-	ReadTxn(ctx context.Context, cmd *kv.Command, stale bool) (*kv.Result, error)
-	OpenSnapshot(ctx context.Context, stale bool) (*kv.Snapshot, error)
-	RestoreSnapshot(ctx context.Context, r io.Reader) error
-	Leader() (addr, id string)
-	Configuration(ctx context.Context) (kv.Configuration, error)
-	AutopilotHealth(ctx context.Context) (kv.AutopilotHealth, error)
-	Join(ctx context.Context, id, addr string) error
-	JoinReadReplica(ctx context.Context, id, addr string) error
-	Remove(ctx context.Context, id string) error
-	TransferLeadership(ctx context.Context, id string) error
-	Ready() bool
-
-	// ACLs (see authz.go); ResolveToken, ApplyACL and ACLState fail with
-	// kv.ErrACLDisabled when ACLs are off.
-	ACLsEnabled() bool
-	ResolveToken(secret string) (*acl.Identity, error)
-	ApplyACL(ctx context.Context, c *acl.Command) (*kv.Result, error)
-	ACLState(ctx context.Context, stale bool) (ACLReader, error)
-
-	CreateSession(ctx context.Context, spec kv.Session) (string, error)
-	DestroySession(ctx context.Context, id string) error
-	RenewSession(ctx context.Context, id string) (kv.Session, error)
-	Sessions(ctx context.Context, q kv.SessionQuery) (*kv.SessionResult, error)
-	HeldKeys(ctx context.Context, stale bool) (map[string][]string, error)
-
-	SessionTTLMin() time.Duration // the shortest session TTL accepted (Consul's session_ttl_min)
-	LastContact() time.Duration   // since this node last heard from the leader (0 on it)
-	ID() string                   // this node's ID (its Consul node name)
-	Addr() string                 // this node's advertised address
+// Stores are what the API serves, by concern. Each interface is declared
+// next to the handlers that use it; raftstore.RaftStore implements them
+// all, the tests a real state machine (the keys and sessions) and small
+// fakes (the rest).
+type Stores struct {
+	KV        KVStore       // keys and transactions (kv.go)
+	Sessions  SessionStore  // sessions (session.go)
+	Snapshots SnapshotStore // the whole state at once (snapshot.go)
+	ACL       ACLStore      // tokens and policies (acl.go, authz.go)
+	Cluster   ClusterStore  // the raft configuration and its health (cluster.go, agent.go)
+	Node      Node          // the node answering (below)
 }
 
-// ACLReader reads the replicated policies and tokens (nil, nil: none).
-type ACLReader interface {
-	ACLIndex() uint64
-	ACLBootstrapIndex() (uint64, error)
-	ACLPolicy(id string) (*acl.Policy, error)
-	ACLPolicyByName(name string) (*acl.Policy, error)
-	ACLPolicies() ([]acl.Policy, error)
-	ACLToken(accessor string) (*acl.Token, error)
-	ACLTokenBySecret(secret string) (*acl.Token, error)
-	ACLTokens() ([]acl.Token, error)
+// Node is the node that answers: who it is and what it knows of the
+// leader.
+type Node interface {
+	ID() string                   // its ID (its Consul node name)
+	Addr() string                 // its advertised address
+	Leader() (addr, id string)    // the leader it knows ("", "": none)
+	LastContact() time.Duration   // since it last heard from the leader (0 on it)
+	Ready() bool                  // whether it knows a leader and has caught up (/readyz)
+	SessionTTLMin() time.Duration // the shortest session TTL accepted (Consul's session_ttl_min)
+}
+
+// check panics on a missing store: a wiring mistake, not a request's.
+func (s Stores) check() {
+	for _, f := range []struct {
+		name    string
+		missing bool
+	}{
+		{"KV", s.KV == nil}, {"Sessions", s.Sessions == nil}, {"Snapshots", s.Snapshots == nil},
+		{"ACL", s.ACL == nil}, {"Cluster", s.Cluster == nil}, {"Node", s.Node == nil},
+	} {
+		if f.missing {
+			panic("httpd.New: Stores." + f.name + " is nil")
+		}
+	}
 }
 
 // Options configure the handler.
@@ -88,15 +77,21 @@ type Options struct {
 }
 
 type handler struct {
-	store    Store
-	maxValue int
-	logger   *slog.Logger
-	requests *prometheus.CounterVec
-	latency  *prometheus.HistogramVec
+	kv        KVStore
+	sessions  SessionStore
+	snapshots SnapshotStore
+	acl       ACLStore
+	cluster   ClusterStore
+	node      Node
+	maxValue  int
+	logger    *slog.Logger
+	requests  *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
 }
 
-// New returns the API handler.
-func New(store Store, opts Options) http.Handler {
+// New returns the API handler. It panics if a store is missing.
+func New(stores Stores, opts Options) http.Handler {
+	stores.check()
 	if opts.MaxValueBytes <= 0 {
 		opts.MaxValueBytes = kv.DefaultMaxValueBytes
 	}
@@ -110,9 +105,14 @@ func New(store Store, opts Options) http.Handler {
 		opts.LeaderHold = kv.DefaultLeaderHold
 	}
 	h := &handler{
-		store:    store,
-		maxValue: opts.MaxValueBytes,
-		logger:   opts.Logger,
+		kv:        stores.KV,
+		sessions:  stores.Sessions,
+		snapshots: stores.Snapshots,
+		acl:       stores.ACL,
+		cluster:   stores.Cluster,
+		node:      stores.Node,
+		maxValue:  opts.MaxValueBytes,
+		logger:    opts.Logger,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "raftkv_http_requests_total",
 			Help: "HTTP requests by route, method and status code.",
@@ -128,42 +128,42 @@ func New(store Store, opts Options) http.Handler {
 	mux := http.NewServeMux()
 	// route serves pattern for a client with a token; open serves it to
 	// anyone (ACLs or not).
-	route := func(pattern, name string, methods map[string]http.HandlerFunc) {
+	route := func(pattern, name string, methods map[string]handlerFunc) {
 		mux.Handle(pattern, h.instrument(name, h.authenticated(methodSwitch(methods))))
 	}
-	open := func(pattern, name string, methods map[string]http.HandlerFunc) {
+	open := func(pattern, name string, methods map[string]handlerFunc) {
 		mux.Handle(pattern, h.instrument(name, methodSwitch(methods)))
 	}
-	kvRoute := h.instrument("kv", h.authenticated(methodSwitch(map[string]http.HandlerFunc{
+	kvRoute := h.instrument("kv", h.authenticated(methodSwitch(map[string]handlerFunc{
 		http.MethodGet: h.kvGet, http.MethodPut: h.kvPut, http.MethodDelete: h.kvDelete,
 	})))
-	route("/v1/txn", "txn", map[string]http.HandlerFunc{http.MethodPut: h.txn})
+	route("/v1/txn", "txn", map[string]handlerFunc{http.MethodPut: h.txn})
 	// A snapshot holds every token's secret: Consul asks for acl:write.
-	route("/v1/snapshot", "snapshot", map[string]http.HandlerFunc{
+	route("/v1/snapshot", "snapshot", map[string]handlerFunc{
 		http.MethodGet: need(aclWrite, h.snapshotSave), http.MethodPut: need(aclWrite, h.snapshotRestore),
 	})
-	route("/v1/session/create", "session_create", map[string]http.HandlerFunc{http.MethodPut: h.sessionCreate})
-	route("/v1/session/destroy/", "session_destroy", map[string]http.HandlerFunc{http.MethodPut: h.sessionDestroy})
-	route("/v1/session/renew/", "session_renew", map[string]http.HandlerFunc{http.MethodPut: h.sessionRenew})
-	route("/v1/session/info/", "session_info", map[string]http.HandlerFunc{http.MethodGet: h.sessionInfo})
-	route("/v1/session/node/", "session_node", map[string]http.HandlerFunc{http.MethodGet: h.sessionNode})
-	route("/v1/session/keys", "session_keys", map[string]http.HandlerFunc{http.MethodGet: h.sessionKeys})
-	route("/v1/session/list", "session_list", map[string]http.HandlerFunc{http.MethodGet: h.sessionList})
-	route("/v1/agent/self", "agent_self", map[string]http.HandlerFunc{http.MethodGet: h.agentSelf})
-	route("/v1/agent/members", "agent_members", map[string]http.HandlerFunc{http.MethodGet: h.agentMembers})
-	open("/v1/status/leader", "status_leader", map[string]http.HandlerFunc{http.MethodGet: h.statusLeader})
-	open("/v1/status/peers", "status_peers", map[string]http.HandlerFunc{http.MethodGet: h.statusPeers})
-	route("/v1/operator/raft/configuration", "raft_configuration", map[string]http.HandlerFunc{http.MethodGet: need(operatorRead, h.raftConfiguration)})
-	route("/v1/operator/raft/peer", "raft_peer", map[string]http.HandlerFunc{
+	route("/v1/session/create", "session_create", map[string]handlerFunc{http.MethodPut: h.sessionCreate})
+	route("/v1/session/destroy/", "session_destroy", map[string]handlerFunc{http.MethodPut: h.sessionDestroy})
+	route("/v1/session/renew/", "session_renew", map[string]handlerFunc{http.MethodPut: h.sessionRenew})
+	route("/v1/session/info/", "session_info", map[string]handlerFunc{http.MethodGet: h.sessionInfo})
+	route("/v1/session/node/", "session_node", map[string]handlerFunc{http.MethodGet: h.sessionNode})
+	route("/v1/session/keys", "session_keys", map[string]handlerFunc{http.MethodGet: h.sessionKeys})
+	route("/v1/session/list", "session_list", map[string]handlerFunc{http.MethodGet: h.sessionList})
+	route("/v1/agent/self", "agent_self", map[string]handlerFunc{http.MethodGet: h.agentSelf})
+	route("/v1/agent/members", "agent_members", map[string]handlerFunc{http.MethodGet: h.agentMembers})
+	open("/v1/status/leader", "status_leader", map[string]handlerFunc{http.MethodGet: h.statusLeader})
+	open("/v1/status/peers", "status_peers", map[string]handlerFunc{http.MethodGet: h.statusPeers})
+	route("/v1/operator/raft/configuration", "raft_configuration", map[string]handlerFunc{http.MethodGet: need(operatorRead, h.raftConfiguration)})
+	route("/v1/operator/raft/peer", "raft_peer", map[string]handlerFunc{
 		http.MethodPut: need(operatorWrite, h.peerAdd), http.MethodDelete: need(operatorWrite, h.peerRemove),
 	})
-	route("/v1/operator/autopilot/health", "autopilot_health", map[string]http.HandlerFunc{http.MethodGet: need(operatorRead, h.autopilotHealth)})
-	route("/v1/operator/raft/transfer-leader", "raft_transfer_leader", map[string]http.HandlerFunc{http.MethodPost: need(operatorWrite, h.transferLeader)})
+	route("/v1/operator/autopilot/health", "autopilot_health", map[string]handlerFunc{http.MethodGet: need(operatorRead, h.autopilotHealth)})
+	route("/v1/operator/raft/transfer-leader", "raft_transfer_leader", map[string]handlerFunc{http.MethodPost: need(operatorWrite, h.transferLeader)})
 	h.aclRoutes(mux)
-	open("/healthz", "healthz", map[string]http.HandlerFunc{http.MethodGet: h.healthz})
-	open("/readyz", "readyz", map[string]http.HandlerFunc{http.MethodGet: h.readyz})
-	mux.Handle("/metrics", h.instrument("metrics", methodSwitch(map[string]http.HandlerFunc{
-		http.MethodGet: promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{}).ServeHTTP,
+	open("/healthz", "healthz", map[string]handlerFunc{http.MethodGet: h.healthz})
+	open("/readyz", "readyz", map[string]handlerFunc{http.MethodGet: h.readyz})
+	mux.Handle("/metrics", h.instrument("metrics", methodSwitch(map[string]handlerFunc{
+		http.MethodGet: answers(promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{})),
 	})))
 	if opts.EnablePprof {
 		// The command line may hold -acl-initial-management: with ACLs on,
@@ -172,7 +172,7 @@ func New(store Store, opts Options) http.Handler {
 			"/debug/pprof/": pprof.Index, "/debug/pprof/cmdline": pprof.Cmdline, "/debug/pprof/profile": pprof.Profile,
 			"/debug/pprof/symbol": pprof.Symbol, "/debug/pprof/trace": pprof.Trace,
 		} {
-			mux.Handle(path, h.authenticated(need(aclWrite, fn)))
+			mux.Handle(path, h.authenticated(need(aclWrite, answers(fn))))
 		}
 	}
 	if !opts.DisableUI {
@@ -180,17 +180,36 @@ func New(store Store, opts Options) http.Handler {
 		// API calls that carry the user's.
 		mux.Handle(ui.Prefix, h.instrument("ui", ui.Handler()))
 	}
-	mux.Handle("/", h.instrument("unknown", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("/", h.instrument("unknown", handlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		if r.URL.Path == "/" && !opts.DisableUI && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 			http.Redirect(w, r, ui.Prefix, http.StatusMovedPermanently) // as Consul does
-			return
+			return nil
 		}
-		writeError(w, fmt.Errorf("%w %s", kv.ErrNoSuchEndpoint, r.URL.Path))
+		return fmt.Errorf("%w %s", kv.ErrNoSuchEndpoint, r.URL.Path)
 	})))
 	// Unclean paths ("/v1/kv//a", "/./") are redirected to the clean one
 	// for GET and HEAD, as Consul does; other methods get 400 rather than a
 	// redirect that clients would follow as a GET. Keys are routed before
 	// the ServeMux, which has its own idea of paths.
+	dispatch := handlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		if !isClean(r.URL.Path) {
+			if r.Method != http.MethodGet && r.Method != http.MethodHead {
+				return fmt.Errorf("%w: unclean path %q", kv.ErrInvalid, r.URL.Path)
+			}
+			target := cleanPath(r.URL.Path)
+			if r.URL.RawQuery != "" {
+				target += "?" + r.URL.RawQuery
+			}
+			http.Redirect(w, r, target, http.StatusMovedPermanently)
+			return nil
+		}
+		if r.URL.Path == "/v1/kv" || strings.HasPrefix(r.URL.Path, "/v1/kv/") {
+			kvRoute.ServeHTTP(w, r)
+			return nil
+		}
+		mux.ServeHTTP(w, r)
+		return nil
+	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w = outcomeWriter{w}
@@ -198,24 +217,29 @@ func New(store Store, opts Options) http.Handler {
 		if r.Header.Get(wire.HeaderFailFast) == "" && opts.LeaderHold > 0 {
 			r = r.WithContext(kv.WithLeaderHold(r.Context(), opts.LeaderHold))
 		}
-		if !isClean(r.URL.Path) {
-			if r.Method != http.MethodGet && r.Method != http.MethodHead {
-				writeError(w, fmt.Errorf("%w: unclean path %q", kv.ErrInvalid, r.URL.Path))
-				return
-			}
-			target := cleanPath(r.URL.Path)
-			if r.URL.RawQuery != "" {
-				target += "?" + r.URL.RawQuery
-			}
-			http.Redirect(w, r, target, http.StatusMovedPermanently)
-			return
-		}
-		if r.URL.Path == "/v1/kv" || strings.HasPrefix(r.URL.Path, "/v1/kv/") {
-			kvRoute.ServeHTTP(w, r)
-			return
-		}
-		mux.ServeHTTP(w, r)
+		dispatch.ServeHTTP(w, r)
 	})
+}
+
+// handlerFunc is an API handler: it writes its answer, or returns the
+// error to answer with, having written nothing (headers it set, such as a
+// read's X-Consul-Index, stay). Its ServeHTTP writes that error with
+// writeError, through which every error answer of the API goes.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+func (fn handlerFunc) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := fn(w, r); err != nil {
+		writeError(w, err)
+	}
+}
+
+// answers adapts a handler that never fails (its own answers are not the
+// API's errors: metrics, profiles).
+func answers(next http.Handler) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		next.ServeHTTP(w, r)
+		return nil
+	}
 }
 
 // cleanPath is path.Clean keeping a trailing slash.
@@ -234,7 +258,7 @@ func cleanPath(p string) string {
 func isClean(p string) bool { return p != "" && cleanPath(p) == p }
 
 // methodSwitch dispatches on the method; others get 405 with Allow.
-func methodSwitch(methods map[string]http.HandlerFunc) http.Handler {
+func methodSwitch(methods map[string]handlerFunc) handlerFunc {
 	allow := ""
 	for _, m := range []string{http.MethodGet, http.MethodPut, http.MethodPost, http.MethodDelete} {
 		if _, ok := methods[m]; ok {
@@ -244,22 +268,17 @@ func methodSwitch(methods map[string]http.HandlerFunc) http.Handler {
 			allow += m
 		}
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return func(w http.ResponseWriter, r *http.Request) error {
 		if fn, ok := methods[r.Method]; ok {
-			fn(w, r)
-			return
+			return fn(w, r)
 		}
 		if r.Method == http.MethodHead {
 			if fn, ok := methods[http.MethodGet]; ok {
-				fn(w, r)
-				return
+				return fn(w, r)
 			}
 		}
-		w.Header().Set("Allow", allow)
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.WriteHeader(http.StatusMethodNotAllowed)
-		fmt.Fprintf(w, "method %s not allowed on %s (allowed: %s)\n", r.Method, r.URL.Path, allow)
-	})
+		return &methodNotAllowed{method: r.Method, path: r.URL.Path, allow: allow}
+	}
 }
 
 // instrument records the request count and latency of a route and turns a

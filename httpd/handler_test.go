@@ -17,10 +17,10 @@ import (
 
 const testMaxValue = 1024
 
-func newTestServer(t *testing.T) (*httptest.Server, *fakeStore) {
+func newTestServer(t *testing.T) (*httptest.Server, *testStore) {
 	t.Helper()
-	store := newFakeStore()
-	srv := httptest.NewServer(New(store, Options{MaxValueBytes: testMaxValue}))
+	store := newTestStore(t)
+	srv := httptest.NewServer(New(allOf(store), Options{MaxValueBytes: testMaxValue}))
 	t.Cleanup(srv.Close)
 	return srv, store
 }
@@ -242,8 +242,8 @@ func TestStatusTable(t *testing.T) {
 			if reached := store.applied > 0; reached != c.mutates {
 				t.Fatalf("request reached Apply: %v, want %v", reached, c.mutates)
 			}
-			if c.want >= 400 && len(store.data) != 0 {
-				t.Fatalf("a rejected request changed state: %v", store.data)
+			if c.want >= 400 && len(store.keys(t)) != 0 {
+				t.Fatalf("a rejected request changed state: %v", store.keys(t))
 			}
 		})
 	}
@@ -261,7 +261,7 @@ func TestTxn(t *testing.T) {
 	if r.status != 409 || !strings.Contains(r.body, `"Results":null`) || !strings.Contains(r.body, `"OpIndex":1`) {
 		t.Fatalf("failed txn: %+v", r)
 	}
-	if _, exists := store.data["c"]; exists {
+	if store.has(t, "c") {
 		t.Fatal("failed txn was not rolled back")
 	}
 	// Read-only transactions do not go through raft.
@@ -325,8 +325,8 @@ func TestSnapshotEndpoints(t *testing.T) {
 	if r := do(t, srv, "PUT", "/v1/snapshot", saved.body); r.status != 200 {
 		t.Fatalf("restore: %+v", r)
 	}
-	if _, ok := store.data["b"]; ok || len(store.data) != 1 {
-		t.Fatalf("state after restore: %v", store.data)
+	if keys := store.keys(t); len(keys) != 1 || keys[0] != "a" {
+		t.Fatalf("state after restore: %v", keys)
 	}
 	if r := do(t, srv, "PUT", "/v1/snapshot", "garbage"); r.status != 400 {
 		t.Fatalf("garbage restore: %+v", r)
@@ -431,4 +431,17 @@ func TestDecodeErrorsSpeakJSON(t *testing.T) {
 			t.Errorf("PUT %s %s: %d %q, want 400 saying %q", c.path, c.body, r.status, r.body, c.want)
 		}
 	}
+}
+
+// A store left out is a wiring mistake, found when the handler is built
+// rather than by the first request that needs it.
+func TestNewRefusesAMissingStore(t *testing.T) {
+	stores := allOf(newTestStore(t))
+	stores.Sessions = nil
+	defer func() {
+		if p := recover(); p != "httpd.New: Stores.Sessions is nil" {
+			t.Fatalf("New without a session store: %v", p)
+		}
+	}()
+	New(stores, Options{})
 }

@@ -1,6 +1,7 @@
 package httpd
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
@@ -12,10 +13,23 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/raftkv/raftkv/api"
 	"github.com/raftkv/raftkv/internal/acl"
-	"github.com/raftkv/raftkv/internal/wire"
 	"github.com/raftkv/raftkv/kv"
 )
+
+// KVStore reads and writes keys (/v1/kv, /v1/txn).
+type KVStore interface {
+	// Read answers a query, linearizably unless q.Stale; with q.MinIndex,
+	// a blocking query.
+	Read(ctx context.Context, q kv.Query) (*kv.QueryResult, error)
+	// Apply runs a write command on the cluster. A command whose checks
+	// fail is not an error: Result.OK is false.
+	Apply(ctx context.Context, cmd *kv.Command) (*kv.Result, error)
+	// ReadTxn evaluates a read-only command on this node, linearizably
+	// unless stale.
+	ReadTxn(ctx context.Context, cmd *kv.Command, stale bool) (*kv.Result, error)
+}
 
 // keyOf extracts and checks the key from /v1/kv/<key>.
 func keyOf(r *http.Request) (string, error) {
@@ -74,17 +88,15 @@ func readParams(r *http.Request) (stale bool, index uint64, wait time.Duration, 
 	return has(q, "stale"), index, wait, nil
 }
 
-func (h *handler) kvGet(w http.ResponseWriter, r *http.Request) {
+func (h *handler) kvGet(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	key, err := keyOf(r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	stale, index, wait, err := readParams(r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	query := kv.Query{Kind: kv.ReadGet, Key: key, Stale: stale, MinIndex: index, Wait: wait}
 	switch {
@@ -93,18 +105,15 @@ func (h *handler) kvGet(w http.ResponseWriter, r *http.Request) {
 	case has(q, "recurse"):
 		query.Kind = kv.ReadList
 	case key == "":
-		writeError(w, fmt.Errorf("%w: missing key (use ?recurse to list every key)", kv.ErrInvalid))
-		return
+		return fmt.Errorf("%w: missing key (use ?recurse to list every key)", kv.ErrInvalid)
 	}
 	id := identity(r)
 	if query.Kind == kv.ReadGet && !id.KeyRead(key) {
-		writeError(w, id.Denied("key", acl.Read, key))
-		return
+		return id.Denied("key", acl.Read, key)
 	}
-	res, err := h.store.Read(r.Context(), query)
+	res, err := h.kv.Read(r.Context(), query)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	var filtered bool
 	if query.Kind == kv.ReadKeys {
@@ -114,11 +123,13 @@ func (h *handler) kvGet(w http.ResponseWriter, r *http.Request) {
 	}
 	markFiltered(w, filtered)
 	setQueryHeaders(w, res)
+	// A miss is Consul's answer, not an error: 404 with the index to
+	// block on, and no body.
 	switch {
 	case query.Kind == kv.ReadKeys:
 		if len(res.Keys) == 0 {
 			w.WriteHeader(http.StatusNotFound)
-			return
+			return nil
 		}
 		writeJSON(w, http.StatusOK, res.Keys)
 	case len(res.Entries) == 0:
@@ -128,12 +139,13 @@ func (h *handler) kvGet(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		_, _ = w.Write(res.Entries[0].Value)
 	default:
-		out := make([]wire.DirEntry, len(res.Entries))
+		out := make([]api.DirEntry, len(res.Entries))
 		for i, e := range res.Entries {
-			out[i] = wire.FromEntry(e)
+			out[i] = api.FromEntry(e)
 		}
 		writeJSON(w, http.StatusOK, out)
 	}
+	return nil
 }
 
 func setQueryHeaders(w http.ResponseWriter, res *kv.QueryResult) {
@@ -157,7 +169,7 @@ func setQueryMeta(w http.ResponseWriter, index uint64, knownLeader bool, lastCon
 
 // conflictingFlags refuses a write that combines cas, acquire and release
 // (Consul's wording).
-func conflictingFlags(w http.ResponseWriter, r *http.Request) bool {
+func conflictingFlags(r *http.Request) error {
 	q := r.URL.Query()
 	n := 0
 	for _, f := range []string{"cas", "acquire", "release"} {
@@ -166,10 +178,9 @@ func conflictingFlags(w http.ResponseWriter, r *http.Request) bool {
 		}
 	}
 	if n > 1 {
-		writeError(w, kv.Errorf(kv.ErrInvalid, "Conflicting flags: %s", q.Encode()))
-		return true
+		return kv.Errorf(kv.ErrInvalid, "Conflicting flags: %s", q.Encode())
 	}
-	return false
+	return nil
 }
 
 // idempotencyKey is the optional Idempotency-Key header of a write: a
@@ -194,33 +205,29 @@ func keyed(r *http.Request, body []byte, ops ...kv.Op) *kv.Command {
 	return cmd
 }
 
-func (h *handler) kvPut(w http.ResponseWriter, r *http.Request) {
+func (h *handler) kvPut(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	key, err := keyOf(r)
 	if err == nil && key == "" {
 		err = fmt.Errorf("%w: missing key", kv.ErrInvalid)
 	}
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	flags, _, err := uintParam(q, "flags")
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	cas, isCAS, err := uintParam(q, "cas")
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
-	if conflictingFlags(w, r) {
-		return
+	if err := conflictingFlags(r); err != nil {
+		return err
 	}
-	value, err := h.readValue(w, r)
+	value, err := h.readValue(r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	op := kv.Op{Verb: kv.VerbSet, Key: key, Value: value, Flags: flags}
 	switch {
@@ -232,14 +239,13 @@ func (h *handler) kvPut(w http.ResponseWriter, r *http.Request) {
 		op.Verb, op.Session = kv.VerbUnlock, q.Get("release")
 	}
 	if (op.Verb == kv.VerbLock || op.Verb == kv.VerbUnlock) && op.Session == "" {
-		writeError(w, kv.Errorf(kv.ErrSession, "missing session"))
-		return
+		return kv.Errorf(kv.ErrSession, "missing session")
 	}
-	h.applyBool(w, r, value, op)
+	return h.applyBool(w, r, value, op)
 }
 
 // readValue reads the body, refusing more than the value limit.
-func (h *handler) readValue(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+func (h *handler) readValue(r *http.Request) ([]byte, error) {
 	if r.ContentLength > int64(h.maxValue) {
 		return nil, fmt.Errorf("%w: value is %d bytes, limit %d", kv.ErrTooLarge, r.ContentLength, h.maxValue)
 	}
@@ -253,50 +259,43 @@ func (h *handler) readValue(w http.ResponseWriter, r *http.Request) ([]byte, err
 	return b, nil
 }
 
-func (h *handler) kvDelete(w http.ResponseWriter, r *http.Request) {
+func (h *handler) kvDelete(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	key, err := keyOf(r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	cas, isCAS, err := uintParam(q, "cas")
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	op := kv.Op{Verb: kv.VerbDelete, Key: key}
 	switch {
 	case has(q, "recurse"): // Consul: recurse wins over cas
 		op.Verb = kv.VerbDeleteTree
 	case key == "":
-		writeError(w, fmt.Errorf("%w: missing key (use ?recurse to delete a prefix)", kv.ErrInvalid))
-		return
+		return fmt.Errorf("%w: missing key (use ?recurse to delete a prefix)", kv.ErrInvalid)
 	case isCAS:
 		op.Verb, op.Index = kv.VerbDeleteCAS, cas
 	}
-	h.applyBool(w, r, nil, op)
+	return h.applyBool(w, r, nil, op)
 }
 
 // applyBool runs a one-op write and answers Consul's true/false.
-func (h *handler) applyBool(w http.ResponseWriter, r *http.Request, body []byte, op kv.Op) {
+func (h *handler) applyBool(w http.ResponseWriter, r *http.Request, body []byte, op kv.Op) error {
 	cmd := keyed(r, body, op)
 	if err := cmd.Validate(h.maxValue); err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	if err := checkOps(identity(r), cmd.Ops); err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
-	res, err := h.store.Apply(r.Context(), cmd)
+	res, err := h.kv.Apply(r.Context(), cmd)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	if !res.OK && len(res.Errors) > 0 && res.Errors[0].InvalidSession {
-		writeError(w, kv.Errorf(kv.ErrSession, "%s", res.Errors[0].What)) // Consul: 500, not false
-		return
+		return kv.Errorf(kv.ErrSession, "%s", res.Errors[0].What) // Consul: 500, not false
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Consul-Index", strconv.FormatUint(res.Index, 10))
@@ -305,30 +304,7 @@ func (h *handler) applyBool(w http.ResponseWriter, r *http.Request, body []byte,
 	} else {
 		_, _ = io.WriteString(w, "false\n")
 	}
-}
-
-// txnOp is one element of Consul's transaction array.
-type txnOp struct {
-	KV *struct {
-		Verb    string
-		Key     string
-		Value   []byte
-		Flags   uint64
-		Index   uint64
-		Session string
-	}
-}
-
-type txnResult struct{ KV wire.DirEntry }
-
-type txnResponse struct {
-	Results []txnResult
-	Errors  []txnError
-}
-
-type txnError struct {
-	OpIndex int
-	What    string
+	return nil
 }
 
 // txn follows Consul's error model: a request that cannot be read as a
@@ -337,80 +313,71 @@ type txnError struct {
 // cannot apply (a lock without a session, a key the token may not touch,
 // a failed check) roll the transaction back and are answered 409 with one
 // error per failing operation.
-func (h *handler) txn(w http.ResponseWriter, r *http.Request) {
+func (h *handler) txn(w http.ResponseWriter, r *http.Request) error {
 	limit := int64(kv.MaxTxnOps) * int64(h.maxValue*4/3+kv.MaxKeyBytes+256)
 	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
-		writeError(w, fmt.Errorf("%w: reading body: %v", kv.ErrInvalid, err))
-		return
+		return fmt.Errorf("%w: reading body: %v", kv.ErrInvalid, err)
 	}
 	if int64(len(body)) > limit {
-		writeError(w, fmt.Errorf("%w: transaction body over %d bytes", kv.ErrTooLarge, limit))
-		return
+		return fmt.Errorf("%w: transaction body over %d bytes", kv.ErrTooLarge, limit)
 	}
 	ops, err := decodeTxn(body)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
-	var failed []txnError
+	var failed []api.TxnError
 	for i, op := range ops {
 		if (op.Verb == kv.VerbLock || op.Verb == kv.VerbUnlock) && op.Session == "" {
-			failed = append(failed, txnError{OpIndex: i, What: "missing session"}) // Consul's words
+			failed = append(failed, api.TxnError{OpIndex: i, What: "missing session"}) // Consul's words
 		}
 	}
 	if len(failed) > 0 {
-		writeJSON(w, http.StatusConflict, txnResponse{Errors: failed})
-		return
+		return &txnRolledBack{errors: failed}
 	}
 	cmd := keyed(r, body)
 	cmd.Ops = ops
 	if err := cmd.Validate(h.maxValue); err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	id := identity(r)
 	for i := range cmd.Ops {
 		if err := checkOps(id, cmd.Ops[i:i+1]); err != nil {
-			failed = append(failed, txnError{OpIndex: i, What: err.Error()})
+			failed = append(failed, api.TxnError{OpIndex: i, What: err.Error()})
 		}
 	}
 	if len(failed) > 0 {
-		writeJSON(w, http.StatusConflict, txnResponse{Errors: failed})
-		return
+		return &txnRolledBack{errors: failed}
 	}
 	q := r.URL.Query()
 	if has(q, "stale") && has(q, "consistent") {
-		writeError(w, fmt.Errorf("%w: cannot use stale and consistent together", kv.ErrInvalid))
-		return
+		return fmt.Errorf("%w: cannot use stale and consistent together", kv.ErrInvalid)
 	}
 	var res *kv.Result
 	if cmd.ReadOnly() {
 		// Nothing to replicate: read on this node, linearizably unless ?stale.
-		res, err = h.store.ReadTxn(r.Context(), cmd, has(q, "stale"))
+		res, err = h.kv.ReadTxn(r.Context(), cmd, has(q, "stale"))
 	} else {
-		res, err = h.store.Apply(r.Context(), cmd)
+		res, err = h.kv.Apply(r.Context(), cmd)
 	}
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	w.Header().Set("X-Consul-Index", strconv.FormatUint(res.Index, 10))
 	if !res.OK {
-		out := txnResponse{}
 		for _, e := range res.Errors {
-			out.Errors = append(out.Errors, txnError{OpIndex: e.OpIndex, What: e.What})
+			failed = append(failed, api.TxnError{OpIndex: e.OpIndex, What: e.What})
 		}
-		writeJSON(w, http.StatusConflict, out)
-		return
+		return &txnRolledBack{errors: failed}
 	}
 	entries, filtered := readable(id, res.Entries)
 	markFiltered(w, filtered)
-	out := txnResponse{Results: make([]txnResult, 0, len(entries))}
+	out := api.TxnResponse{Results: make([]api.TxnResult, 0, len(entries))}
 	for _, e := range entries {
-		out.Results = append(out.Results, txnResult{KV: wire.FromEntry(e)})
+		out.Results = append(out.Results, api.TxnResult{KV: api.FromEntry(e)})
 	}
 	writeJSON(w, http.StatusOK, out)
+	return nil
 }
 
 // decodeTxn reads Consul's transaction array. Its errors name the
@@ -425,7 +392,7 @@ func decodeTxn(body []byte) ([]kv.Op, error) {
 	}
 	ops := make([]kv.Op, 0, len(raw))
 	for i, m := range raw {
-		var op txnOp
+		var op api.TxnOp
 		if err := json.Unmarshal(m, &op); err != nil {
 			return nil, fmt.Errorf("%w: operation %d: %s", kv.ErrInvalid, i, jsonProblem(err))
 		}

@@ -2,6 +2,7 @@ package httpd
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,6 +14,21 @@ import (
 	"github.com/raftkv/raftkv/internal/wire"
 	"github.com/raftkv/raftkv/kv"
 )
+
+// SessionStore holds Consul's sessions (/v1/session).
+type SessionStore interface {
+	// CreateSession creates a session and returns its ID. Empty fields
+	// take Consul's defaults, except NodeChecks (nil: none).
+	CreateSession(ctx context.Context, spec kv.Session) (string, error)
+	// DestroySession invalidates a session; an unknown one is not an error.
+	DestroySession(ctx context.Context, id string) error
+	// RenewSession restarts a session's TTL and returns the session.
+	RenewSession(ctx context.Context, id string) (kv.Session, error)
+	// Sessions answers a session query (see kv.SessionQuery).
+	Sessions(ctx context.Context, q kv.SessionQuery) (*kv.SessionResult, error)
+	// HeldKeys returns the keys each session holds, linearizable unless stale.
+	HeldKeys(ctx context.Context, stale bool) (map[string][]string, error)
+}
 
 // sessionRequest is the body of a create. Pointers and raw values tell
 // "absent" from "empty", which Consul gives different meanings; field
@@ -108,89 +124,94 @@ func parseLockDelay(raw json.RawMessage) (*time.Duration, error) {
 	return &d, nil
 }
 
-func (h *handler) sessionCreate(w http.ResponseWriter, r *http.Request) {
+func (h *handler) sessionCreate(w http.ResponseWriter, r *http.Request) error {
 	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<16))
 	if err != nil {
-		writeError(w, fmt.Errorf("%w: reading body: %v", kv.ErrInvalid, err))
-		return
+		return fmt.Errorf("%w: reading body: %v", kv.ErrInvalid, err)
 	}
 	var req sessionRequest
 	if len(bytes.TrimSpace(body)) > 0 {
 		if err := json.Unmarshal(body, &req); err != nil {
-			writeError(w, fmt.Errorf("%w: Request decode failed: %s", kv.ErrInvalid, jsonProblem(err)))
-			return
+			return fmt.Errorf("%w: Request decode failed: %s", kv.ErrInvalid, jsonProblem(err))
 		}
 	}
 	spec, err := req.spec()
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	node := spec.Node
 	if node == "" {
-		node = h.store.ID()
+		node = h.node.ID()
 	}
 	if who := identity(r); !who.SessionWrite(node) {
-		writeError(w, who.Denied("session", acl.Write, node))
-		return
+		return who.Denied("session", acl.Write, node)
 	}
-	id, err := h.store.CreateSession(r.Context(), spec)
+	id, err := h.sessions.CreateSession(r.Context(), spec)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, struct{ ID string }{id})
+	return nil
 }
 
 // sessionArg is what follows prefix in the path: a session ID or a node.
-func sessionArg(w http.ResponseWriter, r *http.Request, prefix, missing string) (string, bool) {
+func sessionArg(r *http.Request, prefix, missing string) (string, error) {
 	arg := strings.TrimPrefix(r.URL.Path, prefix)
 	if arg == "" {
-		writeError(w, kv.Errorf(kv.ErrInvalid, "%s", missing))
-		return "", false
+		return "", kv.Errorf(kv.ErrInvalid, "%s", missing)
 	}
-	return arg, true
+	return arg, nil
 }
 
-func (h *handler) sessionDestroy(w http.ResponseWriter, r *http.Request) {
-	id, ok := sessionArg(w, r, "/v1/session/destroy/", "Missing session")
-	if !ok || !h.mayWriteSession(w, r, id) {
-		return
+func (h *handler) sessionDestroy(w http.ResponseWriter, r *http.Request) error {
+	id, err := sessionArg(r, "/v1/session/destroy/", "Missing session")
+	if err != nil {
+		return err
 	}
-	if err := h.store.DestroySession(r.Context(), id); err != nil {
-		writeError(w, err)
-		return
+	if err := h.mayWriteSession(r, id); err != nil {
+		return err
+	}
+	if err := h.sessions.DestroySession(r.Context(), id); err != nil {
+		return err
 	}
 	writeJSON(w, http.StatusOK, true)
+	return nil
 }
 
-func (h *handler) sessionRenew(w http.ResponseWriter, r *http.Request) {
-	id, ok := sessionArg(w, r, "/v1/session/renew/", "Missing session")
-	if !ok || !h.mayWriteSession(w, r, id) {
-		return
-	}
-	s, err := h.store.RenewSession(r.Context(), id)
+func (h *handler) sessionRenew(w http.ResponseWriter, r *http.Request) error {
+	id, err := sessionArg(r, "/v1/session/renew/", "Missing session")
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
+	}
+	if err := h.mayWriteSession(r, id); err != nil {
+		return err
+	}
+	s, err := h.sessions.RenewSession(r.Context(), id)
+	if err != nil {
+		return err
 	}
 	writeJSON(w, http.StatusOK, []wire.SessionEntry{wire.FromSession(s)})
+	return nil
 }
 
-func (h *handler) sessionInfo(w http.ResponseWriter, r *http.Request) {
-	if id, ok := sessionArg(w, r, "/v1/session/info/", "Missing session"); ok {
-		h.sessionRead(w, r, kv.SessionQuery{ID: id})
+func (h *handler) sessionInfo(w http.ResponseWriter, r *http.Request) error {
+	id, err := sessionArg(r, "/v1/session/info/", "Missing session")
+	if err != nil {
+		return err
 	}
+	return h.sessionRead(w, r, kv.SessionQuery{ID: id})
 }
 
-func (h *handler) sessionNode(w http.ResponseWriter, r *http.Request) {
-	if node, ok := sessionArg(w, r, "/v1/session/node/", "Missing node name"); ok {
-		h.sessionRead(w, r, kv.SessionQuery{Node: node})
+func (h *handler) sessionNode(w http.ResponseWriter, r *http.Request) error {
+	node, err := sessionArg(r, "/v1/session/node/", "Missing node name")
+	if err != nil {
+		return err
 	}
+	return h.sessionRead(w, r, kv.SessionQuery{Node: node})
 }
 
-func (h *handler) sessionList(w http.ResponseWriter, r *http.Request) {
-	h.sessionRead(w, r, kv.SessionQuery{})
+func (h *handler) sessionList(w http.ResponseWriter, r *http.Request) error {
+	return h.sessionRead(w, r, kv.SessionQuery{})
 }
 
 // sessionKeys answers GET /v1/session/keys (a raftkv extension, for the
@@ -199,25 +220,21 @@ func (h *handler) sessionList(w http.ResponseWriter, r *http.Request) {
 // reads it stands for, it shows only sessions the token may read, and of
 // their keys only those it may read (a key's holder is part of its entry).
 // One linearization covers both reads.
-func (h *handler) sessionKeys(w http.ResponseWriter, r *http.Request) {
+func (h *handler) sessionKeys(w http.ResponseWriter, r *http.Request) error {
 	if has(r.URL.Query(), "index") {
-		writeError(w, kv.Errorf(kv.ErrInvalid, "blocking queries are not supported on /v1/session/keys"))
-		return
+		return kv.Errorf(kv.ErrInvalid, "blocking queries are not supported on /v1/session/keys")
 	}
 	stale, _, _, err := readParams(r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
-	sessions, err := h.store.Sessions(r.Context(), kv.SessionQuery{Stale: stale})
+	sessions, err := h.sessions.Sessions(r.Context(), kv.SessionQuery{Stale: stale})
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
-	held, err := h.store.HeldKeys(r.Context(), true)
+	held, err := h.sessions.HeldKeys(r.Context(), true)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	who := identity(r)
 	out := make(map[string][]string, len(held))
@@ -239,20 +256,19 @@ func (h *handler) sessionKeys(w http.ResponseWriter, r *http.Request) {
 	}
 	markFiltered(w, filtered)
 	writeJSON(w, http.StatusOK, out)
+	return nil
 }
 
 // sessionRead answers the session GETs: reads like /v1/kv (linearizable
 // unless ?stale, blocking with ?index and ?wait, the X-Consul-* headers).
-func (h *handler) sessionRead(w http.ResponseWriter, r *http.Request, q kv.SessionQuery) {
+func (h *handler) sessionRead(w http.ResponseWriter, r *http.Request, q kv.SessionQuery) error {
 	var err error
 	if q.Stale, q.MinIndex, q.Wait, err = readParams(r); err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
-	res, err := h.store.Sessions(r.Context(), q)
+	res, err := h.sessions.Sessions(r.Context(), q)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	setQueryHeaders(w, &kv.QueryResult{Index: res.Index, KnownLeader: res.KnownLeader, LastContact: res.LastContact, Stale: res.Stale})
 	who := identity(r)
@@ -263,26 +279,25 @@ func (h *handler) sessionRead(w http.ResponseWriter, r *http.Request, q kv.Sessi
 		out = append(out, wire.FromSession(s))
 	}
 	writeJSON(w, http.StatusOK, out)
+	return nil
 }
 
 // mayWriteSession: may the request's token change session id (write on
 // its node's sessions)? An unknown session is let through: its answer
 // says nothing a token could not know.
-func (h *handler) mayWriteSession(w http.ResponseWriter, r *http.Request, id string) bool {
+func (h *handler) mayWriteSession(r *http.Request, id string) error {
 	who := identity(r)
 	if who == allowAll {
-		return true
+		return nil
 	}
-	res, err := h.store.Sessions(r.Context(), kv.SessionQuery{ID: id, Stale: true})
+	res, err := h.sessions.Sessions(r.Context(), kv.SessionQuery{ID: id, Stale: true})
 	if err != nil {
-		writeError(w, err)
-		return false
+		return err
 	}
 	for _, s := range res.Sessions {
 		if !who.SessionWrite(s.Node) {
-			writeError(w, who.Denied("session", acl.Write, s.Node))
-			return false
+			return who.Denied("session", acl.Write, s.Node)
 		}
 	}
-	return true
+	return nil
 }

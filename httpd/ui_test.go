@@ -7,13 +7,12 @@ import (
 	"testing"
 
 	"github.com/raftkv/raftkv/internal/acl"
-	"github.com/raftkv/raftkv/kv"
 )
 
 func TestUIServedWithoutToken(t *testing.T) {
-	store := newFakeStore()
+	store := newTestStore(t)
 	store.resolver = acl.NewResolver(memACL{}, false) // ACLs on, default deny
-	srv := httptest.NewServer(New(store, Options{}))
+	srv := httptest.NewServer(New(allOf(store), Options{}))
 	t.Cleanup(srv.Close)
 
 	page := do(t, srv, "GET", "/ui/", "")
@@ -51,7 +50,7 @@ func TestRootRedirectsToUI(t *testing.T) {
 		c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 		return c
 	}
-	srv := httptest.NewServer(New(newFakeStore(), Options{}))
+	srv := httptest.NewServer(New(allOf(newTestStore(t)), Options{}))
 	t.Cleanup(srv.Close)
 	resp, err := noFollow(srv).Get(srv.URL + "/")
 	if err != nil {
@@ -65,7 +64,7 @@ func TestRootRedirectsToUI(t *testing.T) {
 		t.Fatalf("PUT /: %d", r.status)
 	}
 
-	off := httptest.NewServer(New(newFakeStore(), Options{DisableUI: true}))
+	off := httptest.NewServer(New(allOf(newTestStore(t)), Options{DisableUI: true}))
 	t.Cleanup(off.Close)
 	for _, p := range []string{"/", "/ui/"} {
 		if r := do(t, off, "GET", p, ""); r.status != http.StatusNotFound {
@@ -75,17 +74,11 @@ func TestRootRedirectsToUI(t *testing.T) {
 }
 
 func TestSessionKeys(t *testing.T) {
-	store := newFakeStore()
-	store.sessions = map[string]kv.Session{
-		"s1": {ID: "s1", Node: "n1"},
-		"s2": {ID: "s2", Node: "other"},
-	}
-	store.data = map[string]kv.Entry{
-		"app/lock":    {Key: "app/lock", Session: "s1"},
-		"secret/lock": {Key: "secret/lock", Session: "s1"},
-		"app/free":    {Key: "app/free"},
-		"app/theirs":  {Key: "app/theirs", Session: "s2"},
-	}
+	store := newTestStore(t)
+	store.hold(t, "s1", "n1", "app/lock")
+	store.hold(t, "s1", "n1", "secret/lock")
+	store.put(t, "app/free", "")
+	store.hold(t, "s2", "other", "app/theirs")
 	store.resolver = acl.NewResolver(memACL{
 		tokens: map[string]*acl.Token{
 			"reader": {AccessorID: "r", SecretID: "reader", Policies: []acl.PolicyLink{{ID: "p"}}},
@@ -98,7 +91,7 @@ session_prefix "n1" { policy = "read" }`},
 session_prefix "" { policy = "read" }`},
 		},
 	}, false)
-	srv := httptest.NewServer(New(store, Options{}))
+	srv := httptest.NewServer(New(allOf(store), Options{}))
 	t.Cleanup(srv.Close)
 
 	r := do(t, srv, "GET", "/v1/session/keys", "", "X-Consul-Token", "reader")

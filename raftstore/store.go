@@ -90,7 +90,8 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 
 // api is the HTTP API of the node's group.
 func (s *RaftStore) api(cfg Config) http.Handler {
-	return httpd.New(apiStore{s.group}, httpd.Options{
+	g := apiStore{s.group}
+	return httpd.New(httpd.Stores{KV: g, Sessions: g, Snapshots: g, ACL: g, Cluster: g, Node: g}, httpd.Options{
 		MaxValueBytes: cfg.MaxValueBytes,
 		Registry:      s.group.Registry(),
 		Logger:        s.node.Logger(),

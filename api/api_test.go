@@ -1,0 +1,66 @@
+package api
+
+import (
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/raftkv/raftkv/kv"
+)
+
+// The server's answers are these shapes encoded: every field present, in
+// Consul's order. A tag such as omitempty would change them, so the
+// encodings are pinned here.
+func TestShapesEncodeAsConsul(t *testing.T) {
+	for _, c := range []struct {
+		v    any
+		want string
+	}{
+		{DirEntry{Key: "k"}, `{"LockIndex":0,"Key":"k","Flags":0,"Value":null,"CreateIndex":0,"ModifyIndex":0,"Session":""}`},
+		{TxnResponse{Errors: []TxnError{{OpIndex: 1, What: "missing session"}}}, `{"Results":null,"Errors":[{"OpIndex":1,"What":"missing session"}]}`},
+		{TxnResponse{Results: []TxnResult{{KV: DirEntry{Key: "k", Value: []byte("v")}}}},
+			`{"Results":[{"KV":{"LockIndex":0,"Key":"k","Flags":0,"Value":"dg==","CreateIndex":0,"ModifyIndex":0,"Session":""}}],"Errors":null}`},
+		// A client's operation leaves out what it does not set.
+		{[]TxnOp{{KV: &KVTxnOp{Verb: "get", Key: "k"}}}, `[{"KV":{"Verb":"get","Key":"k"}}]`},
+		{ACLPolicy{ID: "p", Name: "n"}, `{"ID":"p","Name":"n","Description":"","Rules":"","CreateIndex":0,"ModifyIndex":0}`},
+		{ACLPolicyListEntry{ID: "p", Name: "n"}, `{"ID":"p","Name":"n","Description":"","Datacenters":null,"CreateIndex":0,"ModifyIndex":0}`},
+		{ACLToken{AccessorID: "a", SecretID: "s", Policies: []ACLLink{{ID: "p", Name: "n"}}, CreateTime: time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)},
+			`{"AccessorID":"a","SecretID":"s","Description":"","Policies":[{"ID":"p","Name":"n"}],"Local":false,"CreateTime":"2024-01-02T03:04:05Z","CreateIndex":0,"ModifyIndex":0}`},
+	} {
+		b, err := json.Marshal(c.v)
+		if err != nil || string(b) != c.want {
+			t.Errorf("%T encodes as\n%s, want\n%s (%v)", c.v, b, c.want, err)
+		}
+	}
+}
+
+func TestDirEntryRoundTrip(t *testing.T) {
+	e := kv.Entry{Key: "a/b", Value: []byte("v"), Flags: 3, CreateIndex: 4, ModifyIndex: 5, LockIndex: 2, Session: "s"}
+	b, err := json.Marshal(FromEntry(e))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d DirEntry
+	if err := json.Unmarshal(b, &d); err != nil || !reflect.DeepEqual(d.Entry(), e) {
+		t.Fatalf("entry %s → %+v, %v", b, d.Entry(), err)
+	}
+	if b, _ := json.Marshal(FromEntry(kv.Entry{Key: "empty", Value: []byte{}})); !strings.Contains(string(b), `"Value":null`) {
+		t.Fatalf("an empty value must be null: %s", b)
+	}
+}
+
+// A transaction's answer decodes back into what was encoded, its entries
+// into the store's.
+func TestTxnResponseRoundTrip(t *testing.T) {
+	in := TxnResponse{Results: []TxnResult{{KV: FromEntry(kv.Entry{Key: "k", Value: []byte("v"), ModifyIndex: 7})}}}
+	b, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out TxnResponse
+	if err := json.Unmarshal(b, &out); err != nil || !reflect.DeepEqual(out, in) || out.Results[0].KV.Entry().ModifyIndex != 7 {
+		t.Fatalf("%s → %+v, %v", b, out, err)
+	}
+}
