@@ -144,6 +144,11 @@ func ReplicaMarkEntry(server string, readReplica bool) *Entry {
 // must keep reading every KV write during a rolling upgrade.
 const entryV3 = 3
 
+// EntryVersion is the newest form of log entries this build reads and
+// writes (see DESIGN.md, and package group's logform.go for when a leader
+// may write it).
+const EntryVersion = entryV3
+
 var errCorruptEntry = errors.New("corrupt entry")
 
 // EncodeEntry serialises e for the raft log: a KV entry in the v1/v2
@@ -338,12 +343,21 @@ func decodeV3(b []byte) (*Entry, error) {
 	return e, nil
 }
 
+// Limits are a node's bounds on what it accepts: the zero value takes
+// the defaults (kv.DefaultMaxValueBytes, kv.LowestSessionTTLMin).
+type Limits struct {
+	MaxValueBytes int
+	SessionTTLMin time.Duration
+}
+
 // Validate checks what does not depend on the state: for a KV entry
-// kv.Command.Validate's rules (maxValue <= 0: the default) and no internal
-// verb (those changes are entries of their own kinds); for the others
-// that the body is there and has what its kind needs. A session create
-// may still lack its ID, which the leader chooses before proposing.
-func (e *Entry) Validate(maxValue int) error {
+// kv.Command.Validate's rules and no internal verb (those changes are
+// entries of their own kinds); for the others that the body is there and
+// has what its kind needs. A session create may still lack its ID, which
+// the leader chooses before proposing.
+func (e *Entry) Validate(l Limits) error {
+	maxValue := l.MaxValueBytes
+	ttlMin := max(l.SessionTTLMin, kv.LowestSessionTTLMin)
 	if len(e.IdempotencyKey) > kv.MaxIdempotencyKeySize {
 		return fmt.Errorf("%w: idempotency key over %d bytes", kv.ErrInvalid, kv.MaxIdempotencyKeySize)
 	}
@@ -371,12 +385,11 @@ func (e *Entry) Validate(maxValue int) error {
 		if e.Session == nil {
 			return missing("a session")
 		}
-		// Consul's wording, which clients match on, so not wrapped; the
-		// node's own shortest TTL is its caller's to check.
-		return e.Session.Validate(kv.LowestSessionTTLMin)
+		// Consul's wording, which clients match on, so not wrapped.
+		return e.Session.Validate(ttlMin)
 	case KindSessionDestroy:
 		if e.SessionID == "" {
-			return missing("a session ID")
+			return kv.Errorf(kv.ErrInvalid, "Missing session") // Consul's words
 		}
 		return nil
 	case KindReplicaMark:

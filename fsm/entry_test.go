@@ -415,7 +415,7 @@ func TestEntryValidate(t *testing.T) {
 		ACLEntry(&acl.Command{Op: acl.OpPeerSecret, ID: "x"}),
 	}
 	for _, e := range ok {
-		if err := e.Validate(0); err != nil {
+		if err := e.Validate(Limits{}); err != nil {
 			t.Errorf("%s: %v", dumpEntry(e), err)
 		}
 	}
@@ -450,7 +450,7 @@ func TestEntryValidate(t *testing.T) {
 		{"ACL time JSON cannot carry", ACLEntry(&acl.Command{Op: acl.OpTokenSet, Token: &acl.Token{AccessorID: "a", CreateTime: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}}), kv.ErrInvalid},
 		{"unparsed legacy body", &Entry{Kind: KindACL, ACL: &acl.Command{Op: acl.OpPeerSecret, ID: "x"}, Unparsed: &LegacyBody{}}, kv.ErrInvalid},
 	} {
-		if err := c.e.Validate(10); !errors.Is(err, c.want) {
+		if err := c.e.Validate(Limits{MaxValueBytes: 10}); !errors.Is(err, c.want) {
 			t.Errorf("%s: %v, want %v", c.name, err, c.want)
 		}
 	}
@@ -477,7 +477,7 @@ func FuzzDecodeEntry(f *testing.F) {
 		if err != nil {
 			return
 		}
-		_ = e.Validate(0)
+		_ = e.Validate(Limits{})
 		v3 := EncodeEntry(e)
 		again, err := DecodeEntry(v3)
 		if err != nil {

@@ -284,13 +284,10 @@ func (h *handler) kvDelete(w http.ResponseWriter, r *http.Request) error {
 // applyBool runs a one-op write and answers Consul's true/false.
 func (h *handler) applyBool(w http.ResponseWriter, r *http.Request, body []byte, op kv.Op) error {
 	cmd := keyed(r, body, op)
-	if err := cmd.Validate(h.maxValue); err != nil {
-		return err
-	}
-	if err := checkOps(identity(r), cmd.Ops); err != nil {
-		return err
-	}
-	res, err := h.kv.Apply(r.Context(), cmd)
+	id := identity(r)
+	// The store validates the write, then runs the token's check on it.
+	ctx := kv.WithCheck(r.Context(), func(ops []kv.Op) error { return checkOps(id, ops) })
+	res, err := h.kv.Apply(ctx, cmd)
 	if err != nil {
 		return err
 	}
@@ -337,28 +334,31 @@ func (h *handler) txn(w http.ResponseWriter, r *http.Request) error {
 	}
 	cmd := keyed(r, body)
 	cmd.Ops = ops
-	if err := cmd.Validate(h.maxValue); err != nil {
-		return err
-	}
 	id := identity(r)
-	for i := range cmd.Ops {
-		if err := checkOps(id, cmd.Ops[i:i+1]); err != nil {
-			failed = append(failed, api.TxnError{OpIndex: i, What: err.Error()})
-		}
-	}
-	if len(failed) > 0 {
-		return &txnRolledBack{errors: failed}
-	}
 	q := r.URL.Query()
-	if has(q, "stale") && has(q, "consistent") {
-		return fmt.Errorf("%w: cannot use stale and consistent together", kv.ErrInvalid)
-	}
+	// The store validates the transaction, then runs this check on it:
+	// the token's, op by op, and the query's.
+	ctx := kv.WithCheck(r.Context(), func(ops []kv.Op) error {
+		var denied []api.TxnError
+		for i := range ops {
+			if err := checkOps(id, ops[i:i+1]); err != nil {
+				denied = append(denied, api.TxnError{OpIndex: i, What: err.Error()})
+			}
+		}
+		if len(denied) > 0 {
+			return &txnRolledBack{errors: denied}
+		}
+		if has(q, "stale") && has(q, "consistent") {
+			return fmt.Errorf("%w: cannot use stale and consistent together", kv.ErrInvalid)
+		}
+		return nil
+	})
 	var res *kv.Result
 	if cmd.ReadOnly() {
 		// Nothing to replicate: read on this node, linearizably unless ?stale.
-		res, err = h.kv.ReadTxn(r.Context(), cmd, has(q, "stale"))
+		res, err = h.kv.ReadTxn(ctx, cmd, has(q, "stale"))
 	} else {
-		res, err = h.kv.Apply(r.Context(), cmd)
+		res, err = h.kv.Apply(ctx, cmd)
 	}
 	if err != nil {
 		return err

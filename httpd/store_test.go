@@ -136,6 +136,9 @@ func (s *testStore) Read(ctx context.Context, q kv.Query) (*kv.QueryResult, erro
 }
 
 func (s *testStore) Apply(ctx context.Context, cmd *kv.Command) (*kv.Result, error) {
+	if err := admit(ctx, cmd); err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
 	s.applied++
 	if cmd.IdempotencyKey != "" {
@@ -149,7 +152,22 @@ func (s *testStore) Apply(ctx context.Context, cmd *kv.Command) (*kv.Result, err
 	return s.propose(cmd)
 }
 
+// admit is what the group does with a write where it enters the cluster:
+// validate it, then run the caller's check (see group.Propose).
+func admit(ctx context.Context, cmd *kv.Command) error {
+	if err := fsm.KVEntry(cmd).Validate(fsm.Limits{MaxValueBytes: testMaxValue}); err != nil {
+		return err
+	}
+	if check := kv.CheckOf(ctx); check != nil {
+		return check(cmd.Ops)
+	}
+	return nil
+}
+
 func (s *testStore) ReadTxn(ctx context.Context, cmd *kv.Command, stale bool) (*kv.Result, error) {
+	if err := admit(ctx, cmd); err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
 	s.readTxns++
 	s.mu.Unlock()

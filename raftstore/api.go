@@ -156,18 +156,18 @@ func (s *RaftStore) Keys(ctx context.Context, prefix, separator string, opts ...
 // CreateSession creates a session and returns its ID (see
 // kv.Session; empty fields take Consul's defaults, NodeChecks nil: none).
 func (s *RaftStore) CreateSession(ctx context.Context, spec kv.Session) (string, error) {
-	return s.group.CreateSession(ctx, spec)
+	return s.sessions.CreateSession(ctx, spec)
 }
 
 // DestroySession invalidates a session: the keys it holds are released or
 // deleted (its behaviour). An unknown session is not an error.
 func (s *RaftStore) DestroySession(ctx context.Context, id string) error {
-	return s.group.DestroySession(ctx, id)
+	return s.sessions.DestroySession(ctx, id)
 }
 
 // RenewSession restarts a session's TTL and returns the session.
 func (s *RaftStore) RenewSession(ctx context.Context, id string) (kv.Session, error) {
-	return s.group.RenewSession(ctx, id)
+	return s.sessions.RenewSession(ctx, id)
 }
 
 // Join adds a server as a non-voter, which the leader promotes to voter

@@ -21,7 +21,7 @@ func TestSessionsAndLocksAcrossNodes(t *testing.T) {
 	if err != nil || len(id) != 36 {
 		t.Fatalf("create: %q, %v", id, err)
 	}
-	res, err := b.group.Sessions(ctx(t), kv.SessionQuery{ID: id})
+	res, err := b.sessions.Sessions(ctx(t), kv.SessionQuery{ID: id})
 	if err != nil || len(res.Sessions) != 1 || res.Sessions[0].Node != a.ID() || res.Index == 0 {
 		t.Fatalf("info on another follower: %+v, %v", res, err)
 	}
@@ -62,7 +62,7 @@ func TestSessionsAndLocksAcrossNodes(t *testing.T) {
 	if ok, err := b.Acquire(ctx(t), "theirs", nil, other); !ok || err != nil {
 		t.Fatalf("acquire theirs: %v %v", ok, err)
 	}
-	held, err := b.group.HeldKeys(ctx(t), false)
+	held, err := b.sessions.HeldKeys(ctx(t), false)
 	if err != nil || len(held) != 2 || len(held[id]) != 1 || held[id][0] != "lock" || len(held[other]) != 1 || held[other][0] != "theirs" {
 		t.Fatalf("keys held by sessions: %q, %v", held, err)
 	}
@@ -85,7 +85,7 @@ func TestSessionsAndLocksAcrossNodes(t *testing.T) {
 	if e, _ := b.Get(ctx(t), "lock"); e.Session != "" {
 		t.Fatalf("still held after destroy: %+v", e)
 	}
-	if held, err := b.group.HeldKeys(ctx(t), false); err != nil || len(held) != 0 {
+	if held, err := b.sessions.HeldKeys(ctx(t), false); err != nil || len(held) != 0 {
 		t.Fatalf("keys held after the destroy: %q, %v", held, err)
 	}
 	if err := c.nodes[l].Kill(); err != nil {
@@ -96,7 +96,7 @@ func TestSessionsAndLocksAcrossNodes(t *testing.T) {
 	if ok, err := b.Acquire(ctx(t), "lock", []byte("you"), other); ok || err != nil {
 		t.Fatalf("acquire under lock-delay after a leader change: %v %v", ok, err)
 	}
-	all, err := b.group.Sessions(ctx(t), kv.SessionQuery{})
+	all, err := b.sessions.Sessions(ctx(t), kv.SessionQuery{})
 	if err != nil || len(all.Sessions) != 1 || all.Sessions[0].ID != other {
 		t.Fatalf("sessions after destroy: %+v, %v", all, err)
 	}
@@ -116,7 +116,7 @@ func TestSessionTTLExpires(t *testing.T) {
 		t.Fatalf("acquire: %v %v", ok, err)
 	}
 	waitFor(t, 40*time.Second, "the session to expire", func() error {
-		res, err := n.group.Sessions(ctx(t), kv.SessionQuery{ID: id})
+		res, err := n.sessions.Sessions(ctx(t), kv.SessionQuery{ID: id})
 		if err != nil {
 			return err
 		}

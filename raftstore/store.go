@@ -9,10 +9,12 @@ import (
 	"time"
 
 	"github.com/raftkv/raftkv/httpd"
+	"github.com/raftkv/raftkv/internal/aclsys"
 	"github.com/raftkv/raftkv/internal/diskguard"
 	"github.com/raftkv/raftkv/internal/group"
 	"github.com/raftkv/raftkv/internal/integrity"
 	"github.com/raftkv/raftkv/internal/node"
+	"github.com/raftkv/raftkv/internal/sessions"
 	"github.com/raftkv/raftkv/kv"
 )
 
@@ -36,11 +38,13 @@ var (
 // the node-to-node protocols; the group (internal/group) the raft log,
 // the state machine and the cluster's behaviour.
 type RaftStore struct {
-	node  *node.Node
-	group *group.Group
-	disk  *diskguard.Guard
-	stop  context.CancelFunc // ends the disk guard's checks
-	done  chan struct{}      // closed when they have ended
+	node     *node.Node
+	group    *group.Group
+	sessions *sessions.Service
+	acls     *aclsys.System
+	disk     *diskguard.Guard
+	stop     context.CancelFunc // ends the disk guard's checks
+	done     chan struct{}      // closed when they have ended
 
 	closeOnce sync.Once
 	closeErr  error
@@ -77,21 +81,46 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 	if s.group, err = group.Open(*gcfg, n); err != nil {
 		return nil, err
 	}
-	if err := n.AddGroup(0, s.group.Peer()); err != nil {
+	// The features attach before the group can lead (its first election
+	// takes at least an election timeout).
+	s.sessions = sessions.Attach(s.group)
+	s.acls = aclsys.Attach(s.group, aclsys.Config{DefaultPolicy: cfg.ACLDefaultPolicy, InitialManagement: cfg.ACLInitialManagement})
+	if err := n.AddGroup(0, peerCalls{s.group.PeerCalls(), s.sessions}); err != nil {
+		s.sessions.Close()
 		s.group.Close()
 		return nil, err
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
 	go func() { defer close(s.done); s.disk.Run(100*time.Millisecond, ctx.Done()) }()
-	n.Serve(s.api(cfg), s.group)
+	n.Serve(s.api(cfg), peerAuth{s.group, s.acls})
 	return s, nil
 }
 
+// peerCalls are the node-to-node calls of the group: its own, and the
+// renewals its sessions answer.
+type peerCalls struct {
+	*group.PeerCalls
+	sessions *sessions.Service
+}
+
+func (p peerCalls) Renew(ctx context.Context, id string) (kv.Session, error) {
+	return p.sessions.Renew(ctx, id)
+}
+
+// peerAuth is who the node lets in as a peer: the group's members (their
+// hosts, with TLS), or whoever has the ACL system's peer secret.
+type peerAuth struct {
+	*group.Group
+	acls *aclsys.System
+}
+
+func (p peerAuth) PeerSecret() (string, bool) { return p.acls.PeerSecret() }
+
 // api is the HTTP API of the node's group.
 func (s *RaftStore) api(cfg Config) http.Handler {
-	g := apiStore{s.group}
-	return httpd.New(httpd.Stores{KV: g, Sessions: g, Snapshots: g, ACL: g, Cluster: g, Node: g}, httpd.Options{
+	return httpd.New(httpd.Stores{KV: s.group, Sessions: s.sessions, Snapshots: s.group, ACL: aclStore{s.acls},
+		Cluster: s.group, Node: s.group}, httpd.Options{
 		MaxValueBytes: cfg.MaxValueBytes,
 		Registry:      s.group.Registry(),
 		Logger:        s.node.Logger(),
@@ -101,11 +130,11 @@ func (s *RaftStore) api(cfg Config) http.Handler {
 	})
 }
 
-// apiStore is the group as the HTTP API sees it.
-type apiStore struct{ *group.Group }
+// aclStore is the ACL system as the HTTP API sees it.
+type aclStore struct{ *aclsys.System }
 
-func (a apiStore) ACLState(ctx context.Context, stale bool) (httpd.ACLReader, error) {
-	st, err := a.Group.ACLState(ctx, stale)
+func (a aclStore) ACLState(ctx context.Context, stale bool) (httpd.ACLReader, error) {
+	st, err := a.System.ACLState(ctx, stale)
 	if err != nil {
 		return nil, err
 	}
@@ -129,10 +158,12 @@ func (s *RaftStore) Kill() error { return s.shutdown(false) }
 
 func (s *RaftStore) shutdown(handOver bool) error {
 	s.closeOnce.Do(func() {
+		s.sessions.Quiesce() // no invalidation may start while the node goes away
 		s.group.StepAside(handOver)
 		s.node.StopServing()
 		s.node.RemoveGroup(0)
 		err := s.group.Close()
+		s.sessions.Close()
 		s.stop()
 		<-s.done
 		s.closeErr = errors.Join(err, s.node.Close())

@@ -34,6 +34,10 @@ type Stats struct {
 	// DiskFull rides along for the leader, which refuses writes while a
 	// voter's disk is full.
 	DiskFull bool
+	// EntryVersion is the newest form of log entries the server reads
+	// (fsm.EntryVersion; 0 from releases before typed entries): the
+	// leader writes a form only once every server reads it.
+	EntryVersion int `json:",omitempty"`
 }
 
 // Node is what the pilot needs of the node it runs on.

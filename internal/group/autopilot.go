@@ -6,10 +6,24 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/raftkv/raftkv/fsm"
 	"github.com/raftkv/raftkv/internal/autopilot"
 	"github.com/raftkv/raftkv/internal/leaderwatch"
 	"github.com/raftkv/raftkv/kv"
 )
+
+// Autopilot is membership's: it promotes joined non-voters once they are
+// stable, and reports every server's health. It attaches like the
+// features do, starting with this node's leadership and stopping with it.
+func (g *Group) attachAutopilot() {
+	g.Attach(Hooks{LeadershipChanged: func(leading bool) {
+		if leading && g.ctx.Err() == nil {
+			g.pilot.Start()
+		} else {
+			g.pilot.Stop()
+		}
+	}})
+}
 
 // pilotNode is what internal/autopilot asks of this node.
 type pilotNode Group
@@ -25,6 +39,7 @@ func (p *pilotNode) ServerStats(ctx context.Context, id, addr string) (autopilot
 	st, err := s.peers.Stats(ctx, addr)
 	if err == nil {
 		s.fullDisks.report(id, st.DiskFull)
+		s.formats.report(id, st.EntryVersion)
 	}
 	return st, err
 }
@@ -43,7 +58,7 @@ func (p *pilotNode) ReadReplica(id string) bool {
 func (s *Group) localStats() autopilot.Stats {
 	applied := s.appliedIndex() // first: it never passes the commit index read after it
 	st := s.raft.Stats()
-	out := autopilot.Stats{LastContact: s.sinceLeader(), AppliedIndex: applied, DiskFull: s.disk.Full()}
+	out := autopilot.Stats{LastContact: s.sinceLeader(), AppliedIndex: applied, DiskFull: s.disk.Full(), EntryVersion: fsm.EntryVersion}
 	out.LastTerm, _ = strconv.ParseUint(st["last_log_term"], 10, 64)
 	out.LastIndex, _ = strconv.ParseUint(st["last_log_index"], 10, 64)
 	out.CommitIndex, _ = strconv.ParseUint(st["commit_index"], 10, 64)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/raftkv/raftkv/fsm"
 	"github.com/raftkv/raftkv/internal/diskguard"
 	"github.com/raftkv/raftkv/internal/logstore"
 	"github.com/raftkv/raftkv/kv"
@@ -126,8 +127,8 @@ func (f *fullDisks) fresh() []string {
 // spaceForWrite refuses a client write while the disk of this node (the
 // leader) or of a voter is full. Session destroys pass: invalidations
 // must go on, and they free what the sessions held.
-func (s *Group) spaceForWrite(cmd *kv.Command) error {
-	if onlySessionDestroys(cmd) {
+func (s *Group) spaceForWrite(e *fsm.Entry) error {
+	if e.Kind == fsm.KindSessionDestroy {
 		return nil
 	}
 	if full := s.fullDisk(); full != "" {
@@ -153,15 +154,6 @@ func (s *Group) fullDisk() string {
 		}
 	}
 	return ""
-}
-
-func onlySessionDestroys(cmd *kv.Command) bool {
-	for _, op := range cmd.Ops {
-		if op.Verb != kv.VerbSessionDestroy {
-			return false
-		}
-	}
-	return len(cmd.Ops) > 0
 }
 
 // diskChanged holds snapshots back while the disk is full: a snapshot is a

@@ -2,7 +2,6 @@ package group
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"sync/atomic"
 	"syscall"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/raftkv/raftkv/fsm"
 	"github.com/raftkv/raftkv/internal/diskguard"
 	"github.com/raftkv/raftkv/internal/logstore"
 	"github.com/raftkv/raftkv/kv"
@@ -85,17 +85,26 @@ func TestStableWritesWaitForSpace(t *testing.T) {
 }
 
 func TestOnlySessionDestroysPassAFullDisk(t *testing.T) {
+	disk, err := diskguard.Open(t.TempDir(), diskguard.Options{Reserve: 1 << 20, Available: func(string) (uint64, error) { return 1 << 30, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !disk.NoSpace(syscall.ENOSPC) || !disk.Full() {
+		t.Fatal("the guard does not see the disk full")
+	}
+	g := &Group{id: "n1", disk: disk}
 	for _, c := range []struct {
-		cmd  kv.Command
+		e    *fsm.Entry
 		pass bool
 	}{
-		{kv.Command{Ops: []kv.Op{{Verb: kv.VerbSessionDestroy, Session: "a"}}}, true},
-		{kv.Command{Ops: []kv.Op{{Verb: kv.VerbSet, Key: "k"}}}, false},
-		{kv.Command{Ops: []kv.Op{{Verb: kv.VerbSessionDestroy, Session: "a"}, {Verb: kv.VerbSet, Key: "k"}}}, false},
-		{kv.Command{}, false},
+		{fsm.SessionDestroyEntry("a"), true},
+		{fsm.KVEntry(&kv.Command{Ops: []kv.Op{{Verb: kv.VerbSet, Key: "k"}}}), false},
+		{fsm.SessionCreateEntry(kv.Session{Node: "n1"}), false},
+		{fsm.ReplicaMarkEntry("n2", true), false},
 	} {
-		if got := onlySessionDestroys(&c.cmd); got != c.pass {
-			t.Errorf("%s: pass %v", fmt.Sprint(c.cmd.Ops), got)
+		err := g.spaceForWrite(c.e)
+		if (err == nil) != c.pass || (err != nil && !errors.Is(err, kv.ErrNoSpace)) {
+			t.Errorf("%s: %v, want pass %v", c.e.Kind, err, c.pass)
 		}
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/raftkv/raftkv/fsm"
-	"github.com/raftkv/raftkv/internal/acl"
 	"github.com/raftkv/raftkv/internal/autopilot"
 	"github.com/raftkv/raftkv/internal/diskguard"
 	"github.com/raftkv/raftkv/internal/fwdstream"
@@ -24,7 +23,6 @@ import (
 	"github.com/raftkv/raftkv/internal/logging"
 	"github.com/raftkv/raftkv/internal/logstore"
 	"github.com/raftkv/raftkv/internal/peerrpc"
-	"github.com/raftkv/raftkv/internal/sessions"
 	"github.com/raftkv/raftkv/internal/watch"
 	"github.com/raftkv/raftkv/kv"
 	"github.com/raftkv/raftkv/mux"
@@ -52,14 +50,14 @@ type Group struct {
 	logs      raft.LogStore    // the cache in front of logStore
 	disk      *diskguard.Guard // the data dir's free space, and its reserve
 	fullDisks fullDisks        // while leading: servers that reported a full disk
+	formats   entryFormats     // while leading: the entry forms servers reported reading
 	peers     *peerrpc.Client  // node-to-node calls, naming this group
 	forwards  *fwdstream.Client
 	trans     *heartbeatTransport
 	contacts  peerContacts // when each peer last answered this node's AppendEntries
 	leaders   *leaderwatch.Watch
-	sessions  *sessions.Manager // TTL timers and node health, while leading
-	resolver  *acl.Resolver     // tokens to identities; nil when ACLs are off
-	pilot     *autopilot.Pilot  // promotes joined non-voters, while leading
+	pilot     *autopilot.Pilot // promotes joined non-voters, while leading
+	hooks     hookList         // of the features attached (sessions, ACLs, autopilot)
 	verifier  *verifier
 	// followerReads shares one read-index call to the leader among the
 	// linearizable reads that arrive together on a follower.
@@ -116,9 +114,6 @@ func Open(cfg Config, host Host) (_ *Group, err error) {
 	})
 	if err != nil {
 		return nil, stateMachineDamage(fsmDir, err)
-	}
-	if cfg.ACLDefaultPolicy != "" {
-		g.resolver = acl.NewResolver(g.fsm, cfg.ACLDefaultPolicy == "allow")
 	}
 	cleanup = append(cleanup, func() { g.fsm.Close() })
 
@@ -233,7 +228,6 @@ func Open(cfg Config, host Host) (_ *Group, err error) {
 	g.forwards = host.Forwards()
 	g.metrics = newMetrics(g.watch.Len)
 	g.metrics.registry.MustRegister(newRaftGauges(g))
-	g.sessions = sessions.New(sessions.RealClock{}, g.invalidateSession)
 	g.pilot = autopilot.New(g.raft, (*pilotNode)(g), autopilot.Config{
 		StabilizationTime:    cfg.ServerStabilizationTime,
 		LastContactThreshold: cfg.HeartbeatTimeout,
@@ -241,6 +235,7 @@ func Open(cfg Config, host Host) (_ *Group, err error) {
 		Interval:             cfg.autopilotInterval(),
 		Logger:               logging.HCLog(g.logger, "autopilot"),
 	})
+	g.attachAutopilot()
 	g.leaders = leaderwatch.New(g.raft, g.id, g.addr, time.Now, g.metrics.failover.Observe)
 	watch.Store(g.leaders)
 	slowAfter := cfg.HeartbeatTimeout / 10 // raft's heartbeat interval
@@ -298,7 +293,6 @@ func (g *Group) Registry() *prometheus.Registry { return g.metrics.registry }
 func (g *Group) StepAside(handOver bool) {
 	g.stepAside.Do(func() {
 		g.cancel()
-		g.sessions.Step() // no invalidation may start while the group goes away
 		g.pilot.Stop()
 		if handOver && g.raft.State() == raft.Leader && g.voterCount() > 1 {
 			if err := g.raft.LeadershipTransfer().Error(); err != nil {
@@ -325,7 +319,6 @@ func (g *Group) Close() error {
 		close(g.raftDone)
 		g.pilot.Stop() // in case leadership came back while raft shut down
 		g.leaders.Stop()
-		g.sessions.Close()
 		g.wg.Wait()
 		if err := g.fsm.Close(); err != nil {
 			errs = append(errs, err)

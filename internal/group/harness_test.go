@@ -93,7 +93,7 @@ func startNode(t *testing.T, name string, groups []uint64, bootstrap map[uint64]
 		cfg.Bootstrap = bootstrap[id]
 		g, err := Open(cfg, n)
 		if err == nil {
-			err = n.AddGroup(id, g.Peer())
+			err = n.AddGroup(id, withoutSessions{g.PeerCalls()})
 		}
 		if err != nil {
 			tn.close()
@@ -101,7 +101,7 @@ func startNode(t *testing.T, name string, groups []uint64, bootstrap map[uint64]
 		}
 		tn.groups[id] = g
 	}
-	n.Serve(http.NotFoundHandler(), tn.groups[groups[0]])
+	n.Serve(http.NotFoundHandler(), openCluster{tn.groups[groups[0]]})
 	t.Cleanup(tn.close)
 	return tn
 }
@@ -149,3 +149,16 @@ func joinAll(t *testing.T, nodes []*testNode, group uint64) {
 		return nil
 	})
 }
+
+// withoutSessions answers a group's peer calls; there are no sessions to
+// renew.
+type withoutSessions struct{ *PeerCalls }
+
+func (withoutSessions) Renew(context.Context, string) (kv.Session, error) {
+	return kv.Session{}, fmt.Errorf("%w: no sessions here", kv.ErrNoLeader)
+}
+
+// openCluster lets every peer in (no TLS, no ACLs).
+type openCluster struct{ *Group }
+
+func (openCluster) PeerSecret() (string, bool) { return "", false }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/raftkv/raftkv/fsm"
 	"github.com/raftkv/raftkv/internal/leaderwatch"
 	"github.com/raftkv/raftkv/internal/peerrpc"
 	"github.com/raftkv/raftkv/kv"
@@ -95,11 +96,7 @@ func (s *Group) changeMembershipLocal(ctx context.Context, req peerrpc.Membershi
 		if replica, err := s.fsm.ReadReplica(req.ID); err != nil {
 			return err
 		} else if replica != req.NonVoter {
-			mark := []byte(nil)
-			if req.NonVoter {
-				mark = []byte("1")
-			}
-			if _, err := s.applyLocal(ctx, &kv.Command{Ops: []kv.Op{{Verb: kv.VerbReadReplica, Key: req.ID, Value: mark}}}); err != nil {
+			if _, err := s.applyLocal(ctx, fsm.ReplicaMarkEntry(req.ID, req.NonVoter)); err != nil {
 				return err
 			}
 		}

@@ -37,6 +37,11 @@ func (s *Group) ReadTxn(ctx context.Context, cmd *kv.Command, stale bool) (*kv.R
 	if err := cmd.Validate(s.cfg.MaxValueBytes); err != nil {
 		return nil, err
 	}
+	if check := kv.CheckOf(ctx); check != nil {
+		if err := check(cmd.Ops); err != nil {
+			return nil, err
+		}
+	}
 	if !stale {
 		if err := s.linearize(ctx); err != nil {
 			return nil, err

@@ -54,13 +54,8 @@ func (s *Group) watchLeadership(notify <-chan bool) {
 			s.leader.mu.Unlock()
 			if isLeader {
 				go s.barrier(epoch)
-				if s.ctx.Err() == nil {
-					s.pilot.Start()
-				}
-			} else {
-				s.sessions.Step()
-				s.pilot.Stop()
 			}
+			s.hooks.leadershipChanged(isLeader)
 			s.logger.Info("leadership changed", "leader", isLeader)
 		}
 	}
@@ -83,8 +78,7 @@ func (s *Group) barrier(epoch uint64) {
 			s.leader.readyTerm = term
 			s.signalLocked()
 			s.leader.mu.Unlock()
-			s.leadSessions() // everything committed before this term is applied
-			s.leadACLs()
+			s.hooks.led() // everything committed before this term is applied
 			return
 		}
 		s.leader.mu.Unlock()

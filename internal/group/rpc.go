@@ -12,30 +12,34 @@ import (
 	"github.com/raftkv/raftkv/kv"
 )
 
-// rpcNode is the node as the node-to-node protocol's server sees it
-// (peerrpc.Node): each request runs here or is refused, never forwarded.
-type rpcNode Group
+// PeerCalls is the group as the node-to-node protocol's server sees it:
+// every call of peerrpc.Node but Renew, which is the sessions' (the node
+// puts the two together). Each runs here or is refused, never forwarded.
+type PeerCalls Group
 
-func (n *rpcNode) store() *Group { return (*Group)(n) }
+// PeerCalls are the node-to-node calls this group answers.
+func (g *Group) PeerCalls() *PeerCalls { return (*PeerCalls)(g) }
+
+func (n *PeerCalls) store() *Group { return (*Group)(n) }
 
 // ApplyForwarded is the second of the two places a write is checked: on
 // receipt from a peer (the first is Apply, where it enters the cluster).
-func (n *rpcNode) ApplyForwarded(ctx context.Context, command []byte) (*kv.Result, error) {
+func (n *PeerCalls) ApplyForwarded(ctx context.Context, command []byte) (*kv.Result, error) {
 	s := n.store()
-	cmd, err := fsm.DecodeCommand(command)
-	if err == nil {
-		err = cmd.Validate(s.cfg.MaxValueBytes)
-	}
+	e, err := fsm.DecodeEntry(command)
 	if err != nil {
-		return nil, fmt.Errorf("%w: forwarded command: %v", kv.ErrInvalid, err)
+		return nil, fmt.Errorf("%w: forwarded entry: %v", kv.ErrInvalid, err)
+	}
+	if err := e.Validate(s.limits()); err != nil {
+		return nil, err
 	}
 	if !s.IsLeader() {
 		return nil, fmt.Errorf("%w: %s is not the leader", kv.ErrNoLeader, s.addr)
 	}
-	return s.applyLocal(ctx, cmd)
+	return s.applyLocal(ctx, e)
 }
 
-func (n *rpcNode) ReadIndex(ctx context.Context, asker *peerrpc.Voucher) (uint64, error) {
+func (n *PeerCalls) ReadIndex(ctx context.Context, asker *peerrpc.Voucher) (uint64, error) {
 	return n.store().leaderReadIndex(ctx, asker)
 }
 
@@ -44,7 +48,7 @@ func (n *rpcNode) ReadIndex(ctx context.Context, asker *peerrpc.Voucher) (uint64
 // this node is storing log entries. A node that is not the server the
 // leader asked for (a new node on a departed member's address) must not
 // answer for it.
-func (n *rpcNode) Term(id string) (uint64, error) {
+func (n *PeerCalls) Term(id string) (uint64, error) {
 	s := n.store()
 	if id != s.id {
 		return 0, fmt.Errorf("%w: probe for %q reached %q", kv.ErrNoLeader, id, s.id)
@@ -52,11 +56,11 @@ func (n *rpcNode) Term(id string) (uint64, error) {
 	return s.raft.CurrentTerm(), nil
 }
 
-func (n *rpcNode) ChangeMembership(ctx context.Context, req peerrpc.Membership) error {
+func (n *PeerCalls) ChangeMembership(ctx context.Context, req peerrpc.Membership) error {
 	return n.store().changeMembershipLocal(ctx, req)
 }
 
-func (n *rpcNode) Restore(ctx context.Context, body io.Reader) error {
+func (n *PeerCalls) Restore(ctx context.Context, body io.Reader) error {
 	s := n.store()
 	if !s.IsLeader() {
 		return fmt.Errorf("%w: %s is not the leader", kv.ErrNoLeader, s.addr)
@@ -73,15 +77,8 @@ func (n *rpcNode) Restore(ctx context.Context, body io.Reader) error {
 	return s.restoreLocal(ctx, f, size)
 }
 
-func (n *rpcNode) Renew(ctx context.Context, id string) (kv.Session, error) {
-	return n.store().renewLocal(ctx, id)
-}
+func (n *PeerCalls) Stats() autopilot.Stats { return n.store().localStats() }
 
-func (n *rpcNode) Stats() autopilot.Stats { return n.store().localStats() }
+func (n *PeerCalls) AutopilotHealth() (kv.AutopilotHealth, error) { return n.store().localHealth() }
 
-func (n *rpcNode) AutopilotHealth() (kv.AutopilotHealth, error) { return n.store().localHealth() }
-
-func (n *rpcNode) MaxCommandBytes() int { return n.cfg.MaxCommandBytes() }
-
-// Peer is the group as the node's peer calls and streams see it.
-func (g *Group) Peer() peerrpc.Node { return (*rpcNode)(g) }
+func (n *PeerCalls) MaxCommandBytes() int { return n.cfg.MaxCommandBytes() }

@@ -182,10 +182,10 @@ func (s *Group) restoreLocal(ctx context.Context, f io.Reader, size int64) error
 		case <-time.After(backoff):
 		}
 	}
-	if _, err := s.applyLocal(ctx, &kv.Command{}); err != nil {
+	if _, err := s.applyLocal(ctx, fsm.KVEntry(&kv.Command{})); err != nil {
 		return err
 	}
 	s.logger.Info("restored an operator's snapshot", "bytes", size)
-	s.leadACLs() // the snapshot may come from a cluster without its peer secret or initial token
+	s.hooks.restored()
 	return nil
 }

@@ -14,33 +14,46 @@ import (
 	"github.com/raftkv/raftkv/kv"
 )
 
-// Apply runs a write command on the cluster: proposed here if this node
-// leads, forwarded to the leader otherwise (see onLeader). Attempts that
-// certainly did nothing are retried while a leader can be found, within
-// the context's deadline or ApplyTimeout.
+// Apply runs a KV write on the cluster (see Propose).
+func (s *Group) Apply(ctx context.Context, cmd *kv.Command) (*kv.Result, error) {
+	return s.Propose(ctx, fsm.KVEntry(cmd))
+}
+
+// Propose runs a log entry on the group: proposed here if this node leads,
+// forwarded to the leader otherwise (see onLeader). It is checked here,
+// where it enters the cluster, and again by the leader it is forwarded to
+// (ApplyForwarded); nowhere else. A KV write then passes the caller's own
+// check, if its context carries one (kv.WithCheck: the HTTP API's
+// authorization). Attempts that certainly did nothing are retried while a
+// leader can be found, within the context's deadline or ApplyTimeout.
 //
 // Errors: kv.ErrNoLeader (not applied), kv.ErrUnknownOutcome (maybe
 // applied), kv.ErrInvalid / kv.ErrTooLarge (rejected, nothing done).
 // A command whose checks fail is not an error: Result.OK is false.
-func (s *Group) Apply(ctx context.Context, cmd *kv.Command) (*kv.Result, error) {
-	if err := cmd.Validate(s.cfg.MaxValueBytes); err != nil {
+func (s *Group) Propose(ctx context.Context, e *fsm.Entry) (*kv.Result, error) {
+	if err := e.Validate(s.limits()); err != nil {
 		return nil, err
+	}
+	if check := kv.CheckOf(ctx); check != nil && e.Kind == fsm.KindKV {
+		if err := check(e.KV.Ops); err != nil {
+			return nil, err
+		}
 	}
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	var res *kv.Result
 	var maybeApplied error // an attempt whose fate is unknown
 	err := s.onLeader(ctx, func() (err error) {
-		res, err = s.applyLocal(ctx, cmd)
+		res, err = s.applyLocal(ctx, e)
 		return err
 	}, func(ep leaderwatch.Epoch) (err error) {
 		s.metrics.forwarded.WithLabelValues("apply").Inc()
 		cctx, cancel := peerContext(ctx, ep, s.forwardTimeout())
 		defer cancel()
 		start := time.Now()
-		res, err = s.forward(cctx, ep.Leader, cmd)
+		res, err = s.forward(cctx, ep.Leader, e)
 		s.metrics.forwardLatency.Observe(time.Since(start).Seconds())
-		if errors.Is(err, kv.ErrUnknownOutcome) && cmd.IdempotencyKey != "" && ctx.Err() == nil {
+		if errors.Is(err, kv.ErrUnknownOutcome) && e.IdempotencyKey != "" && ctx.Err() == nil {
 			// Sent to a leader that changed or went silent. The key makes
 			// a second attempt safe: if the first one applied, the state
 			// machine answers with its result and applies nothing.
@@ -57,10 +70,17 @@ func (s *Group) Apply(ctx context.Context, cmd *kv.Command) (*kv.Result, error) 
 	return res, err
 }
 
-// forward sends a write to the leader at addr: on the forwarding stream,
-// or by HTTP when the leader cannot take one (nothing was sent then).
-func (s *Group) forward(ctx context.Context, addr string, cmd *kv.Command) (*kv.Result, error) {
-	command := fsm.EncodeCommand(cmd)
+// limits are what this node accepts.
+func (s *Group) limits() fsm.Limits {
+	return fsm.Limits{MaxValueBytes: s.cfg.MaxValueBytes, SessionTTLMin: s.cfg.SessionTTLMin}
+}
+
+// forward sends an entry to the leader at addr: on the forwarding stream,
+// or by HTTP when the leader cannot take one (nothing was sent then). It
+// travels in the legacy form, which leaders of every release read; the
+// leader writes it to the log in the form its members read (logForm).
+func (s *Group) forward(ctx context.Context, addr string, e *fsm.Entry) (*kv.Result, error) {
+	command := fsm.EncodeLegacyEntry(e)
 	res, err := s.forwards.Apply(ctx, addr, s.cfg.ID, command)
 	if errors.Is(err, fwdstream.ErrUnavailable) {
 		s.metrics.forwarded.WithLabelValues("apply_http").Inc()
@@ -69,22 +89,28 @@ func (s *Group) forward(ctx context.Context, addr string, cmd *kv.Command) (*kv.
 	return res, err
 }
 
-// applyLocal proposes cmd on this node, which believes it leads. The
+// applyLocal proposes e on this node, which believes it leads. The
 // leader stamps the time itself, whatever the caller sent: the state
 // machine's clock (expiry of tombstones and idempotency keys) must not be
-// settable from outside.
-func (s *Group) applyLocal(ctx context.Context, cmd *kv.Command) (*kv.Result, error) {
-	if err := s.spaceForWrite(cmd); err != nil {
+// settable from outside. The features' Stamp hooks run next (a session
+// create gets its ID here), and their Applied hooks see the result.
+func (s *Group) applyLocal(ctx context.Context, e *fsm.Entry) (*kv.Result, error) {
+	if err := s.spaceForWrite(e); err != nil {
 		return nil, err
 	}
-	c := *cmd
+	c := *e
 	c.Time = time.Now()
-	if err := s.stampSession(&c); err != nil {
+	if c.KV != nil {
+		kvc := *c.KV
+		kvc.Time = c.Time
+		c.KV = &kvc
+	}
+	if err := s.hooks.stamp(&c); err != nil {
 		return nil, err
 	}
-	cmd = &c
+	e = &c
 	start := time.Now()
-	future := s.raft.Apply(fsm.EncodeCommand(cmd), enqueueTimeout(ctx))
+	future := s.raft.Apply(s.encode(e), enqueueTimeout(ctx))
 	done := make(chan error, 1)
 	go func() { done <- future.Error() }()
 	var err error
@@ -99,12 +125,12 @@ func (s *Group) applyLocal(ctx context.Context, cmd *kv.Command) (*kv.Result, er
 	}
 	switch resp := future.Response().(type) {
 	case *kv.Result:
-		s.sessionApplied(cmd, resp)
+		s.hooks.applied(e, resp)
 		return resp, nil
 	case error:
 		return nil, resp
 	default:
-		return nil, fmt.Errorf("raftstore: unexpected FSM response %T", resp)
+		return nil, fmt.Errorf("group: unexpected FSM response %T", resp)
 	}
 }
 

@@ -1,0 +1,47 @@
+package group
+
+import (
+	"sync"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/raftkv/raftkv/fsm"
+)
+
+// The form entries take in the log. A KV write has one form, which every
+// release reads. The other kinds (sessions, ACLs, replica marks) have a
+// typed form (fsm's version 3) that only releases from this one read, and
+// the legacy form that rode inside a KV command (ACL changes as JSON). The
+// leader writes the typed form once every server of the configuration has
+// told it (in its autopilot stats) that it reads it, and the legacy form
+// until then, so that a rolling upgrade never puts an entry in the log
+// that a member cannot apply.
+
+// encode is e as this leader writes it to the log.
+func (g *Group) encode(e *fsm.Entry) []byte {
+	if e.Kind == fsm.KindKV || g.formats.allRead(g.raft, g.id, fsm.EntryVersion) {
+		return fsm.EncodeEntry(e)
+	}
+	return fsm.EncodeLegacyEntry(e)
+}
+
+// entryFormats is, on the leader, the newest entry form each server
+// reported reading.
+type entryFormats struct{ m sync.Map } // id → int
+
+func (f *entryFormats) report(id string, version int) { f.m.Store(id, version) }
+
+// allRead says whether every server of r's configuration but self (which
+// reads what it writes) reported reading version.
+func (f *entryFormats) allRead(r *raft.Raft, self string, version int) bool {
+	for _, srv := range r.GetConfiguration().Configuration().Servers {
+		if string(srv.ID) == self {
+			continue
+		}
+		v, ok := f.m.Load(string(srv.ID))
+		if !ok || v.(int) < version {
+			return false
+		}
+	}
+	return true
+}
