@@ -1,21 +1,10 @@
-// Package raftstore is one raftkv node: a hashicorp/raft instance (log and
-// stable store in hashicorp/raft-wal, or raft-boltdb for data dirs that
-// hold one; see internal/logstore; file snapshots), the Badger FSM, and
-// the HTTP API, all on one TCP port (package mux).
+// Package raftstore is the Go API of an embedded raftkv node: Open starts
+// a node (package internal/node: the port, TLS, the node-to-node
+// protocols, the HTTP API) with its one raft group (internal/group: raft,
+// the Badger state machine, ReadIndex, forwarding, membership) and the
+// features attached to it (sessions, ACLs); the methods read and write
+// keys, locks, sessions, membership and snapshots through that group.
 //
-// The data path of a write:
-//
-//	httpd handler → RaftStore.Apply → leader? raft.Apply : forward to leader
-//	             → fsm.ApplyBatch → one Badger transaction
-//
-// Linearizable reads use ReadIndex: the leader records its commit index,
-// confirms it is still leader with one heartbeat round shared by all
-// concurrent reads, and the reading node (leader or follower) waits until
-// its FSM has applied that index.
-//
-// Requests follow the leader, not timers: a call in flight to a leader is
-// abandoned as soon as this node learns of a newer one (package
-// leaderwatch). A request that finds no leader waits for one as Consul
-// does (kv.WithLeaderHold) unless its client asked to be answered at once.
-// The design and its reasons are in raftstore/DESIGN.md.
+// Sentinel errors are re-exported here, so that an embedder needs only
+// this package and kv (the vocabulary: entries, queries, results).
 package raftstore
