@@ -127,22 +127,6 @@ func (o *overlay) list(prefix string, withValues bool) ([]kv.Entry, error) {
 	return out, nil
 }
 
-// flush writes the overlay's changes into its transaction.
-func (o *overlay) flush(set func(k, v []byte) error, del func(k []byte) error) error {
-	for _, key := range o.order {
-		var err error
-		if e := o.pending[key]; e == nil {
-			err = del(dataKey(key))
-		} else {
-			err = set(dataKey(key), encodeRecord(e))
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // execute runs c at raft index idx. With force set the checks are skipped
 // and every write happens: used only to finish an oversized command whose
 // first run already passed its checks (see applyOversized).

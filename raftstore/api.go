@@ -174,21 +174,23 @@ func (s *RaftStore) RenewSession(ctx context.Context, id string) (kv.Session, er
 // once it has been healthy for Config.ServerStabilizationTime (a no-op if
 // id is already a member at addr). Followers forward it to the leader.
 func (s *RaftStore) Join(ctx context.Context, id, addr string) error {
-	return s.group.Join(ctx, id, addr)
+	return s.group.Membership().Join(ctx, id, addr)
 }
 
 // Remove removes a server from the cluster.
-func (s *RaftStore) Remove(ctx context.Context, id string) error { return s.group.Remove(ctx, id) }
+func (s *RaftStore) Remove(ctx context.Context, id string) error {
+	return s.group.Membership().Remove(ctx, id)
+}
 
 // TransferLeadership hands leadership to the voter id, or to any voter
 // raft picks if id is empty.
 func (s *RaftStore) TransferLeadership(ctx context.Context, id string) error {
-	return s.group.TransferLeadership(ctx, id)
+	return s.group.Membership().TransferLeadership(ctx, id)
 }
 
 // Configuration returns the cluster membership as this node knows it.
 func (s *RaftStore) Configuration(ctx context.Context) (kv.Configuration, error) {
-	return s.group.Configuration(ctx)
+	return s.group.Membership().Configuration(ctx)
 }
 
 // SaveSnapshot writes a snapshot of the whole state (Consul's archive

@@ -53,7 +53,7 @@ func TestBogusJoinsCannotCostTheMajority(t *testing.T) {
 	var h kv.AutopilotHealth
 	waitFor(t, 10*time.Second, "autopilot to see the voter down", func() error {
 		var err error
-		if h, err = c.nodes[c.leader()].group.AutopilotHealth(ctx(t)); err != nil {
+		if h, err = c.nodes[c.leader()].group.Membership().AutopilotHealth(ctx(t)); err != nil {
 			return err
 		}
 		if h.Healthy || h.FailureTolerance != 0 || len(h.Servers) != 6 {
@@ -96,7 +96,7 @@ func TestJoinedNodeIsPromotedOnceStable(t *testing.T) {
 		return nil
 	})
 	waitFor(t, 20*time.Second, "the promotion", func() error {
-		h, err := n.group.AutopilotHealth(context.Background())
+		h, err := n.group.Membership().AutopilotHealth(context.Background())
 		if err != nil {
 			return err
 		}

@@ -120,7 +120,7 @@ func (p peerAuth) PeerSecret() (string, bool) { return p.acls.PeerSecret() }
 // api is the HTTP API of the node's group.
 func (s *RaftStore) api(cfg Config) http.Handler {
 	return httpd.New(httpd.Stores{KV: s.group, Sessions: s.sessions, Snapshots: s.group, ACL: aclStore{s.acls},
-		Cluster: s.group, Node: s.group}, httpd.Options{
+		Cluster: s.group.Membership(), Node: s.group}, httpd.Options{
 		MaxValueBytes: cfg.MaxValueBytes,
 		Registry:      s.group.Registry(),
 		Logger:        s.node.Logger(),
@@ -178,7 +178,7 @@ func (s *RaftStore) Stats() map[string]string { return s.group.Stats() }
 // Removed is closed once this node has learnt that it was removed from the
 // cluster: it will never be a member again under this identity (raftkvd
 // exits; started again with -join it joins as a new member).
-func (s *RaftStore) Removed() <-chan struct{} { return s.group.Removed() }
+func (s *RaftStore) Removed() <-chan struct{} { return s.group.Membership().Removed() }
 
 // Ready reports whether the node knows a leader and has caught up with the
 // commit index the leader had when this node first reached it.

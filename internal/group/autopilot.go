@@ -67,16 +67,16 @@ func (s *Group) localStats() autopilot.Stats {
 
 // AutopilotHealth reports the health of every server, as the leader's
 // autopilot sees it (followers ask the leader).
-func (s *Group) AutopilotHealth(ctx context.Context) (kv.AutopilotHealth, error) {
-	ctx, cancel := s.withTimeout(ctx)
+func (s *Membership) AutopilotHealth(ctx context.Context) (kv.AutopilotHealth, error) {
+	ctx, cancel := s.group().withTimeout(ctx)
 	defer cancel()
 	var out kv.AutopilotHealth
-	err := s.onLeader(ctx, func() error {
+	err := s.group().onLeader(ctx, func() error {
 		var err error
 		out, err = s.localHealth()
 		return err
 	}, func(ep leaderwatch.Epoch) error {
-		cctx, cancel := peerContext(ctx, ep, s.peerTimeout())
+		cctx, cancel := peerContext(ctx, ep, s.group().peerTimeout())
 		defer cancel()
 		var err error
 		out, err = s.peers.AutopilotHealth(cctx, ep.Leader)
@@ -85,8 +85,8 @@ func (s *Group) AutopilotHealth(ctx context.Context) (kv.AutopilotHealth, error)
 	return out, err
 }
 
-func (s *Group) localHealth() (kv.AutopilotHealth, error) {
-	if !s.IsLeader() {
+func (s *Membership) localHealth() (kv.AutopilotHealth, error) {
+	if !s.group().IsLeader() {
 		return kv.AutopilotHealth{}, fmt.Errorf("%w: %s is not the leader", kv.ErrNoLeader, s.addr)
 	}
 	h := s.pilot.Report()

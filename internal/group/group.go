@@ -247,9 +247,9 @@ func Open(cfg Config, host Host) (_ *Group, err error) {
 	g.spawn(g.watchPeers)
 	g.disk.OnChange(g.diskChanged)
 	g.spawn(g.watchReadiness)
-	g.spawn(g.watchRemoval)
+	g.spawn(g.Membership().watchRemoval)
 	if len(cfg.Join) > 0 {
-		g.spawn(g.joinLoop)
+		g.spawn(g.Membership().joinLoop)
 	}
 	g.logger.Info("group started", "group", cfg.ID, "addr", g.addr, "raft_log_store", kind, "data_dir", cfg.DataDir, "existing_state", hasState, "applied", g.fsm.AppliedIndex())
 	return g, nil

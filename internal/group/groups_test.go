@@ -44,7 +44,7 @@ func TestTwoGroupsOnOneNode(t *testing.T) {
 	l0, l7 := leaderOf(t, nodes, 0), leaderOf(t, nodes, 7)
 	if l0 == l7 {
 		other := nodes[(l7+1)%3].node.ID()
-		if err := nodes[l7].groups[7].TransferLeadership(ctx(t), other); err != nil {
+		if err := nodes[l7].groups[7].Membership().TransferLeadership(ctx(t), other); err != nil {
 			t.Fatal(err)
 		}
 		waitFor(t, 10*time.Second, "group 7 led elsewhere", func() error {
@@ -74,7 +74,7 @@ func TestTwoGroupsOnOneNode(t *testing.T) {
 
 	// Group 0's leadership moves; group 7's leader and term stay.
 	term7 := nodes[l7].groups[7].raft.CurrentTerm()
-	if err := nodes[l0].groups[0].TransferLeadership(ctx(t), nodes[f].node.ID()); err != nil {
+	if err := nodes[l0].groups[0].Membership().TransferLeadership(ctx(t), nodes[f].node.ID()); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "group 0 led by "+nodes[f].node.ID(), func() error {

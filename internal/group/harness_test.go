@@ -128,12 +128,12 @@ func joinAll(t *testing.T, nodes []*testNode, group uint64) {
 	t.Helper()
 	l := nodes[leaderOf(t, nodes, group)].groups[group]
 	for _, n := range nodes {
-		if err := l.Join(ctx(t), n.node.ID(), n.node.Addr()); err != nil {
+		if err := l.Membership().Join(ctx(t), n.node.ID(), n.node.Addr()); err != nil {
 			t.Fatal(err)
 		}
 	}
 	waitFor(t, 20*time.Second, "every node a voter", func() error {
-		conf, err := l.Configuration(ctx(t))
+		conf, err := l.Membership().Configuration(ctx(t))
 		if err != nil {
 			return err
 		}

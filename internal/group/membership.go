@@ -18,21 +18,32 @@ import (
 	"github.com/raftkv/raftkv/kv"
 )
 
+// Membership is the group's membership: joins, removals, leadership
+// transfers, the configuration, autopilot's health report, and noticing
+// this node's own removal. It is a view of the group by that concern (the
+// same state), as PeerCalls is of its node-to-node calls.
+type Membership Group
+
+// Membership is the group's membership.
+func (g *Group) Membership() *Membership { return (*Membership)(g) }
+
+func (s *Membership) group() *Group { return (*Group)(s) }
+
 // Join adds a non-voter, which the leader promotes to voter once it has
 // been healthy for Config.ServerStabilizationTime (or does nothing if id is
 // already a member at addr). Any node accepts it; followers forward it to
 // the leader.
-func (s *Group) Join(ctx context.Context, id, addr string) error {
+func (s *Membership) Join(ctx context.Context, id, addr string) error {
 	return s.join(ctx, peerrpc.Membership{Op: "join", ID: id, Address: addr})
 }
 
 // JoinReadReplica adds a server that stays a non-voter for good: it serves
 // reads, never votes (a voter already at addr is demoted).
-func (s *Group) JoinReadReplica(ctx context.Context, id, addr string) error {
+func (s *Membership) JoinReadReplica(ctx context.Context, id, addr string) error {
 	return s.join(ctx, peerrpc.Membership{Op: "join", ID: id, Address: addr, NonVoter: true})
 }
 
-func (s *Group) join(ctx context.Context, req peerrpc.Membership) error {
+func (s *Membership) join(ctx context.Context, req peerrpc.Membership) error {
 	if req.ID == "" || req.Address == "" {
 		return fmt.Errorf("%w: join needs an id and an address", kv.ErrInvalid)
 	}
@@ -43,7 +54,7 @@ func (s *Group) join(ctx context.Context, req peerrpc.Membership) error {
 }
 
 // Remove removes a server from the cluster.
-func (s *Group) Remove(ctx context.Context, id string) error {
+func (s *Membership) Remove(ctx context.Context, id string) error {
 	if id == "" {
 		return fmt.Errorf("%w: remove needs an id", kv.ErrInvalid)
 	}
@@ -52,16 +63,16 @@ func (s *Group) Remove(ctx context.Context, id string) error {
 
 // TransferLeadership hands leadership to the voter id, or to any voter
 // raft picks if id is empty.
-func (s *Group) TransferLeadership(ctx context.Context, id string) error {
+func (s *Membership) TransferLeadership(ctx context.Context, id string) error {
 	return s.changeMembership(ctx, peerrpc.Membership{Op: "transfer", ID: id})
 }
 
 // changeMembership runs req on the leader, forwarding and retrying like
 // Apply does.
-func (s *Group) changeMembership(ctx context.Context, req peerrpc.Membership) error {
-	ctx, cancel := s.withTimeout(ctx)
+func (s *Membership) changeMembership(ctx context.Context, req peerrpc.Membership) error {
+	ctx, cancel := s.group().withTimeout(ctx)
 	defer cancel()
-	return s.onLeader(ctx, func() error {
+	return s.group().onLeader(ctx, func() error {
 		return s.changeMembershipLocal(ctx, req)
 	}, func(ep leaderwatch.Epoch) error {
 		s.metrics.forwarded.WithLabelValues("membership").Inc()
@@ -70,17 +81,17 @@ func (s *Group) changeMembership(ctx context.Context, req peerrpc.Membership) er
 		if req.Op == "transfer" {
 			// The leader changing is what a transfer does: only the
 			// timeout ends this call.
-			cctx, cancel = context.WithTimeout(ctx, s.forwardTimeout())
+			cctx, cancel = context.WithTimeout(ctx, s.group().forwardTimeout())
 		} else {
-			cctx, cancel = peerContext(ctx, ep, s.forwardTimeout())
+			cctx, cancel = peerContext(ctx, ep, s.group().forwardTimeout())
 		}
 		defer cancel()
 		return s.peers.Membership(cctx, ep.Leader, req)
 	})
 }
 
-func (s *Group) changeMembershipLocal(ctx context.Context, req peerrpc.Membership) error {
-	if !s.IsLeader() {
+func (s *Membership) changeMembershipLocal(ctx context.Context, req peerrpc.Membership) error {
+	if !s.group().IsLeader() {
 		return fmt.Errorf("%w: %s is not the leader", kv.ErrNoLeader, s.addr)
 	}
 	cf := s.raft.GetConfiguration()
@@ -96,7 +107,7 @@ func (s *Group) changeMembershipLocal(ctx context.Context, req peerrpc.Membershi
 		if replica, err := s.fsm.ReadReplica(req.ID); err != nil {
 			return err
 		} else if replica != req.NonVoter {
-			if _, err := s.applyLocal(ctx, fsm.ReplicaMarkEntry(req.ID, req.NonVoter)); err != nil {
+			if _, err := s.group().applyLocal(ctx, fsm.ReplicaMarkEntry(req.ID, req.NonVoter)); err != nil {
 				return err
 			}
 		}
@@ -195,7 +206,7 @@ func (s *Group) Leader() (addr, id string) {
 
 // Configuration returns the cluster membership as this node knows it, and
 // the index of the last membership change this node has applied.
-func (s *Group) Configuration(ctx context.Context) (kv.Configuration, error) {
+func (s *Membership) Configuration(ctx context.Context) (kv.Configuration, error) {
 	f := s.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
 		return kv.Configuration{}, fmt.Errorf("raftstore: configuration: %w", err)
@@ -265,7 +276,7 @@ func (s *Group) watchReadiness() {
 
 // joinLoop asks the -join addresses to add this node until one does, or
 // until the node finds itself a member with a known leader (a restart).
-func (s *Group) joinLoop() {
+func (s *Membership) joinLoop() {
 	backoff := 200 * time.Millisecond
 	s.logger.Info("joining the cluster", "via", s.cfg.Join)
 	hc := s.peers.HTTP() // through the mux's dialer: TLS with this node's certificate when on
@@ -293,7 +304,7 @@ func (s *Group) joinLoop() {
 	}
 }
 
-func (s *Group) requestJoin(hc *http.Client, addr string) error {
+func (s *Membership) requestJoin(hc *http.Client, addr string) error {
 	q := url.Values{"id": {s.id}, "address": {s.addr}}
 	if s.cfg.ReadReplica {
 		q.Set("voter", "false")
@@ -319,8 +330,8 @@ func (s *Group) requestJoin(hc *http.Client, addr string) error {
 	return nil
 }
 
-func (s *Group) isMemberWithLeader() bool {
-	if addr, _ := s.Leader(); addr == "" {
+func (s *Membership) isMemberWithLeader() bool {
+	if addr, _ := s.group().Leader(); addr == "" {
 		return false
 	}
 	f := s.raft.GetConfiguration()

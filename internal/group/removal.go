@@ -12,13 +12,13 @@ import (
 // Removed is closed once this node has learnt that it was removed from the
 // cluster: it will never be a member again under this identity (raftkvd
 // exits; started again with -join it joins as a new member).
-func (s *Group) Removed() <-chan struct{} { return s.removed }
+func (s *Membership) Removed() <-chan struct{} { return s.removed }
 
 // watchRemoval notices this node's removal: from its own configuration,
 // once the removal entry reached it, or, when it has known no leader for a
 // while (the leader stops replicating to a removed node, so the entry may
 // never arrive), from a peer's newer configuration without it.
-func (s *Group) watchRemoval() {
+func (s *Membership) watchRemoval() {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	member := false
@@ -40,7 +40,7 @@ func (s *Group) watchRemoval() {
 			s.markRemoved("the cluster's configuration no longer lists this node")
 			return
 		}
-		if addr, _ := s.Leader(); addr != "" || !member {
+		if addr, _ := s.group().Leader(); addr != "" || !member {
 			leaderless = time.Time{}
 			continue
 		}
@@ -73,8 +73,8 @@ func inConfig(cfg raft.Configuration, id string) bool {
 
 // peerConfiguration reads the raft configuration a peer serves (its own
 // view, at its index).
-func (s *Group) peerConfiguration(addr string) (uint64, map[string]bool, bool) {
-	ctx, cancel := context.WithTimeout(s.ctx, s.peerTimeout())
+func (s *Membership) peerConfiguration(addr string) (uint64, map[string]bool, bool) {
+	ctx, cancel := context.WithTimeout(s.ctx, s.group().peerTimeout())
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/operator/raft/configuration?stale", nil)
 	if err != nil {
@@ -102,7 +102,7 @@ func (s *Group) peerConfiguration(addr string) (uint64, map[string]bool, bool) {
 	return out.Index, ids, true
 }
 
-func (s *Group) markRemoved(why string) {
+func (s *Membership) markRemoved(why string) {
 	s.removedOnce.Do(func() {
 		s.logger.Warn("this node was removed from the cluster; it stops serving", "why", why)
 		close(s.removed)

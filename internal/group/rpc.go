@@ -57,7 +57,7 @@ func (n *PeerCalls) Term(id string) (uint64, error) {
 }
 
 func (n *PeerCalls) ChangeMembership(ctx context.Context, req peerrpc.Membership) error {
-	return n.store().changeMembershipLocal(ctx, req)
+	return n.store().Membership().changeMembershipLocal(ctx, req)
 }
 
 func (n *PeerCalls) Restore(ctx context.Context, body io.Reader) error {
@@ -79,6 +79,8 @@ func (n *PeerCalls) Restore(ctx context.Context, body io.Reader) error {
 
 func (n *PeerCalls) Stats() autopilot.Stats { return n.store().localStats() }
 
-func (n *PeerCalls) AutopilotHealth() (kv.AutopilotHealth, error) { return n.store().localHealth() }
+func (n *PeerCalls) AutopilotHealth() (kv.AutopilotHealth, error) {
+	return n.store().Membership().localHealth()
+}
 
 func (n *PeerCalls) MaxCommandBytes() int { return n.cfg.MaxCommandBytes() }
