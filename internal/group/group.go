@@ -25,14 +25,13 @@ import (
 	"github.com/raftkv/raftkv/internal/peerrpc"
 	"github.com/raftkv/raftkv/internal/watch"
 	"github.com/raftkv/raftkv/kv"
-	"github.com/raftkv/raftkv/mux"
 )
 
 // Host is what a group needs of the node it runs on (package node).
 type Host interface {
 	ID() string
 	Addr() string
-	RaftLayer(group uint64) (*mux.RaftLayer, error)
+	RaftLayer(group uint64) (raft.StreamLayer, error)
 	Peers(group uint64) *peerrpc.Client
 	Forwards() *fwdstream.Client
 }

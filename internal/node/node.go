@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/raftkv/raftkv/internal/fwdstream"
 	"github.com/raftkv/raftkv/internal/peerrpc"
 	"github.com/raftkv/raftkv/internal/tlsutil"
@@ -151,7 +153,7 @@ func (n *Node) Logger() *slog.Logger { return n.logger }
 func (n *Node) TLSOn() bool { return n.cfg.TLS != (tlsutil.Files{}) }
 
 // RaftLayer is group's raft stream layer on the shared port.
-func (n *Node) RaftLayer(group uint64) (*mux.RaftLayer, error) { return n.mux.RaftLayer(group) }
+func (n *Node) RaftLayer(group uint64) (raft.StreamLayer, error) { return n.mux.RaftLayer(group) }
 
 // Peers is the client of the node-to-node calls, for group.
 func (n *Node) Peers(group uint64) *peerrpc.Client { return n.peers.Group(group) }
