@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raftkv/raftkv/internal/testnode"
+	"github.com/raftkv/raftkv/internal/testsupport/testnode"
 	"github.com/raftkv/raftkv/internal/tlsutil"
 )
 
