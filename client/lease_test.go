@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftkv/raftkv/internal/testsupport"
 	"github.com/raftkv/raftkv/internal/wire"
 	"github.com/raftkv/raftkv/kv"
 )
@@ -80,7 +81,14 @@ func TestLockLostBeforeItsLeaseRunsOut(t *testing.T) {
 			s := sess.Session()
 			lease := s.Lease()
 			// Let it renew once on its own, then cut it off.
-			waitUntil(t, lease, "a renew", func() bool { srv.mu.Lock(); defer srv.mu.Unlock(); return len(srv.renewed) >= 2 })
+			testsupport.WaitFor(t, lease, "a renew", func() error {
+				srv.mu.Lock()
+				defer srv.mu.Unlock()
+				if len(srv.renewed) < 2 {
+					return errors.New("not renewed on its own yet")
+				}
+				return nil
+			})
 			srv.mu.Lock()
 			srv.refuse = true
 			srv.mu.Unlock()
@@ -109,16 +117,5 @@ func TestLockWithAnInvalidSession(t *testing.T) {
 	_, err := newTestClient(t, hs.URL).Lock(context.Background(), "k", LockOptions{Session: "gone"})
 	if !errors.Is(err, kv.ErrSession) {
 		t.Fatalf("lock with a session that is gone: %v", err)
-	}
-}
-
-func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }

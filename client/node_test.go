@@ -6,14 +6,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raftkv/raftkv/internal/testnode"
+	"github.com/raftkv/raftkv/internal/testsupport/testnode"
 	"github.com/raftkv/raftkv/internal/tlsutil"
+	"github.com/raftkv/raftkv/raftstore"
 )
 
 // startNode runs a one-node raftkv cluster in this process (TLS when
 // files are given) and returns its address once it serves.
 func startNode(t *testing.T, files tlsutil.Files, verifyIncoming bool) string {
-	return testnode.Start(t, files, verifyIncoming)
+	return testnode.Start(t, raftstore.TLSFiles(files), verifyIncoming)
 }
 
 // pki makes a CA and certificates signed by it, as files in a temp dir.

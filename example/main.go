@@ -23,8 +23,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/raftkv/raftkv/internal/tlsutil"
 	"github.com/raftkv/raftkv/raftstore"
+	"github.com/raftkv/raftkv/tlscerts"
 )
 
 func main() {
@@ -53,8 +53,8 @@ type cluster struct {
 	root   string
 	addrs  [nodes]string
 	stores [nodes]*raftstore.RaftStore
-	tls    [nodes]tlsutil.Files // with -tls
-	ca     string               // with -tls: the CA's file, for curl
+	tls    [nodes]raftstore.TLSFiles // with -tls
+	ca     string                    // with -tls: the CA's file, for curl
 }
 
 func (c *cluster) config(i int) raftstore.Config {
@@ -290,7 +290,7 @@ func (c *cluster) makeCertificates() error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	ca, err := tlsutil.CreateCA("raftkv example CA", 24*time.Hour)
+	ca, err := tlscerts.CreateCA("raftkv example CA", 24*time.Hour)
 	if err != nil {
 		return err
 	}
@@ -300,11 +300,11 @@ func (c *cluster) makeCertificates() error {
 	}
 	for i := range nodes {
 		name := fmt.Sprintf("n%d", i+1)
-		p, err := tlsutil.CreateCert(ca, tlsutil.CertOptions{Name: name, Hosts: []string{"127.0.0.1"}, Validity: 24 * time.Hour})
+		p, err := tlscerts.CreateCert(ca, tlscerts.CertOptions{Name: name, Hosts: []string{"127.0.0.1"}, Validity: 24 * time.Hour})
 		if err != nil {
 			return err
 		}
-		c.tls[i] = tlsutil.Files{CA: c.ca, Cert: filepath.Join(dir, name+".pem"), Key: filepath.Join(dir, name+"-key.pem")}
+		c.tls[i] = raftstore.TLSFiles{CA: c.ca, Cert: filepath.Join(dir, name+".pem"), Key: filepath.Join(dir, name+"-key.pem")}
 		if err := p.WriteFiles(c.tls[i].Cert, c.tls[i].Key); err != nil {
 			return err
 		}

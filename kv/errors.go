@@ -3,8 +3,11 @@ package kv
 import "errors"
 
 // Sentinel errors. Every layer wraps them with context; callers test with
-// errors.Is. The HTTP status of each is decided in one place (httpd/errors.go)
-// and the wire code used between nodes in Code/FromCode below.
+// errors.Is. This package is their home: package raftstore re-exports every
+// one (tests/apisurface checks it), the HTTP status of each is decided in
+// one place (internal/wire, shared by httpd and the Go client; tests/docs
+// checks that each has one), and the wire code used between nodes in
+// Code/FromCode below.
 var (
 	// ErrNotFound: the key does not exist.
 	ErrNotFound = errors.New("key not found")

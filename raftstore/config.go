@@ -117,8 +117,16 @@ type Config struct {
 
 // TLSFiles names the PEM files of a node's TLS: CA verifies every node and
 // client, Cert and Key are the node's own. Files are re-read when they
-// change.
-type TLSFiles = tlsutil.Files
+// change. The zero value: no TLS.
+type TLSFiles struct {
+	CA, Cert, Key string
+}
+
+// files is f as the node takes it (a conversion: the two keep the same
+// fields).
+func (f TLSFiles) files() tlsutil.Files {
+	return tlsutil.Files(f)
+}
 
 // walSegmentBytes is the size of the WAL's segments.
 func (c *Config) walSegmentBytes() int64 {

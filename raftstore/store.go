@@ -59,7 +59,7 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 	gcfg := cfg.groupConfig(0, cfg.DataDir, nil)
 	n, err := node.Open(node.Config{
 		ID: cfg.ID, Addr: cfg.Addr, Listener: cfg.Listener, Advertise: cfg.Advertise,
-		DataDir: cfg.DataDir, TLS: cfg.TLS, TLSVerifyIncoming: cfg.TLSVerifyIncoming,
+		DataDir: cfg.DataDir, TLS: cfg.TLS.files(), TLSVerifyIncoming: cfg.TLSVerifyIncoming,
 		Logger: cfg.Logger, LongCall: cfg.ApplyTimeout, ShortCall: cfg.HeartbeatTimeout,
 		MaxCommandBytes: gcfg.MaxCommandBytes(),
 	})

@@ -51,7 +51,7 @@ func TestClusterOverTLS(t *testing.T) {
 	for _, id := range []string{"n1", "n2", "n3"} {
 		certs[id] = pki.files(id, false)
 	}
-	c := newTestCluster(t, 3, func(cfg *Config) { cfg.TLS = certs[cfg.ID] })
+	c := newTestCluster(t, 3, func(cfg *Config) { cfg.TLS = TLSFiles(certs[cfg.ID]) })
 	l, f := c.nodes[c.leader()], c.nodes[c.followers()[0]]
 	if _, err := f.Set(ctx(t), "k", []byte("over tls")); err != nil {
 		t.Fatalf("a write forwarded over TLS: %v", err)
@@ -117,9 +117,9 @@ func TestClusterOverTLS(t *testing.T) {
 	c.nodes = append(c.nodes, nil)
 	rogue := other.files("n4", false)
 	c.tune = func(cfg *Config) {
-		cfg.TLS = certs[cfg.ID]
+		cfg.TLS = TLSFiles(certs[cfg.ID])
 		if cfg.ID == "n4" {
-			cfg.TLS = rogue
+			cfg.TLS = TLSFiles(rogue)
 		}
 	}
 	c.start(3)

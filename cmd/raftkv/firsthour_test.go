@@ -10,8 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raftkv/raftkv/internal/testnode"
+	"github.com/raftkv/raftkv/internal/testsupport/testnode"
 	"github.com/raftkv/raftkv/internal/tlsutil"
+	"github.com/raftkv/raftkv/raftstore"
 )
 
 // What a newcomer meets in their first hour with the CLI, against a node
@@ -20,7 +21,7 @@ import (
 // startNode runs a one-node cluster (TLS, with client certificates
 // demanded, when files are given) and returns its address once it serves.
 func startNode(t *testing.T, files tlsutil.Files) string {
-	return testnode.Start(t, files, files.CA != "")
+	return testnode.Start(t, raftstore.TLSFiles(files), files.CA != "")
 }
 
 // raftkvAt runs the CLI against endpoints and returns its exit code,

@@ -20,7 +20,6 @@ import (
 	"github.com/raftkv/raftkv/internal/integrity"
 	"github.com/raftkv/raftkv/internal/logging"
 	"github.com/raftkv/raftkv/internal/logstore"
-	"github.com/raftkv/raftkv/internal/tlsutil"
 	"github.com/raftkv/raftkv/internal/version"
 	"github.com/raftkv/raftkv/kv"
 	"github.com/raftkv/raftkv/raftstore"
@@ -175,7 +174,7 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) (string, b
 		DiskReserve:             *diskReserve,
 		Recover:                 *recoverFlag,
 		ReadReplica:             *nonVoter,
-		TLS:                     tlsutil.Files{CA: *tlsCA, Cert: *tlsCert, Key: *tlsKey},
+		TLS:                     raftstore.TLSFiles{CA: *tlsCA, Cert: *tlsCert, Key: *tlsKey},
 		TLSVerifyIncoming:       *tlsVerifyIn,
 		ACLDefaultPolicy:        *aclDefault,
 		ACLInitialManagement:    *aclInitial,

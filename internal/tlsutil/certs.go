@@ -1,6 +1,7 @@
 // Package tlsutil makes and loads raftkv's certificates: a development CA
-// and node or client certificates signed by it (raftkv tls ca|cert create),
-// and TLS configurations that re-read their files when they change, so that
+// and node or client certificates signed by it (raftkv tls ca|cert create;
+// the public package tlscerts offers the same to programs), and TLS
+// configurations that re-read their files when they change, so that
 // rotating a certificate needs no restart.
 package tlsutil
 

@@ -1,7 +1,8 @@
 // Package wire is the vocabulary the HTTP API (httpd) and the Go client
 // share, so that the two directions cannot drift apart: which HTTP status
 // each sentinel error travels as and which error a status comes back as,
-// and Consul's JSON shapes of a key and a session.
+// raftkv's headers, and Consul's JSON shape of a session. (The shapes of
+// keys, transactions and ACL records are public, in package api.)
 package wire
 
 import (
@@ -104,33 +105,6 @@ func Sentinel(status int, h http.Header) error {
 		}
 	}
 	return nil
-}
-
-// DirEntry is Consul's JSON shape of a key. Value is base64 in JSON and
-// null when empty.
-type DirEntry struct {
-	LockIndex   uint64
-	Key         string
-	Flags       uint64
-	Value       []byte
-	CreateIndex uint64
-	ModifyIndex uint64
-	Session     string
-}
-
-// FromEntry is e on the wire.
-func FromEntry(e kv.Entry) DirEntry {
-	d := DirEntry{Key: e.Key, Flags: e.Flags, CreateIndex: e.CreateIndex, ModifyIndex: e.ModifyIndex, LockIndex: e.LockIndex, Session: e.Session}
-	if len(e.Value) > 0 {
-		d.Value = e.Value
-	}
-	return d
-}
-
-// Entry is d as the store's entry.
-func (d DirEntry) Entry() kv.Entry {
-	return kv.Entry{Key: d.Key, Value: d.Value, Flags: d.Flags, CreateIndex: d.CreateIndex, ModifyIndex: d.ModifyIndex,
-		LockIndex: d.LockIndex, Session: d.Session}
 }
 
 // SessionEntry is Consul's JSON shape of a session.

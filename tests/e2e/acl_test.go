@@ -9,7 +9,7 @@ import (
 
 	consul "github.com/hashicorp/consul/api"
 
-	"github.com/raftkv/raftkv/internal/proccluster"
+	"github.com/raftkv/raftkv/internal/testsupport/proccluster"
 )
 
 func consulWithToken(t *testing.T, addr, token string) *consul.Client {

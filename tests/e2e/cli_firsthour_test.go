@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raftkv/raftkv/internal/proccluster"
+	"github.com/raftkv/raftkv/internal/testsupport/proccluster"
 )
 
 // What a newcomer meets in the first hour with raftkvd and the CLI.

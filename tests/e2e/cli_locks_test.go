@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/raftkv/raftkv/internal/testsupport"
 )
 
 // background starts raftkv with args and returns the command and a channel
@@ -99,9 +101,9 @@ func TestCLISessionsLocksAndElections(t *testing.T) {
 	// Mutual exclusion: the second holder runs only after the first exits.
 	first, _, firstErr := k.background("lock", "jobs/nightly", "--", "sh", "-c",
 		fmt.Sprintf(`echo held > %[1]s/first; while [ ! -e %[1]s/go ]; do sleep 0.05; done`, dir))
-	waitFor(t, 20*time.Second, "first holder runs", func() error { return fileExists(filepath.Join(dir, "first")) })
+	testsupport.WaitFor(t, 20*time.Second, "first holder runs", func() error { return fileExists(filepath.Join(dir, "first")) })
 	second, _, secondErr := k.background("lock", "jobs/nightly", "--", "sh", "-c", fmt.Sprintf(`echo ran > %s/second`, dir))
-	waitFor(t, 20*time.Second, "second contender's session", func() error {
+	testsupport.WaitFor(t, 20*time.Second, "second contender's session", func() error {
 		if n := strings.Count(k.ok("", "session", "ls"), "\n") - 1; n != 2 {
 			return fmt.Errorf("%d sessions", n)
 		}
@@ -126,7 +128,7 @@ func TestCLISessionsLocksAndElections(t *testing.T) {
 	// Losing the lock (its session destroyed) stops the command with SIGTERM.
 	holder, _, holderErr := k.background("lock", "jobs/lost", "--", "sh", "-c",
 		fmt.Sprintf(`trap 'exit 7' TERM; echo held > %[1]s/lost; while :; do sleep 0.05; done`, dir))
-	waitFor(t, 20*time.Second, "holder runs", func() error { return fileExists(filepath.Join(dir, "lost")) })
+	testsupport.WaitFor(t, 20*time.Second, "holder runs", func() error { return fileExists(filepath.Join(dir, "lost")) })
 	ids := strings.Fields(k.ok("", "session", "ls"))
 	if len(ids) < 8 {
 		t.Fatalf("session ls: %q", ids)
@@ -144,7 +146,7 @@ func TestCLISessionsLocksAndElections(t *testing.T) {
 		slots = append(slots, cmd)
 	}
 	for i := 0; i < 2; i++ {
-		waitFor(t, 20*time.Second, "both slots held", func() error { return fileExists(filepath.Join(dir, fmt.Sprintf("slot%d", i))) })
+		testsupport.WaitFor(t, 20*time.Second, "both slots held", func() error { return fileExists(filepath.Join(dir, fmt.Sprintf("slot%d", i))) })
 	}
 	os.WriteFile(filepath.Join(dir, "slots-go"), nil, 0o644)
 	for _, cmd := range slots {

@@ -14,7 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raftkv/raftkv/internal/proccluster"
+	"github.com/raftkv/raftkv/internal/testsupport"
+	"github.com/raftkv/raftkv/internal/testsupport/proccluster"
 )
 
 // cli runs the raftkv binary and returns stdout, stderr and the exit code.
@@ -135,7 +136,7 @@ func TestCLIAgainstThreeNodes(t *testing.T) {
 		t.Fatalf("members (leader %s):\n%s", leader, members)
 	}
 	k.ok("", "transfer-leader")
-	waitFor(t, 20*time.Second, "a new leader", func() error {
+	testsupport.WaitFor(t, 20*time.Second, "a new leader", func() error {
 		if l := strings.TrimSpace(k.ok("", "leader")); l == leader {
 			return errors.New("leadership did not move")
 		}
@@ -144,7 +145,7 @@ func TestCLIAgainstThreeNodes(t *testing.T) {
 	extra := c.AddBare()
 	k.ok("", "join", extra.ID, extra.Addr)
 	// A joined server is shown, and becomes a healthy voter once stable.
-	waitFor(t, 20*time.Second, "the joined server a healthy voter", func() error {
+	testsupport.WaitFor(t, 20*time.Second, "the joined server a healthy voter", func() error {
 		members := k.ok("", "members")
 		for _, line := range strings.Split(members, "\n") {
 			if f := strings.Fields(line); len(f) == 7 && f[0] == extra.ID && f[2] == "follower" && f[3] == "true" && f[4] == "true" {
@@ -154,7 +155,7 @@ func TestCLIAgainstThreeNodes(t *testing.T) {
 		return fmt.Errorf("members:\n%s", members)
 	})
 	k.ok("", "remove", extra.ID)
-	waitFor(t, 20*time.Second, "the removed server gone", func() error {
+	testsupport.WaitFor(t, 20*time.Second, "the removed server gone", func() error {
 		if members := k.ok("", "members"); strings.Count(members, "127.0.0.1:") != 3 || !strings.Contains(members, "healthy: true, failure tolerance: 1") {
 			return fmt.Errorf("after remove:\n%s", members)
 		}

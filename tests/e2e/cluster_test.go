@@ -3,9 +3,8 @@ package e2e
 import (
 	"os"
 	"testing"
-	"time"
 
-	"github.com/raftkv/raftkv/internal/proccluster"
+	"github.com/raftkv/raftkv/internal/testsupport/proccluster"
 )
 
 // buildOpts: race-checked binaries by default; RAFTKV_E2E_RACE=0 builds
@@ -20,11 +19,6 @@ func binary(t *testing.T, name string) string {
 
 func startCluster(t *testing.T, n int) *proccluster.Cluster {
 	return proccluster.Start(t, n, proccluster.Options{Root: "../..", Build: buildOpts()})
-}
-
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	proccluster.WaitFor(t, timeout, what, cond)
 }
 
 func TestMain(m *testing.M) {

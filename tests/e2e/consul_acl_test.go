@@ -10,7 +10,8 @@ import (
 
 	consul "github.com/hashicorp/consul/api"
 
-	"github.com/raftkv/raftkv/internal/proccluster"
+	"github.com/raftkv/raftkv/internal/testsupport"
+	"github.com/raftkv/raftkv/internal/testsupport/proccluster"
 )
 
 const (
@@ -271,7 +272,7 @@ func TestConsulAgentMembers(t *testing.T) {
 	}
 	c.Kill(ki)
 	for _, p := range []*proccluster.Proc{leader, followers[1]} {
-		waitFor(t, 30*time.Second, killed.ID+" failed on "+p.ID, func() error {
+		testsupport.WaitFor(t, 30*time.Second, killed.ID+" failed on "+p.ID, func() error {
 			st, err := statuses(p.Addr)
 			if err != nil {
 				return err
@@ -283,7 +284,7 @@ func TestConsulAgentMembers(t *testing.T) {
 		})
 	}
 	c.StartProc(ki)
-	waitFor(t, 30*time.Second, killed.ID+" alive again", func() error {
+	testsupport.WaitFor(t, 30*time.Second, killed.ID+" alive again", func() error {
 		st, err := statuses(followers[1].Addr)
 		if err == nil && st[killed.ID] != 1 {
 			err = fmt.Errorf("statuses %v", st)

@@ -2,7 +2,8 @@ package e2e
 
 import (
 	"fmt"
-	"github.com/raftkv/raftkv/internal/proccluster"
+	"github.com/raftkv/raftkv/internal/testsupport"
+	"github.com/raftkv/raftkv/internal/testsupport/proccluster"
 	"sort"
 	"testing"
 	"time"
@@ -23,7 +24,7 @@ func client(t testing.TB, addr string) *consul.Client {
 func leaderAndFollowers(c *proccluster.Cluster) (leader *proccluster.Proc, followers []*proccluster.Proc) {
 	c.TB.Helper()
 	var addr string
-	waitFor(c.TB, 20*time.Second, "a leader", func() error {
+	testsupport.WaitFor(c.TB, 20*time.Second, "a leader", func() error {
 		err := fmt.Errorf("no node running")
 		for _, p := range c.Procs {
 			if p.Cmd == nil {
@@ -159,7 +160,7 @@ func TestConsulClientAgainstThreeNodes(t *testing.T) {
 		t.Fatalf("%d leaders in the configuration", leaders)
 	}
 	// consul/api's autopilot health, through a follower.
-	waitFor(t, 10*time.Second, "a healthy autopilot report", func() error {
+	testsupport.WaitFor(t, 10*time.Second, "a healthy autopilot report", func() error {
 		h, err := f.Operator().AutopilotServerHealth(nil)
 		if err != nil {
 			return err

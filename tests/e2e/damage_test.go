@@ -13,7 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raftkv/raftkv/internal/proccluster"
+	"github.com/raftkv/raftkv/internal/testsupport"
+	"github.com/raftkv/raftkv/internal/testsupport/proccluster"
 )
 
 // damageCase damages a copy of a follower's data dir and names the file
@@ -48,7 +49,7 @@ func TestDamagedDataDir(t *testing.T) {
 	_, followers := leaderAndFollowers(c)
 	f := followers[0]
 	fi := procIndex(c, f)
-	waitFor(t, 30*time.Second, f.ID+" to have applied everything and snapshotted twice", func() error {
+	testsupport.WaitFor(t, 30*time.Second, f.ID+" to have applied everything and snapshotted twice", func() error {
 		if snaps, _ := filepath.Glob(filepath.Join(f.Dir, "snapshots", "*-*-*")); len(snaps) < 2 {
 			return fmt.Errorf("%d snapshots", len(snaps))
 		}

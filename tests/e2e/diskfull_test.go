@@ -15,7 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raftkv/raftkv/internal/proccluster"
+	"github.com/raftkv/raftkv/internal/testsupport"
+	"github.com/raftkv/raftkv/internal/testsupport/proccluster"
 )
 
 // A full disk: three nodes on one small tmpfs, filled to the last byte by
@@ -42,11 +43,11 @@ func TestFullDisk(t *testing.T) {
 	w := &diskWriters{c: c, acked: map[string]string{}, stop: make(chan struct{})}
 	w.start()
 	defer w.halt()
-	waitFor(t, 20*time.Second, "writes acknowledged on every node", func() error { return w.everyNode(200) })
+	testsupport.WaitFor(t, 20*time.Second, "writes acknowledged on every node", func() error { return w.everyNode(200) })
 
 	filled := fill(t, filepath.Join(disk, "filler"))
 	t.Logf("another process filled the disk: %d MiB", filled>>20)
-	waitFor(t, 20*time.Second, "every node to refuse writes with 507", func() error { return w.everyNode(507) })
+	testsupport.WaitFor(t, 20*time.Second, "every node to refuse writes with 507", func() error { return w.everyNode(507) })
 	refusing := time.Now()
 	for i, p := range c.Procs {
 		code, body := get(t, p.Addr, "/v1/kv/probe") // linearizable: needs the leader
@@ -69,7 +70,7 @@ func TestFullDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	freed := time.Now()
-	waitFor(t, 20*time.Second, "writes taken again on every node", func() error { return w.everyNode(200) })
+	testsupport.WaitFor(t, 20*time.Second, "writes taken again on every node", func() error { return w.everyNode(200) })
 	t.Logf("writes taken again %s after the space was freed (refused for %s)", time.Since(freed).Round(10*time.Millisecond), held.Round(10*time.Millisecond))
 	w.halt()
 	counts := w.counts()

@@ -9,7 +9,7 @@ import (
 	consul "github.com/hashicorp/consul/api"
 
 	rkclient "github.com/raftkv/raftkv/client"
-	"github.com/raftkv/raftkv/internal/proccluster"
+	"github.com/raftkv/raftkv/internal/testsupport/proccluster"
 )
 
 // Consul's own Go client, unchanged, doing what its users do with sessions:

@@ -3,7 +3,8 @@ package e2e
 import (
 	"bytes"
 	"fmt"
-	"github.com/raftkv/raftkv/internal/proccluster"
+	"github.com/raftkv/raftkv/internal/testsupport"
+	"github.com/raftkv/raftkv/internal/testsupport/proccluster"
 	"io"
 	"net/http"
 	"strings"
@@ -255,7 +256,7 @@ func TestIdempotentWritesApplyOnce(t *testing.T) {
 		}
 		// A 503 (around a leader change) means "not applied, retry", as a
 		// client would: the key still makes every attempt count once.
-		waitFor(t, 20*time.Second, name+": the replay answered", func() error {
+		testsupport.WaitFor(t, 20*time.Second, name+": the replay answered", func() error {
 			switch r := put(t, url(replay, k), "v1", keyed("req-"+name)); r.StatusCode {
 			case 200:
 				return nil
@@ -276,7 +277,7 @@ func TestIdempotentWritesApplyOnce(t *testing.T) {
 		if _, err := client(t, leader.Addr).Operator().RaftLeaderTransfer("", nil); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 20*time.Second, "a new leader", func() error {
+		testsupport.WaitFor(t, 20*time.Second, "a new leader", func() error {
 			l, err := client(t, followers[0].Addr).Status().Leader()
 			if err != nil || l == "" || l == leader.Addr {
 				return fmt.Errorf("leader %q %v", l, err)

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/raftkv/raftkv/internal/testsupport"
 )
 
 // Quorum loss for good: two of three nodes are gone. The survivor is given
@@ -64,7 +66,7 @@ func TestRecoverFromQuorumLoss(t *testing.T) {
 		p := c.AddBare()
 		one.ok("", "join", p.ID, p.Addr)
 	}
-	waitFor(t, 60*time.Second, "three voters again", func() error {
+	testsupport.WaitFor(t, 60*time.Second, "three voters again", func() error {
 		resp, err := http.Get("http://" + survivor.Addr + "/v1/operator/raft/configuration")
 		if err != nil {
 			return err

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/raftkv/raftkv/internal/testsupport"
 )
 
 // httpCall makes one request and returns the status and the trimmed body.
@@ -127,7 +129,7 @@ func TestSessionAndLockAPI(t *testing.T) {
 		t.Fatalf("after destroy: %q %d", s, li)
 	}
 	refused := 0
-	waitFor(t, 10*time.Second, "lock-delay to end", func() error {
+	testsupport.WaitFor(t, 10*time.Second, "lock-delay to end", func() error {
 		if _, body := httpCall(t, "PUT", base+"/v1/kv/svc/leader?acquire="+b, "after"); body != "true" {
 			refused++
 			return fmt.Errorf("acquire answered %s", body)

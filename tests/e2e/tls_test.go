@@ -13,7 +13,8 @@ import (
 	consul "github.com/hashicorp/consul/api"
 
 	rkclient "github.com/raftkv/raftkv/client"
-	"github.com/raftkv/raftkv/internal/proccluster"
+	"github.com/raftkv/raftkv/internal/testsupport"
+	"github.com/raftkv/raftkv/internal/testsupport/proccluster"
 )
 
 // A 3-node cluster over mutual TLS with -tls-verify-incoming, its
@@ -112,7 +113,7 @@ func TestTLSCluster(t *testing.T) {
 	os.Remove(filepath.Join(dir, "n1.pem"))
 	os.Remove(filepath.Join(dir, "n1-key.pem"))
 	mk("tls", "cert", "create", "--node", "n1", "--host", "127.0.0.1")
-	waitFor(t, 10*time.Second, "the rotated certificate served", func() error {
+	testsupport.WaitFor(t, 10*time.Second, "the rotated certificate served", func() error {
 		if served() == before {
 			return os.ErrExist
 		}

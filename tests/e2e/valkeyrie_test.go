@@ -9,7 +9,7 @@ import (
 	"github.com/kvtools/valkeyrie/store"
 	"github.com/kvtools/valkeyrie/testsuite"
 
-	"github.com/raftkv/raftkv/internal/proccluster"
+	"github.com/raftkv/raftkv/internal/testsupport/proccluster"
 )
 
 // Traefik's KV provider goes through valkeyrie's Consul store, which makes

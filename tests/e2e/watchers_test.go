@@ -15,6 +15,8 @@ import (
 	"time"
 
 	consul "github.com/hashicorp/consul/api"
+
+	"github.com/raftkv/raftkv/internal/testsupport"
 )
 
 // usage reads a process's resident memory and CPU time from /proc.
@@ -109,7 +111,7 @@ func TestThousandWatchers(t *testing.T) {
 			}
 		}()
 	}
-	waitFor(t, 60*time.Second, "1,000 watchers blocked", func() error {
+	testsupport.WaitFor(t, 60*time.Second, "1,000 watchers blocked", func() error {
 		if n := blocked.Load(); n < watchers {
 			return fmt.Errorf("%d blocked", n)
 		}
@@ -133,7 +135,7 @@ func TestThousandWatchers(t *testing.T) {
 		}
 		final[i] = pair.ModifyIndex
 	}
-	waitFor(t, 60*time.Second, "every watcher to see its key's last write", func() error {
+	testsupport.WaitFor(t, 60*time.Second, "every watcher to see its key's last write", func() error {
 		for i, idx := range final {
 			if seen[i].Load() < idx {
 				return fmt.Errorf("watcher %d at %d, last write %d", i, seen[i].Load(), idx)

@@ -25,7 +25,8 @@ import (
 	"text/template"
 	"time"
 
-	"github.com/raftkv/raftkv/internal/proccluster"
+	"github.com/raftkv/raftkv/internal/testsupport"
+	"github.com/raftkv/raftkv/internal/testsupport/proccluster"
 )
 
 //go:embed patroni.yml.tmpl
@@ -404,7 +405,7 @@ func (c *pgCluster) status(m *member) (status, error) {
 func (c *pgCluster) healthy(timeout time.Duration) *member {
 	c.t.Helper()
 	var primary *member
-	proccluster.WaitFor(c.t, timeout, "one primary and every other member a streaming replica", func() error {
+	testsupport.WaitFor(c.t, timeout, "one primary and every other member a streaming replica", func() error {
 		primary = nil
 		sts := map[*member]status{}
 		for _, m := range c.members {

@@ -17,7 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raftkv/raftkv/internal/proccluster"
+	"github.com/raftkv/raftkv/internal/testsupport"
+	"github.com/raftkv/raftkv/internal/testsupport/proccluster"
 )
 
 func TestMain(m *testing.M) {
@@ -134,7 +135,7 @@ func TestPatroniOnRaftkv(t *testing.T) {
 		}
 		answer <- ""
 	}()
-	proccluster.WaitFor(t, 60*time.Second, cand.name+" a primary taking writes", func() error {
+	testsupport.WaitFor(t, 60*time.Second, cand.name+" a primary taking writes", func() error {
 		return c.insert(cand, "switchover")
 	})
 	took := time.Since(t0)
@@ -164,7 +165,7 @@ func TestPatroniOnRaftkv(t *testing.T) {
 	t0 = time.Now()
 	c.kill(p)
 	var np *member
-	proccluster.WaitFor(t, ttl+30*time.Second, "a replica promoted and taking writes after "+p.name+" was killed", func() error {
+	testsupport.WaitFor(t, ttl+30*time.Second, "a replica promoted and taking writes after "+p.name+" was killed", func() error {
 		for _, m := range c.members {
 			if m == p {
 				continue
@@ -212,7 +213,7 @@ func TestPatroniOnRaftkv(t *testing.T) {
 	res := c.faultWithoutDemotion(p, "raft leader "+rk.Procs[leader].ID+" killed", func() (time.Time, time.Time) {
 		start := time.Now()
 		rk.Kill(leader)
-		proccluster.WaitFor(t, 20*time.Second, "a new raft leader", func() error {
+		testsupport.WaitFor(t, 20*time.Second, "a new raft leader", func() error {
 			if l := rk.Leader(); l < 0 || l == leader {
 				return fmt.Errorf("the nodes know no new leader yet")
 			}
@@ -327,7 +328,7 @@ func (c *pgCluster) faultWithoutDemotion(p *member, what string, fault func() (s
 	})
 	defer sampler.stop()
 	warm := time.Now()
-	proccluster.WaitFor(t, 20*time.Second, "writes through "+p.name+" and its raftkv node before the fault", func() error {
+	testsupport.WaitFor(t, 20*time.Second, "writes through "+p.name+" and its raftkv node before the fault", func() error {
 		_, ok1 := pg.firstOKAfter(warm)
 		_, ok2 := rkw.firstOKAfter(warm)
 		if !ok1 || !ok2 {
@@ -344,7 +345,7 @@ func (c *pgCluster) faultWithoutDemotion(p *member, what string, fault func() (s
 	// and raftkv and PostgreSQL take writes again; then a demotion caused by
 	// the fault would have happened.
 	recovered := int64(math.Ceil(float64(end.UnixNano())/1e9)) + 1
-	err := waitUntil(retryTimeout+ttl, func() error {
+	err := testsupport.Poll(retryTimeout+ttl, func() error {
 		s, err := c.status(p)
 		if err != nil {
 			return err
@@ -454,19 +455,6 @@ func dcsOutage(seen []int64) string {
 	return fmt.Sprintf("≤ %d s between successful HA cycles (loop_wait %s)", gap, loopWait)
 }
 
-// waitUntil polls cond until it returns nil or timeout passes, and returns
-// its last error.
-func waitUntil(timeout time.Duration, cond func() error) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 func (c *pgCluster) mustStatus(m *member) status {
 	c.t.Helper()
 	s, err := c.status(m)
@@ -487,7 +475,7 @@ func (c *pgCluster) replicated(p *member, tag string) {
 		if m == p {
 			continue
 		}
-		proccluster.WaitFor(c.t, 30*time.Second, "row "+tag+"-check on "+m.name, func() error {
+		testsupport.WaitFor(c.t, 30*time.Second, "row "+tag+"-check on "+m.name, func() error {
 			out, err := c.psql(m, "SELECT count(*) FROM writes WHERE tag = '"+tag+"-check'")
 			if err != nil {
 				return err
@@ -532,7 +520,7 @@ func (c *pgCluster) rkGet(i int, key string) string {
 // transferLeader moves raft leadership to node to.
 func (c *pgCluster) transferLeader(to int) {
 	c.t.Helper()
-	proccluster.WaitFor(c.t, 20*time.Second, "raft leadership on "+c.rk.Procs[to].ID, func() error {
+	testsupport.WaitFor(c.t, 20*time.Second, "raft leadership on "+c.rk.Procs[to].ID, func() error {
 		if l := c.rk.Leader(); l == to {
 			return nil
 		} else if l >= 0 {

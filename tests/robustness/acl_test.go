@@ -13,7 +13,7 @@ import (
 
 	rkclient "github.com/raftkv/raftkv/client"
 
-	"github.com/raftkv/raftkv/internal/proccluster"
+	"github.com/raftkv/raftkv/internal/testsupport/proccluster"
 )
 
 // With ACLs on, the traffic and lock clients carry a token that is not a

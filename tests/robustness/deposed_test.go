@@ -9,7 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raftkv/raftkv/internal/proccluster"
+	"github.com/raftkv/raftkv/internal/testsupport"
+	"github.com/raftkv/raftkv/internal/testsupport/proccluster"
 )
 
 // TestDeposedLeaderRefusesReads cuts the leader off while its lease has
@@ -28,7 +29,7 @@ func TestDeposedLeaderRefusesReads(t *testing.T) {
 	})
 	e := &env{t: t, c: c, serving: newServingLog(time.Now(), 3)}
 	const deposed = 1
-	proccluster.WaitFor(t, 30*time.Second, "n2 to lead", func() error {
+	testsupport.WaitFor(t, 30*time.Second, "n2 to lead", func() error {
 		l := c.Leader()
 		if l == deposed {
 			return nil
@@ -44,7 +45,7 @@ func TestDeposedLeaderRefusesReads(t *testing.T) {
 
 	e.partition([2]int{deposed, 0}, [2]int{deposed, 2})
 	successor := -1
-	proccluster.WaitFor(t, 10*time.Second, "a successor", func() error {
+	testsupport.WaitFor(t, 10*time.Second, "a successor", func() error {
 		for _, i := range []int{0, 2} {
 			if _, body := call(t, http.MethodGet, c.Procs[i].Addr, "/v1/status/leader", ""); strings.Contains(body, c.Procs[i].Addr) {
 				successor = i

@@ -9,7 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raftkv/raftkv/internal/proccluster"
+	"github.com/raftkv/raftkv/internal/testsupport"
+	"github.com/raftkv/raftkv/internal/testsupport/proccluster"
 	"github.com/raftkv/raftkv/kv"
 )
 
@@ -101,7 +102,7 @@ func (e *env) start(i int) { e.c.StartProc(i); e.serving.set(i, serving) }
 // putBlocked sets a node's blocked peers, waiting for a node that was just
 // restarted to listen.
 func (e *env) putBlocked(addr, list string) {
-	proccluster.WaitFor(e.t, 20*time.Second, "failpoint on "+addr, func() error {
+	testsupport.WaitFor(e.t, 20*time.Second, "failpoint on "+addr, func() error {
 		req, _ := http.NewRequest(http.MethodPut, e.c.URL(addr, "/debug/failpoints/blocked"), strings.NewReader(list))
 		resp, err := e.c.HTTPClient(5 * time.Second).Do(req)
 		if err != nil {
@@ -131,7 +132,7 @@ func (e *env) operator(method, path string) {
 
 // waitLog waits until node i's log, past offset, contains s.
 func (e *env) waitLog(i, offset int, s string, timeout time.Duration) {
-	proccluster.WaitFor(e.t, timeout, fmt.Sprintf("%q in %s's log", s, e.c.Procs[i].ID), func() error {
+	testsupport.WaitFor(e.t, timeout, fmt.Sprintf("%q in %s's log", s, e.c.Procs[i].ID), func() error {
 		if !strings.Contains(e.c.Procs[i].Log.String()[offset:], s) {
 			return fmt.Errorf("not yet")
 		}
@@ -270,7 +271,7 @@ func faults() []scenario {
 			for range 5 {
 				before := e.leader()
 				e.operator(http.MethodPost, "/v1/operator/raft/transfer-leader")
-				proccluster.WaitFor(e.t, 20*time.Second, "leadership to move", func() error {
+				testsupport.WaitFor(e.t, 20*time.Second, "leadership to move", func() error {
 					if l := e.c.Leader(); l < 0 || l == before {
 						return fmt.Errorf("leader %d", l)
 					}

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	rkclient "github.com/raftkv/raftkv/client"
-	"github.com/raftkv/raftkv/internal/proccluster"
+	"github.com/raftkv/raftkv/internal/testsupport/proccluster"
 	"github.com/raftkv/raftkv/kv"
 )
 

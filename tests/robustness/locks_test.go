@@ -15,7 +15,8 @@ import (
 
 	"github.com/anishathalye/porcupine"
 
-	"github.com/raftkv/raftkv/internal/proccluster"
+	"github.com/raftkv/raftkv/internal/testsupport"
+	"github.com/raftkv/raftkv/internal/testsupport/proccluster"
 )
 
 // Lock traffic: a few clients, each with a TTL session on its pinned node,
@@ -311,7 +312,7 @@ func mortalSessions(ctx context.Context, n *node, r *lockRecorder) (map[string]b
 // traffic is over and the cluster converged.
 func lockCheckSetup(t *testing.T, c *proccluster.Cluster, r *lockRecorder) map[string]bool {
 	var mortal map[string]bool
-	proccluster.WaitFor(t, 10*time.Second, "the session list", func() error {
+	testsupport.WaitFor(t, 10*time.Second, "the session list", func() error {
 		for i, p := range c.Procs {
 			if p.Running() {
 				var err error

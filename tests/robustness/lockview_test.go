@@ -16,7 +16,8 @@ import (
 	"go.uber.org/goleak"
 
 	rkclient "github.com/raftkv/raftkv/client"
-	"github.com/raftkv/raftkv/internal/proccluster"
+	"github.com/raftkv/raftkv/internal/testsupport"
+	"github.com/raftkv/raftkv/internal/testsupport/proccluster"
 	"github.com/raftkv/raftkv/kv"
 )
 
@@ -204,7 +205,7 @@ func (v *lockView) startHolders() {
 		}
 		v.holder[s.name] = v.startOne(s, "holder", eps)
 	}
-	proccluster.WaitFor(v.t, 30*time.Second, "every holder to hold its lock", func() error {
+	testsupport.WaitFor(v.t, 30*time.Second, "every holder to hold its lock", func() error {
 		for _, s := range v.specs {
 			if _, ok := v.holder[s.name].acquired(); !ok {
 				return fmt.Errorf("%s not yet", s.name)
@@ -219,7 +220,7 @@ func (v *lockView) startHolders() {
 	go func() { defer v.wg.Done(); watch(v.ctx, watcher, v.specs, &v.hist) }()
 	// The watcher must see each holder as the holder: this also proves
 	// that the checks recognise every kind's tenure.
-	proccluster.WaitFor(v.t, 10*time.Second, "the watcher to see every holder hold its key", func() error {
+	testsupport.WaitFor(v.t, 10*time.Second, "the watcher to see every holder hold its key", func() error {
 		for _, s := range v.specs {
 			t, _ := v.holder[s.name].acquired()
 			if o, ok := v.hist.lastRead(s.name); !ok || o.Call.Before(held) || !o.holds(t) {
@@ -327,7 +328,7 @@ func (v *lockView) partition() {
 // lock-delay after the cut, and a margin.
 func (v *lockView) waitMoved() {
 	deadline := v.cutAt.Add(2*v.ttl + kv.DefaultLockDelay + 15*time.Second)
-	proccluster.WaitFor(v.t, max(time.Until(deadline), 5*time.Second), "every lock whose holder was cut off to move", func() error {
+	testsupport.WaitFor(v.t, max(time.Until(deadline), 5*time.Second), "every lock whose holder was cut off to move", func() error {
 		for _, s := range v.specs {
 			if _, ok := v.rival[s.name].acquired(); s.mustMove && !ok {
 				return fmt.Errorf("%s: the contender has not got it", s.name)

@@ -19,8 +19,9 @@ import (
 
 	"github.com/anishathalye/porcupine"
 
-	"github.com/raftkv/raftkv/internal/netns"
-	"github.com/raftkv/raftkv/internal/proccluster"
+	"github.com/raftkv/raftkv/internal/testsupport"
+	"github.com/raftkv/raftkv/internal/testsupport/netns"
+	"github.com/raftkv/raftkv/internal/testsupport/proccluster"
 )
 
 // timing of one scenario run.
@@ -225,7 +226,7 @@ func run(t *testing.T, sc scenario, tm timing, isolated bool) {
 	for _, k := range keys {
 		var o output
 		var ok bool
-		proccluster.WaitFor(t, 10*time.Second, "final read of "+k, func() error {
+		testsupport.WaitFor(t, 10*time.Second, "final read of "+k, func() error {
 			call := rec.now()
 			if o, ok = final.get(context.Background(), k, false); !ok {
 				return fmt.Errorf("read failed")
@@ -290,7 +291,7 @@ func (r *recorder) keys() []string {
 
 // converge waits until every running node holds the same data.
 func converge(t *testing.T, c *proccluster.Cluster) {
-	proccluster.WaitFor(t, 10*time.Second, "all nodes to converge", func() error {
+	testsupport.WaitFor(t, 10*time.Second, "all nodes to converge", func() error {
 		var first [32]byte
 		for i, p := range c.Procs {
 			if !p.Running() {

@@ -10,7 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raftkv/raftkv/internal/proccluster"
+	"github.com/raftkv/raftkv/internal/testsupport"
+	"github.com/raftkv/raftkv/internal/testsupport/proccluster"
 )
 
 func TestMain(m *testing.M) {
@@ -139,7 +140,7 @@ func TestUI(t *testing.T) {
 		before := c.Leader()
 		b.click("#transfer-leader")
 		b.confirm()
-		proccluster.WaitFor(t, 20*time.Second, "a new leader", func() error {
+		testsupport.WaitFor(t, 20*time.Second, "a new leader", func() error {
 			if l := c.Leader(); l < 0 || l == before {
 				return fmt.Errorf("leader still %d", l)
 			}
@@ -216,7 +217,7 @@ func TestUI(t *testing.T) {
 		}
 		b.screenshot("ui-conflict")
 		b.click("#kv-conflict-overwrite")
-		proccluster.WaitFor(t, 10*time.Second, "the overwrite", func() error {
+		testsupport.WaitFor(t, 10*time.Second, "the overwrite", func() error {
 			if e := root.entry("app/name"); string(e.Value) != "mine" {
 				return fmt.Errorf("value %q", e.Value)
 			}
@@ -232,7 +233,7 @@ func TestUI(t *testing.T) {
 		// The page opens the key it made (wait for that, or it could land
 		// after the navigation below).
 		b.waitUntil("the created key shown", textIs("#kv-key-name", "app/created")+" && "+textIs("#kv-value", "fresh"))
-		proccluster.WaitFor(t, 10*time.Second, "the created key", func() error {
+		testsupport.WaitFor(t, 10*time.Second, "the created key", func() error {
 			if e := root.entry("app/created"); e == nil || string(e.Value) != "fresh" {
 				return fmt.Errorf("entry %+v", e)
 			}
@@ -253,7 +254,7 @@ func TestUI(t *testing.T) {
 		b.click("#kv-delete")
 		b.confirm()
 		b.waitUntil("the parent folder after the delete", exists("#kv-list")+" && location.hash === \"#/kv/app/\"")
-		proccluster.WaitFor(t, 10*time.Second, "the delete", func() error {
+		testsupport.WaitFor(t, 10*time.Second, "the delete", func() error {
 			if e := root.entry("app/created"); e != nil {
 				return fmt.Errorf("still there: %+v", e)
 			}
@@ -272,7 +273,7 @@ func TestUI(t *testing.T) {
 		b.click("#kv-delete-folder")
 		b.confirm()
 		b.waitUntil("the parent folder after the delete", `location.hash === "#/kv/"`)
-		proccluster.WaitFor(t, 10*time.Second, "the folder delete", func() error {
+		testsupport.WaitFor(t, 10*time.Second, "the folder delete", func() error {
 			if root.entry("other/one") != nil || root.entry("other/two") != nil {
 				return fmt.Errorf("other/ still has keys")
 			}

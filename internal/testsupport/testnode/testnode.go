@@ -1,6 +1,6 @@
 // Package testnode runs a one-node raftkv cluster inside a test's process,
 // for the tests of raftkv's clients (the Go client, the CLI) that need a
-// real node to talk to but not a cluster of processes (internal/proccluster
+// real node to talk to but not a cluster of processes (package proccluster
 // runs those).
 package testnode
 

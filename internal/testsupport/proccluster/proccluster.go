@@ -1,7 +1,7 @@
 // Package proccluster runs real raftkvd processes on 127.0.0.1 for tests:
 // it builds the binaries once, picks free ports, starts, stops, kills,
 // pauses and restarts nodes, and keeps each node's log for failure reports.
-// Used by tests/e2e and tests/robustness.
+// Used by tests/e2e, tests/robustness, tests/ui and tests/patroni.
 //
 // With Options.Isolated each node runs in its own network namespace
 // (package netns), and Cut drops packets between nodes the way a real
@@ -10,7 +10,6 @@ package proccluster
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
@@ -28,7 +27,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raftkv/raftkv/internal/netns"
+	"github.com/raftkv/raftkv/internal/testsupport"
+	"github.com/raftkv/raftkv/internal/testsupport/netns"
 )
 
 // BuildOptions choose how the binaries are built.
@@ -443,11 +443,11 @@ func (c *Cluster) exitErr() error {
 	return fmt.Errorf("%s exited by itself (its log is above)", strings.Join(ids, ", "))
 }
 
-// WaitFor is the package's WaitFor on the cluster's test; with FailOnExit it
+// WaitFor is testsupport.WaitFor on the cluster's test; with FailOnExit it
 // also stops at once when a node exits by itself.
 func (c *Cluster) WaitFor(timeout time.Duration, what string, cond func() error) {
 	c.TB.Helper()
-	WaitFor(c.TB, timeout, what, func() error {
+	testsupport.WaitFor(c.TB, timeout, what, func() error {
 		if err := c.exitErr(); err != nil {
 			c.TB.Fatalf("waiting for %s: %v", what, err)
 		}
@@ -594,26 +594,6 @@ func (c *Cluster) WaitLeader(timeout time.Duration) int {
 		return nil
 	})
 	return l
-}
-
-// WaitFor polls cond until it returns nil, failing the test after timeout.
-func WaitFor(tb testing.TB, timeout time.Duration, what string, cond func() error) {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			tb.Fatalf("timed out waiting for %s: %v", what, err)
-		case <-tick.C:
-		}
-	}
 }
 
 // LockedBuffer is a bytes.Buffer safe for a process writing its log while
