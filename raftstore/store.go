@@ -8,10 +8,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/raftkv/raftkv/httpd"
 	"github.com/raftkv/raftkv/internal/aclsys"
 	"github.com/raftkv/raftkv/internal/diskguard"
 	"github.com/raftkv/raftkv/internal/group"
+	"github.com/raftkv/raftkv/internal/httpd"
 	"github.com/raftkv/raftkv/internal/integrity"
 	"github.com/raftkv/raftkv/internal/node"
 	"github.com/raftkv/raftkv/internal/sessions"

@@ -14,7 +14,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
-	"github.com/raftkv/raftkv/fsm"
+	"github.com/raftkv/raftkv/internal/fsm"
 	"github.com/raftkv/raftkv/internal/logstore"
 )
 

@@ -5,7 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/raftkv/raftkv/fsm"
+	"github.com/raftkv/raftkv/internal/fsm"
 )
 
 // TestFSMOpensAfterCrashCreatingLogFile pins down, deterministically, a

@@ -9,7 +9,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
-	"github.com/raftkv/raftkv/fsm"
+	"github.com/raftkv/raftkv/internal/fsm"
 	"github.com/raftkv/raftkv/kv"
 )
 

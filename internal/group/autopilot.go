@@ -6,8 +6,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/raftkv/raftkv/fsm"
 	"github.com/raftkv/raftkv/internal/autopilot"
+	"github.com/raftkv/raftkv/internal/fsm"
 	"github.com/raftkv/raftkv/internal/leaderwatch"
 	"github.com/raftkv/raftkv/kv"
 )

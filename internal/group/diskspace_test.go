@@ -10,8 +10,8 @@ import (
 
 	"github.com/hashicorp/raft"
 
-	"github.com/raftkv/raftkv/fsm"
 	"github.com/raftkv/raftkv/internal/diskguard"
+	"github.com/raftkv/raftkv/internal/fsm"
 	"github.com/raftkv/raftkv/internal/logstore"
 	"github.com/raftkv/raftkv/kv"
 )

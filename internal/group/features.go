@@ -6,7 +6,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/raftkv/raftkv/fsm"
+	"github.com/raftkv/raftkv/internal/fsm"
 	"github.com/raftkv/raftkv/internal/leaderwatch"
 	"github.com/raftkv/raftkv/internal/peerrpc"
 	"github.com/raftkv/raftkv/kv"

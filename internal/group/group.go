@@ -14,9 +14,9 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/raftkv/raftkv/fsm"
 	"github.com/raftkv/raftkv/internal/autopilot"
 	"github.com/raftkv/raftkv/internal/diskguard"
+	"github.com/raftkv/raftkv/internal/fsm"
 	"github.com/raftkv/raftkv/internal/fwdstream"
 	"github.com/raftkv/raftkv/internal/integrity"
 	"github.com/raftkv/raftkv/internal/leaderwatch"

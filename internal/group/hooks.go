@@ -3,7 +3,7 @@ package group
 import (
 	"sync"
 
-	"github.com/raftkv/raftkv/fsm"
+	"github.com/raftkv/raftkv/internal/fsm"
 	"github.com/raftkv/raftkv/kv"
 )
 

@@ -6,8 +6,8 @@ import (
 	"io"
 	"os"
 
-	"github.com/raftkv/raftkv/fsm"
 	"github.com/raftkv/raftkv/internal/autopilot"
+	"github.com/raftkv/raftkv/internal/fsm"
 	"github.com/raftkv/raftkv/internal/peerrpc"
 	"github.com/raftkv/raftkv/kv"
 )

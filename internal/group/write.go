@@ -8,7 +8,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
-	"github.com/raftkv/raftkv/fsm"
+	"github.com/raftkv/raftkv/internal/fsm"
 	"github.com/raftkv/raftkv/internal/fwdstream"
 	"github.com/raftkv/raftkv/internal/leaderwatch"
 	"github.com/raftkv/raftkv/kv"

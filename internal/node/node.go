@@ -18,10 +18,10 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/raftkv/raftkv/internal/fwdstream"
+	"github.com/raftkv/raftkv/internal/mux"
 	"github.com/raftkv/raftkv/internal/peerrpc"
 	"github.com/raftkv/raftkv/internal/tlsutil"
 	"github.com/raftkv/raftkv/kv"
-	"github.com/raftkv/raftkv/mux"
 )
 
 // Config describes the process's side of a node.

@@ -13,8 +13,8 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/raftkv/raftkv/fsm"
 	"github.com/raftkv/raftkv/internal/autopilot"
+	"github.com/raftkv/raftkv/internal/fsm"
 	"github.com/raftkv/raftkv/kv"
 )
 

@@ -10,7 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/raftkv/raftkv/fsm"
+	"github.com/raftkv/raftkv/internal/fsm"
 	"github.com/raftkv/raftkv/internal/group"
 	"github.com/raftkv/raftkv/internal/peerrpc"
 	"github.com/raftkv/raftkv/kv"

@@ -26,9 +26,30 @@ const root = "../.."
 // public are the packages an embedder or a client program imports: their
 // exported API is the module's promise, and may name only their own types,
 // each other's and the standard library's or third parties'. Everything
-// else of the module is internal/ (or a command, a test, or a package of
-// its own such as httpd, not meant for programs).
-var public = []string{"raftstore", "client", "kv", "api", "tlscerts"}
+// else of the module is internal/, a command, a test, or the example
+// (TestEveryOtherPackageIsInternal). loadgen is public because the
+// benchmark module (bench/) drives other systems with it.
+var public = []string{"raftstore", "client", "kv", "api", "tlscerts", "loadgen"}
+
+// A new package outside internal/ is a new public API: it must be added to
+// public (and so pass the checks above) on purpose, not by accident.
+func TestEveryOtherPackageIsInternal(t *testing.T) {
+	isPublic := map[string]bool{}
+	for _, p := range public {
+		isPublic[module+"/"+p] = true
+	}
+	for _, p := range strings.Fields(goList(t, "./...")) {
+		rel := strings.TrimPrefix(strings.TrimPrefix(p, module), "/")
+		first, _, _ := strings.Cut(rel, "/")
+		switch first {
+		case "internal", "cmd", "tests", "example":
+			continue
+		}
+		if !isPublic[p] {
+			t.Errorf("%s is outside internal/ but not in the public list: move it under internal/, or make it public on purpose", p)
+		}
+	}
+}
 
 // goList runs go list in the module's root and returns its output.
 func goList(t *testing.T, args ...string) string {

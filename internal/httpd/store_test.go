@@ -13,8 +13,8 @@ import (
 
 	"github.com/hashicorp/raft"
 
-	"github.com/raftkv/raftkv/fsm"
 	"github.com/raftkv/raftkv/internal/acl"
+	"github.com/raftkv/raftkv/internal/fsm"
 	"github.com/raftkv/raftkv/kv"
 )
 

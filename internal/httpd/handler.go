@@ -14,9 +14,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/raftkv/raftkv/internal/ui"
 	"github.com/raftkv/raftkv/internal/wire"
 	"github.com/raftkv/raftkv/kv"
-	"github.com/raftkv/raftkv/ui"
 )
 
 // Stores are what the API serves, by concern. Each interface is declared
