@@ -382,3 +382,41 @@ func TestRequestsNameTheirGroup(t *testing.T) {
 		t.Fatalf("groups %v, want %v", node.groups, want)
 	}
 }
+
+// A peer of the release before groups speaks version 1 only and refuses a
+// version-2 hello: nothing is sent, and the caller takes the HTTP path.
+func TestOldPeerRefusesVersion2(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	done := make(chan struct{})
+	go func() { // the first release's server: any version but 1 is refused
+		defer close(done)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		r := bufio.NewReader(c)
+		var pre [len(preamble)]byte
+		if _, err := io.ReadFull(r, pre[:]); err != nil {
+			return
+		}
+		_, body, err := readFrame(r, 1<<16)
+		if err != nil {
+			return
+		}
+		cur := cursor{b: body}
+		if v := cur.uvarint(); v != versionUngrouped {
+			msg := fmt.Sprintf("unsupported forwarding protocol version %d", v)
+			c.Write(append([]byte(magic), appendFrame(nil, kindAck, appendStr(nil, kv.Code(kv.ErrInvalid)), []byte(msg))...))
+		}
+	}()
+	c, _ := newClient(t, "s3cret")
+	if _, err := c.Apply(ctxT(t), ln.Addr().String(), 0, put("a", "")); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("refused by a version-1 peer: %v", err)
+	}
+	<-done
+}

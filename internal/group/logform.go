@@ -3,8 +3,6 @@ package group
 import (
 	"sync"
 
-	"github.com/hashicorp/raft"
-
 	"github.com/raftkv/raftkv/internal/fsm"
 )
 
@@ -19,7 +17,7 @@ import (
 
 // encode is e as this leader writes it to the log.
 func (g *Group) encode(e *fsm.Entry) []byte {
-	if e.Kind == fsm.KindKV || g.formats.allRead(g.raft, g.id, fsm.EntryVersion) {
+	if e.Kind == fsm.KindKV || g.formats.allRead(g.Members(), g.id, fsm.EntryVersion) {
 		return fsm.EncodeEntry(e)
 	}
 	return fsm.EncodeLegacyEntry(e)
@@ -31,14 +29,14 @@ type entryFormats struct{ m sync.Map } // id → int
 
 func (f *entryFormats) report(id string, version int) { f.m.Store(id, version) }
 
-// allRead says whether every server of r's configuration but self (which
-// reads what it writes) reported reading version.
-func (f *entryFormats) allRead(r *raft.Raft, self string, version int) bool {
-	for _, srv := range r.GetConfiguration().Configuration().Servers {
-		if string(srv.ID) == self {
+// allRead says whether every one of servers but self (which reads what it
+// writes) reported reading version.
+func (f *entryFormats) allRead(servers []string, self string, version int) bool {
+	for _, id := range servers {
+		if id == self {
 			continue
 		}
-		v, ok := f.m.Load(string(srv.ID))
+		v, ok := f.m.Load(id)
 		if !ok || v.(int) < version {
 			return false
 		}

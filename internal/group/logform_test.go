@@ -1,0 +1,68 @@
+package group
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/raftkv/raftkv/internal/fsm"
+)
+
+// The typed form is written only once every other server reported
+// reading it; a server that reported nothing, or an older form, keeps the
+// legacy form.
+func TestTypedEntriesWaitForEveryServer(t *testing.T) {
+	var f entryFormats
+	servers := []string{"n1", "n2", "n3"}
+	if !f.allRead([]string{"n1"}, "n1", fsm.EntryVersion) {
+		t.Fatal("a lone server waits for itself")
+	}
+	if f.allRead(servers, "n1", fsm.EntryVersion) {
+		t.Fatal("typed entries before any report")
+	}
+	f.report("n2", fsm.EntryVersion)
+	f.report("n3", 0) // a release before typed entries
+	if f.allRead(servers, "n1", fsm.EntryVersion) {
+		t.Fatal("typed entries with an older server in the configuration")
+	}
+	f.report("n3", fsm.EntryVersion)
+	if !f.allRead(servers, "n1", fsm.EntryVersion) {
+		t.Fatal("legacy entries although every server reads typed ones")
+	}
+}
+
+// In a cluster of this release, the leader soon writes the typed form (its
+// autopilot gathers every server's EntryVersion), and every node applies it.
+func TestLeaderWritesTypedEntriesOnceAllRead(t *testing.T) {
+	nodes := []*testNode{
+		startNode(t, "n1", []uint64{0}, map[uint64]bool{0: true}),
+		startNode(t, "n2", []uint64{0}, nil),
+		startNode(t, "n3", []uint64{0}, nil),
+	}
+	joinAll(t, nodes, 0)
+	waitFor(t, 20*time.Second, "a replica mark written in the typed form", func() error {
+		l := nodes[leaderOf(t, nodes, 0)].groups[0]
+		res, err := l.ProposeHere(ctx(t), fsm.ReplicaMarkEntry("r1", true))
+		if err != nil {
+			return err
+		}
+		var entry raft.Log
+		if err := l.logs.GetLog(res.Index, &entry); err != nil {
+			return err
+		}
+		if entry.Data[0] != byte(fsm.EntryVersion) {
+			return errors.New("written in the legacy form")
+		}
+		return nil
+	})
+	for _, n := range nodes {
+		waitFor(t, 10*time.Second, "the mark applied on "+n.node.ID(), func() error {
+			if ok, err := n.groups[0].fsm.ReadReplica("r1"); err != nil || !ok {
+				return errors.New("not yet")
+			}
+			return nil
+		})
+	}
+}
