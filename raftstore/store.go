@@ -61,7 +61,7 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 		ID: cfg.ID, Addr: cfg.Addr, Listener: cfg.Listener, Advertise: cfg.Advertise,
 		DataDir: cfg.DataDir, TLS: cfg.TLS.files(), TLSVerifyIncoming: cfg.TLSVerifyIncoming,
 		Logger: cfg.Logger, LongCall: cfg.ApplyTimeout, ShortCall: cfg.HeartbeatTimeout,
-		MaxCommandBytes: gcfg.MaxCommandBytes(),
+		MaxCommandBytes: gcfg.MaxCommandBytes(), Groups: []uint64{0},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("raftstore: %w", err)
@@ -90,10 +90,12 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 		s.group.Close()
 		return nil, err
 	}
+	n.SetPeerAuth(peerAuth{s.group, s.acls}) // before the group calls its peers
+	s.group.Start()
 	ctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
 	go func() { defer close(s.done); s.disk.Run(100*time.Millisecond, ctx.Done()) }()
-	n.Serve(s.api(cfg), peerAuth{s.group, s.acls})
+	n.Serve(s.api(cfg))
 	return s, nil
 }
 
@@ -115,7 +117,7 @@ type peerAuth struct {
 	acls *aclsys.System
 }
 
-func (p peerAuth) PeerSecret() (string, bool) { return p.acls.PeerSecret() }
+func (p peerAuth) PeerSecret() (string, bool, error) { return p.acls.PeerSecret() }
 
 // api is the HTTP API of the node's group.
 func (s *RaftStore) api(cfg Config) http.Handler {

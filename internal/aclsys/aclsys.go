@@ -134,8 +134,9 @@ func (s *System) lead() {
 }
 
 // PeerSecret is the cluster's node-to-node credential ("" while none is
-// chosen), and whether this node demands it (ACLs on).
-func (s *System) PeerSecret() (secret string, required bool) {
-	secret, _ = s.g.FSM().PeerSecret()
-	return secret, s.resolver != nil
+// chosen), and whether this node demands it (ACLs on); an error if the
+// state machine cannot say (then nobody is let in).
+func (s *System) PeerSecret() (secret string, required bool, err error) {
+	secret, err = s.g.FSM().PeerSecret()
+	return secret, s.resolver != nil, err
 }

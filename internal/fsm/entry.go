@@ -358,7 +358,7 @@ type Limits struct {
 func (e *Entry) Validate(l Limits) error {
 	maxValue := l.MaxValueBytes
 	ttlMin := max(l.SessionTTLMin, kv.LowestSessionTTLMin)
-	if len(e.IdempotencyKey) > kv.MaxIdempotencyKeySize {
+	if e.Kind != KindKV && len(e.IdempotencyKey) > kv.MaxIdempotencyKeySize { // a KV command checks its own
 		return fmt.Errorf("%w: idempotency key over %d bytes", kv.ErrInvalid, kv.MaxIdempotencyKeySize)
 	}
 	if e.Unparsed != nil {
@@ -372,15 +372,18 @@ func (e *Entry) Validate(l Limits) error {
 		if e.KV == nil {
 			return missing("a command")
 		}
-		if e.KV.IdempotencyKey != e.IdempotencyKey || string(e.KV.RequestDigest) != string(e.RequestDigest) {
-			return fmt.Errorf("%w: the command's idempotency key or request digest differs from its entry's", kv.ErrInvalid)
+		if err := e.KV.Validate(maxValue); err != nil { // first: its refusals keep their order
+			return err
 		}
 		for i, op := range e.KV.Ops {
 			if op.Verb.Internal() {
 				return fmt.Errorf("%w: op %d: %s is not a KV operation", kv.ErrInvalid, i, op.Verb)
 			}
 		}
-		return e.KV.Validate(maxValue)
+		if e.KV.IdempotencyKey != e.IdempotencyKey || string(e.KV.RequestDigest) != string(e.RequestDigest) {
+			return fmt.Errorf("%w: the command's idempotency key or request digest differs from its entry's", kv.ErrInvalid)
+		}
+		return nil
 	case KindSessionCreate:
 		if e.Session == nil {
 			return missing("a session")
@@ -406,39 +409,17 @@ func (e *Entry) Validate(l Limits) error {
 	return fmt.Errorf("%w: log entry of unknown kind %d", kv.ErrInvalid, e.Kind)
 }
 
-// validateACL checks that c has what its operation needs, and a policy's
-// name and rules (acl.ValidatePolicy).
+// validateACL checks what the HTTP API checked before an ACL change
+// reached the state machine: a policy's name and rules
+// (acl.ValidatePolicy). Everything else (a missing ID, an unknown policy,
+// an unknown operation) is the state machine's to refuse, with the words
+// it always used. A token's time must survive the legacy form (JSON);
+// one decoded from a request always does.
 func validateACL(c *acl.Command) error {
-	missing := func(what string) error {
-		return fmt.Errorf("%w: ACL %s without %s", kv.ErrInvalid, c.Op, what)
-	}
-	switch c.Op {
-	case acl.OpBootstrap, acl.OpInitialManagement:
-		if c.Token == nil || c.Token.AccessorID == "" || c.Token.SecretID == "" {
-			return missing("a token with accessor and secret")
-		}
-	case acl.OpTokenSet:
-		if c.Token == nil || c.Token.AccessorID == "" {
-			return missing("a token with an accessor")
-		}
-		for i, l := range c.Token.Policies {
-			if l.ID == "" && l.Name == "" {
-				return fmt.Errorf("%w: ACL token-set: policy link %d names no policy", kv.ErrInvalid, i)
-			}
-		}
-	case acl.OpPolicySet:
-		if c.Policy == nil || c.Policy.ID == "" {
-			return missing("a policy with an ID")
-		}
+	if c.Op == acl.OpPolicySet && c.Policy != nil {
 		if err := acl.ValidatePolicy(c.Policy); err != nil {
 			return err // Consul's wording, which clients match on
 		}
-	case acl.OpPolicyDelete, acl.OpTokenDelete, acl.OpPeerSecret:
-		if c.ID == "" {
-			return missing("an ID")
-		}
-	default:
-		return fmt.Errorf("%w: unknown ACL operation %q", kv.ErrInvalid, c.Op)
 	}
 	if c.Token != nil {
 		if err := checkJSONTime(c.Token.CreateTime); err != nil {

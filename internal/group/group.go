@@ -72,6 +72,8 @@ type Group struct {
 	ctx         context.Context // cancelled by Close; ends background loops
 	cancel      context.CancelFunc
 	wg          sync.WaitGroup
+	notify      <-chan bool // raft's leadership changes, heard once started
+	startOnce   sync.Once
 	stepAside   sync.Once
 	closeOnce   sync.Once
 	removed     chan struct{} // closed once this node learns it was removed
@@ -234,24 +236,36 @@ func Open(cfg Config, host Host) (_ *Group, err error) {
 		Interval:             cfg.autopilotInterval(),
 		Logger:               logging.HCLog(g.logger, "autopilot"),
 	})
-	g.attachAutopilot()
 	g.leaders = leaderwatch.New(g.raft, g.id, g.addr, time.Now, g.metrics.failover.Observe)
 	watch.Store(g.leaders)
 	slowAfter := cfg.HeartbeatTimeout / 10 // raft's heartbeat interval
 	g.verifier = newVerifier(g.raft, g.id, g.peers, g.leaders, g.peerTimeout(), slowAfter)
 	g.verifier.rounds.observe = g.metrics.confirmLatency.Observe
 	g.followerReads.slowAfter = slowAfter
-	g.spawn(func() { g.watchLeadership(notify) })
-	g.spawn(func() { leaderwatch.Run(g.raft, g.leaders, cfg.HeartbeatTimeout/10, g.raftDone) })
-	g.spawn(g.watchPeers)
+	g.notify = notify
 	g.disk.OnChange(g.diskChanged)
-	g.spawn(g.watchReadiness)
-	g.spawn(g.Membership().watchRemoval)
-	if len(cfg.Join) > 0 {
-		g.spawn(g.Membership().joinLoop)
-	}
-	g.logger.Info("group started", "group", cfg.ID, "addr", g.addr, "raft_log_store", kind, "data_dir", cfg.DataDir, "existing_state", hasState, "applied", g.fsm.AppliedIndex())
+	g.logger.Info("group opened", "group", cfg.ID, "addr", g.addr, "raft_log_store", kind, "data_dir", cfg.DataDir, "existing_state", hasState, "applied", g.fsm.AppliedIndex())
 	return g, nil
+}
+
+// Start begins the group's own work once its features are attached: it
+// hears raft's leadership changes from now on (raft queues the first few
+// meanwhile), so no hook can miss the first term this node leads;
+// autopilot attaches last, so that on a loss of leadership the features
+// stop first. Then the loops that follow the leader, the peers, this
+// node's readiness and its removal, and the -join requests.
+func (g *Group) Start() {
+	g.startOnce.Do(func() {
+		g.attachAutopilot()
+		g.spawn(func() { g.watchLeadership(g.notify) })
+		g.spawn(func() { leaderwatch.Run(g.raft, g.leaders, g.cfg.HeartbeatTimeout/10, g.raftDone) })
+		g.spawn(g.watchPeers)
+		g.spawn(g.watchReadiness)
+		g.spawn(g.Membership().watchRemoval)
+		if len(g.cfg.Join) > 0 {
+			g.spawn(g.Membership().joinLoop)
+		}
+	})
 }
 
 // changeFeed routes the FSM's change notifications to the watch hubs.

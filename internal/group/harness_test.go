@@ -100,8 +100,10 @@ func startNode(t *testing.T, name string, groups []uint64, bootstrap map[uint64]
 			t.Fatal(err)
 		}
 		tn.groups[id] = g
+		g.Start()
 	}
-	n.Serve(http.NotFoundHandler(), openCluster{tn.groups[groups[0]]})
+	n.SetPeerAuth(openCluster{tn.groups[groups[0]]})
+	n.Serve(http.NotFoundHandler())
 	t.Cleanup(tn.close)
 	return tn
 }
@@ -161,4 +163,4 @@ func (withoutSessions) Renew(context.Context, string) (kv.Session, error) {
 // openCluster lets every peer in (no TLS, no ACLs).
 type openCluster struct{ *Group }
 
-func (openCluster) PeerSecret() (string, bool) { return "", false }
+func (openCluster) PeerSecret() (string, bool, error) { return "", false, nil }

@@ -15,8 +15,7 @@ type Hooks struct {
 	// (true: it now leads), in the order raft reports them.
 	LeadershipChanged func(leading bool)
 	// Led runs once this node leads with everything committed before its
-	// term applied (after its barrier), and again after an operator's
-	// restore has replaced the state.
+	// term applied (after its barrier).
 	Led func()
 	// Restored runs on the leader once an operator's snapshot has replaced
 	// the state.
@@ -37,8 +36,8 @@ type hookList struct {
 	list []Hooks
 }
 
-// Attach adds a feature's hooks; call it before the group can lead (right
-// after Open, before the node serves).
+// Attach adds a feature's hooks; call it between Open and Start, so that
+// no hook misses a change.
 func (g *Group) Attach(h Hooks) {
 	g.hooks.mu.Lock()
 	defer g.hooks.mu.Unlock()

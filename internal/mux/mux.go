@@ -142,6 +142,11 @@ func (m *Mux) RaftLayer(group uint64) (*RaftLayer, error) {
 	return m.raft.open(m, group)
 }
 
+// ReserveRaftLayer makes group's layer before anyone asks for it: its
+// connections wait until RaftLayer hands it out (a node that is starting
+// its groups must not turn their peers away).
+func (m *Mux) ReserveRaftLayer(group uint64) { m.raft.reserve(m, group) }
+
 // HTTPListener is the listener for the HTTP server.
 func (m *Mux) HTTPListener() net.Listener { return m.http }
 

@@ -280,3 +280,41 @@ func (l *fixedConnLayer) Dial(raft.ServerAddress, time.Duration) (net.Conn, erro
 func (l *fixedConnLayer) Accept() (net.Conn, error) { <-l.closed; return nil, net.ErrClosed }
 func (l *fixedConnLayer) Close() error              { close(l.closed); return nil }
 func (l *fixedConnLayer) Addr() net.Addr            { return l.conn.LocalAddr() }
+
+// A reserved group's connections wait for its transport instead of being
+// turned away (a node starting its groups); an unreserved group's are
+// closed at once.
+func TestReservedGroupWaits(t *testing.T) {
+	m, err := Listen("127.0.0.1:0", Options{SniffTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.ReserveRaftLayer(4)
+	b := serveNode(t, m)
+	open := func(group byte) net.Conn {
+		c, err := net.Dial("tcp", b.mux.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		if _, err := c.Write([]byte{GroupRaftMarker, group}); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	kept, dropped := open(4), open(6)
+	dropped.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := dropped.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("a connection for a group the node does not run: %v, want it closed", err)
+	}
+	kept.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if _, err := kept.Read(make([]byte, 1)); err == io.EOF {
+		t.Fatal("a connection for a reserved group was closed")
+	}
+	// Its transport starts now, and a call reaches it.
+	serveGroup(t, b.mux, 4, 40)
+	term, err := appendEntriesTerm(serveGroup(t, startNode(t).mux, 4, 0), b)
+	if err != nil || term != 40 {
+		t.Fatalf("the reserved group once served: term %d, %v", term, err)
+	}
+}

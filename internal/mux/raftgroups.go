@@ -27,12 +27,27 @@ func (g *raftGroups) open(m *Mux, group uint64) (*RaftLayer, error) {
 	if g.closed {
 		return nil, net.ErrClosed
 	}
-	if _, ok := g.layers[group]; ok {
-		return nil, fmt.Errorf("mux: raft group %d already has a layer on this port", group)
+	if l, ok := g.layers[group]; ok {
+		if l.claimed {
+			return nil, fmt.Errorf("mux: raft group %d already has a layer on this port", group)
+		}
+		l.claimed = true
+		return l, nil
 	}
-	l := &RaftLayer{childListener: newChild(m.advertise), mux: m, group: group}
+	l := &RaftLayer{childListener: newChild(m.advertise), mux: m, group: group, claimed: true}
 	g.layers[group] = l
 	return l, nil
+}
+
+// reserve makes group's layer now, so that its connections wait for the
+// group's transport (as the connections of a node that is starting
+// always did) instead of being closed as a group's the node does not run.
+func (g *raftGroups) reserve(m *Mux, group uint64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if _, ok := g.layers[group]; !ok && !g.closed {
+		g.layers[group] = &RaftLayer{childListener: newChild(m.advertise), mux: m, group: group}
+	}
 }
 
 func (g *raftGroups) deliver(m *Mux, c net.Conn, group uint64) {
@@ -69,8 +84,9 @@ func (g *raftGroups) closeAll() {
 // port.
 type RaftLayer struct {
 	*childListener
-	mux   *Mux
-	group uint64
+	mux     *Mux
+	group   uint64
+	claimed bool // handed out by RaftLayer (under raftGroups.mu)
 }
 
 var _ raft.StreamLayer = (*RaftLayer)(nil)

@@ -46,6 +46,9 @@ type Config struct {
 	LongCall, ShortCall time.Duration
 	// MaxCommandBytes bounds a forwarded command.
 	MaxCommandBytes int
+	// Groups are the IDs of the groups the node will carry: their raft
+	// connections wait for them from the start.
+	Groups []uint64
 }
 
 // Group is what the node asks of a raft group it carries: it serves the
@@ -60,7 +63,8 @@ type PeerAuth interface {
 	MemberAddrs() []string
 	// PeerSecret is the secret a peer must present without TLS, and
 	// whether one is required at all (ACLs on); "" while none is chosen.
-	PeerSecret() (secret string, required bool)
+	// With an error, no peer is let in.
+	PeerSecret() (secret string, required bool, err error)
 	// AuthGeneration changes whenever an earlier answer may have changed.
 	AuthGeneration() [2]uint64
 }
@@ -128,6 +132,9 @@ func Open(cfg Config) (_ *Node, err error) {
 		ln.Close()
 		return nil, err
 	}
+	for _, g := range cfg.Groups {
+		n.mux.ReserveRaftLayer(g)
+	}
 	n.addr = n.mux.Addr().String()
 	n.id = cfg.ID
 	if n.id == "" {
@@ -190,13 +197,17 @@ func (n *Node) group(id uint64) (Group, error) {
 	return g, nil
 }
 
-// Serve starts the HTTP server (api for everything but the node-to-node
-// endpoints) and the forwarding streams' server, with auth deciding who is
-// a peer.
-func (n *Node) Serve(api http.Handler, auth PeerAuth) {
+// SetPeerAuth says who is a peer, and what this node presents to its
+// peers; until then it presents nothing and lets no peer in.
+func (n *Node) SetPeerAuth(auth PeerAuth) {
 	n.mu.Lock()
+	defer n.mu.Unlock()
 	n.auth = auth
-	n.mu.Unlock()
+}
+
+// Serve starts the HTTP server (api for everything but the node-to-node
+// endpoints) and the forwarding streams' server.
+func (n *Node) Serve(api http.Handler) {
 	n.http = &http.Server{
 		Handler:           n.routes(api),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -277,7 +288,7 @@ func (n *Node) presentedSecret() string {
 	if n.TLSOn() || auth == nil {
 		return ""
 	}
-	secret, _ := auth.PeerSecret()
+	secret, _, _ := auth.PeerSecret()
 	return secret
 }
 
@@ -302,7 +313,10 @@ func (n *Node) peerAuthorized(state *tls.ConnectionState, presented string) bool
 	if n.TLSOn() {
 		return fromPeer(state) && namesMember(state, auth.MemberAddrs())
 	}
-	secret, required := auth.PeerSecret()
+	secret, required, err := auth.PeerSecret()
+	if err != nil {
+		return false
+	}
 	if !required {
 		return true
 	}

@@ -32,12 +32,21 @@ func (fakeGroup) Stats() autopilot.Stats                                        
 func (fakeGroup) AutopilotHealth() (kv.AutopilotHealth, error)                  { return kv.AutopilotHealth{}, nil }
 func (fakeGroup) MaxCommandBytes() int                                          { return 1 << 20 }
 
-// auth requires secret when it is not empty.
-type auth struct{ secret string }
+// auth requires secret when it is not empty; with broken set, it cannot
+// read the secret.
+type auth struct {
+	secret string
+	broken bool
+}
 
-func (auth) MemberAddrs() []string        { return nil }
-func (a auth) PeerSecret() (string, bool) { return a.secret, a.secret != "" }
-func (auth) AuthGeneration() [2]uint64    { return [2]uint64{} }
+func (auth) MemberAddrs() []string { return nil }
+func (a auth) PeerSecret() (string, bool, error) {
+	if a.broken {
+		return "", true, errors.New("state machine unreadable")
+	}
+	return a.secret, a.secret != "", nil
+}
+func (auth) AuthGeneration() [2]uint64 { return [2]uint64{} }
 
 func open(t *testing.T, a auth) *Node {
 	t.Helper()
@@ -53,7 +62,8 @@ func open(t *testing.T, a auth) *Node {
 	if err := n.AddGroup(5, fakeGroup{}); err == nil {
 		t.Fatal("a second group 5 was added")
 	}
-	n.Serve(http.NotFoundHandler(), a)
+	n.SetPeerAuth(a)
+	n.Serve(http.NotFoundHandler())
 	t.Cleanup(func() { n.Close() })
 	return n
 }
@@ -112,5 +122,17 @@ func TestPeerSecret(t *testing.T) {
 	// Its own client presents it, and gets in.
 	if _, err := n.Peers(0).Stats(context.Background(), n.Addr()); err != nil {
 		t.Fatalf("the node's own client: %v", err)
+	}
+}
+
+// A secret that cannot be read lets nobody in (not everybody, as a secret
+// not chosen yet does).
+func TestUnreadableSecretLetsNobodyIn(t *testing.T) {
+	n := open(t, auth{broken: true})
+	if n.peerAuthorized(nil, "") || n.peerAuthorized(nil, "anything") {
+		t.Fatal("a peer let in without a secret to check")
+	}
+	if _, err := n.Peers(0).Stats(context.Background(), n.Addr()); err == nil {
+		t.Fatal("a peer call got in")
 	}
 }
