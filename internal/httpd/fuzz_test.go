@@ -33,13 +33,14 @@ func FuzzRequest(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
+	fresh := freshStores(f)
 	allowed := map[int]bool{200: true, 301: true, 400: true, 401: true, 404: true, 405: true, 409: true, 413: true, 422: true, 429: true, 500: true, 501: true, 503: true}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(raw)))
 		if err != nil {
 			return // the server would refuse it before any handler
 		}
-		store := newTestStore(t)
+		store := fresh(t)
 		store.put(t, "a", "v")
 		before := store.dump(t)
 		rec := httptest.NewRecorder()
@@ -67,8 +68,9 @@ func FuzzToken(f *testing.F) {
 	f.Add("", "", "bearer  "+good+" ")
 	f.Add("anonymous", "", "Basic "+good)
 	f.Add("%00", good+"\x00", "Bearer")
+	fresh := freshStores(f)
 	f.Fuzz(func(t *testing.T, query, header, auth string) {
-		store := newTestStore(t)
+		store := fresh(t)
 		store.resolver = acl.NewResolver(memACL{
 			tokens:   map[string]*acl.Token{good: {AccessorID: "writer", SecretID: good, Policies: []acl.PolicyLink{{ID: "p"}}}},
 			policies: map[string]*acl.Policy{"p": {ID: "p", Name: "p", Rules: `key "a" { policy = "write" }`}},
