@@ -117,7 +117,8 @@ type peerAuth struct {
 	acls *aclsys.System
 }
 
-func (p peerAuth) PeerSecret() (string, bool, error) { return p.acls.PeerSecret() }
+func (p peerAuth) PeerSecretRequired() bool    { return p.acls.PeerSecretRequired() }
+func (p peerAuth) PeerSecret() (string, error) { return p.acls.PeerSecret() }
 
 // api is the HTTP API of the node's group.
 func (s *RaftStore) api(cfg Config) http.Handler {

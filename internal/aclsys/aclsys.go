@@ -133,10 +133,10 @@ func (s *System) lead() {
 	}
 }
 
+// PeerSecretRequired says whether this node demands the node-to-node
+// credential of its peers (ACLs on).
+func (s *System) PeerSecretRequired() bool { return s.resolver != nil }
+
 // PeerSecret is the cluster's node-to-node credential ("" while none is
-// chosen), and whether this node demands it (ACLs on); an error if the
-// state machine cannot say (then nobody is let in).
-func (s *System) PeerSecret() (secret string, required bool, err error) {
-	secret, err = s.g.FSM().PeerSecret()
-	return secret, s.resolver != nil, err
-}
+// chosen), or an error if the state machine cannot say.
+func (s *System) PeerSecret() (string, error) { return s.g.FSM().PeerSecret() }

@@ -163,4 +163,5 @@ func (withoutSessions) Renew(context.Context, string) (kv.Session, error) {
 // openCluster lets every peer in (no TLS, no ACLs).
 type openCluster struct{ *Group }
 
-func (openCluster) PeerSecret() (string, bool, error) { return "", false, nil }
+func (openCluster) PeerSecretRequired() bool    { return false }
+func (openCluster) PeerSecret() (string, error) { return "", nil }

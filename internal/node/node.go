@@ -61,10 +61,12 @@ type PeerAuth interface {
 	// MemberAddrs are the advertised addresses of the servers of every
 	// group: with TLS, a peer's certificate must name one of their hosts.
 	MemberAddrs() []string
-	// PeerSecret is the secret a peer must present without TLS, and
-	// whether one is required at all (ACLs on); "" while none is chosen.
-	// With an error, no peer is let in.
-	PeerSecret() (secret string, required bool, err error)
+	// PeerSecretRequired says whether peers must present the secret
+	// without TLS (ACLs on).
+	PeerSecretRequired() bool
+	// PeerSecret is the secret peers present without TLS, "" while none is
+	// chosen. With an error, no peer is let in.
+	PeerSecret() (string, error)
 	// AuthGeneration changes whenever an earlier answer may have changed.
 	AuthGeneration() [2]uint64
 }
@@ -288,7 +290,7 @@ func (n *Node) presentedSecret() string {
 	if n.TLSOn() || auth == nil {
 		return ""
 	}
-	secret, _, _ := auth.PeerSecret()
+	secret, _ := auth.PeerSecret()
 	return secret
 }
 
@@ -313,12 +315,12 @@ func (n *Node) peerAuthorized(state *tls.ConnectionState, presented string) bool
 	if n.TLSOn() {
 		return fromPeer(state) && namesMember(state, auth.MemberAddrs())
 	}
-	secret, required, err := auth.PeerSecret()
+	if !auth.PeerSecretRequired() {
+		return true
+	}
+	secret, err := auth.PeerSecret()
 	if err != nil {
 		return false
-	}
-	if !required {
-		return true
 	}
 	return secret == "" || subtle.ConstantTimeCompare([]byte(presented), []byte(secret)) == 1
 }

@@ -39,12 +39,13 @@ type auth struct {
 	broken bool
 }
 
-func (auth) MemberAddrs() []string { return nil }
-func (a auth) PeerSecret() (string, bool, error) {
+func (auth) MemberAddrs() []string      { return nil }
+func (a auth) PeerSecretRequired() bool { return a.secret != "" || a.broken }
+func (a auth) PeerSecret() (string, error) {
 	if a.broken {
-		return "", true, errors.New("state machine unreadable")
+		return "", errors.New("state machine unreadable")
 	}
-	return a.secret, a.secret != "", nil
+	return a.secret, nil
 }
 func (auth) AuthGeneration() [2]uint64 { return [2]uint64{} }
 
