@@ -3,6 +3,7 @@
 // became stable, failure tolerance) and the raft changes; this package
 // decides whom to promote (never a read replica, never before the
 // stabilization time, on an injectable clock) and translates the state
-// into Consul's report. It runs only on the leader: raftstore starts it on
-// gaining leadership and stops it on losing it.
+// into Consul's report. It runs only on the leader: its group (package
+// group) starts it on gaining leadership and stops it on losing it,
+// through the same hook as the group's features.
 package autopilot

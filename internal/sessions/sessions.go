@@ -1,7 +1,11 @@
-// Package sessions runs the leader's side of Consul sessions: TTL timers and
-// node health. It decides *when* a session must be invalidated; the
-// invalidation itself is a raft command (a session destroy) that the caller
-// proposes, so every node applies it at the same point of the log.
+// Package sessions is a raft group's Consul sessions. Their state lives in
+// the group's state machine; this package attaches to the group through
+// its hooks (Service, service.go): it stamps a create on the leader (its
+// ID, a check that its node is a member), answers renewals and queries,
+// and runs the leader's side (Manager): TTL timers and node health. The
+// Manager decides *when* a session must be invalidated; the invalidation
+// itself is a log entry (a session destroy) that the leader proposes, so
+// every node applies it at the same point of the log.
 //
 // The rules (Consul's, kept stricter where Consul is loose):
 //
