@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/raftkv/raftkv/raftstore"
@@ -161,6 +162,7 @@ func measure(calls *callLog, states *servingLog, end time.Duration, clientTimeou
 			}
 		}
 		cut := states.windows(node, cutOff, end)
+		downs := states.windows(node, down, end)
 		for _, c := range cs {
 			if !inside(c.start, cut) {
 				continue
@@ -168,12 +170,29 @@ func measure(calls *callLog, states *servingLog, end time.Duration, clientTimeou
 			a.refusals++
 			d := c.end - c.start
 			if c.status == 0 {
-				d = max(d, clientTimeout) + time.Millisecond // no answer at all
+				if killed, at := wentDown(c, downs); killed {
+					// The scenario killed the node with the call in
+					// flight: it was still within its time until then.
+					d = at - c.start
+				} else {
+					d = max(d, clientTimeout) + time.Millisecond // no answer at all
+				}
 			}
 			a.refusal = max(a.refusal, d)
 		}
 	}
 	return a
+}
+
+// wentDown says whether the node of c was taken down (killed, paused)
+// while c was in flight, and when.
+func wentDown(c callRecord, downs [][2]time.Duration) (bool, time.Duration) {
+	for _, w := range downs {
+		if w[0] >= c.start && w[0] <= c.end {
+			return true, w[0]
+		}
+	}
+	return false, 0
 }
 
 func inside(t time.Duration, windows [][2]time.Duration) bool {
@@ -231,4 +250,24 @@ func dist(ds []time.Duration) string {
 	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
 	r := func(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()) }
 	return fmt.Sprintf("min %s med %s max %s", r(ds[0]), r(ds[len(ds)/2]), r(ds[len(ds)-1]))
+}
+
+// A call to a cut-off node that gets no answer counts as the client's
+// whole timeout, unless the scenario killed the node with the call in
+// flight: then it counts until the kill.
+func TestMeasureCutOffCalls(t *testing.T) {
+	start := time.Now()
+	states := newServingLog(start, 1)
+	states.changes[0] = []change{{0, serving}, {time.Second, cutOff}, {3 * time.Second, down}}
+	calls := &callLog{start: start, calls: []callRecord{
+		{node: 0, start: 1100 * time.Millisecond, end: 1300 * time.Millisecond, status: 503},
+		{node: 0, start: 2800 * time.Millisecond, end: 3100 * time.Millisecond, status: 0}, // killed at 3s
+	}}
+	if a := measure(calls, states, 5*time.Second, clientTimeout); a.refusal != 200*time.Millisecond {
+		t.Fatalf("slowest refusal %s, want 200ms (the killed call counts until the kill)", a.refusal)
+	}
+	calls.calls = append(calls.calls, callRecord{node: 0, start: 1500 * time.Millisecond, end: 1600 * time.Millisecond, status: 0})
+	if a := measure(calls, states, 5*time.Second, clientTimeout); a.refusal <= clientTimeout {
+		t.Fatalf("slowest refusal %s: a call without an answer from a running node must count as the client's timeout", a.refusal)
+	}
 }
