@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/raftkv/raftkv/internal/acl"
+	"github.com/raftkv/raftkv/kv"
 )
 
 // FuzzRequest sends arbitrary HTTP requests through the real handlers. No
@@ -33,14 +34,16 @@ func FuzzRequest(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	fresh := freshStores(f)
+	// One store for every input of this fuzzing process (opening Badger
+	// per input leaves the fuzzer waiting on it): each input compares the
+	// state before and after itself.
+	store := newTestStore(f)
 	allowed := map[int]bool{200: true, 301: true, 400: true, 401: true, 404: true, 405: true, 409: true, 413: true, 422: true, 429: true, 500: true, 501: true, 503: true}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(raw)))
 		if err != nil {
 			return // the server would refuse it before any handler
 		}
-		store := fresh(t)
 		store.put(t, "a", "v")
 		before := store.dump(t)
 		rec := httptest.NewRecorder()
@@ -68,13 +71,13 @@ func FuzzToken(f *testing.F) {
 	f.Add("", "", "bearer  "+good+" ")
 	f.Add("anonymous", "", "Basic "+good)
 	f.Add("%00", good+"\x00", "Bearer")
-	fresh := freshStores(f)
+	store := newTestStore(f) // one for every input of this fuzzing process
+	store.resolver = acl.NewResolver(memACL{
+		tokens:   map[string]*acl.Token{good: {AccessorID: "writer", SecretID: good, Policies: []acl.PolicyLink{{ID: "p"}}}},
+		policies: map[string]*acl.Policy{"p": {ID: "p", Name: "p", Rules: `key "a" { policy = "write" }`}},
+	}, false)
 	f.Fuzz(func(t *testing.T, query, header, auth string) {
-		store := fresh(t)
-		store.resolver = acl.NewResolver(memACL{
-			tokens:   map[string]*acl.Token{good: {AccessorID: "writer", SecretID: good, Policies: []acl.PolicyLink{{ID: "p"}}}},
-			policies: map[string]*acl.Policy{"p": {ID: "p", Name: "p", Rules: `key "a" { policy = "write" }`}},
-		}, false)
+		store.write(t, kv.Op{Verb: kv.VerbDelete, Key: "a"})
 		req := httptest.NewRequest(http.MethodPut, "/v1/kv/a", strings.NewReader("v"))
 		req.URL.RawQuery = url.Values{"token": {query}}.Encode()
 		if header != "" {

@@ -65,20 +65,6 @@ func newTestStore(t testing.TB) *testStore {
 	}}
 }
 
-// freshStores gives each fuzz input a store with an empty state machine,
-// one state machine per fuzzing process emptied each time: opening Badger
-// for every input would leave the fuzzer waiting on it.
-func freshStores(f *testing.F) func(t *testing.T) *testStore {
-	base := newTestStore(f)
-	return func(t *testing.T) *testStore {
-		t.Helper()
-		if err := base.fsm.Reset(); err != nil {
-			t.Fatalf("empty the state machine: %v", err)
-		}
-		return &testStore{fsm: base.fsm, ready: true, servers: base.servers}
-	}
-}
-
 // allOf serves every concern of the API from s.
 func allOf(s interface {
 	KVStore
