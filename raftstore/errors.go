@@ -1,12 +1,23 @@
 package raftstore
 
-import "github.com/raftkv/raftkv/kv"
+import (
+	"github.com/raftkv/raftkv/internal/integrity"
+	"github.com/raftkv/raftkv/kv"
+)
 
-// The rest of package kv's sentinel errors, re-exported like those in
-// store.go so that an embedder can test for every one of them with this
-// package alone. Package kv is their home (the HTTP API and the Go client
-// use them too); tests/apisurface fails if one is not re-exported here.
+// Package kv's sentinel errors, every one re-exported so that an embedder
+// can test for them with this package alone. Package kv is their home (the
+// HTTP API and the Go client use them too); tests/apisurface fails if one
+// is not re-exported here.
 var (
+	ErrNotFound       = kv.ErrNotFound
+	ErrNoLeader       = kv.ErrNoLeader
+	ErrUnknownOutcome = kv.ErrUnknownOutcome
+	ErrCASMismatch    = kv.ErrCASMismatch
+	ErrTxnFailed      = kv.ErrTxnFailed
+	ErrInvalid        = kv.ErrInvalid
+	ErrTooLarge       = kv.ErrTooLarge
+	ErrClosed         = kv.ErrClosed
 	// ErrNotImplemented: the feature is not available yet.
 	ErrNotImplemented = kv.ErrNotImplemented
 	// ErrUnknownPeer: a membership change names a server that is not a
@@ -30,4 +41,7 @@ var (
 	// ErrNoSpace: a disk in the cluster is full; the write was NOT
 	// applied. Writes are taken again once space is freed.
 	ErrNoSpace = kv.ErrNoSpace
+	// ErrDamaged: the data dir holds damaged files; the error names the
+	// file and the problem (docs/OPERATIONS.md, "Damaged data").
+	ErrDamaged = integrity.ErrDamaged
 )

@@ -12,25 +12,9 @@ import (
 	"github.com/raftkv/raftkv/internal/diskguard"
 	"github.com/raftkv/raftkv/internal/group"
 	"github.com/raftkv/raftkv/internal/httpd"
-	"github.com/raftkv/raftkv/internal/integrity"
 	"github.com/raftkv/raftkv/internal/node"
 	"github.com/raftkv/raftkv/internal/sessions"
 	"github.com/raftkv/raftkv/kv"
-)
-
-// Sentinel errors, re-exported so embedders need only this package.
-var (
-	ErrNotFound       = kv.ErrNotFound
-	ErrNoLeader       = kv.ErrNoLeader
-	ErrUnknownOutcome = kv.ErrUnknownOutcome
-	ErrCASMismatch    = kv.ErrCASMismatch
-	ErrTxnFailed      = kv.ErrTxnFailed
-	ErrInvalid        = kv.ErrInvalid
-	ErrTooLarge       = kv.ErrTooLarge
-	ErrClosed         = kv.ErrClosed
-	// ErrDamaged: the data dir holds damaged files; the error names the
-	// file and the problem (docs/OPERATIONS.md, "Damaged data").
-	ErrDamaged = integrity.ErrDamaged
 )
 
 // RaftStore is one raftkv node with its one raft group: the Go API of an

@@ -19,6 +19,33 @@ import (
 // ModifyIndex of what the query sees, the tombstones of keys deleted under
 // it, and the reaped mark (the newest tombstone ever dropped by age).
 
+// Read answers a query from this state machine (its kind, key or prefix
+// and separator; nothing else of it): the entries or keys and the query
+// index. A missing key is an empty result, not an error.
+func (f *FSM) Read(q kv.Query) (*kv.QueryResult, error) {
+	res := &kv.QueryResult{Stale: q.Stale}
+	var err error
+	switch q.Kind {
+	case kv.ReadGet:
+		var e kv.Entry
+		if e, res.Index, err = f.Get(q.Key); err == nil {
+			res.Entries = []kv.Entry{e}
+		} else if errors.Is(err, kv.ErrNotFound) {
+			err = nil
+		}
+	case kv.ReadList:
+		res.Entries, res.Index, err = f.List(q.Key)
+	case kv.ReadKeys:
+		res.Keys, res.Index, err = f.Keys(q.Key, q.Separator)
+	default:
+		err = fmt.Errorf("%w: unknown read kind %d", kv.ErrInvalid, q.Kind)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
 // Get returns the entry for key and its query index: the key's ModifyIndex
 // when it exists. kv.ErrNotFound if absent.
 func (f *FSM) Get(key string) (kv.Entry, uint64, error) {

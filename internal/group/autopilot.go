@@ -56,7 +56,7 @@ func (p *pilotNode) ReadReplica(id string) bool {
 // localStats is this node's last log entry (its term is only in raft's
 // stats), commit and applied indexes, and leader contact.
 func (s *Group) localStats() autopilot.Stats {
-	applied := s.appliedIndex() // first: it never passes the commit index read after it
+	applied := s.AppliedIndex() // first: it never passes the commit index read after it
 	st := s.raft.Stats()
 	out := autopilot.Stats{LastContact: s.sinceLeader(), AppliedIndex: applied, DiskFull: s.disk.Full(), EntryVersion: fsm.EntryVersion}
 	out.LastTerm, _ = strconv.ParseUint(st["last_log_term"], 10, 64)

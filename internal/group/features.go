@@ -30,10 +30,6 @@ func (g *Group) ProposeHere(ctx context.Context, e *fsm.Entry) (*kv.Result, erro
 // FSM is the group's state machine on this node, for reads.
 func (g *Group) FSM() *fsm.FSM { return g.fsm }
 
-// Linearize waits until this node has applied everything committed before
-// the call: a local read after it is linearizable.
-func (g *Group) Linearize(ctx context.Context) error { return g.linearize(ctx) }
-
 // WaitApplied waits until this node has applied index.
 func (g *Group) WaitApplied(ctx context.Context, index uint64) error {
 	ctx, cancel := g.withTimeout(ctx)
@@ -109,7 +105,3 @@ func (g *Group) ReadBlocking(ctx context.Context, stale bool, on Watched, minInd
 	}
 	return g.blockOn(ctx, hub, on.Key, on.Prefix, minIndex, wait, leaderLost, read)
 }
-
-// LeaderMeta is what every read reports besides its result: whether this
-// node knows a leader, and how long ago it last heard from it.
-func (g *Group) LeaderMeta() (knownLeader bool, lastContact time.Duration) { return g.leaderMeta() }

@@ -153,7 +153,7 @@ func (g *raftGauges) Collect(ch chan<- prometheus.Metric) {
 	gauge(g.term, num("term"))
 	gauge(g.lastLog, num("last_log_index"))
 	gauge(g.commit, num("commit_index"))
-	gauge(g.applied, float64(g.s.appliedIndex()))
+	gauge(g.applied, float64(g.s.AppliedIndex()))
 	lc := g.s.sinceLeader().Seconds()
 	if lc < 0 {
 		lc = -1

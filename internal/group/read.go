@@ -43,16 +43,16 @@ func (s *Group) ReadTxn(ctx context.Context, cmd *kv.Command, stale bool) (*kv.R
 		}
 	}
 	if !stale {
-		if err := s.linearize(ctx); err != nil {
+		if err := s.Linearize(ctx); err != nil {
 			return nil, err
 		}
 	}
 	return s.fsm.Evaluate(cmd)
 }
 
-// linearize waits until this node has applied everything committed before
+// Linearize waits until this node has applied everything committed before
 // the call: after it, a local read is linearizable.
-func (s *Group) linearize(ctx context.Context) error {
+func (s *Group) Linearize(ctx context.Context) error {
 	_, err := s.linearizeUnder(ctx)
 	return err
 }
@@ -170,32 +170,17 @@ func (s *Group) blockOn(ctx context.Context, hub *watch.Hub, key string, prefix 
 
 // readLocal reads this node's FSM.
 func (s *Group) readLocal(q kv.Query) (*kv.QueryResult, error) {
-	res := &kv.QueryResult{Stale: q.Stale}
-	var err error
-	switch q.Kind {
-	case kv.ReadGet:
-		var e kv.Entry
-		e, res.Index, err = s.fsm.Get(q.Key)
-		if err == nil {
-			res.Entries = []kv.Entry{e}
-		} else if errors.Is(err, kv.ErrNotFound) {
-			err = nil
-		}
-	case kv.ReadList:
-		res.Entries, res.Index, err = s.fsm.List(q.Key)
-	case kv.ReadKeys:
-		res.Keys, res.Index, err = s.fsm.Keys(q.Key, q.Separator)
-	}
+	res, err := s.fsm.Read(q)
 	if err != nil {
 		return nil, err
 	}
-	res.KnownLeader, res.LastContact = s.leaderMeta()
+	res.KnownLeader, res.LastContact = s.LeaderMeta()
 	return res, nil
 }
 
-// leaderMeta is what every read reports besides its result: whether this
+// LeaderMeta is what every read reports besides its result: whether this
 // node knows a leader, and how long ago it last heard from it.
-func (s *Group) leaderMeta() (knownLeader bool, lastContact time.Duration) {
+func (s *Group) LeaderMeta() (knownLeader bool, lastContact time.Duration) {
 	addr, _ := s.raft.LeaderWithID()
 	return addr != "", s.LastContact()
 }

@@ -154,14 +154,10 @@ func (s *Group) lastFSMEntry(index uint64) uint64 {
 	return min(index, applied)
 }
 
-// appliedIndex is how far this node has applied the log, counting the
+// AppliedIndex is how far this node has applied the log, counting the
 // entries the state machine never sees (an election's no-op, barriers):
 // the FSM's own index stays below the commit index of an idle cluster for
 // ever, which would look like a node falling behind.
-func (s *Group) appliedIndex() uint64 { return s.AppliedIndex() }
-
-// AppliedIndex is how far this node has applied the group's log (see
-// appliedIndex).
 func (s *Group) AppliedIndex() uint64 {
 	fsmApplied := s.fsm.AppliedIndex()
 	raftApplied := s.raft.AppliedIndex()

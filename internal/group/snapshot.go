@@ -25,7 +25,7 @@ import (
 // first: the copy holds off restores, and a slow client must not.
 func (s *Group) OpenSnapshot(ctx context.Context, stale bool) (*kv.Snapshot, error) {
 	if !stale {
-		if err := s.linearize(ctx); err != nil {
+		if err := s.Linearize(ctx); err != nil {
 			return nil, err
 		}
 	}

@@ -112,26 +112,11 @@ func (s *testStore) Read(ctx context.Context, q kv.Query) (*kv.QueryResult, erro
 	if err := s.injected(); err != nil {
 		return nil, err
 	}
-	res := &kv.QueryResult{Stale: q.Stale, KnownLeader: true}
-	var err error
-	switch q.Kind {
-	case kv.ReadGet:
-		var e kv.Entry
-		if e, res.Index, err = s.fsm.Get(q.Key); err == nil {
-			res.Entries = []kv.Entry{e}
-		} else if errors.Is(err, kv.ErrNotFound) {
-			err = nil
-		}
-	case kv.ReadList:
-		res.Entries, res.Index, err = s.fsm.List(q.Key)
-	case kv.ReadKeys:
-		res.Keys, res.Index, err = s.fsm.Keys(q.Key, q.Separator)
-	default:
-		err = fmt.Errorf("%w: unknown read kind %d", kv.ErrInvalid, q.Kind)
-	}
+	res, err := s.fsm.Read(q)
 	if err != nil {
 		return nil, err
 	}
+	res.KnownLeader = true
 	return res, nil
 }
 
