@@ -236,7 +236,20 @@ func (w *Watch) Changed() <-chan struct{} {
 func (w *Watch) State() (ep Epoch, known bool, leaderlessSince time.Time, cutOff bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.cur, w.cur.Leader != "" && w.leaderless.IsZero(), w.leaderless, w.deposed
+	return w.cur, w.cur.Leader != "" && w.leaderless.IsZero(), w.leaderless, w.stillDeposed()
+}
+
+// stillDeposed says whether the deposition still stands; w.mu is held.
+// Raft steps down to a newer term in two steps, the state first (which is
+// what the observation reports) and the term after, so a refresh between
+// them sees a same-term step-down: a lost lease, where there was in fact a
+// successor campaigning (a leadership transfer). Raft's term, read again
+// whenever the deposition is asked for, tells the two apart.
+func (w *Watch) stillDeposed() bool {
+	if w.deposed && w.r.CurrentTerm() > w.deposedTerm {
+		w.deposed = false
+	}
+	return w.deposed
 }
 
 // Leaderless says since when no leader has been known (zero if one is), and
@@ -245,7 +258,7 @@ func (w *Watch) State() (ep Epoch, known bool, leaderlessSince time.Time, cutOff
 func (w *Watch) Leaderless() (since time.Time, deposed bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.leaderless, w.deposed
+	return w.leaderless, w.stillDeposed()
 }
 
 // Bind returns a context that also ends, with cause ErrLeaderChanged, when

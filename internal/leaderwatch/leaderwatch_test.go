@@ -286,3 +286,23 @@ func TestEachFailoverMeasuredAfresh(t *testing.T) {
 		t.Fatalf("observed %v, want one failover of %v", *seen, c.t.Sub(last))
 	}
 }
+
+// Raft steps down to a newer term by setting its state before its term, and
+// the observation of the state comes in between: the refresh it causes sees
+// a same-term step-down. Once the term has moved, the node is not cut off,
+// with no further refresh needed (none may come until the new leader's first
+// heartbeat).
+func TestStepDownSeenBeforeItsTerm(t *testing.T) {
+	w, r, _, _ := newWatch(t)
+	r.set("self", 3, raft.Leader)
+	w.Refresh()
+	r.set("", 3, raft.Follower) // setState(Follower) observed...
+	w.Refresh()
+	r.set("", 4, raft.Follower) // ...then setCurrentTerm(4), unobserved
+	if _, cutOff := w.Leaderless(); cutOff {
+		t.Fatal("a step-down to a newer term counted as cut off")
+	}
+	if _, _, _, cutOff := w.State(); cutOff {
+		t.Fatal("State: a step-down to a newer term counted as cut off")
+	}
+}
