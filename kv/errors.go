@@ -54,6 +54,11 @@ var (
 	// ErrNoSpace: a disk in the cluster is full; the write was NOT applied.
 	// Writes are taken again once space is freed.
 	ErrNoSpace = errors.New("insufficient disk space")
+	// ErrRangeMoved: the key is not in the range the request was sent to
+	// (a split gave it to another range); nothing was done. Nodes retry on
+	// the right range themselves: a client sees it only from a node that
+	// could not find that range.
+	ErrRangeMoved = errors.New("key not in this range")
 )
 
 // codes is the table used to carry sentinel errors between nodes (forwarding).
@@ -78,6 +83,7 @@ var codes = []struct {
 	{"acl_disabled", ErrACLDisabled},
 	{"no_space", ErrNoSpace},
 	{"no_such_endpoint", ErrNoSuchEndpoint},
+	{"range_moved", ErrRangeMoved},
 }
 
 // Code returns the wire code of the sentinel err wraps, or "internal".

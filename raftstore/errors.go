@@ -41,6 +41,9 @@ var (
 	// ErrNoSpace: a disk in the cluster is full; the write was NOT
 	// applied. Writes are taken again once space is freed.
 	ErrNoSpace = kv.ErrNoSpace
+	// ErrRangeMoved: the key is not in the range asked (a split gave it to
+	// another); nothing was done. Nodes retry on the right range.
+	ErrRangeMoved = kv.ErrRangeMoved
 	// ErrDamaged: the data dir holds damaged files; the error names the
 	// file and the problem (docs/OPERATIONS.md, "Damaged data").
 	ErrDamaged = integrity.ErrDamaged

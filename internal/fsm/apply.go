@@ -10,6 +10,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/raftkv/raftkv/internal/rangemap"
 	"github.com/raftkv/raftkv/kv"
 )
 
@@ -20,6 +21,8 @@ import (
 // batch.
 type overlay struct {
 	txn     *badger.Txn
+	ks      keyspace
+	span    *rangemap.Descriptor // the keys the range holds
 	pending map[string]*kv.Entry // nil entry: deleted
 	order   []string             // first-touch order, so flushing is deterministic
 	now     int64                // the command's time (unix ns): lock-delays end by it
@@ -28,8 +31,8 @@ type overlay struct {
 	held, freed [][2]string       // (session, key) acquired and released
 }
 
-func newOverlay(txn *badger.Txn) *overlay {
-	return &overlay{txn: txn, pending: make(map[string]*kv.Entry), lockIndex: make(map[string]uint64)}
+func newOverlay(txn *badger.Txn, ks keyspace, span *rangemap.Descriptor) *overlay {
+	return &overlay{txn: txn, ks: ks, span: span, pending: make(map[string]*kv.Entry), lockIndex: make(map[string]uint64)}
 }
 
 func (o *overlay) get(key string) (*kv.Entry, error) {
@@ -100,7 +103,7 @@ func (o *overlay) touch(key string) {
 func (o *overlay) list(prefix string, withValues bool) ([]kv.Entry, error) {
 	var out []kv.Entry
 	seen := make(map[string]bool)
-	err := scanPrefix(o.txn, prefix, withValues, func(e kv.Entry) bool {
+	err := scanPrefix(o.txn, o.span, prefix, withValues, func(e kv.Entry) bool {
 		if p, ok := o.pending[e.Key]; ok {
 			seen[e.Key] = true
 			if p != nil {
@@ -116,7 +119,7 @@ func (o *overlay) list(prefix string, withValues bool) ([]kv.Entry, error) {
 	}
 	added := false
 	for k, p := range o.pending {
-		if p != nil && !seen[k] && strings.HasPrefix(k, prefix) {
+		if p != nil && !seen[k] && strings.HasPrefix(k, prefix) && o.span.Contains(k) {
 			out = append(out, *p)
 			added = true
 		}
@@ -327,20 +330,24 @@ func modifyIndex(e *kv.Entry) uint64 {
 
 func withoutValue(e kv.Entry) kv.Entry { e.Value = nil; return e }
 
-// scanPrefix calls fn for every stored key under prefix, in key order, until
-// fn returns false.
-func scanPrefix(txn *badger.Txn, prefix string, withValues bool, fn func(kv.Entry) bool) error {
-	return scanFrom(txn, prefix, prefix, withValues, fn)
-}
-
-func scanFrom(txn *badger.Txn, prefix, start string, withValues bool, fn func(kv.Entry) bool) error {
+// scanPrefix calls fn for every stored key under prefix that span holds,
+// in key order, until fn returns false.
+func scanPrefix(txn *badger.Txn, span *rangemap.Descriptor, prefix string, withValues bool, fn func(kv.Entry) bool) error {
+	lo, hi, ok := clip(prefix, *span)
+	if !ok {
+		return nil
+	}
 	opts := badger.DefaultIteratorOptions
 	opts.PrefetchValues = withValues
 	opts.Prefix = dataKey(prefix)
 	it := txn.NewIterator(opts)
 	defer it.Close()
-	for it.Seek(dataKey(start)); it.ValidForPrefix(opts.Prefix); it.Next() {
+	end := dataKey(hi)
+	for it.Seek(dataKey(lo)); it.ValidForPrefix(opts.Prefix); it.Next() {
 		item := it.Item()
+		if hi != "" && bytes.Compare(item.Key(), end) >= 0 {
+			return nil
+		}
 		e := kv.Entry{Key: string(bytes.TrimPrefix(item.Key(), dataPrefix))}
 		decode := func(v []byte) error { return (&decoder{b: v}).recordHeader(&e) }
 		if withValues {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/raftkv/raftkv/internal/rangemap"
 	"github.com/raftkv/raftkv/kv"
 )
 
@@ -32,6 +33,7 @@ var (
 	metaReaped    = []byte("m:reaped")
 	metaIdemCount = []byte("m:idemcount")
 	metaClock     = []byte("m:clock") // latest command time applied (unix ns)
+	metaRange     = []byte("m:range") // the range's descriptor (absent in range 0 before any split)
 )
 
 // These are part of the replicated state machine's behaviour: every node
@@ -53,9 +55,9 @@ func prefixed(p []byte, name string) []byte {
 	return append(append(b, p...), name...)
 }
 
-func expiryKey(kind byte, t int64, index uint64, name string) []byte {
-	b := make([]byte, 0, 2+16+len(name))
-	b = append(b, expiryPrefix...)
+func (k keyspace) expiryKey(kind byte, t int64, index uint64, name string) []byte {
+	b := make([]byte, 0, len(k.prefix)+2+16+len(name))
+	b = append(append(b, k.prefix...), expiryPrefix...)
 	b = append(b, kind)
 	b = binary.BigEndian.AppendUint64(b, uint64(t))
 	b = binary.BigEndian.AppendUint64(b, index)
@@ -71,6 +73,8 @@ type writer interface {
 // batchState carries one Badger commit's worth of bookkeeping. Its values
 // reach the FSM only after the commit succeeded (publish).
 type batchState struct {
+	ks        keyspace
+	span      *rangemap.Descriptor // changed by a split in the batch
 	txn       *badger.Txn
 	changed   []string // keys set or deleted, for watchers
 	confIndex uint64
@@ -88,6 +92,7 @@ func (f *FSM) newBatch(txn *badger.Txn) *batchState {
 	f.metaMu.Lock()
 	defer f.metaMu.Unlock()
 	return &batchState{
+		ks: f.ks, span: f.span.Load(),
 		txn: txn, confIndex: f.confIndex.Load(),
 		reaped: f.reaped, idemCount: f.idemCount,
 		next: map[byte]int64{kindTomb: f.next[kindTomb], kindIdem: f.next[kindIdem], kindDelay: f.next[kindDelay]},
@@ -97,6 +102,7 @@ func (f *FSM) newBatch(txn *badger.Txn) *batchState {
 
 // publish makes a committed batch's bookkeeping visible.
 func (f *FSM) publish(b *batchState, applied uint64) {
+	f.span.Store(b.span)
 	f.metaMu.Lock()
 	f.reaped, f.idemCount, f.lastTime = b.reaped, b.idemCount, b.now
 	f.next[kindTomb], f.next[kindIdem], f.next[kindDelay] = b.next[kindTomb], b.next[kindIdem], b.next[kindDelay]
@@ -172,7 +178,7 @@ func (b *batchState) apply(w writer, idx uint64, e *Entry, force bool) (answer a
 		return nil, err
 	}
 	if e.IdempotencyKey != "" {
-		if err := w.Set(prefixed(idemPrefix, e.IdempotencyKey), encodeIdem(t, e.RequestDigest, res)); err != nil {
+		if err := w.Set(b.ks.localOf(idemPrefix, e.IdempotencyKey), encodeIdem(t, e.RequestDigest, res)); err != nil {
 			return nil, err
 		}
 		if err := b.enqueue(w, kindIdem, t, idx, e.IdempotencyKey); err != nil {
@@ -189,7 +195,7 @@ func (b *batchState) kvCommand(w writer, idx uint64, t int64, c *kv.Command, for
 	if c == nil {
 		c = &kv.Command{}
 	}
-	o := newOverlay(b.txn)
+	o := b.overlay()
 	o.now = t
 	res, err := execute(o, idx, c, force)
 	if err != nil {
@@ -222,12 +228,12 @@ func (b *batchState) flush(w writer, idx uint64, o *overlay) error {
 		}
 	}
 	for _, h := range o.held {
-		if err := w.Set(holdsKey(h[0], h[1]), nil); err != nil {
+		if err := w.Set(b.ks.holdsKey(h[0], h[1]), nil); err != nil {
 			return err
 		}
 	}
 	for _, h := range o.freed {
-		if err := w.Delete(holdsKey(h[0], h[1])); err != nil {
+		if err := w.Delete(b.ks.holdsKey(h[0], h[1])); err != nil {
 			return err
 		}
 	}
@@ -283,7 +289,7 @@ func decodeIdem(v []byte) (t int64, digest, result []byte, err error) {
 // idempotency key and that write's request digest, or nil. A record past
 // its TTL counts as absent whether or not it has been reaped yet.
 func (b *batchState) firstResult(key string) (*kv.Result, []byte, error) {
-	item, err := b.txn.Get(prefixed(idemPrefix, key))
+	item, err := b.txn.Get(b.ks.localOf(idemPrefix, key))
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return nil, nil, nil
 	}
@@ -306,7 +312,7 @@ func (b *batchState) firstResult(key string) (*kv.Result, []byte, error) {
 
 func (b *batchState) enqueue(w writer, kind byte, t int64, idx uint64, name string) error {
 	b.next[kind] = min(b.next[kind], t)
-	return w.Set(expiryKey(kind, t, idx, name), nil)
+	return w.Set(b.ks.expiryKey(kind, t, idx, name), nil)
 }
 
 // expire drops up to maxExpiryPerCommand queue entries that are older than
@@ -333,7 +339,7 @@ func (b *batchState) expire(w writer) error {
 }
 
 func (b *batchState) expireKind(w writer, kind byte, cutoff int64, budget int) (int, error) {
-	prefix := append(append([]byte(nil), expiryPrefix...), kind)
+	prefix := b.ks.local(append(append([]byte(nil), expiryPrefix...), kind))
 	opts := badger.DefaultIteratorOptions
 	opts.PrefetchValues = false
 	opts.Prefix = prefix
@@ -373,7 +379,7 @@ func (b *batchState) drop(w writer, kind byte, idx uint64, name string) error {
 	case kindTomb:
 		key = prefixed(tombPrefix, name)
 	case kindIdem:
-		key = prefixed(idemPrefix, name)
+		key = b.ks.localOf(idemPrefix, name)
 		b.idemCount--
 	case kindDelay:
 		key = prefixed(delayPrefix, name)
@@ -416,7 +422,7 @@ func (b *batchState) writeMeta(applied uint64) error {
 		k []byte
 		v uint64
 	}{{metaApplied, applied}, {metaConfIndex, b.confIndex}, {metaReaped, b.reaped}, {metaIdemCount, uint64(b.idemCount)}, {metaClock, uint64(b.now)}} {
-		if err := b.txn.Set(kv.k, uintBytes(kv.v)); err != nil {
+		if err := b.txn.Set(b.ks.local(kv.k), uintBytes(kv.v)); err != nil {
 			return err
 		}
 	}
@@ -427,7 +433,7 @@ func (b *batchState) writeMeta(applied uint64) error {
 func (f *FSM) loadMeta(txn *badger.Txn) error {
 	vals := make([]uint64, 6)
 	for i, k := range [][]byte{metaApplied, metaConfIndex, metaReaped, metaIdemCount, metaClock, metaACL} {
-		v, err := readUint(txn, k)
+		v, err := readUint(txn, f.ks.local(k))
 		if err != nil {
 			return err
 		}
@@ -440,16 +446,48 @@ func (f *FSM) loadMeta(txn *badger.Txn) error {
 		f.next[kind] = math.MaxInt64
 		opts := badger.DefaultIteratorOptions
 		opts.PrefetchValues = false
-		opts.Prefix = append(append([]byte(nil), expiryPrefix...), kind)
+		opts.Prefix = f.ks.local(append(append([]byte(nil), expiryPrefix...), kind))
 		it := txn.NewIterator(opts)
 		if it.Rewind(); it.Valid() {
 			f.next[kind] = int64(binary.BigEndian.Uint64(it.Item().Key()[len(opts.Prefix):]))
 		}
 		it.Close()
 	}
+	span, err := readDescriptor(txn, f.ks)
+	if err != nil {
+		return err
+	}
+	f.span.Store(span)
 	f.confIndex.Store(vals[1])
 	f.aclIndex.Store(vals[5])
 	f.peerSecret.Store("") // a restore may bring another cluster's
 	f.applied.Store(vals[0])
 	return nil
+}
+
+// overlay starts a command's overlay on the batch's view of the range.
+func (b *batchState) overlay() *overlay { return newOverlay(b.txn, b.ks, b.span) }
+
+// readDescriptor reads the range's descriptor: nil if the range does not
+// exist here; range 0 before any split covers the whole keyspace.
+func readDescriptor(txn *badger.Txn, ks keyspace) (*rangemap.Descriptor, error) {
+	item, err := txn.Get(ks.local(metaRange))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		if ks.id == 0 {
+			return wholeKeyspace(), nil
+		}
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var d rangemap.Descriptor
+	err = item.Value(func(v []byte) (err error) {
+		d, _, err = rangemap.DecodeDescriptor(v)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("range %d's descriptor: %w", ks.id, err)
+	}
+	return &d, nil
 }

@@ -9,9 +9,9 @@ import (
 	"sync/atomic"
 
 	"github.com/dgraph-io/badger/v4"
-	"github.com/dgraph-io/badger/v4/options"
 	"github.com/hashicorp/raft"
 
+	"github.com/raftkv/raftkv/internal/rangemap"
 	"github.com/raftkv/raftkv/kv"
 )
 
@@ -40,13 +40,20 @@ type Options struct {
 	Notify ChangeNotifier
 }
 
-// FSM is raftkv's state machine: a raft.BatchingFSM whose state is a Badger
-// database. It is safe for concurrent reads while raft applies.
+// FSM is one range's state machine: a raft.BatchingFSM whose state is its
+// part of the node's Badger (Store; see keyspace.go). It is safe for
+// concurrent reads while raft applies.
 type FSM struct {
+	store  *Store
 	db     *badger.DB
-	dir    string
+	ks     keyspace
 	logger *slog.Logger
 	notify ChangeNotifier
+	// ownStore: Close closes the store too (Open's single-range FSM).
+	ownStore bool
+
+	// span is the range's descriptor as of the last batch applied.
+	span atomic.Pointer[rangemap.Descriptor]
 
 	// mu is held for reading by readers and for writing by the rare
 	// operations that change state in more than one Badger commit (Restore,
@@ -83,79 +90,39 @@ var (
 	_ raft.BatchingFSM = (*FSM)(nil)
 )
 
-// Open opens (or creates) the Badger database in dir.
+// Open opens (or creates) the Badger database in dir and returns range 0's
+// state machine, which owns it: a node with one range.
 func Open(dir string, opts Options) (*FSM, error) {
-	logger := opts.Logger
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	bo := badger.DefaultOptions(dir).
-		WithLogger(badgerLogger{logger}).
-		WithDetectConflicts(false). // the FSM is the only writer
-		WithMetricsEnabled(false).
-		// Values stay in the LSM tree, whose tables carry checksums that are
-		// verified when a table is opened (at start, and after compactions):
-		// damage stops the node with the file's name. Badger checks its
-		// value log only when it reads a value (and drops the rest of the
-		// newest file after a bad entry, taking it for a torn write), so
-		// nothing is written there any more (values are at most 512 KiB);
-		// what older data dirs hold there is checksummed on every read.
-		WithValueThreshold(1 << 20).
-		WithChecksumVerificationMode(options.OnTableRead).
-		WithVerifyValueChecksum(true)
-	if opts.Small {
-		bo = bo.WithMemTableSize(8 << 20).
-			WithNumMemtables(2).
-			WithNumLevelZeroTables(2).
-			WithNumLevelZeroTablesStall(8).
-			WithCompression(options.None). // no compression: then no block cache is needed
-			WithBlockCacheSize(0).
-			WithIndexCacheSize(0).
-			WithBaseTableSize(1 << 20).
-			WithValueLogFileSize(16 << 20).
-			WithNumCompactors(2)
-	}
-	if err := removeEmptyLogFiles(dir); err != nil {
-		return nil, fmt.Errorf("fsm: %w", err)
-	}
-	if err := verifyManifest(dir); err != nil {
-		return nil, fmt.Errorf("fsm: %w", err)
-	}
-	if err := verifyTables(dir, bo); err != nil {
-		return nil, fmt.Errorf("fsm: %w", err)
-	}
-	db, err := badger.Open(bo)
+	s, err := OpenStore(dir, opts)
 	if err != nil {
-		return nil, fmt.Errorf("fsm: open badger in %s: %w", dir, err)
+		return nil, err
 	}
-	f := &FSM{db: db, dir: dir, logger: logger, notify: opts.Notify, waitCh: make(chan struct{}), next: map[byte]int64{}}
-	if err := db.View(f.loadMeta); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("fsm: read applied index: %w", err)
+	f, err := s.Range(0, opts.Notify)
+	if err != nil {
+		s.Close()
+		return nil, err
 	}
-	if restoring(dir) {
-		logger.Warn("a restore was interrupted: dropping the state machine, to be restored from the newest snapshot and the log")
-		if err := f.Reset(); err != nil {
-			db.Close()
-			return nil, err
-		}
-		if err := doneRestoring(dir); err != nil {
-			db.Close()
-			return nil, fmt.Errorf("fsm: %w", err)
-		}
-	}
+	f.ownStore = true
 	return f, nil
 }
 
-// Close closes Badger. Raft must be shut down first.
+// Close closes the range (and Badger, if Open opened it). Raft must be
+// shut down first.
 func (f *FSM) Close() error {
+	f.store.forget(f.ks.id)
+	if !f.ownStore {
+		return nil
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.db.Close(); err != nil {
-		return fmt.Errorf("fsm: close badger: %w", err)
-	}
-	return nil
+	return f.store.Close()
 }
+
+// ID is the range's ID.
+func (f *FSM) ID() uint64 { return f.ks.id }
+
+// Descriptor is the range's descriptor as of the last batch applied.
+func (f *FSM) Descriptor() rangemap.Descriptor { return f.span.Load().Clone() }
 
 // AppliedIndex is the last raft index whose effects are in Badger.
 func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
@@ -270,7 +237,7 @@ func (f *FSM) applyOversized(l *raft.Log, e *Entry) interface{} {
 	defer f.mu.Unlock()
 	var marker uint64
 	err := f.db.View(func(txn *badger.Txn) (err error) {
-		marker, err = readUint(txn, metaOversized)
+		marker, err = readUint(txn, f.ks.local(metaOversized))
 		return err
 	})
 	if err != nil {
@@ -281,12 +248,12 @@ func (f *FSM) applyOversized(l *raft.Log, e *Entry) interface{} {
 	defer view.Discard()
 	// Mark only a command that will write: the replay skips checks.
 	if e.Kind == KindKV && e.KV != nil {
-		dry, err := execute(newOverlay(view), l.Index, e.KV, force)
+		dry, err := execute(f.overlay(view), l.Index, e.KV, force)
 		if err != nil {
 			panic(fmt.Errorf("fsm: evaluate oversized entry %d: %w", l.Index, err))
 		}
 		if dry.OK && !force {
-			if err := f.db.Update(func(txn *badger.Txn) error { return txn.Set(metaOversized, uintBytes(l.Index)) }); err != nil {
+			if err := f.db.Update(func(txn *badger.Txn) error { return txn.Set(f.ks.local(metaOversized), uintBytes(l.Index)) }); err != nil {
 				panic(fmt.Errorf("fsm: mark oversized entry %d: %w", l.Index, err))
 			}
 		}
@@ -305,7 +272,7 @@ func (f *FSM) applyOversized(l *raft.Log, e *Entry) interface{} {
 	}
 	err = f.db.Update(func(txn *badger.Txn) error {
 		b.txn = txn
-		if err := txn.Delete(metaOversized); err != nil {
+		if err := txn.Delete(f.ks.local(metaOversized)); err != nil {
 			return err
 		}
 		return b.writeMeta(l.Index)

@@ -31,7 +31,8 @@ func removeEmptyLogFiles(dir string) error {
 	return nil
 }
 
-// restoringMarker, in the FSM's dir, says a restore is under way: Badger's
+// restoringMarker, in the store's dir, says a restore of range 0 is under
+// way (restoringMarkerName: of another range): Badger's
 // DropAll deletes memtables and tables one by one, so a crash during a
 // restore leaves a state that belongs to no log index (possibly with an
 // old, non-zero applied index). A node that finds the marker at open drops
@@ -39,8 +40,8 @@ func removeEmptyLogFiles(dir string) error {
 // before the restore began) and replays the log after it.
 const restoringMarker = "RESTORING"
 
-func markRestoring(dir string) error {
-	f, err := os.Create(filepath.Join(dir, restoringMarker))
+func markRestoring(dir string, id uint64) error {
+	f, err := os.Create(filepath.Join(dir, restoringMarkerName(id)))
 	if err != nil {
 		return err
 	}
@@ -54,13 +55,13 @@ func markRestoring(dir string) error {
 	return syncDir(dir)
 }
 
-func restoring(dir string) bool {
-	_, err := os.Stat(filepath.Join(dir, restoringMarker))
+func restoring(dir string, id uint64) bool {
+	_, err := os.Stat(filepath.Join(dir, restoringMarkerName(id)))
 	return err == nil
 }
 
-func doneRestoring(dir string) error {
-	if err := os.Remove(filepath.Join(dir, restoringMarker)); err != nil && !os.IsNotExist(err) {
+func doneRestoring(dir string, id uint64) error {
+	if err := os.Remove(filepath.Join(dir, restoringMarkerName(id))); err != nil && !os.IsNotExist(err) {
 		return err
 	}
 	return syncDir(dir)

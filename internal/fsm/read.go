@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/raftkv/raftkv/internal/rangemap"
 	"github.com/raftkv/raftkv/kv"
 )
 
@@ -52,10 +54,13 @@ func (f *FSM) Get(key string) (kv.Entry, uint64, error) {
 	var e *kv.Entry
 	var index uint64
 	err := f.view(func(txn *badger.Txn) (err error) {
-		if e, err = newOverlay(txn).get(key); err != nil || e != nil {
+		if !f.span.Load().Contains(key) {
+			return f.notHere(key)
+		}
+		if e, err = f.overlay(txn).get(key); err != nil || e != nil {
 			return err
 		}
-		if index, err = readUint(txn, metaReaped); err != nil {
+		if index, err = readUint(txn, f.ks.local(metaReaped)); err != nil {
 			return err
 		}
 		tomb, err := readTomb(txn, key)
@@ -76,10 +81,11 @@ func (f *FSM) List(prefix string) ([]kv.Entry, uint64, error) {
 	var out []kv.Entry
 	var index uint64
 	err := f.view(func(txn *badger.Txn) (err error) {
-		if index, err = deletedIndex(txn, prefix); err != nil {
+		span := f.span.Load()
+		if index, err = deletedIndex(txn, f.ks, span, prefix); err != nil {
 			return err
 		}
-		return scanPrefix(txn, prefix, true, func(e kv.Entry) bool {
+		return scanPrefix(txn, span, prefix, true, func(e kv.Entry) bool {
 			out = append(out, e)
 			index = max(index, e.ModifyIndex)
 			return true
@@ -97,16 +103,24 @@ func (f *FSM) Keys(prefix, separator string) ([]string, uint64, error) {
 	var out []string
 	var index uint64
 	err := f.view(func(txn *badger.Txn) (err error) {
-		if index, err = deletedIndex(txn, prefix); err != nil {
+		span := f.span.Load()
+		if index, err = deletedIndex(txn, f.ks, span, prefix); err != nil {
 			return err
+		}
+		lo, hi, ok := clip(prefix, *span)
+		if !ok {
+			return nil
 		}
 		opts := badger.DefaultIteratorOptions
 		opts.Prefix = dataKey(prefix)
 		it := txn.NewIterator(opts)
 		defer it.Close()
-		for it.Seek(opts.Prefix); it.ValidForPrefix(opts.Prefix); {
+		for it.Seek(dataKey(lo)); it.ValidForPrefix(opts.Prefix); {
 			item := it.Item()
 			key := string(item.Key()[len(dataPrefix):])
+			if hi != "" && key >= hi {
+				return nil
+			}
 			err := item.Value(func(v []byte) error {
 				_, _, modify, err := decodeRecordHeader(v)
 				index = max(index, modify)
@@ -143,24 +157,32 @@ func (f *FSM) Evaluate(c *kv.Command) (*kv.Result, error) {
 	}
 	var res *kv.Result
 	err := f.view(func(txn *badger.Txn) (err error) {
-		res, err = execute(newOverlay(txn), f.applied.Load(), c, false)
+		res, err = execute(f.overlay(txn), f.applied.Load(), c, false)
 		return err
 	})
 	return res, err
 }
 
-// deletedIndex is the newest delete under prefix: its tombstones and the
-// reaped mark. Never 0, so clients can always block on the result.
-func deletedIndex(txn *badger.Txn, prefix string) (uint64, error) {
-	index, err := readUint(txn, metaReaped)
+// deletedIndex is the newest delete under prefix in span: its tombstones
+// and the reaped mark. Never 0, so clients can always block on the result.
+func deletedIndex(txn *badger.Txn, ks keyspace, span *rangemap.Descriptor, prefix string) (uint64, error) {
+	index, err := readUint(txn, ks.local(metaReaped))
 	if err != nil {
 		return 0, err
+	}
+	lo, hi, ok := clip(prefix, *span)
+	if !ok {
+		return max(index, 1), nil
 	}
 	opts := badger.DefaultIteratorOptions
 	opts.Prefix = prefixed(tombPrefix, prefix)
 	it := txn.NewIterator(opts)
 	defer it.Close()
-	for it.Rewind(); it.Valid(); it.Next() {
+	end := prefixed(tombPrefix, hi)
+	for it.Seek(prefixed(tombPrefix, lo)); it.ValidForPrefix(opts.Prefix); it.Next() {
+		if hi != "" && bytes.Compare(it.Item().Key(), end) >= 0 {
+			break
+		}
 		err := it.Item().Value(func(v []byte) error {
 			if len(v) != 8 && len(v) != 16 {
 				return fmt.Errorf("tombstone %q has %d bytes", it.Item().Key(), len(v))
@@ -194,6 +216,14 @@ func readTomb(txn *badger.Txn, key string) (uint64, error) {
 		return nil
 	})
 	return idx, err
+}
+
+// overlay starts an overlay on a read of the range as it is.
+func (f *FSM) overlay(txn *badger.Txn) *overlay { return newOverlay(txn, f.ks, f.span.Load()) }
+
+// notHere refuses a key outside the range.
+func (f *FSM) notHere(key string) error {
+	return fmt.Errorf("%w: %q is not in %s", kv.ErrRangeMoved, key, f.span.Load())
 }
 
 // view runs fn in a read transaction, excluded from multi-commit changes.

@@ -37,9 +37,9 @@ var (
 
 const kindDelay = 'd' // expiry queue: lock-delays that ended
 
-func holdsKey(session, key string) []byte {
-	b := make([]byte, 0, len(holdsPrefix)+len(session)+1+len(key))
-	b = append(append(b, holdsPrefix...), session...)
+func (k keyspace) holdsKey(session, key string) []byte {
+	b := make([]byte, 0, len(k.prefix)+len(holdsPrefix)+len(session)+1+len(key))
+	b = append(append(append(b, k.prefix...), holdsPrefix...), session...)
 	return append(append(b, 0), key...)
 }
 
@@ -201,7 +201,7 @@ func (b *batchState) destroySession(w writer, idx uint64, id string) (*kv.Result
 // invalidate applies s's behaviour to every key it holds and puts them under
 // lock-delay, from this command's time.
 func (b *batchState) invalidate(w writer, idx uint64, s *kv.Session) error {
-	prefix := append(prefixed(holdsPrefix, s.ID), 0)
+	prefix := append(b.ks.localOf(holdsPrefix, s.ID), 0)
 	var keys []string
 	opts := badger.DefaultIteratorOptions
 	opts.PrefetchValues = false
@@ -211,7 +211,7 @@ func (b *batchState) invalidate(w writer, idx uint64, s *kv.Session) error {
 		keys = append(keys, string(it.Item().Key()[len(prefix):]))
 	}
 	it.Close()
-	o := newOverlay(b.txn)
+	o := b.overlay()
 	var held []string
 	for _, key := range keys {
 		e, err := o.get(key)
@@ -235,7 +235,7 @@ func (b *batchState) invalidate(w writer, idx uint64, s *kv.Session) error {
 		return err
 	}
 	for _, key := range keys {
-		if err := w.Delete(holdsKey(s.ID, key)); err != nil {
+		if err := w.Delete(b.ks.holdsKey(s.ID, key)); err != nil {
 			return err
 		}
 	}
@@ -312,7 +312,7 @@ func sessionsIndex(txn *badger.Txn) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	reaped, err := readUint(txn, metaReaped)
+	reaped, err := readUint(txn, metaReaped) // sessions are range 0's: unprefixed
 	return max(idx, reaped, 1), err
 }
 
@@ -325,12 +325,12 @@ func (f *FSM) HeldKeys() (map[string][]string, error) {
 	err := f.view(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
 		opts.PrefetchValues = false
-		opts.Prefix = holdsPrefix
+		opts.Prefix = f.ks.local(holdsPrefix)
 		it := txn.NewIterator(opts)
 		defer it.Close()
-		o := newOverlay(txn)
+		o := f.overlay(txn)
 		for it.Rewind(); it.Valid(); it.Next() {
-			session, key, ok := strings.Cut(string(it.Item().Key()[len(holdsPrefix):]), "\x00")
+			session, key, ok := strings.Cut(string(it.Item().Key()[len(opts.Prefix):]), "\x00")
 			if !ok {
 				return fmt.Errorf("malformed holds entry %q", it.Item().Key())
 			}

@@ -13,6 +13,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/hashicorp/raft"
 
+	"github.com/raftkv/raftkv/internal/rangemap"
 	"github.com/raftkv/raftkv/kv"
 )
 
@@ -22,9 +23,10 @@ import (
 //	record  := 1:byte key:bytes value:bytes      (a raw Badger key and value)
 //	trailer := 0:byte count:uvarint crc32c:4 bytes (of everything before the crc)
 //
-// Records are every Badger key except the applied index, which the header
-// carries, so new kinds of replicated state are snapshotted without changing
-// the format. An applied index of 0 marks a snapshot from another history
+// Records are every Badger key of the range (keyspace.go: the user keys of
+// its span, its range-local state) except the applied index, which the
+// header carries, so new kinds of replicated state are snapshotted without
+// changing the format. An applied index of 0 marks a snapshot from another history
 // (an operator's restore): see Restore.
 var snapMagic = []byte("RKVSNAP1")
 
@@ -34,12 +36,13 @@ var crcTable = crc32.MakeTable(crc32.Castagnoli)
 // copy happens in Persist, concurrently with new applies, from that
 // point-in-time view.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
-	return &snapshot{f: f, txn: f.db.NewTransaction(false), applied: f.applied.Load()}, nil
+	return &snapshot{f: f, txn: f.db.NewTransaction(false), span: f.span.Load(), applied: f.applied.Load()}, nil
 }
 
 type snapshot struct {
 	f       *FSM
 	txn     *badger.Txn
+	span    *rangemap.Descriptor
 	applied uint64
 }
 
@@ -47,7 +50,7 @@ type snapshot struct {
 // value-log files that an open iterator may still be reading.
 func (s *snapshot) Persist(sink raft.SnapshotSink) error {
 	s.f.mu.RLock()
-	err := writeSnapshot(s.txn, s.applied, sink)
+	err := s.f.writeSnapshot(s.txn, s.span, s.applied, sink)
 	s.f.mu.RUnlock()
 	if err != nil {
 		_ = sink.Cancel()
@@ -71,38 +74,90 @@ func (f *FSM) WriteSnapshot(w io.Writer) (uint64, error) {
 	txn := f.db.NewTransaction(false)
 	defer txn.Discard()
 	applied := f.applied.Load()
-	return applied, writeSnapshot(txn, applied, w)
+	return applied, f.writeSnapshot(txn, f.span.Load(), applied, w)
 }
 
-// Reset drops all state. For a node whose raft state is gone while its FSM
-// remains: entries of the new history must not be skipped as "applied".
+// Reset drops all of the range's state. For a node whose raft state is
+// gone while its FSM remains: entries of the new history must not be
+// skipped as "applied".
 func (f *FSM) Reset() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.db.DropAll(); err != nil {
+	if err := f.drop(); err != nil {
 		return fmt.Errorf("fsm: reset: %w", err)
 	}
 	if err := f.db.View(f.loadMeta); err != nil {
 		return fmt.Errorf("fsm: reset: %w", err)
 	}
+	if f.span.Load() == nil { // a range that existed only by its descriptor
+		f.span.Store(&rangemap.Descriptor{ID: f.ks.id})
+	}
 	f.advance(0)
 	return nil
 }
 
-func writeSnapshot(txn *badger.Txn, applied uint64, w io.Writer) error {
-	sw := newStreamWriter(w, applied)
-	it := txn.NewIterator(badger.DefaultIteratorOptions)
+// drop deletes the range's state; f.mu is held. Range 0 alone in its store
+// drops the whole database at once (DropAll, which also frees the files);
+// any other range deletes its keys.
+func (f *FSM) drop() error {
+	if span := f.span.Load(); f.ks.id == 0 && span.Start == "" && span.End == "" {
+		others, err := f.store.hasRanges()
+		if err != nil {
+			return err
+		}
+		if !others {
+			return f.db.DropAll()
+		}
+	}
+	wb := f.db.NewWriteBatch()
+	defer wb.Cancel()
+	err := f.db.View(func(txn *badger.Txn) error {
+		return f.eachKey(txn, f.span.Load(), false, func(item *badger.Item) error {
+			return wb.Delete(item.KeyCopy(nil))
+		})
+	})
+	if err != nil {
+		return err
+	}
+	return wb.Flush()
+}
+
+// eachKey calls fn with every Badger item of the range in txn: the user
+// keys of span and the range-local state.
+func (f *FSM) eachKey(txn *badger.Txn, span *rangemap.Descriptor, values bool, fn func(*badger.Item) error) error {
+	opts := badger.DefaultIteratorOptions
+	opts.PrefetchValues = values
+	it := txn.NewIterator(opts)
 	defer it.Close()
-	for it.Rewind(); it.Valid(); it.Next() {
-		item := it.Item()
-		if bytes.Equal(item.Key(), metaApplied) {
-			continue
+	for _, seg := range f.ks.segments(span) {
+		for it.Seek(seg[0]); it.Valid(); it.Next() {
+			if seg[1] != nil && bytes.Compare(it.Item().Key(), seg[1]) >= 0 {
+				break
+			}
+			if err := fn(it.Item()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (f *FSM) writeSnapshot(txn *badger.Txn, span *rangemap.Descriptor, applied uint64, w io.Writer) error {
+	sw := newStreamWriter(w, applied)
+	skip := f.ks.local(metaApplied)
+	err := f.eachKey(txn, span, true, func(item *badger.Item) error {
+		if bytes.Equal(item.Key(), skip) {
+			return nil
 		}
 		v, err := item.ValueCopy(nil)
 		if err != nil {
 			return fmt.Errorf("read %q: %w", item.Key(), err)
 		}
 		sw.record(item.Key(), v)
+		return sw.err
+	})
+	if err != nil {
+		return err
 	}
 	return sw.finish()
 }
@@ -159,15 +214,20 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		locked = true
 		prevApplied = f.applied.Load()
 		f.applied.Store(0)
-		if err := markRestoring(f.dir); err != nil {
+		if err := markRestoring(f.store.dir, f.ks.id); err != nil {
 			return false, fmt.Errorf("mark the restore: %w", err)
 		}
-		if err := f.db.DropAll(); err != nil {
+		if err := f.drop(); err != nil {
 			return false, fmt.Errorf("drop old state: %w", err)
 		}
 		wb = f.db.NewWriteBatch()
 		return true, nil
-	}, func(k, v []byte) error { return wb.Set(k, v) })
+	}, func(k, v []byte) error {
+		if !f.ks.mayHold(k) {
+			return fmt.Errorf("key %q belongs to another range than %d", k, f.ks.id)
+		}
+		return wb.Set(k, v)
+	})
 	if err != nil {
 		return fmt.Errorf("fsm: restore: %w", err)
 	}
@@ -183,15 +243,15 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	// indexes never go backwards for its clients.
 	err = f.db.Update(func(txn *badger.Txn) error {
 		if applied == 0 {
-			reaped, err := readUint(txn, metaReaped)
+			reaped, err := readUint(txn, f.ks.local(metaReaped))
 			if err != nil {
 				return err
 			}
-			if err := txn.Set(metaReaped, uintBytes(max(reaped, prevApplied))); err != nil {
+			if err := txn.Set(f.ks.local(metaReaped), uintBytes(max(reaped, prevApplied))); err != nil {
 				return err
 			}
 		}
-		return txn.Set(metaApplied, uintBytes(applied))
+		return txn.Set(f.ks.local(metaApplied), uintBytes(applied))
 	})
 	if err == nil {
 		err = f.db.View(f.loadMeta)
@@ -200,7 +260,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		err = f.db.Sync()
 	}
 	if err == nil {
-		err = doneRestoring(f.dir)
+		err = doneRestoring(f.store.dir, f.ks.id)
 	}
 	if err != nil {
 		return fmt.Errorf("fsm: restore: finish (applied index, sync, marker): %w", err)

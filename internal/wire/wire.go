@@ -55,6 +55,7 @@ var statuses = []struct {
 	// retry a 500 and treat other 5xx as fatal.
 	{kv.ErrNoLeader, http.StatusInternalServerError},
 	{kv.ErrUnknownOutcome, http.StatusInternalServerError},
+	{kv.ErrRangeMoved, http.StatusInternalServerError}, // nothing done: a retry finds the range
 	{kv.ErrClosed, http.StatusServiceUnavailable},
 	{kv.ErrNotImplemented, http.StatusNotImplemented},
 	{kv.ErrIdempotencyKeyReused, http.StatusUnprocessableEntity},

@@ -1,0 +1,151 @@
+package fsm
+
+import (
+	"fmt"
+	"log/slog"
+
+	"strconv"
+	"sync"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+
+	"github.com/raftkv/raftkv/internal/rangemap"
+)
+
+// Store is a node's one Badger database, shared by every range the node
+// holds (keyspace.go says who owns which keys).
+type Store struct {
+	db     *badger.DB
+	dir    string
+	logger *slog.Logger
+
+	mu     sync.Mutex
+	ranges map[uint64]*FSM // open ranges
+	shut   bool
+}
+
+// OpenStore opens (or creates) the Badger database in dir, after checking
+// its files (damage stops the node with the file's name).
+func OpenStore(dir string, opts Options) (*Store, error) {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	bo := badger.DefaultOptions(dir).
+		WithLogger(badgerLogger{logger}).
+		WithDetectConflicts(false). // the FSMs are the only writers, each of its own keys
+		WithMetricsEnabled(false).
+		// Values stay in the LSM tree, whose tables carry checksums that are
+		// verified when a table is opened (at start, and after compactions):
+		// damage stops the node with the file's name. Badger checks its
+		// value log only when it reads a value (and drops the rest of the
+		// newest file after a bad entry, taking it for a torn write), so
+		// nothing is written there any more (values are at most 512 KiB);
+		// what older data dirs hold there is checksummed on every read.
+		WithValueThreshold(1 << 20).
+		WithChecksumVerificationMode(options.OnTableRead).
+		WithVerifyValueChecksum(true)
+	if opts.Small {
+		bo = bo.WithMemTableSize(8 << 20).
+			WithNumMemtables(2).
+			WithNumLevelZeroTables(2).
+			WithNumLevelZeroTablesStall(8).
+			WithCompression(options.None). // no compression: then no block cache is needed
+			WithBlockCacheSize(0).
+			WithIndexCacheSize(0).
+			WithBaseTableSize(1 << 20).
+			WithValueLogFileSize(16 << 20).
+			WithNumCompactors(2)
+	}
+	if err := removeEmptyLogFiles(dir); err != nil {
+		return nil, fmt.Errorf("fsm: %w", err)
+	}
+	if err := verifyManifest(dir); err != nil {
+		return nil, fmt.Errorf("fsm: %w", err)
+	}
+	if err := verifyTables(dir, bo); err != nil {
+		return nil, fmt.Errorf("fsm: %w", err)
+	}
+	db, err := badger.Open(bo)
+	if err != nil {
+		return nil, fmt.Errorf("fsm: open badger in %s: %w", dir, err)
+	}
+	return &Store{db: db, dir: dir, logger: logger, ranges: map[uint64]*FSM{}}, nil
+}
+
+// Range opens the state machine of range id. Range 0 always exists (a new
+// store is range 0 over the whole keyspace); any other range exists once a
+// split created it.
+func (s *Store) Range(id uint64, notify ChangeNotifier) (*FSM, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shut {
+		return nil, fmt.Errorf("fsm: range %d: the store is closed", id)
+	}
+	if s.ranges[id] != nil {
+		return nil, fmt.Errorf("fsm: range %d is already open", id)
+	}
+	f := &FSM{store: s, db: s.db, ks: newKeyspace(id), logger: s.logger.With("range", id), notify: notify,
+		waitCh: make(chan struct{}), next: map[byte]int64{}}
+	if err := s.db.View(f.loadMeta); err != nil {
+		return nil, fmt.Errorf("fsm: range %d: read its state: %w", id, err)
+	}
+	if f.span.Load() == nil {
+		return nil, fmt.Errorf("fsm: range %d does not exist on this node", id)
+	}
+	if restoring(s.dir, id) {
+		f.logger.Warn("a restore was interrupted: dropping the range's state, to be restored from the newest snapshot and the log")
+		if err := f.Reset(); err != nil {
+			return nil, err
+		}
+		if err := doneRestoring(s.dir, id); err != nil {
+			return nil, fmt.Errorf("fsm: %w", err)
+		}
+	}
+	s.ranges[id] = f
+	return f, nil
+}
+
+func (s *Store) forget(id uint64) {
+	s.mu.Lock()
+	delete(s.ranges, id)
+	s.mu.Unlock()
+}
+
+// Close closes Badger. Every range's raft must be shut down first.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	s.shut = true
+	s.mu.Unlock()
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("fsm: close badger: %w", err)
+	}
+	return nil
+}
+
+// hasRanges says whether any range but 0 has state in the store.
+func (s *Store) hasRanges() (bool, error) {
+	found := false
+	err := s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.PrefetchValues = false
+		opts.Prefix = rangeLocalPrefix
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		it.Rewind()
+		found = it.Valid()
+		return nil
+	})
+	return found, err
+}
+
+// wholeKeyspace is range 0's descriptor before any split.
+func wholeKeyspace() *rangemap.Descriptor { return &rangemap.Descriptor{ID: 0} }
+
+func restoringMarkerName(id uint64) string {
+	if id == 0 {
+		return restoringMarker
+	}
+	return restoringMarker + "-" + strconv.FormatUint(id, 10)
+}
