@@ -34,6 +34,7 @@ var (
 	metaIdemCount = []byte("m:idemcount")
 	metaClock     = []byte("m:clock") // latest command time applied (unix ns)
 	metaRange     = []byte("m:range") // the range's descriptor (absent in range 0 before any split)
+	metaFloor     = []byte("m:floor") // the last index handed out (absent before the range's first split)
 )
 
 // These are part of the replicated state machine's behaviour: every node
@@ -86,6 +87,12 @@ type batchState struct {
 	sessionsChanged bool
 	// aclChanged: the index of the batch's last ACL change (0: none).
 	aclChanged uint64
+	// floor is the last index handed out, once the range counts its own
+	// indexes (clockMode, from its first split on; see index).
+	floor     uint64
+	clockMode bool
+	// splits made by the batch: each one's left and right halves.
+	splits [][2]rangemap.Descriptor
 }
 
 func (f *FSM) newBatch(txn *badger.Txn) *batchState {
@@ -95,8 +102,9 @@ func (f *FSM) newBatch(txn *badger.Txn) *batchState {
 		ks: f.ks, span: f.span.Load(),
 		txn: txn, confIndex: f.confIndex.Load(),
 		reaped: f.reaped, idemCount: f.idemCount,
-		next: map[byte]int64{kindTomb: f.next[kindTomb], kindIdem: f.next[kindIdem], kindDelay: f.next[kindDelay]},
-		now:  f.lastTime,
+		next:  map[byte]int64{kindTomb: f.next[kindTomb], kindIdem: f.next[kindIdem], kindDelay: f.next[kindDelay]},
+		now:   f.lastTime,
+		floor: f.floor, clockMode: f.clockMode,
 	}
 }
 
@@ -105,6 +113,7 @@ func (f *FSM) publish(b *batchState, applied uint64) {
 	f.span.Store(b.span)
 	f.metaMu.Lock()
 	f.reaped, f.idemCount, f.lastTime = b.reaped, b.idemCount, b.now
+	f.floor, f.clockMode = b.floor, b.clockMode
 	f.next[kindTomb], f.next[kindIdem], f.next[kindDelay] = b.next[kindTomb], b.next[kindIdem], b.next[kindDelay]
 	f.metaMu.Unlock()
 	f.confIndex.Store(b.confIndex)
@@ -117,6 +126,11 @@ func (f *FSM) publish(b *batchState, applied uint64) {
 	}
 	if f.notify != nil && b.sessionsChanged {
 		f.notify.SessionsChanged()
+	}
+	for _, sp := range b.splits {
+		if hook := f.onSplit.Load(); hook != nil {
+			(*hook)(sp[0], sp[1])
+		}
 	}
 }
 
@@ -136,6 +150,7 @@ func (b *batchState) apply(w writer, idx uint64, e *Entry, force bool) (answer a
 		t = b.now
 	}
 	b.now = t // the clock only moves forward, and is persisted (m:clock)
+	idx = b.index(idx, t)
 	if e.IdempotencyKey != "" {
 		res, digest, err := b.firstResult(e.IdempotencyKey)
 		if err != nil {
@@ -151,6 +166,9 @@ func (b *batchState) apply(w writer, idx uint64, e *Entry, force bool) (answer a
 	if err := b.expire(w); err != nil {
 		return nil, fmt.Errorf("expire: %w", err)
 	}
+	if refusal := b.misplaced(e); refusal != nil {
+		return refusal, nil
+	}
 	var res *kv.Result
 	switch e.Kind {
 	case KindKV:
@@ -161,6 +179,16 @@ func (b *batchState) apply(w writer, idx uint64, e *Entry, force bool) (answer a
 		res, err = b.destroySession(w, idx, e.SessionID)
 	case KindReplicaMark:
 		res, err = markReplica(w, idx, e.Replica)
+	case KindSplit:
+		var answer any
+		if answer, err = b.split(w, idx, e.Split); err != nil {
+			return nil, err
+		}
+		r, ok := answer.(*kv.Result)
+		if !ok {
+			return answer, nil // a refusal: no idempotency record
+		}
+		res = r
 	case KindACL:
 		var answer any
 		if answer, err = b.aclCommand(w, idx, t, e.ACL, e.Unparsed); err != nil {
@@ -181,12 +209,33 @@ func (b *batchState) apply(w writer, idx uint64, e *Entry, force bool) (answer a
 		if err := w.Set(b.ks.localOf(idemPrefix, e.IdempotencyKey), encodeIdem(t, e.RequestDigest, res)); err != nil {
 			return nil, err
 		}
-		if err := b.enqueue(w, kindIdem, t, idx, e.IdempotencyKey); err != nil {
+		if err := b.enqueueIdem(w, t, idx, e); err != nil {
 			return nil, err
 		}
 		b.idemCount++
 	}
 	return res, nil
+}
+
+// misplaced refuses an entry the range cannot apply: a key outside its
+// span (a split gave it to another range since the entry was routed: the
+// node retries it there, nothing having been done here), or, outside
+// range 0, what only range 0 holds (sessions, locks, ACLs, replica marks).
+func (b *batchState) misplaced(e *Entry) error {
+	switch {
+	case e.Kind == KindKV && e.KV != nil:
+		for i, op := range e.KV.Ops {
+			if op.Verb != kv.VerbGetTree && op.Verb != kv.VerbDeleteTree && !b.span.Contains(op.Key) {
+				return kv.Errorf(kv.ErrRangeMoved, "op %d: %q is not in %s", i, op.Key, b.span)
+			}
+			if b.ks.id != 0 && (op.Session != "" || op.Verb == kv.VerbLock || op.Verb == kv.VerbUnlock || op.Verb == kv.VerbCheckSession) {
+				return kv.Errorf(kv.ErrNotImplemented, "op %d: locks and sessions live in range 0 only, %q is in %s", i, op.Key, b.span)
+			}
+		}
+	case e.Kind != KindKV && e.Kind != KindSplit && b.ks.id != 0:
+		return kv.Errorf(kv.ErrInvalid, "a %s entry belongs to range 0, not %s", e.Kind, b.span)
+	}
+	return nil
 }
 
 // kvCommand evaluates c (nil: no ops) at time t in an overlay and, if its
@@ -315,6 +364,19 @@ func (b *batchState) enqueue(w writer, kind byte, t int64, idx uint64, name stri
 	return w.Set(b.ks.expiryKey(kind, t, idx, name), nil)
 }
 
+// enqueueIdem queues e's idempotency record for expiry. Once the range
+// has split, the queue entry also names the first key of the command the
+// record answers, so that a later split knows which half the record goes
+// to (split.go); before, the entry is written as it always was.
+func (b *batchState) enqueueIdem(w writer, t int64, idx uint64, e *Entry) error {
+	var firstKey []byte
+	if b.clockMode && e.Kind == KindKV && e.KV != nil && len(e.KV.Ops) > 0 {
+		firstKey = []byte(e.KV.Ops[0].Key)
+	}
+	b.next[kindIdem] = min(b.next[kindIdem], t)
+	return w.Set(b.ks.expiryKey(kindIdem, t, idx, e.IdempotencyKey), firstKey)
+}
+
 // expire drops up to maxExpiryPerCommand queue entries that are older than
 // their TTL (or, for the idempotency table, over the size cap). It reads
 // through the batch's transaction and writes through w.
@@ -426,13 +488,16 @@ func (b *batchState) writeMeta(applied uint64) error {
 			return err
 		}
 	}
+	if b.clockMode {
+		return b.txn.Set(b.ks.local(metaFloor), uintBytes(b.floor))
+	}
 	return nil
 }
 
 // loadMeta reads the bookkeeping from Badger (at Open and after Restore).
 func (f *FSM) loadMeta(txn *badger.Txn) error {
-	vals := make([]uint64, 6)
-	for i, k := range [][]byte{metaApplied, metaConfIndex, metaReaped, metaIdemCount, metaClock, metaACL} {
+	vals := make([]uint64, 7)
+	for i, k := range [][]byte{metaApplied, metaConfIndex, metaReaped, metaIdemCount, metaClock, metaACL, metaFloor} {
 		v, err := readUint(txn, f.ks.local(k))
 		if err != nil {
 			return err
@@ -442,6 +507,7 @@ func (f *FSM) loadMeta(txn *badger.Txn) error {
 	f.metaMu.Lock()
 	defer f.metaMu.Unlock()
 	f.reaped, f.idemCount, f.lastTime = vals[2], int64(vals[3]), int64(vals[4])
+	f.floor, f.clockMode = vals[6], vals[6] != 0
 	for _, kind := range []byte{kindTomb, kindIdem, kindDelay} {
 		f.next[kind] = math.MaxInt64
 		opts := badger.DefaultIteratorOptions

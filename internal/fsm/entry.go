@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/raftkv/raftkv/internal/acl"
+	"github.com/raftkv/raftkv/internal/rangemap"
 	"github.com/raftkv/raftkv/kv"
 )
 
@@ -22,6 +24,7 @@ const (
 	KindSessionDestroy EntryKind = 3 // a session invalidated
 	KindACL            EntryKind = 4 // a policy, token, bootstrap or peer-secret change
 	KindReplicaMark    EntryKind = 5 // a server marked a read replica, or the mark cleared
+	KindSplit          EntryKind = 6 // the range cut in two at a key (v3 only, entry version 4)
 )
 
 var kindNames = map[EntryKind]string{
@@ -30,6 +33,7 @@ var kindNames = map[EntryKind]string{
 	KindSessionDestroy: "session-destroy",
 	KindACL:            "acl",
 	KindReplicaMark:    "replica-mark",
+	KindSplit:          "split",
 }
 
 func (k EntryKind) String() string {
@@ -69,6 +73,8 @@ type Entry struct {
 	ACL *acl.Command
 	// Replica is a KindReplicaMark entry's mark.
 	Replica *ReplicaMark
+	// Split is a KindSplit entry's split.
+	Split *Split
 
 	// Unparsed is set by DecodeEntry only, for a legacy session create or
 	// ACL change whose body (a session record, ACL JSON) does not parse.
@@ -92,6 +98,29 @@ type LegacyBody struct {
 type ReplicaMark struct {
 	Server      string
 	ReadReplica bool
+}
+
+// Split cuts the range at Key: the range keeps the keys before it, and a
+// new range NewID, on Replicas, gets Key and the keys after it.
+type Split struct {
+	Key      string
+	NewID    uint64
+	Replicas []rangemap.Replica
+}
+
+// SplitEntry is the entry of a split.
+func SplitEntry(s Split) *Entry { return &Entry{Kind: KindSplit, Split: &s} }
+
+// MinVersion is the entry version a node must read to apply entries of
+// kind k (the version its autopilot stats report).
+func (k EntryKind) MinVersion() int {
+	switch k {
+	case KindKV:
+		return 1
+	case KindSplit:
+		return entryV4
+	}
+	return entryV3
 }
 
 // KVEntry is the entry of a KV command: its Time, IdempotencyKey and
@@ -144,10 +173,14 @@ func ReplicaMarkEntry(server string, readReplica bool) *Entry {
 // must keep reading every KV write during a rolling upgrade.
 const entryV3 = 3
 
+// entryV4 is v3 with the kinds of ranges (split). Its entries are written
+// in the v3 form; the version says which kinds a node knows.
+const entryV4 = 4
+
 // EntryVersion is the newest form of log entries this build reads and
 // writes (see DESIGN.md, and package group's logform.go for when a leader
 // may write it).
-const EntryVersion = entryV3
+const EntryVersion = entryV4
 
 var errCorruptEntry = errors.New("corrupt entry")
 
@@ -194,6 +227,18 @@ func EncodeEntry(e *Entry) []byte {
 			c = *e.ACL
 		}
 		b = appendACL(b, &c)
+	case KindSplit:
+		var sp Split
+		if e.Split != nil {
+			sp = *e.Split
+		}
+		b = appendString(b, sp.Key)
+		b = binary.AppendUvarint(b, sp.NewID)
+		b = binary.AppendUvarint(b, uint64(len(sp.Replicas)))
+		for _, r := range sp.Replicas {
+			b = appendString(b, r.Node)
+			b = appendBool(b, r.Voter)
+		}
 	}
 	return b
 }
@@ -329,6 +374,16 @@ func decodeV3(b []byte) (*Entry, error) {
 		e.Replica = &ReplicaMark{Server: d.string(), ReadReplica: d.bool()}
 	case KindACL:
 		e.ACL = d.aclCommand()
+	case KindSplit:
+		sp := &Split{Key: d.string(), NewID: d.uvarint()}
+		n := d.uvarint()
+		if n > maxSplitReplicas {
+			return nil, fmt.Errorf("v3 split entry: %w: %d replicas", errCorruptEntry, n)
+		}
+		for range n {
+			sp.Replicas = append(sp.Replicas, rangemap.Replica{Node: d.string(), Voter: d.bool()})
+		}
+		e.Split = sp
 	case KindKV:
 		return nil, fmt.Errorf("v3 entry: %w: a KV entry is written as a v1/v2 command, never as v3", errCorruptEntry)
 	default:
@@ -405,8 +460,45 @@ func (e *Entry) Validate(l Limits) error {
 			return missing("an ACL change")
 		}
 		return validateACL(e.ACL)
+	case KindSplit:
+		if e.Split == nil {
+			return missing("a split")
+		}
+		return e.Split.validate()
 	}
 	return fmt.Errorf("%w: log entry of unknown kind %d", kv.ErrInvalid, e.Kind)
+}
+
+// maxSplitReplicas bounds the replicas a split names.
+const maxSplitReplicas = 16
+
+// validate checks what does not depend on the range: the key's form, an
+// ID for the new range, and replicas with at least one voter, none twice.
+func (sp *Split) validate() error {
+	switch {
+	case sp.Key == "" || !strings.HasSuffix(sp.Key, "/"):
+		return fmt.Errorf("%w: split key %q must end with \"/\"", kv.ErrInvalid, sp.Key)
+	case len(sp.Key) > kv.MaxKeyBytes:
+		return fmt.Errorf("%w: split key is %d bytes, limit %d", kv.ErrInvalid, len(sp.Key), kv.MaxKeyBytes)
+	case sp.NewID == 0:
+		return fmt.Errorf("%w: a split needs the new range's ID", kv.ErrInvalid)
+	case len(sp.Replicas) > maxSplitReplicas:
+		return fmt.Errorf("%w: a split names %d replicas, at most %d", kv.ErrInvalid, len(sp.Replicas), maxSplitReplicas)
+	}
+	voters, seen := 0, map[string]bool{}
+	for _, r := range sp.Replicas {
+		if r.Node == "" || seen[r.Node] {
+			return fmt.Errorf("%w: split replica %q empty or named twice", kv.ErrInvalid, r.Node)
+		}
+		seen[r.Node] = true
+		if r.Voter {
+			voters++
+		}
+	}
+	if voters == 0 {
+		return fmt.Errorf("%w: a split needs at least one voting replica", kv.ErrInvalid)
+	}
+	return nil
 }
 
 // validateACL checks what the HTTP API checked before an ACL change

@@ -54,6 +54,8 @@ type FSM struct {
 
 	// span is the range's descriptor as of the last batch applied.
 	span atomic.Pointer[rangemap.Descriptor]
+	// onSplit hears of every split the range applied, after its commit.
+	onSplit atomic.Pointer[func(left, right rangemap.Descriptor)]
 
 	// mu is held for reading by readers and for writing by the rare
 	// operations that change state in more than one Badger commit (Restore,
@@ -69,6 +71,8 @@ type FSM struct {
 	resuming   atomic.Bool
 
 	metaMu    sync.Mutex // guards the bookkeeping below (see batch.go)
+	floor     uint64
+	clockMode bool
 	reaped    uint64
 	idemCount int64
 	next      map[byte]int64

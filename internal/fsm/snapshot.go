@@ -89,8 +89,8 @@ func (f *FSM) Reset() error {
 	if err := f.db.View(f.loadMeta); err != nil {
 		return fmt.Errorf("fsm: reset: %w", err)
 	}
-	if f.span.Load() == nil { // a range that existed only by its descriptor
-		f.span.Store(&rangemap.Descriptor{ID: f.ks.id})
+	if f.span.Load() == nil { // until a snapshot brings its descriptor, the range owns no key
+		f.span.Store(&rangemap.Descriptor{ID: f.ks.id, Start: "\x00", End: "\x00"})
 	}
 	f.advance(0)
 	return nil

@@ -1,8 +1,10 @@
 package fsm
 
 import (
+	"encoding/binary"
 	"fmt"
 	"log/slog"
+	"math"
 
 	"strconv"
 	"sync"
@@ -148,4 +150,45 @@ func restoringMarkerName(id uint64) string {
 		return restoringMarker
 	}
 	return restoringMarker + "-" + strconv.FormatUint(id, 10)
+}
+
+// Ranges returns the descriptors of every range with state in the store,
+// range 0 first: what a node restarting must open.
+func (s *Store) Ranges() ([]rangemap.Descriptor, error) {
+	var out []rangemap.Descriptor
+	err := s.db.View(func(txn *badger.Txn) error {
+		d, err := readDescriptor(txn, newKeyspace(0))
+		if err != nil {
+			return err
+		}
+		out = append(out, *d)
+		opts := badger.DefaultIteratorOptions
+		opts.PrefetchValues = false
+		opts.Prefix = rangeLocalPrefix
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); {
+			k := it.Item().Key()
+			if len(k) < len(rangeLocalPrefix)+8 {
+				return fmt.Errorf("range-local key %q too short", k)
+			}
+			id := binary.BigEndian.Uint64(k[len(rangeLocalPrefix):])
+			d, err := readDescriptor(txn, newKeyspace(id))
+			if err != nil {
+				return err
+			}
+			if d != nil {
+				out = append(out, *d)
+			}
+			if id == math.MaxUint64 {
+				break
+			}
+			it.Seek(newKeyspace(id + 1).prefix)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fsm: list ranges: %w", err)
+	}
+	return out, nil
 }

@@ -17,7 +17,7 @@ import (
 
 // encode is e as this leader writes it to the log.
 func (g *Group) encode(e *fsm.Entry) []byte {
-	if e.Kind == fsm.KindKV || g.formats.allRead(g.Members(), g.id, fsm.EntryVersion) {
+	if e.Kind == fsm.KindKV || g.formats.allRead(g.Members(), g.id, e.Kind.MinVersion()) {
 		return fsm.EncodeEntry(e)
 	}
 	return fsm.EncodeLegacyEntry(e)

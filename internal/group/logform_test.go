@@ -52,7 +52,7 @@ func TestLeaderWritesTypedEntriesOnceAllRead(t *testing.T) {
 		if err := l.logs.GetLog(res.Index, &entry); err != nil {
 			return err
 		}
-		if entry.Data[0] != byte(fsm.EntryVersion) {
+		if entry.Data[0] != byte(fsm.KindACL.MinVersion()) {
 			return errors.New("written in the legacy form")
 		}
 		return nil

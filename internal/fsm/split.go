@@ -1,0 +1,254 @@
+package fsm
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/raftkv/raftkv/internal/rangemap"
+	"github.com/raftkv/raftkv/kv"
+)
+
+// Indexes. Until its first split a range hands out its raft indexes, as
+// every release before ranges did. A split starts a second raft log (the
+// new range's, from 1), so from the split on both halves count for
+// themselves (clockMode): an entry's index is
+//
+//	max(floor + 1, clockIndex(entry time))
+//
+// where floor is the last index the range handed out. The entry's time is
+// the leader's, in the log, so every replica computes the same index; the
+// floor keeps it monotonic whatever the leaders' clocks do, and the clock
+// keeps the ranges' indexes near each other, far above any raft index and
+// below 2^53 (docs/RANGES.md).
+
+// clockShift leaves room for 1024 entries per millisecond before the
+// floor takes over.
+const clockShift = 10
+
+// clockIndex is the index a time in unix nanoseconds stands for.
+func clockIndex(unixNano int64) uint64 {
+	if unixNano <= 0 {
+		return 0
+	}
+	return uint64(unixNano/1e6) << clockShift
+}
+
+// index is the index an entry at raft index idx and time t gets.
+func (b *batchState) index(idx uint64, t int64) uint64 {
+	if !b.clockMode {
+		return idx
+	}
+	b.floor = max(b.floor+1, clockIndex(t))
+	return b.floor
+}
+
+// LastIndex is the last index the range handed out: its applied raft
+// index until its first split, its own count after.
+func (f *FSM) LastIndex() uint64 {
+	f.metaMu.Lock()
+	defer f.metaMu.Unlock()
+	if f.clockMode {
+		return f.floor
+	}
+	return f.applied.Load()
+}
+
+// OnSplit sets what hears of every split the range applies, after its
+// commit: the node starts the new range's group.
+func (f *FSM) OnSplit(fn func(left, right rangemap.Descriptor)) { f.onSplit.Store(&fn) }
+
+// split cuts the range at sp.Key. No user key moves: the new range owns
+// the keys at and after sp.Key because its descriptor says so. What moves
+// is range-local bookkeeping about those keys: their tombstones' and
+// lock-delays' places in the expiry queue, the idempotency records of
+// commands on them (with their queue entries), and session holds. Both
+// halves count their own indexes from here (clockMode), from the split's
+// index.
+//
+// The writes are ordered so that a crash in the middle of an oversized
+// split (applied through a WriteBatch) leaves a state the replay finishes:
+// the moves first (each moves an entry out of the parent, so a replay
+// finds only what is left), the new range's state next, the parent's
+// shrunken descriptor last (until it is written the split still checks).
+func (b *batchState) split(w writer, idx uint64, sp *Split) (any, error) {
+	keep, err := b.keptWhole()
+	if err != nil {
+		return nil, err
+	}
+	left, right, err := rangemap.Split(*b.span, sp.Key, sp.NewID, keep)
+	if err != nil {
+		return kv.Errorf(kv.ErrInvalid, "cannot split %s: %v", b.span, err), nil
+	}
+	left.Replicas, right.Replicas = sp.Replicas, sp.Replicas
+	child := newKeyspace(sp.NewID)
+	if locked, err := b.lockedAfter(right); err != nil || locked != "" {
+		if err != nil {
+			return nil, err
+		}
+		return kv.Errorf(kv.ErrInvalid, "cannot split %s at %q: %q is locked, and locks cannot move between ranges yet", b.span, sp.Key, locked), nil
+	}
+	moved, copied, err := b.moveBookkeeping(w, child, right)
+	if err != nil {
+		return nil, fmt.Errorf("split: move bookkeeping: %w", err)
+	}
+	b.idemCount -= int64(moved)
+
+	for _, m := range []struct {
+		k []byte
+		v uint64
+	}{{metaApplied, 0}, {metaReaped, b.reaped}, {metaIdemCount, uint64(moved + copied)}, {metaClock, uint64(b.now)}, {metaFloor, idx}} {
+		if err := w.Set(child.local(m.k), uintBytes(m.v)); err != nil {
+			return nil, err
+		}
+	}
+	if err := w.Set(child.local(metaRange), rangemap.AppendDescriptor(nil, right)); err != nil {
+		return nil, err
+	}
+	if err := w.Set(b.ks.local(metaRange), rangemap.AppendDescriptor(nil, left)); err != nil {
+		return nil, err
+	}
+	b.span = &left
+	b.floor, b.clockMode = idx, true
+	b.splits = append(b.splits, [2]rangemap.Descriptor{left, right})
+	return &kv.Result{Index: idx, OK: true}, nil
+}
+
+// keptWhole returns the prefixes kept whole in the range (none yet).
+func (b *batchState) keptWhole() ([]string, error) { return nil, nil }
+
+// lockedAfter returns a key of right that a session holds now ("" if
+// none): sessions live in range 0, whose invalidations release only its
+// own keys, so a lock must not leave it.
+func (b *batchState) lockedAfter(right rangemap.Descriptor) (string, error) {
+	o := b.overlay()
+	var locked string
+	err := b.eachLocal(holdsPrefix, func(k, _ []byte) (bool, error) {
+		session, key, ok := cutHold(k)
+		if !ok || !right.Contains(key) {
+			return true, nil
+		}
+		e, err := o.get(key)
+		if err != nil {
+			return false, err
+		}
+		if e != nil && e.Session == session {
+			locked = key
+			return false, nil
+		}
+		return true, nil
+	})
+	return locked, err
+}
+
+// moveBookkeeping moves to the child what right's keys own in the parent's
+// range-local state, and returns how many idempotency records it moved and
+// how many it copied (records queued before the first split name no key:
+// both halves keep those).
+func (b *batchState) moveBookkeeping(w writer, child keyspace, right rangemap.Descriptor) (moved, copied int, err error) {
+	type move struct {
+		from, to []byte
+		value    []byte
+		keep     bool // copy: the parent keeps it too
+	}
+	var moves []move
+	for _, kind := range []byte{kindTomb, kindDelay, kindIdem} {
+		prefix := []byte{expiryPrefix[0], kind}
+		err := b.eachLocal(prefix, func(k, v []byte) (bool, error) {
+			if len(k) < len(prefix)+16 {
+				return false, fmt.Errorf("expiry entry %q too short", k)
+			}
+			t := int64(binary.BigEndian.Uint64(k[len(prefix):]))
+			index := binary.BigEndian.Uint64(k[len(prefix)+8:])
+			name := string(k[len(prefix)+16:])
+			to := child.expiryKey(kind, t, index, name)
+			switch {
+			case kind != kindIdem && right.Contains(name):
+				moves = append(moves, move{from: b.ks.local(k), to: to})
+			case kind == kindIdem && (len(v) == 0 || right.Contains(string(v))):
+				rec, err := b.get(b.ks.localOf(idemPrefix, name))
+				if err != nil {
+					return false, err
+				}
+				keep := len(v) == 0
+				moves = append(moves, move{from: b.ks.local(k), to: to, value: v, keep: keep})
+				if rec != nil {
+					moves = append(moves, move{from: b.ks.localOf(idemPrefix, name), to: child.localOf(idemPrefix, name), value: rec, keep: keep})
+				}
+				if keep {
+					copied++
+				} else {
+					moved++
+				}
+			}
+			return true, nil
+		})
+		if err != nil {
+			return 0, 0, err
+		}
+	}
+	err = b.eachLocal(holdsPrefix, func(k, _ []byte) (bool, error) {
+		if session, key, ok := cutHold(k); ok && right.Contains(key) {
+			moves = append(moves, move{from: b.ks.holdsKey(session, key), to: child.holdsKey(session, key)})
+		}
+		return true, nil
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, m := range moves {
+		if err := w.Set(m.to, m.value); err != nil {
+			return 0, 0, err
+		}
+		if !m.keep {
+			if err := w.Delete(m.from); err != nil {
+				return 0, 0, err
+			}
+		}
+	}
+	return moved, copied, nil
+}
+
+// eachLocal calls fn with every range-local key under name (without the
+// range's prefix) and its value, in key order, until fn returns false.
+func (b *batchState) eachLocal(name []byte, fn func(k, v []byte) (bool, error)) error {
+	opts := badger.DefaultIteratorOptions
+	opts.Prefix = b.ks.local(name)
+	it := b.txn.NewIterator(opts)
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		v, err := it.Item().ValueCopy(nil)
+		if err != nil {
+			return err
+		}
+		more, err := fn(it.Item().KeyCopy(nil)[len(b.ks.prefix):], v)
+		if err != nil || !more {
+			return err
+		}
+	}
+	return nil
+}
+
+// get reads a raw key through the batch (nil if absent).
+func (b *batchState) get(k []byte) ([]byte, error) {
+	item, err := b.txn.Get(k)
+	if err == badger.ErrKeyNotFound {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return item.ValueCopy(nil)
+}
+
+// cutHold splits a holds entry's name ("h" + session + 0 + key).
+func cutHold(k []byte) (session, key string, ok bool) {
+	rest := string(k[len(holdsPrefix):])
+	for i := 0; i < len(rest); i++ {
+		if rest[i] == 0 {
+			return rest[:i], rest[i+1:], true
+		}
+	}
+	return "", "", false
+}

@@ -1,0 +1,343 @@
+package fsm
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/raftkv/raftkv/internal/rangemap"
+	"github.com/raftkv/raftkv/kv"
+)
+
+var threeReplicas = []rangemap.Replica{{Node: "n1", Voter: true}, {Node: "n2", Voter: true}, {Node: "n3", Voter: true}}
+
+func splitLog(index uint64, at time.Duration, key string, newID uint64) *raft.Log {
+	e := SplitEntry(Split{Key: key, NewID: newID, Replicas: threeReplicas})
+	e.Time = t0.Add(at)
+	return &raft.Log{Index: index, Term: 1, Type: raft.LogCommand, Data: EncodeEntry(e)}
+}
+
+func openStore(t *testing.T, dir string) *Store {
+	t.Helper()
+	s, err := OpenStore(dir, Options{Small: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func openRange(t *testing.T, s *Store, id uint64) *FSM {
+	t.Helper()
+	f, err := s.Range(id, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.Close() })
+	return f
+}
+
+func keysOf(t *testing.T, f *FSM, prefix string) string {
+	t.Helper()
+	keys, _, err := f.Keys(prefix, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(keys, " ")
+}
+
+// A split moves no key and loses none: the left half answers for the keys
+// before the split key, the new range for the rest; each refuses the
+// other's keys without doing anything; indexes only grow, across the split
+// and a restart; and a keyed write applied before the split is answered
+// again, not applied again, by the range that holds its key after it.
+func TestSplitLeavesEveryKeyInPlace(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	r0 := openRange(t, s, 0)
+	var heard []string
+	r0.OnSplit(func(l, r rangemap.Descriptor) { heard = append(heard, l.String()+" | "+r.String()) })
+
+	logs := []*raft.Log{
+		timed(1, 0, "", set("a/1", "a")),
+		timed(2, time.Second, "", set("m/1", "m")),
+		timed(3, 2*time.Second, "w-z", set("z/1", "z")), // a keyed write, before the split
+		timed(4, 3*time.Second, "", set("z/gone", "x")),
+		timed(5, 4*time.Second, "", kv.Op{Verb: kv.VerbDelete, Key: "z/gone"}),
+	}
+	for _, r := range r0.ApplyBatch(logs) {
+		mustResult(t, r)
+	}
+	before := mustGet(t, r0, "z/1")
+	res := mustResult(t, r0.ApplyBatch([]*raft.Log{splitLog(6, 5*time.Second, "m/", 7)})[0])
+	if !res.OK || res.Index != 6 {
+		t.Fatalf("split: %+v", res)
+	}
+	if len(heard) != 1 || !strings.Contains(heard[0], `range 0 ["", "m/") gen 1 | range 7 ["m/", ∞) gen 1`) {
+		t.Fatalf("split hook heard %q", heard)
+	}
+
+	r7 := openRange(t, s, 7)
+	if got := keysOf(t, r0, ""); got != "a/1" {
+		t.Fatalf("range 0 lists %q", got)
+	}
+	if got := keysOf(t, r7, ""); got != "m/1 z/1" {
+		t.Fatalf("range 7 lists %q", got)
+	}
+	if _, _, err := r0.Get("z/1"); !errors.Is(err, kv.ErrRangeMoved) {
+		t.Fatalf("range 0 reading a key of range 7: %v", err)
+	}
+	if e := mustGet(t, r7, "z/1"); e.ModifyIndex != before.ModifyIndex || string(e.Value) != "z" {
+		t.Fatalf("z/1 in range 7: %+v, was %+v", e, before)
+	}
+	// A write routed to range 0 before the split, applied after: refused,
+	// nothing done.
+	if res := r0.ApplyBatch([]*raft.Log{timed(7, 6*time.Second, "", set("z/1", "late"))})[0]; !errors.Is(res.(error), kv.ErrRangeMoved) {
+		t.Fatalf("range 0 applying a write of range 7's: %v", res)
+	}
+	if string(mustGet(t, r7, "z/1").Value) != "z" {
+		t.Fatal("a refused write changed the key")
+	}
+	// Range 7's own log starts at 1; its indexes continue above the split.
+	res = mustResult(t, r7.ApplyBatch([]*raft.Log{timed(1, 7*time.Second, "", set("z/1", "again"))})[0])
+	if e := mustGet(t, r7, "z/1"); e.ModifyIndex <= 6 || e.ModifyIndex != res.Index || e.CreateIndex != before.CreateIndex {
+		t.Fatalf("z/1 written in range 7: %+v (result index %d)", e, res.Index)
+	}
+	if res.Index >= 1<<53 {
+		t.Fatalf("index %d is not below 2^53", res.Index)
+	}
+	// The keyed write again (a client's retry): its first answer, and it is
+	// not applied again.
+	retry := mustResult(t, r7.ApplyBatch([]*raft.Log{timed(2, 8*time.Second, "w-z", set("z/1", "z"))})[0])
+	if retry.Index != 3 || string(mustGet(t, r7, "z/1").Value) != "again" {
+		t.Fatalf("retry of a write applied before the split: %+v, value %q", retry, mustGet(t, r7, "z/1").Value)
+	}
+	// Deleted keys keep their tombstones where their key went: the list's
+	// index is at least the delete's.
+	if _, idx, _ := r7.List("z/"); idx < 5 {
+		t.Fatalf("range 7's index for z/ is %d, below the delete at 5", idx)
+	}
+	// Range 0 counts on from the split too.
+	res0 := mustResult(t, r0.ApplyBatch([]*raft.Log{timed(8, 9*time.Second, "", set("a/2", "b"))})[0])
+	if res0.Index <= 6 {
+		t.Fatalf("range 0 after the split wrote at index %d", res0.Index)
+	}
+	last7 := r7.LastIndex()
+
+	// After a restart both ranges are there, with their spans and counts.
+	r0.Close()
+	r7.Close()
+	s.Close()
+	s2 := openStore(t, dir)
+	ranges, err := s2.Ranges()
+	if err != nil || len(ranges) != 2 || ranges[0].End != "m/" || ranges[1].ID != 7 || ranges[1].Start != "m/" {
+		t.Fatalf("ranges after restart: %v, %v", ranges, err)
+	}
+	r7 = openRange(t, s2, 7)
+	if r7.LastIndex() != last7 {
+		t.Fatalf("range 7's last index %d after restart, was %d", r7.LastIndex(), last7)
+	}
+	res = mustResult(t, r7.ApplyBatch([]*raft.Log{timed(3, 9*time.Second, "", set("m/2", "x"))})[0])
+	if res.Index <= last7 {
+		t.Fatalf("range 7 after restart wrote at index %d, not above %d", res.Index, last7)
+	}
+}
+
+func TestSplitRefusals(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	r0 := openRange(t, s, 0)
+	sess := kv.Op{Verb: kv.VerbSessionCreate, Session: "s1", Value: EncodeSession(&kv.Session{Node: "n1", Behavior: kv.BehaviorRelease})}
+	for _, r := range r0.ApplyBatch([]*raft.Log{
+		timed(1, 0, "", sess),
+		timed(2, time.Second, "", kv.Op{Verb: kv.VerbLock, Key: "q/lock", Session: "s1"}),
+	}) {
+		mustResult(t, r)
+	}
+	idx := uint64(3)
+	refused := func(key string, id uint64, want string) {
+		t.Helper()
+		res := r0.ApplyBatch([]*raft.Log{splitLog(idx, time.Duration(idx)*time.Second, key, id)})[0]
+		idx++
+		if err, ok := res.(error); !ok || !strings.Contains(err.Error(), want) {
+			t.Fatalf("split at %q: %v, want a refusal with %q", key, res, want)
+		}
+	}
+	refused("q/", 5, `"q/lock" is locked`)
+	// Validate refuses these before they reach a log; the state machine
+	// refuses them too.
+	refused("", 5, "must end with")
+	refused("q", 5, "must end with")
+	refused("x/", 0, "ID of its own")
+	if d := r0.Descriptor(); d.Start != "" || d.End != "" || d.Generation != 0 {
+		t.Fatalf("refused splits changed the range: %s", d)
+	}
+	mustResult(t, r0.ApplyBatch([]*raft.Log{splitLog(idx, 20*time.Second, "r/", 9)})[0])
+	idx++
+	refused("r/", 10, "not inside")
+	refused("s/", 10, "not inside")
+
+	// Range 9 holds keys, not sessions, locks or ACLs.
+	r9 := openRange(t, s, 9)
+	for i, op := range []kv.Op{
+		{Verb: kv.VerbLock, Key: "r/x", Session: "s1"},
+		{Verb: kv.VerbSet, Key: "r/x", Session: "s1"},
+		sess,
+	} {
+		res := r9.ApplyBatch([]*raft.Log{timed(uint64(i+1), 30*time.Second, "", op)})[0]
+		if _, ok := res.(error); !ok {
+			t.Fatalf("range 9 applied %+v: %+v", op, res)
+		}
+	}
+	if keysOf(t, r9, "") != "" {
+		t.Fatal("refused ops wrote keys")
+	}
+
+	for _, sp := range []Split{{Key: "a", NewID: 2, Replicas: threeReplicas}, {Key: "a/", NewID: 0, Replicas: threeReplicas},
+		{Key: "a/", NewID: 2}, {Key: "a/", NewID: 2, Replicas: []rangemap.Replica{{Node: "n1"}}},
+		{Key: "a/", NewID: 2, Replicas: []rangemap.Replica{{Node: "n1", Voter: true}, {Node: "n1"}}}} {
+		if err := SplitEntry(sp).Validate(Limits{}); !errors.Is(err, kv.ErrInvalid) {
+			t.Errorf("Validate(%+v) = %v", sp, err)
+		}
+	}
+}
+
+// A range's snapshot holds its keys and its own state only, and restoring
+// it gives that back without touching the other range.
+func TestRangeSnapshotRestore(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	r0 := openRange(t, s, 0)
+	for _, r := range r0.ApplyBatch([]*raft.Log{
+		timed(1, 0, "", set("a/1", "a")), timed(2, 0, "k1", set("m/1", "m")), timed(3, 0, "", set("z/1", "z")),
+		splitLog(4, time.Second, "m/", 7),
+	}) {
+		mustResult(t, r)
+	}
+	r7 := openRange(t, s, 7)
+	mustResult(t, r7.ApplyBatch([]*raft.Log{timed(1, 2*time.Second, "", set("z/2", "zz"))})[0])
+
+	var snap7, snap0 bytes.Buffer
+	if _, err := r7.WriteSnapshot(&snap7); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r0.WriteSnapshot(&snap0); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(snap0.Bytes(), []byte("z/1")) || !bytes.Contains(snap7.Bytes(), []byte("z/1")) || bytes.Contains(snap7.Bytes(), []byte("a/1")) {
+		t.Fatal("a range's snapshot holds another range's keys")
+	}
+	want7 := keysOf(t, r7, "")
+	if err := r7.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	if got := keysOf(t, r7, ""); got != "" || keysOf(t, r0, "") != "a/1" {
+		t.Fatalf("after resetting range 7: range 7 %q, range 0 %q", got, keysOf(t, r0, ""))
+	}
+	if err := r7.Restore(nopCloser{bytes.NewReader(snap7.Bytes())}); err != nil {
+		t.Fatal(err)
+	}
+	if got := keysOf(t, r7, ""); got != want7 || r7.AppliedIndex() != 1 || keysOf(t, r0, "") != "a/1" {
+		t.Fatalf("after restoring range 7: %q (want %q), applied %d, range 0 %q", got, want7, r7.AppliedIndex(), keysOf(t, r0, ""))
+	}
+	if d := r7.Descriptor(); d.ID != 7 || d.Start != "m/" {
+		t.Fatalf("range 7's descriptor after its restore: %s", d)
+	}
+	// Range 0's snapshot cannot be restored into range 7, nor the reverse.
+	if err := r7.Restore(nopCloser{bytes.NewReader(snap0.Bytes())}); err == nil {
+		t.Fatal("range 7 restored range 0's snapshot")
+	}
+}
+
+type nopCloser struct{ *bytes.Reader }
+
+func (nopCloser) Close() error { return nil }
+
+// The split command is part of the replicated state machine: every
+// batching of the same logs gives byte-identical ranges.
+func TestSplitSameLogSameStateWhateverTheBatches(t *testing.T) {
+	defer func(a, b time.Duration, c int64, d int) {
+		tombstoneTTL, idempotencyTTL, maxIdempotencyKeys, maxExpiryPerCommand = a, b, c, d
+	}(tombstoneTTL, idempotencyTTL, maxIdempotencyKeys, maxExpiryPerCommand)
+	tombstoneTTL, idempotencyTTL, maxIdempotencyKeys, maxExpiryPerCommand = 2*time.Minute, time.Minute, 15, 3
+
+	for seed := uint64(1); seed <= 3; seed++ {
+		logs := randomLog(seed, 300)
+		// Range 0's log: the random log with a split in the middle. Range
+		// 7's log: writes to its keys (d1/, d2/) after the split.
+		mid := len(logs) / 2
+		at := 10 * time.Hour
+		log0 := append(append(append([]*raft.Log(nil), logs[:mid]...), splitLog(uint64(mid+1), at, "d1/", 7)), reindex(logs[mid:], uint64(mid+2))...)
+		var log7 []*raft.Log
+		for i, l := range randomLog(seed+100, 200) {
+			if l.Type != raft.LogCommand {
+				continue
+			}
+			if e, _ := DecodeEntry(l.Data); e.Kind == KindKV {
+				c := *e.KV
+				c.Time = t0.Add(at + time.Duration(i)*time.Second)
+				for j := range c.Ops {
+					c.Ops[j].Key = strings.Replace(c.Ops[j].Key, "d0/", "d2/", 1)
+				}
+				log7 = append(log7, &raft.Log{Type: raft.LogCommand, Data: EncodeCommand(&c)})
+			}
+		}
+		log7 = reindex(log7, 1)
+
+		want0, want7, wantRes := applyRanges(t, log0, log7, []int{1})
+		if !strings.Contains(wantRes, "is not in range 0") || !strings.Contains(wantRes, "live in range 0 only") {
+			t.Fatalf("seed %d: the logs never sent a key or a lock to the wrong range", seed)
+		}
+		for _, sizes := range [][]int{{1000}, {7}, {2, 13, 1, 64}} {
+			s0, s7, res := applyRanges(t, log0, log7, sizes)
+			if res != wantRes {
+				t.Fatalf("seed %d, batches %v: answers differ from one-by-one", seed, sizes)
+			}
+			if !bytes.Equal(s0, want0) || !bytes.Equal(s7, want7) {
+				t.Fatalf("seed %d, batches %v: state differs from one-by-one", seed, sizes)
+			}
+		}
+	}
+}
+
+func reindex(logs []*raft.Log, from uint64) []*raft.Log {
+	out := make([]*raft.Log, len(logs))
+	for i, l := range logs {
+		c := *l
+		c.Index = from + uint64(i)
+		out[i] = &c
+	}
+	return out
+}
+
+// applyRanges applies range 0's log, then range 7's, in batches of the
+// given sizes (cycled), and returns both snapshots and every answer.
+func applyRanges(t *testing.T, log0, log7 []*raft.Log, sizes []int) ([]byte, []byte, string) {
+	t.Helper()
+	s := openStore(t, t.TempDir())
+	var results bytes.Buffer
+	apply := func(f *FSM, logs []*raft.Log) {
+		for i, n := 0, 0; i < len(logs); n++ {
+			k := min(sizes[n%len(sizes)], len(logs)-i)
+			for _, r := range f.ApplyBatch(logs[i : i+k]) {
+				fmt.Fprintf(&results, "%+v\n", r)
+			}
+			i += k
+		}
+	}
+	r0 := openRange(t, s, 0)
+	apply(r0, log0)
+	r7 := openRange(t, s, 7)
+	apply(r7, log7)
+	var s0, s7 bytes.Buffer
+	if _, err := r0.WriteSnapshot(&s0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r7.WriteSnapshot(&s7); err != nil {
+		t.Fatal(err)
+	}
+	return s0.Bytes(), s7.Bytes(), results.String()
+}
