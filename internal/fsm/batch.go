@@ -179,6 +179,8 @@ func (b *batchState) apply(w writer, idx uint64, e *Entry, force bool) (answer a
 		res, err = b.destroySession(w, idx, e.SessionID)
 	case KindReplicaMark:
 		res, err = markReplica(w, idx, e.Replica)
+	case KindNewRangeID:
+		res, err = b.newRangeID(w)
 	case KindSplit:
 		var answer any
 		if answer, err = b.split(w, idx, e.Split); err != nil {

@@ -25,6 +25,7 @@ const (
 	KindACL            EntryKind = 4 // a policy, token, bootstrap or peer-secret change
 	KindReplicaMark    EntryKind = 5 // a server marked a read replica, or the mark cleared
 	KindSplit          EntryKind = 6 // the range cut in two at a key (v3 only, entry version 4)
+	KindNewRangeID     EntryKind = 7 // range 0 hands out the next range ID (v3 only, entry version 4)
 )
 
 var kindNames = map[EntryKind]string{
@@ -34,6 +35,7 @@ var kindNames = map[EntryKind]string{
 	KindACL:            "acl",
 	KindReplicaMark:    "replica-mark",
 	KindSplit:          "split",
+	KindNewRangeID:     "new-range-id",
 }
 
 func (k EntryKind) String() string {
@@ -111,13 +113,17 @@ type Split struct {
 // SplitEntry is the entry of a split.
 func SplitEntry(s Split) *Entry { return &Entry{Kind: KindSplit, Split: &s} }
 
+// NewRangeIDEntry asks range 0 for the next range ID (in Result.Index):
+// IDs are handed out in one place, so two splits never pick the same.
+func NewRangeIDEntry() *Entry { return &Entry{Kind: KindNewRangeID} }
+
 // MinVersion is the entry version a node must read to apply entries of
 // kind k (the version its autopilot stats report).
 func (k EntryKind) MinVersion() int {
 	switch k {
 	case KindKV:
 		return 1
-	case KindSplit:
+	case KindSplit, KindNewRangeID:
 		return entryV4
 	}
 	return entryV3
@@ -384,6 +390,7 @@ func decodeV3(b []byte) (*Entry, error) {
 			sp.Replicas = append(sp.Replicas, rangemap.Replica{Node: d.string(), Voter: d.bool()})
 		}
 		e.Split = sp
+	case KindNewRangeID:
 	case KindKV:
 		return nil, fmt.Errorf("v3 entry: %w: a KV entry is written as a v1/v2 command, never as v3", errCorruptEntry)
 	default:
@@ -465,6 +472,8 @@ func (e *Entry) Validate(l Limits) error {
 			return missing("a split")
 		}
 		return e.Split.validate()
+	case KindNewRangeID:
+		return nil
 	}
 	return fmt.Errorf("%w: log entry of unknown kind %d", kv.ErrInvalid, e.Kind)
 }

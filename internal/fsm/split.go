@@ -115,6 +115,19 @@ func (b *batchState) split(w writer, idx uint64, sp *Split) (any, error) {
 	return &kv.Result{Index: idx, OK: true}, nil
 }
 
+// metaRangeIDs, in range 0, is the last range ID handed out.
+var metaRangeIDs = []byte("m:rangeids")
+
+// newRangeID hands out the next range ID (range 0 only: misplaced refuses
+// the entry elsewhere).
+func (b *batchState) newRangeID(w writer) (*kv.Result, error) {
+	v, err := readUint(b.txn, metaRangeIDs)
+	if err != nil {
+		return nil, err
+	}
+	return &kv.Result{Index: v + 1, OK: true}, w.Set(metaRangeIDs, uintBytes(v+1))
+}
+
 // keptWhole returns the prefixes kept whole in the range (none yet).
 func (b *batchState) keptWhole() ([]string, error) { return nil, nil }
 

@@ -341,3 +341,23 @@ func applyRanges(t *testing.T, log0, log7 []*raft.Log, sizes []int) ([]byte, []b
 	}
 	return s0.Bytes(), s7.Bytes(), results.String()
 }
+
+func TestRangeIDsAreHandedOutOnce(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	r0 := openRange(t, s, 0)
+	newID := func(i uint64) *raft.Log {
+		return &raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: EncodeEntry(NewRangeIDEntry())}
+	}
+	var got []uint64
+	for _, r := range r0.ApplyBatch([]*raft.Log{newID(1), newID(2), newID(3)}) {
+		got = append(got, mustResult(t, r).Index)
+	}
+	if fmt.Sprint(got) != "[1 2 3]" {
+		t.Fatalf("range IDs %v", got)
+	}
+	mustResult(t, r0.ApplyBatch([]*raft.Log{splitLog(4, 0, "m/", 3)})[0])
+	r3 := openRange(t, s, 3)
+	if res := r3.ApplyBatch([]*raft.Log{newID(1)})[0]; !errors.Is(res.(error), kv.ErrInvalid) {
+		t.Fatalf("range 3 handed out a range ID: %v", res)
+	}
+}

@@ -4,9 +4,11 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/hashicorp/raft"
 	wal "github.com/hashicorp/raft-wal"
 
 	"github.com/raftkv/raftkv/internal/diskguard"
+	"github.com/raftkv/raftkv/internal/fsm"
 	"github.com/raftkv/raftkv/kv"
 )
 
@@ -21,6 +23,14 @@ type Config struct {
 	// state; Join lists members to ask to add this node until one does.
 	Bootstrap bool
 	Join      []string
+	// BootstrapServers forms the group with these servers when DataDir
+	// holds no raft state: a range a split created, which every replica
+	// bootstraps alike.
+	BootstrapServers []raft.Server
+	// Store, if set, is the node's state machine store, shared by its
+	// ranges: the group's state machine is range ID of it. Unset, the
+	// group opens a store of its own in DataDir/fsm (range 0).
+	Store *fsm.Store
 	// ReadReplica makes the join request ask to stay a non-voter for good.
 	ReadReplica bool
 	// Recover rewrites the raft configuration from DataDir/peers.json.

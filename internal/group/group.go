@@ -110,6 +110,10 @@ func Open(cfg Config, host Host) (_ *Group, err error) {
 	feed := changeFeed{keys: g.watch, sessions: g.sessionWatch}
 	fsmDir := filepath.Join(cfg.DataDir, "fsm")
 	err = unpanic("Badger", func() (err error) {
+		if cfg.Store != nil {
+			g.fsm, err = cfg.Store.Range(cfg.ID, feed)
+			return err
+		}
 		g.fsm, err = fsm.Open(fsmDir, fsm.Options{Logger: g.logger, Small: cfg.SmallFootprint, Notify: feed})
 		return err
 	})
@@ -220,6 +224,12 @@ func Open(cfg Config, host Host) (_ *Group, err error) {
 		f := g.raft.BootstrapCluster(raft.Configuration{Servers: []raft.Server{
 			{Suffrage: raft.Voter, ID: raft.ServerID(g.id), Address: raft.ServerAddress(g.addr)},
 		}})
+		if err := f.Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			return nil, fmt.Errorf("group: bootstrap: %w", err)
+		}
+	}
+	if len(cfg.BootstrapServers) > 0 && !hasState {
+		f := g.raft.BootstrapCluster(raft.Configuration{Servers: cfg.BootstrapServers})
 		if err := f.Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
 			return nil, fmt.Errorf("group: bootstrap: %w", err)
 		}
