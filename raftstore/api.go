@@ -8,8 +8,8 @@ import (
 	"github.com/raftkv/raftkv/kv"
 )
 
-// The Go API of the node's group: writes and reads of keys, locks,
-// sessions, membership and snapshots, each one call on the group.
+// The Go API of the node: writes and reads of keys (routed to the range
+// of their keys), locks, sessions, membership and snapshots (range 0's).
 
 // WriteOption changes a Go API write.
 type WriteOption func(*kv.Command)
@@ -17,12 +17,12 @@ type WriteOption func(*kv.Command)
 // Apply runs a write command on the cluster (see kv.Command): proposed
 // here if this node leads, forwarded to the leader otherwise.
 func (s *RaftStore) Apply(ctx context.Context, cmd *kv.Command) (*kv.Result, error) {
-	return s.group.Apply(ctx, cmd)
+	return s.ranges.Apply(ctx, cmd)
 }
 
 // Read answers a query, linearizably unless q.Stale (see kv.Query).
 func (s *RaftStore) Read(ctx context.Context, q kv.Query) (*kv.QueryResult, error) {
-	return s.group.Read(ctx, q)
+	return s.ranges.Read(ctx, q)
 }
 
 func (s *RaftStore) write(ctx context.Context, op kv.Op, opts []WriteOption) (*kv.Result, error) {
@@ -30,7 +30,7 @@ func (s *RaftStore) write(ctx context.Context, op kv.Op, opts []WriteOption) (*k
 	for _, o := range opts {
 		o(cmd)
 	}
-	return s.group.Apply(ctx, cmd)
+	return s.ranges.Apply(ctx, cmd)
 }
 
 // Set writes key and returns its new ModifyIndex.
@@ -120,7 +120,7 @@ func (s *RaftStore) query(ctx context.Context, q kv.Query, opts []ReadOption) (*
 	for _, o := range opts {
 		o(&q)
 	}
-	return s.group.Read(ctx, q)
+	return s.ranges.Read(ctx, q)
 }
 
 // Get returns one key; ErrNotFound if it does not exist.

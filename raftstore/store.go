@@ -10,9 +10,11 @@ import (
 
 	"github.com/raftkv/raftkv/internal/aclsys"
 	"github.com/raftkv/raftkv/internal/diskguard"
+	"github.com/raftkv/raftkv/internal/fsm"
 	"github.com/raftkv/raftkv/internal/group"
 	"github.com/raftkv/raftkv/internal/httpd"
 	"github.com/raftkv/raftkv/internal/node"
+	"github.com/raftkv/raftkv/internal/ranges"
 	"github.com/raftkv/raftkv/internal/sessions"
 	"github.com/raftkv/raftkv/kv"
 )
@@ -23,7 +25,10 @@ import (
 // the state machine and the cluster's behaviour.
 type RaftStore struct {
 	node     *node.Node
-	group    *group.Group
+	store    *fsm.Store   // the state machines of every range on the node
+	group    *group.Group // range 0: the meta range, with sessions and ACLs
+	ranges   *ranges.Set  // range 0 and the ranges splits made
+	cfg      Config
 	sessions *sessions.Service
 	acls     *aclsys.System
 	disk     *diskguard.Guard
@@ -62,7 +67,13 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 		return nil, fmt.Errorf("raftstore: %w", err)
 	}
 	gcfg.Disk = s.disk
+	s.cfg = cfg
+	if s.store, err = group.OpenStore(cfg.DataDir, n.Logger(), cfg.SmallFootprint); err != nil {
+		return nil, err
+	}
+	gcfg.Store = s.store
 	if s.group, err = group.Open(*gcfg, n); err != nil {
+		s.store.Close()
 		return nil, err
 	}
 	// The features attach before the group can lead (its first election
@@ -72,10 +83,19 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 	if err := n.AddGroup(0, peerCalls{s.group.PeerCalls(), s.sessions}); err != nil {
 		s.sessions.Close()
 		s.group.Close()
+		s.store.Close()
 		return nil, err
 	}
 	n.SetPeerAuth(peerAuth{s.group, s.acls}) // before the group calls its peers
 	s.group.Start()
+	s.ranges = ranges.New(s.group, s.startRange, n.Logger())
+	if err := s.openRanges(); err != nil {
+		s.ranges.Close()
+		s.sessions.Close()
+		s.group.Close()
+		s.store.Close()
+		return nil, err
+	}
 	ctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
 	go func() { defer close(s.done); s.disk.Run(100*time.Millisecond, ctx.Done()) }()
@@ -106,7 +126,7 @@ func (p peerAuth) PeerSecret() (string, error) { return p.acls.PeerSecret() }
 
 // api is the HTTP API of the node's group.
 func (s *RaftStore) api(cfg Config) http.Handler {
-	return httpd.New(httpd.Stores{KV: s.group, Sessions: s.sessions, Snapshots: s.group, ACL: aclStore{s.acls},
+	return httpd.New(httpd.Stores{KV: s.ranges, Sessions: s.sessions, Snapshots: s.group, ACL: aclStore{s.acls},
 		Cluster: s.group.Membership(), Node: s.group}, httpd.Options{
 		MaxValueBytes: cfg.MaxValueBytes,
 		Registry:      s.group.Registry(),
@@ -148,9 +168,14 @@ func (s *RaftStore) shutdown(handOver bool) error {
 		s.sessions.Quiesce() // no invalidation may start while the node goes away
 		s.group.StepAside(handOver)
 		s.node.StopServing()
+		for _, g := range s.ranges.Groups() {
+			s.node.RemoveGroup(g.GroupID())
+		}
+		s.ranges.Close()
 		s.node.RemoveGroup(0)
 		err := s.group.Close()
 		s.sessions.Close()
+		err = errors.Join(err, s.store.Close())
 		s.stop()
 		<-s.done
 		s.closeErr = errors.Join(err, s.node.Close())

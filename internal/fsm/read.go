@@ -155,9 +155,15 @@ func (f *FSM) Evaluate(c *kv.Command) (*kv.Result, error) {
 	if !c.ReadOnly() {
 		return nil, fmt.Errorf("%w: Evaluate takes read-only commands", kv.ErrInvalid)
 	}
+	span := f.span.Load()
+	for i, op := range c.Ops {
+		if op.Verb != kv.VerbGetTree && !span.Contains(op.Key) {
+			return nil, fmt.Errorf("%w: op %d: %q is not in %s", kv.ErrRangeMoved, i, op.Key, span)
+		}
+	}
 	var res *kv.Result
 	err := f.view(func(txn *badger.Txn) (err error) {
-		res, err = execute(f.overlay(txn), f.applied.Load(), c, false)
+		res, err = execute(f.overlay(txn), f.LastIndex(), c, false)
 		return err
 	})
 	return res, err

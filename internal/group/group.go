@@ -258,6 +258,20 @@ func Open(cfg Config, host Host) (_ *Group, err error) {
 	return g, nil
 }
 
+// OpenStore opens the state machine store in dataDir/fsm that a node's
+// ranges share, reporting damage as opening a group would.
+func OpenStore(dataDir string, logger *slog.Logger, small bool) (store *fsm.Store, err error) {
+	dir := filepath.Join(dataDir, "fsm")
+	err = unpanic("Badger", func() (err error) {
+		store, err = fsm.OpenStore(dir, fsm.Options{Logger: logger, Small: small})
+		return err
+	})
+	if err != nil {
+		return nil, stateMachineDamage(dir, err)
+	}
+	return store, nil
+}
+
 // Start begins the group's own work once its features are attached: it
 // hears raft's leadership changes from now on (raft queues the first few
 // meanwhile), so no hook can miss the first term this node leads;

@@ -1,9 +1,11 @@
 package group
 
 import (
+	"fmt"
 	"sync"
 
 	"github.com/raftkv/raftkv/internal/fsm"
+	"github.com/raftkv/raftkv/kv"
 )
 
 // The form entries take in the log. A KV write has one form, which every
@@ -15,12 +17,16 @@ import (
 // until then, so that a rolling upgrade never puts an entry in the log
 // that a member cannot apply.
 
-// encode is e as this leader writes it to the log.
-func (g *Group) encode(e *fsm.Entry) []byte {
+// encode is e as this leader writes it to the log. An entry with no
+// legacy form (a split) is refused until every server reads it.
+func (g *Group) encode(e *fsm.Entry) ([]byte, error) {
 	if e.Kind == fsm.KindKV || g.formats.allRead(g.Members(), g.id, e.Kind.MinVersion()) {
-		return fsm.EncodeEntry(e)
+		return fsm.EncodeEntry(e), nil
 	}
-	return fsm.EncodeLegacyEntry(e)
+	if !e.Kind.HasLegacyForm() {
+		return nil, fmt.Errorf("%w: a %s needs every server on a release with ranges; some have not reported one yet", kv.ErrNotImplemented, e.Kind)
+	}
+	return fsm.EncodeLegacyEntry(e), nil
 }
 
 // entryFormats is, on the leader, the newest entry form each server

@@ -77,10 +77,15 @@ func (s *Group) limits() fsm.Limits {
 
 // forward sends an entry to the leader at addr: on the forwarding stream,
 // or by HTTP when the leader cannot take one (nothing was sent then). It
-// travels in the legacy form, which leaders of every release read; the
-// leader writes it to the log in the form its members read (logForm).
+// travels in the legacy form, which leaders of every release read (a kind
+// without one, in the typed form: a leader that cannot read it refuses
+// it); the leader writes it to the log in the form its members read
+// (logForm).
 func (s *Group) forward(ctx context.Context, addr string, e *fsm.Entry) (*kv.Result, error) {
 	command := fsm.EncodeLegacyEntry(e)
+	if !e.Kind.HasLegacyForm() {
+		command = fsm.EncodeEntry(e)
+	}
 	res, err := s.forwards.Apply(ctx, addr, s.cfg.ID, command)
 	if errors.Is(err, fwdstream.ErrUnavailable) {
 		s.metrics.forwarded.WithLabelValues("apply_http").Inc()
@@ -109,11 +114,14 @@ func (s *Group) applyLocal(ctx context.Context, e *fsm.Entry) (*kv.Result, error
 		return nil, err
 	}
 	e = &c
+	data, err := s.encode(e)
+	if err != nil {
+		return nil, err
+	}
 	start := time.Now()
-	future := s.raft.Apply(s.encode(e), enqueueTimeout(ctx))
+	future := s.raft.Apply(data, enqueueTimeout(ctx))
 	done := make(chan error, 1)
 	go func() { done <- future.Error() }()
-	var err error
 	select {
 	case err = <-done:
 	case <-ctx.Done():

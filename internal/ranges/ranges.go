@@ -1,0 +1,289 @@
+package ranges
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/raftkv/raftkv/internal/fsm"
+	"github.com/raftkv/raftkv/internal/group"
+	"github.com/raftkv/raftkv/internal/rangemap"
+	"github.com/raftkv/raftkv/kv"
+)
+
+// StartFunc opens and starts the group of a range a split made (or that
+// the node found in its store at start-up), on this node.
+type StartFunc func(d rangemap.Descriptor) (*group.Group, error)
+
+// Set is the ranges of one node.
+type Set struct {
+	meta   *group.Group
+	start  StartFunc
+	logger *slog.Logger
+
+	mu       sync.Mutex
+	groups   map[uint64]*group.Group
+	starting map[uint64]bool
+	changed  chan struct{} // closed and replaced when groups or spans change
+	closed   bool
+	wg       sync.WaitGroup
+}
+
+// New returns the set of a node whose range 0 is meta; start opens the
+// groups of the other ranges.
+func New(meta *group.Group, start StartFunc, logger *slog.Logger) *Set {
+	s := &Set{meta: meta, start: start, logger: logger, groups: map[uint64]*group.Group{}, starting: map[uint64]bool{}, changed: make(chan struct{})}
+	s.Add(meta)
+	return s
+}
+
+// Add makes a started group part of the set and hears its splits.
+func (s *Set) Add(g *group.Group) {
+	g.FSM().OnSplit(s.split)
+	s.mu.Lock()
+	s.groups[g.GroupID()] = g
+	s.signal()
+	s.mu.Unlock()
+}
+
+// split hears a split a local replica applied (on raft's FSM goroutine, so
+// it must not block): the parent's span changed, and the new range's
+// group starts.
+func (s *Set) split(left, right rangemap.Descriptor) {
+	s.mu.Lock()
+	s.signal()
+	s.mu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := s.Ensure(right); err != nil {
+			// The node cannot serve the range's keys until it restarts
+			// (which opens every range in its store).
+			s.logger.Error("cannot start the range a split made", "range", right.ID, "err", err)
+			return
+		}
+		s.logger.Info("range started", "range", right.String(), "after split of", left.String())
+	}()
+}
+
+// Ensure starts range d's group on this node unless it runs or is
+// starting already.
+func (s *Set) Ensure(d rangemap.Descriptor) error {
+	s.mu.Lock()
+	if s.closed || s.groups[d.ID] != nil || s.starting[d.ID] {
+		s.mu.Unlock()
+		return nil
+	}
+	s.starting[d.ID] = true
+	s.mu.Unlock()
+	g, err := s.start(d)
+	s.mu.Lock()
+	delete(s.starting, d.ID)
+	closed := s.closed
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if closed {
+		g.Close()
+		return nil
+	}
+	s.Add(g)
+	return nil
+}
+
+func (s *Set) signal() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// Close stops the groups of every range but 0 (its owner closes it) and
+// waits for the starts in flight.
+func (s *Set) Close() {
+	s.mu.Lock()
+	s.closed = true
+	var others []*group.Group
+	for id, g := range s.groups {
+		if id != 0 {
+			others = append(others, g)
+		}
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	s.mu.Lock()
+	for id, g := range s.groups {
+		if id != 0 && !slices.Contains(others, g) {
+			others = append(others, g)
+		}
+	}
+	s.mu.Unlock()
+	for _, g := range others {
+		g.StepAside(true)
+	}
+	for _, g := range others {
+		g.Close()
+	}
+}
+
+// Groups returns the groups of the ranges other than 0.
+func (s *Set) Groups() []*group.Group {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*group.Group
+	for id, g := range s.groups {
+		if id != 0 {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// local is a range this node holds: its group and its span as its replica
+// has applied it.
+type local struct {
+	g *group.Group
+	d rangemap.Descriptor
+}
+
+// view returns the local ranges in key order and the channel closed at
+// the next change.
+func (s *Set) view() ([]local, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]local, 0, len(s.groups))
+	for _, g := range s.groups {
+		out = append(out, local{g: g, d: g.FSM().Descriptor()})
+	}
+	slices.SortFunc(out, func(a, b local) int { return strings.Compare(a.d.Start, b.d.Start) })
+	return out, s.changed
+}
+
+// Map is the range map as this node's replicas have it.
+func (s *Set) Map() (*rangemap.Map, error) {
+	v, _ := s.view()
+	ds := make([]rangemap.Descriptor, len(v))
+	for i, l := range v {
+		ds[i] = l.d
+	}
+	return rangemap.New(ds)
+}
+
+// ofKey finds the local range holding key.
+func ofKey(v []local, key string) (local, bool) {
+	for _, l := range v {
+		if l.d.Contains(key) {
+			return l, true
+		}
+	}
+	return local{}, false
+}
+
+// ofPrefix finds the local ranges holding keys under prefix, in key
+// order; complete says whether they cover all of it (a new range may not
+// have started yet).
+func ofPrefix(v []local, prefix string) (out []local, complete bool) {
+	end := rangemap.PrefixEnd(prefix)
+	want := prefix
+	complete = true
+	for _, l := range v {
+		overlaps := (end == "" || l.d.Start < end) && (l.d.End == "" || prefix < l.d.End)
+		if !overlaps {
+			continue
+		}
+		if l.d.Start > want {
+			complete = false
+		}
+		out = append(out, l)
+		if l.d.End == "" {
+			want = ""
+			break
+		}
+		want = max(want, l.d.End)
+	}
+	if end == "" && (len(out) == 0 || out[len(out)-1].d.End != "") || end != "" && want != "" && want < end {
+		complete = false
+	}
+	return out, complete && len(out) > 0
+}
+
+// retry runs attempt until it does not meet a range that moved: then it
+// waits for this node's replicas to change (the split reaching them) or a
+// short pause (the leader may be ahead of this node's replica), within ctx.
+func (s *Set) retry(ctx context.Context, attempt func(v []local) (bool, error)) error {
+	pause := time.Millisecond
+	for {
+		v, changed := s.view()
+		routed, err := attempt(v)
+		if routed && !errors.Is(err, kv.ErrRangeMoved) {
+			return err
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-changed:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			if err == nil {
+				err = fmt.Errorf("%w: no range of this node holds the key yet", kv.ErrNoLeader)
+			}
+			return fmt.Errorf("%w (%v)", err, context.Cause(ctx))
+		}
+		t.Stop()
+		pause = min(2*pause, 50*time.Millisecond)
+	}
+}
+
+// Split cuts the range holding key at key (see rangemap.CheckSplitKey):
+// range 0 hands out the new range's ID, the parent range applies the
+// split in its own log, and the call returns once this node runs the new
+// range.
+func (s *Set) Split(ctx context.Context, key string) (left, right rangemap.Descriptor, err error) {
+	v, _ := s.view()
+	parent, ok := ofKey(v, key)
+	if !ok {
+		return left, right, fmt.Errorf("%w: no range of this node holds %q yet", kv.ErrNoLeader, key)
+	}
+	if err := rangemap.CheckSplitKey(parent.d, key, nil); err != nil {
+		return left, right, fmt.Errorf("%w: %v", kv.ErrInvalid, err)
+	}
+	conf, err := parent.g.Membership().Configuration(ctx)
+	if err != nil {
+		return left, right, err
+	}
+	var replicas []rangemap.Replica
+	for _, srv := range conf.Servers {
+		replicas = append(replicas, rangemap.Replica{Node: srv.ID, Voter: srv.Voter})
+	}
+	idRes, err := s.meta.Propose(ctx, fsm.NewRangeIDEntry())
+	if err != nil {
+		return left, right, fmt.Errorf("ranges: a new range ID: %w", err)
+	}
+	res, err := parent.g.Propose(ctx, fsm.SplitEntry(fsm.Split{Key: key, NewID: idRes.Index, Replicas: replicas}))
+	if err != nil {
+		return left, right, fmt.Errorf("ranges: split %s at %q: %w", parent.d, key, err)
+	}
+	// The split is applied on the parent's leader: wait for this node's
+	// replica and the new range's group.
+	for {
+		v, changed := s.view()
+		for _, l := range v {
+			if l.d.ID == idRes.Index {
+				p, _ := ofKey(v, parent.d.Start)
+				if parent.d.Start == "" {
+					p, _ = ofKey(v, "")
+				}
+				return p.d, l.d, nil
+			}
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return left, right, fmt.Errorf("ranges: split applied at index %d, but this node has not started range %d yet: %w", res.Index, idRes.Index, ctx.Err())
+		}
+	}
+}

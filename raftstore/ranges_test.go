@@ -1,0 +1,171 @@
+package raftstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/raftkv/raftkv/kv"
+)
+
+func rangesOf(t *testing.T, s *RaftStore) string {
+	t.Helper()
+	rs, err := s.Ranges()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b []string
+	for _, r := range rs {
+		b = append(b, fmt.Sprintf("[%q,%q)", r.Start, r.End))
+	}
+	return strings.Join(b, " ")
+}
+
+// A split on a follower: every node then runs both ranges, routes each
+// key to its range from any node, lists across both in order, refuses a
+// transaction over both, and keeps everything through a restart of the
+// whole cluster. Writes that run during the split are all there, once.
+func TestSplitRangeOnRunningCluster(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	for _, k := range []string{"a/1", "m/1", "z/1"} {
+		mustSet(t, c.nodes[0], k, "before")
+	}
+	before, err := c.nodes[0].Get(ctx(t), "z/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Writers on every node, through the split, each key written once
+	// with an idempotency key.
+	var wg sync.WaitGroup
+	wctx, stop := context.WithCancel(ctx(t))
+	var mu sync.Mutex
+	written := map[string]bool{}   // answered: applied
+	attempted := map[string]bool{} // sent, possibly applied (cut off by the end of the test)
+	var failed []error
+	for w := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; wctx.Err() == nil; i++ {
+				key := fmt.Sprintf("%c/w%d-%d", "amz"[i%3], w, i)
+				mu.Lock()
+				attempted[key] = true
+				mu.Unlock()
+				_, err := c.nodes[w].Set(wctx, key, []byte("x"), func(c *kv.Command) { c.IdempotencyKey = key })
+				mu.Lock()
+				if err == nil {
+					written[key] = true
+				} else if wctx.Err() == nil {
+					failed = append(failed, fmt.Errorf("%s: %w", key, err))
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	f := c.followers()[0]
+	left, right, err := c.nodes[f].SplitRange(ctx(t), "m/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left.End != "m/" || right.Start != "m/" || right.End != "" || right.ID == 0 || len(right.Replicas) != 3 {
+		t.Fatalf("split: %+v / %+v", left, right)
+	}
+	// Let the writers run on both ranges for a moment.
+	waitFor(t, 10*time.Second, "writes after the split", func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(written) < 60 {
+			return fmt.Errorf("%d writes", len(written))
+		}
+		return nil
+	})
+	stop()
+	wg.Wait()
+	if len(failed) > 0 {
+		t.Fatalf("%d writes failed during the split, first: %v", len(failed), failed[0])
+	}
+
+	for _, n := range c.nodes {
+		waitFor(t, 10*time.Second, "both ranges on "+n.ID(), func() error {
+			if got := rangesOf(t, n); got != `["","m/") ["m/","")` {
+				return fmt.Errorf("ranges %s", got)
+			}
+			return nil
+		})
+		for k := range written {
+			if got := mustGetValue(t, n, k); got != "x" {
+				t.Fatalf("%s on %s: %q", k, n.ID(), got)
+			}
+		}
+		keys, err := n.Keys(ctx(t), "", "/")
+		if err != nil || strings.Join(keys, " ") != "a/ m/ z/" {
+			t.Fatalf("keys with separator on %s: %v, %v", n.ID(), keys, err)
+		}
+		all, err := n.List(ctx(t), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		listed := 0
+		for i, e := range all {
+			if i > 0 && all[i-1].Key >= e.Key {
+				t.Fatalf("list on %s out of order (or twice) at %q, %q", n.ID(), all[i-1].Key, e.Key)
+			}
+			if !attempted[e.Key] && e.Key != "a/1" && e.Key != "m/1" && e.Key != "z/1" {
+				t.Fatalf("list on %s has %q, never written", n.ID(), e.Key)
+			}
+			if written[e.Key] {
+				listed++
+			}
+		}
+		if listed != len(written) {
+			t.Fatalf("list on %s has %d of the %d writes answered", n.ID(), listed, len(written))
+		}
+	}
+	after := mustSet(t, c.nodes[1], "z/1", "after")
+	if after <= before.ModifyIndex || after >= 1<<53 {
+		t.Fatalf("z/1 written at %d after the split, was %d", after, before.ModifyIndex)
+	}
+	res, err := c.nodes[2].Apply(ctx(t), &kv.Command{Ops: []kv.Op{
+		{Verb: kv.VerbSet, Key: "a/t", Value: []byte("1")}, {Verb: kv.VerbSet, Key: "z/t", Value: []byte("1")},
+	}})
+	if err != nil || res.OK || len(res.Errors) != 1 || res.Errors[0].OpIndex != 1 || !strings.Contains(res.Errors[0].What, "txn spans ranges") {
+		t.Fatalf("a txn over both ranges: %+v, %v", res, err)
+	}
+	if _, err := c.nodes[0].Get(ctx(t), "a/t"); !errors.Is(err, kv.ErrNotFound) {
+		t.Fatalf("the refused txn wrote a/t: %v", err)
+	}
+	if _, _, err := c.nodes[0].SplitRange(ctx(t), "q"); !errors.Is(err, kv.ErrInvalid) {
+		t.Fatalf("split at a key not ending with /: %v", err)
+	}
+
+	// The whole cluster restarts: both ranges and every key are back, and
+	// indexes go on growing.
+	c.closeAll()
+	for i := range c.nodes {
+		c.start(i)
+	}
+	c.waitVoters(3)
+	for _, n := range c.nodes {
+		waitFor(t, 20*time.Second, "z/1 readable on "+n.ID(), func() error {
+			e, err := n.Get(ctx(t), "z/1")
+			if err != nil {
+				return err
+			}
+			if string(e.Value) != "after" || e.ModifyIndex != after {
+				return fmt.Errorf("z/1 = %q at %d", e.Value, e.ModifyIndex)
+			}
+			return nil
+		})
+		if got := rangesOf(t, n); got != `["","m/") ["m/","")` {
+			t.Fatalf("ranges on %s after restart: %s", n.ID(), got)
+		}
+	}
+	if again := mustSet(t, c.nodes[0], "z/1", "again"); again <= after {
+		t.Fatalf("z/1 written at %d after the restart, was %d", again, after)
+	}
+}
