@@ -14,7 +14,8 @@
 // ErrPermanent; see SetupError and UnexpectedAnswerError. A call that gives
 // up after its Timeout says what every endpoint last answered.
 //
-// Keys, transactions and ACL records travel in package api's shapes, the
-// ones the server answers with: TxnOp, TxnError, ACLPolicy, ACLLink and
-// ACLToken are its types under the client's names.
+// Keys, transactions, ACL records and ranges travel in package api's
+// shapes, the ones the server answers with: TxnOp, TxnError, ACLPolicy,
+// ACLLink, ACLToken, Range, RangeReplica and RangeSplit are its types
+// under the client's names.
 package client

@@ -69,7 +69,7 @@ safely: each carries an Idempotency-Key, so the cluster applies it once.`,
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return err })
 	root.AddCommand(a.getCmd(), a.putCmd(), a.delCmd(), a.lsCmd(), a.watchCmd(), a.txnCmd(),
 		a.membersCmd(), a.joinCmd(), a.removeCmd(), a.leaderCmd(), a.transferCmd(), a.snapshotCmd(),
-		a.sessionCmd(), a.lockCmd(), a.electCmd(), a.benchCmd(), a.versionCmd(), a.tlsCmd(), a.aclCmd())
+		a.sessionCmd(), a.lockCmd(), a.electCmd(), a.benchCmd(), a.versionCmd(), a.tlsCmd(), a.aclCmd(), a.rangeCmd())
 	return root
 }
 

@@ -120,6 +120,16 @@ const (
 
 func newACLServer(t *testing.T, bootstrapped bool) (*httptest.Server, *aclStore) {
 	t.Helper()
+	store := newACLStore(t, bootstrapped)
+	srv := httptest.NewServer(New(allOf(store), Options{MaxValueBytes: testMaxValue}))
+	t.Cleanup(srv.Close)
+	return srv, store
+}
+
+// newACLStore is newACLServer's store, for tests that serve more than
+// allOf does.
+func newACLStore(t *testing.T, bootstrapped bool) *aclStore {
+	t.Helper()
 	st := &fixedACL{index: 7,
 		tokens: []acl.Token{
 			{AccessorID: "aaaaaaaa-0000-0000-0000-00000000000a", SecretID: rootSecret, Policies: []acl.PolicyLink{{ID: acl.GlobalManagementID}}},
@@ -135,9 +145,7 @@ func newACLServer(t *testing.T, bootstrapped bool) (*httptest.Server, *aclStore)
 	}
 	store := &aclStore{testStore: newTestStore(t), st: st}
 	store.resolver = acl.NewResolver(st, false) // default deny
-	srv := httptest.NewServer(New(allOf(store), Options{MaxValueBytes: testMaxValue}))
-	t.Cleanup(srv.Close)
-	return srv, store
+	return store
 }
 
 // Every ACL read carries a KV read's query meta.

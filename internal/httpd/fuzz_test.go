@@ -31,6 +31,8 @@ func FuzzRequest(f *testing.F) {
 		"GET /. HTTP/0.0\n\n",
 		"PUT /v1/kv/a?acquire=x HTTP/1.1\r\nHost: x\r\n\r\n",
 		"PUT /v1/session/create HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\n\r\n{\"TTL\":\"1s\"}",
+		"GET /v1/operator/ranges HTTP/1.1\r\nHost: x\r\n\r\n",
+		"POST /v1/operator/range/split?key=a/ HTTP/1.1\r\nHost: x\r\n\r\n",
 	} {
 		f.Add([]byte(s))
 	}

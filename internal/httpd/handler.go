@@ -21,8 +21,8 @@ import (
 
 // Stores are what the API serves, by concern. Each interface is declared
 // next to the handlers that use it; raftstore.RaftStore implements them
-// all, the tests a real state machine (the keys and sessions) and small
-// fakes (the rest).
+// all (but Ranges, which is optional until ranges are built), the tests a
+// real state machine (the keys and sessions) and small fakes (the rest).
 type Stores struct {
 	KV        KVStore       // keys and transactions (kv.go)
 	Sessions  SessionStore  // sessions (session.go)
@@ -30,6 +30,7 @@ type Stores struct {
 	ACL       ACLStore      // tokens and policies (acl.go, authz.go)
 	Cluster   ClusterStore  // the raft configuration and its health (cluster.go, agent.go)
 	Node      Node          // the node answering (below)
+	Ranges    RangeStore    // the keyspace's ranges (ranges.go); nil: one range
 }
 
 // Node is the node that answers: who it is and what it knows of the
@@ -83,6 +84,7 @@ type handler struct {
 	acl       ACLStore
 	cluster   ClusterStore
 	node      Node
+	ranges    RangeStore // nil: one range, see rangeList and rangeSplit
 	maxValue  int
 	logger    *slog.Logger
 	requests  *prometheus.CounterVec
@@ -111,6 +113,7 @@ func New(stores Stores, opts Options) http.Handler {
 		acl:       stores.ACL,
 		cluster:   stores.Cluster,
 		node:      stores.Node,
+		ranges:    stores.Ranges,
 		maxValue:  opts.MaxValueBytes,
 		logger:    opts.Logger,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -159,6 +162,10 @@ func New(stores Stores, opts Options) http.Handler {
 	})
 	route("/v1/operator/autopilot/health", "autopilot_health", map[string]handlerFunc{http.MethodGet: need(operatorRead, h.autopilotHealth)})
 	route("/v1/operator/raft/transfer-leader", "raft_transfer_leader", map[string]handlerFunc{http.MethodPost: need(operatorWrite, h.transferLeader)})
+	route("/v1/operator/ranges", "ranges", map[string]handlerFunc{http.MethodGet: need(operatorRead, h.rangeList)})
+	route("/v1/operator/range/split", "range_split", map[string]handlerFunc{
+		http.MethodPost: need(operatorWrite, h.rangeSplit), http.MethodPut: need(operatorWrite, h.rangeSplit),
+	})
 	h.aclRoutes(mux)
 	open("/healthz", "healthz", map[string]handlerFunc{http.MethodGet: h.healthz})
 	open("/readyz", "readyz", map[string]handlerFunc{http.MethodGet: h.readyz})

@@ -194,6 +194,9 @@ func TestStatusTable(t *testing.T) {
 		{"destroy without an id", "PUT", "/v1/session/destroy/", "", nil, 400, false},
 		{"renew of an unknown session", "PUT", "/v1/session/renew/nope", "", nil, 404, false},
 		{"session create by GET", "GET", "/v1/session/create", "", nil, 405, false},
+		{"split on a node of one range", "POST", "/v1/operator/range/split?key=a/", "", nil, 501, false},
+		{"split by GET", "GET", "/v1/operator/range/split?key=a/", "", nil, 405, false},
+		{"DELETE on ranges", "DELETE", "/v1/operator/ranges", "", nil, 405, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
