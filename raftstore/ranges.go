@@ -8,8 +8,10 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/raftkv/raftkv/api"
 	"github.com/raftkv/raftkv/internal/group"
 	"github.com/raftkv/raftkv/internal/rangemap"
+	"github.com/raftkv/raftkv/internal/ranges"
 	"github.com/raftkv/raftkv/kv"
 )
 
@@ -84,46 +86,46 @@ func (rangeCalls) Renew(context.Context, string) (kv.Session, error) {
 // keys from key on form a new range, its own raft group on the same
 // nodes. No data is copied. It returns both halves once this node runs the
 // new range.
-func (s *RaftStore) SplitRange(ctx context.Context, key string) (left, right Range, err error) {
+func (s *RaftStore) SplitRange(ctx context.Context, key string) (api.RangeSplit, error) {
 	l, r, err := s.ranges.Split(ctx, key)
 	if err != nil {
-		return left, right, err
+		return api.RangeSplit{}, err
 	}
-	return rangeOf(l), rangeOf(r), nil
-}
-
-// Ranges returns the ranges this node holds, in key order.
-func (s *RaftStore) Ranges() ([]Range, error) {
-	m, err := s.ranges.Map()
+	infos, err := s.ranges.Infos(ctx)
 	if err != nil {
-		return nil, err
+		return api.RangeSplit{}, err
 	}
-	var out []Range
-	for _, d := range m.Ranges() {
-		out = append(out, rangeOf(d))
+	out := api.RangeSplit{Left: rangeOf(ranges.Info{Descriptor: l}), Right: rangeOf(ranges.Info{Descriptor: r})}
+	for _, in := range infos {
+		switch in.ID {
+		case l.ID:
+			out.Left = rangeOf(in)
+		case r.ID:
+			out.Right = rangeOf(in)
+		}
 	}
 	return out, nil
 }
 
-// Range is one range of the keyspace: the keys [Start, End) (End "": to
-// the end), its generation (one more at every split), and its replicas.
-type Range struct {
-	ID         uint64
-	Start, End string
-	Generation uint64
-	Replicas   []RangeReplica
+// Ranges returns the ranges of the keyspace as this node holds them, in
+// key order: bounds, generation, replicas, leader, size and write rate.
+func (s *RaftStore) Ranges(ctx context.Context) ([]api.Range, error) {
+	infos, err := s.ranges.Infos(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.Range, len(infos))
+	for i, in := range infos {
+		out[i] = rangeOf(in)
+	}
+	return out, nil
 }
 
-// RangeReplica is a node holding a range.
-type RangeReplica struct {
-	Node  string
-	Voter bool
-}
-
-func rangeOf(d rangemap.Descriptor) Range {
-	r := Range{ID: d.ID, Start: d.Start, End: d.End, Generation: d.Generation}
-	for _, rep := range d.Replicas {
-		r.Replicas = append(r.Replicas, RangeReplica{Node: rep.Node, Voter: rep.Voter})
+func rangeOf(in ranges.Info) api.Range {
+	r := api.Range{ID: in.ID, Start: in.Start, End: in.End, Generation: in.Generation, Replicas: []api.RangeReplica{},
+		Leader: in.Leader, Keys: in.Keys, Bytes: in.Bytes, WritesPerSec: in.WritesPerSec}
+	for _, rep := range in.Replicas {
+		r.Replicas = append(r.Replicas, api.RangeReplica{Node: rep.Node, Voter: rep.Voter})
 	}
 	return r
 }

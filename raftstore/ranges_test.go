@@ -2,19 +2,22 @@ package raftstore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"net/http"
 	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/raftkv/raftkv/api"
 	"github.com/raftkv/raftkv/kv"
 )
 
 func rangesOf(t *testing.T, s *RaftStore) string {
 	t.Helper()
-	rs, err := s.Ranges()
+	rs, err := s.Ranges(ctx(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,10 +71,11 @@ func TestSplitRangeOnRunningCluster(t *testing.T) {
 		}()
 	}
 	f := c.followers()[0]
-	left, right, err := c.nodes[f].SplitRange(ctx(t), "m/")
+	split, err := c.nodes[f].SplitRange(ctx(t), "m/")
 	if err != nil {
 		t.Fatal(err)
 	}
+	left, right := split.Left, split.Right
 	if left.End != "m/" || right.Start != "m/" || right.End != "" || right.ID == 0 || len(right.Replicas) != 3 {
 		t.Fatalf("split: %+v / %+v", left, right)
 	}
@@ -126,6 +130,26 @@ func TestSplitRangeOnRunningCluster(t *testing.T) {
 			t.Fatalf("list on %s has %d of the %d writes answered", n.ID(), listed, len(written))
 		}
 	}
+	// The operator's view, over HTTP from any node.
+	var listed []api.Range
+	waitFor(t, 10*time.Second, "a leader for both ranges in /v1/operator/ranges", func() error {
+		resp, err := http.Get("http://" + c.nodes[2].Addr() + "/v1/operator/ranges")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		listed = nil
+		if err := json.NewDecoder(resp.Body).Decode(&listed); err != nil {
+			return err
+		}
+		if len(listed) != 2 || listed[0].Leader == "" || listed[1].Leader == "" {
+			return fmt.Errorf("%+v", listed)
+		}
+		return nil
+	})
+	if listed[1].ID != right.ID || listed[0].End != "m/" || listed[0].Keys+listed[1].Keys < int64(len(written)+3) || listed[1].Bytes == 0 {
+		t.Fatalf("/v1/operator/ranges: %+v", listed)
+	}
 	after := mustSet(t, c.nodes[1], "z/1", "after")
 	if after <= before.ModifyIndex || after >= 1<<53 {
 		t.Fatalf("z/1 written at %d after the split, was %d", after, before.ModifyIndex)
@@ -139,7 +163,7 @@ func TestSplitRangeOnRunningCluster(t *testing.T) {
 	if _, err := c.nodes[0].Get(ctx(t), "a/t"); !errors.Is(err, kv.ErrNotFound) {
 		t.Fatalf("the refused txn wrote a/t: %v", err)
 	}
-	if _, _, err := c.nodes[0].SplitRange(ctx(t), "q"); !errors.Is(err, kv.ErrInvalid) {
+	if _, err := c.nodes[0].SplitRange(ctx(t), "q"); !errors.Is(err, kv.ErrInvalid) {
 		t.Fatalf("split at a key not ending with /: %v", err)
 	}
 

@@ -93,6 +93,8 @@ type batchState struct {
 	clockMode bool
 	// splits made by the batch: each one's left and right halves.
 	splits [][2]rangemap.Descriptor
+	// entries applied in the batch.
+	entries int
 }
 
 func (f *FSM) newBatch(txn *badger.Txn) *batchState {
@@ -111,6 +113,7 @@ func (f *FSM) newBatch(txn *badger.Txn) *batchState {
 // publish makes a committed batch's bookkeeping visible.
 func (f *FSM) publish(b *batchState, applied uint64) {
 	f.span.Store(b.span)
+	f.entries.Add(uint64(b.entries))
 	f.metaMu.Lock()
 	f.reaped, f.idemCount, f.lastTime = b.reaped, b.idemCount, b.now
 	f.floor, f.clockMode = b.floor, b.clockMode
@@ -151,6 +154,7 @@ func (b *batchState) apply(w writer, idx uint64, e *Entry, force bool) (answer a
 	}
 	b.now = t // the clock only moves forward, and is persisted (m:clock)
 	idx = b.index(idx, t)
+	b.entries++
 	if e.IdempotencyKey != "" {
 		res, digest, err := b.firstResult(e.IdempotencyKey)
 		if err != nil {

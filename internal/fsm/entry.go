@@ -129,6 +129,11 @@ func (k EntryKind) MinVersion() int {
 	return entryV3
 }
 
+// HasLegacyForm says whether entries of kind k can be written in the
+// legacy form, which every release reads. The kinds of ranges cannot: a
+// node must read them (MinVersion) before they are proposed at all.
+func (k EntryKind) HasLegacyForm() bool { return k.MinVersion() <= entryV3 }
+
 // KVEntry is the entry of a KV command: its Time, IdempotencyKey and
 // RequestDigest become the entry's.
 func KVEntry(c *kv.Command) *Entry {

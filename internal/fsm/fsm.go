@@ -64,6 +64,7 @@ type FSM struct {
 	mu sync.RWMutex
 
 	applied   atomic.Uint64
+	entries   atomic.Uint64 // applied since open
 	confIndex atomic.Uint64
 	aclIndex  atomic.Uint64
 	// peerSecret caches PeerSecret once chosen ("" : ask Badger).

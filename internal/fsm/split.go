@@ -265,3 +265,30 @@ func cutHold(k []byte) (session, key string, ok bool) {
 	}
 	return "", "", false
 }
+
+// Size counts the keys of the range and their stored size (keys and
+// values, as Badger estimates them), reading the range's current state.
+func (f *FSM) Size() (keys, bytes int64, err error) {
+	err = f.view(func(txn *badger.Txn) error {
+		span := f.span.Load()
+		opts := badger.DefaultIteratorOptions
+		opts.PrefetchValues = false
+		opts.Prefix = dataPrefix
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		end := dataKey(span.End)
+		for it.Seek(dataKey(span.Start)); it.ValidForPrefix(dataPrefix); it.Next() {
+			if span.End != "" && string(it.Item().Key()) >= string(end) {
+				break
+			}
+			keys++
+			bytes += it.Item().EstimatedSize()
+		}
+		return nil
+	})
+	return keys, bytes, err
+}
+
+// Entries is how many log entries the range has applied since this node
+// opened it (a write rate's source).
+func (f *FSM) Entries() uint64 { return f.entries.Load() }

@@ -29,7 +29,9 @@ type Set struct {
 	mu       sync.Mutex
 	groups   map[uint64]*group.Group
 	starting map[uint64]bool
-	changed  chan struct{} // closed and replaced when groups or spans change
+	samples  map[uint64][]sample // applied-entry counts, for write rates
+	changed  chan struct{}       // closed and replaced when groups or spans change
+	stop     chan struct{}
 	closed   bool
 	wg       sync.WaitGroup
 }
@@ -37,8 +39,11 @@ type Set struct {
 // New returns the set of a node whose range 0 is meta; start opens the
 // groups of the other ranges.
 func New(meta *group.Group, start StartFunc, logger *slog.Logger) *Set {
-	s := &Set{meta: meta, start: start, logger: logger, groups: map[uint64]*group.Group{}, starting: map[uint64]bool{}, changed: make(chan struct{})}
+	s := &Set{meta: meta, start: start, logger: logger, groups: map[uint64]*group.Group{}, starting: map[uint64]bool{},
+		samples: map[uint64][]sample{}, changed: make(chan struct{}), stop: make(chan struct{})}
 	s.Add(meta)
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.sampleRates(s.stop) }()
 	return s
 }
 
@@ -106,6 +111,9 @@ func (s *Set) signal() {
 // waits for the starts in flight.
 func (s *Set) Close() {
 	s.mu.Lock()
+	if !s.closed {
+		close(s.stop)
+	}
 	s.closed = true
 	var others []*group.Group
 	for id, g := range s.groups {
