@@ -6,12 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/raftkv/raftkv/api"
+	"github.com/raftkv/raftkv/internal/fsm"
+	"github.com/raftkv/raftkv/internal/group"
 	"github.com/raftkv/raftkv/kv"
 )
 
@@ -191,5 +194,60 @@ func TestSplitRangeOnRunningCluster(t *testing.T) {
 	}
 	if again := mustSet(t, c.nodes[0], "z/1", "again"); again <= after {
 		t.Fatalf("z/1 written at %d after the restart, was %d", again, after)
+	}
+}
+
+// A blocking listing over two ranges wakes for a write in either, with an
+// index above the one it held, even when one range's indexes run ahead of
+// the other's (a leader's clock ahead): the read closes both ranges at
+// one index, so a write the listing did not see is always above it.
+func TestBlockingQueryAcrossRangesNeverMissesAWrite(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	mustSet(t, c.nodes[0], "a/0", "x")
+	mustSet(t, c.nodes[0], "z/0", "x")
+	split, err := c.nodes[0].SplitRange(ctx(t), "m/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Range z/'s indexes jump half a second ahead of the clock.
+	var right *group.Group
+	for _, g := range c.nodes[0].ranges.Groups() {
+		if g.GroupID() == split.Right.ID {
+			right = g
+		}
+	}
+	if res, _, err := right.CloseAt(ctx(t), fsm.ClockIndex(time.Now().Add(500*time.Millisecond))); err != nil || !res.OK {
+		t.Fatalf("moving range %d ahead: %+v, %v", split.Right.ID, res, err)
+	}
+	mustSet(t, c.nodes[1], "z/1", "ahead")
+
+	res, err := c.nodes[2].Read(ctx(t), kv.Query{Kind: kv.ReadKeys, Key: ""})
+	if err != nil {
+		t.Fatal(err)
+	}
+	index := res.Index
+	for i, key := range []string{"a/1", "z/2", "a/2", "a/3", "z/3"} {
+		woke := make(chan *kv.QueryResult, 1)
+		go func() {
+			r, err := c.nodes[i%3].Read(ctx(t), kv.Query{Kind: kv.ReadKeys, Key: "", MinIndex: index, Wait: 30 * time.Second})
+			if err != nil {
+				t.Error(err)
+			}
+			woke <- r
+		}()
+		c.waitWatching(i%3, 1)
+		mustSet(t, c.nodes[(i+1)%3], key, "x")
+		select {
+		case r := <-woke:
+			if r == nil {
+				t.FailNow()
+			}
+			if r.Index <= index || !slices.Contains(r.Keys, key) {
+				t.Fatalf("write %d (%s): woke with index %d (held %d), keys %v", i, key, r.Index, index, r.Keys)
+			}
+			index = r.Index
+		case <-time.After(10 * time.Second):
+			t.Fatalf("write %d (%s) did not wake the query holding index %d", i, key, index)
+		}
 	}
 }

@@ -153,6 +153,9 @@ func (b *batchState) apply(w writer, idx uint64, e *Entry, force bool) (answer a
 		t = b.now
 	}
 	b.now = t // the clock only moves forward, and is persisted (m:clock)
+	if e.Kind == KindClose {
+		return b.close(e.Close), nil // takes no index, and nothing expires
+	}
 	idx = b.index(idx, t)
 	b.entries++
 	if e.IdempotencyKey != "" {

@@ -26,6 +26,7 @@ const (
 	KindReplicaMark    EntryKind = 5 // a server marked a read replica, or the mark cleared
 	KindSplit          EntryKind = 6 // the range cut in two at a key (v3 only, entry version 4)
 	KindNewRangeID     EntryKind = 7 // range 0 hands out the next range ID (v3 only, entry version 4)
+	KindClose          EntryKind = 8 // no later write of the range at or below an index (v3 only, entry version 4)
 )
 
 var kindNames = map[EntryKind]string{
@@ -36,6 +37,7 @@ var kindNames = map[EntryKind]string{
 	KindReplicaMark:    "replica-mark",
 	KindSplit:          "split",
 	KindNewRangeID:     "new-range-id",
+	KindClose:          "close",
 }
 
 func (k EntryKind) String() string {
@@ -77,6 +79,8 @@ type Entry struct {
 	Replica *ReplicaMark
 	// Split is a KindSplit entry's split.
 	Split *Split
+	// Close is a KindClose entry's close.
+	Close *Close
 
 	// Unparsed is set by DecodeEntry only, for a legacy session create or
 	// ACL change whose body (a session record, ACL JSON) does not parse.
@@ -113,6 +117,20 @@ type Split struct {
 // SplitEntry is the entry of a split.
 func SplitEntry(s Split) *Entry { return &Entry{Kind: KindSplit, Split: &s} }
 
+// Close raises the range's floor to At, so that every later write of
+// the range gets an index above At, unless a write already has one (then
+// the close is refused with the floor). Token names the close for the node
+// that proposed it, which reads the range as it is right after it (View).
+type Close struct {
+	At    uint64
+	Token uint64
+}
+
+// CloseEntry is the entry of a close.
+func CloseEntry(at, token uint64) *Entry {
+	return &Entry{Kind: KindClose, Close: &Close{At: at, Token: token}}
+}
+
 // NewRangeIDEntry asks range 0 for the next range ID (in Result.Index):
 // IDs are handed out in one place, so two splits never pick the same.
 func NewRangeIDEntry() *Entry { return &Entry{Kind: KindNewRangeID} }
@@ -123,11 +141,15 @@ func (k EntryKind) MinVersion() int {
 	switch k {
 	case KindKV:
 		return 1
-	case KindSplit, KindNewRangeID:
+	case KindSplit, KindNewRangeID, KindClose:
 		return entryV4
 	}
 	return entryV3
 }
+
+// MaxIndex bounds every index the state machine hands out: JavaScript
+// clients read them as doubles.
+const MaxIndex = 1 << 53
 
 // HasLegacyForm says whether entries of kind k can be written in the
 // legacy form, which every release reads. The kinds of ranges cannot: a
@@ -250,6 +272,13 @@ func EncodeEntry(e *Entry) []byte {
 			b = appendString(b, r.Node)
 			b = appendBool(b, r.Voter)
 		}
+	case KindClose:
+		var c Close
+		if e.Close != nil {
+			c = *e.Close
+		}
+		b = binary.AppendUvarint(b, c.At)
+		b = binary.AppendUvarint(b, c.Token)
 	}
 	return b
 }
@@ -395,6 +424,8 @@ func decodeV3(b []byte) (*Entry, error) {
 			sp.Replicas = append(sp.Replicas, rangemap.Replica{Node: d.string(), Voter: d.bool()})
 		}
 		e.Split = sp
+	case KindClose:
+		e.Close = &Close{At: d.uvarint(), Token: d.uvarint()}
 	case KindNewRangeID:
 	case KindKV:
 		return nil, fmt.Errorf("v3 entry: %w: a KV entry is written as a v1/v2 command, never as v3", errCorruptEntry)
@@ -478,6 +509,17 @@ func (e *Entry) Validate(l Limits) error {
 		}
 		return e.Split.validate()
 	case KindNewRangeID:
+		return nil
+	case KindClose:
+		if e.Close == nil || e.Close.At == 0 {
+			return missing("an index to close at")
+		}
+		if e.Close.At >= MaxIndex {
+			return fmt.Errorf("%w: a close at %d, at or above 2^53", kv.ErrInvalid, e.Close.At)
+		}
+		if e.IdempotencyKey != "" {
+			return fmt.Errorf("%w: a close is not a client's write", kv.ErrInvalid)
+		}
 		return nil
 	}
 	return fmt.Errorf("%w: log entry of unknown kind %d", kv.ErrInvalid, e.Kind)

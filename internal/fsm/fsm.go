@@ -81,6 +81,9 @@ type FSM struct {
 
 	waitMu sync.Mutex
 	waitCh chan struct{} // closed and replaced whenever applied advances
+
+	closeMu      sync.Mutex
+	closeWaiters map[uint64]chan *View // by close token
 }
 
 // ChangeNotifier hears about every committed change, on raft's FSM
@@ -166,6 +169,7 @@ func (f *FSM) applyRun(logs []*raft.Log, out []interface{}, limit int) int {
 	defer txn.Discard()
 	b := f.newBatch(txn)
 	applied := f.applied.Load()
+	var closed uint64 // the token of a close that ends the run
 	last := applied
 	for i := 0; i < limit; i++ {
 		l := logs[i]
@@ -188,6 +192,12 @@ func (f *FSM) applyRun(logs []*raft.Log, out []interface{}, limit int) int {
 			continue
 		}
 		res, err := b.apply(txn, l.Index, e, false)
+		if err == nil && e.Kind == KindClose {
+			// A close ends the batch: the node that proposed it reads the
+			// range exactly as it is after it (deliverClose).
+			closed = e.Close.Token
+			limit = i + 1
+		}
 		if errors.Is(err, badger.ErrTxnTooBig) {
 			txn.Discard()
 			if i == 0 {
@@ -224,6 +234,9 @@ func (f *FSM) applyRun(logs []*raft.Log, out []interface{}, limit int) int {
 		panic(fmt.Errorf("fsm: commit up to index %d: %w", last, err))
 	}
 	f.publish(b, last)
+	if closed != 0 {
+		f.deliverClose(closed)
+	}
 	return limit
 }
 

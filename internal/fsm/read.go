@@ -24,21 +24,67 @@ import (
 // Read answers a query from this state machine (its kind, key or prefix
 // and separator; nothing else of it): the entries or keys and the query
 // index. A missing key is an empty result, not an error.
-func (f *FSM) Read(q kv.Query) (*kv.QueryResult, error) {
+func (f *FSM) Read(q kv.Query) (res *kv.QueryResult, err error) {
+	err = f.view(func(txn *badger.Txn) error {
+		res, err = f.at(txn).read(q)
+		return err
+	})
+	return res, err
+}
+
+// Get returns the entry for key and its query index: the key's ModifyIndex
+// when it exists. kv.ErrNotFound if absent.
+func (f *FSM) Get(key string) (e kv.Entry, index uint64, err error) {
+	err = f.view(func(txn *badger.Txn) error {
+		e, index, err = f.at(txn).get(key)
+		return err
+	})
+	return e, index, err
+}
+
+// List returns every entry under prefix, sorted by key, and the query index.
+func (f *FSM) List(prefix string) (out []kv.Entry, index uint64, err error) {
+	err = f.view(func(txn *badger.Txn) error {
+		out, index, err = f.at(txn).list(prefix)
+		return err
+	})
+	return out, index, err
+}
+
+// Keys returns the key names under prefix (see state.keys).
+func (f *FSM) Keys(prefix, separator string) (out []string, index uint64, err error) {
+	err = f.view(func(txn *badger.Txn) error {
+		out, index, err = f.at(txn).keys(prefix, separator)
+		return err
+	})
+	return out, index, err
+}
+
+// state is the range as one Badger read sees it: the current state (a
+// read's view), or the state at a close (View).
+type state struct {
+	ks   keyspace
+	txn  *badger.Txn
+	span *rangemap.Descriptor
+}
+
+func (f *FSM) at(txn *badger.Txn) state { return state{ks: f.ks, txn: txn, span: f.span.Load()} }
+
+func (a state) read(q kv.Query) (*kv.QueryResult, error) {
 	res := &kv.QueryResult{Stale: q.Stale}
 	var err error
 	switch q.Kind {
 	case kv.ReadGet:
 		var e kv.Entry
-		if e, res.Index, err = f.Get(q.Key); err == nil {
+		if e, res.Index, err = a.get(q.Key); err == nil {
 			res.Entries = []kv.Entry{e}
 		} else if errors.Is(err, kv.ErrNotFound) {
 			err = nil
 		}
 	case kv.ReadList:
-		res.Entries, res.Index, err = f.List(q.Key)
+		res.Entries, res.Index, err = a.list(q.Key)
 	case kv.ReadKeys:
-		res.Keys, res.Index, err = f.Keys(q.Key, q.Separator)
+		res.Keys, res.Index, err = a.keys(q.Key, q.Separator)
 	default:
 		err = fmt.Errorf("%w: unknown read kind %d", kv.ErrInvalid, q.Kind)
 	}
@@ -48,105 +94,92 @@ func (f *FSM) Read(q kv.Query) (*kv.QueryResult, error) {
 	return res, nil
 }
 
-// Get returns the entry for key and its query index: the key's ModifyIndex
-// when it exists. kv.ErrNotFound if absent.
-func (f *FSM) Get(key string) (kv.Entry, uint64, error) {
-	var e *kv.Entry
-	var index uint64
-	err := f.view(func(txn *badger.Txn) (err error) {
-		if !f.span.Load().Contains(key) {
-			return f.notHere(key)
-		}
-		if e, err = f.overlay(txn).get(key); err != nil || e != nil {
-			return err
-		}
-		if index, err = readUint(txn, f.ks.local(metaReaped)); err != nil {
-			return err
-		}
-		tomb, err := readTomb(txn, key)
-		index = max(index, tomb, 1)
-		return err
-	})
+func (a state) get(key string) (kv.Entry, uint64, error) {
+	if !a.span.Contains(key) {
+		return kv.Entry{}, 0, fmt.Errorf("%w: %q is not in %s", kv.ErrRangeMoved, key, a.span)
+	}
+	e, err := newOverlay(a.txn, a.ks, a.span).get(key)
 	if err != nil {
 		return kv.Entry{}, 0, err
 	}
-	if e == nil {
-		return kv.Entry{}, index, fmt.Errorf("%w: %q", kv.ErrNotFound, key)
+	if e != nil {
+		return *e, e.ModifyIndex, nil
 	}
-	return *e, e.ModifyIndex, nil
+	index, err := readUint(a.txn, a.ks.local(metaReaped))
+	if err != nil {
+		return kv.Entry{}, 0, err
+	}
+	tomb, err := readTomb(a.txn, key)
+	if err != nil {
+		return kv.Entry{}, 0, err
+	}
+	return kv.Entry{}, max(index, tomb, 1), fmt.Errorf("%w: %q", kv.ErrNotFound, key)
 }
 
-// List returns every entry under prefix, sorted by key, and the query index.
-func (f *FSM) List(prefix string) ([]kv.Entry, uint64, error) {
+func (a state) list(prefix string) ([]kv.Entry, uint64, error) {
 	var out []kv.Entry
-	var index uint64
-	err := f.view(func(txn *badger.Txn) (err error) {
-		span := f.span.Load()
-		if index, err = deletedIndex(txn, f.ks, span, prefix); err != nil {
-			return err
-		}
-		return scanPrefix(txn, span, prefix, true, func(e kv.Entry) bool {
-			out = append(out, e)
-			index = max(index, e.ModifyIndex)
-			return true
-		})
+	index, err := deletedIndex(a.txn, a.ks, a.span, prefix)
+	if err != nil {
+		return nil, 0, err
+	}
+	err = scanPrefix(a.txn, a.span, prefix, true, func(e kv.Entry) bool {
+		out = append(out, e)
+		index = max(index, e.ModifyIndex)
+		return true
 	})
 	return out, index, err
 }
 
-// Keys returns the key names under prefix. With a separator, keys are rolled
-// up to the first separator after the prefix ("a/b/"), and the scan jumps
-// over each rolled-up subtree instead of reading it. Changes inside a
-// subtree cannot change the answer unless they delete it (a tombstone) or
-// create it (a new first key), so the index needs nothing more.
-func (f *FSM) Keys(prefix, separator string) ([]string, uint64, error) {
+// keys returns the key names under prefix. With a separator, keys are
+// rolled up to the first separator after the prefix ("a/b/"), and the
+// scan jumps over each rolled-up subtree instead of reading it. Changes
+// inside a subtree cannot change the answer unless they delete it (a
+// tombstone) or create it (a new first key), so the index needs nothing
+// more.
+func (a state) keys(prefix, separator string) ([]string, uint64, error) {
 	var out []string
-	var index uint64
-	err := f.view(func(txn *badger.Txn) (err error) {
-		span := f.span.Load()
-		if index, err = deletedIndex(txn, f.ks, span, prefix); err != nil {
+	index, err := deletedIndex(a.txn, a.ks, a.span, prefix)
+	if err != nil {
+		return nil, 0, err
+	}
+	lo, hi, ok := clip(prefix, *a.span)
+	if !ok {
+		return nil, index, nil
+	}
+	opts := badger.DefaultIteratorOptions
+	opts.Prefix = dataKey(prefix)
+	it := a.txn.NewIterator(opts)
+	defer it.Close()
+	for it.Seek(dataKey(lo)); it.ValidForPrefix(opts.Prefix); {
+		item := it.Item()
+		key := string(item.Key()[len(dataPrefix):])
+		if hi != "" && key >= hi {
+			break
+		}
+		err := item.Value(func(v []byte) error {
+			_, _, modify, err := decodeRecordHeader(v)
+			index = max(index, modify)
 			return err
+		})
+		if err != nil {
+			return nil, 0, fmt.Errorf("keys %q: %w", key, err)
 		}
-		lo, hi, ok := clip(prefix, *span)
-		if !ok {
-			return nil
-		}
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = dataKey(prefix)
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		for it.Seek(dataKey(lo)); it.ValidForPrefix(opts.Prefix); {
-			item := it.Item()
-			key := string(item.Key()[len(dataPrefix):])
-			if hi != "" && key >= hi {
-				return nil
-			}
-			err := item.Value(func(v []byte) error {
-				_, _, modify, err := decodeRecordHeader(v)
-				index = max(index, modify)
-				return err
-			})
-			if err != nil {
-				return fmt.Errorf("keys %q: %w", key, err)
-			}
-			if separator != "" {
-				if i := strings.Index(key[len(prefix):], separator); i >= 0 {
-					rolled := key[:len(prefix)+i+len(separator)]
-					out = append(out, rolled)
-					next := prefixEnd(rolled)
-					if next == "" {
-						return nil
-					}
-					it.Seek(dataKey(next))
-					continue
+		if separator != "" {
+			if i := strings.Index(key[len(prefix):], separator); i >= 0 {
+				rolled := key[:len(prefix)+i+len(separator)]
+				out = append(out, rolled)
+				next := prefixEnd(rolled)
+				if next == "" {
+					break
 				}
+				it.Seek(dataKey(next))
+				continue
 			}
-			out = append(out, key)
-			it.Next()
 		}
-		return nil
-	})
-	return out, index, err
+		out = append(out, key)
+		it.Next()
+	}
+	return out, index, nil
 }
 
 // Evaluate runs a read-only command against the current state without
@@ -226,11 +259,6 @@ func readTomb(txn *badger.Txn, key string) (uint64, error) {
 
 // overlay starts an overlay on a read of the range as it is.
 func (f *FSM) overlay(txn *badger.Txn) *overlay { return newOverlay(txn, f.ks, f.span.Load()) }
-
-// notHere refuses a key outside the range.
-func (f *FSM) notHere(key string) error {
-	return fmt.Errorf("%w: %q is not in %s", kv.ErrRangeMoved, key, f.span.Load())
-}
 
 // view runs fn in a read transaction, excluded from multi-commit changes.
 func (f *FSM) view(fn func(txn *badger.Txn) error) error {

@@ -3,6 +3,7 @@ package fsm
 import (
 	"encoding/binary"
 	"fmt"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -42,6 +43,21 @@ func (b *batchState) index(idx uint64, t int64) uint64 {
 	}
 	b.floor = max(b.floor+1, clockIndex(t))
 	return b.floor
+}
+
+// close raises the floor to c.At: every later write of the range gets an
+// index above it. Refused (OK false, Index: the floor) if a write already
+// has an index above c.At, or while the range counts raft indexes (before
+// its first split a range is alone, and nothing needs closing).
+func (b *batchState) close(c *Close) *kv.Result {
+	if !b.clockMode {
+		return &kv.Result{Index: b.floor}
+	}
+	if b.floor > c.At {
+		return &kv.Result{Index: b.floor}
+	}
+	b.floor = c.At
+	return &kv.Result{Index: c.At, OK: true}
 }
 
 // LastIndex is the last index the range handed out: its applied raft
@@ -292,3 +308,10 @@ func (f *FSM) Size() (keys, bytes int64, err error) {
 // Entries is how many log entries the range has applied since this node
 // opened it (a write rate's source).
 func (f *FSM) Entries() uint64 { return f.entries.Load() }
+
+// ClockIndex is the first index of t's millisecond.
+func ClockIndex(t time.Time) uint64 { return clockIndex(t.UnixNano()) }
+
+// IndexTime is the millisecond an index stands for (the zero time for
+// indexes below any clock's, such as raft indexes).
+func IndexTime(index uint64) time.Time { return time.UnixMilli(int64(index >> clockShift)) }

@@ -285,6 +285,12 @@ func TestSplitSameLogSameStateWhateverTheBatches(t *testing.T) {
 				log7 = append(log7, &raft.Log{Type: raft.LogCommand, Data: EncodeCommand(&c)})
 			}
 		}
+		// Closes cut raft's batches in the state machine: they must not
+		// change what it computes.
+		for i, pos := range []int{len(log7) / 3, 2 * len(log7) / 3} {
+			closeAt := clockIndex(t0.Add(at + time.Duration(50+i)*time.Hour).UnixNano()) // accepted: far ahead of every write
+			log7 = append(log7[:pos], append([]*raft.Log{closeLog(0, closeAt, uint64(pos))}, log7[pos:]...)...)
+		}
 		log7 = reindex(log7, 1)
 
 		want0, want7, wantRes := applyRanges(t, log0, log7, []int{1})
@@ -359,5 +365,54 @@ func TestRangeIDsAreHandedOutOnce(t *testing.T) {
 	r3 := openRange(t, s, 3)
 	if res := r3.ApplyBatch([]*raft.Log{newID(1)})[0]; !errors.Is(res.(error), kv.ErrInvalid) {
 		t.Fatalf("range 3 handed out a range ID: %v", res)
+	}
+}
+
+func closeLog(index uint64, at, token uint64) *raft.Log {
+	return &raft.Log{Index: index, Term: 1, Type: raft.LogCommand, Data: EncodeEntry(CloseEntry(at, token))}
+}
+
+// A close raises the range's floor: every later write gets more, a close
+// below a write's index is refused with the floor, and the node that
+// proposed it gets the range exactly as it was at the close, whatever
+// came after it in the same batch.
+func TestCloseRaisesTheFloorAndShowsTheRangeAtIt(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	r0 := openRange(t, s, 0)
+	if res := mustResult(t, r0.ApplyBatch([]*raft.Log{closeLog(1, 1<<50, 1)})[0]); res.OK {
+		t.Fatal("a range before its first split (counting raft indexes) accepted a close")
+	}
+	mustResult(t, r0.ApplyBatch([]*raft.Log{splitLog(2, 0, "m/", 7)})[0])
+	w := mustResult(t, r0.ApplyBatch([]*raft.Log{timed(3, time.Second, "", set("a/1", "x"))})[0])
+	at := w.Index + 1000
+	views, cancel := r0.AwaitClose(42)
+	defer cancel()
+	out := r0.ApplyBatch([]*raft.Log{
+		closeLog(4, at, 42),
+		timed(5, 2*time.Second, "", set("a/2", "after")), // same raft batch, after the close
+	})
+	if res := mustResult(t, out[0]); !res.OK || res.Index != at {
+		t.Fatalf("close: %+v", res)
+	}
+	after := mustResult(t, out[1])
+	if after.Index <= at {
+		t.Fatalf("a write after a close at %d got index %d", at, after.Index)
+	}
+	var v *View
+	select {
+	case v = <-views:
+	default:
+		t.Fatal("no view of the close")
+	}
+	defer v.Discard()
+	got, err := v.Read(kv.Query{Kind: kv.ReadKeys, Key: "a/"})
+	if err != nil || strings.Join(got.Keys, " ") != "a/1" || got.Index > at {
+		t.Fatalf("the view at the close: %+v, %v", got, err)
+	}
+	if keysOf(t, r0, "a/") != "a/1 a/2" {
+		t.Fatal("the write after the close is missing from the range")
+	}
+	if res := mustResult(t, r0.ApplyBatch([]*raft.Log{closeLog(6, at, 43)})[0]); res.OK || res.Index != after.Index {
+		t.Fatalf("a close below the last write's index: %+v, want refused with floor %d", res, after.Index)
 	}
 }

@@ -2,8 +2,10 @@ package ranges
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/raftkv/raftkv/kv"
 )
@@ -114,8 +116,9 @@ func (s *Set) ReadTxn(ctx context.Context, cmd *kv.Command, stale bool) (res *kv
 }
 
 // Read answers a query from the range of its key, or, for a listing, from
-// every range under its prefix, merged in key order. A blocking listing
-// over several ranges waits in each and answers when any has a change.
+// every range under its prefix, closed at one index and merged in key
+// order (closed.go). A blocking listing over several ranges waits in each
+// and answers when any has a change.
 func (s *Set) Read(ctx context.Context, q kv.Query) (res *kv.QueryResult, err error) {
 	err = s.retry(ctx, func(v []local) (bool, error) {
 		if q.Kind == kv.ReadGet {
@@ -140,7 +143,12 @@ func (s *Set) Read(ctx context.Context, q kv.Query) (res *kv.QueryResult, err er
 			}
 			q.MinIndex = 0
 		}
-		res, err = readAll(ctx, here, q)
+		res, err = closedRead(ctx, here, q, time.Now)
+		if err != nil && q.Stale && errors.Is(err, kv.ErrNoLeader) {
+			// A stale read asks for no leader: without one to close the
+			// ranges, each range's own state, merged.
+			res, err = readAll(ctx, here, q)
+		}
 		return true, err
 	})
 	return res, err
@@ -184,17 +192,7 @@ func readAll(ctx context.Context, here []local, q kv.Query) (*kv.QueryResult, er
 		if errs[i] != nil {
 			return nil, errs[i]
 		}
-		out.Entries = append(out.Entries, p.Entries...)
-		for _, k := range p.Keys {
-			// A rolled-up prefix ("a/b/") can end in one range and go
-			// on in the next.
-			if n := len(out.Keys); n == 0 || out.Keys[n-1] != k {
-				out.Keys = append(out.Keys, k)
-			}
-		}
-		out.Index = max(out.Index, p.Index)
-		out.KnownLeader = out.KnownLeader && p.KnownLeader
-		out.LastContact = max(out.LastContact, p.LastContact)
+		merge(out, p)
 	}
 	return out, nil
 }
