@@ -196,7 +196,7 @@ func (s *RaftStore) Configuration(ctx context.Context) (kv.Configuration, error)
 // SaveSnapshot writes a snapshot of the whole state (Consul's archive
 // layout) to w, linearizably unless stale.
 func (s *RaftStore) SaveSnapshot(ctx context.Context, w io.Writer, stale bool) error {
-	snap, err := s.group.OpenSnapshot(ctx, stale)
+	snap, err := s.ranges.OpenSnapshot(ctx, stale)
 	if err != nil {
 		return err
 	}
@@ -210,5 +210,5 @@ func (s *RaftStore) SaveSnapshot(ctx context.Context, w io.Writer, stale bool) e
 // RestoreSnapshot replaces the state of the whole cluster with a snapshot
 // taken by SaveSnapshot (on this cluster or another one).
 func (s *RaftStore) RestoreSnapshot(ctx context.Context, r io.Reader) error {
-	return s.group.RestoreSnapshot(ctx, r)
+	return s.ranges.RestoreSnapshot(ctx, r)
 }

@@ -126,7 +126,7 @@ func (p peerAuth) PeerSecret() (string, error) { return p.acls.PeerSecret() }
 
 // api is the HTTP API of the node's group.
 func (s *RaftStore) api(cfg Config) http.Handler {
-	return httpd.New(httpd.Stores{KV: s.ranges, Ranges: s, Sessions: s.sessions, Snapshots: s.group, ACL: aclStore{s.acls},
+	return httpd.New(httpd.Stores{KV: s.ranges, Ranges: s, Sessions: s.sessions, Snapshots: s.ranges, ACL: aclStore{s.acls},
 		Cluster: s.group.Membership(), Node: s.group}, httpd.Options{
 		MaxValueBytes: cfg.MaxValueBytes,
 		Registry:      s.group.Registry(),

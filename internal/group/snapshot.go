@@ -29,6 +29,14 @@ func (s *Group) OpenSnapshot(ctx context.Context, stale bool) (*kv.Snapshot, err
 			return nil, err
 		}
 	}
+	return s.ArchiveSnapshot(s.fsm.WriteSnapshot)
+}
+
+// ArchiveSnapshot spools the state machine snapshot stream write writes
+// (returning the index it reflects) and returns it in Consul's archive
+// layout with this group's raft metadata: a node's backup of its ranges
+// goes out as range 0's.
+func (s *Group) ArchiveSnapshot(write func(io.Writer) (uint64, error)) (*kv.Snapshot, error) {
 	f, err := os.CreateTemp(s.cfg.DataDir, "save-*.tmp")
 	if err != nil {
 		return nil, fmt.Errorf("raftstore: spool snapshot: %w", err)
@@ -38,7 +46,7 @@ func (s *Group) OpenSnapshot(ctx context.Context, stale bool) (*kv.Snapshot, err
 		os.Remove(f.Name())
 		return nil, err
 	}
-	index, err := s.fsm.WriteSnapshot(f)
+	index, err := write(f)
 	if err != nil {
 		return fail(err)
 	}

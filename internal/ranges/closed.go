@@ -36,33 +36,43 @@ const (
 
 // closedRead answers q over the ranges here as one state.
 func closedRead(ctx context.Context, here []local, q kv.Query, now func() time.Time) (*kv.QueryResult, error) {
+	views, _, err := closeViews(ctx, here, now)
+	if err != nil {
+		return nil, err
+	}
+	res, err := readViews(views, q)
+	for _, v := range views {
+		v.Discard()
+	}
+	return res, err
+}
+
+// closeViews closes the ranges here at one index and returns it and
+// their views (discard them).
+func closeViews(ctx context.Context, here []local, now func() time.Time) ([]*fsm.View, uint64, error) {
 	at := fsm.ClockIndex(now()) - 1
 	for round := 0; ; round++ {
 		views, floor, err := closeAll(ctx, here, at)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		if views != nil {
-			res, err := readViews(views, q)
-			for _, v := range views {
-				v.Discard()
-			}
-			return res, err
+			return views, at, nil
 		}
 		if round == closeRounds {
-			return nil, fmt.Errorf("%w: ranges kept writing past the read's index for %d rounds", kv.ErrNoLeader, closeRounds)
+			return nil, 0, fmt.Errorf("%w: ranges kept writing past the read's index for %d rounds", kv.ErrNoLeader, closeRounds)
 		}
 		// A range is ahead of this node's clock: wait for the clock.
 		ahead := fsm.IndexTime(floor).Sub(now())
 		if ahead > maxAhead {
-			return nil, fmt.Errorf("%w: a range's index is %v ahead of this node's clock", kv.ErrNoLeader, ahead.Round(time.Millisecond))
+			return nil, 0, fmt.Errorf("%w: a range's index is %v ahead of this node's clock", kv.ErrNoLeader, ahead.Round(time.Millisecond))
 		}
 		t := time.NewTimer(max(ahead, 0) + time.Millisecond)
 		select {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return nil, ctx.Err()
+			return nil, 0, ctx.Err()
 		}
 		at = max(fsm.ClockIndex(now())-1, floor)
 	}
