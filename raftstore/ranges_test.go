@@ -324,3 +324,74 @@ func TestBackupAcrossRangesIsOneState(t *testing.T) {
 		t.Fatalf("a write after the restore got index %d, not above the backup's %d", idx, last.ModifyIndex)
 	}
 }
+
+// A lock in a range other than 0 keeps range 0's rules: only a session
+// range 0 has may take it, and invalidating the session releases it, with
+// lock-delay, as it releases the session's keys in range 0; the session
+// cannot take it again afterwards.
+func TestLocksAcrossRanges(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	if _, err := c.nodes[0].SplitRange(ctx(t), "m/"); err != nil {
+		t.Fatal(err)
+	}
+	sess, err := c.nodes[0].CreateSession(ctx(t), kv.Session{Behavior: kv.BehaviorRelease, LockDelay: time.Second, TTL: "30s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := c.nodes[1].CreateSession(ctx(t), kv.Session{Behavior: kv.BehaviorRelease, TTL: "30s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, key := range []string{"a/lock", "z/lock"} {
+		if ok, err := c.nodes[i+1].Acquire(ctx(t), key, []byte("me"), sess); err != nil || !ok {
+			t.Fatalf("acquire %s: %v, %v", key, ok, err)
+		}
+		if ok, err := c.nodes[i].Acquire(ctx(t), key, []byte("other"), other); err != nil || ok {
+			t.Fatalf("acquire %s held by another session: %v, %v", key, ok, err)
+		}
+	}
+	if _, err := c.nodes[2].Acquire(ctx(t), "z/x", nil, "00000000-0000-0000-0000-000000000000"); !errors.Is(err, kv.ErrSession) {
+		t.Fatalf("acquire in range 1 by a session range 0 does not have: %v", err)
+	}
+
+	if err := c.nodes[2].DestroySession(ctx(t), sess); err != nil {
+		t.Fatal(err)
+	}
+	destroyed := time.Now()
+	for _, key := range []string{"a/lock", "z/lock"} {
+		waitFor(t, 10*time.Second, key+" released", func() error {
+			e, err := c.nodes[0].Get(ctx(t), key)
+			if err != nil {
+				return err
+			}
+			if e.Session != "" {
+				return fmt.Errorf("held by %s", e.Session)
+			}
+			return nil
+		})
+	}
+	// Lock-delay: the other session gets z/lock only once it has passed.
+	waitFor(t, 10*time.Second, "z/lock taken by the other session", func() error {
+		ok, err := c.nodes[1].Acquire(ctx(t), "z/lock", []byte("other"), other)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return errors.New("refused")
+		}
+		return nil
+	})
+	if since := time.Since(destroyed); since < time.Second {
+		t.Fatalf("z/lock taken %v after its session was destroyed, within its lock-delay", since)
+	}
+	if _, err := c.nodes[0].Acquire(ctx(t), "z/again", nil, sess); !errors.Is(err, kv.ErrSession) {
+		t.Fatalf("acquire in range 1 by the destroyed session: %v", err)
+	}
+	waitFor(t, 10*time.Second, "no release left pending", func() error {
+		p, err := c.nodes[0].group.FSM().PendingReleases()
+		if err != nil || len(p) > 0 {
+			return fmt.Errorf("%v pending, %v", p, err)
+		}
+		return nil
+	})
+}

@@ -288,15 +288,30 @@ func (o *overlay) write(old *kv.Entry, op kv.Op, idx uint64) (*kv.Entry, error) 
 	return e, nil
 }
 
+// sessionValid says whether a session may acquire: in range 0, whether it
+// exists; elsewhere, whether the range has not let go of it (the node that
+// proposed the acquire checked range 0; see sessions.go).
+func (o *overlay) sessionValid(id string) (bool, error) {
+	if o.ks.id != 0 {
+		_, err := o.txn.Get(o.ks.localOf(deadPrefix, id))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return true, nil
+		}
+		return false, err
+	}
+	s, err := readSession(o.txn, id)
+	return s != nil, err
+}
+
 // checkLock decides whether op may acquire old's key, failing it otherwise:
 // the session must exist, and a lock held by another session or under
 // lock-delay is not taken.
 func (o *overlay) checkLock(i int, op kv.Op, old *kv.Entry, fail func(int, string, ...any), res *kv.Result) (bool, error) {
-	s, err := readSession(o.txn, op.Session)
+	valid, err := o.sessionValid(op.Session)
 	if err != nil {
 		return false, err
 	}
-	if s == nil {
+	if !valid {
 		res.Errors = append(res.Errors, kv.OpError{OpIndex: i, What: fmt.Sprintf("invalid session %q", op.Session), InvalidSession: true})
 		return false, nil
 	}

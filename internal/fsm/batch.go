@@ -104,7 +104,7 @@ func (f *FSM) newBatch(txn *badger.Txn) *batchState {
 		ks: f.ks, span: f.span.Load(),
 		txn: txn, confIndex: f.confIndex.Load(),
 		reaped: f.reaped, idemCount: f.idemCount,
-		next:  map[byte]int64{kindTomb: f.next[kindTomb], kindIdem: f.next[kindIdem], kindDelay: f.next[kindDelay]},
+		next:  map[byte]int64{kindTomb: f.next[kindTomb], kindIdem: f.next[kindIdem], kindDelay: f.next[kindDelay], kindDead: f.next[kindDead]},
 		now:   f.lastTime,
 		floor: f.floor, clockMode: f.clockMode,
 	}
@@ -117,7 +117,7 @@ func (f *FSM) publish(b *batchState, applied uint64) {
 	f.metaMu.Lock()
 	f.reaped, f.idemCount, f.lastTime = b.reaped, b.idemCount, b.now
 	f.floor, f.clockMode = b.floor, b.clockMode
-	f.next[kindTomb], f.next[kindIdem], f.next[kindDelay] = b.next[kindTomb], b.next[kindIdem], b.next[kindDelay]
+	f.next[kindTomb], f.next[kindIdem], f.next[kindDelay], f.next[kindDead] = b.next[kindTomb], b.next[kindIdem], b.next[kindDelay], b.next[kindDead]
 	f.metaMu.Unlock()
 	f.confIndex.Store(b.confIndex)
 	if b.aclChanged != 0 {
@@ -188,6 +188,10 @@ func (b *batchState) apply(w writer, idx uint64, e *Entry, force bool) (answer a
 		res, err = markReplica(w, idx, e.Replica)
 	case KindNewRangeID:
 		res, err = b.newRangeID(w)
+	case KindSessionRelease:
+		res, err = b.releaseSession(w, idx, e.Release)
+	case KindReleaseDone:
+		res, err = &kv.Result{Index: idx, OK: true}, w.Delete(prefixed(pendingPrefix, e.SessionID))
 	case KindSplit:
 		var answer any
 		if answer, err = b.split(w, idx, e.Split); err != nil {
@@ -237,11 +241,10 @@ func (b *batchState) misplaced(e *Entry) error {
 			if op.Verb != kv.VerbGetTree && op.Verb != kv.VerbDeleteTree && !b.span.Contains(op.Key) {
 				return kv.Errorf(kv.ErrRangeMoved, "op %d: %q is not in %s", i, op.Key, b.span)
 			}
-			if b.ks.id != 0 && (op.Session != "" || op.Verb == kv.VerbLock || op.Verb == kv.VerbUnlock || op.Verb == kv.VerbCheckSession) {
-				return kv.Errorf(kv.ErrNotImplemented, "op %d: locks and sessions live in range 0 only, %q is in %s", i, op.Key, b.span)
-			}
 		}
-	case e.Kind != KindKV && e.Kind != KindSplit && b.ks.id != 0:
+	case e.Kind == KindSessionRelease && b.ks.id == 0:
+		return kv.Errorf(kv.ErrInvalid, "a %s entry belongs to ranges other than 0", e.Kind)
+	case e.Kind != KindKV && e.Kind != KindSplit && e.Kind != KindSessionRelease && b.ks.id != 0:
 		return kv.Errorf(kv.ErrInvalid, "a %s entry belongs to range 0, not %s", e.Kind, b.span)
 	}
 	return nil
@@ -394,7 +397,7 @@ func (b *batchState) expire(w writer) error {
 	for _, k := range []struct {
 		kind byte
 		ttl  time.Duration
-	}{{kindTomb, tombstoneTTL}, {kindIdem, idempotencyTTL}, {kindDelay, 0}} {
+	}{{kindTomb, tombstoneTTL}, {kindIdem, idempotencyTTL}, {kindDelay, 0}, {kindDead, deadSessionTTL}} {
 		cutoff := b.now - int64(k.ttl)
 		overCap := k.kind == kindIdem && b.idemCount > maxIdempotencyKeys
 		if (b.next[k.kind] > cutoff && !overCap) || budget == 0 {
@@ -454,6 +457,8 @@ func (b *batchState) drop(w writer, kind byte, idx uint64, name string) error {
 		b.idemCount--
 	case kindDelay:
 		key = prefixed(delayPrefix, name)
+	case kindDead:
+		key = b.ks.localOf(deadPrefix, name)
 	}
 	item, err := b.txn.Get(key)
 	if errors.Is(err, badger.ErrKeyNotFound) {
@@ -469,6 +474,8 @@ func (b *batchState) drop(w writer, kind byte, idx uint64, name string) error {
 			owner = binary.BigEndian.Uint64(v)
 		case kindDelay:
 			owner = binary.BigEndian.Uint64(v[8:])
+		case kindDead:
+			owner = binary.BigEndian.Uint64(v)
 		case kindIdem:
 			_, _, result, err := decodeIdem(v)
 			if err != nil {
@@ -517,7 +524,7 @@ func (f *FSM) loadMeta(txn *badger.Txn) error {
 	defer f.metaMu.Unlock()
 	f.reaped, f.idemCount, f.lastTime = vals[2], int64(vals[3]), int64(vals[4])
 	f.floor, f.clockMode = vals[6], vals[6] != 0
-	for _, kind := range []byte{kindTomb, kindIdem, kindDelay} {
+	for _, kind := range []byte{kindTomb, kindIdem, kindDelay, kindDead} {
 		f.next[kind] = math.MaxInt64
 		opts := badger.DefaultIteratorOptions
 		opts.PrefetchValues = false

@@ -19,14 +19,16 @@ type EntryKind uint8
 // The kinds of log entries. The numbers are written in v3 entries: they
 // never change, and a new kind takes a new number.
 const (
-	KindKV             EntryKind = 1 // keys: a kv.Command
-	KindSessionCreate  EntryKind = 2 // a new session
-	KindSessionDestroy EntryKind = 3 // a session invalidated
-	KindACL            EntryKind = 4 // a policy, token, bootstrap or peer-secret change
-	KindReplicaMark    EntryKind = 5 // a server marked a read replica, or the mark cleared
-	KindSplit          EntryKind = 6 // the range cut in two at a key (v3 only, entry version 4)
-	KindNewRangeID     EntryKind = 7 // range 0 hands out the next range ID (v3 only, entry version 4)
-	KindClose          EntryKind = 8 // no later write of the range at or below an index (v3 only, entry version 4)
+	KindKV             EntryKind = 1  // keys: a kv.Command
+	KindSessionCreate  EntryKind = 2  // a new session
+	KindSessionDestroy EntryKind = 3  // a session invalidated
+	KindACL            EntryKind = 4  // a policy, token, bootstrap or peer-secret change
+	KindReplicaMark    EntryKind = 5  // a server marked a read replica, or the mark cleared
+	KindSplit          EntryKind = 6  // the range cut in two at a key (v3 only, entry version 4)
+	KindNewRangeID     EntryKind = 7  // range 0 hands out the next range ID (v3 only, entry version 4)
+	KindClose          EntryKind = 8  // no later write of the range at or below an index (v3 only, entry version 4)
+	KindSessionRelease EntryKind = 9  // a range other than 0 lets go of a session range 0 invalidated (v3 only, entry version 4)
+	KindReleaseDone    EntryKind = 10 // range 0: every range let go of the session (v3 only, entry version 4)
 )
 
 var kindNames = map[EntryKind]string{
@@ -38,6 +40,8 @@ var kindNames = map[EntryKind]string{
 	KindSplit:          "split",
 	KindNewRangeID:     "new-range-id",
 	KindClose:          "close",
+	KindSessionRelease: "session-release",
+	KindReleaseDone:    "release-done",
 }
 
 func (k EntryKind) String() string {
@@ -81,6 +85,9 @@ type Entry struct {
 	Split *Split
 	// Close is a KindClose entry's close.
 	Close *Close
+	// Release is a KindSessionRelease entry's session: its ID, Behavior
+	// and LockDelay (the range has no record of it).
+	Release *kv.Session
 
 	// Unparsed is set by DecodeEntry only, for a legacy session create or
 	// ACL change whose body (a session record, ACL JSON) does not parse.
@@ -131,6 +138,17 @@ func CloseEntry(at, token uint64) *Entry {
 	return &Entry{Kind: KindClose, Close: &Close{At: at, Token: token}}
 }
 
+// SessionReleaseEntry lets a range other than 0 go of s, which range 0
+// invalidated: its keys are released (or deleted) with lock-delay, and the
+// range refuses any later acquire by it.
+func SessionReleaseEntry(s kv.Session) *Entry {
+	return &Entry{Kind: KindSessionRelease, Release: &kv.Session{ID: s.ID, Behavior: s.Behavior, LockDelay: s.LockDelay}}
+}
+
+// ReleaseDoneEntry tells range 0 that every other range let go of session
+// id.
+func ReleaseDoneEntry(id string) *Entry { return &Entry{Kind: KindReleaseDone, SessionID: id} }
+
 // NewRangeIDEntry asks range 0 for the next range ID (in Result.Index):
 // IDs are handed out in one place, so two splits never pick the same.
 func NewRangeIDEntry() *Entry { return &Entry{Kind: KindNewRangeID} }
@@ -141,7 +159,7 @@ func (k EntryKind) MinVersion() int {
 	switch k {
 	case KindKV:
 		return 1
-	case KindSplit, KindNewRangeID, KindClose:
+	case KindSplit, KindNewRangeID, KindClose, KindSessionRelease, KindReleaseDone:
 		return entryV4
 	}
 	return entryV3
@@ -279,6 +297,16 @@ func EncodeEntry(e *Entry) []byte {
 		}
 		b = binary.AppendUvarint(b, c.At)
 		b = binary.AppendUvarint(b, c.Token)
+	case KindSessionRelease:
+		var r kv.Session
+		if e.Release != nil {
+			r = *e.Release
+		}
+		b = appendString(b, r.ID)
+		b = appendString(b, r.Behavior)
+		b = binary.AppendVarint(b, int64(r.LockDelay))
+	case KindReleaseDone:
+		b = appendString(b, e.SessionID)
 	}
 	return b
 }
@@ -426,6 +454,10 @@ func decodeV3(b []byte) (*Entry, error) {
 		e.Split = sp
 	case KindClose:
 		e.Close = &Close{At: d.uvarint(), Token: d.uvarint()}
+	case KindSessionRelease:
+		e.Release = &kv.Session{ID: d.string(), Behavior: d.string(), LockDelay: time.Duration(d.varint())}
+	case KindReleaseDone:
+		e.SessionID = d.string()
 	case KindNewRangeID:
 	case KindKV:
 		return nil, fmt.Errorf("v3 entry: %w: a KV entry is written as a v1/v2 command, never as v3", errCorruptEntry)
@@ -509,6 +541,16 @@ func (e *Entry) Validate(l Limits) error {
 		}
 		return e.Split.validate()
 	case KindNewRangeID:
+		return nil
+	case KindSessionRelease:
+		if e.Release == nil || e.Release.ID == "" {
+			return missing("a session")
+		}
+		return nil
+	case KindReleaseDone:
+		if e.SessionID == "" {
+			return missing("a session")
+		}
 		return nil
 	case KindClose:
 		if e.Close == nil || e.Close.At == 0 {

@@ -37,6 +37,28 @@ var (
 
 const kindDelay = 'd' // expiry queue: lock-delays that ended
 
+// Sessions live in range 0. A range other than 0 knows a session only by
+// its locks: an acquire there was checked against range 0 by the node
+// that proposed it, and when range 0 invalidates a session holding locks
+// elsewhere, it records the release as pending ("P" + ID → the session's
+// behaviour and lock-delay, from its first split on) until every other
+// range has applied a session-release entry. A range that applied one
+// keeps the session as gone ("x" + ID, range-local, for deadSessionTTL)
+// and refuses a later acquire by it: an acquire that raced the
+// invalidation is either before the release in the range's log (and
+// released by it) or after it (and refused).
+var (
+	pendingPrefix = []byte("P")
+	deadPrefix    = []byte("x")
+)
+
+const kindDead = 'x' // expiry queue: sessions a range let go of
+
+// deadSessionTTL is how long a range remembers a session it let go of:
+// far longer than an acquire checked before the invalidation can take to
+// reach the range's log.
+var deadSessionTTL = time.Hour
+
 func (k keyspace) holdsKey(session, key string) []byte {
 	b := make([]byte, 0, len(k.prefix)+len(holdsPrefix)+len(session)+1+len(key))
 	b = append(append(append(b, k.prefix...), holdsPrefix...), session...)
@@ -194,6 +216,11 @@ func (b *batchState) destroySession(w writer, idx uint64, id string) (*kv.Result
 	if err := w.Delete(prefixed(sessionPrefix, id)); err != nil {
 		return nil, err
 	}
+	if b.clockMode { // other ranges may hold its locks: they let go of it next
+		if err := w.Set(prefixed(pendingPrefix, id), encodeRelease(existing)); err != nil {
+			return nil, err
+		}
+	}
 	b.sessionsChanged = true
 	return res, w.Set(metaSessions, uintBytes(idx))
 }
@@ -341,6 +368,52 @@ func (f *FSM) HeldKeys() (map[string][]string, error) {
 			if e != nil && e.Session == session {
 				out[session] = append(out[session], key)
 			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// releaseSession lets a range other than 0 go of a session range 0
+// invalidated: its keys here are released (or deleted) with lock-delay,
+// and the range remembers it as gone. Applying it again changes nothing
+// more (the session holds nothing any more).
+func (b *batchState) releaseSession(w writer, idx uint64, s *kv.Session) (*kv.Result, error) {
+	if err := b.invalidate(w, idx, s); err != nil {
+		return nil, err
+	}
+	if err := w.Set(b.ks.localOf(deadPrefix, s.ID), uintBytes(idx)); err != nil {
+		return nil, err
+	}
+	return &kv.Result{Index: idx, OK: true}, b.enqueue(w, kindDead, b.now, idx, s.ID)
+}
+
+// encodeRelease is a pending release: the session's behaviour and
+// lock-delay.
+func encodeRelease(s *kv.Session) []byte {
+	return binary.AppendVarint(appendString(nil, s.Behavior), int64(s.LockDelay))
+}
+
+// PendingReleases lists the sessions range 0 invalidated that other ranges
+// may not have let go of yet (ID, Behavior and LockDelay set).
+func (f *FSM) PendingReleases() ([]kv.Session, error) {
+	var out []kv.Session
+	err := f.view(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = pendingPrefix
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			d := decoder{b: v}
+			s := kv.Session{ID: string(it.Item().Key()[len(pendingPrefix):]), Behavior: d.string(), LockDelay: time.Duration(d.varint())}
+			if d.err != nil {
+				return fmt.Errorf("pending release of %q: %w", s.ID, d.err)
+			}
+			out = append(out, s)
 		}
 		return nil
 	})

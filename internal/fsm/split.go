@@ -79,7 +79,9 @@ func (f *FSM) OnSplit(fn func(left, right rangemap.Descriptor)) { f.onSplit.Stor
 // the keys at and after sp.Key because its descriptor says so. What moves
 // is range-local bookkeeping about those keys: their tombstones' and
 // lock-delays' places in the expiry queue, the idempotency records of
-// commands on them (with their queue entries), and session holds. Both
+// commands on them (with their queue entries), and session holds (locks
+// move with their keys); both halves keep the sessions the range let go
+// of. Both
 // halves count their own indexes from here (clockMode), from the split's
 // index.
 //
@@ -99,12 +101,6 @@ func (b *batchState) split(w writer, idx uint64, sp *Split) (any, error) {
 	}
 	left.Replicas, right.Replicas = sp.Replicas, sp.Replicas
 	child := newKeyspace(sp.NewID)
-	if locked, err := b.lockedAfter(right); err != nil || locked != "" {
-		if err != nil {
-			return nil, err
-		}
-		return kv.Errorf(kv.ErrInvalid, "cannot split %s at %q: %q is locked, and locks cannot move between ranges yet", b.span, sp.Key, locked), nil
-	}
 	moved, copied, err := b.moveBookkeeping(w, child, right)
 	if err != nil {
 		return nil, fmt.Errorf("split: move bookkeeping: %w", err)
@@ -147,30 +143,6 @@ func (b *batchState) newRangeID(w writer) (*kv.Result, error) {
 // keptWhole returns the prefixes kept whole in the range (none yet).
 func (b *batchState) keptWhole() ([]string, error) { return nil, nil }
 
-// lockedAfter returns a key of right that a session holds now ("" if
-// none): sessions live in range 0, whose invalidations release only its
-// own keys, so a lock must not leave it.
-func (b *batchState) lockedAfter(right rangemap.Descriptor) (string, error) {
-	o := b.overlay()
-	var locked string
-	err := b.eachLocal(holdsPrefix, func(k, _ []byte) (bool, error) {
-		session, key, ok := cutHold(k)
-		if !ok || !right.Contains(key) {
-			return true, nil
-		}
-		e, err := o.get(key)
-		if err != nil {
-			return false, err
-		}
-		if e != nil && e.Session == session {
-			locked = key
-			return false, nil
-		}
-		return true, nil
-	})
-	return locked, err
-}
-
 // moveBookkeeping moves to the child what right's keys own in the parent's
 // range-local state, and returns how many idempotency records it moved and
 // how many it copied (records queued before the first split name no key:
@@ -182,7 +154,7 @@ func (b *batchState) moveBookkeeping(w writer, child keyspace, right rangemap.De
 		keep     bool // copy: the parent keeps it too
 	}
 	var moves []move
-	for _, kind := range []byte{kindTomb, kindDelay, kindIdem} {
+	for _, kind := range []byte{kindTomb, kindDelay, kindIdem, kindDead} {
 		prefix := []byte{expiryPrefix[0], kind}
 		err := b.eachLocal(prefix, func(k, v []byte) (bool, error) {
 			if len(k) < len(prefix)+16 {
@@ -193,6 +165,15 @@ func (b *batchState) moveBookkeeping(w writer, child keyspace, right rangemap.De
 			name := string(k[len(prefix)+16:])
 			to := child.expiryKey(kind, t, index, name)
 			switch {
+			case kind == kindDead: // both halves remember the sessions let go of
+				rec, err := b.get(b.ks.localOf(deadPrefix, name))
+				if err != nil {
+					return false, err
+				}
+				moves = append(moves, move{from: b.ks.local(k), to: to, keep: true})
+				if rec != nil {
+					moves = append(moves, move{from: b.ks.localOf(deadPrefix, name), to: child.localOf(deadPrefix, name), value: rec, keep: true})
+				}
 			case kind != kindIdem && right.Contains(name):
 				moves = append(moves, move{from: b.ks.local(k), to: to})
 			case kind == kindIdem && (len(v) == 0 || right.Contains(string(v))):

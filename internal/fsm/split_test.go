@@ -167,7 +167,6 @@ func TestSplitRefusals(t *testing.T) {
 			t.Fatalf("split at %q: %v, want a refusal with %q", key, res, want)
 		}
 	}
-	refused("q/", 5, `"q/lock" is locked`)
 	// Validate refuses these before they reach a log; the state machine
 	// refuses them too.
 	refused("", 5, "must end with")
@@ -181,20 +180,30 @@ func TestSplitRefusals(t *testing.T) {
 	refused("r/", 10, "not inside")
 	refused("s/", 10, "not inside")
 
-	// Range 9 holds keys, not sessions, locks or ACLs.
+	// Range 9 takes locks (range 0 holds the sessions: the node that
+	// proposes an acquire checks there), not sessions or ACLs; once it let
+	// go of a session, it releases its keys and refuses it.
 	r9 := openRange(t, s, 9)
-	for i, op := range []kv.Op{
-		{Verb: kv.VerbLock, Key: "r/x", Session: "s1"},
-		{Verb: kv.VerbSet, Key: "r/x", Session: "s1"},
-		sess,
-	} {
-		res := r9.ApplyBatch([]*raft.Log{timed(uint64(i+1), 30*time.Second, "", op)})[0]
-		if _, ok := res.(error); !ok {
-			t.Fatalf("range 9 applied %+v: %+v", op, res)
-		}
+	acquire := func(i uint64) any {
+		return r9.ApplyBatch([]*raft.Log{timed(i, 30*time.Second, "", kv.Op{Verb: kv.VerbLock, Key: "r/x", Session: "s1"})})[0]
 	}
-	if keysOf(t, r9, "") != "" {
-		t.Fatal("refused ops wrote keys")
+	if res := mustResult(t, acquire(1)); !res.OK || res.Entries[0].Session != "s1" {
+		t.Fatalf("acquire in range 9: %+v", res)
+	}
+	if res := r9.ApplyBatch([]*raft.Log{timed(2, 30*time.Second, "", sess)})[0]; !errors.Is(res.(error), kv.ErrInvalid) {
+		t.Fatalf("range 9 created a session: %+v", res)
+	}
+	rel := SessionReleaseEntry(kv.Session{ID: "s1", Behavior: kv.BehaviorRelease, LockDelay: time.Second})
+	rel.Time = t0.Add(31 * time.Second)
+	mustResult(t, r9.ApplyBatch([]*raft.Log{{Index: 3, Type: raft.LogCommand, Data: EncodeEntry(rel)}})[0])
+	if e := mustGet(t, r9, "r/x"); e.Session != "" {
+		t.Fatalf("r/x after range 9 let go of s1: %+v", e)
+	}
+	if res := mustResult(t, acquire(4)); res.OK || !res.Errors[0].InvalidSession {
+		t.Fatalf("acquire by a session range 9 let go of: %+v", res)
+	}
+	if res := r0.ApplyBatch([]*raft.Log{{Index: idx, Type: raft.LogCommand, Data: EncodeEntry(rel)}})[0]; !errors.Is(res.(error), kv.ErrInvalid) {
+		t.Fatalf("range 0 applied a session release: %+v", res)
 	}
 
 	for _, sp := range []Split{{Key: "a", NewID: 2, Replicas: threeReplicas}, {Key: "a/", NewID: 0, Replicas: threeReplicas},
@@ -291,11 +300,21 @@ func TestSplitSameLogSameStateWhateverTheBatches(t *testing.T) {
 			closeAt := clockIndex(t0.Add(at + time.Duration(50+i)*time.Hour).UnixNano()) // accepted: far ahead of every write
 			log7 = append(log7[:pos], append([]*raft.Log{closeLog(0, closeAt, uint64(pos))}, log7[pos:]...)...)
 		}
+		// Range 0 let go of the sessions: range 7 releases their locks and
+		// refuses them afterwards.
+		for _, id := range []string{"s0", "s1", "s2"} {
+			e := SessionReleaseEntry(kv.Session{ID: id, Behavior: kv.BehaviorRelease, LockDelay: time.Second})
+			e.Time = t0.Add(at + 100*time.Second)
+			pos := len(log7) / 2
+			log7 = append(log7[:pos], append([]*raft.Log{{Type: raft.LogCommand, Data: EncodeEntry(e)}}, log7[pos:]...)...)
+		}
 		log7 = reindex(log7, 1)
 
 		want0, want7, wantRes := applyRanges(t, log0, log7, []int{1})
-		if !strings.Contains(wantRes, "is not in range 0") || !strings.Contains(wantRes, "live in range 0 only") {
-			t.Fatalf("seed %d: the logs never sent a key or a lock to the wrong range", seed)
+		for _, what := range []string{"is not in range 0", "lock is already held", "invalid session"} {
+			if !strings.Contains(wantRes, what) {
+				t.Fatalf("seed %d: the logs never produced %q", seed, what)
+			}
 		}
 		for _, sizes := range [][]int{{1000}, {7}, {2, 13, 1, 64}} {
 			s0, s7, res := applyRanges(t, log0, log7, sizes)
@@ -414,5 +433,31 @@ func TestCloseRaisesTheFloorAndShowsTheRangeAtIt(t *testing.T) {
 	}
 	if res := mustResult(t, r0.ApplyBatch([]*raft.Log{closeLog(6, at, 43)})[0]); res.OK || res.Index != after.Index {
 		t.Fatalf("a close below the last write's index: %+v, want refused with floor %d", res, after.Index)
+	}
+}
+
+// Once range 0 has split, invalidating a session leaves its release in
+// the other ranges pending until range 0 hears it is done; before the
+// first split there is nothing to release elsewhere, and nothing is
+// recorded.
+func TestPendingReleases(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	r0 := openRange(t, s, 0)
+	create := func(i uint64, id string) *raft.Log {
+		return timed(i, 0, "", kv.Op{Verb: kv.VerbSessionCreate, Session: id, Value: EncodeSession(&kv.Session{Node: "n1", Behavior: kv.BehaviorDelete, LockDelay: 7 * time.Second})})
+	}
+	destroy := func(i uint64, id string) *raft.Log {
+		return timed(i, time.Second, "", kv.Op{Verb: kv.VerbSessionDestroy, Session: id})
+	}
+	for _, r := range r0.ApplyBatch([]*raft.Log{create(1, "before"), destroy(2, "before"), create(3, "after"), splitLog(4, 0, "m/", 2), destroy(5, "after")}) {
+		mustResult(t, r)
+	}
+	pending, err := r0.PendingReleases()
+	if err != nil || len(pending) != 1 || pending[0].ID != "after" || pending[0].Behavior != kv.BehaviorDelete || pending[0].LockDelay != 7*time.Second {
+		t.Fatalf("pending releases: %+v, %v", pending, err)
+	}
+	mustResult(t, r0.ApplyBatch([]*raft.Log{{Index: 6, Type: raft.LogCommand, Data: EncodeEntry(ReleaseDoneEntry("after"))}})[0])
+	if pending, err := r0.PendingReleases(); err != nil || len(pending) != 0 {
+		t.Fatalf("pending releases after done: %+v, %v", pending, err)
 	}
 }

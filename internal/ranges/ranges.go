@@ -31,7 +31,8 @@ type Set struct {
 	starting map[uint64]bool
 	samples  map[uint64][]sample // applied-entry counts, for write rates
 	changed  chan struct{}       // closed and replaced when groups or spans change
-	stop     chan struct{}
+	ctx      context.Context     // ends when the set closes
+	cancel   context.CancelFunc
 	closed   bool
 	wg       sync.WaitGroup
 }
@@ -40,10 +41,12 @@ type Set struct {
 // groups of the other ranges.
 func New(meta *group.Group, start StartFunc, logger *slog.Logger) *Set {
 	s := &Set{meta: meta, start: start, logger: logger, groups: map[uint64]*group.Group{}, starting: map[uint64]bool{},
-		samples: map[uint64][]sample{}, changed: make(chan struct{}), stop: make(chan struct{})}
+		samples: map[uint64][]sample{}, changed: make(chan struct{})}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.Add(meta)
-	s.wg.Add(1)
-	go func() { defer s.wg.Done(); s.sampleRates(s.stop) }()
+	s.wg.Add(2)
+	go func() { defer s.wg.Done(); s.sampleRates(s.ctx.Done()) }()
+	go func() { defer s.wg.Done(); s.releasePending(s.ctx) }()
 	return s
 }
 
@@ -111,9 +114,7 @@ func (s *Set) signal() {
 // waits for the starts in flight.
 func (s *Set) Close() {
 	s.mu.Lock()
-	if !s.closed {
-		close(s.stop)
-	}
+	s.cancel()
 	s.closed = true
 	var others []*group.Group
 	for id, g := range s.groups {

@@ -71,6 +71,9 @@ func (s *Set) Apply(ctx context.Context, cmd *kv.Command) (res *kv.Result, err e
 		if !routed {
 			return false, nil
 		}
+		if res, err = s.checkSessions(ctx, at, cmd); res != nil || err != nil {
+			return true, err
+		}
 		res, err = at.g.Apply(ctx, cmd)
 		return true, err
 	})
