@@ -62,7 +62,6 @@ func (s *RaftStore) startRange(d rangemap.Descriptor) (*group.Group, error) {
 	gcfg.Bootstrap, gcfg.Join, gcfg.Recover = false, nil, false
 	gcfg.BootstrapServers = servers
 	gcfg.Store = s.store
-	gcfg.FormatsOf = s.group
 	g, err := group.Open(*gcfg, s.node)
 	if err != nil {
 		return nil, fmt.Errorf("raftstore: range %d: %w", d.ID, err)

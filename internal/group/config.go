@@ -27,10 +27,6 @@ type Config struct {
 	// holds no raft state: a range a split created, which every replica
 	// bootstraps alike.
 	BootstrapServers []raft.Server
-	// FormatsOf, if set, is the group whose servers' reports of the log
-	// entry forms they read this group uses: a node's ranges share range
-	// 0's (its autopilot hears every server).
-	FormatsOf *Group
 	// Store, if set, is the node's state machine store, shared by its
 	// ranges: the group's state machine is range ID of it. Unset, the
 	// group opens a store of its own in DataDir/fsm (range 0).

@@ -49,7 +49,7 @@ type Group struct {
 	logs      raft.LogStore    // the cache in front of logStore
 	disk      *diskguard.Guard // the data dir's free space, and its reserve
 	fullDisks fullDisks        // while leading: servers that reported a full disk
-	formats   *entryFormats    // the entry forms servers reported reading (shared by a node's groups)
+	formats   entryFormats     // while leading: the entry forms servers reported reading
 	peers     *peerrpc.Client  // node-to-node calls, naming this group
 	forwards  *fwdstream.Client
 	trans     *heartbeatTransport
@@ -87,10 +87,7 @@ func Open(cfg Config, host Host) (_ *Group, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("group: data dir: %w", err)
 	}
-	g := &Group{cfg: cfg, id: host.ID(), addr: host.Addr(), disk: cfg.Disk, formats: &entryFormats{}}
-	if cfg.FormatsOf != nil {
-		g.formats = cfg.FormatsOf.formats // what a server reads is the same in every group
-	}
+	g := &Group{cfg: cfg, id: host.ID(), addr: host.Addr(), disk: cfg.Disk}
 	g.logger = cfg.Logger.With("node", g.id)
 	if cfg.ID != 0 {
 		g.logger = g.logger.With("group", cfg.ID)

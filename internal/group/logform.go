@@ -18,9 +18,11 @@ import (
 // that a member cannot apply.
 
 // encode is e as this leader writes it to the log. An entry with no
-// legacy form (a split) is refused until every server reads it.
+// legacy form (a split) is refused until every server reads it. A group
+// other than 0 is a range a split made, which every server of range 0
+// read when it was made: it writes every kind in the typed form.
 func (g *Group) encode(e *fsm.Entry) ([]byte, error) {
-	if e.Kind == fsm.KindKV || g.formats.allRead(g.Members(), g.id, e.Kind.MinVersion()) {
+	if e.Kind == fsm.KindKV || g.cfg.ID != 0 || g.formats.allRead(g.Members(), g.id, e.Kind.MinVersion()) {
 		return fsm.EncodeEntry(e), nil
 	}
 	if !e.Kind.HasLegacyForm() {
