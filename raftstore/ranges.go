@@ -50,7 +50,10 @@ func (s *RaftStore) startRange(d rangemap.Descriptor) (*group.Group, error) {
 	for _, r := range d.Replicas {
 		addr, ok := addrs[r.Node]
 		if !ok {
-			return nil, fmt.Errorf("raftstore: range %d: replica %s is not a member", d.ID, r.Node)
+			// No longer a member of range 0 (replaced since the split):
+			// the range's own raft state, if any, still names it.
+			s.node.Logger().Warn("a replica of the range is not a member any more", "range", d.ID, "replica", r.Node)
+			continue
 		}
 		suffrage := raft.Nonvoter
 		if r.Voter {

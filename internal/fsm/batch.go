@@ -170,8 +170,13 @@ func (b *batchState) apply(w writer, idx uint64, e *Entry, force bool) (answer a
 			return res, nil
 		}
 	}
-	if err := b.expire(w); err != nil {
-		return nil, fmt.Errorf("expire: %w", err)
+	// A split reads the bookkeeping it moves: no expiry writes before it,
+	// so that its reads see the same state whether it is applied in one
+	// transaction or in pieces.
+	if e.Kind != KindSplit {
+		if err := b.expire(w); err != nil {
+			return nil, fmt.Errorf("expire: %w", err)
+		}
 	}
 	if refusal := b.misplaced(e); refusal != nil {
 		return refusal, nil
@@ -538,6 +543,15 @@ func (f *FSM) loadMeta(txn *badger.Txn) error {
 	span, err := readDescriptor(txn, f.ks)
 	if err != nil {
 		return err
+	}
+	if f.ks.id == 0 && span.End == "" {
+		// Range 0 without a descriptor of its own (cut short in a reset or
+		// a restore) must not claim the keys of the ranges split off it.
+		if start, ok, err := firstOtherStart(txn); err != nil {
+			return err
+		} else if ok {
+			span = &rangemap.Descriptor{ID: 0, Start: span.Start, End: start, Generation: span.Generation, Replicas: span.Replicas}
+		}
 	}
 	f.span.Store(span)
 	f.confIndex.Store(vals[1])

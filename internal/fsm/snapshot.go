@@ -192,7 +192,7 @@ func CopyForRestore(dst io.Writer, src io.Reader) error {
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	var wb *badger.WriteBatch
-	var prevApplied uint64
+	var prevApplied, prevFloor uint64
 	locked := false
 	defer func() {
 		if wb != nil {
@@ -210,9 +210,19 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 			f.logger.Info("keeping local state, it is newer than the snapshot", "applied", f.applied.Load(), "snapshot", applied)
 			return false, nil
 		}
+		if applied == 0 && f.ks.id == 0 {
+			// A backup restored into a cluster of several ranges would put
+			// keys of the other ranges in range 0.
+			if others, err := f.store.hasRanges(); err != nil || others {
+				return false, errors.Join(err, fmt.Errorf("%w: the cluster has several ranges; restore into a cluster of one range", kv.ErrNotImplemented))
+			}
+		}
 		f.mu.Lock()
 		locked = true
-		prevApplied = f.applied.Load()
+		prevApplied = f.LastIndex() // in indexes handed out: the floor, once counted
+		f.metaMu.Lock()
+		prevFloor = f.floor
+		f.metaMu.Unlock()
 		f.applied.Store(0)
 		if err := markRestoring(f.store.dir, f.ks.id); err != nil {
 			return false, fmt.Errorf("mark the restore: %w", err)
@@ -249,6 +259,17 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 			}
 			if err := txn.Set(f.ks.local(metaReaped), uintBytes(max(reaped, prevApplied))); err != nil {
 				return err
+			}
+			// A range that counted its own indexes goes on doing so, from
+			// above what it handed out before.
+			if prevFloor > 0 {
+				floor, err := readUint(txn, f.ks.local(metaFloor))
+				if err != nil {
+					return err
+				}
+				if err := txn.Set(f.ks.local(metaFloor), uintBytes(max(floor, prevFloor))); err != nil {
+					return err
+				}
 			}
 		}
 		return txn.Set(f.ks.local(metaApplied), uintBytes(applied))

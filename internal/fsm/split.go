@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"time"
 
@@ -102,6 +103,9 @@ func (b *batchState) split(w writer, idx uint64, sp *Split) (any, error) {
 	left.Replicas, right.Replicas = sp.Replicas, sp.Replicas
 	child := newKeyspace(sp.NewID)
 	moved, copied, err := b.moveBookkeeping(w, child, right)
+	if errors.Is(err, errTooMuchToMove) {
+		return kv.Errorf(kv.ErrInvalid, "cannot split %s at %q yet: %v", b.span, sp.Key, err), nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("split: move bookkeeping: %w", err)
 	}
@@ -142,6 +146,14 @@ func (b *batchState) newRangeID(w writer) (*kv.Result, error) {
 
 // keptWhole returns the prefixes kept whole in the range (none yet).
 func (b *batchState) keptWhole() ([]string, error) { return nil, nil }
+
+// maxSplitMoves bounds the bookkeeping a split moves, so that the split
+// is one Badger transaction, all of it or none: a split that would move
+// more is refused (the same on every replica: the count is state), and
+// can be tried again once tombstones and idempotency records expired.
+const maxSplitMoves = 1000
+
+var errTooMuchToMove = errors.New("too much bookkeeping to move")
 
 // moveBookkeeping moves to the child what right's keys own in the parent's
 // range-local state, and returns how many idempotency records it moved and
@@ -206,6 +218,9 @@ func (b *batchState) moveBookkeeping(w writer, child keyspace, right rangemap.De
 	})
 	if err != nil {
 		return 0, 0, err
+	}
+	if len(moves) > maxSplitMoves {
+		return 0, 0, fmt.Errorf("%w: %d records about the keys from the split key on (tombstones, idempotency records, locks) would move, at most %d: they expire within minutes", errTooMuchToMove, len(moves), maxSplitMoves)
 	}
 	for _, m := range moves {
 		if err := w.Set(m.to, m.value); err != nil {

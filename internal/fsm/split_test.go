@@ -461,3 +461,116 @@ func TestPendingReleases(t *testing.T) {
 		t.Fatalf("pending releases after done: %+v, %v", pending, err)
 	}
 }
+
+// A split moves its bookkeeping in one transaction, so there is a bound:
+// over it, the split is refused (on every replica alike) and changes
+// nothing.
+func TestSplitRefusedWithTooMuchToMove(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	r0 := openRange(t, s, 0)
+	var ops []kv.Op
+	for i := range maxSplitMoves + 1 {
+		ops = append(ops, set(fmt.Sprintf("z/%05d", i), "x"))
+	}
+	var logs []*raft.Log
+	for i := 0; i < len(ops); i += 64 {
+		logs = append(logs, timed(uint64(len(logs)+1), 0, "", ops[i:min(i+64, len(ops))]...))
+	}
+	logs = append(logs, timed(uint64(len(logs)+1), time.Second, "", kv.Op{Verb: kv.VerbDeleteTree, Key: "z/"}))
+	for _, r := range r0.ApplyBatch(logs) {
+		mustResult(t, r)
+	}
+	res := r0.ApplyBatch([]*raft.Log{splitLog(uint64(len(logs)+1), 2*time.Second, "m/", 3)})[0]
+	if err, ok := res.(error); !ok || !strings.Contains(err.Error(), "would move") {
+		t.Fatalf("split with %d tombstones to move: %v", maxSplitMoves+1, res)
+	}
+	if d := r0.Descriptor(); d.End != "" {
+		t.Fatalf("a refused split changed the range: %s", d)
+	}
+	if ranges, _ := s.Ranges(); len(ranges) != 1 {
+		t.Fatalf("a refused split left a range: %v", ranges)
+	}
+}
+
+// Range 0 reset (its state dropped, the descriptor with it, as after a
+// restore cut short) does not claim or drop the keys of the ranges split
+// off it; a backup cannot be restored into range 0 while they exist.
+func TestRange0ResetKeepsOffItsChildren(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	r0 := openRange(t, s, 0)
+	for _, r := range r0.ApplyBatch([]*raft.Log{timed(1, 0, "", set("a/1", "a")), timed(2, 0, "", set("z/1", "z")), splitLog(3, 0, "m/", 7)}) {
+		mustResult(t, r)
+	}
+	r7 := openRange(t, s, 7)
+	var backup bytes.Buffer
+	if _, err := r0.WriteSnapshot(&backup); err != nil {
+		t.Fatal(err)
+	}
+	if err := r0.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	if d := r0.Descriptor(); d.End != "m/" || keysOf(t, r0, "") != "" || keysOf(t, r7, "") != "z/1" {
+		t.Fatalf("after resetting range 0: %s, range 0 %q, range 7 %q", d, keysOf(t, r0, ""), keysOf(t, r7, ""))
+	}
+	var foreign bytes.Buffer
+	if err := CopyForRestore(&foreign, bytes.NewReader(backup.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	if err := r0.Restore(nopCloser{bytes.NewReader(foreign.Bytes())}); !errors.Is(err, kv.ErrNotImplemented) {
+		t.Fatalf("a backup restored into range 0 of a split store: %v", err)
+	}
+	if keysOf(t, r7, "") != "z/1" {
+		t.Fatal("the refused restore touched range 7")
+	}
+}
+
+// A range that counts its own indexes (here: restored from a backup of
+// several ranges) keeps counting above them after a backup of a cluster
+// that never split is restored into it.
+func TestForeignRestoreKeepsIndexesAbove(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	r0 := openRange(t, s, 0)
+	for _, r := range r0.ApplyBatch([]*raft.Log{timed(1, 0, "", set("a/1", "a")), splitLog(2, 0, "m/", 7)}) {
+		mustResult(t, r)
+	}
+	r7 := openRange(t, s, 7)
+	high := mustResult(t, r7.ApplyBatch([]*raft.Log{timed(1, time.Hour, "", set("z/1", "z"))})[0]).Index
+	views := make([]*View, 2)
+	for i, f := range []*FSM{r0, r7} {
+		ch, cancel := f.AwaitClose(uint64(10 + i))
+		mustResult(t, f.ApplyBatch([]*raft.Log{closeLog(f.AppliedIndex()+1, high, uint64(10+i))})[0])
+		views[i] = <-ch
+		cancel()
+	}
+	var merged bytes.Buffer
+	if err := WriteMergedSnapshot(&merged, views, high); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range views {
+		v.Discard()
+	}
+
+	fresh := openRange(t, openStore(t, t.TempDir()), 0)
+	if err := fresh.Restore(nopCloser{bytes.NewReader(merged.Bytes())}); err != nil {
+		t.Fatal(err)
+	}
+	if keysOf(t, fresh, "") != "a/1 z/1" || fresh.LastIndex() < high {
+		t.Fatalf("merged backup restored: keys %q, last index %d (want ≥ %d)", keysOf(t, fresh, ""), fresh.LastIndex(), high)
+	}
+	old := mustOpen(t, t.TempDir()) // a cluster that never split: raft indexes
+	mustResult(t, old.ApplyBatch([]*raft.Log{entry(1, set("old", "x"))})[0])
+	var plain, foreign bytes.Buffer
+	if _, err := old.WriteSnapshot(&plain); err != nil {
+		t.Fatal(err)
+	}
+	if err := CopyForRestore(&foreign, &plain); err != nil {
+		t.Fatal(err)
+	}
+	if err := fresh.Restore(nopCloser{bytes.NewReader(foreign.Bytes())}); err != nil {
+		t.Fatal(err)
+	}
+	res := mustResult(t, fresh.ApplyBatch([]*raft.Log{timed(1, 0, "", set("new", "x"))})[0])
+	if res.Index <= high {
+		t.Fatalf("a write after the restore got index %d, not above %d", res.Index, high)
+	}
+}

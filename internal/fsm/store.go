@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-
+	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/dgraph-io/badger/v4"
@@ -93,10 +95,10 @@ func (s *Store) Range(id uint64, notify ChangeNotifier) (*FSM, error) {
 	if err := s.db.View(f.loadMeta); err != nil {
 		return nil, fmt.Errorf("fsm: range %d: read its state: %w", id, err)
 	}
-	if f.span.Load() == nil {
+	if f.span.Load() == nil && !restoring(s.dir, id) {
 		return nil, fmt.Errorf("fsm: range %d does not exist on this node", id)
 	}
-	if restoring(s.dir, id) {
+	if restoring(s.dir, id) { // a restore cut short, its descriptor maybe with it: raft restores again
 		f.logger.Warn("a restore was interrupted: dropping the range's state, to be restored from the newest snapshot and the log")
 		if err := f.Reset(); err != nil {
 			return nil, err
@@ -190,5 +192,52 @@ func (s *Store) Ranges() ([]rangemap.Descriptor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fsm: list ranges: %w", err)
 	}
+	// A range whose restore was cut short may have lost its descriptor
+	// with its state: it exists (its raft log and snapshots do).
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, fmt.Errorf("fsm: list ranges: %w", err)
+	}
+	for _, e := range entries {
+		idText, ok := strings.CutPrefix(e.Name(), restoringMarker+"-")
+		id, err := strconv.ParseUint(idText, 10, 64)
+		if !ok || err != nil || slices.ContainsFunc(out, func(d rangemap.Descriptor) bool { return d.ID == id }) {
+			continue
+		}
+		out = append(out, rangemap.Descriptor{ID: id, Start: "\x00", End: "\x00"})
+	}
 	return out, nil
 }
+
+// firstOtherStart is the lowest start of a range other than 0 with a
+// descriptor in the store (ok false: none).
+func firstOtherStart(txn *badger.Txn) (start string, ok bool, err error) {
+	opts := badger.DefaultIteratorOptions
+	opts.PrefetchValues = false
+	opts.Prefix = rangeLocalPrefix
+	it := txn.NewIterator(opts)
+	defer it.Close()
+	for it.Rewind(); it.Valid(); {
+		k := it.Item().Key()
+		if len(k) < len(rangeLocalPrefix)+8 {
+			return "", false, fmt.Errorf("range-local key %q too short", k)
+		}
+		id := binary.BigEndian.Uint64(k[len(rangeLocalPrefix):])
+		d, err := readDescriptor(txn, newKeyspace(id))
+		if err != nil {
+			return "", false, err
+		}
+		if d != nil && (!ok || d.Start < start) {
+			start, ok = d.Start, true
+		}
+		if id == math.MaxUint64 {
+			break
+		}
+		it.Seek(newKeyspace(id + 1).prefix)
+	}
+	return start, ok, nil
+}
+
+// Split says whether the keyspace of the range's store has been split:
+// other ranges have state in it.
+func (f *FSM) Split() (bool, error) { return f.store.hasRanges() }

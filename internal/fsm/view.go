@@ -35,8 +35,8 @@ func (f *FSM) AwaitClose(token uint64) (views <-chan *View, cancel func()) {
 	f.closeMu.Unlock()
 	return ch, func() {
 		f.closeMu.Lock()
+		defer f.closeMu.Unlock()
 		delete(f.closeWaiters, token)
-		f.closeMu.Unlock()
 		select {
 		case v := <-ch:
 			v.Discard()
@@ -50,11 +50,10 @@ func (f *FSM) AwaitClose(token uint64) (views <-chan *View, cancel func()) {
 // close, before the next batch.
 func (f *FSM) deliverClose(token uint64) {
 	f.closeMu.Lock()
-	ch := f.closeWaiters[token]
-	delete(f.closeWaiters, token)
-	f.closeMu.Unlock()
-	if ch != nil {
-		ch <- &View{f: f, txn: f.db.NewTransaction(false), span: f.span.Load()}
+	defer f.closeMu.Unlock() // with cancel's: a view is either received or drained
+	if ch := f.closeWaiters[token]; ch != nil {
+		delete(f.closeWaiters, token)
+		ch <- &View{f: f, txn: f.db.NewTransaction(false), span: f.span.Load()} // buffered: never blocks
 	}
 }
 

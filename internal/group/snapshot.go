@@ -168,6 +168,12 @@ func (s *Group) restoreLocal(ctx context.Context, f io.Reader, size int64) error
 	if !s.IsLeader() {
 		return fmt.Errorf("%w: %s is not the leader", kv.ErrNoLeader, s.addr)
 	}
+	// Checked where raft would keep the snapshot: a restore refused by the
+	// state machine after raft stored it would be restored again at the
+	// next start.
+	if split, err := s.fsm.Split(); err != nil || split {
+		return errors.Join(err, fmt.Errorf("%w: the cluster has several ranges; restore into a cluster of one range", kv.ErrNotImplemented))
+	}
 	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: size}
 	for backoff := 20 * time.Millisecond; ; backoff = min(2*backoff, 500*time.Millisecond) {
 		err := s.raft.Restore(meta, f, enqueueTimeout(ctx))

@@ -94,7 +94,7 @@ func closeAll(ctx context.Context, here []local, at uint64) ([]*fsm.View, uint64
 			case err != nil:
 				errs[i] = fmt.Errorf("close range %d: %w", l.d.ID, err)
 			case v == nil:
-				floors[i] = res.Index
+				floors[i] = max(res.Index, 1) // refused: a floor of 0 (a range counting raft indexes) still refuses
 			default:
 				views[i] = v
 			}

@@ -65,8 +65,12 @@ func (s *Set) Add(g *group.Group) {
 func (s *Set) split(left, right rangemap.Descriptor) {
 	s.mu.Lock()
 	s.signal()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.wg.Add(1) // under mu, before Close can wait
 	s.mu.Unlock()
-	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		if err := s.Ensure(right); err != nil {
