@@ -267,6 +267,19 @@ func faults() []scenario {
 			e.operator(http.MethodPut, "/v1/operator/raft/peer?id="+fresh.ID+"&address="+fresh.Addr)
 			e.hold()
 		}},
+		// Ranges: the keyspace cut in three during traffic (lock keys on
+		// both sides of the first cut, reads and writes on every range),
+		// with a leader change and a leader killed between the cuts.
+		{name: "splits", fault: func(e *env) {
+			e.operator(http.MethodPost, "/v1/operator/range/split?key=lock/r3/")
+			e.hold()
+			e.operator(http.MethodPost, "/v1/operator/raft/transfer-leader")
+			e.operator(http.MethodPost, "/v1/operator/range/split?key=r5/")
+			l := e.leader()
+			e.kill(l)
+			e.hold()
+			e.start(l)
+		}},
 		{name: "leadership-transfers", fault: func(e *env) {
 			for range 5 {
 				before := e.leader()
