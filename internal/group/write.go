@@ -103,6 +103,9 @@ func (s *Group) applyLocal(ctx context.Context, e *fsm.Entry) (*kv.Result, error
 	if err := s.spaceForWrite(e); err != nil {
 		return nil, err
 	}
+	if err := s.inSpan(e); err != nil {
+		return nil, err
+	}
 	c := *e
 	c.Time = time.Now()
 	if c.KV != nil {
@@ -169,4 +172,21 @@ func (s *Group) withTimeout(ctx context.Context) (context.Context, context.Cance
 		return context.WithCancel(ctx)
 	}
 	return context.WithTimeout(ctx, s.cfg.ApplyTimeout)
+}
+
+// inSpan refuses, before it takes a log entry, a KV write for a key the
+// range no longer holds as the leader has it (a route from before a
+// split): the node that routed it retries on the right range. The state
+// machine checks again at apply, for a split ordered between the two.
+func (s *Group) inSpan(e *fsm.Entry) error {
+	if e.Kind != fsm.KindKV || e.KV == nil {
+		return nil
+	}
+	span := s.fsm.Descriptor()
+	for i, op := range e.KV.Ops {
+		if op.Verb != kv.VerbGetTree && op.Verb != kv.VerbDeleteTree && !span.Contains(op.Key) {
+			return fmt.Errorf("%w: op %d: %q is not in %s", kv.ErrRangeMoved, i, op.Key, span)
+		}
+	}
+	return nil
 }

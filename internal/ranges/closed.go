@@ -18,10 +18,14 @@ import (
 // write of the range at or below T) and reads each range exactly at its
 // close (fsm.View): together, every write at or below T and nothing after.
 //
-// T is the last index of the millisecond before the read began
-// (fsm.ClockIndex), so that a write that started after the read began,
-// stamped by a leader whose clock agrees with this node's, falls after
-// T. A range whose writes are already past T (a leader's clock ahead, or
+// T is a few milliseconds ahead of this node's clock (closeAhead), so
+// that the writes a busy range takes while the close is on its way still
+// fall at or below T and the close is accepted (a T in the past would be
+// overtaken by every write stamped since, and the read would never end
+// under load). The price: writes to different ranges within those
+// milliseconds of the read may be seen in another order than real time
+// (docs/API.md says so); the index promise does not depend on it. A range
+// whose writes are already past T (a leader's clock further ahead, or
 // over 1,024 writes in a millisecond) refuses the close with its floor:
 // the read waits until this node's clock passes that floor and closes
 // every range again.
@@ -32,6 +36,7 @@ import (
 const (
 	closeRounds = 8
 	maxAhead    = time.Second
+	closeAhead  = 4 * time.Millisecond
 )
 
 // closedRead answers q over the ranges here as one state.
@@ -50,7 +55,7 @@ func closedRead(ctx context.Context, here []local, q kv.Query, now func() time.T
 // closeViews closes the ranges here at one index and returns it and
 // their views (discard them).
 func closeViews(ctx context.Context, here []local, now func() time.Time) ([]*fsm.View, uint64, error) {
-	at := fsm.ClockIndex(now()) - 1
+	at := fsm.ClockIndex(now().Add(closeAhead))
 	for round := 0; ; round++ {
 		views, floor, err := closeAll(ctx, here, at)
 		if err != nil {
@@ -74,7 +79,7 @@ func closeViews(ctx context.Context, here []local, now func() time.Time) ([]*fsm
 			t.Stop()
 			return nil, 0, ctx.Err()
 		}
-		at = max(fsm.ClockIndex(now())-1, floor)
+		at = max(fsm.ClockIndex(now().Add(closeAhead)), floor)
 	}
 }
 
