@@ -217,7 +217,7 @@ func TestBlockingQueryAcrossRangesNeverMissesAWrite(t *testing.T) {
 			right = g
 		}
 	}
-	if res, _, err := right.CloseAt(ctx(t), fsm.ClockIndex(time.Now().Add(500*time.Millisecond))); err != nil || !res.OK {
+	if res, err := right.CloseAt(ctx(t), fsm.ClockIndex(time.Now().Add(500*time.Millisecond))); err != nil || !res.OK {
 		t.Fatalf("moving range %d ahead: %+v, %v", split.Right.ID, res, err)
 	}
 	mustSet(t, c.nodes[1], "z/1", "ahead")
@@ -281,6 +281,16 @@ func TestBackupAcrossRangesIsOneState(t *testing.T) {
 		}
 		return nil
 	})
+	// Listings over both ranges meanwhile: each is a prefix of the order
+	// too (a write that finished before the next began is never missing
+	// when the next is there).
+	for l := range 20 {
+		keys, err := c.nodes[l%3].Keys(ctx(t), "", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkPrefix(t, fmt.Sprintf("listing %d", l), keys)
+	}
 	var backup bytes.Buffer
 	if err := c.nodes[2].SaveSnapshot(ctx(t), &backup, false); err != nil {
 		t.Fatal(err)
@@ -304,15 +314,7 @@ func TestBackupAcrossRangesIsOneState(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := len(keys)
-	want := map[string]bool{}
-	for i := range n {
-		want[fmt.Sprintf("%c/%06d", "az"[i%2], i)] = true
-	}
-	for _, k := range keys {
-		if !want[k] {
-			t.Fatalf("the backup holds %d keys but not the first %d written in order: %q is among them", n, n, k)
-		}
-	}
+	checkPrefix(t, "the backup", keys)
 	if n < 40 {
 		t.Fatalf("the backup holds %d keys", n)
 	}
@@ -394,4 +396,19 @@ func TestLocksAcrossRanges(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// checkPrefix fails unless keys are the first len(keys) keys of the order
+// TestBackupAcrossRangesIsOneState writes them in.
+func checkPrefix(t *testing.T, what string, keys []string) {
+	t.Helper()
+	want := map[string]bool{}
+	for i := range len(keys) {
+		want[fmt.Sprintf("%c/%06d", "az"[i%2], i)] = true
+	}
+	for _, k := range keys {
+		if !want[k] {
+			t.Fatalf("%s holds %d keys but not the first %d written in order: %q is among them", what, len(keys), len(keys), k)
+		}
+	}
 }

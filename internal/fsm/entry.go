@@ -126,17 +126,14 @@ func SplitEntry(s Split) *Entry { return &Entry{Kind: KindSplit, Split: &s} }
 
 // Close raises the range's floor to At, so that every later write of
 // the range gets an index above At, unless a write already has one (then
-// the close is refused with the floor). Token names the close for the node
-// that proposed it, which reads the range as it is right after it (View).
+// the close is refused with the floor). Reads registered at At (AwaitAt)
+// get the range as it is right after it.
 type Close struct {
-	At    uint64
-	Token uint64
+	At uint64
 }
 
 // CloseEntry is the entry of a close.
-func CloseEntry(at, token uint64) *Entry {
-	return &Entry{Kind: KindClose, Close: &Close{At: at, Token: token}}
-}
+func CloseEntry(at uint64) *Entry { return &Entry{Kind: KindClose, Close: &Close{At: at}} }
 
 // SessionReleaseEntry lets a range other than 0 go of s, which range 0
 // invalidated: its keys are released (or deleted) with lock-delay, and the
@@ -296,7 +293,6 @@ func EncodeEntry(e *Entry) []byte {
 			c = *e.Close
 		}
 		b = binary.AppendUvarint(b, c.At)
-		b = binary.AppendUvarint(b, c.Token)
 	case KindSessionRelease:
 		var r kv.Session
 		if e.Release != nil {
@@ -453,7 +449,7 @@ func decodeV3(b []byte) (*Entry, error) {
 		}
 		e.Split = sp
 	case KindClose:
-		e.Close = &Close{At: d.uvarint(), Token: d.uvarint()}
+		e.Close = &Close{At: d.uvarint()}
 	case KindSessionRelease:
 		e.Release = &kv.Session{ID: d.string(), Behavior: d.string(), LockDelay: time.Duration(d.varint())}
 	case KindReleaseDone:

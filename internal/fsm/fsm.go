@@ -82,8 +82,9 @@ type FSM struct {
 	waitMu sync.Mutex
 	waitCh chan struct{} // closed and replaced whenever applied advances
 
-	closeMu      sync.Mutex
-	closeWaiters map[uint64]chan *View // by close token
+	viewMu      sync.Mutex
+	viewWaiters map[*viewWaiter]bool
+	waiting     atomic.Int64 // len(viewWaiters), read without the lock
 }
 
 // ChangeNotifier hears about every committed change, on raft's FSM
@@ -169,7 +170,7 @@ func (f *FSM) applyRun(logs []*raft.Log, out []interface{}, limit int) int {
 	defer txn.Discard()
 	b := f.newBatch(txn)
 	applied := f.applied.Load()
-	var closed uint64 // the token of a close that ends the run
+	var closedAt uint64 // the index of a close that ends the run
 	last := applied
 	for i := 0; i < limit; i++ {
 		l := logs[i]
@@ -191,11 +192,21 @@ func (f *FSM) applyRun(logs []*raft.Log, out []interface{}, limit int) int {
 			out[i] = fmt.Errorf("%w: log entry %d: %v", kv.ErrInvalid, l.Index, err)
 			continue
 		}
+		if next, ok := b.nextIndex(e); ok && f.wantsViewBelow(next) {
+			// A read waits for the range as it is before this entry (the
+			// first one past its index): end the run here, then capture.
+			if i > 0 {
+				limit = i
+				last = max(applied, logs[i-1].Index)
+				break
+			}
+			f.captureViews(next)
+		}
 		res, err := b.apply(txn, l.Index, e, false)
 		if err == nil && e.Kind == KindClose {
-			// A close ends the batch: the node that proposed it reads the
-			// range exactly as it is after it (deliverClose).
-			closed = e.Close.Token
+			// A close ends the run too: the reads waiting at its index see
+			// the range right after it.
+			closedAt = e.Close.At
 			limit = i + 1
 		}
 		if errors.Is(err, badger.ErrTxnTooBig) {
@@ -234,8 +245,8 @@ func (f *FSM) applyRun(logs []*raft.Log, out []interface{}, limit int) int {
 		panic(fmt.Errorf("fsm: commit up to index %d: %w", last, err))
 	}
 	f.publish(b, last)
-	if closed != 0 {
-		f.deliverClose(closed)
+	if closedAt != 0 {
+		f.captureViews(closedAt + 1)
 	}
 	return limit
 }

@@ -298,7 +298,7 @@ func TestSplitSameLogSameStateWhateverTheBatches(t *testing.T) {
 		// change what it computes.
 		for i, pos := range []int{len(log7) / 3, 2 * len(log7) / 3} {
 			closeAt := clockIndex(t0.Add(at + time.Duration(50+i)*time.Hour).UnixNano()) // accepted: far ahead of every write
-			log7 = append(log7[:pos], append([]*raft.Log{closeLog(0, closeAt, uint64(pos))}, log7[pos:]...)...)
+			log7 = append(log7[:pos], append([]*raft.Log{closeLog(0, closeAt)}, log7[pos:]...)...)
 		}
 		// Range 0 let go of the sessions: range 7 releases their locks and
 		// refuses them afterwards.
@@ -387,8 +387,8 @@ func TestRangeIDsAreHandedOutOnce(t *testing.T) {
 	}
 }
 
-func closeLog(index uint64, at, token uint64) *raft.Log {
-	return &raft.Log{Index: index, Term: 1, Type: raft.LogCommand, Data: EncodeEntry(CloseEntry(at, token))}
+func closeLog(index uint64, at uint64) *raft.Log {
+	return &raft.Log{Index: index, Term: 1, Type: raft.LogCommand, Data: EncodeEntry(CloseEntry(at))}
 }
 
 // A close raises the range's floor: every later write gets more, a close
@@ -398,16 +398,16 @@ func closeLog(index uint64, at, token uint64) *raft.Log {
 func TestCloseRaisesTheFloorAndShowsTheRangeAtIt(t *testing.T) {
 	s := openStore(t, t.TempDir())
 	r0 := openRange(t, s, 0)
-	if res := mustResult(t, r0.ApplyBatch([]*raft.Log{closeLog(1, 1<<50, 1)})[0]); res.OK {
+	if res := mustResult(t, r0.ApplyBatch([]*raft.Log{closeLog(1, 1<<50)})[0]); res.OK {
 		t.Fatal("a range before its first split (counting raft indexes) accepted a close")
 	}
 	mustResult(t, r0.ApplyBatch([]*raft.Log{splitLog(2, 0, "m/", 7)})[0])
 	w := mustResult(t, r0.ApplyBatch([]*raft.Log{timed(3, time.Second, "", set("a/1", "x"))})[0])
 	at := w.Index + 1000
-	views, cancel := r0.AwaitClose(42)
+	views, cancel := r0.AwaitAt(at)
 	defer cancel()
 	out := r0.ApplyBatch([]*raft.Log{
-		closeLog(4, at, 42),
+		closeLog(4, at),
 		timed(5, 2*time.Second, "", set("a/2", "after")), // same raft batch, after the close
 	})
 	if res := mustResult(t, out[0]); !res.OK || res.Index != at {
@@ -431,7 +431,7 @@ func TestCloseRaisesTheFloorAndShowsTheRangeAtIt(t *testing.T) {
 	if keysOf(t, r0, "a/") != "a/1 a/2" {
 		t.Fatal("the write after the close is missing from the range")
 	}
-	if res := mustResult(t, r0.ApplyBatch([]*raft.Log{closeLog(6, at, 43)})[0]); res.OK || res.Index != after.Index {
+	if res := mustResult(t, r0.ApplyBatch([]*raft.Log{closeLog(6, at)})[0]); res.OK || res.Index != after.Index {
 		t.Fatalf("a close below the last write's index: %+v, want refused with floor %d", res, after.Index)
 	}
 }
@@ -537,8 +537,8 @@ func TestForeignRestoreKeepsIndexesAbove(t *testing.T) {
 	high := mustResult(t, r7.ApplyBatch([]*raft.Log{timed(1, time.Hour, "", set("z/1", "z"))})[0]).Index
 	views := make([]*View, 2)
 	for i, f := range []*FSM{r0, r7} {
-		ch, cancel := f.AwaitClose(uint64(10 + i))
-		mustResult(t, f.ApplyBatch([]*raft.Log{closeLog(f.AppliedIndex()+1, high, uint64(10+i))})[0])
+		ch, cancel := f.AwaitAt(high)
+		mustResult(t, f.ApplyBatch([]*raft.Log{closeLog(f.AppliedIndex()+1, high)})[0])
 		views[i] = <-ch
 		cancel()
 	}
@@ -572,5 +572,42 @@ func TestForeignRestoreKeepsIndexesAbove(t *testing.T) {
 	res := mustResult(t, fresh.ApplyBatch([]*raft.Log{timed(1, 0, "", set("new", "x"))})[0])
 	if res.Index <= high {
 		t.Fatalf("a write after the restore got index %d, not above %d", res.Index, high)
+	}
+}
+
+// A read registered at an index gets the range as it was at that index:
+// captured right before the first entry past it, in the middle of a raft
+// batch, with no close needed; a read registered at an index the range is
+// past gets nil.
+func TestViewAtAnIndexWithoutAClose(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	r0 := openRange(t, s, 0)
+	mustResult(t, r0.ApplyBatch([]*raft.Log{splitLog(1, 0, "m/", 7)})[0])
+	at := clockIndex(t0.Add(1500 * time.Millisecond).UnixNano())
+	views, cancel := r0.AwaitAt(at)
+	defer cancel()
+	out := r0.ApplyBatch([]*raft.Log{
+		timed(2, time.Second, "", set("a/1", "x")),   // index below at
+		timed(3, 2*time.Second, "", set("a/2", "x")), // the first past it
+		timed(4, 3*time.Second, "", set("a/3", "x")),
+	})
+	for _, r := range out {
+		mustResult(t, r)
+	}
+	v := <-views
+	if v == nil {
+		t.Fatal("no view at the index")
+	}
+	defer v.Discard()
+	got, err := v.Read(kv.Query{Kind: kv.ReadKeys, Key: ""})
+	if err != nil || strings.Join(got.Keys, " ") != "a/1" || got.Index > at {
+		t.Fatalf("the view at %d: %+v, %v", at, got, err)
+	}
+	late, cancelLate := r0.AwaitAt(at)
+	defer cancelLate()
+	mustResult(t, r0.ApplyBatch([]*raft.Log{closeLog(5, at)})[0])
+	if v := <-late; v != nil {
+		v.Discard()
+		t.Fatal("a view at an index the range is past")
 	}
 }

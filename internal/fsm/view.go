@@ -12,48 +12,100 @@ import (
 	"github.com/raftkv/raftkv/kv"
 )
 
-// View is the range exactly as it was right after a close was applied on
-// this node: every write at or below the close's index, none after it.
-// Views of several ranges closed at one index are one state of the keyspace
-// (a read across ranges). Discard it soon: it holds a Badger read.
+// View is the range exactly as it was when its last index was at a given
+// index: every write at or below it, none after it. Views of several ranges
+// at one index are one state of the keyspace (a read across ranges).
+// Discard it soon: it holds a Badger read.
 type View struct {
 	f    *FSM
 	txn  *badger.Txn
 	span *rangemap.Descriptor
 }
 
-// AwaitClose registers for the view of the close with token (proposed by
-// the caller): the channel receives it once this node's replica applies
-// the close. cancel unregisters, and discards a view delivered meanwhile.
-func (f *FSM) AwaitClose(token uint64) (views <-chan *View, cancel func()) {
-	ch := make(chan *View, 1)
-	f.closeMu.Lock()
-	if f.closeWaiters == nil {
-		f.closeWaiters = map[uint64]chan *View{}
+type viewWaiter struct {
+	at uint64
+	ch chan *View
+}
+
+// AwaitAt registers for the view of the range at index at, which this
+// node's replica captures right before it applies the first entry whose
+// index is past at, or right after a close at at (so: register, then
+// close). The channel receives the view, or nil if the replica was past
+// at already when it came to capture it (ask again, at a later index).
+// cancel unregisters, and discards a view delivered meanwhile.
+func (f *FSM) AwaitAt(at uint64) (views <-chan *View, cancel func()) {
+	w := &viewWaiter{at: at, ch: make(chan *View, 1)}
+	f.viewMu.Lock()
+	if f.viewWaiters == nil {
+		f.viewWaiters = map[*viewWaiter]bool{}
 	}
-	f.closeWaiters[token] = ch
-	f.closeMu.Unlock()
-	return ch, func() {
-		f.closeMu.Lock()
-		defer f.closeMu.Unlock()
-		delete(f.closeWaiters, token)
+	f.viewWaiters[w] = true
+	f.waiting.Add(1)
+	f.viewMu.Unlock()
+	return w.ch, func() {
+		f.viewMu.Lock()
+		defer f.viewMu.Unlock()
+		if f.viewWaiters[w] {
+			delete(f.viewWaiters, w)
+			f.waiting.Add(-1)
+		}
 		select {
-		case v := <-ch:
-			v.Discard()
+		case v := <-w.ch:
+			if v != nil {
+				v.Discard()
+			}
 		default:
 		}
 	}
 }
 
-// deliverClose opens the view a waiter registered for token (if any) asks
-// for: on raft's FSM goroutine, right after the commit that ends with the
-// close, before the next batch.
-func (f *FSM) deliverClose(token uint64) {
-	f.closeMu.Lock()
-	defer f.closeMu.Unlock() // with cancel's: a view is either received or drained
-	if ch := f.closeWaiters[token]; ch != nil {
-		delete(f.closeWaiters, token)
-		ch <- &View{f: f, txn: f.db.NewTransaction(false), span: f.span.Load()} // buffered: never blocks
+// nextIndex is the index e would take if applied now (ok false: it takes
+// none, or the range hands out raft indexes, which no read waits on).
+func (b *batchState) nextIndex(e *Entry) (uint64, bool) {
+	if !b.clockMode || e.Kind == KindClose {
+		return 0, false
+	}
+	t := max(b.now, e.Time.UnixNano())
+	if e.Time.IsZero() {
+		t = b.now
+	}
+	return max(b.floor+1, clockIndex(t)), true
+}
+
+// wantsViewBelow says whether a read waits for the range at an index
+// below next.
+func (f *FSM) wantsViewBelow(next uint64) bool {
+	if f.waiting.Load() == 0 {
+		return false
+	}
+	f.viewMu.Lock()
+	defer f.viewMu.Unlock()
+	for w := range f.viewWaiters {
+		if w.at < next {
+			return true
+		}
+	}
+	return false
+}
+
+// captureViews gives the reads waiting at an index below next the range
+// as it is now (committed: on raft's FSM goroutine, between runs): a view,
+// or nil to a read whose index the range is past already.
+func (f *FSM) captureViews(next uint64) {
+	f.viewMu.Lock()
+	defer f.viewMu.Unlock()
+	last := f.LastIndex()
+	for w := range f.viewWaiters {
+		if w.at >= next {
+			continue
+		}
+		delete(f.viewWaiters, w)
+		f.waiting.Add(-1)
+		if last > w.at {
+			w.ch <- nil
+			continue
+		}
+		w.ch <- &View{f: f, txn: f.db.NewTransaction(false), span: f.span.Load()}
 	}
 }
 

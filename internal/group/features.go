@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"time"
 
 	"github.com/raftkv/raftkv/internal/fsm"
@@ -108,23 +107,7 @@ func (g *Group) ReadBlocking(ctx context.Context, stale bool, on Watched, minInd
 }
 
 // CloseAt proposes a close of the group's range at index at (see
-// fsm.Close) and returns its result and, if the close was accepted, the
-// range as this node's replica has it right after the close. Discard the
-// view.
-func (g *Group) CloseAt(ctx context.Context, at uint64) (*kv.Result, *fsm.View, error) {
-	token := rand.Uint64() | 1
-	views, cancel := g.fsm.AwaitClose(token)
-	defer cancel()
-	res, err := g.Propose(ctx, fsm.CloseEntry(at, token))
-	if err != nil || !res.OK {
-		return res, nil, err
-	}
-	select {
-	case v := <-views:
-		return res, v, nil
-	case <-ctx.Done():
-		return nil, nil, fmt.Errorf("%w: waiting for this node to apply a close: %v", kv.ErrNoLeader, context.Cause(ctx))
-	case <-g.ctx.Done():
-		return nil, nil, kv.ErrClosed
-	}
+// fsm.Close): OK, or refused with the range's floor.
+func (g *Group) CloseAt(ctx context.Context, at uint64) (*kv.Result, error) {
+	return g.Propose(ctx, fsm.CloseEntry(at))
 }

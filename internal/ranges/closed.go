@@ -14,29 +14,28 @@ import (
 // over ranges A and B answered with index X (the largest it saw) must
 // both see every write of A and B at or below X and leave every later
 // write of A and B above X, or a blocking query holding X sleeps through
-// it. The read closes every range at one index T (fsm.Close: no later
-// write of the range at or below T) and reads each range exactly at its
-// close (fsm.View): together, every write at or below T and nothing after.
+// it. The read takes every range as it was at one index T (fsm.View): its
+// replica on this node captures the range right before the first entry
+// whose index is past T; then a close at T (fsm.Close: no later write at
+// or below T) makes sure every range gets there, idle or not. Together,
+// every write at or below T and nothing after.
 //
-// T is a few milliseconds ahead of this node's clock (closeAhead), so
-// that the writes a busy range takes while the close is on its way still
-// fall at or below T and the close is accepted (a T in the past would be
-// overtaken by every write stamped since, and the read would never end
-// under load). The price: writes to different ranges within those
-// milliseconds of the read may be seen in another order than real time
-// (docs/API.md says so); the index promise does not depend on it. A range
-// whose writes are already past T (a leader's clock further ahead, or
-// over 1,024 writes in a millisecond) refuses the close with its floor:
-// the read waits until this node's clock passes that floor and closes
-// every range again.
+// Real-time order: T is a few milliseconds ahead of this node's clock, and
+// the closes are proposed only once the clock has passed T. A write that
+// finished before another began is then ordered alike: if the later one
+// is at or below T it began before T's time, so the earlier one finished
+// before any close was proposed and is at or below T too (for nodes whose
+// clocks agree to within those milliseconds). A range whose writes are
+// already past T (a leader's clock further ahead, over 1,024 writes in a
+// millisecond) gives no view at T: the read starts again later.
 
-// closeRounds bounds the rounds of closes one read makes; maxAhead how far
-// ahead of this node's clock a range's floor may be for the read to wait
-// for it.
+// closeRounds bounds the attempts of one read; maxAhead how far ahead of
+// this node's clock a range's index may be for the read to wait for it;
+// closeAhead how far ahead of the clock a read takes its index.
 const (
 	closeRounds = 8
 	maxAhead    = time.Second
-	closeAhead  = 4 * time.Millisecond
+	closeAhead  = 2 * time.Millisecond
 )
 
 // closedRead answers q over the ranges here as one state.
@@ -52,75 +51,85 @@ func closedRead(ctx context.Context, here []local, q kv.Query, now func() time.T
 	return res, err
 }
 
-// closeViews closes the ranges here at one index and returns it and
-// their views (discard them).
+// closeViews returns the ranges here as they were at one index, and the
+// index (discard the views).
 func closeViews(ctx context.Context, here []local, now func() time.Time) ([]*fsm.View, uint64, error) {
-	at := fsm.ClockIndex(now().Add(closeAhead))
+	var floor uint64
 	for round := 0; ; round++ {
-		views, floor, err := closeAll(ctx, here, at)
-		if err != nil {
-			return nil, 0, err
-		}
-		if views != nil {
-			return views, at, nil
-		}
 		if round == closeRounds {
 			return nil, 0, fmt.Errorf("%w: ranges kept writing past the read's index for %d rounds", kv.ErrNoLeader, closeRounds)
 		}
-		// A range is ahead of this node's clock: wait for the clock.
-		ahead := fsm.IndexTime(floor).Sub(now())
-		if ahead > maxAhead {
+		if ahead := fsm.IndexTime(floor).Sub(now()); ahead > maxAhead {
 			return nil, 0, fmt.Errorf("%w: a range's index is %v ahead of this node's clock", kv.ErrNoLeader, ahead.Round(time.Millisecond))
 		}
-		t := time.NewTimer(max(ahead, 0) + time.Millisecond)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return nil, 0, ctx.Err()
+		at := max(fsm.ClockIndex(now().Add(closeAhead)), floor+1)
+		views, passed, err := viewsAt(ctx, here, at, now)
+		if err != nil || views != nil {
+			return views, at, err
 		}
-		at = max(fsm.ClockIndex(now().Add(closeAhead)), floor)
+		floor = max(passed, at)
 	}
 }
 
-// closeAll closes every range at index at and returns their views; if a
-// range refused, no views and the highest floor met.
-func closeAll(ctx context.Context, here []local, at uint64) ([]*fsm.View, uint64, error) {
-	views := make([]*fsm.View, len(here))
-	floors := make([]uint64, len(here))
+// viewsAt takes the views of the ranges at index at: registered now,
+// closed once this node's clock has passed at. If a range was past at
+// already, no views and its last index.
+func viewsAt(ctx context.Context, here []local, at uint64, now func() time.Time) ([]*fsm.View, uint64, error) {
+	chans := make([]<-chan *fsm.View, len(here))
+	for i, l := range here {
+		ch, cancel := l.g.FSM().AwaitAt(at)
+		defer cancel()
+		chans[i] = ch
+	}
+	t := time.NewTimer(fsm.IndexTime(at).Add(time.Millisecond).Sub(now())) // past at's millisecond
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+		t.Stop()
+		return nil, 0, ctx.Err()
+	}
 	errs := make([]error, len(here))
 	var wg sync.WaitGroup
 	for i, l := range here {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res, v, err := l.g.CloseAt(ctx, at)
-			switch {
-			case err != nil:
+			if _, err := l.g.CloseAt(ctx, at); err != nil {
 				errs[i] = fmt.Errorf("close range %d: %w", l.d.ID, err)
-			case v == nil:
-				floors[i] = max(res.Index, 1) // refused: a floor of 0 (a range counting raft indexes) still refuses
-			default:
-				views[i] = v
 			}
 		}()
 	}
 	wg.Wait()
-	var floor uint64
-	var failed error
-	for i := range here {
-		floor = max(floor, floors[i])
-		if failed == nil {
-			failed = errs[i]
+	for _, err := range errs {
+		if err != nil {
+			return nil, 0, err
 		}
 	}
-	if failed != nil || floor > 0 {
+	views := make([]*fsm.View, len(here))
+	var passed uint64
+	for i, ch := range chans {
+		select {
+		case v := <-ch:
+			if v == nil {
+				passed = max(passed, here[i].g.FSM().LastIndex())
+			}
+			views[i] = v
+		case <-ctx.Done():
+			for _, v := range views {
+				if v != nil {
+					v.Discard()
+				}
+			}
+			return nil, 0, fmt.Errorf("%w: waiting for this node's replica of range %d: %v", kv.ErrNoLeader, here[i].d.ID, context.Cause(ctx))
+		}
+	}
+	if passed > 0 {
 		for _, v := range views {
 			if v != nil {
 				v.Discard()
 			}
 		}
-		return nil, floor, failed
+		return nil, passed, nil
 	}
 	return views, 0, nil
 }
