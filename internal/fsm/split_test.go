@@ -594,7 +594,11 @@ func TestViewAtAnIndexWithoutAClose(t *testing.T) {
 	for _, r := range out {
 		mustResult(t, r)
 	}
-	v := <-views
+	var v *View
+	select {
+	case v = <-views:
+	default: // delivered while applying, or never
+	}
 	if v == nil {
 		t.Fatal("no view at the index")
 	}
@@ -606,8 +610,13 @@ func TestViewAtAnIndexWithoutAClose(t *testing.T) {
 	late, cancelLate := r0.AwaitAt(at)
 	defer cancelLate()
 	mustResult(t, r0.ApplyBatch([]*raft.Log{closeLog(5, at)})[0])
-	if v := <-late; v != nil {
-		v.Discard()
-		t.Fatal("a view at an index the range is past")
+	select {
+	case v := <-late:
+		if v != nil {
+			v.Discard()
+			t.Fatal("a view at an index the range is past")
+		}
+	default:
+		t.Fatal("no answer to a read at an index the range is past")
 	}
 }
