@@ -74,11 +74,26 @@ func TestSplitRangeOnRunningCluster(t *testing.T) {
 			}
 		}()
 	}
+	waitFor(t, 10*time.Second, "writes before the split", func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(written) < 100 {
+			return fmt.Errorf("%d writes", len(written))
+		}
+		return nil
+	})
 	f := c.followers()[0]
+	mu.Lock()
+	answered := len(written)
+	mu.Unlock()
+	began := time.Now()
 	split, err := c.nodes[f].SplitRange(ctx(t), "m/")
 	if err != nil {
 		t.Fatal(err)
 	}
+	mu.Lock()
+	t.Logf("split under writes from 3 nodes took %v; %d writes answered meanwhile, %d failed", time.Since(began).Round(time.Millisecond), len(written)-answered, len(failed))
+	mu.Unlock()
 	left, right := split.Left, split.Right
 	if left.End != "m/" || right.Start != "m/" || right.End != "" || right.ID == 0 || len(right.Replicas) != 3 {
 		t.Fatalf("split: %+v / %+v", left, right)
@@ -87,7 +102,7 @@ func TestSplitRangeOnRunningCluster(t *testing.T) {
 	waitFor(t, 10*time.Second, "writes after the split", func() error {
 		mu.Lock()
 		defer mu.Unlock()
-		if len(written) < 60 {
+		if len(written) < 200 {
 			return fmt.Errorf("%d writes", len(written))
 		}
 		return nil

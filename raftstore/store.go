@@ -90,7 +90,7 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 	s.group.Start()
 	s.ranges = ranges.New(s.group, s.startRange, n.Logger())
 	if err := s.openRanges(); err != nil {
-		s.ranges.Close()
+		s.ranges.Close(false)
 		s.sessions.Close()
 		s.group.Close()
 		s.store.Close()
@@ -171,7 +171,7 @@ func (s *RaftStore) shutdown(handOver bool) error {
 		for _, g := range s.ranges.Groups() {
 			s.node.RemoveGroup(g.GroupID())
 		}
-		s.ranges.Close()
+		s.ranges.Close(handOver)
 		s.node.RemoveGroup(0)
 		err := s.group.Close()
 		s.sessions.Close()

@@ -115,8 +115,9 @@ func (s *Set) signal() {
 }
 
 // Close stops the groups of every range but 0 (its owner closes it) and
-// waits for the starts in flight.
-func (s *Set) Close() {
+// waits for the starts in flight; handOver hands their leaderships over
+// first (a clean stop, not a crash).
+func (s *Set) Close(handOver bool) {
 	s.mu.Lock()
 	s.cancel()
 	s.closed = true
@@ -136,7 +137,7 @@ func (s *Set) Close() {
 	}
 	s.mu.Unlock()
 	for _, g := range others {
-		g.StepAside(true)
+		g.StepAside(handOver)
 	}
 	for _, g := range others {
 		g.Close()

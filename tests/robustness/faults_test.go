@@ -177,6 +177,9 @@ type scenario struct {
 	acls bool
 	// shortTTL: the lock clients' sessions have 1s TTLs (shortLockTTL).
 	shortTTL bool
+	// ranges: the keyspace is cut in three ranges before the fault (lock
+	// keys and traffic keys on every side).
+	ranges bool
 }
 
 func faults() []scenario {
@@ -280,6 +283,8 @@ func faults() []scenario {
 			e.hold()
 			e.start(l)
 		}},
+		{name: "partition-leader/ranges", ranges: true, fault: isolateLeader},
+		{name: "crash-loop/kill-all/ranges", ranges: true, fault: killAllLoop},
 		{name: "leadership-transfers", fault: func(e *env) {
 			for range 5 {
 				before := e.leader()

@@ -166,6 +166,10 @@ func run(t *testing.T, sc scenario, tm timing, isolated bool) {
 	}
 	defer stopTraffic()
 
+	if sc.ranges { // the keyspace in three ranges before the fault: every request routed
+		e.operator(http.MethodPost, "/v1/operator/range/split?key=lock/r3/")
+		e.operator(http.MethodPost, "/v1/operator/range/split?key=r5/")
+	}
 	time.Sleep(tm.before) // traffic before the fault
 	if rate := float64(rec.okOps.Load()) / tm.before.Seconds(); rate < 50 {
 		t.Fatalf("only %.0f ops/s before the fault (want ≥ 50)", rate)
