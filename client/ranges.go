@@ -51,3 +51,22 @@ func (c *Client) SplitRange(ctx context.Context, key string) (RangeSplit, error)
 	var s RangeSplit
 	return s, decode(resp, &s)
 }
+
+// KeepWhole keeps prefix in one range from now on (a split never cuts
+// inside it), or, keep false, lets it go. Sent again it changes nothing,
+// so it is retried like any idempotent write.
+func (c *Client) KeepWhole(ctx context.Context, prefix string, keep bool) error {
+	if prefix == "" {
+		return kv.Errorf(kv.ErrInvalid, "keep-whole needs a prefix")
+	}
+	method := http.MethodPut
+	if !keep {
+		method = http.MethodDelete
+	}
+	resp, err := c.do(ctx, request{method: method, path: "/v1/operator/range/keep-whole?" + url.Values{"prefix": {prefix}}.Encode()})
+	if err != nil {
+		return err
+	}
+	var ok bool
+	return decode(resp, &ok)
+}

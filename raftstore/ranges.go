@@ -110,6 +110,17 @@ func (s *RaftStore) SplitRange(ctx context.Context, key string) (api.RangeSplit,
 	return out, nil
 }
 
+// KeepWhole keeps prefix in one range from now on: a split never cuts
+// inside it, so its transactions and listings stay within one range
+// (keep false lets it go). Refused (kv.ErrInvalid) if a range boundary
+// already falls inside it.
+func (s *RaftStore) KeepWhole(ctx context.Context, prefix string, keep bool) error {
+	if prefix == "" {
+		return kv.Errorf(kv.ErrInvalid, "keep-whole needs a prefix")
+	}
+	return s.ranges.KeepWhole(ctx, prefix, keep)
+}
+
 // Ranges returns the ranges of the keyspace as this node holds them, in
 // key order: bounds, generation, replicas, leader, size and write rate.
 func (s *RaftStore) Ranges(ctx context.Context) ([]api.Range, error) {

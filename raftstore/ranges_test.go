@@ -427,3 +427,30 @@ func checkPrefix(t *testing.T, what string, keys []string) {
 		}
 	}
 }
+
+// A prefix kept whole stays in one range through the operator's splits;
+// one a boundary already cuts cannot be kept whole.
+func TestKeepWholeThroughSplits(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	if err := c.nodes[1].KeepWhole(ctx(t), "users/", true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.nodes[2].SplitRange(ctx(t), "users/m/"); !errors.Is(err, kv.ErrInvalid) || !strings.Contains(err.Error(), "kept whole") {
+		t.Fatalf("split inside a prefix kept whole: %v", err)
+	}
+	if _, err := c.nodes[2].SplitRange(ctx(t), "users/"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.nodes[0].KeepWhole(ctx(t), "u", true); !errors.Is(err, kv.ErrInvalid) {
+		t.Fatalf("keeping whole a prefix a boundary cuts: %v", err)
+	}
+	if _, err := c.nodes[0].SplitRange(ctx(t), "users/x/"); !errors.Is(err, kv.ErrInvalid) {
+		t.Fatalf("split inside the prefix in the range it went to: %v", err)
+	}
+	if err := c.nodes[0].KeepWhole(ctx(t), "users/", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.nodes[0].SplitRange(ctx(t), "users/x/"); err != nil {
+		t.Fatalf("split inside a prefix let go: %v", err)
+	}
+}

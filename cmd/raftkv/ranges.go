@@ -22,7 +22,7 @@ func (a *app) rangeCmd() *cobra.Command {
 (docs/RANGES.md). A cluster starts with one range, covering every key;
 splitting a range in two moves no data.`,
 	}
-	cmd.AddCommand(a.rangeLsCmd(), a.rangeSplitCmd())
+	cmd.AddCommand(a.rangeLsCmd(), a.rangeSplitCmd(), a.rangeKeepWholeCmd())
 	return cmd
 }
 
@@ -84,6 +84,39 @@ it) is not retried: run raftkv range ls to see whether it applied.`,
 			})
 		}),
 	}
+}
+
+func (a *app) rangeKeepWholeCmd() *cobra.Command {
+	var release bool
+	cmd := &cobra.Command{
+		Use:   "keep-whole PREFIX",
+		Short: "Keep PREFIX in one range: a split never cuts inside it",
+		Long: `Keep PREFIX in one range from now on: a split never cuts inside it, so
+its transactions and listings stay within one range. Refused if a range
+boundary already falls inside PREFIX. --release lets it go.`,
+		Example: `  raftkv range keep-whole service/web/`,
+		Args:    cobra.ExactArgs(1),
+		PreRunE: func(cmd *cobra.Command, args []string) error {
+			if args[0] == "" {
+				return errors.New("keep-whole needs a PREFIX")
+			}
+			return nil
+		},
+		RunE: a.runE(func(cmd *cobra.Command, c *client.Client, args []string) error {
+			if err := c.KeepWhole(cmd.Context(), args[0], !release); err != nil {
+				return err
+			}
+			return a.print(true, func(w io.Writer) {
+				if release {
+					fmt.Fprintf(w, "%s may be split again\n", showKey(args[0]))
+					return
+				}
+				fmt.Fprintf(w, "%s is kept in one range\n", showKey(args[0]))
+			})
+		}),
+	}
+	cmd.Flags().BoolVar(&release, "release", false, "let the prefix go: it may be split again")
+	return cmd
 }
 
 // printRanges is the table of raftkv range ls.

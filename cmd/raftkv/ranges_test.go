@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -49,6 +50,7 @@ type fakeRangeNode struct {
 	oneRange bool
 	mu       sync.Mutex
 	splits   []string
+	kept     []string
 }
 
 func (n *fakeRangeNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -80,6 +82,11 @@ func (n *fakeRangeNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		default:
 			json.NewEncoder(w).Encode(client.RangeSplit{Left: testRanges[0], Right: testRanges[1]})
 		}
+	case r.URL.Path == "/v1/operator/range/keep-whole" && (r.Method == http.MethodPut || r.Method == http.MethodDelete):
+		n.mu.Lock()
+		n.kept = append(n.kept, r.Method+" "+r.URL.Query().Get("prefix"))
+		n.mu.Unlock()
+		w.Write([]byte("true\n"))
 	default:
 		refuse(404, "no_such_endpoint", "no such endpoint "+r.URL.Path)
 	}
@@ -90,6 +97,16 @@ func TestRangeCommands(t *testing.T) {
 	srv := httptest.NewServer(node)
 	defer srv.Close()
 	raftkv := func(args ...string) (int, string, string) { return raftkvAt(srv.URL, "", args...) }
+
+	if code, out, errOut := raftkv("range", "keep-whole", "svc/web/"); code != 0 || !strings.Contains(out, `svc/web/ is kept in one range`) {
+		t.Fatalf("range keep-whole: exit %d, %q, %q", code, out, errOut)
+	}
+	if code, _, errOut := raftkv("range", "keep-whole", "--release", "svc/web/"); code != 0 {
+		t.Fatalf("range keep-whole --release: exit %d, %q", code, errOut)
+	}
+	if fmt.Sprint(node.kept) != "[PUT svc/web/ DELETE svc/web/]" {
+		t.Fatalf("the node saw %v", node.kept)
+	}
 
 	code, out, errOut := raftkv("range", "ls")
 	var table bytes.Buffer

@@ -197,6 +197,16 @@ func (b *batchState) apply(w writer, idx uint64, e *Entry, force bool) (answer a
 		res, err = b.releaseSession(w, idx, e.Release)
 	case KindReleaseDone:
 		res, err = &kv.Result{Index: idx, OK: true}, w.Delete(prefixed(pendingPrefix, e.SessionID))
+	case KindKeepWhole:
+		var answer any
+		if answer, err = b.keepWhole(w, idx, e.Keep); err != nil {
+			return nil, err
+		}
+		r, ok := answer.(*kv.Result)
+		if !ok {
+			return answer, nil
+		}
+		res = r
 	case KindSplit:
 		var answer any
 		if answer, err = b.split(w, idx, e.Split); err != nil {
@@ -249,7 +259,7 @@ func (b *batchState) misplaced(e *Entry) error {
 		}
 	case e.Kind == KindSessionRelease && b.ks.id == 0:
 		return kv.Errorf(kv.ErrInvalid, "a %s entry belongs to ranges other than 0", e.Kind)
-	case e.Kind != KindKV && e.Kind != KindSplit && e.Kind != KindSessionRelease && b.ks.id != 0:
+	case e.Kind != KindKV && e.Kind != KindSplit && e.Kind != KindSessionRelease && e.Kind != KindKeepWhole && b.ks.id != 0:
 		return kv.Errorf(kv.ErrInvalid, "a %s entry belongs to range 0, not %s", e.Kind, b.span)
 	}
 	return nil

@@ -29,6 +29,7 @@ const (
 	KindClose          EntryKind = 8  // no later write of the range at or below an index (v3 only, entry version 4)
 	KindSessionRelease EntryKind = 9  // a range other than 0 lets go of a session range 0 invalidated (v3 only, entry version 4)
 	KindReleaseDone    EntryKind = 10 // range 0: every range let go of the session (v3 only, entry version 4)
+	KindKeepWhole      EntryKind = 11 // a prefix never split, or no longer (v3 only, entry version 4)
 )
 
 var kindNames = map[EntryKind]string{
@@ -42,6 +43,7 @@ var kindNames = map[EntryKind]string{
 	KindClose:          "close",
 	KindSessionRelease: "session-release",
 	KindReleaseDone:    "release-done",
+	KindKeepWhole:      "keep-whole",
 }
 
 func (k EntryKind) String() string {
@@ -88,6 +90,9 @@ type Entry struct {
 	// Release is a KindSessionRelease entry's session: its ID, Behavior
 	// and LockDelay (the range has no record of it).
 	Release *kv.Session
+	// Keep is a KindKeepWhole entry's prefix and whether it is kept whole
+	// from now on (false: no longer).
+	Keep *KeepWhole
 
 	// Unparsed is set by DecodeEntry only, for a legacy session create or
 	// ACL change whose body (a session record, ACL JSON) does not parse.
@@ -142,6 +147,18 @@ func SessionReleaseEntry(s kv.Session) *Entry {
 	return &Entry{Kind: KindSessionRelease, Release: &kv.Session{ID: s.ID, Behavior: s.Behavior, LockDelay: s.LockDelay}}
 }
 
+// KeepWhole keeps Prefix in one range (a split never cuts inside it), or,
+// Keep false, no longer.
+type KeepWhole struct {
+	Prefix string
+	Keep   bool
+}
+
+// KeepWholeEntry is the entry of a prefix kept whole or let go.
+func KeepWholeEntry(prefix string, keep bool) *Entry {
+	return &Entry{Kind: KindKeepWhole, Keep: &KeepWhole{Prefix: prefix, Keep: keep}}
+}
+
 // ReleaseDoneEntry tells range 0 that every other range let go of session
 // id.
 func ReleaseDoneEntry(id string) *Entry { return &Entry{Kind: KindReleaseDone, SessionID: id} }
@@ -156,7 +173,7 @@ func (k EntryKind) MinVersion() int {
 	switch k {
 	case KindKV:
 		return 1
-	case KindSplit, KindNewRangeID, KindClose, KindSessionRelease, KindReleaseDone:
+	case KindSplit, KindNewRangeID, KindClose, KindSessionRelease, KindReleaseDone, KindKeepWhole:
 		return entryV4
 	}
 	return entryV3
@@ -303,6 +320,13 @@ func EncodeEntry(e *Entry) []byte {
 		b = binary.AppendVarint(b, int64(r.LockDelay))
 	case KindReleaseDone:
 		b = appendString(b, e.SessionID)
+	case KindKeepWhole:
+		var k KeepWhole
+		if e.Keep != nil {
+			k = *e.Keep
+		}
+		b = appendString(b, k.Prefix)
+		b = appendBool(b, k.Keep)
 	}
 	return b
 }
@@ -454,6 +478,8 @@ func decodeV3(b []byte) (*Entry, error) {
 		e.Release = &kv.Session{ID: d.string(), Behavior: d.string(), LockDelay: time.Duration(d.varint())}
 	case KindReleaseDone:
 		e.SessionID = d.string()
+	case KindKeepWhole:
+		e.Keep = &KeepWhole{Prefix: d.string(), Keep: d.bool()}
 	case KindNewRangeID:
 	case KindKV:
 		return nil, fmt.Errorf("v3 entry: %w: a KV entry is written as a v1/v2 command, never as v3", errCorruptEntry)
@@ -546,6 +572,14 @@ func (e *Entry) Validate(l Limits) error {
 	case KindReleaseDone:
 		if e.SessionID == "" {
 			return missing("a session")
+		}
+		return nil
+	case KindKeepWhole:
+		if e.Keep == nil || e.Keep.Prefix == "" {
+			return missing("a prefix")
+		}
+		if len(e.Keep.Prefix) > kv.MaxKeyBytes {
+			return fmt.Errorf("%w: prefix is %d bytes, limit %d", kv.ErrInvalid, len(e.Keep.Prefix), kv.MaxKeyBytes)
 		}
 		return nil
 	case KindClose:

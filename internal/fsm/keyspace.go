@@ -16,7 +16,8 @@ import (
 // queue, session holds, descriptor) is range-local: under "R" + the range
 // ID (8 bytes, big-endian) + the name range 0 uses. Range 0 uses the names
 // unprefixed, as every release before ranges did, so an existing data dir
-// is range 0 as it stands. Sessions, ACLs and read-replica marks are the
+// is range 0 as it stands. A prefix kept whole ("w") is stored under its
+// prefix like a key. Sessions, ACLs and read-replica marks are the
 // meta range's (range 0) only.
 var rangeLocalPrefix = []byte("R")
 
@@ -49,7 +50,11 @@ func (k keyspace) localOf(p []byte, name string) []byte {
 }
 
 // userKeyPrefixes are the first bytes of what is stored under a user key.
-var userKeyPrefixes = [][]byte{dataPrefix, tombPrefix, delayPrefix}
+var userKeyPrefixes = [][]byte{dataPrefix, tombPrefix, delayPrefix, keepPrefix}
+
+// keepPrefix + P marks the prefix P kept whole: stored under P, so it is
+// the range's that holds P, and moves with it.
+var keepPrefix = []byte("w")
 
 // clip returns the user keys under prefix that span holds, as [lo, hi)
 // (hi "": unbounded); ok is false if there are none.
@@ -82,7 +87,7 @@ func (k keyspace) segments(span *rangemap.Descriptor) [][2][]byte {
 	if k.prefix != nil {
 		segs = append(segs, [2][]byte{k.prefix, []byte(prefixEnd(string(k.prefix)))})
 	} else {
-		blocked := []byte{rangeLocalPrefix[0], delayPrefix[0], dataPrefix[0], tombPrefix[0]} // in byte order
+		blocked := []byte{rangeLocalPrefix[0], delayPrefix[0], dataPrefix[0], tombPrefix[0], keepPrefix[0]} // in byte order
 		from := []byte{}
 		for _, c := range blocked {
 			segs = append(segs, [2][]byte{from, {c}})

@@ -144,8 +144,38 @@ func (b *batchState) newRangeID(w writer) (*kv.Result, error) {
 	return &kv.Result{Index: v + 1, OK: true}, w.Set(metaRangeIDs, uintBytes(v+1))
 }
 
-// keptWhole returns the prefixes kept whole in the range (none yet).
-func (b *batchState) keptWhole() ([]string, error) { return nil, nil }
+// keptWhole returns the prefixes kept whole in the range.
+func (b *batchState) keptWhole() ([]string, error) {
+	var out []string
+	opts := badger.DefaultIteratorOptions
+	opts.PrefetchValues = false
+	opts.Prefix = keepPrefix
+	it := b.txn.NewIterator(opts)
+	defer it.Close()
+	for it.Seek(prefixed(keepPrefix, b.span.Start)); it.ValidForPrefix(keepPrefix); it.Next() {
+		p := string(it.Item().Key()[len(keepPrefix):])
+		if !b.span.Contains(p) {
+			break
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// keepWhole keeps a prefix in the range (or lets it go): refused if the
+// range does not hold all of it (a boundary inside it already).
+func (b *batchState) keepWhole(w writer, idx uint64, k *KeepWhole) (any, error) {
+	if !b.span.Contains(k.Prefix) {
+		return kv.Errorf(kv.ErrRangeMoved, "%q is not in %s", k.Prefix, b.span), nil
+	}
+	if !k.Keep {
+		return &kv.Result{Index: idx, OK: true}, w.Delete(prefixed(keepPrefix, k.Prefix))
+	}
+	if end := rangemap.PrefixEnd(k.Prefix); b.span.End != "" && (end == "" || end > b.span.End) {
+		return kv.Errorf(kv.ErrInvalid, "prefix %q is split already: %s ends at %q inside it", k.Prefix, b.span, b.span.End), nil
+	}
+	return &kv.Result{Index: idx, OK: true}, w.Set(prefixed(keepPrefix, k.Prefix), nil)
+}
 
 // maxSplitMoves bounds the bookkeeping a split moves, so that the split
 // is one Badger transaction, all of it or none: a split that would move

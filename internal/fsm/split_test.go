@@ -620,3 +620,32 @@ func TestViewAtAnIndexWithoutAClose(t *testing.T) {
 		t.Fatal("no answer to a read at an index the range is past")
 	}
 }
+
+// A prefix kept whole is never cut: a split inside it is refused, in the
+// range that holds it and, after a split at the prefix itself, in the new
+// range it went to with its keys; a prefix a boundary already cuts cannot
+// be kept whole; let go, it can be split.
+func TestKeptWholePrefixIsNeverCut(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	r0 := openRange(t, s, 0)
+	apply := func(f *FSM, i uint64, e *Entry) any {
+		e.Time = t0
+		return f.ApplyBatch([]*raft.Log{{Index: i, Type: raft.LogCommand, Data: EncodeEntry(e)}})[0]
+	}
+	mustResult(t, apply(r0, 1, KeepWholeEntry("users/", true)))
+	if res, ok := apply(r0, 2, SplitEntry(Split{Key: "users/m/", NewID: 3, Replicas: threeReplicas})).(error); !ok || !strings.Contains(res.Error(), "kept whole") {
+		t.Fatalf("split inside a prefix kept whole: %v", res)
+	}
+	mustResult(t, apply(r0, 3, SplitEntry(Split{Key: "users/", NewID: 3, Replicas: threeReplicas})))
+	r3 := openRange(t, s, 3)
+	if res, ok := apply(r3, 1, SplitEntry(Split{Key: "users/x/", NewID: 4, Replicas: threeReplicas})).(error); !ok || !strings.Contains(res.Error(), "kept whole") {
+		t.Fatalf("split inside the prefix in the range it went to: %v", res)
+	}
+	mustResult(t, apply(r3, 2, SplitEntry(Split{Key: "v/", NewID: 4, Replicas: threeReplicas})))
+	// "u" spans range 0 ([.., "users/")) and range 3 (["users/", "v/")).
+	if res, ok := apply(r0, 4, KeepWholeEntry("u", true)).(error); !ok || !strings.Contains(res.Error(), "split already") {
+		t.Fatalf("keeping whole a prefix a boundary cuts: %v", res)
+	}
+	mustResult(t, apply(r3, 3, KeepWholeEntry("users/", false)))
+	mustResult(t, apply(r3, 4, SplitEntry(Split{Key: "users/x/", NewID: 5, Replicas: threeReplicas})))
+}

@@ -163,6 +163,9 @@ func New(stores Stores, opts Options) http.Handler {
 	route("/v1/operator/autopilot/health", "autopilot_health", map[string]handlerFunc{http.MethodGet: need(operatorRead, h.autopilotHealth)})
 	route("/v1/operator/raft/transfer-leader", "raft_transfer_leader", map[string]handlerFunc{http.MethodPost: need(operatorWrite, h.transferLeader)})
 	route("/v1/operator/ranges", "ranges", map[string]handlerFunc{http.MethodGet: need(operatorRead, h.rangeList)})
+	route("/v1/operator/range/keep-whole", "range_keep_whole", map[string]handlerFunc{
+		http.MethodPut: need(operatorWrite, h.rangeKeepWhole), http.MethodDelete: need(operatorWrite, h.rangeKeepWhole),
+	})
 	route("/v1/operator/range/split", "range_split", map[string]handlerFunc{
 		http.MethodPost: need(operatorWrite, h.rangeSplit), http.MethodPut: need(operatorWrite, h.rangeSplit),
 	})

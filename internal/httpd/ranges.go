@@ -23,6 +23,10 @@ type RangeStore interface {
 	// to check: they need the range map, which only it has; a broken rule
 	// is kv.ErrInvalid.
 	SplitRange(ctx context.Context, key string) (api.RangeSplit, error)
+	// KeepWhole keeps prefix in one range (a split never cuts inside it),
+	// or, keep false, lets it go; kv.ErrInvalid if a boundary already
+	// falls inside it.
+	KeepWhole(ctx context.Context, prefix string, keep bool) error
 }
 
 // rangeList answers GET /v1/operator/ranges. A node without a RangeStore
@@ -67,5 +71,27 @@ func (h *handler) rangeSplit(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	writeJSON(w, http.StatusOK, split)
+	return nil
+}
+
+// rangeKeepWhole answers PUT /v1/operator/range/keep-whole?prefix=P (keep
+// P in one range from now on) and DELETE (let it go): 200 true.
+func (h *handler) rangeKeepWhole(w http.ResponseWriter, r *http.Request) error {
+	if h.ranges == nil {
+		return fmt.Errorf("%w: this node runs the keyspace as one range", kv.ErrNotImplemented)
+	}
+	prefix := r.URL.Query().Get("prefix")
+	switch {
+	case prefix == "":
+		return fmt.Errorf("%w: need a prefix query parameter: the prefix to keep in one range", kv.ErrInvalid)
+	case !utf8.ValidString(prefix):
+		return fmt.Errorf("%w: prefix is not valid UTF-8", kv.ErrInvalid)
+	case len(prefix) > kv.MaxKeyBytes:
+		return fmt.Errorf("%w: prefix is %d bytes, limit %d", kv.ErrInvalid, len(prefix), kv.MaxKeyBytes)
+	}
+	if err := h.ranges.KeepWhole(r.Context(), prefix, r.Method != http.MethodDelete); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, true)
 	return nil
 }

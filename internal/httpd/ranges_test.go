@@ -24,6 +24,20 @@ type fakeRanges struct {
 	ranges []api.Range
 	err    error
 	splits []string
+	kept   map[string]bool
+}
+
+func (f *fakeRanges) KeepWhole(_ context.Context, prefix string, keep bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return f.err
+	}
+	if f.kept == nil {
+		f.kept = map[string]bool{}
+	}
+	f.kept[prefix] = keep
+	return nil
 }
 
 func (f *fakeRanges) Ranges(context.Context) ([]api.Range, error) {
@@ -198,5 +212,29 @@ func TestRangeEndpointsNeedOperator(t *testing.T) {
 	}
 	if r := do(t, srv, "POST", "/v1/operator/range/split?key=m/", "", "X-Consul-Token", rootSecret); r.status != 200 || len(rs.splits) != 1 {
 		t.Fatalf("management token splits: %+v", r)
+	}
+}
+
+func TestRangeKeepWhole(t *testing.T) {
+	rs := newFakeRanges()
+	srv := newRangeServer(t, rs)
+	if r := do(t, srv, "PUT", "/v1/operator/range/keep-whole?prefix=svc/web/", ""); r.status != 200 || strings.TrimSpace(r.body) != "true" {
+		t.Fatalf("keep-whole: %d %s", r.status, r.body)
+	}
+	if r := do(t, srv, "DELETE", "/v1/operator/range/keep-whole?prefix=svc/db/", ""); r.status != 200 {
+		t.Fatalf("let go: %d %s", r.status, r.body)
+	}
+	if !rs.kept["svc/web/"] || rs.kept["svc/db/"] {
+		t.Fatalf("store saw %v", rs.kept)
+	}
+	if r := do(t, srv, "PUT", "/v1/operator/range/keep-whole", ""); r.status != 400 || !strings.Contains(r.body, "need a prefix") {
+		t.Fatalf("no prefix: %d %s", r.status, r.body)
+	}
+	rs.err = kv.Errorf(kv.ErrInvalid, "prefix %q is split already", "u")
+	if r := do(t, srv, "PUT", "/v1/operator/range/keep-whole?prefix=u", ""); r.status != 400 || !strings.Contains(r.body, "split already") {
+		t.Fatalf("a prefix split already: %d %s", r.status, r.body)
+	}
+	if r := do(t, newRangeServer(t, nil), "PUT", "/v1/operator/range/keep-whole?prefix=a/", ""); r.status != 501 {
+		t.Fatalf("without ranges: %d %s", r.status, r.body)
 	}
 }

@@ -301,3 +301,17 @@ func (s *Set) Split(ctx context.Context, key string) (left, right rangemap.Descr
 		}
 	}
 }
+
+// KeepWhole keeps prefix in one range from now on (a split never cuts
+// inside it), or, keep false, lets it go. Refused if a range boundary
+// already falls inside it.
+func (s *Set) KeepWhole(ctx context.Context, prefix string, keep bool) error {
+	return s.retry(ctx, func(v []local) (bool, error) {
+		l, ok := ofKey(v, prefix)
+		if !ok {
+			return false, nil
+		}
+		_, err := l.g.Propose(ctx, fsm.KeepWholeEntry(prefix, keep))
+		return true, err
+	})
+}
