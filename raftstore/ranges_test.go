@@ -454,3 +454,51 @@ func TestKeepWholeThroughSplits(t *testing.T) {
 		t.Fatalf("split inside a prefix let go: %v", err)
 	}
 }
+
+// A blocking query follows its keys through a split: waiting when the
+// split moves them to a new range, it wakes for a write there.
+func TestBlockingQueryFollowsASplit(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	mustSet(t, c.nodes[0], "w/a", "x")
+	for _, q := range []kv.Query{{Kind: kv.ReadKeys, Key: "w/"}, {Kind: kv.ReadGet, Key: "w/z"}} {
+		res, err := c.nodes[1].Read(ctx(t), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q.MinIndex, q.Wait = res.Index, 20*time.Second
+		woke := make(chan *kv.QueryResult, 1)
+		go func() {
+			r, err := c.nodes[1].Read(ctx(t), q)
+			if err != nil {
+				t.Error(err)
+			}
+			woke <- r
+		}()
+		waitFor(t, 10*time.Second, "the query to block", func() error {
+			n := c.nodes[1].group.BlockingQueries()
+			for _, g := range c.nodes[1].ranges.Groups() {
+				n += g.BlockingQueries()
+			}
+			if n == 0 {
+				return errors.New("not yet")
+			}
+			return nil
+		})
+		split := "w/m/"
+		if q.Kind == kv.ReadGet {
+			split = "w/y/"
+		}
+		if _, err := c.nodes[2].SplitRange(ctx(t), split); err != nil {
+			t.Fatal(err)
+		}
+		mustSet(t, c.nodes[2], "w/z", "after the split")
+		select {
+		case r := <-woke:
+			if r == nil || r.Index <= q.MinIndex {
+				t.Fatalf("%v woke with %+v (held %d)", q.Kind, r, q.MinIndex)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%v: a write in the range its keys went to did not wake it", q.Kind)
+		}
+	}
+}

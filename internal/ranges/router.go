@@ -119,42 +119,99 @@ func (s *Set) ReadTxn(ctx context.Context, cmd *kv.Command, stale bool) (res *kv
 }
 
 // Read answers a query from the range of its key, or, for a listing, from
-// every range under its prefix, closed at one index and merged in key
-// order (closed.go). A blocking listing over several ranges waits in each
-// and answers when any has a change.
-func (s *Set) Read(ctx context.Context, q kv.Query) (res *kv.QueryResult, err error) {
-	err = s.retry(ctx, func(v []local) (bool, error) {
-		if q.Kind == kv.ReadGet {
-			l, ok := ofKey(v, q.Key)
-			if !ok {
-				return false, nil
-			}
-			res, err = l.g.Read(ctx, q)
-			return true, err
+// every range under its prefix, read at one index and merged in key order
+// (closed.go). A blocking listing over several ranges waits in each and
+// answers when any has a change. A blocking query follows the range map:
+// when a split moves its keys while it waits, it waits on in the ranges
+// that hold them now (a write there must wake it), for what is left of its
+// wait.
+func (s *Set) Read(ctx context.Context, q kv.Query) (*kv.QueryResult, error) {
+	var deadline time.Time
+	if q.MinIndex > 0 {
+		wait := q.Wait
+		if wait <= 0 {
+			wait = kv.DefaultWait
 		}
-		here, complete := ofPrefix(v, q.Key)
-		if !complete {
-			return false, nil
-		}
-		if len(here) == 1 {
-			res, err = here[0].g.Read(ctx, q)
-			return true, err
-		}
+		deadline = time.Now().Add(min(wait, kv.MaxWait))
+	}
+	pause := time.Millisecond
+	for {
+		v, changed := s.view()
+		attempt, cancel := ctx, context.CancelCauseFunc(func(error) {})
 		if q.MinIndex > 0 {
-			if err := waitAny(ctx, here, q); err != nil {
-				return true, err
+			attempt, cancel = context.WithCancelCause(ctx)
+			go func() {
+				select {
+				case <-changed:
+					cancel(errMapChanged)
+				case <-attempt.Done():
+				}
+			}()
+		}
+		routed, res, err := s.readIn(attempt, v, q)
+		moved := errors.Is(context.Cause(attempt), errMapChanged) && ctx.Err() == nil
+		cancel(nil)
+		if moved {
+			if q.Wait = time.Until(deadline); q.Wait <= 0 {
+				q.MinIndex, q.Wait = 0, 0 // the wait is over: answer as it is
 			}
-			q.MinIndex = 0
+			continue
 		}
-		res, err = closedRead(ctx, here, q, time.Now)
-		if err != nil && q.Stale && errors.Is(err, kv.ErrNoLeader) {
-			// A stale read asks for no leader: without one to close the
-			// ranges, each range's own state, merged.
-			res, err = readAll(ctx, here, q)
+		if routed && !errors.Is(err, kv.ErrRangeMoved) {
+			return res, err
 		}
-		return true, err
-	})
-	return res, err
+		t := time.NewTimer(pause)
+		select {
+		case <-changed:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			if err == nil {
+				err = fmt.Errorf("%w: no range of this node holds the key yet", kv.ErrNoLeader)
+			}
+			return nil, fmt.Errorf("%w (%v)", err, context.Cause(ctx))
+		}
+		t.Stop()
+		pause = min(2*pause, 50*time.Millisecond)
+	}
+}
+
+// errMapChanged ends a blocking query's wait in the ranges it was routed
+// to: the map changed, and it is routed again.
+var errMapChanged = errors.New("the range map changed")
+
+// readIn is one attempt of Read on the ranges of view v; routed is false
+// if no range of v holds the key (or all of the prefix) yet.
+func (s *Set) readIn(ctx context.Context, v []local, q kv.Query) (routed bool, res *kv.QueryResult, err error) {
+	if q.Kind == kv.ReadGet {
+		l, ok := ofKey(v, q.Key)
+		if !ok {
+			return false, nil, nil
+		}
+		res, err = l.g.Read(ctx, q)
+		return true, res, err
+	}
+	here, complete := ofPrefix(v, q.Key)
+	if !complete {
+		return false, nil, nil
+	}
+	if len(here) == 1 {
+		res, err = here[0].g.Read(ctx, q)
+		return true, res, err
+	}
+	if q.MinIndex > 0 {
+		if err := waitAny(ctx, here, q); err != nil {
+			return true, nil, err
+		}
+		q.MinIndex = 0
+	}
+	res, err = closedRead(ctx, here, q, time.Now)
+	if err != nil && q.Stale && errors.Is(err, kv.ErrNoLeader) {
+		// A stale read asks for no leader: without one to close the
+		// ranges, each range's own state, merged.
+		res, err = readAll(ctx, here, q)
+	}
+	return true, res, err
 }
 
 // waitAny runs the blocking query in every range and returns when the

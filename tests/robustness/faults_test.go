@@ -274,6 +274,7 @@ func faults() []scenario {
 		// both sides of the first cut, reads and writes on every range),
 		// with a leader change and a leader killed between the cuts.
 		{name: "splits", fault: func(e *env) {
+			e.operator(http.MethodPost, "/v1/operator/range/split?key="+watchSplit)
 			e.operator(http.MethodPost, "/v1/operator/range/split?key=lock/r3/")
 			e.hold()
 			e.operator(http.MethodPost, "/v1/operator/raft/transfer-leader")

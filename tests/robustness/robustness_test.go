@@ -147,6 +147,16 @@ func run(t *testing.T, sc scenario, tm timing, isolated bool) {
 		wg.Add(1)
 		go func() { defer wg.Done(); lc.run(ctx, errs) }()
 	}
+	watches := &watchLog{}
+	var watchNodes []*node
+	for i := range c.Procs[:3] {
+		watchNodes = append(watchNodes, &node{idx: i, addr: c.Procs[i].Addr, scheme: c.URL("", ""), hc: clientHC()})
+	}
+	wg.Add(1 + len(watchNodes))
+	go func() { defer wg.Done(); watchWriter(ctx, watchNodes, watches) }()
+	for _, n := range watchNodes {
+		go func() { defer wg.Done(); watcher(ctx, n, watches) }()
+	}
 	var intrusions atomic.Int64
 	if intruderHC != nil {
 		var nodes []*node
@@ -166,9 +176,10 @@ func run(t *testing.T, sc scenario, tm timing, isolated bool) {
 	}
 	defer stopTraffic()
 
-	if sc.ranges { // the keyspace in three ranges before the fault: every request routed
+	if sc.ranges { // the keyspace in four ranges before the fault: every request routed
 		e.operator(http.MethodPost, "/v1/operator/range/split?key=lock/r3/")
 		e.operator(http.MethodPost, "/v1/operator/range/split?key=r5/")
+		e.operator(http.MethodPost, "/v1/operator/range/split?key="+watchSplit)
 	}
 	time.Sleep(tm.before) // traffic before the fault
 	if rate := float64(rec.okOps.Load()) / tm.before.Seconds(); rate < 50 {
@@ -197,6 +208,13 @@ func run(t *testing.T, sc scenario, tm timing, isolated bool) {
 			t.Fatal("the intruder was never refused: it did not run")
 		}
 		t.Logf("%d writes by a read-only token refused, none accepted", intrusions.Load())
+	}
+	if missed, wakes := watches.check(); len(missed) > 0 {
+		t.Errorf("%d watcher violations, first: %s", len(missed), missed[0])
+	} else if wakes < 10 {
+		t.Errorf("the watchers woke %d times: they did not run", wakes)
+	} else {
+		t.Logf("%s: watchers woke %d times for %d writes under %s, none missed", sc.name, wakes, len(watches.writes), watchPrefix)
 	}
 	avail := measure(calls, e.serving, trafficEnd, clientTimeout)
 	results.add(sc.name, avail)
