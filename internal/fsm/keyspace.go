@@ -59,7 +59,7 @@ var keepPrefix = []byte("w")
 // clip returns the user keys under prefix that span holds, as [lo, hi)
 // (hi "": unbounded); ok is false if there are none.
 func clip(prefix string, span rangemap.Descriptor) (lo, hi string, ok bool) {
-	lo, hi = prefix, prefixEnd(prefix)
+	lo, hi = prefix, rangemap.PrefixEnd(prefix)
 	if span.Start > lo {
 		lo = span.Start
 	}
@@ -85,7 +85,7 @@ func (k keyspace) segments(span *rangemap.Descriptor) [][2][]byte {
 		segs = append(segs, [2][]byte{from, to})
 	}
 	if k.prefix != nil {
-		segs = append(segs, [2][]byte{k.prefix, []byte(prefixEnd(string(k.prefix)))})
+		segs = append(segs, [2][]byte{k.prefix, []byte(rangemap.PrefixEnd(string(k.prefix)))})
 	} else {
 		blocked := []byte{rangeLocalPrefix[0], delayPrefix[0], dataPrefix[0], tombPrefix[0], keepPrefix[0]} // in byte order
 		from := []byte{}

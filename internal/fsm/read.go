@@ -168,7 +168,7 @@ func (a state) keys(prefix, separator string) ([]string, uint64, error) {
 			if i := strings.Index(key[len(prefix):], separator); i >= 0 {
 				rolled := key[:len(prefix)+i+len(separator)]
 				out = append(out, rolled)
-				next := prefixEnd(rolled)
+				next := rangemap.PrefixEnd(rolled)
 				if next == "" {
 					break
 				}
@@ -268,17 +268,4 @@ func (f *FSM) view(fn func(txn *badger.Txn) error) error {
 		return fmt.Errorf("fsm: read: %w", err)
 	}
 	return nil
-}
-
-// prefixEnd is the smallest key greater than every key starting with p, or
-// "" if there is none (p is all 0xff).
-func prefixEnd(p string) string {
-	b := []byte(p)
-	for i := len(b) - 1; i >= 0; i-- {
-		if b[i] < 0xff {
-			b[i]++
-			return string(b[:i+1])
-		}
-	}
-	return ""
 }

@@ -177,16 +177,6 @@ func (s *Set) view() ([]local, <-chan struct{}) {
 	return out, s.changed
 }
 
-// Map is the range map as this node's replicas have it.
-func (s *Set) Map() (*rangemap.Map, error) {
-	v, _ := s.view()
-	ds := make([]rangemap.Descriptor, len(v))
-	for i, l := range v {
-		ds[i] = l.d
-	}
-	return rangemap.New(ds)
-}
-
 // ofKey finds the local range holding key.
 func ofKey(v []local, key string) (local, bool) {
 	for _, l := range v {
