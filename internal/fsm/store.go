@@ -164,30 +164,7 @@ func (s *Store) Ranges() ([]rangemap.Descriptor, error) {
 			return err
 		}
 		out = append(out, *d)
-		opts := badger.DefaultIteratorOptions
-		opts.PrefetchValues = false
-		opts.Prefix = rangeLocalPrefix
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		for it.Rewind(); it.Valid(); {
-			k := it.Item().Key()
-			if len(k) < len(rangeLocalPrefix)+8 {
-				return fmt.Errorf("range-local key %q too short", k)
-			}
-			id := binary.BigEndian.Uint64(k[len(rangeLocalPrefix):])
-			d, err := readDescriptor(txn, newKeyspace(id))
-			if err != nil {
-				return err
-			}
-			if d != nil {
-				out = append(out, *d)
-			}
-			if id == math.MaxUint64 {
-				break
-			}
-			it.Seek(newKeyspace(id + 1).prefix)
-		}
-		return nil
+		return eachOtherRange(txn, func(d rangemap.Descriptor) { out = append(out, d) })
 	})
 	if err != nil {
 		return nil, fmt.Errorf("fsm: list ranges: %w", err)
@@ -212,6 +189,18 @@ func (s *Store) Ranges() ([]rangemap.Descriptor, error) {
 // firstOtherStart is the lowest start of a range other than 0 with a
 // descriptor in the store (ok false: none).
 func firstOtherStart(txn *badger.Txn) (start string, ok bool, err error) {
+	err = eachOtherRange(txn, func(d rangemap.Descriptor) {
+		if !ok || d.Start < start {
+			start, ok = d.Start, true
+		}
+	})
+	return start, ok, err
+}
+
+// eachOtherRange calls fn with the descriptor of every range but 0 that
+// has one in the store, by ID, seeking from one range's local state to
+// the next's.
+func eachOtherRange(txn *badger.Txn, fn func(rangemap.Descriptor)) error {
 	opts := badger.DefaultIteratorOptions
 	opts.PrefetchValues = false
 	opts.Prefix = rangeLocalPrefix
@@ -220,24 +209,20 @@ func firstOtherStart(txn *badger.Txn) (start string, ok bool, err error) {
 	for it.Rewind(); it.Valid(); {
 		k := it.Item().Key()
 		if len(k) < len(rangeLocalPrefix)+8 {
-			return "", false, fmt.Errorf("range-local key %q too short", k)
+			return fmt.Errorf("range-local key %q too short", k)
 		}
 		id := binary.BigEndian.Uint64(k[len(rangeLocalPrefix):])
 		d, err := readDescriptor(txn, newKeyspace(id))
 		if err != nil {
-			return "", false, err
+			return err
 		}
-		if d != nil && (!ok || d.Start < start) {
-			start, ok = d.Start, true
+		if d != nil {
+			fn(*d)
 		}
 		if id == math.MaxUint64 {
 			break
 		}
 		it.Seek(newKeyspace(id + 1).prefix)
 	}
-	return start, ok, nil
+	return nil
 }
-
-// Split says whether the keyspace of the range's store has been split:
-// other ranges have state in it.
-func (f *FSM) Split() (bool, error) { return f.store.hasRanges() }
