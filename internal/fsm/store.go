@@ -226,3 +226,7 @@ func eachOtherRange(txn *badger.Txn, fn func(rangemap.Descriptor)) error {
 	}
 	return nil
 }
+
+// Split says whether the keyspace of the range's store has been split:
+// other ranges have state in it.
+func (f *FSM) Split() (bool, error) { return f.store.hasRanges() }
