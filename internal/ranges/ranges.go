@@ -218,11 +218,11 @@ func ofPrefix(v []local, prefix string) (out []local, complete bool) {
 // retry runs attempt until it does not meet a range that moved: then it
 // waits for this node's replicas to change (the split reaching them) or a
 // short pause (the leader may be ahead of this node's replica), within ctx.
-func (s *Set) retry(ctx context.Context, attempt func(v []local) (bool, error)) error {
+func (s *Set) retry(ctx context.Context, attempt func(v []local, changed <-chan struct{}) (bool, error)) error {
 	pause := time.Millisecond
 	for {
 		v, changed := s.view()
-		routed, err := attempt(v)
+		routed, err := attempt(v, changed)
 		if routed && !errors.Is(err, kv.ErrRangeMoved) {
 			return err
 		}
@@ -296,7 +296,7 @@ func (s *Set) Split(ctx context.Context, key string) (left, right rangemap.Descr
 // inside it), or, keep false, lets it go. Refused if a range boundary
 // already falls inside it.
 func (s *Set) KeepWhole(ctx context.Context, prefix string, keep bool) error {
-	return s.retry(ctx, func(v []local) (bool, error) {
+	return s.retry(ctx, func(v []local, _ <-chan struct{}) (bool, error) {
 		l, ok := ofKey(v, prefix)
 		if !ok {
 			return false, nil

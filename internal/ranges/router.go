@@ -62,7 +62,7 @@ func (s *Set) Apply(ctx context.Context, cmd *kv.Command) (res *kv.Result, err e
 	if len(cmd.Ops) == 1 && cmd.Ops[0].Verb == kv.VerbDeleteTree {
 		return s.deleteTree(ctx, cmd)
 	}
-	err = s.retry(ctx, func(v []local) (bool, error) {
+	err = s.retry(ctx, func(v []local, _ <-chan struct{}) (bool, error) {
 		at, refusal, routed := placeOps(v, cmd)
 		if refusal != nil {
 			res = refusal
@@ -81,7 +81,7 @@ func (s *Set) Apply(ctx context.Context, cmd *kv.Command) (res *kv.Result, err e
 }
 
 func (s *Set) deleteTree(ctx context.Context, cmd *kv.Command) (res *kv.Result, err error) {
-	err = s.retry(ctx, func(v []local) (bool, error) {
+	err = s.retry(ctx, func(v []local, _ <-chan struct{}) (bool, error) {
 		here, complete := ofPrefix(v, cmd.Ops[0].Key)
 		if !complete {
 			return false, nil
@@ -103,7 +103,7 @@ func (s *Set) deleteTree(ctx context.Context, cmd *kv.Command) (res *kv.Result, 
 
 // ReadTxn evaluates a read-only command in the range its keys are in.
 func (s *Set) ReadTxn(ctx context.Context, cmd *kv.Command, stale bool) (res *kv.Result, err error) {
-	err = s.retry(ctx, func(v []local) (bool, error) {
+	err = s.retry(ctx, func(v []local, _ <-chan struct{}) (bool, error) {
 		at, refusal, routed := placeOps(v, cmd)
 		if refusal != nil {
 			res = refusal
@@ -125,7 +125,7 @@ func (s *Set) ReadTxn(ctx context.Context, cmd *kv.Command, stale bool) (res *kv
 // when a split moves its keys while it waits, it waits on in the ranges
 // that hold them now (a write there must wake it), for what is left of its
 // wait.
-func (s *Set) Read(ctx context.Context, q kv.Query) (*kv.QueryResult, error) {
+func (s *Set) Read(ctx context.Context, q kv.Query) (res *kv.QueryResult, err error) {
 	var deadline time.Time
 	if q.MinIndex > 0 {
 		wait := q.Wait
@@ -134,46 +134,34 @@ func (s *Set) Read(ctx context.Context, q kv.Query) (*kv.QueryResult, error) {
 		}
 		deadline = time.Now().Add(min(wait, kv.MaxWait))
 	}
-	pause := time.Millisecond
-	for {
-		v, changed := s.view()
-		attempt, cancel := ctx, context.CancelCauseFunc(func(error) {})
-		if q.MinIndex > 0 {
-			attempt, cancel = context.WithCancelCause(ctx)
-			go func() {
-				select {
-				case <-changed:
-					cancel(errMapChanged)
-				case <-attempt.Done():
-				}
-			}()
+	err = s.retry(ctx, func(v []local, changed <-chan struct{}) (bool, error) {
+		if q.MinIndex == 0 {
+			var routed bool
+			routed, res, err = s.readIn(ctx, v, q)
+			return routed, err
 		}
-		routed, res, err := s.readIn(attempt, v, q)
-		moved := errors.Is(context.Cause(attempt), errMapChanged) && ctx.Err() == nil
-		cancel(nil)
-		if moved {
+		attempt, cancel := context.WithCancelCause(ctx)
+		defer cancel(nil)
+		go func() {
+			select {
+			case <-changed:
+				cancel(errMapChanged)
+			case <-attempt.Done():
+			}
+		}()
+		routed, r, err := s.readIn(attempt, v, q)
+		if errors.Is(context.Cause(attempt), errMapChanged) && ctx.Err() == nil {
+			// Routed again at once (changed is closed), for what is left
+			// of the wait.
 			if q.Wait = time.Until(deadline); q.Wait <= 0 {
 				q.MinIndex, q.Wait = 0, 0 // the wait is over: answer as it is
 			}
-			continue
+			return false, nil
 		}
-		if routed && !errors.Is(err, kv.ErrRangeMoved) {
-			return res, err
-		}
-		t := time.NewTimer(pause)
-		select {
-		case <-changed:
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			if err == nil {
-				err = fmt.Errorf("%w: no range of this node holds the key yet", kv.ErrNoLeader)
-			}
-			return nil, fmt.Errorf("%w (%v)", err, context.Cause(ctx))
-		}
-		t.Stop()
-		pause = min(2*pause, 50*time.Millisecond)
-	}
+		res = r
+		return routed, err
+	})
+	return res, err
 }
 
 // errMapChanged ends a blocking query's wait in the ranges it was routed
