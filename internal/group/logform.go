@@ -26,7 +26,12 @@ func (g *Group) encode(e *fsm.Entry) ([]byte, error) {
 		return fsm.EncodeEntry(e), nil
 	}
 	if !e.Kind.HasLegacyForm() {
-		return nil, fmt.Errorf("%w: a %s needs every server on a release with ranges; some have not reported one yet", kv.ErrNotImplemented, e.Kind)
+		if g.formats.unheard(g.Members(), g.id) {
+			// A new leader hears every server within an autopilot round:
+			// not applied, and retried until then (onLeader).
+			return nil, fmt.Errorf("%w: a %s waits until every server has told this leader which entries it reads", kv.ErrNoLeader, e.Kind)
+		}
+		return nil, fmt.Errorf("%w: a %s needs every server on a release with ranges", kv.ErrNotImplemented, e.Kind)
 	}
 	return fsm.EncodeLegacyEntry(e), nil
 }
@@ -50,4 +55,14 @@ func (f *entryFormats) allRead(servers []string, self string, version int) bool 
 		}
 	}
 	return true
+}
+
+// unheard says whether one of servers but self has reported nothing yet.
+func (f *entryFormats) unheard(servers []string, self string) bool {
+	for _, id := range servers {
+		if _, ok := f.m.Load(id); !ok && id != self {
+			return true
+		}
+	}
+	return false
 }

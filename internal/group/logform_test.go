@@ -31,6 +31,12 @@ func TestTypedEntriesWaitForEveryServer(t *testing.T) {
 	if !f.allRead(servers, "n1", fsm.EntryVersion) {
 		t.Fatal("legacy entries although every server reads typed ones")
 	}
+	if f.unheard(servers, "n1") {
+		t.Fatal("a server that reported counts as unheard")
+	}
+	if !f.unheard(append(servers, "n4"), "n1") {
+		t.Fatal("a server that never reported counts as heard")
+	}
 }
 
 // In a cluster of this release, the leader soon writes the typed form (its
