@@ -30,13 +30,16 @@ func (s *RaftStore) openRanges() error {
 			return err
 		}
 	}
+	s.node.OnUnknownGroup(s.ranges.Adopt)
 	return nil
 }
 
 // startRange opens and starts the group of range d on this node: its raft
-// log in ranges/<id>, its state machine in the node's store, bootstrapped
-// (when it has no raft state yet) with the replicas the split named, at
-// the addresses range 0 knows them by.
+// log in ranges/<id>, its state machine in the node's store. A range a
+// split made starts (when it has no raft state yet) from its birth
+// snapshot, naming the replicas the split named at the addresses range 0
+// knows them by; an empty d is a replica raft traffic asked for, which
+// gets its state from the range's leader.
 func (s *RaftStore) startRange(d rangemap.Descriptor) (*group.Group, error) {
 	conf, err := s.group.Membership().Configuration(context.Background())
 	if err != nil {
@@ -63,8 +66,9 @@ func (s *RaftStore) startRange(d rangemap.Descriptor) (*group.Group, error) {
 	}
 	gcfg := s.cfg.groupConfig(d.ID, filepath.Join(s.cfg.DataDir, "ranges", strconv.FormatUint(d.ID, 10)), s.disk)
 	gcfg.Bootstrap, gcfg.Join, gcfg.Recover = false, nil, false
-	gcfg.BootstrapServers = servers
+	gcfg.Birth, gcfg.Uninitialized = servers, d.Empty()
 	gcfg.Store = s.store
+	gcfg.ReadReplicaOf = s.group.FSM().ReadReplica
 	g, err := group.Open(*gcfg, s.node)
 	if err != nil {
 		return nil, fmt.Errorf("raftstore: range %d: %w", d.ID, err)

@@ -131,6 +131,7 @@ func (f *FSM) publish(b *batchState, applied uint64) {
 		f.notify.SessionsChanged()
 	}
 	for _, sp := range b.splits {
+		f.store.reload(sp[1].ID)
 		if hook := f.onSplit.Load(); hook != nil {
 			(*hook)(sp[0], sp[1])
 		}

@@ -56,6 +56,8 @@ type FSM struct {
 	span atomic.Pointer[rangemap.Descriptor]
 	// onSplit hears of every split the range applied, after its commit.
 	onSplit atomic.Pointer[func(left, right rangemap.Descriptor)]
+	// onRestored hears of every snapshot the range restored.
+	onRestored atomic.Pointer[func()]
 
 	// mu is held for reading by readers and for writing by the rare
 	// operations that change state in more than one Badger commit (Restore,
@@ -181,6 +183,9 @@ func (f *FSM) applyRun(logs []*raft.Log, out []interface{}, limit int) int {
 		last = l.Index
 		if l.Type == raft.LogConfiguration {
 			b.confIndex = l.Index
+			if err := b.noteReplicas(txn, l.Data); err != nil {
+				panic(fmt.Errorf("fsm: apply configuration at index %d: %w", l.Index, err)) // storage failure, as below
+			}
 			continue
 		}
 		if l.Type != raft.LogCommand {

@@ -144,9 +144,21 @@ func (f *FSM) eachKey(txn *badger.Txn, span *rangemap.Descriptor, values bool, f
 
 func (f *FSM) writeSnapshot(txn *badger.Txn, span *rangemap.Descriptor, applied uint64, w io.Writer) error {
 	sw := newStreamWriter(w, applied)
+	// The descriptor goes first, so that a replica can tell from the first
+	// bytes whether it can take the snapshot (CheckIncoming).
+	desc := f.ks.local(metaRange)
+	if item, err := txn.Get(desc); err == nil {
+		v, err := item.ValueCopy(nil)
+		if err != nil {
+			return fmt.Errorf("read the descriptor: %w", err)
+		}
+		sw.record(desc, v)
+	} else if !errors.Is(err, badger.ErrKeyNotFound) {
+		return fmt.Errorf("read the descriptor: %w", err)
+	}
 	skip := f.ks.local(metaApplied)
 	err := f.eachKey(txn, span, true, func(item *badger.Item) error {
-		if bytes.Equal(item.Key(), skip) {
+		if bytes.Equal(item.Key(), skip) || bytes.Equal(item.Key(), desc) {
 			return nil
 		}
 		v, err := item.ValueCopy(nil)
@@ -191,6 +203,15 @@ func CopyForRestore(dst io.Writer, src io.Reader) error {
 // that raft restores the snapshot again.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
+	src := bufio.NewReaderSize(rc, SnapshotHeadBytes)
+	if isBirthSnapshot(src) {
+		return f.restoreBirth()
+	}
+	if head, _ := src.Peek(SnapshotHeadBytes); !f.resuming.Load() {
+		if err := f.CheckIncoming(head); err != nil {
+			return fmt.Errorf("fsm: restore: %w", err)
+		}
+	}
 	var wb *badger.WriteBatch
 	var prevApplied, prevFloor uint64
 	locked := false
@@ -202,7 +223,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 			f.mu.Unlock()
 		}
 	}()
-	applied, err := readSnapshot(rc, func(applied uint64) (bool, error) {
+	applied, err := readSnapshot(src, func(applied uint64) (bool, error) {
 		// Keep newer local state at start-up; never for a foreign snapshot
 		// (0): a crash in the middle of restoring one leaves applied index 0
 		// too, and only restoring again repairs that.
@@ -291,6 +312,9 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		f.notify.AllChanged()
 	}
 	f.logger.Info("restored snapshot", "applied", applied)
+	if hook := f.onRestored.Load(); hook != nil {
+		(*hook)()
+	}
 	return nil
 }
 

@@ -4,9 +4,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/hashicorp/raft"
 
 	"github.com/raftkv/raftkv/internal/rangemap"
 	"github.com/raftkv/raftkv/kv"
@@ -75,6 +77,10 @@ func (f *FSM) LastIndex() uint64 {
 // OnSplit sets what hears of every split the range applies, after its
 // commit: the node starts the new range's group.
 func (f *FSM) OnSplit(fn func(left, right rangemap.Descriptor)) { f.onSplit.Store(&fn) }
+
+// OnRestored sets what hears of every snapshot the range restored (its
+// span may have changed, or a new replica got its state), after it.
+func (f *FSM) OnRestored(fn func()) { f.onRestored.Store(&fn) }
 
 // split cuts the range at sp.Key. No user key moves: the new range owns
 // the keys at and after sp.Key because its descriptor says so. What moves
@@ -341,3 +347,42 @@ func ClockIndex(t time.Time) uint64 { return clockIndex(t.UnixNano()) }
 // IndexTime is the millisecond an index stands for (the zero time for
 // indexes below any clock's, such as raft indexes).
 func IndexTime(index uint64) time.Time { return time.UnixMilli(int64(index >> clockShift)) }
+
+// noteReplicas records a change of the range's raft configuration in its
+// descriptor (replicas, and one more generation), so that the descriptor
+// names the replicas the range has. Range 0 before its first split keeps
+// no descriptor, as before ranges.
+func (b *batchState) noteReplicas(w writer, data []byte) error {
+	if b.ks.id == 0 && b.span.Generation == 0 {
+		return nil
+	}
+	conf, err := decodeConfiguration(data)
+	if err != nil {
+		return nil // raft itself decoded it; nothing to record otherwise
+	}
+	d := b.span.Clone()
+	d.Replicas = d.Replicas[:0]
+	for _, srv := range conf.Servers {
+		d.Replicas = append(d.Replicas, rangemap.Replica{Node: string(srv.ID), Voter: srv.Suffrage == raft.Voter})
+	}
+	if slices.Equal(d.Replicas, b.span.Replicas) {
+		return nil
+	}
+	d.Generation++
+	if err := w.Set(b.ks.local(metaRange), rangemap.AppendDescriptor(nil, d)); err != nil {
+		return err
+	}
+	b.span = &d
+	return nil
+}
+
+// decodeConfiguration is raft.DecodeConfiguration, which panics on what it
+// cannot decode.
+func decodeConfiguration(data []byte) (conf raft.Configuration, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("undecodable configuration: %v", r)
+		}
+	}()
+	return raft.DecodeConfiguration(data), nil
+}

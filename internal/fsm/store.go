@@ -82,6 +82,19 @@ func OpenStore(dir string, opts Options) (*Store, error) {
 // store is range 0 over the whole keyspace); any other range exists once a
 // split created it.
 func (s *Store) Range(id uint64, notify ChangeNotifier) (*FSM, error) {
+	return s.open(id, notify, false)
+}
+
+// Replica opens the state machine of range id whether or not this node
+// holds the range yet: a replica raft traffic made (a node that joined
+// after the split, or caught up the parent from a snapshot taken after
+// it). Until a snapshot or the split brings its descriptor it holds no
+// key (Initialized is false).
+func (s *Store) Replica(id uint64, notify ChangeNotifier) (*FSM, error) {
+	return s.open(id, notify, true)
+}
+
+func (s *Store) open(id uint64, notify ChangeNotifier, uninitialized bool) (*FSM, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.shut {
@@ -96,7 +109,10 @@ func (s *Store) Range(id uint64, notify ChangeNotifier) (*FSM, error) {
 		return nil, fmt.Errorf("fsm: range %d: read its state: %w", id, err)
 	}
 	if f.span.Load() == nil && !restoring(s.dir, id) {
-		return nil, fmt.Errorf("fsm: range %d does not exist on this node", id)
+		if !uninitialized {
+			return nil, fmt.Errorf("fsm: range %d does not exist on this node", id)
+		}
+		f.span.Store(&rangemap.Descriptor{ID: id, Start: "\x00", End: "\x00"})
 	}
 	if restoring(s.dir, id) { // a restore cut short, its descriptor maybe with it: raft restores again
 		f.logger.Warn("a restore was interrupted: dropping the range's state, to be restored from the newest snapshot and the log")
@@ -109,6 +125,21 @@ func (s *Store) Range(id uint64, notify ChangeNotifier) (*FSM, error) {
 	}
 	s.ranges[id] = f
 	return f, nil
+}
+
+// reload rereads the state of range id, if open, after another range's
+// split wrote it (a replica raft traffic made before the split reached
+// this node).
+func (s *Store) reload(id uint64) {
+	s.mu.Lock()
+	f := s.ranges[id]
+	s.mu.Unlock()
+	if f == nil {
+		return
+	}
+	if err := f.db.View(f.loadMeta); err != nil {
+		f.logger.Error("cannot read the state the split gave the range", "err", err)
+	}
 }
 
 func (s *Store) forget(id uint64) {

@@ -49,7 +49,11 @@ func (p *pilotNode) LastHeard(id string) time.Time { return p.contacts.last(id) 
 // ReadReplica errs on the side of not promoting: a read error keeps the
 // server a non-voter until the next round.
 func (p *pilotNode) ReadReplica(id string) bool {
-	replica, err := p.fsm.ReadReplica(id)
+	marked := p.fsm.ReadReplica
+	if p.cfg.ReadReplicaOf != nil {
+		marked = p.cfg.ReadReplicaOf
+	}
+	replica, err := marked(id)
 	return replica || err != nil
 }
 

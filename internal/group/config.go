@@ -23,10 +23,16 @@ type Config struct {
 	// state; Join lists members to ask to add this node until one does.
 	Bootstrap bool
 	Join      []string
-	// BootstrapServers forms the group with these servers when DataDir
-	// holds no raft state: a range a split created, which every replica
-	// bootstraps alike.
-	BootstrapServers []raft.Server
+	// Birth, for a range a split created, starts the group's history with
+	// the range's birth snapshot naming these servers when DataDir holds
+	// no raft state (every replica of the split does it alike).
+	Birth []raft.Server
+	// Uninitialized opens a replica of a range this node may not hold yet
+	// (raft traffic for it arrived): a snapshot brings its state.
+	Uninitialized bool
+	// ReadReplicaOf, if set, says which servers are read replicas (range
+	// 0's marks, for the other ranges); unset, the group's own marks.
+	ReadReplicaOf func(id string) (bool, error)
 	// Store, if set, is the node's state machine store, shared by its
 	// ranges: the group's state machine is range ID of it. Unset, the
 	// group opens a store of its own in DataDir/fsm (range 0).

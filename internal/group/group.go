@@ -45,6 +45,7 @@ type Group struct {
 
 	raft      *raft.Raft
 	fsm       *fsm.FSM
+	snaps     raft.SnapshotStore
 	logStore  logstore.Store
 	logs      raft.LogStore    // the cache in front of logStore
 	disk      *diskguard.Guard // the data dir's free space, and its reserve
@@ -110,6 +111,10 @@ func Open(cfg Config, host Host) (_ *Group, err error) {
 	feed := changeFeed{keys: g.watch, sessions: g.sessionWatch}
 	fsmDir := filepath.Join(cfg.DataDir, "fsm")
 	err = unpanic("Badger", func() (err error) {
+		if cfg.Store != nil && cfg.Uninitialized {
+			g.fsm, err = cfg.Store.Replica(cfg.ID, feed)
+			return err
+		}
 		if cfg.Store != nil {
 			g.fsm, err = cfg.Store.Range(cfg.ID, feed)
 			return err
@@ -149,10 +154,12 @@ func Open(cfg Config, host Host) (_ *Group, err error) {
 		return nil, fmt.Errorf("group: log cache: %w", err)
 	}
 	removeUnfinishedSnapshots(cfg.DataDir, g.logger)
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, integrity.Retain, hclogger)
+	fileSnaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, integrity.Retain, hclogger)
 	if err != nil {
 		return nil, fmt.Errorf("group: snapshot store: %w", err)
 	}
+	snaps := checkedSnapshots{SnapshotStore: fileSnaps, check: g.fsm.CheckIncoming}
+	g.snaps = snaps
 	layer, err := host.RaftLayer(cfg.ID)
 	if err != nil {
 		return nil, fmt.Errorf("group: %w", err)
@@ -194,6 +201,13 @@ func Open(cfg Config, host Host) (_ *Group, err error) {
 		trans.Close()
 		return nil, fmt.Errorf("group: inspect raft state: %w", err)
 	}
+	if !hasState && len(cfg.Birth) > 0 {
+		if err := writeBirth(fileSnaps, trans, cfg.ID, cfg.Birth); err != nil {
+			trans.Close()
+			return nil, err
+		}
+		hasState = true
+	}
 	if !hasState && g.fsm.AppliedIndex() > 0 {
 		// The raft log is gone but the FSM is not (an operator wiped raft.db
 		// to rejoin): the new history's entries must not be skipped.
@@ -224,12 +238,6 @@ func Open(cfg Config, host Host) (_ *Group, err error) {
 		f := g.raft.BootstrapCluster(raft.Configuration{Servers: []raft.Server{
 			{Suffrage: raft.Voter, ID: raft.ServerID(g.id), Address: raft.ServerAddress(g.addr)},
 		}})
-		if err := f.Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
-			return nil, fmt.Errorf("group: bootstrap: %w", err)
-		}
-	}
-	if len(cfg.BootstrapServers) > 0 && !hasState {
-		f := g.raft.BootstrapCluster(raft.Configuration{Servers: cfg.BootstrapServers})
 		if err := f.Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
 			return nil, fmt.Errorf("group: bootstrap: %w", err)
 		}
@@ -280,6 +288,7 @@ func OpenStore(dataDir string, logger *slog.Logger, small bool) (store *fsm.Stor
 // node's readiness and its removal, and the -join requests.
 func (g *Group) Start() {
 	g.startOnce.Do(func() {
+		g.Attach(Hooks{Led: g.replaceBirth})
 		g.attachAutopilot()
 		g.spawn(func() { g.watchLeadership(g.notify) })
 		g.spawn(func() { leaderwatch.Run(g.raft, g.leaders, g.cfg.HeartbeatTimeout/10, g.raftDone) })
@@ -351,8 +360,11 @@ func (g *Group) Close() error {
 		}
 		// Shutdown closes the transport's listener but not its pooled
 		// outgoing connections: close them, so that the peers' handlers
-		// reading them end (and no file descriptor is left open).
+		// reading them end (and no file descriptor is left open). Raft
+		// that shut itself down (a leader that removed itself) has not
+		// closed the transport at all: close it (again, harmlessly).
 		g.trans.CloseStreams()
+		_ = g.trans.Close()
 		close(g.raftDone)
 		g.pilot.Stop() // in case leadership came back while raft shut down
 		g.leaders.Stop()

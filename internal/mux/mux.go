@@ -147,6 +147,20 @@ func (m *Mux) RaftLayer(group uint64) (*RaftLayer, error) {
 // its groups must not turn their peers away).
 func (m *Mux) ReserveRaftLayer(group uint64) { m.raft.reserve(m, group) }
 
+// OnUnknownRaftGroup sets what hears of a raft connection for a group
+// this node does not run. If fn returns true (it is starting the group;
+// it must not block), the connection waits for the group's layer as for
+// a reserved one; else it is closed. Call it before Serve.
+func (m *Mux) OnUnknownRaftGroup(fn func(group uint64) bool) {
+	m.raft.mu.Lock()
+	m.raft.unknown = fn
+	m.raft.mu.Unlock()
+}
+
+// UnreserveRaftLayer undoes a reservation nobody claimed (a group that
+// failed to start): the connections waiting for it are closed.
+func (m *Mux) UnreserveRaftLayer(group uint64) { m.raft.unreserve(group) }
+
 // HTTPListener is the listener for the HTTP server.
 func (m *Mux) HTTPListener() net.Listener { return m.http }
 

@@ -16,9 +16,10 @@ import (
 // the dialling peer's transport retries, as it would with a node that is
 // down.
 type raftGroups struct {
-	mu     sync.Mutex
-	layers map[uint64]*RaftLayer
-	closed bool
+	mu      sync.Mutex
+	layers  map[uint64]*RaftLayer
+	closed  bool
+	unknown func(group uint64) bool // see Mux.OnUnknownRaftGroup
 }
 
 func (g *raftGroups) open(m *Mux, group uint64) (*RaftLayer, error) {
@@ -52,13 +53,33 @@ func (g *raftGroups) reserve(m *Mux, group uint64) {
 
 func (g *raftGroups) deliver(m *Mux, c net.Conn, group uint64) {
 	g.mu.Lock()
-	l := g.layers[group]
+	l, unknown := g.layers[group], g.unknown
 	g.mu.Unlock()
+	if l == nil && unknown != nil && unknown(group) {
+		g.reserve(m, group)
+		g.mu.Lock()
+		l = g.layers[group]
+		g.mu.Unlock()
+	}
 	if l == nil {
 		m.drop(c, fmt.Errorf("no raft group %d on this node", group))
 		return
 	}
 	l.deliver(c)
+}
+
+// unreserve closes group's layer if nobody claimed it (the group did not
+// start after all): connections waiting for it are closed.
+func (g *raftGroups) unreserve(group uint64) {
+	g.mu.Lock()
+	l := g.layers[group]
+	if l == nil || l.claimed {
+		g.mu.Unlock()
+		return
+	}
+	delete(g.layers, group)
+	g.mu.Unlock()
+	l.childListener.Close()
 }
 
 func (g *raftGroups) release(l *RaftLayer) {

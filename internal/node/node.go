@@ -181,6 +181,16 @@ func (n *Node) AddGroup(group uint64, g Group) error {
 	return nil
 }
 
+// OnUnknownGroup sets what hears of raft traffic for a group this node
+// does not run: true if it starts the group (without blocking), and then
+// the traffic waits for it; StartFailed(group) undoes that if the start
+// fails.
+func (n *Node) OnUnknownGroup(fn func(group uint64) bool) { n.mux.OnUnknownRaftGroup(fn) }
+
+// StartFailed closes the raft connections waiting for a group
+// OnUnknownGroup's function said it starts, but that did not start.
+func (n *Node) StartFailed(group uint64) { n.mux.UnreserveRaftLayer(group) }
+
 // RemoveGroup stops routing group's calls (they are refused as coming to
 // a node without the group).
 func (n *Node) RemoveGroup(group uint64) {

@@ -96,3 +96,15 @@ func Split(d Descriptor, key string, newID uint64, keepWhole []string) (left, ri
 	right.ID, right.Start, right.Generation = newID, key, d.Generation+1
 	return left, right, nil
 }
+
+// Empty says whether the range holds no key at all (a replica that has
+// not received its range's state yet has such a placeholder).
+func (d Descriptor) Empty() bool { return d.End != "" && d.End <= d.Start }
+
+// Overlaps says whether d and o share a key.
+func (d Descriptor) Overlaps(o Descriptor) bool {
+	if d.Empty() || o.Empty() {
+		return false
+	}
+	return (o.End == "" || d.Start < o.End) && (d.End == "" || o.Start < d.End)
+}

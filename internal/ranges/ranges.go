@@ -24,6 +24,7 @@ type StartFunc func(d rangemap.Descriptor) (*group.Group, error)
 type Set struct {
 	meta   *group.Group
 	start  StartFunc
+	failed func(id uint64) // an adopted range did not start
 	logger *slog.Logger
 
 	mu       sync.Mutex
@@ -38,21 +39,28 @@ type Set struct {
 }
 
 // New returns the set of a node whose range 0 is meta; start opens the
-// groups of the other ranges.
-func New(meta *group.Group, start StartFunc, logger *slog.Logger) *Set {
-	s := &Set{meta: meta, start: start, logger: logger, groups: map[uint64]*group.Group{}, starting: map[uint64]bool{},
+// groups of the other ranges; failed hears of a range Adopt said it
+// starts, that did not.
+func New(meta *group.Group, start StartFunc, failed func(id uint64), logger *slog.Logger) *Set {
+	s := &Set{meta: meta, start: start, failed: failed, logger: logger, groups: map[uint64]*group.Group{}, starting: map[uint64]bool{},
 		samples: map[uint64][]sample{}, changed: make(chan struct{})}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.Add(meta)
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go func() { defer s.wg.Done(); s.sampleRates(s.ctx.Done()) }()
 	go func() { defer s.wg.Done(); s.releasePending(s.ctx) }()
+	go func() { defer s.wg.Done(); s.mirrorMembership(s.ctx, time.Second) }()
 	return s
 }
 
 // Add makes a started group part of the set and hears its splits.
 func (s *Set) Add(g *group.Group) {
 	g.FSM().OnSplit(s.split)
+	g.FSM().OnRestored(func() {
+		s.mu.Lock()
+		s.signal()
+		s.mu.Unlock()
+	})
 	s.mu.Lock()
 	s.groups[g.GroupID()] = g
 	s.signal()
@@ -84,7 +92,8 @@ func (s *Set) split(left, right rangemap.Descriptor) {
 }
 
 // Ensure starts range d's group on this node unless it runs or is
-// starting already.
+// starting already. An empty d (rangemap.Descriptor.Empty) starts a
+// replica that has not got the range's state yet.
 func (s *Set) Ensure(d rangemap.Descriptor) error {
 	s.mu.Lock()
 	if s.closed || s.groups[d.ID] != nil || s.starting[d.ID] {
@@ -107,6 +116,50 @@ func (s *Set) Ensure(d rangemap.Descriptor) error {
 	}
 	s.Add(g)
 	return nil
+}
+
+// maxUninitialized bounds the replicas raft traffic made that have not
+// received their range's state yet.
+const maxUninitialized = 16
+
+// Adopt answers raft traffic for range id, which this node does not run:
+// it starts an empty replica of it (a node that joined after the range
+// was made, or that missed its split), which the range's leader sends a
+// snapshot. It must not block: the start runs on its own.
+func (s *Set) Adopt(id uint64) bool {
+	s.mu.Lock()
+	if id == 0 || s.closed || s.groups[id] != nil {
+		s.mu.Unlock()
+		return false
+	}
+	if s.starting[id] {
+		s.mu.Unlock()
+		return true
+	}
+	empty := 0
+	for _, g := range s.groups {
+		if !g.FSM().Initialized() {
+			empty++
+		}
+	}
+	if empty >= maxUninitialized {
+		s.mu.Unlock()
+		return false
+	}
+	s.wg.Add(1) // under mu, before Close can wait
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		if err := s.Ensure(rangemap.Descriptor{ID: id, Start: "\x00", End: "\x00"}); err != nil {
+			s.logger.Warn("cannot start a replica of a range raft traffic asked for", "range", id, "err", err)
+			if s.failed != nil {
+				s.failed(id)
+			}
+			return
+		}
+		s.logger.Info("started a replica of a range this node did not hold; its leader sends the state", "range", id)
+	}()
+	return true
 }
 
 func (s *Set) signal() {
@@ -171,7 +224,9 @@ func (s *Set) view() ([]local, <-chan struct{}) {
 	defer s.mu.Unlock()
 	out := make([]local, 0, len(s.groups))
 	for _, g := range s.groups {
-		out = append(out, local{g: g, d: g.FSM().Descriptor()})
+		if d := g.FSM().Descriptor(); !d.Empty() { // a replica without its range's state yet holds nothing
+			out = append(out, local{g: g, d: d})
+		}
 	}
 	slices.SortFunc(out, func(a, b local) int { return strings.Compare(a.d.Start, b.d.Start) })
 	return out, s.changed

@@ -1,0 +1,144 @@
+package fsm
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/raftkv/raftkv/internal/rangemap"
+)
+
+// A range made by a split is born on every replica of its parent from the
+// state the parent's replica left in the store: its raft history starts
+// with a birth snapshot (raft index BirthIndex), which holds no data and
+// stands for "the state the split left here". Every entry of the new
+// range's log comes after it, so a replica that was not there at the split
+// (a node that joined later, or one that caught up the parent from a
+// snapshot taken after the split) can only get the range through a real
+// snapshot, never by replaying the log onto an empty state.
+//
+// A birth snapshot is refused, before raft keeps it, by a replica that
+// holds none of the range (CheckIncoming), and the range's leader replaces
+// it with a real snapshot as soon as it leads (see internal/group).
+
+// BirthIndex is the raft index of a new range's birth snapshot.
+const BirthIndex = 1
+
+var birthMagic = []byte("RKVBORN1")
+
+// WriteBirthSnapshot writes range id's birth snapshot.
+func WriteBirthSnapshot(w io.Writer, id uint64) error {
+	_, err := w.Write(binary.AppendUvarint(append([]byte(nil), birthMagic...), id))
+	return err
+}
+
+// SnapshotHeadBytes is how much of a snapshot stream CheckIncoming needs
+// to decide (or less, if the stream is shorter).
+const SnapshotHeadBytes = 64 << 10
+
+// CheckIncoming decides from the first bytes of a snapshot stream (up to
+// SnapshotHeadBytes, or all of it if shorter) whether this replica can
+// take it, before raft keeps it: a birth snapshot only where the range's
+// state is (this node applied the split); a snapshot newer than this
+// replica's state only if no other range of this node holds keys of its
+// span (a node still catching up on the parent must apply the split, or
+// the parent's own snapshot, first: TiKV refuses overlapping snapshots the
+// same way). A refusal makes the leader try again later.
+func (f *FSM) CheckIncoming(head []byte) error {
+	if bytes.HasPrefix(head, birthMagic) {
+		if f.Initialized() {
+			return nil
+		}
+		return fmt.Errorf("%w: range %d's birth snapshot holds no data, and this replica holds none of the range yet", errNotYet, f.ks.id)
+	}
+	r := bufio.NewReader(bytes.NewReader(head))
+	magic := make([]byte, len(snapMagic))
+	if _, err := io.ReadFull(r, magic); err != nil || !bytes.Equal(magic, snapMagic) {
+		return nil // not ours to judge here: Restore reports what is wrong with it
+	}
+	applied, err := binary.ReadUvarint(r)
+	if err != nil || applied == 0 || applied <= f.applied.Load() {
+		return nil // a foreign restore (its own checks), or not newer than what this replica has
+	}
+	d, ok := firstRecordDescriptor(r, f.ks)
+	if !ok {
+		return nil // range 0 before any split: it holds every key there is
+	}
+	if other, ok := f.store.overlapping(f.ks.id, d); ok {
+		return fmt.Errorf("%w: a snapshot of %s, but this node's %s still holds keys of it (it has not applied the split yet)", errNotYet, d, other)
+	}
+	return nil
+}
+
+// firstRecordDescriptor reads the range descriptor a snapshot starts with
+// (writeSnapshot puts it first).
+func firstRecordDescriptor(r *bufio.Reader, ks keyspace) (rangemap.Descriptor, bool) {
+	if tag, err := r.ReadByte(); err != nil || tag != 1 {
+		return rangemap.Descriptor{}, false
+	}
+	sr := &snapReader{r: r, crc: discardHash{}}
+	k, err := sr.readBytes()
+	if err != nil || !bytes.Equal(k, ks.local(metaRange)) {
+		return rangemap.Descriptor{}, false
+	}
+	v, err := sr.readBytes()
+	if err != nil {
+		return rangemap.Descriptor{}, false
+	}
+	d, _, err := rangemap.DecodeDescriptor(v)
+	return d, err == nil
+}
+
+// Initialized says whether this replica holds the range: its descriptor,
+// from the split that made it here or from a snapshot.
+func (f *FSM) Initialized() bool { return !f.span.Load().Empty() }
+
+// overlapping returns another open range of the store whose span shares
+// keys with d.
+func (s *Store) overlapping(id uint64, d rangemap.Descriptor) (rangemap.Descriptor, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for other, f := range s.ranges {
+		if other == id {
+			continue
+		}
+		if span := f.span.Load(); span != nil && span.Overlaps(d) {
+			return span.Clone(), true
+		}
+	}
+	return rangemap.Descriptor{}, false
+}
+
+// isBirthSnapshot peeks at a stream for the birth magic.
+func isBirthSnapshot(r *bufio.Reader) bool {
+	head, err := r.Peek(len(birthMagic))
+	return err == nil && bytes.Equal(head, birthMagic)
+}
+
+// restoreBirth takes a birth snapshot: the state is what the split left
+// here (CheckIncoming refused it where there is none, but raft replays its
+// latest snapshot at start-up too).
+func (f *FSM) restoreBirth() error {
+	if !f.Initialized() {
+		return fmt.Errorf("fsm: restore: %w: range %d's birth snapshot, but this replica holds none of the range", errNotYet, f.ks.id)
+	}
+	f.logger.Info("birth snapshot: the range's state is what its split left here", "applied", f.applied.Load())
+	return nil
+}
+
+// discardHash is a hash.Hash32 that hashes nothing (head parsing needs no
+// checksum).
+type discardHash struct{}
+
+func (discardHash) Write(p []byte) (int, error) { return len(p), nil }
+func (discardHash) Sum(b []byte) []byte         { return b }
+func (discardHash) Reset()                      {}
+func (discardHash) Size() int                   { return 4 }
+func (discardHash) BlockSize() int              { return 1 }
+func (discardHash) Sum32() uint32               { return 0 }
+
+// errNotYet refuses a snapshot this replica cannot take yet.
+var errNotYet = errors.New("snapshot refused for now")

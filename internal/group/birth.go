@@ -1,0 +1,109 @@
+package group
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/raftkv/raftkv/internal/fsm"
+)
+
+// A range a split made starts its raft history with a birth snapshot (see
+// internal/fsm/birth.go) instead of a bootstrap entry: then no replica
+// can ever rebuild the range by replaying its log onto an empty state.
+
+// writeBirth starts the group's history with range id's birth snapshot,
+// naming servers as its configuration.
+func writeBirth(snaps raft.SnapshotStore, trans raft.Transport, id uint64, servers []raft.Server) error {
+	sink, err := snaps.Create(raft.SnapshotVersionMax, fsm.BirthIndex, 1, raft.Configuration{Servers: servers}, fsm.BirthIndex, trans)
+	if err != nil {
+		return fmt.Errorf("group: birth snapshot: %w", err)
+	}
+	if err := fsm.WriteBirthSnapshot(sink, id); err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("group: birth snapshot: %w", err)
+	}
+	if err := sink.Close(); err != nil {
+		return fmt.Errorf("group: birth snapshot: %w", err)
+	}
+	return nil
+}
+
+// replaceBirth takes a real snapshot on a range's new leader whose newest
+// snapshot is still its birth snapshot, so that what it sends a replica
+// that lacks the range is the range's state.
+func (g *Group) replaceBirth() {
+	if g.cfg.ID == 0 {
+		return
+	}
+	list, err := g.snaps.List()
+	if err != nil || len(list) == 0 || list[0].Index != fsm.BirthIndex {
+		return
+	}
+	g.spawn(func() {
+		if err := g.raft.Snapshot().Error(); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
+			g.logger.Warn("cannot replace the range's birth snapshot yet", "err", err)
+		}
+	})
+}
+
+// checkedSnapshots is raft's snapshot store, except that a snapshot
+// arriving from the leader is checked by the state machine from its first
+// bytes (fsm.CheckIncoming) and refused before raft keeps it: a snapshot
+// kept but not restorable would stop the group at its next start.
+type checkedSnapshots struct {
+	raft.SnapshotStore
+	check func(head []byte) error
+}
+
+func (s checkedSnapshots) Create(version raft.SnapshotVersion, index, term uint64, conf raft.Configuration, confIndex uint64, trans raft.Transport) (raft.SnapshotSink, error) {
+	sink, err := s.SnapshotStore.Create(version, index, term, conf, confIndex, trans)
+	if err != nil {
+		return nil, err
+	}
+	return &checkedSink{SnapshotSink: sink, check: s.check}, nil
+}
+
+type checkedSink struct {
+	raft.SnapshotSink
+	check   func(head []byte) error
+	head    bytes.Buffer
+	checked bool
+}
+
+func (s *checkedSink) Write(p []byte) (int, error) {
+	if !s.checked {
+		s.head.Write(p[:min(len(p), fsm.SnapshotHeadBytes-s.head.Len())])
+		if s.head.Len() >= fsm.SnapshotHeadBytes {
+			if err := s.verify(); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return s.SnapshotSink.Write(p)
+}
+
+func (s *checkedSink) Close() error {
+	if !s.checked {
+		if err := s.verify(); err != nil {
+			return err
+		}
+	}
+	return s.SnapshotSink.Close()
+}
+
+func (s *checkedSink) verify() error {
+	s.checked = true
+	err := s.check(s.head.Bytes())
+	s.head = bytes.Buffer{}
+	if err != nil {
+		_ = s.SnapshotSink.Cancel()
+		return fmt.Errorf("group: snapshot refused: %w", err)
+	}
+	return nil
+}
+
+var _ io.Writer = (*checkedSink)(nil)

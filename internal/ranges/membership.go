@@ -1,0 +1,86 @@
+package ranges
+
+import (
+	"context"
+	"time"
+
+	"github.com/raftkv/raftkv/internal/group"
+	"github.com/raftkv/raftkv/kv"
+)
+
+// Until ranges move on their own (placement), every range is replicated
+// on the servers of range 0, the cluster's membership: a server that
+// joins the cluster joins every range, one that is removed leaves every
+// range. Each range's leader mirrors range 0's configuration into its own,
+// one change at a time: a server that is missing joins as a non-voter
+// (the range's autopilot promotes it once it has caught up, as range 0's
+// does; read replicas stay non-voters), then servers range 0 no longer
+// has are removed. A server is added once it is a voter of range 0 (or a
+// read replica): by then its replica of range 0 has caught up, so the
+// range's snapshot no longer overlaps what its range 0 still holds.
+
+// mirrorMembership runs the mirror every interval until ctx ends.
+func (s *Set) mirrorMembership(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, g := range s.Groups() {
+			if !g.IsLeader() || !g.FSM().Initialized() {
+				continue
+			}
+			if err := s.mirror(ctx, g); err != nil && ctx.Err() == nil {
+				s.logger.Warn("cannot bring the range's replicas in line with the cluster's members", "range", g.GroupID(), "err", err)
+			}
+		}
+	}
+}
+
+// mirror makes at most one change to g's configuration toward range 0's.
+func (s *Set) mirror(ctx context.Context, g *group.Group) error {
+	want, err := s.meta.Membership().Configuration(ctx)
+	if err != nil {
+		return err
+	}
+	have, err := g.Membership().Configuration(ctx)
+	if err != nil {
+		return err
+	}
+	haveAt := map[string]string{}
+	for _, srv := range have.Servers {
+		haveAt[srv.ID] = srv.Address
+	}
+	wanted := map[string]bool{}
+	for _, srv := range want.Servers {
+		wanted[srv.ID] = true
+		if addr, ok := haveAt[srv.ID]; ok && addr == srv.Address {
+			continue
+		}
+		if !srv.Voter {
+			if replica, err := s.meta.FSM().ReadReplica(srv.ID); err != nil || !replica {
+				continue // a joining server: it joins the ranges once range 0 has it as a voter
+			}
+		}
+		return g.Membership().Join(ctx, srv.ID, srv.Address)
+	}
+	for _, srv := range have.Servers {
+		if !wanted[srv.ID] {
+			return removeReplica(ctx, g, srv)
+		}
+	}
+	return nil
+}
+
+// removeReplica removes srv from g; the leader removing itself hands the
+// range's leadership to another voter first, so that the range is not
+// leaderless for an election timeout.
+func removeReplica(ctx context.Context, g *group.Group, srv kv.Server) error {
+	if srv.ID == g.ID() {
+		return g.Membership().TransferLeadership(ctx, "")
+	}
+	return g.Membership().Remove(ctx, srv.ID)
+}
