@@ -1,6 +1,7 @@
 package robustness
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftkv/raftkv/api"
 	"github.com/raftkv/raftkv/internal/testsupport"
 	"github.com/raftkv/raftkv/internal/testsupport/proccluster"
 	"github.com/raftkv/raftkv/kv"
@@ -249,27 +251,8 @@ func faults() []scenario {
 			e.hold()
 			e.heal()
 		}},
-		{name: "snapshot-install", fault: func(e *env) {
-			f := e.follower()
-			l := e.leader()
-			offL, offF := len(e.c.Procs[l].Log.String()), len(e.c.Procs[f].Log.String())
-			e.serving.set(f, cutOff)
-			e.isolate(f)
-			e.waitLog(l, offL, "compacting logs", 60*time.Second) // the others moved past it
-			e.hold()
-			e.heal()
-			e.waitLog(f, offF, "restored snapshot", 30*time.Second)
-		}},
-		{name: "member-replace", sessionsMayEnd: true, fault: func(e *env) {
-			f := e.follower()
-			e.serving.set(f, down)
-			e.c.ExpectExit(f) // removed, it shuts down by itself
-			e.operator(http.MethodDelete, "/v1/operator/raft/peer?id="+e.c.Procs[f].ID)
-			e.c.Kill(f)
-			fresh := e.c.AddBare()
-			e.operator(http.MethodPut, "/v1/operator/raft/peer?id="+fresh.ID+"&address="+fresh.Addr)
-			e.hold()
-		}},
+		{name: "snapshot-install", fault: installSnapshot},
+		{name: "member-replace", sessionsMayEnd: true, fault: func(e *env) { replaceMember(e) }},
 		// Ranges: the keyspace cut in three during traffic (lock keys on
 		// both sides of the first cut, reads and writes on every range),
 		// with a leader change and a leader killed between the cuts.
@@ -285,6 +268,11 @@ func faults() []scenario {
 			e.start(l)
 		}},
 		{name: "partition-leader/ranges", ranges: true, fault: isolateLeader},
+		// Membership after splits: the replaced node leaves every range,
+		// the fresh one joins every range (from snapshots), the isolated
+		// one catches every range up.
+		{name: "member-replace/ranges", ranges: true, sessionsMayEnd: true, fault: replaceMemberOfEveryRange},
+		{name: "snapshot-install/ranges", ranges: true, fault: installSnapshot},
 		{name: "crash-loop/kill-all/ranges", ranges: true, fault: killAllLoop},
 		{name: "leadership-transfers", fault: func(e *env) {
 			for range 5 {
@@ -352,4 +340,63 @@ func randomMix(seed uint64) scenario {
 			time.Sleep(time.Second) // traffic between faults
 		}
 	}}
+}
+
+func installSnapshot(e *env) {
+	f := e.follower()
+	l := e.leader()
+	offL, offF := len(e.c.Procs[l].Log.String()), len(e.c.Procs[f].Log.String())
+	e.serving.set(f, cutOff)
+	e.isolate(f)
+	e.waitLog(l, offL, "compacting logs", 60*time.Second) // the others moved past it
+	e.hold()
+	e.heal()
+	e.waitLog(f, offF, "restored snapshot", 30*time.Second)
+}
+
+// replaceMember removes a follower and adds a fresh node in its place.
+func replaceMember(e *env) (removed string, fresh *proccluster.Proc) {
+	f := e.follower()
+	e.serving.set(f, down)
+	e.c.ExpectExit(f) // removed, it shuts down by itself
+	removed = e.c.Procs[f].ID
+	e.operator(http.MethodDelete, "/v1/operator/raft/peer?id="+removed)
+	e.c.Kill(f)
+	fresh = e.c.AddBare()
+	e.operator(http.MethodPut, "/v1/operator/raft/peer?id="+fresh.ID+"&address="+fresh.Addr)
+	e.hold()
+	return removed, fresh
+}
+
+// replaceMemberOfEveryRange replaces a member, and then the fresh node
+// must hold a voting replica of every range and the removed one none.
+func replaceMemberOfEveryRange(e *env) {
+	removed, fresh := replaceMember(e)
+	testsupport.WaitFor(e.t, 60*time.Second, "the fresh node in every range, the removed one in none", func() error {
+		resp, err := e.c.HTTPClient(5 * time.Second).Get(e.c.URL(fresh.Addr, "/v1/operator/ranges"))
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		var ranges []api.Range
+		if err := json.NewDecoder(resp.Body).Decode(&ranges); err != nil {
+			return err
+		}
+		if len(ranges) < 4 {
+			return fmt.Errorf("the fresh node holds %d ranges", len(ranges))
+		}
+		for _, r := range ranges {
+			voter := false
+			for _, rep := range r.Replicas {
+				if rep.Node == removed {
+					return fmt.Errorf("range %d still has %s", r.ID, removed)
+				}
+				voter = voter || rep.Node == fresh.ID && rep.Voter
+			}
+			if !voter {
+				return fmt.Errorf("range %d: %s is not a voter yet (%+v)", r.ID, fresh.ID, r.Replicas)
+			}
+		}
+		return nil
+	})
 }
