@@ -271,8 +271,9 @@ func TestBlockingQueryAcrossRangesNeverMissesAWrite(t *testing.T) {
 // A backup of a cluster of two ranges, taken while a client writes keys
 // in order, alternating between the ranges, holds a prefix of that order
 // (a state one read of both ranges could have seen), and restores into a
-// new cluster of one range with indexes that go on above the backup's.
-// The cluster of two ranges refuses a restore.
+// new cluster of one range, into the cluster it came from (after more
+// writes) and into a cluster cut into other ranges, with indexes that go
+// on above the backup's.
 func TestBackupAcrossRangesIsOneState(t *testing.T) {
 	c := newTestCluster(t, 3, nil)
 	if _, err := c.nodes[0].SplitRange(ctx(t), "m/"); err != nil {
@@ -316,10 +317,6 @@ func TestBackupAcrossRangesIsOneState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.nodes[0].RestoreSnapshot(ctx(t), bytes.NewReader(backup.Bytes())); !errors.Is(err, kv.ErrNotImplemented) {
-		t.Fatalf("restore into a cluster of two ranges: %v", err)
-	}
-
 	fresh := newTestCluster(t, 1, nil)
 	if err := fresh.nodes[0].RestoreSnapshot(ctx(t), bytes.NewReader(backup.Bytes())); err != nil {
 		t.Fatal(err)
@@ -339,6 +336,44 @@ func TestBackupAcrossRangesIsOneState(t *testing.T) {
 	}
 	if idx := mustSet(t, fresh.nodes[0], "after/restore", "x"); idx <= last.ModifyIndex {
 		t.Fatalf("a write after the restore got index %d, not above the backup's %d", idx, last.ModifyIndex)
+	}
+
+	// Into the cluster it came from (two ranges), after writes in both:
+	// every range is the backup's again.
+	lastBefore := mustSet(t, c.nodes[0], "z/after-backup", "x")
+	mustSet(t, c.nodes[0], "a/after-backup", "x")
+	if err := c.nodes[0].RestoreSnapshot(ctx(t), bytes.NewReader(backup.Bytes())); err != nil {
+		t.Fatalf("restore into the cluster of two ranges: %v", err)
+	}
+	// And into a cluster cut elsewhere, in three ranges.
+	other := newTestCluster(t, 3, nil)
+	for _, at := range []string{"b/", "y/"} {
+		if _, err := other.nodes[0].SplitRange(ctx(t), at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := other.nodes[1].RestoreSnapshot(ctx(t), bytes.NewReader(backup.Bytes())); err != nil {
+		t.Fatalf("restore into a cluster of three other ranges: %v", err)
+	}
+	for name, s := range map[string]*RaftStore{"the cluster of two ranges": c.nodes[2], "the cluster of three ranges": other.nodes[2]} {
+		got, err := s.Keys(ctx(t), "", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Join(got, " ") != strings.Join(keys, " ") {
+			t.Fatalf("%s after the restore: %d keys, the backup has %d", name, len(got), len(keys))
+		}
+		e, err := s.Get(ctx(t), "a/000000")
+		if err != nil || e.ModifyIndex != last.ModifyIndex {
+			t.Fatalf("%s: a/000000 restored: %+v, %v (was at %d)", name, e, err, last.ModifyIndex)
+		}
+		if idx := mustSet(t, s, "z/after-restore", "x"); idx <= max(last.ModifyIndex, lastBefore) {
+			t.Fatalf("%s: a write after the restore got index %d, not above %d", name, idx, max(last.ModifyIndex, lastBefore))
+		}
+	}
+	rs, err := other.nodes[0].Ranges(ctx(t))
+	if err != nil || len(rs) != 3 || len(rs[1].Replicas) != 3 || rs[1].Generation == 0 {
+		t.Fatalf("the ranges after the restore: %+v, %v", rs, err)
 	}
 }
 
@@ -500,5 +535,56 @@ func TestBlockingQueryFollowsASplit(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatalf("%v: a write in the range its keys went to did not wake it", q.Kind)
 		}
+	}
+}
+
+// Locks in a backup restored into a cluster of several ranges keep their
+// holders, wherever their keys land, and invalidating the holder releases
+// them in every range.
+func TestRestoredLocksAcrossRanges(t *testing.T) {
+	src := newTestCluster(t, 1, nil)
+	sess, err := src.nodes[0].CreateSession(ctx(t), kv.Session{Behavior: kv.BehaviorRelease, TTL: "60s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	locks := []string{"a/lock", "n/lock", "z/lock"}
+	for _, key := range locks {
+		if ok, err := src.nodes[0].Acquire(ctx(t), key, []byte("me"), sess); err != nil || !ok {
+			t.Fatalf("acquire %s: %v, %v", key, ok, err)
+		}
+	}
+	var backup bytes.Buffer
+	if err := src.nodes[0].SaveSnapshot(ctx(t), &backup, false); err != nil {
+		t.Fatal(err)
+	}
+
+	c := newTestCluster(t, 3, nil)
+	for _, at := range []string{"m/", "y/"} {
+		if _, err := c.nodes[0].SplitRange(ctx(t), at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.nodes[1].RestoreSnapshot(ctx(t), bytes.NewReader(backup.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range locks {
+		if e, err := c.nodes[2].Get(ctx(t), key); err != nil || e.Session != sess {
+			t.Fatalf("%s after the restore: %+v, %v", key, e, err)
+		}
+	}
+	if err := c.nodes[0].DestroySession(ctx(t), sess); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range locks {
+		waitFor(t, 10*time.Second, key+" released", func() error {
+			e, err := c.nodes[2].Get(ctx(t), key)
+			if err != nil {
+				return err
+			}
+			if e.Session != "" {
+				return fmt.Errorf("held by %s", e.Session)
+			}
+			return nil
+		})
 	}
 }

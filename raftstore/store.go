@@ -88,7 +88,7 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 	}
 	n.SetPeerAuth(peerAuth{s.group, s.acls}) // before the group calls its peers
 	s.group.Start()
-	s.ranges = ranges.New(s.group, s.startRange, n.StartFailed, n.Logger())
+	s.ranges = ranges.New(ranges.Config{Meta: s.group, Start: s.startRange, Failed: n.StartFailed, Dir: cfg.DataDir, Logger: n.Logger()})
 	if err := s.openRanges(); err != nil {
 		s.ranges.Close(false)
 		s.sessions.Close()

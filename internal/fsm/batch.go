@@ -95,6 +95,9 @@ type batchState struct {
 	splits [][2]rangemap.Descriptor
 	// entries applied in the batch.
 	entries int
+	// scratch: the store cuts a backup for a restore (see restore.go);
+	// a split there is not bounded.
+	scratch bool
 }
 
 func (f *FSM) newBatch(txn *badger.Txn) *batchState {
@@ -107,6 +110,7 @@ func (f *FSM) newBatch(txn *badger.Txn) *batchState {
 		next:  map[byte]int64{kindTomb: f.next[kindTomb], kindIdem: f.next[kindIdem], kindDelay: f.next[kindDelay], kindDead: f.next[kindDead]},
 		now:   f.lastTime,
 		floor: f.floor, clockMode: f.clockMode,
+		scratch: f.store.scratch,
 	}
 }
 

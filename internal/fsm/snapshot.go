@@ -207,14 +207,22 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if isBirthSnapshot(src) {
 		return f.restoreBirth()
 	}
-	if head, _ := src.Peek(SnapshotHeadBytes); !f.resuming.Load() {
+	head, _ := src.Peek(SnapshotHeadBytes)
+	if !f.resuming.Load() {
 		if err := f.CheckIncoming(head); err != nil {
 			return fmt.Errorf("fsm: restore: %w", err)
 		}
 	}
+	// A piece of a backup cut along the ranges (restore.go) leaves the
+	// range its own descriptor, unless the range lost it (a restore cut
+	// short): then the piece's stands.
+	piece := f.ks.local(metaRange)
+	live := f.span.Load().Clone()
+	keepLive := !live.Empty() && (f.ks.id != 0 || live.Generation > 0)
+	_, isPiece, _ := pieceDescriptor(head, f.ks)
 	var wb *badger.WriteBatch
 	var prevApplied, prevFloor uint64
-	locked := false
+	locked, foreignPiece := false, false
 	defer func() {
 		if wb != nil {
 			wb.Cancel()
@@ -231,13 +239,15 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 			f.logger.Info("keeping local state, it is newer than the snapshot", "applied", f.applied.Load(), "snapshot", applied)
 			return false, nil
 		}
-		if applied == 0 && f.ks.id == 0 {
-			// A backup restored into a cluster of several ranges would put
-			// keys of the other ranges in range 0.
-			if others, err := f.store.hasRanges(); err != nil || others {
-				return false, errors.Join(err, fmt.Errorf("%w: the cluster has several ranges; restore into a cluster of one range", kv.ErrNotImplemented))
+		if applied == 0 && !f.resuming.Load() {
+			// A whole-keyspace backup restored into one range of several
+			// would put the other ranges' keys in it; a piece belongs to
+			// the range of its span only.
+			if err := f.CheckRestore(head); err != nil {
+				return false, err
 			}
 		}
+		foreignPiece = applied == 0 && isPiece && keepLive
 		f.mu.Lock()
 		locked = true
 		prevApplied = f.LastIndex() // in indexes handed out: the floor, once counted
@@ -257,6 +267,9 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		if !f.ks.mayHold(k) {
 			return fmt.Errorf("key %q belongs to another range than %d", k, f.ks.id)
 		}
+		if foreignPiece && bytes.Equal(k, piece) {
+			return nil
+		}
 		return wb.Set(k, v)
 	})
 	if err != nil {
@@ -273,6 +286,11 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	// indexes: raise the reaped mark to what this node had, so query
 	// indexes never go backwards for its clients.
 	err = f.db.Update(func(txn *badger.Txn) error {
+		if foreignPiece {
+			if err := txn.Set(piece, rangemap.AppendDescriptor(nil, live)); err != nil {
+				return err
+			}
+		}
 		if applied == 0 {
 			reaped, err := readUint(txn, f.ks.local(metaReaped))
 			if err != nil {

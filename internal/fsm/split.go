@@ -120,7 +120,7 @@ func (b *batchState) split(w writer, idx uint64, sp *Split) (any, error) {
 	for _, m := range []struct {
 		k []byte
 		v uint64
-	}{{metaApplied, 0}, {metaReaped, b.reaped}, {metaIdemCount, uint64(moved + copied)}, {metaClock, uint64(b.now)}, {metaFloor, idx}} {
+	}{{metaApplied, BirthIndex}, {metaReaped, b.reaped}, {metaIdemCount, uint64(moved + copied)}, {metaClock, uint64(b.now)}, {metaFloor, idx}} {
 		if err := w.Set(child.local(m.k), uintBytes(m.v)); err != nil {
 			return nil, err
 		}
@@ -255,7 +255,7 @@ func (b *batchState) moveBookkeeping(w writer, child keyspace, right rangemap.De
 	if err != nil {
 		return 0, 0, err
 	}
-	if len(moves) > maxSplitMoves {
+	if len(moves) > maxSplitMoves && !b.scratch {
 		return 0, 0, fmt.Errorf("%w: %d records about the keys from the split key on (tombstones, idempotency records, locks) would move, at most %d: they expire within minutes", errTooMuchToMove, len(moves), maxSplitMoves)
 	}
 	for _, m := range moves {

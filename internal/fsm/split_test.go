@@ -104,7 +104,7 @@ func TestSplitLeavesEveryKeyInPlace(t *testing.T) {
 		t.Fatal("a refused write changed the key")
 	}
 	// Range 7's own log starts at 1; its indexes continue above the split.
-	res = mustResult(t, r7.ApplyBatch([]*raft.Log{timed(1, 7*time.Second, "", set("z/1", "again"))})[0])
+	res = mustResult(t, r7.ApplyBatch([]*raft.Log{timed(2, 7*time.Second, "", set("z/1", "again"))})[0])
 	if e := mustGet(t, r7, "z/1"); e.ModifyIndex <= 6 || e.ModifyIndex != res.Index || e.CreateIndex != before.CreateIndex {
 		t.Fatalf("z/1 written in range 7: %+v (result index %d)", e, res.Index)
 	}
@@ -113,7 +113,7 @@ func TestSplitLeavesEveryKeyInPlace(t *testing.T) {
 	}
 	// The keyed write again (a client's retry): its first answer, and it is
 	// not applied again.
-	retry := mustResult(t, r7.ApplyBatch([]*raft.Log{timed(2, 8*time.Second, "w-z", set("z/1", "z"))})[0])
+	retry := mustResult(t, r7.ApplyBatch([]*raft.Log{timed(3, 8*time.Second, "w-z", set("z/1", "z"))})[0])
 	if retry.Index != 3 || string(mustGet(t, r7, "z/1").Value) != "again" {
 		t.Fatalf("retry of a write applied before the split: %+v, value %q", retry, mustGet(t, r7, "z/1").Value)
 	}
@@ -142,7 +142,7 @@ func TestSplitLeavesEveryKeyInPlace(t *testing.T) {
 	if r7.LastIndex() != last7 {
 		t.Fatalf("range 7's last index %d after restart, was %d", r7.LastIndex(), last7)
 	}
-	res = mustResult(t, r7.ApplyBatch([]*raft.Log{timed(3, 9*time.Second, "", set("m/2", "x"))})[0])
+	res = mustResult(t, r7.ApplyBatch([]*raft.Log{timed(4, 9*time.Second, "", set("m/2", "x"))})[0])
 	if res.Index <= last7 {
 		t.Fatalf("range 7 after restart wrote at index %d, not above %d", res.Index, last7)
 	}
@@ -187,19 +187,19 @@ func TestSplitRefusals(t *testing.T) {
 	acquire := func(i uint64) any {
 		return r9.ApplyBatch([]*raft.Log{timed(i, 30*time.Second, "", kv.Op{Verb: kv.VerbLock, Key: "r/x", Session: "s1"})})[0]
 	}
-	if res := mustResult(t, acquire(1)); !res.OK || res.Entries[0].Session != "s1" {
+	if res := mustResult(t, acquire(2)); !res.OK || res.Entries[0].Session != "s1" {
 		t.Fatalf("acquire in range 9: %+v", res)
 	}
-	if res := r9.ApplyBatch([]*raft.Log{timed(2, 30*time.Second, "", sess)})[0]; !errors.Is(res.(error), kv.ErrInvalid) {
+	if res := r9.ApplyBatch([]*raft.Log{timed(3, 30*time.Second, "", sess)})[0]; !errors.Is(res.(error), kv.ErrInvalid) {
 		t.Fatalf("range 9 created a session: %+v", res)
 	}
 	rel := SessionReleaseEntry(kv.Session{ID: "s1", Behavior: kv.BehaviorRelease, LockDelay: time.Second})
 	rel.Time = t0.Add(31 * time.Second)
-	mustResult(t, r9.ApplyBatch([]*raft.Log{{Index: 3, Type: raft.LogCommand, Data: EncodeEntry(rel)}})[0])
+	mustResult(t, r9.ApplyBatch([]*raft.Log{{Index: 4, Type: raft.LogCommand, Data: EncodeEntry(rel)}})[0])
 	if e := mustGet(t, r9, "r/x"); e.Session != "" {
 		t.Fatalf("r/x after range 9 let go of s1: %+v", e)
 	}
-	if res := mustResult(t, acquire(4)); res.OK || !res.Errors[0].InvalidSession {
+	if res := mustResult(t, acquire(5)); res.OK || !res.Errors[0].InvalidSession {
 		t.Fatalf("acquire by a session range 9 let go of: %+v", res)
 	}
 	if res := r0.ApplyBatch([]*raft.Log{{Index: idx, Type: raft.LogCommand, Data: EncodeEntry(rel)}})[0]; !errors.Is(res.(error), kv.ErrInvalid) {
@@ -227,7 +227,7 @@ func TestRangeSnapshotRestore(t *testing.T) {
 		mustResult(t, r)
 	}
 	r7 := openRange(t, s, 7)
-	mustResult(t, r7.ApplyBatch([]*raft.Log{timed(1, 2*time.Second, "", set("z/2", "zz"))})[0])
+	mustResult(t, r7.ApplyBatch([]*raft.Log{timed(2, 2*time.Second, "", set("z/2", "zz"))})[0])
 
 	var snap7, snap0 bytes.Buffer
 	if _, err := r7.WriteSnapshot(&snap7); err != nil {
@@ -249,7 +249,7 @@ func TestRangeSnapshotRestore(t *testing.T) {
 	if err := r7.Restore(nopCloser{bytes.NewReader(snap7.Bytes())}); err != nil {
 		t.Fatal(err)
 	}
-	if got := keysOf(t, r7, ""); got != want7 || r7.AppliedIndex() != 1 || keysOf(t, r0, "") != "a/1" {
+	if got := keysOf(t, r7, ""); got != want7 || r7.AppliedIndex() != 2 || keysOf(t, r0, "") != "a/1" {
 		t.Fatalf("after restoring range 7: %q (want %q), applied %d, range 0 %q", got, want7, r7.AppliedIndex(), keysOf(t, r0, ""))
 	}
 	if d := r7.Descriptor(); d.ID != 7 || d.Start != "m/" {
@@ -308,7 +308,7 @@ func TestSplitSameLogSameStateWhateverTheBatches(t *testing.T) {
 			pos := len(log7) / 2
 			log7 = append(log7[:pos], append([]*raft.Log{{Type: raft.LogCommand, Data: EncodeEntry(e)}}, log7[pos:]...)...)
 		}
-		log7 = reindex(log7, 1)
+		log7 = reindex(log7, BirthIndex+1) // after the birth snapshot
 
 		want0, want7, wantRes := applyRanges(t, log0, log7, []int{1})
 		for _, what := range []string{"is not in range 0", "lock is already held", "invalid session"} {
@@ -382,7 +382,7 @@ func TestRangeIDsAreHandedOutOnce(t *testing.T) {
 	}
 	mustResult(t, r0.ApplyBatch([]*raft.Log{splitLog(4, 0, "m/", 3)})[0])
 	r3 := openRange(t, s, 3)
-	if res := r3.ApplyBatch([]*raft.Log{newID(1)})[0]; !errors.Is(res.(error), kv.ErrInvalid) {
+	if res := r3.ApplyBatch([]*raft.Log{newID(2)})[0]; !errors.Is(res.(error), kv.ErrInvalid) {
 		t.Fatalf("range 3 handed out a range ID: %v", res)
 	}
 }
@@ -512,15 +512,36 @@ func TestRange0ResetKeepsOffItsChildren(t *testing.T) {
 	if d := r0.Descriptor(); d.End != "m/" || keysOf(t, r0, "") != "" || keysOf(t, r7, "") != "z/1" {
 		t.Fatalf("after resetting range 0: %s, range 0 %q, range 7 %q", d, keysOf(t, r0, ""), keysOf(t, r7, ""))
 	}
-	var foreign bytes.Buffer
-	if err := CopyForRestore(&foreign, bytes.NewReader(backup.Bytes())); err != nil {
+	// A backup of a whole keyspace (a store never split) is refused.
+	whole := mustOpen(t, t.TempDir())
+	whole.Apply(timed(1, 0, "", set("a/1", "a")))
+	whole.Apply(timed(2, 0, "", set("z/1", "other")))
+	var wholeBackup, foreign bytes.Buffer
+	if _, err := whole.WriteSnapshot(&wholeBackup); err != nil {
 		t.Fatal(err)
 	}
-	if err := r0.Restore(nopCloser{bytes.NewReader(foreign.Bytes())}); !errors.Is(err, kv.ErrNotImplemented) {
-		t.Fatalf("a backup restored into range 0 of a split store: %v", err)
+	if err := CopyForRestore(&foreign, bytes.NewReader(wholeBackup.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	if err := r0.Restore(nopCloser{bytes.NewReader(foreign.Bytes())}); !errors.Is(err, kv.ErrInvalid) {
+		t.Fatalf("a backup of a whole keyspace restored into range 0 of a split store: %v", err)
 	}
 	if keysOf(t, r7, "") != "z/1" {
 		t.Fatal("the refused restore touched range 7")
+	}
+	// Range 0's own piece is restored into range 0 only.
+	foreign.Reset()
+	if err := CopyForRestore(&foreign, bytes.NewReader(backup.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	if err := r0.Restore(nopCloser{bytes.NewReader(foreign.Bytes())}); err != nil {
+		t.Fatal(err)
+	}
+	if keysOf(t, r0, "") != "a/1" || keysOf(t, r7, "") != "z/1" {
+		t.Fatalf("after restoring range 0's piece: range 0 %q, range 7 %q", keysOf(t, r0, ""), keysOf(t, r7, ""))
+	}
+	if err := r7.Restore(nopCloser{bytes.NewReader(foreign.Bytes())}); err == nil {
+		t.Fatal("range 7 restored range 0's piece")
 	}
 }
 
@@ -534,7 +555,7 @@ func TestForeignRestoreKeepsIndexesAbove(t *testing.T) {
 		mustResult(t, r)
 	}
 	r7 := openRange(t, s, 7)
-	high := mustResult(t, r7.ApplyBatch([]*raft.Log{timed(1, time.Hour, "", set("z/1", "z"))})[0]).Index
+	high := mustResult(t, r7.ApplyBatch([]*raft.Log{timed(2, time.Hour, "", set("z/1", "z"))})[0]).Index
 	views := make([]*View, 2)
 	for i, f := range []*FSM{r0, r7} {
 		ch, cancel := f.AwaitAt(high)
@@ -638,14 +659,14 @@ func TestKeptWholePrefixIsNeverCut(t *testing.T) {
 	}
 	mustResult(t, apply(r0, 3, SplitEntry(Split{Key: "users/", NewID: 3, Replicas: threeReplicas})))
 	r3 := openRange(t, s, 3)
-	if res, ok := apply(r3, 1, SplitEntry(Split{Key: "users/x/", NewID: 4, Replicas: threeReplicas})).(error); !ok || !strings.Contains(res.Error(), "kept whole") {
+	if res, ok := apply(r3, 2, SplitEntry(Split{Key: "users/x/", NewID: 4, Replicas: threeReplicas})).(error); !ok || !strings.Contains(res.Error(), "kept whole") {
 		t.Fatalf("split inside the prefix in the range it went to: %v", res)
 	}
-	mustResult(t, apply(r3, 2, SplitEntry(Split{Key: "v/", NewID: 4, Replicas: threeReplicas})))
+	mustResult(t, apply(r3, 3, SplitEntry(Split{Key: "v/", NewID: 4, Replicas: threeReplicas})))
 	// "u" spans range 0 ([.., "users/")) and range 3 (["users/", "v/")).
 	if res, ok := apply(r0, 4, KeepWholeEntry("u", true)).(error); !ok || !strings.Contains(res.Error(), "split already") {
 		t.Fatalf("keeping whole a prefix a boundary cuts: %v", res)
 	}
-	mustResult(t, apply(r3, 3, KeepWholeEntry("users/", false)))
-	mustResult(t, apply(r3, 4, SplitEntry(Split{Key: "users/x/", NewID: 5, Replicas: threeReplicas})))
+	mustResult(t, apply(r3, 4, KeepWholeEntry("users/", false)))
+	mustResult(t, apply(r3, 5, SplitEntry(Split{Key: "users/x/", NewID: 5, Replicas: threeReplicas})))
 }

@@ -27,6 +27,8 @@ type Store struct {
 	mu     sync.Mutex
 	ranges map[uint64]*FSM // open ranges
 	shut   bool
+
+	scratch bool // see OpenScratch
 }
 
 // OpenStore opens (or creates) the Badger database in dir, after checking

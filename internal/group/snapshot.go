@@ -117,7 +117,14 @@ func (s *Group) RestoreSnapshot(ctx context.Context, r io.Reader) error {
 // data dir: raft needs the size up front, and a bad upload must be refused
 // before anything is touched.
 func (s *Group) spoolSnapshot(r io.Reader) (*os.File, int64, error) {
-	f, err := os.CreateTemp(s.cfg.DataDir, "restore-*.tmp")
+	return SpoolSnapshot(s.cfg.DataDir, r)
+}
+
+// SpoolSnapshot checks r (an archive from OpenSnapshot, or a bare raftkv
+// stream) and copies its state, marked as foreign, to a new temp file in
+// dir, left at its end; the caller removes it.
+func SpoolSnapshot(dir string, r io.Reader) (*os.File, int64, error) {
+	f, err := os.CreateTemp(dir, "restore-*.tmp")
 	if err != nil {
 		return nil, 0, fmt.Errorf("raftstore: spool snapshot: %w", err)
 	}
@@ -164,15 +171,20 @@ func copyArchiveState(dst io.Writer, archive io.Reader) error {
 // restoreLocal has raft install the snapshot (followers get it by
 // InstallSnapshot), then commits an empty command so that every FSM's
 // applied index moves past the restore.
-func (s *Group) restoreLocal(ctx context.Context, f io.Reader, size int64) error {
+func (s *Group) restoreLocal(ctx context.Context, f *os.File, size int64) error {
 	if !s.IsLeader() {
 		return fmt.Errorf("%w: %s is not the leader", kv.ErrNoLeader, s.addr)
 	}
 	// Checked where raft would keep the snapshot: a restore refused by the
 	// state machine after raft stored it would be restored again at the
 	// next start.
-	if split, err := s.fsm.Split(); err != nil || split {
-		return errors.Join(err, fmt.Errorf("%w: the cluster has several ranges; restore into a cluster of one range", kv.ErrNotImplemented))
+	head := make([]byte, fsm.SnapshotHeadBytes)
+	n, err := f.ReadAt(head, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("raftstore: read the snapshot: %w", err)
+	}
+	if err := s.fsm.CheckRestore(head[:n]); err != nil {
+		return err
 	}
 	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: size}
 	for backoff := 20 * time.Millisecond; ; backoff = min(2*backoff, 500*time.Millisecond) {
@@ -183,11 +195,10 @@ func (s *Group) restoreLocal(ctx context.Context, f io.Reader, size int64) error
 		// raft refuses a restore while a configuration change (autopilot
 		// promoting a joined node, say) is not yet committed, before it has
 		// read anything: wait for it, as long as the caller does.
-		seeker, rewindable := f.(io.Seeker)
-		if !strings.Contains(err.Error(), "wait until the configuration entry") || !rewindable {
+		if !strings.Contains(err.Error(), "wait until the configuration entry") {
 			return classifyApplyError(err)
 		}
-		if _, serr := seeker.Seek(0, io.SeekStart); serr != nil {
+		if _, serr := f.Seek(0, io.SeekStart); serr != nil {
 			return classifyApplyError(err)
 		}
 		select {

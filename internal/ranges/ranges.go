@@ -25,6 +25,7 @@ type Set struct {
 	meta   *group.Group
 	start  StartFunc
 	failed func(id uint64) // an adopted range did not start
+	dir    string
 	logger *slog.Logger
 
 	mu       sync.Mutex
@@ -38,14 +39,23 @@ type Set struct {
 	wg       sync.WaitGroup
 }
 
-// New returns the set of a node whose range 0 is meta; start opens the
-// groups of the other ranges; failed hears of a range Adopt said it
-// starts, that did not.
-func New(meta *group.Group, start StartFunc, failed func(id uint64), logger *slog.Logger) *Set {
-	s := &Set{meta: meta, start: start, failed: failed, logger: logger, groups: map[uint64]*group.Group{}, starting: map[uint64]bool{},
+// Config is what a node's set of ranges works with.
+type Config struct {
+	Meta  *group.Group // range 0
+	Start StartFunc    // opens the groups of the other ranges
+	// Failed hears of a range Adopt said it starts, that did not.
+	Failed func(id uint64)
+	// Dir holds the temporary files of restores.
+	Dir    string
+	Logger *slog.Logger
+}
+
+// New returns the set of a node's ranges.
+func New(cfg Config) *Set {
+	s := &Set{meta: cfg.Meta, start: cfg.Start, failed: cfg.Failed, dir: cfg.Dir, logger: cfg.Logger, groups: map[uint64]*group.Group{}, starting: map[uint64]bool{},
 		samples: map[uint64][]sample{}, changed: make(chan struct{})}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.Add(meta)
+	s.Add(cfg.Meta)
 	s.wg.Add(3)
 	go func() { defer s.wg.Done(); s.sampleRates(s.ctx.Done()) }()
 	go func() { defer s.wg.Done(); s.releasePending(s.ctx) }()
