@@ -17,7 +17,8 @@
 # the medians, `range ls` taken in the middle of the last round of each
 # mix at the highest client count and after the load (leader, keys and
 # writes/s of every range), and each node's VmRSS (and peak, VmHWM),
-# goroutines and CPU time before and after the load.
+# goroutines, CPU time and raft log appends (fsyncs) and entries before and
+# after the load.
 set -euo pipefail
 cd "$(dirname "$0")"
 RANGES=${RANGES:-8}
@@ -59,16 +60,20 @@ wait_ranges() {
   return 1
 }
 # nodes LABEL PORT-PREFIX PIDS...: each node's VmRSS and peak VmHWM (MiB,
-# /proc/PID/status), goroutines (go_goroutines on /metrics) and CPU time
-# used since it started (user + system, /proc/PID/stat).
+# /proc/PID/status), goroutines, CPU time used since it started (user +
+# system, /proc/PID/stat), and its raft logs' appends and entries since it
+# started, all ranges' WALs together (raftkv_raft_wal_log_*: raft-wal
+# fsyncs once per append, so entries per append is the writes per fsync).
 nodes() {
-  local label=$1 prefix=$2 i=1 pid g cpu
+  local label=$1 prefix=$2 i=1 pid m cpu
   shift 2
   for pid in "$@"; do
-    g=$(curl -fsS "http://127.0.0.1:$prefix$i/metrics" 2>/dev/null | awk '/^go_goroutines / {print $2}')
+    m=$(curl -fsS "http://127.0.0.1:$prefix$i/metrics" 2>/dev/null |
+      awk '$1 == "go_goroutines" {g = $2} $1 == "raftkv_raft_wal_log_appends" {a = $2} $1 == "raftkv_raft_wal_log_entries_written" {e = $2}
+        END {printf "goroutines %4s   WAL appends %7d, %8d entries, %5.2f per append", g, a, e, a ? e / a : 0}')
     cpu=$(awk -v t="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / t}' "/proc/$pid/stat")
-    awk -v l="$label" -v n="$i" -v g="${g:-?}" -v cpu="$cpu" '/^VmRSS:/ {r = $2} /^VmHWM:/ {h = $2}
-      END {printf "%-22s n%d   RSS %4d MiB   peak %4d MiB   goroutines %5s   CPU %6s s\n", l, n, r / 1024, h / 1024, g, cpu}' "/proc/$pid/status"
+    awk -v l="$label" -v n="$i" -v m="$m" -v cpu="$cpu" '/^VmRSS:/ {r = $2} /^VmHWM:/ {h = $2}
+      END {printf "%-22s n%d   RSS %4d MiB   peak %4d MiB   CPU %6s s   %s\n", l, n, r / 1024, h / 1024, cpu, m}' "/proc/$pid/status"
     i=$((i + 1))
   done
 }
