@@ -7,7 +7,8 @@
 #   BIN_A=/path/to/old/raftkvd A= B= bench/ab.sh     # two builds, same flags
 #
 # Prints, per workload and client count, each round's throughput, p50/p99
-# latency and the B/A throughput ratio, then the median ratio.
+# latency, errors and the B/A throughput ratio, then the medians
+# (ab_rounds in lib.sh; bench/ranges.sh uses it too).
 set -euo pipefail
 cd "$(dirname "$0")"
 A=${A:-}
@@ -32,32 +33,5 @@ EP_B=127.0.0.1:27501,127.0.0.1:27502,127.0.0.1:27503
 wait_members Voter $EP_A
 wait_members Voter $EP_B
 
-field() { sed -n "s/^    \"$2\": \([0-9.]*\),*/\1/p" "$1" | head -1; }
-ops() { sed -n 's/^  "Ops": \([0-9]*\),*/\1/p' "$1"; }
-
 echo "raftkv $(cd .. && git rev-parse --short HEAD 2>/dev/null || echo dev), $(nproc) cores, $DURATION per run; A: ${A:-(defaults)} ${BIN_A:+[$BIN_A]}; B: ${B:-(defaults)}; results in $OUT"
-printf '%-22s %-7s %-5s %10s %10s %8s %8s %8s %8s %7s\n' mix clients round A-ops B-ops A-p50 B-p50 A-p99 B-p99 B/A
-turn=0
-for mix in $MIXES; do
-  for c in $CLIENTS; do
-    ratios=()
-    for r in $(seq 1 "$ROUNDS"); do
-      if [ $((turn % 2)) = 0 ]; then order="A B"; else order="B A"; fi
-      turn=$((turn + 1))
-      for sys in $order; do
-        ep=$EP_A; [ "$sys" = B ] && ep=$EP_B
-        "$BIN/raftkv" --endpoints $ep -o json bench --clients "$c" --duration "$DURATION" --warmup "$WARMUP" \
-          --mix "$mix" --value-size 256 >"$OUT/$sys-$mix-$c-$r.json" 2>/dev/null
-      done
-      fa="$OUT/A-$mix-$c-$r.json"; fb="$OUT/B-$mix-$c-$r.json"
-      a=$(ops "$fa"); b=$(ops "$fb")
-      ratio=$(awk -v a="$a" -v b="$b" 'BEGIN{printf "%.3f", b/a}')
-      ratios+=("$ratio")
-      printf '%-22s %-7s %-5s %10s %10s %8s %8s %8s %8s %7s\n' "$mix" "$c" "$r" "$a" "$b" \
-        "$(field "$fa" P50)" "$(field "$fb" P50)" "$(field "$fa" P99)" "$(field "$fb" P99)" "$ratio"
-    done
-    printf '%-22s %-7s median B/A %s (range %s–%s)\n' "$mix" "$c" \
-      "$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{v[NR]=$1} END{if (NR%2) print v[(NR+1)/2]; else printf "%.3f\n", (v[NR/2]+v[NR/2+1])/2}')" \
-      "$(printf '%s\n' "${ratios[@]}" | sort -n | head -1)" "$(printf '%s\n' "${ratios[@]}" | sort -n | tail -1)"
-  done
-done
+ab_rounds $EP_A $EP_B

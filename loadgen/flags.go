@@ -23,6 +23,7 @@ func (f *Flags) Register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.cfg.Warmup, "warmup", 2*time.Second, "unmeasured warm-up before it")
 	fs.IntVar(&f.cfg.Keys, "keys", 10000, "key space")
 	fs.IntVar(&f.cfg.KeySize, "key-size", 16, "key size in bytes")
+	fs.IntVar(&f.cfg.Prefixes, "key-prefixes", 0, "spread the keys over N prefixes bench/<p>/ (p = 0..N-1, zero-padded), which `raftkv range split` can cut at (0: all keys bench/<i>)")
 	fs.IntVar(&f.cfg.ValueSize, "value-size", 256, "value size in bytes")
 	fs.StringVar(&f.mix, "mix", "write=100", "operation mix, e.g. read=90,write=10 or read=80,write=10,cas=10")
 	fs.StringVar(&f.consistency, "consistency", "linearizable", "reads: linearizable or stale")

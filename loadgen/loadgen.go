@@ -80,6 +80,7 @@ type Config struct {
 	Warmup    time.Duration // run but not recorded
 	Keys      int           // key space
 	KeySize   int
+	Prefixes  int // above 1: keys spread over bench/<p>/ (KeyIn), for range splits
 	ValueSize int
 	Mix       Mix
 	Timeout   time.Duration // per request (default 10s)
@@ -101,6 +102,8 @@ func (c *Config) check() error {
 		return errors.New("value size must not be negative")
 	case c.Rate < 0:
 		return errors.New("rate must not be negative")
+	case c.Prefixes < 0:
+		return errors.New("prefixes must not be negative")
 	}
 	if c.Timeout <= 0 {
 		c.Timeout = 10 * time.Second
@@ -109,8 +112,20 @@ func (c *Config) check() error {
 }
 
 // Key returns the i-th key of the key space, padded to size bytes.
-func Key(i, size int) string {
-	k := "bench/" + strconv.Itoa(i)
+func Key(i, size int) string { return KeyIn(i, 0, size) }
+
+// KeyIn returns the i-th key of the key space, padded to size bytes. With
+// prefixes above 1, key i lies under bench/<p>/ with p = i mod prefixes,
+// zero-padded to one width so that the prefixes sort in numeric order:
+// bench/<p>/<i>, whose prefixes are path boundaries a range split can cut
+// at. With 0 or 1 it is bench/<i>, the layout before prefixes.
+func KeyIn(i, prefixes, size int) string {
+	k := "bench/"
+	if prefixes > 1 {
+		width := len(strconv.Itoa(prefixes - 1))
+		k += fmt.Sprintf("%0*d/", width, i%prefixes)
+	}
+	k += strconv.Itoa(i)
 	if len(k) < size {
 		k += strings.Repeat("x", size-len(k))
 	}
@@ -158,7 +173,7 @@ func Run(ctx context.Context, cfg Config, newDriver func(client int) (Driver, er
 	defer cancel()
 
 	op := func(d Driver, r *rand.Rand, intended time.Time) {
-		key := Key(r.IntN(cfg.Keys), cfg.KeySize)
+		key := KeyIn(r.IntN(cfg.Keys), cfg.Prefixes, cfg.KeySize)
 		octx, ocancel := context.WithTimeout(ctx, cfg.Timeout)
 		var err error
 		switch cfg.Mix.pick(r) {

@@ -8,7 +8,9 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -57,6 +59,41 @@ func TestOpenLoopSlotsFollowTheRateNotTheServer(t *testing.T) {
 	r.record(start.Add(-time.Second), start.Add(-time.Millisecond), nil)
 	if r.total.TotalCount() != 1 {
 		t.Fatalf("warm-up recorded: %d", r.total.TotalCount())
+	}
+}
+
+func TestKeyPrefixesCutTheKeySpaceAtPathBoundaries(t *testing.T) {
+	// 0 and 1 keep the layout from before prefixes.
+	for _, p := range []int{0, 1} {
+		if k := KeyIn(7, p, 16); k != "bench/7xxxxxxxxx" || k != Key(7, 16) {
+			t.Fatalf("prefixes %d: key %q", p, k)
+		}
+	}
+	if k := KeyIn(13, 8, 16); k != "bench/5/13xxxxxx" {
+		t.Fatalf("key %q", k)
+	}
+	if k := KeyIn(13, 12, 0); k != "bench/01/13" {
+		t.Fatalf("key %q, want the prefix zero-padded", k)
+	}
+	// Every key lies in [bench/<p>/, bench/<p+1>/), the range that splits at
+	// those keys make, and the prefixes share the keys evenly.
+	for _, n := range []int{8, 12} {
+		width := len(strconv.Itoa(n - 1))
+		split := func(p int) string { return fmt.Sprintf("bench/%0*d/", width, p) }
+		counts := make([]int, n)
+		for i := range 10000 {
+			k := KeyIn(i, n, 16)
+			p := i % n
+			if k < split(p) || (p+1 < n && k >= split(p+1)) {
+				t.Fatalf("%d prefixes: key %q outside [%s, %s)", n, k, split(p), split(p+1))
+			}
+			counts[p]++
+		}
+		for p, c := range counts {
+			if c < 10000/n || c > 10000/n+1 {
+				t.Fatalf("%d prefixes: prefix %d has %d keys: %v", n, p, c, counts)
+			}
+		}
 	}
 }
 
@@ -149,10 +186,57 @@ func TestSharedFlags(t *testing.T) {
 	if err != nil || cfg.Clients != 64 || cfg.Mix != (Mix{Read: 90, Write: 10}) || !stale || cfg.Rate != 500 || cfg.ValueSize != 256 {
 		t.Fatalf("%+v stale=%v %v", cfg, stale, err)
 	}
+	cfg, _, err = parse("--key-prefixes", "8")
+	if err != nil || cfg.Prefixes != 8 {
+		t.Fatalf("--key-prefixes: %+v %v", cfg, err)
+	}
 	if _, _, err := parse("--mix", "read=10"); err == nil {
 		t.Fatal("bad mix accepted")
 	}
 	if _, _, err := parse("--consistency", "eventual"); err == nil {
 		t.Fatal("bad consistency accepted")
+	}
+}
+
+// keyDriver records the keys it is asked for.
+type keyDriver struct {
+	mu   *sync.Mutex
+	keys map[string]bool
+}
+
+func (d keyDriver) note(key string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.keys[key] = true
+	return nil
+}
+func (d keyDriver) Read(_ context.Context, key string) error            { return d.note(key) }
+func (d keyDriver) Write(_ context.Context, key string, _ []byte) error { return d.note(key) }
+func (d keyDriver) CAS(_ context.Context, key string, _ []byte) error   { return d.note(key) }
+func (keyDriver) Close() error                                          { return nil }
+
+func TestRunUsesThePrefixes(t *testing.T) {
+	d := keyDriver{&sync.Mutex{}, map[string]bool{}}
+	res, err := Run(context.Background(), Config{
+		Clients: 2, Duration: 200 * time.Millisecond, Keys: 16, KeySize: 16, Prefixes: 4, Mix: Mix{Write: 100},
+	}, func(int) (Driver, error) { return d, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Config.Prefixes != 4 {
+		t.Fatalf("result does not record the prefixes: %+v", res.Config)
+	}
+	seen := map[string]bool{}
+	for k := range d.keys {
+		if len(k) != 16 || !strings.HasPrefix(k, "bench/") || k[7] != '/' {
+			t.Fatalf("key %q not under bench/<p>/", k)
+		}
+		seen[k[:8]] = true
+	}
+	if len(seen) != 4 {
+		t.Fatalf("keys under %d prefixes, want 4: %v", len(seen), seen)
+	}
+	if _, err := Run(context.Background(), Config{Clients: 1, Duration: time.Second, Keys: 1, KeySize: 16, Prefixes: -1}, nil); err == nil {
+		t.Fatal("negative prefixes accepted")
 	}
 }

@@ -46,6 +46,7 @@ type Result struct {
 		Duration  string
 		Keys      int
 		KeySize   int
+		Prefixes  int `json:",omitempty"`
 		ValueSize int
 		Mix       string
 	}
@@ -144,6 +145,7 @@ func (r *recorder) result(cfg Config) *Result {
 	res := &Result{Ops: r.total.TotalCount(), Errors: r.errors, Seconds: r.seconds}
 	res.Config.Clients, res.Config.Rate, res.Config.Duration = cfg.Clients, cfg.Rate, cfg.Duration.String()
 	res.Config.Keys, res.Config.KeySize, res.Config.ValueSize, res.Config.Mix = cfg.Keys, cfg.KeySize, cfg.ValueSize, cfg.Mix.String()
+	res.Config.Prefixes = cfg.Prefixes
 	measured := min(r.elapsed, cfg.Duration)
 	if measured <= 0 {
 		measured = cfg.Duration
