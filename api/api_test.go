@@ -75,8 +75,8 @@ func TestRangeShapes(t *testing.T) {
 		Right: Range{ID: 7, Start: "m/", Generation: 3, Replicas: []RangeReplica{{Node: "n1", Voter: true}, {Node: "n3"}}},
 	}
 	b, err := json.Marshal(split)
-	want := `{"Left":{"ID":1,"Start":"","End":"m/","Generation":3,"Replicas":[{"Node":"n1","Voter":true},{"Node":"n3","Voter":false}],"Leader":"n1","Keys":10,"Bytes":2048,"WritesPerSec":12.5},` +
-		`"Right":{"ID":7,"Start":"m/","End":"","Generation":3,"Replicas":[{"Node":"n1","Voter":true},{"Node":"n3","Voter":false}],"Leader":"","Keys":0,"Bytes":0,"WritesPerSec":0}}`
+	want := `{"Left":{"ID":1,"Start":"","End":"m/","Generation":3,"Replicas":[{"Node":"n1","Voter":true},{"Node":"n3","Voter":false}],"Leader":"n1","Keys":10,"Bytes":2048,"WritesPerSec":12.5,"FromMeta":false},` +
+		`"Right":{"ID":7,"Start":"m/","End":"","Generation":3,"Replicas":[{"Node":"n1","Voter":true},{"Node":"n3","Voter":false}],"Leader":"","Keys":0,"Bytes":0,"WritesPerSec":0,"FromMeta":false}}`
 	if err != nil || string(b) != want {
 		t.Fatalf("RangeSplit encodes as\n%s, want\n%s (%v)", b, want, err)
 	}

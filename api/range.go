@@ -28,6 +28,10 @@ type Range struct {
 	Keys         int64
 	Bytes        int64
 	WritesPerSec float64
+	// FromMeta: the answering node holds no replica of the range (yet: a
+	// node that just joined), and lists it from the meta range's copy of
+	// the range map, with no leader, size or rate.
+	FromMeta bool
 }
 
 // RangeReplica is one member of a range's raft group. A non-voter gets

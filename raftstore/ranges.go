@@ -141,7 +141,7 @@ func (s *RaftStore) Ranges(ctx context.Context) ([]api.Range, error) {
 
 func rangeOf(in ranges.Info) api.Range {
 	r := api.Range{ID: in.ID, Start: in.Start, End: in.End, Generation: in.Generation, Replicas: []api.RangeReplica{},
-		Leader: in.Leader, Keys: in.Keys, Bytes: in.Bytes, WritesPerSec: in.WritesPerSec}
+		Leader: in.Leader, Keys: in.Keys, Bytes: in.Bytes, WritesPerSec: in.WritesPerSec, FromMeta: !in.Held}
 	for _, rep := range in.Replicas {
 		r.Replicas = append(r.Replicas, api.RangeReplica{Node: rep.Node, Voter: rep.Voter})
 	}

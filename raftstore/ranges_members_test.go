@@ -84,6 +84,13 @@ func TestRangesFollowMembership(t *testing.T) {
 			t.Fatalf("the new node's own replica has %s = %q", k, got)
 		}
 	}
+	// The meta range's copy of the range map follows: every range, its
+	// current generation and replicas, on every node.
+	for _, s := range c.nodes {
+		waitFor(t, 20*time.Second, "the range map in range 0 on "+s.ID(), func() error {
+			return sameAsRangeMap(t, s)
+		})
+	}
 
 	if err := c.nodes[1].Remove(ctx(t), "n1"); err != nil {
 		t.Fatal(err)
@@ -169,4 +176,36 @@ func TestNodeThatMissedASplitGetsTheRange(t *testing.T) {
 		t.Fatalf("ranges on the node that missed the split: %+v", rs)
 	}
 	_ = api.Range{}
+}
+
+// sameAsRangeMap compares node s's ranges with its replica of range 0's
+// routing copy of the range map.
+func sameAsRangeMap(t *testing.T, s *RaftStore) error {
+	t.Helper()
+	rs, err := s.Ranges(ctx(t))
+	if err != nil {
+		return err
+	}
+	copies, err := s.group.FSM().RangeMap()
+	if err != nil {
+		return err
+	}
+	if len(copies) != len(rs) {
+		return fmt.Errorf("%d ranges, %d in the copy", len(rs), len(copies))
+	}
+	for _, r := range rs {
+		found := false
+		for _, d := range copies {
+			if d.ID == r.ID {
+				found = true
+				if d.Start != r.Start || d.End != r.End || d.Generation != r.Generation || len(d.Replicas) != len(r.Replicas) {
+					return fmt.Errorf("range %d: %s in the copy, [%q, %q) gen %d with %d replicas here", r.ID, d, r.Start, r.End, r.Generation, len(r.Replicas))
+				}
+			}
+		}
+		if !found {
+			return fmt.Errorf("range %d is not in the copy", r.ID)
+		}
+	}
+	return nil
 }

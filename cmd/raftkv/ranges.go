@@ -132,6 +132,13 @@ func printRanges(w io.Writer, rs []client.Range) {
 		if leader == "" {
 			leader = "-"
 		}
+		if r.FromMeta {
+			// Known from the meta range's copy: this node has no replica
+			// of it yet to measure.
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", r.ID, showKey(r.Start), end, r.Generation,
+				showReplicas(r.Replicas), "(not here)", "-", "-", "-")
+			continue
+		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\t%d\t%s\t%.1f\n", r.ID, showKey(r.Start), end, r.Generation,
 			showReplicas(r.Replicas), leader, r.Keys, showBytes(r.Bytes), r.WritesPerSec)
 	}

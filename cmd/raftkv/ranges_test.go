@@ -19,16 +19,18 @@ var testRanges = []client.Range{
 	{ID: 0, End: "m/", Generation: 3, Replicas: []client.RangeReplica{{Node: "n1", Voter: true}, {Node: "n2", Voter: true}, {Node: "n3"}},
 		Leader: "n1", Keys: 1200, Bytes: 3 << 20, WritesPerSec: 12.2},
 	{ID: 7, Start: "m/", End: "my key/", Generation: 3, Replicas: []client.RangeReplica{{Node: "n2", Voter: true}}, Keys: 3, Bytes: 100},
-	{ID: 9, Start: "my key/", Generation: 1, Replicas: []client.RangeReplica{{Node: "n1", Voter: true}}, Leader: "n1"},
+	{ID: 9, Start: "my key/", End: "z/", Generation: 1, Replicas: []client.RangeReplica{{Node: "n1", Voter: true}}, Leader: "n1"},
+	{ID: 12, Start: "z/", Generation: 2, Replicas: []client.RangeReplica{{Node: "n1", Voter: true}}, FromMeta: true},
 }
 
 func TestRangeTable(t *testing.T) {
 	var b bytes.Buffer
 	printRanges(&b, testRanges)
-	want := `ID  START      END        GEN  REPLICAS      LEADER  KEYS  BYTES   WRITES/S
-0   ""         m/         3    n1,n2,n3(nv)  n1      1200  3.0MiB  12.2
-7   m/         "my key/"  3    n2            -       3     100B    0.0
-9   "my key/"  ∞          1    n1            n1      0     0B      0.0
+	want := `ID  START      END        GEN  REPLICAS      LEADER      KEYS  BYTES   WRITES/S
+0   ""         m/         3    n1,n2,n3(nv)  n1          1200  3.0MiB  12.2
+7   m/         "my key/"  3    n2            -           3     100B    0.0
+9   "my key/"  z/         1    n1            n1          0     0B      0.0
+12  z/         ∞          2    n1            (not here)  -     -       -
 `
 	if b.String() != want {
 		t.Fatalf("table:\n%s\nwant:\n%s", b.String(), want)

@@ -202,6 +202,8 @@ func (b *batchState) apply(w writer, idx uint64, e *Entry, force bool) (answer a
 		res, err = b.releaseSession(w, idx, e.Release)
 	case KindReleaseDone:
 		res, err = &kv.Result{Index: idx, OK: true}, w.Delete(prefixed(pendingPrefix, e.SessionID))
+	case KindRangeMeta:
+		res, err = b.rangeMeta(w, idx, e.Meta)
 	case KindKeepWhole:
 		var answer any
 		if answer, err = b.keepWhole(w, idx, e.Keep); err != nil {

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/raftkv/raftkv/internal/rangemap"
 )
 
 // A replica that holds none of a range refuses the range's birth
@@ -119,5 +121,44 @@ func TestConfigurationEntriesUpdateTheDescriptor(t *testing.T) {
 	r7 = openRange(t, s, 7)
 	if got := r7.Descriptor(); got.Generation != gen+1 || len(got.Replicas) != 4 {
 		t.Fatalf("after reopening: %+v", got)
+	}
+}
+
+// Range 0's routing copy of the range map keeps the newest generation it
+// is sent, only range 0 takes it, and a backup does not carry it.
+func TestRangeMapCopy(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	r0 := openRange(t, s, 0)
+	meta := func(index, gen uint64, end string) any {
+		d := rangemap.Descriptor{ID: 7, Start: "m/", End: end, Generation: gen, Replicas: threeReplicas}
+		return r0.ApplyBatch([]*raft.Log{{Index: index, Type: raft.LogCommand, Data: EncodeEntry(RangeMetaEntry(d))}})[0]
+	}
+	if !mustResult(t, meta(1, 2, "t/")).OK || mustResult(t, meta(2, 1, "")).OK || mustResult(t, meta(3, 2, "")).OK {
+		t.Fatal("the copy took an older or equal generation")
+	}
+	got, err := r0.RangeMap()
+	if err != nil || len(got) != 1 || got[0].End != "t/" || got[0].Generation != 2 {
+		t.Fatalf("the copy: %v, %v", got, err)
+	}
+	if !mustResult(t, meta(4, 3, "")).OK {
+		t.Fatal("a newer generation refused")
+	}
+	mustResult(t, r0.ApplyBatch([]*raft.Log{splitLog(5, time.Second, "m/", 7)})[0])
+	r7 := openRange(t, s, 7)
+	e := RangeMetaEntry(rangemap.Descriptor{ID: 9, Generation: 1})
+	if res := r7.ApplyBatch([]*raft.Log{{Index: 2, Type: raft.LogCommand, Data: EncodeEntry(e)}})[0]; res == nil {
+		t.Fatal("range 7 took a copy of the range map")
+	} else if _, ok := res.(error); !ok {
+		t.Fatalf("range 7 took a copy of the range map: %v", res)
+	}
+	var snap, foreign bytes.Buffer
+	if _, err := r0.WriteSnapshot(&snap); err != nil {
+		t.Fatal(err)
+	}
+	if err := CopyForRestore(&foreign, bytes.NewReader(snap.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(snap.Bytes(), rangeMetaKey(7)) || bytes.Contains(foreign.Bytes(), rangeMetaKey(7)) {
+		t.Fatal("the copy is not in range 0's snapshots, or is in what a restore takes")
 	}
 }

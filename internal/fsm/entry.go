@@ -30,6 +30,7 @@ const (
 	KindSessionRelease EntryKind = 9  // a range other than 0 lets go of a session range 0 invalidated (v3 only, entry version 4)
 	KindReleaseDone    EntryKind = 10 // range 0: every range let go of the session (v3 only, entry version 4)
 	KindKeepWhole      EntryKind = 11 // a prefix never split, or no longer (v3 only, entry version 4)
+	KindRangeMeta      EntryKind = 12 // range 0: the routing copy of a range's descriptor (v3 only, entry version 5)
 )
 
 var kindNames = map[EntryKind]string{
@@ -44,6 +45,7 @@ var kindNames = map[EntryKind]string{
 	KindSessionRelease: "session-release",
 	KindReleaseDone:    "release-done",
 	KindKeepWhole:      "keep-whole",
+	KindRangeMeta:      "range-meta",
 }
 
 func (k EntryKind) String() string {
@@ -93,6 +95,8 @@ type Entry struct {
 	// Keep is a KindKeepWhole entry's prefix and whether it is kept whole
 	// from now on (false: no longer).
 	Keep *KeepWhole
+	// Meta is a KindRangeMeta entry's descriptor.
+	Meta *rangemap.Descriptor
 
 	// Unparsed is set by DecodeEntry only, for a legacy session create or
 	// ACL change whose body (a session record, ACL JSON) does not parse.
@@ -167,6 +171,12 @@ func ReleaseDoneEntry(id string) *Entry { return &Entry{Kind: KindReleaseDone, S
 // IDs are handed out in one place, so two splits never pick the same.
 func NewRangeIDEntry() *Entry { return &Entry{Kind: KindNewRangeID} }
 
+// RangeMetaEntry records d in range 0's routing copy of the range map
+// (kept only if newer than the copy's: see rangeMeta).
+func RangeMetaEntry(d rangemap.Descriptor) *Entry {
+	return &Entry{Kind: KindRangeMeta, Meta: &d}
+}
+
 // MinVersion is the entry version a node must read to apply entries of
 // kind k (the version its autopilot stats report).
 func (k EntryKind) MinVersion() int {
@@ -175,6 +185,8 @@ func (k EntryKind) MinVersion() int {
 		return 1
 	case KindSplit, KindNewRangeID, KindClose, KindSessionRelease, KindReleaseDone, KindKeepWhole:
 		return entryV4
+	case KindRangeMeta:
+		return entryV5
 	}
 	return entryV3
 }
@@ -242,10 +254,13 @@ const entryV3 = 3
 // in the v3 form; the version says which kinds a node knows.
 const entryV4 = 4
 
+// entryV5 adds the routing copy of the range map (range-meta).
+const entryV5 = 5
+
 // EntryVersion is the newest form of log entries this build reads and
 // writes (see DESIGN.md, and package group's logform.go for when a leader
 // may write it).
-const EntryVersion = entryV4
+const EntryVersion = entryV5
 
 var errCorruptEntry = errors.New("corrupt entry")
 
@@ -327,6 +342,12 @@ func EncodeEntry(e *Entry) []byte {
 		}
 		b = appendString(b, k.Prefix)
 		b = appendBool(b, k.Keep)
+	case KindRangeMeta:
+		var d rangemap.Descriptor
+		if e.Meta != nil {
+			d = *e.Meta
+		}
+		b = appendBytes(b, rangemap.AppendDescriptor(nil, d))
 	}
 	return b
 }
@@ -480,6 +501,14 @@ func decodeV3(b []byte) (*Entry, error) {
 		e.SessionID = d.string()
 	case KindKeepWhole:
 		e.Keep = &KeepWhole{Prefix: d.string(), Keep: d.bool()}
+	case KindRangeMeta:
+		if raw := d.bytes(); d.err == nil {
+			desc, rest, err := rangemap.DecodeDescriptor(raw)
+			if err != nil || len(rest) != 0 {
+				return nil, fmt.Errorf("v3 range-meta entry: %w: %v", errCorruptEntry, err)
+			}
+			e.Meta = &desc
+		}
 	case KindNewRangeID:
 	case KindKV:
 		return nil, fmt.Errorf("v3 entry: %w: a KV entry is written as a v1/v2 command, never as v3", errCorruptEntry)
@@ -572,6 +601,11 @@ func (e *Entry) Validate(l Limits) error {
 	case KindReleaseDone:
 		if e.SessionID == "" {
 			return missing("a session")
+		}
+		return nil
+	case KindRangeMeta:
+		if e.Meta == nil {
+			return missing("a descriptor")
 		}
 		return nil
 	case KindKeepWhole:

@@ -183,8 +183,8 @@ func CopyForRestore(dst io.Writer, src io.Reader) error {
 		sw = newStreamWriter(dst, 0)
 		return true, nil
 	}, func(k, v []byte) error {
-		if bytes.Equal(k, metaOversized) {
-			return nil
+		if bytes.Equal(k, metaOversized) || bytes.HasPrefix(k, rangeMetaPrefix) {
+			return nil // a crash marker of the source, its routing copy of its range map
 		}
 		sw.record(k, v)
 		return sw.err

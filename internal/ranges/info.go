@@ -2,17 +2,20 @@ package ranges
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/raftkv/raftkv/internal/rangemap"
 )
 
-// Info is what a node knows of one of its ranges.
+// Info is what a node knows of a range.
 type Info struct {
 	rangemap.Descriptor
 	Leader       string // node ID, "" if none known
 	Keys, Bytes  int64
 	WritesPerSec float64
+	Held         bool // this node holds a replica: the rest is its replica's
 }
 
 // rateWindow is how far back the write rate looks.
@@ -48,19 +51,34 @@ func (s *Set) sampleRates(stop <-chan struct{}) {
 	}
 }
 
-// Infos describes the ranges this node holds, in key order: descriptor,
-// leader, size, and the write rate of the last ten seconds (every replica
-// applies every write, so any node's rate is the range's).
+// Infos describes the ranges of the keyspace, in key order. Those this
+// node holds: descriptor, leader, size, and the write rate of the last ten
+// seconds (every replica applies every write, so any node's rate is the
+// range's). The others (a node that just joined): as the meta range's
+// routing copy has them.
 func (s *Set) Infos(ctx context.Context) ([]Info, error) {
 	v, _ := s.view()
 	out := make([]Info, 0, len(v))
+	held := map[uint64]bool{}
+	for _, l := range v {
+		held[l.d.ID] = true
+	}
+	copies, err := s.meta.FSM().RangeMap()
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range copies {
+		if !held[d.ID] {
+			out = append(out, Info{Descriptor: d})
+		}
+	}
 	for _, l := range v {
 		keys, bytes, err := l.g.FSM().Size()
 		if err != nil {
 			return nil, err
 		}
 		_, leader := l.g.Leader()
-		info := Info{Descriptor: l.d, Leader: leader, Keys: keys, Bytes: bytes}
+		info := Info{Descriptor: l.d, Leader: leader, Keys: keys, Bytes: bytes, Held: true}
 		s.mu.Lock()
 		if ss := s.samples[l.d.ID]; len(ss) > 1 {
 			first, last := ss[0], ss[len(ss)-1]
@@ -72,5 +90,6 @@ func (s *Set) Infos(ctx context.Context) ([]Info, error) {
 			return nil, ctx.Err()
 		}
 	}
+	slices.SortFunc(out, func(a, b Info) int { return strings.Compare(a.Start, b.Start) })
 	return out, nil
 }

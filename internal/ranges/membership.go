@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/raftkv/raftkv/internal/fsm"
 	"github.com/raftkv/raftkv/internal/group"
 	"github.com/raftkv/raftkv/kv"
 )
@@ -19,7 +20,9 @@ import (
 // read replica): by then its replica of range 0 has caught up, so the
 // range's snapshot no longer overlaps what its range 0 still holds.
 
-// mirrorMembership runs the mirror every interval until ctx ends.
+// mirrorMembership runs the mirror, and sends the meta range the
+// descriptors of the ranges this node leads (publish), every interval
+// until ctx ends.
 func (s *Set) mirrorMembership(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -29,12 +32,17 @@ func (s *Set) mirrorMembership(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 		}
-		for _, g := range s.Groups() {
+		for _, g := range append(s.Groups(), s.meta) {
 			if !g.IsLeader() || !g.FSM().Initialized() {
 				continue
 			}
-			if err := s.mirror(ctx, g); err != nil && ctx.Err() == nil {
-				s.logger.Warn("cannot bring the range's replicas in line with the cluster's members", "range", g.GroupID(), "err", err)
+			if g != s.meta {
+				if err := s.mirror(ctx, g); err != nil && ctx.Err() == nil {
+					s.logger.Warn("cannot bring the range's replicas in line with the cluster's members", "range", g.GroupID(), "err", err)
+				}
+			}
+			if err := s.publish(ctx, g); err != nil && ctx.Err() == nil {
+				s.logger.Warn("cannot send the range's descriptor to the meta range", "range", g.GroupID(), "err", err)
 			}
 		}
 	}
@@ -83,4 +91,25 @@ func removeReplica(ctx context.Context, g *group.Group, srv kv.Server) error {
 		return g.Membership().TransferLeadership(ctx, "")
 	}
 	return g.Membership().Remove(ctx, srv.ID)
+}
+
+// publish sends range 0's routing copy of the range map g's descriptor if
+// the copy (as this node's replica of range 0 has it) is older. Range 0
+// before its first split has no descriptor to send.
+func (s *Set) publish(ctx context.Context, g *group.Group) error {
+	d := g.FSM().Descriptor()
+	if d.ID == 0 && d.Generation == 0 {
+		return nil
+	}
+	copies, err := s.meta.FSM().RangeMap()
+	if err != nil {
+		return err
+	}
+	for _, c := range copies {
+		if c.ID == d.ID && c.Generation >= d.Generation {
+			return nil
+		}
+	}
+	_, err = s.meta.Propose(ctx, fsm.RangeMetaEntry(d))
+	return err
 }
