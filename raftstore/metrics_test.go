@@ -148,3 +148,36 @@ func histogram(t *testing.T, s *RaftStore, name string) *dto.Histogram {
 	}
 	return nil
 }
+
+// Every range's raft shows on /metrics, labelled by range: exactly one
+// leader per range across the nodes, and every replica applied what it
+// committed once idle.
+func TestRangeGauges(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	split, err := c.nodes[0].SplitRange(ctx(t), "m/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustSet(t, c.nodes[1], "z/1", "v")
+	ids := []string{"0", fmt.Sprint(split.Right.ID)}
+	waitFor(t, 10*time.Second, "one leader per range, every replica caught up", func() error {
+		for _, id := range ids {
+			leaders := 0.0
+			for _, s := range c.nodes {
+				g := gathered(t, s)
+				if g["raftkv_ranges{state=held}"] != 2 {
+					return fmt.Errorf("%s holds %v ranges", s.ID(), g["raftkv_ranges{state=held}"])
+				}
+				leaders += g["raftkv_range_is_leader{range="+id+"}"]
+				commit, applied := g["raftkv_range_raft_commit_index{range="+id+"}"], g["raftkv_range_raft_applied_index{range="+id+"}"]
+				if commit <= 0 || applied < commit {
+					return fmt.Errorf("%s, range %s: commit %v, applied %v", s.ID(), id, commit, applied)
+				}
+			}
+			if leaders != 1 {
+				return fmt.Errorf("range %s: %v leaders", id, leaders)
+			}
+		}
+		return nil
+	})
+}
