@@ -375,6 +375,17 @@ func TestBackupAcrossRangesIsOneState(t *testing.T) {
 	if err != nil || len(rs) != 3 || len(rs[1].Replicas) != 3 || rs[1].Generation == 0 {
 		t.Fatalf("the ranges after the restore: %+v, %v", rs, err)
 	}
+	// The backup came from a cluster that handed out fewer range IDs: a
+	// split after the restore still gets a new one.
+	split, err := other.nodes[0].SplitRange(ctx(t), "c/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		if r.ID == split.Right.ID {
+			t.Fatalf("a split after the restore handed out range ID %d again", r.ID)
+		}
+	}
 }
 
 // A lock in a range other than 0 keeps range 0's rules: only a session

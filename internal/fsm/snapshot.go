@@ -221,7 +221,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	keepLive := !live.Empty() && (f.ks.id != 0 || live.Generation > 0)
 	_, isPiece, _ := pieceDescriptor(head, f.ks)
 	var wb *badger.WriteBatch
-	var prevApplied, prevFloor uint64
+	var prevApplied, prevFloor, prevRangeIDs uint64
 	locked, foreignPiece := false, false
 	defer func() {
 		if wb != nil {
@@ -254,6 +254,14 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		f.metaMu.Lock()
 		prevFloor = f.floor
 		f.metaMu.Unlock()
+		if f.ks.id == 0 {
+			if err := f.db.View(func(txn *badger.Txn) (err error) {
+				prevRangeIDs, err = readUint(txn, metaRangeIDs)
+				return err
+			}); err != nil {
+				return false, fmt.Errorf("read the last range ID: %w", err)
+			}
+		}
 		f.applied.Store(0)
 		if err := markRestoring(f.store.dir, f.ks.id); err != nil {
 			return false, fmt.Errorf("mark the restore: %w", err)
@@ -307,6 +315,17 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 					return err
 				}
 				if err := txn.Set(f.ks.local(metaFloor), uintBytes(max(floor, prevFloor))); err != nil {
+					return err
+				}
+			}
+			// Range IDs this cluster handed out are never handed out again,
+			// whatever the backup's count.
+			if prevRangeIDs > 0 {
+				ids, err := readUint(txn, metaRangeIDs)
+				if err != nil {
+					return err
+				}
+				if err := txn.Set(metaRangeIDs, uintBytes(max(ids, prevRangeIDs))); err != nil {
 					return err
 				}
 			}

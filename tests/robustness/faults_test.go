@@ -273,6 +273,10 @@ func faults() []scenario {
 		// one catches every range up.
 		{name: "member-replace/ranges", ranges: true, sessionsMayEnd: true, fault: replaceMemberOfEveryRange},
 		{name: "snapshot-install/ranges", ranges: true, fault: installSnapshot},
+		// Splits while the fault is on: under a one-way cut of the leader,
+		// with a follower cut off (it catches up through the split), and
+		// right before a majority crash.
+		{name: "splits/during-faults", ranges: true, fault: splitsDuringFaults},
 		{name: "crash-loop/kill-all/ranges", ranges: true, fault: killAllLoop},
 		{name: "leadership-transfers", fault: func(e *env) {
 			for range 5 {
@@ -399,4 +403,48 @@ func replaceMemberOfEveryRange(e *env) {
 		}
 		return nil
 	})
+}
+
+func splitsDuringFaults(e *env) {
+	l := e.leader()
+	e.serving.set(l, cutOff)
+	var out [][2]int
+	for _, j := range e.others(l) {
+		out = append(out, [2]int{l, j})
+	}
+	e.cut(out...)
+	e.trySplit(e.others(l)[0], "r12/") // may apply or not: the leader changes under it
+	e.hold()
+	e.heal()
+
+	f := e.follower()
+	e.serving.set(f, cutOff)
+	e.isolate(f)
+	e.operator(http.MethodPost, "/v1/operator/range/split?key=r14/")
+	e.hold()
+	e.heal()
+
+	e.operator(http.MethodPost, "/v1/operator/range/split?key=r16/")
+	leader := e.leader()
+	victims := []int{leader, e.others(leader)[e.rnd.IntN(2)]}
+	for _, v := range victims {
+		e.kill(v)
+	}
+	e.hold()
+	for _, v := range victims {
+		e.start(v)
+	}
+}
+
+// trySplit asks node i to split at key, whatever comes of it.
+func (e *env) trySplit(i int, key string) {
+	req, _ := http.NewRequest(http.MethodPost, e.c.URL(e.c.Procs[i].Addr, "/v1/operator/range/split?key="+key), nil)
+	resp, err := e.c.HTTPClient(10 * time.Second).Do(req)
+	if err != nil {
+		e.t.Logf("split at %s during the fault: %v", key, err)
+		return
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	e.t.Logf("split at %s during the fault: %d %s", key, resp.StatusCode, strings.TrimSpace(string(body)))
 }

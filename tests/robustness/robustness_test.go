@@ -189,7 +189,7 @@ func run(t *testing.T, sc scenario, tm timing, isolated bool) {
 	sc.fault(e)
 	e.heal()
 	for i, p := range c.Procs { // restart anything a fault left down, unless removed
-		if !p.Running() && !(sc.name == "member-replace" && i < 3 && !isMember(t, c, p.ID)) {
+		if !p.Running() && !(strings.HasPrefix(sc.name, "member-replace") && i < 3 && !isMember(t, c, p.ID)) {
 			e.start(i)
 		}
 	}
