@@ -95,9 +95,9 @@ type batchState struct {
 	splits [][2]rangemap.Descriptor
 	// entries applied in the batch.
 	entries int
-	// scratch: the store cuts a backup for a restore (see restore.go);
-	// a split there is not bounded.
-	scratch bool
+	// unbounded: a split may move any number of records (applied in
+	// pieces, or in a scratch store cutting a backup: see restore.go).
+	unbounded bool
 }
 
 func (f *FSM) newBatch(txn *badger.Txn) *batchState {
@@ -110,7 +110,7 @@ func (f *FSM) newBatch(txn *badger.Txn) *batchState {
 		next:  map[byte]int64{kindTomb: f.next[kindTomb], kindIdem: f.next[kindIdem], kindDelay: f.next[kindDelay], kindDead: f.next[kindDead]},
 		now:   f.lastTime,
 		floor: f.floor, clockMode: f.clockMode,
-		scratch: f.store.scratch,
+		unbounded: f.store.scratch,
 	}
 }
 

@@ -267,11 +267,6 @@ func (f *FSM) applyRun(logs []*raft.Log, out []interface{}, limit int) int {
 // are marked and forced, as before typed entries; an entry of another kind
 // cut short by a crash is applied again as it is.
 func (f *FSM) applyOversized(l *raft.Log, e *Entry) interface{} {
-	if e.Kind == KindSplit {
-		// Bounded to fit one transaction (maxSplitMoves): this is storage
-		// failing, not a big split, and pieces would not be atomic.
-		panic(fmt.Errorf("fsm: split at index %d does not fit one transaction", l.Index))
-	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var marker uint64
@@ -297,8 +292,10 @@ func (f *FSM) applyOversized(l *raft.Log, e *Entry) interface{} {
 			}
 		}
 	}
-	// Writes go to a WriteBatch, which splits as needed.
+	// Writes go to a WriteBatch, which splits as needed (a split in its
+	// order: see maxSplitMoves).
 	b := f.newBatch(view)
+	b.unbounded = true
 	wb := f.db.NewWriteBatch()
 	res, err := b.apply(wb, l.Index, e, force)
 	if err == nil {

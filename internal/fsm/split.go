@@ -2,7 +2,6 @@ package fsm
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -109,9 +108,6 @@ func (b *batchState) split(w writer, idx uint64, sp *Split) (any, error) {
 	left.Replicas, right.Replicas = sp.Replicas, sp.Replicas
 	child := newKeyspace(sp.NewID)
 	moved, copied, err := b.moveBookkeeping(w, child, right)
-	if errors.Is(err, errTooMuchToMove) {
-		return kv.Errorf(kv.ErrInvalid, "cannot split %s at %q yet: %v", b.span, sp.Key, err), nil
-	}
 	if err != nil {
 		return nil, fmt.Errorf("split: move bookkeeping: %w", err)
 	}
@@ -183,13 +179,15 @@ func (b *batchState) keepWhole(w writer, idx uint64, k *KeepWhole) (any, error) 
 	return &kv.Result{Index: idx, OK: true}, w.Set(prefixed(keepPrefix, k.Prefix), nil)
 }
 
-// maxSplitMoves bounds the bookkeeping a split moves, so that the split
-// is one Badger transaction, all of it or none: a split that would move
-// more is refused (the same on every replica: the count is state), and
-// can be tried again once tombstones and idempotency records expired.
+// maxSplitMoves bounds the bookkeeping a split moves in the transaction
+// of its batch. A split that moves more (a range under keyed writes holds
+// an idempotency record per write of the last ten minutes) is applied on
+// its own, through a WriteBatch in several commits (applyOversized): each
+// record is written to the new range before it is deleted from the parent,
+// and the descriptors last, so that a crash part way leaves a state the
+// replay of the split finishes (the parent's descriptor still whole, the
+// split applies again and moves what is left).
 const maxSplitMoves = 1000
-
-var errTooMuchToMove = errors.New("too much bookkeeping to move")
 
 // moveBookkeeping moves to the child what right's keys own in the parent's
 // range-local state, and returns how many idempotency records it moved and
@@ -255,8 +253,8 @@ func (b *batchState) moveBookkeeping(w writer, child keyspace, right rangemap.De
 	if err != nil {
 		return 0, 0, err
 	}
-	if len(moves) > maxSplitMoves && !b.scratch {
-		return 0, 0, fmt.Errorf("%w: %d records about the keys from the split key on (tombstones, idempotency records, locks) would move, at most %d: they expire within minutes", errTooMuchToMove, len(moves), maxSplitMoves)
+	if len(moves) > maxSplitMoves && !b.unbounded {
+		return 0, 0, fmt.Errorf("%d records to move: %w", len(moves), badger.ErrTxnTooBig) // to applyOversized
 	}
 	for _, m := range moves {
 		if err := w.Set(m.to, m.value); err != nil {

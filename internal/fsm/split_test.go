@@ -462,33 +462,52 @@ func TestPendingReleases(t *testing.T) {
 	}
 }
 
-// A split moves its bookkeeping in one transaction, so there is a bound:
-// over it, the split is refused (on every replica alike) and changes
-// nothing.
-func TestSplitRefusedWithTooMuchToMove(t *testing.T) {
-	s := openStore(t, t.TempDir())
-	r0 := openRange(t, s, 0)
-	var ops []kv.Op
-	for i := range maxSplitMoves + 1 {
-		ops = append(ops, set(fmt.Sprintf("z/%05d", i), "x"))
-	}
+
+// A split that moves more bookkeeping than fits its batch's transaction
+// (a range under keyed writes: an idempotency record per write of the
+// last ten minutes) is applied in pieces, with the same outcome: every
+// record is in the range that holds its key, a retried keyed write is
+// answered, not applied again, and the replicas' states are identical.
+func TestSplitWithMuchBookkeeping(t *testing.T) {
 	var logs []*raft.Log
-	for i := 0; i < len(ops); i += 64 {
-		logs = append(logs, timed(uint64(len(logs)+1), 0, "", ops[i:min(i+64, len(ops))]...))
+	n := maxSplitMoves + 500
+	for i := range n {
+		logs = append(logs, timed(uint64(len(logs)+1), 0, fmt.Sprintf("key-%d", i), set(fmt.Sprintf("z/%05d", i), "x")))
 	}
-	logs = append(logs, timed(uint64(len(logs)+1), time.Second, "", kv.Op{Verb: kv.VerbDeleteTree, Key: "z/"}))
-	for _, r := range r0.ApplyBatch(logs) {
-		mustResult(t, r)
+	logs = append(logs, timed(uint64(len(logs)+1), time.Second, "", kv.Op{Verb: kv.VerbDeleteTree, Key: "z/000"})) // tombstones too
+	split := splitLog(uint64(len(logs)+1), 2*time.Second, "m/", 3)
+	var states [][]byte
+	for _, batch := range []int{1, 512} {
+		s := openStore(t, t.TempDir())
+		r0 := openRange(t, s, 0)
+		for i := 0; i < len(logs); i += batch {
+			for _, r := range r0.ApplyBatch(logs[i:min(i+batch, len(logs))]) {
+				mustResult(t, r)
+			}
+		}
+		mustResult(t, r0.ApplyBatch([]*raft.Log{split})[0])
+		if d := r0.Descriptor(); d.End != "m/" {
+			t.Fatalf("the parent after a big split: %s", d)
+		}
+		r3 := openRange(t, s, 3)
+		retry := mustResult(t, r3.ApplyBatch([]*raft.Log{timed(BirthIndex+1, 3*time.Second, "key-1207", set("z/01207", "x"))})[0])
+		if e := mustGet(t, r3, "z/01207"); retry.Index != e.ModifyIndex || e.ModifyIndex > split.Index {
+			t.Fatalf("a retried keyed write after a big split: answered %d, the key at %d (split at %d)", retry.Index, e.ModifyIndex, split.Index)
+		}
+		var s0, s3 bytes.Buffer
+		if _, err := r0.WriteSnapshot(&s0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r3.WriteSnapshot(&s3); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(s3.Bytes(), []byte("key-1207")) {
+			t.Fatal("an idempotency record of the right half did not reach the new range")
+		}
+		states = append(states, append(s0.Bytes(), s3.Bytes()...))
 	}
-	res := r0.ApplyBatch([]*raft.Log{splitLog(uint64(len(logs)+1), 2*time.Second, "m/", 3)})[0]
-	if err, ok := res.(error); !ok || !strings.Contains(err.Error(), "would move") {
-		t.Fatalf("split with %d tombstones to move: %v", maxSplitMoves+1, res)
-	}
-	if d := r0.Descriptor(); d.End != "" {
-		t.Fatalf("a refused split changed the range: %s", d)
-	}
-	if ranges, _ := s.Ranges(); len(ranges) != 1 {
-		t.Fatalf("a refused split left a range: %v", ranges)
+	if !bytes.Equal(states[0], states[1]) {
+		t.Fatal("a big split left different states after different batchings")
 	}
 }
 

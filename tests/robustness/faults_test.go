@@ -413,18 +413,18 @@ func splitsDuringFaults(e *env) {
 		out = append(out, [2]int{l, j})
 	}
 	e.cut(out...)
-	e.trySplit(e.others(l)[0], "r12/") // may apply or not: the leader changes under it
+	e.split(e.others(l)[0], "r12/", false) // may apply or not: leaders change under it
 	e.hold()
 	e.heal()
 
 	f := e.follower()
 	e.serving.set(f, cutOff)
 	e.isolate(f)
-	e.operator(http.MethodPost, "/v1/operator/range/split?key=r14/")
+	e.split(e.others(f)[0], "r14/", true)
 	e.hold()
 	e.heal()
 
-	e.operator(http.MethodPost, "/v1/operator/range/split?key=r16/")
+	e.split(e.leader(), "r16/", true)
 	leader := e.leader()
 	victims := []int{leader, e.others(leader)[e.rnd.IntN(2)]}
 	for _, v := range victims {
@@ -436,15 +436,54 @@ func splitsDuringFaults(e *env) {
 	}
 }
 
-// trySplit asks node i to split at key, whatever comes of it.
-func (e *env) trySplit(i int, key string) {
-	req, _ := http.NewRequest(http.MethodPost, e.c.URL(e.c.Procs[i].Addr, "/v1/operator/range/split?key="+key), nil)
-	resp, err := e.c.HTTPClient(10 * time.Second).Do(req)
-	if err != nil {
-		e.t.Logf("split at %s during the fault: %v", key, err)
-		return
+// split asks node i to split at key, as an operator would: again while
+// there is no leader (a range's leader may be the node a fault cut off),
+// until the boundary is there; must: within 30 s, or the test fails. A
+// split is not keyed: one that applied is refused the second time, and
+// the range listing says it is there.
+func (e *env) split(i int, key string, must bool) {
+	deadline := time.Now().Add(30 * time.Second)
+	if !must {
+		deadline = time.Now().Add(e.tm.hold)
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	e.t.Logf("split at %s during the fault: %d %s", key, resp.StatusCode, strings.TrimSpace(string(body)))
+	for {
+		req, _ := http.NewRequest(http.MethodPost, e.c.URL(e.c.Procs[i].Addr, "/v1/operator/range/split?key="+key), nil)
+		resp, err := e.c.HTTPClient(10 * time.Second).Do(req)
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			e.t.Logf("split at %s: %d %s", key, resp.StatusCode, strings.TrimSpace(string(body)))
+			if resp.StatusCode == http.StatusOK || e.boundaryAt(i, key) {
+				return
+			}
+		} else {
+			e.t.Logf("split at %s: %v", key, err)
+		}
+		if time.Now().After(deadline) {
+			if must {
+				e.t.Fatalf("no split at %s within 30 s", key)
+			}
+			return
+		}
+		time.Sleep(200 * time.Millisecond) // an operator's retry, not synchronisation
+	}
+}
+
+// boundaryAt says whether node i lists a range starting at key.
+func (e *env) boundaryAt(i int, key string) bool {
+	resp, err := e.c.HTTPClient(5 * time.Second).Get(e.c.URL(e.c.Procs[i].Addr, "/v1/operator/ranges"))
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	var ranges []api.Range
+	if json.NewDecoder(resp.Body).Decode(&ranges) != nil {
+		return false
+	}
+	for _, r := range ranges {
+		if r.Start == key {
+			return true
+		}
+	}
+	return false
 }
