@@ -462,7 +462,6 @@ func TestPendingReleases(t *testing.T) {
 	}
 }
 
-
 // A split that moves more bookkeeping than fits its batch's transaction
 // (a range under keyed writes: an idempotency record per write of the
 // last ten minutes) is applied in pieces, with the same outcome: every
