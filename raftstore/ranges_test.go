@@ -74,10 +74,12 @@ func TestSplitRangeOnRunningCluster(t *testing.T) {
 			}
 		}()
 	}
-	waitFor(t, 10*time.Second, "writes before the split", func() error {
+	// More keyed writes than a split moves in one transaction: the split
+	// moves their idempotency records in pieces.
+	waitFor(t, 30*time.Second, "writes before the split", func() error {
 		mu.Lock()
 		defer mu.Unlock()
-		if len(written) < 100 {
+		if len(written) < 1500 {
 			return fmt.Errorf("%d writes", len(written))
 		}
 		return nil
@@ -102,7 +104,7 @@ func TestSplitRangeOnRunningCluster(t *testing.T) {
 	waitFor(t, 10*time.Second, "writes after the split", func() error {
 		mu.Lock()
 		defer mu.Unlock()
-		if len(written) < 200 {
+		if len(written) < answered+200 {
 			return fmt.Errorf("%d writes", len(written))
 		}
 		return nil
