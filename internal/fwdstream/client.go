@@ -78,13 +78,14 @@ func (c *Client) Close() {
 }
 
 // Apply forwards a command (in the state machine's encoding) to the leader
-// of group at addr. ErrUnavailable (nothing sent) means: use the HTTP call.
-func (c *Client) Apply(ctx context.Context, addr string, group uint64, command []byte) (*kv.Result, error) {
+// of group at addr, with the range's generation as this node knows it.
+// ErrUnavailable (nothing sent) means: use the HTTP call.
+func (c *Client) Apply(ctx context.Context, addr string, group, generation uint64, command []byte) (*kv.Result, error) {
 	s, err := c.stream(ctx, addr)
 	if err != nil {
 		return nil, err
 	}
-	return s.call(ctx, group, command)
+	return s.call(ctx, group, generation, command)
 }
 
 // stream returns the open stream to addr, setting one up if there is none.
@@ -257,7 +258,7 @@ func (s *stream) open(ctx context.Context, dial func(context.Context, string) (n
 }
 
 // call sends one command and waits for its answer.
-func (s *stream) call(ctx context.Context, group uint64, command []byte) (*kv.Result, error) {
+func (s *stream) call(ctx context.Context, group, generation uint64, command []byte) (*kv.Result, error) {
 	timeout := uint64(0)
 	if d, ok := ctx.Deadline(); ok {
 		timeout = uint64(max(time.Until(d).Milliseconds(), 1))
@@ -273,7 +274,7 @@ func (s *stream) call(ctx context.Context, group uint64, command []byte) (*kv.Re
 	req.id = s.nextID
 	s.pending[req.id] = req
 	s.mu.Unlock()
-	req.frame = appendFrame(nil, kindRequest, uvarint(req.id), uvarint(timeout), uvarint(group), command)
+	req.frame = appendFrame(nil, kindRequest, uvarint(req.id), uvarint(timeout), uvarint(group), uvarint(generation), command)
 
 	select {
 	case s.queue <- req:

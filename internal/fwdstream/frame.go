@@ -16,9 +16,11 @@ import (
 //	frame    = length:uint32 (big endian, of kind+body) kind:byte body
 //	hello    = 'H' version:uvarint secret:rest
 //	ack      = 'A' code:str message:rest             (code "" = accepted)
-//	request  = 'Q' id:uvarint timeoutMs:uvarint group:uvarint command:rest
+//	request  = 'Q' id:uvarint timeoutMs:uvarint group:uvarint generation:uvarint command:rest
 //	                                                 (version 1: no group,
-//	                                                 which is group 0)
+//	                                                 which is group 0;
+//	                                                 version 2: no
+//	                                                 generation, 0)
 //	response = 'R' id:uvarint code:str body:rest      (code "": body is the
 //	                                                  kv.Result in the state
 //	                                                  machine's encoding, else
@@ -26,19 +28,25 @@ import (
 //	str      = length:uvarint bytes
 //
 // One stream carries the writes of every raft group the two nodes share;
-// each request names its group. A version-2 client that meets a version-1
-// server (a release before groups) is refused at the hello, which it takes
-// as ErrUnavailable: its writes go by HTTP until the peer is upgraded.
+// each request names its group, and the generation of the range as the
+// forwarding node's replica has it (its route: the leader refuses a key
+// the range no longer holds, naming the range as it is now, and waits
+// for its own replica to catch up with a newer one). A client that meets
+// a server of an older version is refused at the hello, which it takes as
+// ErrUnavailable: its writes go by HTTP until the peer is upgraded.
 //
 // The preamble is a line, so that a peer that does not speak the protocol
 // (an older version hands the connection to its HTTP server) answers at
 // once ("HTTP/1.1 400") instead of waiting for the rest of a request line;
 // the magic lets the client tell that answer from an acceptance.
 const (
-	version = 2
+	version = 3
 	// versionUngrouped is the first version's, still served: its requests
 	// carry no group and are group 0's.
 	versionUngrouped = 1
+	// versionGrouped is the second's, still served: its requests carry no
+	// generation.
+	versionGrouped = 2
 	preamble         = "RKVF/1\r\n"
 	magic            = "RKVF"
 

@@ -31,17 +31,19 @@ type fakeNode struct {
 	mu      sync.Mutex
 	applied map[string]int
 	groups  []uint64 // of every request, in arrival order
-	refuse  atomic.Bool
-	gen     atomic.Uint64
-	release chan struct{}
-	started chan string
+	// generations of every request, in arrival order
+	generations []uint64
+	refuse      atomic.Bool
+	gen         atomic.Uint64
+	release     chan struct{}
+	started     chan string
 }
 
 func newFakeNode() *fakeNode {
 	return &fakeNode{applied: map[string]int{}, release: make(chan struct{}), started: make(chan string, 1024)}
 }
 
-func (n *fakeNode) ApplyForwarded(ctx context.Context, group uint64, command []byte) (*kv.Result, error) {
+func (n *fakeNode) ApplyForwarded(ctx context.Context, group, generation uint64, command []byte) (*kv.Result, error) {
 	cmd, err := fsm.DecodeCommand(command)
 	if err == nil {
 		err = cmd.Validate(1024)
@@ -52,6 +54,7 @@ func (n *fakeNode) ApplyForwarded(ctx context.Context, group uint64, command []b
 	key := cmd.Ops[0].Key
 	n.mu.Lock()
 	n.groups = append(n.groups, group)
+	n.generations = append(n.generations, generation)
 	n.mu.Unlock()
 	n.started <- key
 	switch key {
@@ -149,7 +152,7 @@ func TestConcurrentWritesOnOneStream(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			key := fmt.Sprintf("k%d", i)
-			res, err := c.Apply(ctxT(t), addr, 0, put(key, "v"+key))
+			res, err := c.Apply(ctxT(t), addr, 0, 0, put(key, "v"+key))
 			switch {
 			case err != nil:
 				errs <- err
@@ -166,15 +169,15 @@ func TestConcurrentWritesOnOneStream(t *testing.T) {
 	if n := d.dials.Load(); n != 1 {
 		t.Fatalf("%d connections for one peer", n)
 	}
-	if res, err := c.Apply(ctxT(t), addr, 0, put("rich", "")); err != nil || !reflect.DeepEqual(res, richResult) {
+	if res, err := c.Apply(ctxT(t), addr, 0, 0, put("rich", "")); err != nil || !reflect.DeepEqual(res, richResult) {
 		t.Fatalf("a result with every field: %+v, %v", res, err)
 	}
 	// The leader's refusal comes back as itself: the caller retries.
-	if _, err := c.Apply(ctxT(t), addr, 0, put("not-leader", "")); !errors.Is(err, kv.ErrNoLeader) {
+	if _, err := c.Apply(ctxT(t), addr, 0, 0, put("not-leader", "")); !errors.Is(err, kv.ErrNoLeader) {
 		t.Fatalf("a refusal by a node that is not the leader: %v", err)
 	}
 	// A command the leader would not take is refused as invalid.
-	if _, err := c.Apply(ctxT(t), addr, 0, fsm.EncodeCommand(&kv.Command{})); !errors.Is(err, kv.ErrInvalid) {
+	if _, err := c.Apply(ctxT(t), addr, 0, 0, fsm.EncodeCommand(&kv.Command{})); !errors.Is(err, kv.ErrInvalid) {
 		t.Fatalf("an empty command: %v", err)
 	}
 }
@@ -185,10 +188,10 @@ func TestUnavailable(t *testing.T) {
 	node := newFakeNode()
 	_, addr := serve(t, node)
 	c, d := newClient(t, "wrong")
-	if _, err := c.Apply(ctxT(t), addr, 0, put("a", "")); !errors.Is(err, ErrUnavailable) {
+	if _, err := c.Apply(ctxT(t), addr, 0, 0, put("a", "")); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("a refused hello: %v", err)
 	}
-	if _, err := c.Apply(ctxT(t), addr, 0, put("a", "")); !errors.Is(err, ErrUnavailable) || d.dials.Load() != 1 {
+	if _, err := c.Apply(ctxT(t), addr, 0, 0, put("a", "")); !errors.Is(err, ErrUnavailable) || d.dials.Load() != 1 {
 		t.Fatalf("at once again: %v after %d dials", err, d.dials.Load())
 	}
 	if node.count("a") != 0 {
@@ -206,7 +209,7 @@ func TestUnavailable(t *testing.T) {
 	go func() { defer close(served); _ = old.Serve(ln) }()
 	defer func() { old.Close(); <-served }()
 	c2, _ := newClient(t, "s3cret")
-	if _, err := c2.Apply(ctxT(t), ln.Addr().String(), 0, put("a", "")); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "does not speak") {
+	if _, err := c2.Apply(ctxT(t), ln.Addr().String(), 0, 0, put("a", "")); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "does not speak") {
 		t.Fatalf("a peer that speaks HTTP: %v", err)
 	}
 }
@@ -218,7 +221,7 @@ func TestOutcomes(t *testing.T) {
 	node := newFakeNode()
 	srv, addr := serve(t, node)
 	c, _ := newClient(t, "s3cret")
-	if _, err := c.Apply(ctxT(t), addr, 0, put("first", "")); err != nil {
+	if _, err := c.Apply(ctxT(t), addr, 0, 0, put("first", "")); err != nil {
 		t.Fatal(err)
 	}
 
@@ -228,7 +231,7 @@ func TestOutcomes(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		key := fmt.Sprintf("gaveup%d", i)
-		_, err := c.Apply(ctx, addr, 0, put(key, ""))
+		_, err := c.Apply(ctx, addr, 0, 0, put(key, ""))
 		if err == nil && node.count(key) != 1 { // answered before the caller looked at ctx
 			t.Fatalf("%s answered but applied %d times", key, node.count(key))
 		}
@@ -247,7 +250,7 @@ func TestOutcomes(t *testing.T) {
 	// A write in flight when the server goes away.
 	result := make(chan error, 1)
 	go func() {
-		_, err := c.Apply(ctxT(t), addr, 0, put("block", ""))
+		_, err := c.Apply(ctxT(t), addr, 0, 0, put("block", ""))
 		result <- err
 	}()
 	for started := false; !started; {
@@ -263,7 +266,7 @@ func TestOutcomes(t *testing.T) {
 		t.Fatalf("a write in flight on a stream that ended: %v", err)
 	}
 	// Once the peer is gone, the stream is unavailable, not a hang.
-	if _, err := c.Apply(ctxT(t), addr, 0, put("after", "")); !errors.Is(err, ErrUnavailable) {
+	if _, err := c.Apply(ctxT(t), addr, 0, 0, put("after", "")); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("after the server closed: %v", err)
 	}
 }
@@ -274,27 +277,27 @@ func TestReauthorizedOnChange(t *testing.T) {
 	node := newFakeNode()
 	_, addr := serve(t, node)
 	c, d := newClient(t, "s3cret")
-	if _, err := c.Apply(ctxT(t), addr, 0, put("a", "")); err != nil {
+	if _, err := c.Apply(ctxT(t), addr, 0, 0, put("a", "")); err != nil {
 		t.Fatal(err)
 	}
 	node.refuse.Store(true)
-	if _, err := c.Apply(ctxT(t), addr, 0, put("b", "")); err != nil {
+	if _, err := c.Apply(ctxT(t), addr, 0, 0, put("b", "")); err != nil {
 		t.Fatalf("nothing changed, no new check: %v", err)
 	}
 	node.gen.Add(1)
-	if _, err := c.Apply(ctxT(t), addr, 0, put("c", "")); !errors.Is(err, kv.ErrNoLeader) || node.count("c") != 0 {
+	if _, err := c.Apply(ctxT(t), addr, 0, 0, put("c", "")); !errors.Is(err, kv.ErrNoLeader) || node.count("c") != 0 {
 		t.Fatalf("after a change that removed the peer: %v (applied %d)", err, node.count("c"))
 	}
 	// The next call says hello again (its credential may have changed):
 	// refused now, it goes by HTTP; let in again, it streams.
-	if _, err := c.Apply(ctxT(t), addr, 0, put("d", "")); !errors.Is(err, ErrUnavailable) || d.dials.Load() != 2 {
+	if _, err := c.Apply(ctxT(t), addr, 0, 0, put("d", "")); !errors.Is(err, ErrUnavailable) || d.dials.Load() != 2 {
 		t.Fatalf("after the refusal: %v, %d dials", err, d.dials.Load())
 	}
 	node.refuse.Store(false)
 	c.mu.Lock()
 	delete(c.failed, addr) // (instead of waiting retryAfter)
 	c.mu.Unlock()
-	if _, err := c.Apply(ctxT(t), addr, 0, put("e", "")); err != nil || node.count("e") != 1 || d.dials.Load() != 3 {
+	if _, err := c.Apply(ctxT(t), addr, 0, 0, put("e", "")); err != nil || node.count("e") != 1 || d.dials.Load() != 3 {
 		t.Fatalf("let in again: %v, applied %d, %d dials", err, node.count("e"), d.dials.Load())
 	}
 }
@@ -310,7 +313,7 @@ func TestSilentStreamIsDropped(t *testing.T) {
 	c, d := newClient(t, "s3cret")
 	var offset atomic.Int64 // the client's clock runs ahead by this much
 	c.now = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
-	if _, err := c.Apply(ctxT(t), addr, 0, put("first", "")); err != nil {
+	if _, err := c.Apply(ctxT(t), addr, 0, 0, put("first", "")); err != nil {
 		t.Fatal(err)
 	}
 	// hang sends a write the peer never answers and gives up on it once
@@ -319,7 +322,7 @@ func TestSilentStreamIsDropped(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		result := make(chan error, 1)
-		go func() { _, err := c.Apply(ctx, addr, 0, put("hang", "")); result <- err }()
+		go func() { _, err := c.Apply(ctx, addr, 0, 0, put("hang", "")); result <- err }()
 		for key := range node.started {
 			if key == "hang" {
 				break
@@ -332,54 +335,66 @@ func TestSilentStreamIsDropped(t *testing.T) {
 	if err := hang(0); !errors.Is(err, kv.ErrUnknownOutcome) {
 		t.Fatalf("a held write given up at once: %v", err)
 	}
-	if _, err := c.Apply(ctxT(t), addr, 0, put("kept", "")); err != nil || d.dials.Load() != 1 {
+	if _, err := c.Apply(ctxT(t), addr, 0, 0, put("kept", "")); err != nil || d.dials.Load() != 1 {
 		t.Fatalf("after giving up on a fresh write: %v after %d dials", err, d.dials.Load())
 	}
 	if err := hang(time.Hour); !errors.Is(err, kv.ErrUnknownOutcome) {
 		t.Fatalf("a held write given up after an hour of silence: %v", err)
 	}
-	if _, err := c.Apply(ctxT(t), addr, 0, put("after", "")); err != nil || d.dials.Load() != 2 {
+	if _, err := c.Apply(ctxT(t), addr, 0, 0, put("after", "")); err != nil || d.dials.Load() != 2 {
 		t.Fatalf("after a silent stream: %v after %d dials", err, d.dials.Load())
 	}
 }
 
-// Each request names its raft group; a peer of the first version, which
-// names none, forwards to group 0.
+// Each request names its raft group and the range's generation as the
+// sender knows it; a peer of the first version, which names no group,
+// forwards to group 0, one of the second (no generation) with generation 0.
 func TestRequestsNameTheirGroup(t *testing.T) {
 	node := newFakeNode()
 	_, addr := serve(t, node)
 	c, _ := newClient(t, "s3cret")
 	for _, g := range []uint64{3, 0, 1 << 40} {
-		if _, err := c.Apply(ctxT(t), addr, g, put(fmt.Sprint("k", g), "")); err != nil {
+		if _, err := c.Apply(ctxT(t), addr, g, g+7, put(fmt.Sprint("k", g), "")); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// A version-1 client: hello, then one request without a group.
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	hello := append([]byte(preamble), appendFrame(nil, kindHello, uvarint(versionUngrouped), []byte("s3cret"))...)
-	req := appendFrame(nil, kindRequest, uvarint(1), uvarint(5000), put("v1", ""))
-	if _, err := conn.Write(append(hello, req...)); err != nil {
-		t.Fatal(err)
-	}
-	r := bufio.NewReader(conn)
-	var m [len(magic)]byte
-	if _, err := io.ReadFull(r, m[:]); err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []byte{kindAck, kindResponse} {
-		kind, body, err := readFrame(r, 1<<20)
-		if err != nil || kind != want {
-			t.Fatalf("frame %q (%q), %v; want %q", kind, body, err, want)
+	// Clients of the older versions: hello, then one request each.
+	for _, old := range []struct {
+		version uint64
+		fields  [][]byte
+	}{
+		{versionUngrouped, [][]byte{uvarint(1), uvarint(5000), put("v1", "")}},
+		{versionGrouped, [][]byte{uvarint(1), uvarint(5000), uvarint(9), put("v2", "")}},
+	} {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		hello := append([]byte(preamble), appendFrame(nil, kindHello, uvarint(old.version), []byte("s3cret"))...)
+		req := appendFrame(nil, kindRequest, old.fields...)
+		if _, err := conn.Write(append(hello, req...)); err != nil {
+			t.Fatal(err)
+		}
+		r := bufio.NewReader(conn)
+		var m [len(magic)]byte
+		if _, err := io.ReadFull(r, m[:]); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []byte{kindAck, kindResponse} {
+			kind, body, err := readFrame(r, 1<<20)
+			if err != nil || kind != want {
+				t.Fatalf("version %d: frame %q (%q), %v; want %q", old.version, kind, body, err, want)
+			}
 		}
 	}
 	node.mu.Lock()
 	defer node.mu.Unlock()
-	if want := []uint64{3, 0, 1 << 40, 0}; !reflect.DeepEqual(node.groups, want) {
+	if want := []uint64{3, 0, 1 << 40, 0, 9}; !reflect.DeepEqual(node.groups, want) {
 		t.Fatalf("groups %v, want %v", node.groups, want)
+	}
+	if want := []uint64{10, 7, 1<<40 + 7, 0, 0}; !reflect.DeepEqual(node.generations, want) {
+		t.Fatalf("generations %v, want %v", node.generations, want)
 	}
 }
 
@@ -415,7 +430,7 @@ func TestOldPeerRefusesVersion2(t *testing.T) {
 		}
 	}()
 	c, _ := newClient(t, "s3cret")
-	if _, err := c.Apply(ctxT(t), ln.Addr().String(), 0, put("a", "")); !errors.Is(err, ErrUnavailable) {
+	if _, err := c.Apply(ctxT(t), ln.Addr().String(), 0, 0, put("a", "")); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("refused by a version-1 peer: %v", err)
 	}
 	<-done

@@ -20,7 +20,7 @@ type Node interface {
 	// group it names (the command in the state machine's encoding, checked
 	// by the group), or refuses with kv.ErrNoLeader when this node does not
 	// lead that group.
-	ApplyForwarded(ctx context.Context, group uint64, command []byte) (*kv.Result, error)
+	ApplyForwarded(ctx context.Context, group, generation uint64, command []byte) (*kv.Result, error)
 	// MaxCommandBytes bounds a forwarded command's size.
 	MaxCommandBytes() int
 	// AuthorizePeer: may the other end (its TLS state, nil without TLS,
@@ -120,7 +120,7 @@ func (s *Server) serve(c net.Conn) {
 	}
 	cur := cursor{b: body}
 	peerVersion := cur.uvarint()
-	if cur.err != nil || (peerVersion != version && peerVersion != versionUngrouped) {
+	if cur.err != nil || (peerVersion != version && peerVersion != versionGrouped && peerVersion != versionUngrouped) {
 		s.ack(c, kv.Code(kv.ErrInvalid), fmt.Sprintf("unsupported forwarding protocol version %d", peerVersion))
 		return
 	}
@@ -164,9 +164,12 @@ func (s *Server) serve(c net.Conn) {
 		}
 		cur := cursor{b: body}
 		id, timeout := cur.uvarint(), cur.uvarint()
-		var group uint64
+		var group, generation uint64
 		if peerVersion != versionUngrouped {
 			group = cur.uvarint()
+		}
+		if peerVersion == version {
+			generation = cur.uvarint()
 		}
 		encoded := cur.rest()
 		if cur.err != nil {
@@ -186,20 +189,20 @@ func (s *Server) serve(c net.Conn) {
 		requests.Add(1)
 		go func() {
 			defer requests.Done()
-			res, err := s.apply(ctx, group, encoded, timeout)
+			res, err := s.apply(ctx, group, generation, encoded, timeout)
 			answer(out, ctx.Done(), id, res, err)
 		}()
 	}
 }
 
-func (s *Server) apply(ctx context.Context, group uint64, encoded []byte, timeoutMs uint64) (*kv.Result, error) {
+func (s *Server) apply(ctx context.Context, group, generation uint64, encoded []byte, timeoutMs uint64) (*kv.Result, error) {
 	d := s.fallback
 	if timeoutMs > 0 {
 		d = time.Duration(timeoutMs) * time.Millisecond
 	}
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	return s.node.ApplyForwarded(ctx, group, encoded)
+	return s.node.ApplyForwarded(ctx, group, generation, encoded)
 }
 
 // answer queues the answer to request id: its result, or its error by

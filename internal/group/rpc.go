@@ -24,7 +24,7 @@ func (n *PeerCalls) store() *Group { return (*Group)(n) }
 
 // ApplyForwarded is the second of the two places a write is checked: on
 // receipt from a peer (the first is Apply, where it enters the cluster).
-func (n *PeerCalls) ApplyForwarded(ctx context.Context, command []byte) (*kv.Result, error) {
+func (n *PeerCalls) ApplyForwarded(ctx context.Context, generation uint64, command []byte) (*kv.Result, error) {
 	s := n.store()
 	e, err := fsm.DecodeEntry(command)
 	if err != nil {
@@ -35,6 +35,9 @@ func (n *PeerCalls) ApplyForwarded(ctx context.Context, command []byte) (*kv.Res
 	}
 	if !s.IsLeader() {
 		return nil, fmt.Errorf("%w: %s is not the leader", kv.ErrNoLeader, s.addr)
+	}
+	if err := s.checkRoute(ctx, generation); err != nil {
+		return nil, err
 	}
 	return s.applyLocal(ctx, e)
 }

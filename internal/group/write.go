@@ -86,10 +86,11 @@ func (s *Group) forward(ctx context.Context, addr string, e *fsm.Entry) (*kv.Res
 	if !e.Kind.HasLegacyForm() {
 		command = fsm.EncodeEntry(e)
 	}
-	res, err := s.forwards.Apply(ctx, addr, s.cfg.ID, command)
+	generation := s.fsm.Descriptor().Generation // the route: the range as this replica has it
+	res, err := s.forwards.Apply(ctx, addr, s.cfg.ID, generation, command)
 	if errors.Is(err, fwdstream.ErrUnavailable) {
 		s.metrics.forwarded.WithLabelValues("apply_http").Inc()
-		return s.peers.Apply(ctx, addr, command)
+		return s.peers.Apply(ctx, addr, generation, command)
 	}
 	return res, err
 }
@@ -172,6 +173,28 @@ func (s *Group) withTimeout(ctx context.Context) (context.Context, context.Cance
 		return context.WithCancel(ctx)
 	}
 	return context.WithTimeout(ctx, s.cfg.ApplyTimeout)
+}
+
+// checkRoute checks a forwarded write's route, the generation of the range
+// on the node that sent it, against this leader's replica. A sender ahead
+// (it applied a split this leader's replica has not applied yet) makes the
+// leader wait for its replica, so that inSpan judges by the same span and
+// refuses, before the write takes a log entry, a key the split moved. A
+// sender behind learns, if a key moved, the range as it is now (inSpan).
+// 0: a sender of a release without generations.
+func (s *Group) checkRoute(ctx context.Context, generation uint64) error {
+	for generation > s.fsm.Descriptor().Generation {
+		changed := s.fsm.AppliedChanged()
+		if generation <= s.fsm.Descriptor().Generation {
+			break
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: the sender's route is generation %d of the range, this leader's replica has %s (%v)", kv.ErrNoLeader, generation, s.fsm.Descriptor(), ctx.Err())
+		}
+	}
+	return nil
 }
 
 // inSpan refuses, before it takes a log entry, a KV write for a key the

@@ -366,12 +366,12 @@ func namesMember(state *tls.ConnectionState, members []string) bool {
 // forwardTarget is the node as the forwarding streams' server sees it.
 type forwardTarget Node
 
-func (f *forwardTarget) ApplyForwarded(ctx context.Context, group uint64, command []byte) (*kv.Result, error) {
+func (f *forwardTarget) ApplyForwarded(ctx context.Context, group, generation uint64, command []byte) (*kv.Result, error) {
 	g, err := (*Node)(f).group(group)
 	if err != nil {
 		return nil, err
 	}
-	return g.ApplyForwarded(ctx, command)
+	return g.ApplyForwarded(ctx, generation, command)
 }
 
 func (f *forwardTarget) MaxCommandBytes() int { return f.cfg.MaxCommandBytes }

@@ -20,8 +20,8 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // fakeGroup answers a read index with its own number.
 type fakeGroup struct{ index uint64 }
 
-func (g fakeGroup) ApplyForwarded(context.Context, []byte) (*kv.Result, error) {
-	return &kv.Result{Index: g.index, OK: true}, nil
+func (g fakeGroup) ApplyForwarded(_ context.Context, generation uint64, _ []byte) (*kv.Result, error) {
+	return &kv.Result{Index: g.index + 1000*generation, OK: true}, nil
 }
 func (g fakeGroup) ReadIndex(context.Context, *peerrpc.Voucher) (uint64, error) { return g.index, nil }
 func (fakeGroup) Term(string) (uint64, error)                                   { return 1, nil }
@@ -79,8 +79,8 @@ func TestPeerCallsReachTheirGroup(t *testing.T) {
 		if err != nil || idx != 100+id {
 			t.Fatalf("group %d: read index %d, %v", id, idx, err)
 		}
-		res, err := n.Forwards().Apply(ctx, n.Addr(), id, []byte("any"))
-		if err != nil || res.Index != 100+id {
+		res, err := n.Forwards().Apply(ctx, n.Addr(), id, 3, []byte("any")) // generation 3 reaches the group
+		if err != nil || res.Index != 3100+id {
 			t.Fatalf("group %d: forwarded write answered %+v, %v", id, res, err)
 		}
 	}

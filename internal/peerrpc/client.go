@@ -117,9 +117,14 @@ func repeatable(err error) error {
 }
 
 // Apply forwards a write (in the state machine's encoding) to the leader
-// at addr.
-func (c *Client) Apply(ctx context.Context, addr string, body []byte) (*kv.Result, error) {
-	out, err := c.call(ctx, http.MethodPost, addr, "apply", bytes.NewReader(body), int64(len(body)))
+// at addr, with the range's generation as this node knows it (older
+// servers ignore it).
+func (c *Client) Apply(ctx context.Context, addr string, generation uint64, body []byte) (*kv.Result, error) {
+	path := "apply"
+	if generation != 0 {
+		path += "?generation=" + strconv.FormatUint(generation, 10)
+	}
+	out, err := c.call(ctx, http.MethodPost, addr, path, bytes.NewReader(body), int64(len(body)))
 	if err != nil {
 		return nil, err
 	}

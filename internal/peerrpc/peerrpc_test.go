@@ -21,11 +21,13 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 type fakeNode struct {
-	leader bool
-	asker  *Voucher
+	leader     bool
+	asker      *Voucher
+	generation uint64 // of the last forwarded write
 }
 
-func (f *fakeNode) ApplyForwarded(ctx context.Context, command []byte) (*kv.Result, error) {
+func (f *fakeNode) ApplyForwarded(ctx context.Context, generation uint64, command []byte) (*kv.Result, error) {
+	f.generation = generation
 	cmd, err := fsm.DecodeCommand(command)
 	if err == nil {
 		err = cmd.Validate(1024)
@@ -98,14 +100,14 @@ func TestProtocol(t *testing.T) {
 	addr := strings.TrimPrefix(srv.URL, "http://")
 	ctx := context.Background()
 
-	if res, err := c.Apply(ctx, addr, fsm.EncodeCommand(&kv.Command{Ops: []kv.Op{{Verb: kv.VerbSet, Key: "k", Value: []byte("v")}}})); err != nil || res.Index != 9 {
+	if res, err := c.Apply(ctx, addr, 5, fsm.EncodeCommand(&kv.Command{Ops: []kv.Op{{Verb: kv.VerbSet, Key: "k", Value: []byte("v")}}})); err != nil || res.Index != 9 || node.generation != 5 {
 		t.Fatalf("apply: %+v %v", res, err)
 	}
-	if _, err := c.Apply(ctx, addr, fsm.EncodeCommand(&kv.Command{Ops: []kv.Op{{Verb: kv.VerbSet, Key: ""}}})); !errors.Is(err, kv.ErrInvalid) {
+	if _, err := c.Apply(ctx, addr, 0, fsm.EncodeCommand(&kv.Command{Ops: []kv.Op{{Verb: kv.VerbSet, Key: ""}}})); !errors.Is(err, kv.ErrInvalid) {
 		t.Fatalf("an invalid forwarded command: %v", err)
 	}
 	node.leader = false
-	if _, err := c.Apply(ctx, addr, fsm.EncodeCommand(&kv.Command{Ops: []kv.Op{{Verb: kv.VerbSet, Key: "k"}}})); !errors.Is(err, kv.ErrNoLeader) {
+	if _, err := c.Apply(ctx, addr, 0, fsm.EncodeCommand(&kv.Command{Ops: []kv.Op{{Verb: kv.VerbSet, Key: "k"}}})); !errors.Is(err, kv.ErrNoLeader) {
 		t.Fatalf("apply on a non-leader: %v", err)
 	}
 	if idx, err := c.ReadIndex(ctx, addr, Voucher{ID: "n3", Term: 5}); err != nil || idx != 42 || node.asker == nil || *node.asker != (Voucher{"n3", 5}) {
@@ -145,7 +147,7 @@ func TestProtocol(t *testing.T) {
 	// Nothing listening: not sent, so not applied.
 	srv.Close()
 	c.Close() // no pooled connection left to fail after writing
-	if _, err := c.Apply(ctx, addr, fsm.EncodeCommand(&kv.Command{Ops: []kv.Op{{Verb: kv.VerbSet, Key: "k"}}})); !errors.Is(err, kv.ErrNoLeader) {
+	if _, err := c.Apply(ctx, addr, 0, fsm.EncodeCommand(&kv.Command{Ops: []kv.Op{{Verb: kv.VerbSet, Key: "k"}}})); !errors.Is(err, kv.ErrNoLeader) {
 		t.Fatalf("apply to a closed server: %v", err)
 	}
 }

@@ -58,7 +58,7 @@ type response struct {
 type Node interface {
 	// ApplyForwarded proposes a write sent by another node (the command in
 	// the state machine's encoding, checked by the group).
-	ApplyForwarded(ctx context.Context, command []byte) (*kv.Result, error)
+	ApplyForwarded(ctx context.Context, generation uint64, command []byte) (*kv.Result, error)
 	// ReadIndex confirms leadership (vouched for by asker, if not nil) and
 	// returns the index a read must wait for.
 	ReadIndex(ctx context.Context, asker *Voucher) (uint64, error)
@@ -137,7 +137,8 @@ func (h *server) apply(n Node, w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := bound(r, h.long)
 	defer cancel()
-	res, err := n.ApplyForwarded(ctx, body)
+	generation, _ := strconv.ParseUint(r.URL.Query().Get("generation"), 10, 64) // absent (an older node): 0
+	res, err := n.ApplyForwarded(ctx, generation, body)
 	write(w, response{Result: res}, err)
 }
 
