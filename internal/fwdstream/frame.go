@@ -47,8 +47,8 @@ const (
 	// versionGrouped is the second's, still served: its requests carry no
 	// generation.
 	versionGrouped = 2
-	preamble         = "RKVF/1\r\n"
-	magic            = "RKVF"
+	preamble       = "RKVF/1\r\n"
+	magic          = "RKVF"
 
 	kindHello    = 'H'
 	kindAck      = 'A'
