@@ -246,6 +246,16 @@ func ReplicaMarkEntry(server string, readReplica bool) *Entry {
 //	                | 2 sec:varint nsec:uvarint offset:varint (seconds east of UTC)
 //	strings := 0 (nil) | n+1:uvarint bytes*n
 //
+// The kinds of ranges (entry version 4; range-meta 5), in the same form:
+//
+//	split:           key newID:uvarint n:uvarint (node voter:bool)*n
+//	new-range-id:    (none)
+//	close:           at:uvarint
+//	session-release: id behavior lockDelay:varint(ns)
+//	release-done:    id
+//	keep-whole:      prefix keep:bool
+//	range-meta:      descriptor (rangemap's encoding, as bytes)
+//
 // KV entries are never written as v3, and v3 has no KV body: older nodes
 // must keep reading every KV write during a rolling upgrade.
 const entryV3 = 3
