@@ -41,6 +41,17 @@ func (s *RaftStore) openRanges() error {
 // knows them by; an empty d is a replica raft traffic asked for, which
 // gets its state from the range's leader.
 func (s *RaftStore) startRange(d rangemap.Descriptor) (*group.Group, error) {
+	if d.Empty() {
+		// The store may hold the range by now (its parent's split reached
+		// this node): then it starts as a replica of the split.
+		stored, ok, err := s.store.Descriptor(d.ID)
+		if err != nil {
+			return nil, fmt.Errorf("raftstore: range %d: %w", d.ID, err)
+		}
+		if ok {
+			d = stored
+		}
+	}
 	conf, err := s.group.Membership().Configuration(context.Background())
 	if err != nil {
 		return nil, err
@@ -53,10 +64,13 @@ func (s *RaftStore) startRange(d rangemap.Descriptor) (*group.Group, error) {
 	for _, r := range d.Replicas {
 		addr, ok := addrs[r.Node]
 		if !ok {
-			// No longer a member of range 0 (replaced since the split):
-			// the range's own raft state, if any, still names it.
-			s.node.Logger().Warn("a replica of the range is not a member any more", "range", d.ID, "replica", r.Node)
-			continue
+			// Not (or no longer) a member of range 0 as this node knows it:
+			// it stays in the configuration all replicas start from (they
+			// must agree on it; quorums are counted by ID), at an address
+			// nothing answers on, until the range's leader mirrors range
+			// 0's membership.
+			s.node.Logger().Warn("a replica of the range is not a member of range 0 here", "range", d.ID, "replica", r.Node)
+			addr = "unknown.invalid:0"
 		}
 		suffrage := raft.Nonvoter
 		if r.Voter {

@@ -72,6 +72,7 @@ type FSM struct {
 	// peerSecret caches PeerSecret once chosen ("" : ask Badger).
 	peerSecret atomic.Value
 	resuming   atomic.Bool
+	resumeFrom atomic.Uint64 // the raft index of the snapshot raft replays at start (see ResumeFrom)
 
 	metaMu    sync.Mutex // guards the bookkeeping below (see batch.go)
 	floor     uint64
@@ -148,6 +149,16 @@ func (f *FSM) ConfigIndex() uint64 { return f.confIndex.Load() }
 // rebuilding from the snapshot.
 func (f *FSM) SetResuming(v bool) { f.resuming.Store(v) }
 
+// ResumeFrom is SetResuming(true), knowing the raft index of the snapshot
+// raft replays: an operator's restore (a foreign snapshot, applied index
+// 0 in its header) this node finished and applied entries after (its
+// applied index at or past that raft index) is kept too, instead of being
+// restored again over what came after it (a split, say).
+func (f *FSM) ResumeFrom(snapshotIndex uint64) {
+	f.resumeFrom.Store(snapshotIndex)
+	f.resuming.Store(true)
+}
+
 // Apply implements raft.FSM.
 func (f *FSM) Apply(l *raft.Log) interface{} {
 	return f.ApplyBatch([]*raft.Log{l})[0]
@@ -183,7 +194,10 @@ func (f *FSM) applyRun(logs []*raft.Log, out []interface{}, limit int) int {
 		last = l.Index
 		if l.Type == raft.LogConfiguration {
 			b.confIndex = l.Index
-			if err := b.noteReplicas(txn, l.Data); err != nil {
+			if err := b.noteReplicas(txn, l.Data); errors.Is(err, badger.ErrTxnTooBig) && i > 0 {
+				txn.Discard()
+				return f.applyRun(logs, out, i) // the rest in a run of its own
+			} else if err != nil {
 				panic(fmt.Errorf("fsm: apply configuration at index %d: %w", l.Index, err)) // storage failure, as below
 			}
 			continue

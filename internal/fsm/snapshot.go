@@ -239,6 +239,13 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 			f.logger.Info("keeping local state, it is newer than the snapshot", "applied", f.applied.Load(), "snapshot", applied)
 			return false, nil
 		}
+		// A foreign snapshot at start-up: the restore finished here (no
+		// marker: Store.Range reset a state a restore left half done) and
+		// entries after it applied, whose raft indexes are past it.
+		if from := f.resumeFrom.Load(); f.resuming.Load() && applied == 0 && from > 0 && f.applied.Load() >= from {
+			f.logger.Info("keeping local state, it is newer than the restored backup", "applied", f.applied.Load(), "snapshot", from)
+			return false, nil
+		}
 		if applied == 0 && !f.resuming.Load() {
 			// A whole-keyspace backup restored into one range of several
 			// would put the other ranges' keys in it; a piece belongs to

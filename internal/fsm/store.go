@@ -219,6 +219,19 @@ func (s *Store) Ranges() ([]rangemap.Descriptor, error) {
 	return out, nil
 }
 
+// Descriptor returns range id's descriptor as the store holds it (ok
+// false: this node holds none of the range).
+func (s *Store) Descriptor(id uint64) (d rangemap.Descriptor, ok bool, err error) {
+	err = s.db.View(func(txn *badger.Txn) error {
+		got, err := readDescriptor(txn, newKeyspace(id))
+		if got != nil {
+			d, ok = *got, true
+		}
+		return err
+	})
+	return d, ok, err
+}
+
 // firstOtherStart is the lowest start of a range other than 0 with a
 // descriptor in the store (ok false: none).
 func firstOtherStart(txn *badger.Txn) (start string, ok bool, err error) {

@@ -50,6 +50,21 @@ func (g *Group) replaceBirth() {
 	})
 }
 
+// SnapshotSoon has this node, if it leads, take a snapshot of the range
+// now instead of at the next threshold: after a split, a replica that
+// lacks the range must get the range as it is now, not an older snapshot
+// that overlaps the new range (which it would refuse).
+func (g *Group) SnapshotSoon() {
+	if !g.IsLeader() || g.ctx.Err() != nil {
+		return
+	}
+	g.spawn(func() {
+		if err := g.raft.Snapshot().Error(); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
+			g.logger.Warn("cannot take a snapshot of the range after its split", "err", err)
+		}
+	})
+}
+
 // checkedSnapshots is raft's snapshot store, except that a snapshot
 // arriving from the leader is checked by the state machine from its first
 // bytes (fsm.CheckIncoming) and refused before raft keeps it: a snapshot

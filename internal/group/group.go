@@ -208,7 +208,9 @@ func Open(cfg Config, host Host) (_ *Group, err error) {
 		}
 		hasState = true
 	}
-	if !hasState && g.fsm.AppliedIndex() > 0 {
+	if !hasState && g.fsm.AppliedIndex() > 0 && !cfg.Uninitialized {
+		// (An empty replica raft traffic started may meanwhile have got
+		// the state its parent's split left: that is not a stale FSM.)
 		// The raft log is gone but the FSM is not (an operator wiped raft.db
 		// to rejoin): the new history's entries must not be skipped.
 		g.logger.Warn("no raft state but an FSM at an older index: dropping the FSM", "applied", g.fsm.AppliedIndex())
@@ -223,7 +225,11 @@ func Open(cfg Config, host Host) (_ *Group, err error) {
 			return nil, err
 		}
 	}
-	g.fsm.SetResuming(true)
+	if list, err := fileSnaps.List(); err == nil && len(list) > 0 {
+		g.fsm.ResumeFrom(list[0].Index) // the snapshot raft replays
+	} else {
+		g.fsm.SetResuming(true)
+	}
 	err = unpanic("raft", func() (err error) {
 		g.raft, err = raft.NewRaft(rc, g.fsm, g.logs, g.logStore, snaps, trans)
 		return err

@@ -87,6 +87,9 @@ func (s *Set) split(left, right rangemap.Descriptor) {
 		s.mu.Unlock()
 		return
 	}
+	if parent := s.groups[left.ID]; parent != nil {
+		parent.SnapshotSoon() // what a replica that lacks either half gets from now on
+	}
 	s.wg.Add(1) // under mu, before Close can wait
 	s.mu.Unlock()
 	go func() {
@@ -146,7 +149,7 @@ func (s *Set) Adopt(id uint64) bool {
 		s.mu.Unlock()
 		return true
 	}
-	empty := 0
+	empty := len(s.starting)
 	for _, g := range s.groups {
 		if !g.FSM().Initialized() {
 			empty++
