@@ -95,9 +95,9 @@ type batchState struct {
 	splits [][2]rangemap.Descriptor
 	// entries applied in the batch.
 	entries int
-	// unbounded: a split may move any number of records (applied in
-	// pieces, or in a scratch store cutting a backup: see restore.go).
-	unbounded bool
+	// pieces, set for a split applied on its own (applySplitInPieces),
+	// takes the bookkeeping it moves.
+	pieces *splitPieces
 }
 
 func (f *FSM) newBatch(txn *badger.Txn) *batchState {
@@ -110,7 +110,6 @@ func (f *FSM) newBatch(txn *badger.Txn) *batchState {
 		next:  map[byte]int64{kindTomb: f.next[kindTomb], kindIdem: f.next[kindIdem], kindDelay: f.next[kindDelay], kindDead: f.next[kindDead]},
 		now:   f.lastTime,
 		floor: f.floor, clockMode: f.clockMode,
-		unbounded: f.store.scratch,
 	}
 }
 

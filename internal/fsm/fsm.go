@@ -281,6 +281,9 @@ func (f *FSM) applyRun(logs []*raft.Log, out []interface{}, limit int) int {
 // are marked and forced, as before typed entries; an entry of another kind
 // cut short by a crash is applied again as it is.
 func (f *FSM) applyOversized(l *raft.Log, e *Entry) interface{} {
+	if e.Kind == KindSplit {
+		return f.applySplitInPieces(l, e)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var marker uint64
@@ -306,10 +309,8 @@ func (f *FSM) applyOversized(l *raft.Log, e *Entry) interface{} {
 			}
 		}
 	}
-	// Writes go to a WriteBatch, which splits as needed (a split in its
-	// order: see maxSplitMoves).
+	// Writes go to a WriteBatch, which splits as needed.
 	b := f.newBatch(view)
-	b.unbounded = true
 	wb := f.db.NewWriteBatch()
 	res, err := b.apply(wb, l.Index, e, force)
 	if err == nil {

@@ -87,15 +87,12 @@ func (f *FSM) OnRestored(fn func()) { f.onRestored.Store(&fn) }
 // lock-delays' places in the expiry queue, the idempotency records of
 // commands on them (with their queue entries), and session holds (locks
 // move with their keys); both halves keep the sessions the range let go
-// of. Both
-// halves count their own indexes from here (clockMode), from the split's
-// index.
+// of. Both halves count their own indexes from here (clockMode), from the
+// split's index.
 //
-// The writes are ordered so that a crash in the middle of an oversized
-// split (applied through a WriteBatch) leaves a state the replay finishes:
-// the moves first (each moves an entry out of the parent, so a replay
-// finds only what is left), the new range's state next, the parent's
-// shrunken descriptor last (until it is written the split still checks).
+// Up to maxSplitMoves records move in the batch's transaction. More (a
+// range under keyed writes) and the split is applied on its own, in
+// pieces (b.pieces, see applySplitInPieces).
 func (b *batchState) split(w writer, idx uint64, sp *Split) (any, error) {
 	keep, err := b.keptWhole()
 	if err != nil {
@@ -107,9 +104,29 @@ func (b *batchState) split(w writer, idx uint64, sp *Split) (any, error) {
 	}
 	left.Replicas, right.Replicas = sp.Replicas, sp.Replicas
 	child := newKeyspace(sp.NewID)
-	moved, copied, err := b.moveBookkeeping(w, child, right)
+	moves, moved, copied, err := b.planMoves(child, right)
 	if err != nil {
-		return nil, fmt.Errorf("split: move bookkeeping: %w", err)
+		return nil, fmt.Errorf("split: bookkeeping to move: %w", err)
+	}
+	switch {
+	case b.pieces != nil:
+		if err := b.pieces.copy(moves); err != nil {
+			return nil, fmt.Errorf("split: copy bookkeeping: %w", err)
+		}
+		b.pieces.child, b.pieces.moves = sp.NewID, moves
+	case len(moves) > maxSplitMoves:
+		return nil, fmt.Errorf("%d records to move: %w", len(moves), badger.ErrTxnTooBig) // applyRun sends it to applySplitInPieces
+	default:
+		for _, m := range moves {
+			if err := w.Set(m.to, m.value); err != nil {
+				return nil, err
+			}
+			if !m.keep {
+				if err := w.Delete(m.from); err != nil {
+					return nil, err
+				}
+			}
+		}
 	}
 	b.idemCount -= int64(moved)
 
@@ -180,26 +197,21 @@ func (b *batchState) keepWhole(w writer, idx uint64, k *KeepWhole) (any, error) 
 }
 
 // maxSplitMoves bounds the bookkeeping a split moves in the transaction
-// of its batch. A split that moves more (a range under keyed writes holds
-// an idempotency record per write of the last ten minutes) is applied on
-// its own, through a WriteBatch in several commits (applyOversized): each
-// record is written to the new range before it is deleted from the parent,
-// and the descriptors last, so that a crash part way leaves a state the
-// replay of the split finishes (the parent's descriptor still whole, the
-// split applies again and moves what is left).
+// of its batch, so that the split stays one commit, all of it or none.
 const maxSplitMoves = 1000
 
-// moveBookkeeping moves to the child what right's keys own in the parent's
-// range-local state, and returns how many idempotency records it moved and
-// how many it copied (records queued before the first split name no key:
+// move is one record of bookkeeping a split moves to the new range.
+type move struct {
+	from, to []byte
+	value    []byte
+	keep     bool // copy: the parent keeps it too
+}
+
+// planMoves lists what right's keys own in the parent's range-local
+// state, to move to the child, and how many idempotency records move and
+// how many are copied (records queued before the first split name no key:
 // both halves keep those).
-func (b *batchState) moveBookkeeping(w writer, child keyspace, right rangemap.Descriptor) (moved, copied int, err error) {
-	type move struct {
-		from, to []byte
-		value    []byte
-		keep     bool // copy: the parent keeps it too
-	}
-	var moves []move
+func (b *batchState) planMoves(child keyspace, right rangemap.Descriptor) (moves []move, moved, copied int, err error) {
 	for _, kind := range []byte{kindTomb, kindDelay, kindIdem, kindDead} {
 		prefix := []byte{expiryPrefix[0], kind}
 		err := b.eachLocal(prefix, func(k, v []byte) (bool, error) {
@@ -241,7 +253,7 @@ func (b *batchState) moveBookkeeping(w writer, child keyspace, right rangemap.De
 			return true, nil
 		})
 		if err != nil {
-			return 0, 0, err
+			return nil, 0, 0, err
 		}
 	}
 	err = b.eachLocal(holdsPrefix, func(k, _ []byte) (bool, error) {
@@ -250,23 +262,7 @@ func (b *batchState) moveBookkeeping(w writer, child keyspace, right rangemap.De
 		}
 		return true, nil
 	})
-	if err != nil {
-		return 0, 0, err
-	}
-	if len(moves) > maxSplitMoves && !b.unbounded {
-		return 0, 0, fmt.Errorf("%d records to move: %w", len(moves), badger.ErrTxnTooBig) // to applyOversized
-	}
-	for _, m := range moves {
-		if err := w.Set(m.to, m.value); err != nil {
-			return 0, 0, err
-		}
-		if !m.keep {
-			if err := w.Delete(m.from); err != nil {
-				return 0, 0, err
-			}
-		}
-	}
-	return moved, copied, nil
+	return moves, moved, copied, err
 }
 
 // eachLocal calls fn with every range-local key under name (without the

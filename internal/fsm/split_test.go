@@ -688,3 +688,77 @@ func TestKeptWholePrefixIsNeverCut(t *testing.T) {
 	mustResult(t, apply(r3, 4, KeepWholeEntry("users/", false)))
 	mustResult(t, apply(r3, 5, SplitEntry(Split{Key: "users/x/", NewID: 5, Replicas: threeReplicas})))
 }
+
+// A split applied in pieces that a crash cuts short after its commit (the
+// parent has not deleted the moved records yet) is finished when the range
+// opens again: the parent keeps nothing of the new range's, the new range
+// has it all.
+func TestSplitInPiecesFinishedAfterACrash(t *testing.T) {
+	dir := t.TempDir()
+	s, err := OpenStore(dir, Options{Small: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r0, err := s.Range(0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs []*raft.Log
+	for i := range maxSplitMoves + 200 {
+		logs = append(logs, timed(uint64(len(logs)+1), 0, fmt.Sprintf("key-%d", i), set(fmt.Sprintf("z/%05d", i), "x")))
+	}
+	for _, r := range r0.ApplyBatch(logs) {
+		mustResult(t, r)
+	}
+	mustResult(t, r0.ApplyBatch([]*raft.Log{splitLog(uint64(len(logs)+1), time.Second, "m/", 3)})[0]) // copies: before the first split, records name no key
+	r3, err := s.Range(3, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Keyed writes in range 3 (their records name their key), then a split
+	// of range 3 that moves more than a batch holds, cut short.
+	logs = nil
+	for i := range maxSplitMoves + 200 {
+		logs = append(logs, timed(uint64(BirthIndex+len(logs)+1), 2*time.Second, fmt.Sprintf("key3-%d", i), set(fmt.Sprintf("z/%05d", i), "y")))
+	}
+	for _, r := range r3.ApplyBatch(logs) {
+		mustResult(t, r)
+	}
+	crash := errors.New("crash")
+	afterSplitCommit = func() { panic(crash) }
+	func() {
+		defer func() {
+			if r := recover(); r != crash {
+				t.Fatalf("the split did not reach the crash point: %v", r)
+			}
+		}()
+		r3.ApplyBatch([]*raft.Log{splitLog(uint64(BirthIndex+len(logs)+1), 3*time.Second, "z/", 5)})
+	}()
+	afterSplitCommit = nil
+	_ = r3.Close()
+	_ = r0.Close()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = openStore(t, dir)
+	r3 = openRange(t, s, 3)
+	r5 := openRange(t, s, 5)
+	var s3, s5 bytes.Buffer
+	if _, err := r3.WriteSnapshot(&s3); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r5.WriteSnapshot(&s5); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(s3.Bytes(), []byte("key3-7")) || !bytes.Contains(s5.Bytes(), []byte("key3-7")) {
+		t.Fatal("after the restart, the parent still holds an idempotency record it moved, or the new range lacks it")
+	}
+	if d := r3.Descriptor(); d.End != "z/" {
+		t.Fatalf("the parent after the restart: %s", d)
+	}
+	retry := mustResult(t, r5.ApplyBatch([]*raft.Log{timed(BirthIndex+1, 4*time.Second, "key3-1207", set("z/01207", "y"))})[0])
+	if e := mustGet(t, r5, "z/01207"); retry.Index != e.ModifyIndex {
+		t.Fatalf("a retried keyed write after the restart: answered %d, the key at %d", retry.Index, e.ModifyIndex)
+	}
+}

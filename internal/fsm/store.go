@@ -125,6 +125,9 @@ func (s *Store) open(id uint64, notify ChangeNotifier, uninitialized bool) (*FSM
 			return nil, fmt.Errorf("fsm: %w", err)
 		}
 	}
+	if err := f.finishSplit(); err != nil {
+		return nil, fmt.Errorf("fsm: range %d: finish a split: %w", id, err)
+	}
 	s.ranges[id] = f
 	return f, nil
 }
