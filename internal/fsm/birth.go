@@ -67,11 +67,15 @@ func (f *FSM) CheckIncoming(head []byte) error {
 	if !ok {
 		return nil // range 0 before any split: it holds every key there is
 	}
-	if other, ok := f.store.overlapping(f.ks.id, d); ok {
+	if other, ok := f.store.claim(f.ks.id, d); !ok {
 		return fmt.Errorf("%w: a snapshot of %s, but this node's %s still holds keys of it (it has not applied the split yet)", errNotYet, d, other)
 	}
 	return nil
 }
+
+// ReleaseClaim ends the claim CheckIncoming made on the incoming
+// snapshot's span: its restore is over, or raft dropped it.
+func (f *FSM) ReleaseClaim() { f.store.release(f.ks.id) }
 
 // firstRecordDescriptor reads the range descriptor a snapshot starts with
 // (writeSnapshot puts it first).
@@ -96,9 +100,12 @@ func firstRecordDescriptor(r *bufio.Reader, ks keyspace) (rangemap.Descriptor, b
 // from the split that made it here or from a snapshot.
 func (f *FSM) Initialized() bool { return !f.span.Load().Empty() }
 
-// overlapping returns another open range of the store whose span shares
-// keys with d.
-func (s *Store) overlapping(id uint64, d rangemap.Descriptor) (rangemap.Descriptor, bool) {
+// claim reserves span d for range id's incoming snapshot, unless another
+// range of the store holds keys of it, or has claimed some for a snapshot
+// of its own being received or restored (two empty replicas, a parent's
+// older snapshot and its child's, must not both write the same keys). It
+// returns the range in the way.
+func (s *Store) claim(id uint64, d rangemap.Descriptor) (rangemap.Descriptor, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for other, f := range s.ranges {
@@ -106,10 +113,23 @@ func (s *Store) overlapping(id uint64, d rangemap.Descriptor) (rangemap.Descript
 			continue
 		}
 		if span := f.span.Load(); span != nil && span.Overlaps(d) {
-			return span.Clone(), true
+			return span.Clone(), false
+		}
+		if c, ok := s.claims[other]; ok && c.Overlaps(d) {
+			return c.Clone(), false
 		}
 	}
-	return rangemap.Descriptor{}, false
+	if s.claims == nil {
+		s.claims = map[uint64]rangemap.Descriptor{}
+	}
+	s.claims[id] = d
+	return rangemap.Descriptor{}, true
+}
+
+func (s *Store) release(id uint64) {
+	s.mu.Lock()
+	delete(s.claims, id)
+	s.mu.Unlock()
 }
 
 // isBirthSnapshot peeks at a stream for the birth magic.

@@ -162,3 +162,50 @@ func TestRangeMapCopy(t *testing.T) {
 		t.Fatal("the copy is not in range 0's snapshots, or is in what a restore takes")
 	}
 }
+
+// Two empty replicas must not take overlapping snapshots at once (a
+// parent's older one, its child's newer one): the first checked claims its
+// span until its restore is over.
+func TestIncomingSnapshotsClaimTheirSpan(t *testing.T) {
+	a := openStore(t, t.TempDir())
+	a0 := openRange(t, a, 0)
+	mustResult(t, a0.ApplyBatch([]*raft.Log{timed(1, 0, "", set("z/1", "z")), splitLog(2, time.Second, "m/", 7)})[0])
+	a7 := openRange(t, a, 7)
+	mustResult(t, a7.ApplyBatch([]*raft.Log{timed(2, 2*time.Second, "", set("z/2", "z"))})[0])
+	var parent, child bytes.Buffer
+	if _, err := a7.WriteSnapshot(&parent); err != nil { // before its split: ["m/", ∞)
+		t.Fatal(err)
+	}
+	mustResult(t, a7.ApplyBatch([]*raft.Log{splitLog(3, 3*time.Second, "t/", 9)})[0])
+	a9 := openRange(t, a, 9)
+	mustResult(t, a9.ApplyBatch([]*raft.Log{timed(2, 4*time.Second, "", set("z/3", "z"))})[0])
+	if _, err := a9.WriteSnapshot(&child); err != nil {
+		t.Fatal(err)
+	}
+
+	b := openStore(t, t.TempDir())
+	b0 := openRange(t, b, 0)
+	mustResult(t, b0.ApplyBatch([]*raft.Log{timed(1, 0, "", set("z/1", "z")), splitLog(2, time.Second, "m/", 7)})[0])
+	empty := func(id uint64) *FSM {
+		f, err := b.Replica(id, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = f.Close() })
+		return f
+	}
+	b7, b9 := empty(7), empty(9)
+	if err := b7.Reset(); err != nil { // empty, as on a node that missed the split
+		t.Fatal(err)
+	}
+	if err := b7.CheckIncoming(parent.Bytes()); err != nil {
+		t.Fatalf("the parent's snapshot refused: %v", err)
+	}
+	if err := b9.CheckIncoming(child.Bytes()); err == nil {
+		t.Fatal("the child's snapshot taken while the parent's, overlapping it, is claimed")
+	}
+	b7.ReleaseClaim()
+	if err := b9.CheckIncoming(child.Bytes()); err != nil {
+		t.Fatalf("the child's snapshot refused once the parent's claim ended: %v", err)
+	}
+}

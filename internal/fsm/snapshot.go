@@ -203,6 +203,7 @@ func CopyForRestore(dst io.Writer, src io.Reader) error {
 // that raft restores the snapshot again.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
+	defer f.ReleaseClaim()
 	src := bufio.NewReaderSize(rc, SnapshotHeadBytes)
 	if isBirthSnapshot(src) {
 		return f.restoreBirth()

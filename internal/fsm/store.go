@@ -29,6 +29,9 @@ type Store struct {
 	shut   bool
 
 	scratch bool // see OpenScratch
+	// claims are the spans of snapshots being received or restored, by
+	// range (see claim).
+	claims map[uint64]rangemap.Descriptor
 }
 
 // OpenStore opens (or creates) the Badger database in dir, after checking
@@ -150,6 +153,7 @@ func (s *Store) reload(id uint64) {
 func (s *Store) forget(id uint64) {
 	s.mu.Lock()
 	delete(s.ranges, id)
+	delete(s.claims, id)
 	s.mu.Unlock()
 }
 

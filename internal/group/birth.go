@@ -71,7 +71,8 @@ func (g *Group) SnapshotSoon() {
 // kept but not restorable would stop the group at its next start.
 type checkedSnapshots struct {
 	raft.SnapshotStore
-	check func(head []byte) error
+	check   func(head []byte) error
+	release func() // ends what a check claimed, for a snapshot raft drops
 }
 
 func (s checkedSnapshots) Create(version raft.SnapshotVersion, index, term uint64, conf raft.Configuration, confIndex uint64, trans raft.Transport) (raft.SnapshotSink, error) {
@@ -79,12 +80,13 @@ func (s checkedSnapshots) Create(version raft.SnapshotVersion, index, term uint6
 	if err != nil {
 		return nil, err
 	}
-	return &checkedSink{SnapshotSink: sink, check: s.check}, nil
+	return &checkedSink{SnapshotSink: sink, check: s.check, release: s.release}, nil
 }
 
 type checkedSink struct {
 	raft.SnapshotSink
 	check   func(head []byte) error
+	release func()
 	head    bytes.Buffer
 	checked bool
 }
@@ -107,7 +109,17 @@ func (s *checkedSink) Close() error {
 			return err
 		}
 	}
-	return s.SnapshotSink.Close()
+	err := s.SnapshotSink.Close()
+	if err != nil {
+		s.release() // not kept: raft will not restore it
+	}
+	return err
+}
+
+// Cancel drops the snapshot (raft's own failures, or a refusal).
+func (s *checkedSink) Cancel() error {
+	s.release()
+	return s.SnapshotSink.Cancel()
 }
 
 func (s *checkedSink) verify() error {

@@ -158,7 +158,7 @@ func Open(cfg Config, host Host) (_ *Group, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("group: snapshot store: %w", err)
 	}
-	snaps := checkedSnapshots{SnapshotStore: fileSnaps, check: g.fsm.CheckIncoming}
+	snaps := checkedSnapshots{SnapshotStore: fileSnaps, check: g.fsm.CheckIncoming, release: g.fsm.ReleaseClaim}
 	g.snaps = snaps
 	layer, err := host.RaftLayer(cfg.ID)
 	if err != nil {
