@@ -209,3 +209,43 @@ func sameAsRangeMap(t *testing.T, s *RaftStore) error {
 	}
 	return nil
 }
+
+// A node that holds no replica of a range (here: one that refuses to start
+// them) still takes writes for its keys: it routes them by the meta
+// range's copy of the range map to the range's leader, and lists the range
+// from the copy.
+func TestWritesThroughANodeWithoutTheRange(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	for _, at := range []string{"m/", "t/"} {
+		if _, err := c.nodes[0].SplitRange(ctx(t), at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n4 := c.add()
+	c.nodes[n4].node.OnUnknownGroup(func(uint64) bool { return false }) // it never holds ranges but 0
+	c.waitVoters(4)
+	// (Replaying range 0's log, the new node applies the first split and
+	// starts that range from its birth; the second split is in that
+	// range's log, so the range from "t/" is one it never holds.)
+	waitFor(t, 20*time.Second, "the range map on the new node", func() error {
+		rs, err := c.nodes[n4].Ranges(ctx(t))
+		if err != nil {
+			return err
+		}
+		if len(rs) != 3 || rs[2].Start != "t/" || !rs[2].FromMeta {
+			return fmt.Errorf("ranges %+v", rs)
+		}
+		return nil
+	})
+	for _, k := range []string{"a/1", "n/1", "z/1"} {
+		wctx, cancel := context.WithTimeout(ctx(t), 10*time.Second)
+		_, err := c.nodes[n4].Set(wctx, k, []byte("via-n4"))
+		cancel()
+		if err != nil {
+			t.Fatalf("write %s through the node without its range: %v", k, err)
+		}
+		if got := mustGetValue(t, c.nodes[0], k); got != "via-n4" {
+			t.Fatalf("%s = %q", k, got)
+		}
+	}
+}

@@ -46,6 +46,7 @@ type Group struct {
 	raft      *raft.Raft
 	fsm       *fsm.FSM
 	snaps     raft.SnapshotStore
+	host      Host
 	logStore  logstore.Store
 	logs      raft.LogStore    // the cache in front of logStore
 	disk      *diskguard.Guard // the data dir's free space, and its reserve
@@ -251,6 +252,7 @@ func Open(cfg Config, host Host) (_ *Group, err error) {
 
 	g.peers = host.Peers(cfg.ID)
 	g.forwards = host.Forwards()
+	g.host = host
 	g.metrics = newMetrics(g.watch.Len)
 	g.metrics.registry.MustRegister(newRaftGauges(g))
 	g.pilot = autopilot.New(g.raft, (*pilotNode)(g), autopilot.Config{

@@ -95,6 +95,46 @@ func (s *Group) forward(ctx context.Context, addr string, e *fsm.Entry) (*kv.Res
 	return res, err
 }
 
+// ProposeElsewhere runs a KV entry on a range this node holds no replica
+// of (yet: a node that just joined), known from the meta range's copy of
+// the range map: it is checked as Propose checks it, then sent to the
+// range's replicas at addrs in turn, with the copy's generation as its
+// route, until one that leads the range answers. A replica that does not
+// lead it refuses without doing anything (kv.ErrNoLeader), so trying the
+// next one is safe; any other answer, an unknown outcome included, is
+// returned as it is. All refusing: kv.ErrNoLeader.
+func (s *Group) ProposeElsewhere(ctx context.Context, group, generation uint64, addrs []string, e *fsm.Entry) (*kv.Result, error) {
+	if err := e.Validate(s.limits()); err != nil {
+		return nil, err
+	}
+	if check := kv.CheckOf(ctx); check != nil && e.Kind == fsm.KindKV {
+		if err := check(e.KV.Ops); err != nil {
+			return nil, err
+		}
+	}
+	command := fsm.EncodeLegacyEntry(e)
+	if !e.Kind.HasLegacyForm() {
+		command = fsm.EncodeEntry(e)
+	}
+	err := fmt.Errorf("%w: range %d has no replica to ask", kv.ErrNoLeader, group)
+	for _, addr := range addrs {
+		cctx, cancel := context.WithTimeout(ctx, s.forwardTimeout())
+		var res *kv.Result
+		res, err = s.forwards.Apply(cctx, addr, group, generation, command)
+		if errors.Is(err, fwdstream.ErrUnavailable) {
+			res, err = s.host.Peers(group).Apply(cctx, addr, generation, command)
+		}
+		cancel()
+		if !errors.Is(err, kv.ErrNoLeader) {
+			if err == nil {
+				s.metrics.forwarded.WithLabelValues("apply_elsewhere").Inc()
+			}
+			return res, err
+		}
+	}
+	return nil, err
+}
+
 // applyLocal proposes e on this node, which believes it leads. The
 // leader stamps the time itself, whatever the caller sent: the state
 // machine's clock (expiry of tombstones and idempotency keys) must not be

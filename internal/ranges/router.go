@@ -69,7 +69,9 @@ func (s *Set) Apply(ctx context.Context, cmd *kv.Command) (res *kv.Result, err e
 			return true, nil
 		}
 		if !routed {
-			return false, nil
+			var elsewhere bool
+			res, elsewhere, err = s.applyElsewhere(ctx, cmd)
+			return elsewhere, err
 		}
 		if res, err = s.checkSessions(ctx, at, cmd); res != nil || err != nil {
 			return true, err
