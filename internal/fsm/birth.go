@@ -48,34 +48,66 @@ const SnapshotHeadBytes = 64 << 10
 // the parent's own snapshot, first: TiKV refuses overlapping snapshots the
 // same way). A refusal makes the leader try again later.
 func (f *FSM) CheckIncoming(head []byte) error {
+	_, err := f.ClaimIncoming(head)
+	return err
+}
+
+// ClaimIncoming is CheckIncoming, saying whether it claimed the span of
+// the snapshot (then ReleaseClaim ends the claim once the snapshot is
+// restored or dropped).
+func (f *FSM) ClaimIncoming(head []byte) (claimed bool, err error) {
 	if bytes.HasPrefix(head, birthMagic) {
 		if f.Initialized() {
-			return nil
+			return false, nil
 		}
-		return fmt.Errorf("%w: range %d's birth snapshot holds no data, and this replica holds none of the range yet", errNotYet, f.ks.id)
+		return false, fmt.Errorf("%w: range %d's birth snapshot holds no data, and this replica holds none of the range yet", errNotYet, f.ks.id)
 	}
 	r := bufio.NewReader(bytes.NewReader(head))
 	magic := make([]byte, len(snapMagic))
 	if _, err := io.ReadFull(r, magic); err != nil || !bytes.Equal(magic, snapMagic) {
-		return nil // not ours to judge here: Restore reports what is wrong with it
+		return false, nil // not ours to judge here: Restore reports what is wrong with it
 	}
 	applied, err := binary.ReadUvarint(r)
 	if err != nil || applied == 0 || applied <= f.applied.Load() {
-		return nil // a foreign restore (its own checks), or not newer than what this replica has
+		return false, nil // a foreign restore (its own checks), or not newer than what this replica has
 	}
 	d, ok := firstRecordDescriptor(r, f.ks)
 	if !ok {
-		return nil // range 0 before any split: it holds every key there is
+		return false, nil // range 0 before any split: it holds every key there is
 	}
 	if other, ok := f.store.claim(f.ks.id, d); !ok {
-		return fmt.Errorf("%w: a snapshot of %s, but this node's %s still holds keys of it (it has not applied the split yet)", errNotYet, d, other)
+		return false, fmt.Errorf("%w: a snapshot of %s, but this node's %s still holds keys of it (it has not applied the split yet)", errNotYet, d, other)
 	}
-	return nil
+	return true, nil
 }
 
 // ReleaseClaim ends the claim CheckIncoming made on the incoming
 // snapshot's span: its restore is over, or raft dropped it.
 func (f *FSM) ReleaseClaim() { f.store.release(f.ks.id) }
+
+// Outdated reports whether a snapshot, from its first bytes, is range id's
+// birth snapshot or holds a span other than the range's now: then it is
+// not what a replica that lacks the range should get (it would refuse an
+// overlap, or hold keys the range gave away).
+func (f *FSM) Outdated(head []byte) bool {
+	if bytes.HasPrefix(head, birthMagic) {
+		return true
+	}
+	r := bufio.NewReader(bytes.NewReader(head))
+	magic := make([]byte, len(snapMagic))
+	if _, err := io.ReadFull(r, magic); err != nil || !bytes.Equal(magic, snapMagic) {
+		return false
+	}
+	if _, err := binary.ReadUvarint(r); err != nil {
+		return false
+	}
+	d, ok := firstRecordDescriptor(r, f.ks)
+	if !ok {
+		return false // range 0 before any split
+	}
+	now := f.span.Load()
+	return d.Start != now.Start || d.End != now.End
+}
 
 // firstRecordDescriptor reads the range descriptor a snapshot starts with
 // (writeSnapshot puts it first).

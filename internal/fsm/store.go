@@ -128,10 +128,16 @@ func (s *Store) open(id uint64, notify ChangeNotifier, uninitialized bool) (*FSM
 			return nil, fmt.Errorf("fsm: %w", err)
 		}
 	}
-	if err := f.finishSplit(); err != nil {
+	s.ranges[id] = f
+	s.mu.Unlock()
+	// Outside the lock: it may delete many records, and other ranges
+	// claim snapshots meanwhile.
+	err := f.finishSplit()
+	s.mu.Lock()
+	if err != nil {
+		delete(s.ranges, id)
 		return nil, fmt.Errorf("fsm: range %d: finish a split: %w", id, err)
 	}
-	s.ranges[id] = f
 	return f, nil
 }
 

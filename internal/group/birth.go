@@ -32,22 +32,27 @@ func writeBirth(snaps raft.SnapshotStore, trans raft.Transport, id uint64, serve
 	return nil
 }
 
-// replaceBirth takes a real snapshot on a range's new leader whose newest
-// snapshot is still its birth snapshot, so that what it sends a replica
-// that lacks the range is the range's state.
-func (g *Group) replaceBirth() {
-	if g.cfg.ID == 0 {
-		return
-	}
+// freshenSnapshot takes a snapshot on a range's new leader whose newest
+// snapshot is its birth snapshot or holds another span than the range has
+// now (taken before a split), so that what it sends a replica that lacks
+// the range is the range as it is (a replica refuses a snapshot that
+// overlaps a range it holds).
+func (g *Group) freshenSnapshot() {
 	list, err := g.snaps.List()
-	if err != nil || len(list) == 0 || list[0].Index != fsm.BirthIndex {
+	if err != nil || len(list) == 0 {
 		return
 	}
-	g.spawn(func() {
-		if err := g.raft.Snapshot().Error(); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
-			g.logger.Warn("cannot replace the range's birth snapshot yet", "err", err)
-		}
-	})
+	_, rc, err := g.snaps.Open(list[0].ID)
+	if err != nil {
+		return
+	}
+	head := make([]byte, fsm.SnapshotHeadBytes)
+	n, _ := io.ReadFull(rc, head)
+	rc.Close()
+	if !g.fsm.Outdated(head[:n]) {
+		return
+	}
+	g.SnapshotSoon()
 }
 
 // SnapshotSoon has this node, if it leads, take a snapshot of the range
@@ -71,7 +76,7 @@ func (g *Group) SnapshotSoon() {
 // kept but not restorable would stop the group at its next start.
 type checkedSnapshots struct {
 	raft.SnapshotStore
-	check   func(head []byte) error
+	check   func(head []byte) (claimed bool, err error)
 	release func() // ends what a check claimed, for a snapshot raft drops
 }
 
@@ -85,10 +90,11 @@ func (s checkedSnapshots) Create(version raft.SnapshotVersion, index, term uint6
 
 type checkedSink struct {
 	raft.SnapshotSink
-	check   func(head []byte) error
+	check   func(head []byte) (claimed bool, err error)
 	release func()
 	head    bytes.Buffer
 	checked bool
+	claimed bool // this sink's check claimed the span: it ends the claim if raft drops the snapshot
 }
 
 func (s *checkedSink) Write(p []byte) (int, error) {
@@ -110,7 +116,7 @@ func (s *checkedSink) Close() error {
 		}
 	}
 	err := s.SnapshotSink.Close()
-	if err != nil {
+	if err != nil && s.claimed {
 		s.release() // not kept: raft will not restore it
 	}
 	return err
@@ -118,13 +124,16 @@ func (s *checkedSink) Close() error {
 
 // Cancel drops the snapshot (raft's own failures, or a refusal).
 func (s *checkedSink) Cancel() error {
-	s.release()
+	if s.claimed {
+		s.release()
+	}
 	return s.SnapshotSink.Cancel()
 }
 
 func (s *checkedSink) verify() error {
 	s.checked = true
-	err := s.check(s.head.Bytes())
+	claimed, err := s.check(s.head.Bytes())
+	s.claimed = claimed
 	s.head = bytes.Buffer{}
 	if err != nil {
 		_ = s.SnapshotSink.Cancel()

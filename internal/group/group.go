@@ -159,7 +159,7 @@ func Open(cfg Config, host Host) (_ *Group, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("group: snapshot store: %w", err)
 	}
-	snaps := checkedSnapshots{SnapshotStore: fileSnaps, check: g.fsm.CheckIncoming, release: g.fsm.ReleaseClaim}
+	snaps := checkedSnapshots{SnapshotStore: fileSnaps, check: g.fsm.ClaimIncoming, release: g.fsm.ReleaseClaim}
 	g.snaps = snaps
 	layer, err := host.RaftLayer(cfg.ID)
 	if err != nil {
@@ -296,7 +296,7 @@ func OpenStore(dataDir string, logger *slog.Logger, small bool) (store *fsm.Stor
 // node's readiness and its removal, and the -join requests.
 func (g *Group) Start() {
 	g.startOnce.Do(func() {
-		g.Attach(Hooks{Led: g.replaceBirth})
+		g.Attach(Hooks{Led: g.freshenSnapshot})
 		g.attachAutopilot()
 		g.spawn(func() { g.watchLeadership(g.notify) })
 		g.spawn(func() { leaderwatch.Run(g.raft, g.leaders, g.cfg.HeartbeatTimeout/10, g.raftDone) })

@@ -218,23 +218,32 @@ func (s *Group) withTimeout(ctx context.Context) (context.Context, context.Cance
 // checkRoute checks a forwarded write's route, the generation of the range
 // on the node that sent it, against this leader's replica. A sender ahead
 // (it applied a split this leader's replica has not applied yet) makes the
-// leader wait for its replica, so that inSpan judges by the same span and
-// refuses, before the write takes a log entry, a key the split moved. A
+// leader wait for its replica, a heartbeat timeout at most, so that inSpan
+// judges by the same span and refuses, before the write takes a log entry,
+// a key the split moved. The wait is bounded because generations are a
+// hint, not a guarantee (a replica restored from a backup keeps its own):
+// the state machine checks every key against its span at apply anyway. A
 // sender behind learns, if a key moved, the range as it is now (inSpan).
 // 0: a sender of a release without generations.
-func (s *Group) checkRoute(ctx context.Context, generation uint64) error {
+func (s *Group) checkRoute(ctx context.Context, generation uint64) {
+	if generation <= s.fsm.Descriptor().Generation {
+		return
+	}
+	t := time.NewTimer(s.cfg.HeartbeatTimeout)
+	defer t.Stop()
 	for generation > s.fsm.Descriptor().Generation {
 		changed := s.fsm.AppliedChanged()
 		if generation <= s.fsm.Descriptor().Generation {
-			break
+			return
 		}
 		select {
 		case <-changed:
+		case <-t.C:
+			return
 		case <-ctx.Done():
-			return fmt.Errorf("%w: the sender's route is generation %d of the range, this leader's replica has %s (%v)", kv.ErrNoLeader, generation, s.fsm.Descriptor(), ctx.Err())
+			return
 		}
 	}
-	return nil
 }
 
 // inSpan refuses, before it takes a log entry, a KV write for a key the
