@@ -185,6 +185,10 @@ func (s *Group) LeaderMeta() (knownLeader bool, lastContact time.Duration) {
 	return addr != "", s.LastContact()
 }
 
+// MaxLeaderless is how long a request waits for a leader none is known of
+// (see maxLeaderless).
+func (s *Group) MaxLeaderless() time.Duration { return s.maxLeaderless() }
+
 // LastContact is how long ago this node last heard from the leader (0 on
 // the leader itself).
 func (s *Group) LastContact() time.Duration { return max(s.sinceLeader(), 0) }

@@ -117,6 +117,8 @@ func (s *Group) ProposeElsewhere(ctx context.Context, group, generation uint64, 
 		command = fsm.EncodeEntry(e)
 	}
 	err := fmt.Errorf("%w: range %d has no replica to ask", kv.ErrNoLeader, group)
+	ctx, cancel := context.WithTimeout(ctx, s.forwardTimeout()) // for all of them: a node cut off answers fast
+	defer cancel()
 	for _, addr := range addrs {
 		cctx, cancel := context.WithTimeout(ctx, s.forwardTimeout())
 		var res *kv.Result

@@ -294,6 +294,15 @@ func (s *Set) retry(ctx context.Context, attempt func(v []local, changed <-chan 
 		if routed && !errors.Is(err, kv.ErrRangeMoved) {
 			return err
 		}
+		if known, since := s.meta.LeaderMeta(); !known && since >= s.meta.MaxLeaderless() {
+			// No leader of range 0 for as long as a request waits for one:
+			// this node is cut off from the majority, and answers at once,
+			// as a range it holds would.
+			if err == nil || errors.Is(err, kv.ErrRangeMoved) {
+				err = fmt.Errorf("%w: this node hears from no leader and holds no range of the key that could answer", kv.ErrNoLeader)
+			}
+			return err
+		}
 		t := time.NewTimer(pause)
 		select {
 		case <-changed:

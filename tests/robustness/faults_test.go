@@ -430,14 +430,16 @@ func splitsDuringFaults(e *env) {
 
 	e.split(e.leader(), "r16/", true)
 	leader := e.leader()
-	victims := []int{leader, e.others(leader)[e.rnd.IntN(2)]}
-	for _, v := range victims {
+	survivor := e.others(leader)[e.rnd.IntN(2)]
+	e.serving.set(survivor, cutOff) // alone, it must answer fast, not serve
+	for _, v := range e.others(survivor) {
 		e.kill(v)
 	}
 	e.hold()
-	for _, v := range victims {
+	for _, v := range e.others(survivor) {
 		e.start(v)
 	}
+	e.serving.set(survivor, serving)
 }
 
 // split asks node i to split at key, as an operator would: again while
