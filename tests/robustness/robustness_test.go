@@ -87,6 +87,7 @@ func TestRobustness(t *testing.T) {
 		return
 	}
 	deadline := time.Now().Add(soak)
+	all = append(all, soakFaults()...)
 	for round := 1; time.Now().Before(deadline); round++ {
 		for _, sc := range append(all, randomMix(seed+uint64(round))) {
 			t.Run(fmt.Sprintf("%s/round-%d", sc.name, round), func(t *testing.T) { run(t, sc, soakTiming, net) })
