@@ -437,6 +437,21 @@ func TestWALNewOpenSegmentCrashStates(t *testing.T) {
 			if err := WAL(dir); err != nil {
 				t.Fatalf("a crash state taken for damage: %v", err)
 			}
+			// raft-wal opens the log and appends to its open segment; the
+			// next crash state must not be taken for damage either.
+			meta = &metadb.BoltMetaDB{}
+			w, err = wal.Open(dir, wal.WithMetaStore(meta), wal.WithSegmentSize(segmentSize))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := w.StoreLogs([]*raft.Log{{Index: 8, Term: 2, Data: []byte("y")}}); err != nil {
+				t.Fatal(err)
+			}
+			w.Close()
+			meta.Close()
+			if err := WAL(dir); err != nil {
+				t.Fatalf("after the node appended to the segment a crash left: %v", err)
+			}
 		})
 	}
 }

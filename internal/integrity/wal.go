@@ -39,7 +39,8 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // damaged spot of the open segment (a torn last batch is the only damage a
 // crash can make; raft-wal drops it). Bytes after a sealed segment's seal
 // and after the open segment's data are not data: damage there does not
-// count.
+// count. One crash state it repairs rather than reports: an open segment
+// created but not yet given its size is given it (see checkSegment).
 func WAL(dir string) error {
 	metaPath := filepath.Join(dir, metadb.FileName)
 	if _, err := os.Stat(metaPath); os.IsNotExist(err) {
@@ -76,6 +77,17 @@ func checkSegment(dir string, info types.SegmentInfo, tail bool) error {
 	}
 	if err != nil {
 		return damaged(path, "cannot be read: %v", err)
+	}
+	if tail && info.SizeLimit > 0 && len(data) == 0 {
+		// A crash between the creation of the segment and its allocation:
+		// finish the allocation, as raft-wal would have. raft-wal appends
+		// to the open segment it finds without allocating it, so left empty
+		// it would grow a write at a time, and the next crash would leave
+		// it short like a cut one.
+		if err := os.Truncate(path, int64(info.SizeLimit)); err != nil {
+			return damaged(path, "empty, and cannot be given its size: %v", err)
+		}
+		return nil
 	}
 	if tail && info.SizeLimit > 0 && len(data) > 0 && len(data) < int(info.SizeLimit) {
 		// raft-wal creates a segment empty, then allocates its full size in
