@@ -95,7 +95,14 @@ func (b *browser) run(what string, actions ...chromedp.Action[chromedp.Void]) {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
 	defer cancel()
-	if err := chromedp.Do(ctx, actions...); err != nil {
+	err := chromedp.Do(ctx, actions...)
+	for try := 0; try < 3 && err != nil && strings.Contains(err.Error(), "net::ERR_NETWORK_CHANGED"); try++ {
+		// The machine's network changed under the browser (the robustness
+		// suite adds and removes network interfaces in the same run):
+		// Chromium drops what was loading; load it again.
+		err = chromedp.Do(ctx, actions...)
+	}
+	if err != nil {
 		b.t.Fatalf("%s: %v\npage text: %s", what, err, b.pageText())
 	}
 }
