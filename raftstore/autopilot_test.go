@@ -17,13 +17,20 @@ func TestBogusJoinsCannotCostTheMajority(t *testing.T) {
 	c := newTestCluster(t, 3, nil)
 	l := c.nodes[c.leader()]
 	f := c.nodes[c.followers()[0]]
-	for i := range 3 {
+	var addrs []string
+	var lns []net.Listener
+	for range 3 { // all three open at once: three distinct ports
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
-		addr := ln.Addr().String()
+		lns = append(lns, ln)
+		addrs = append(addrs, ln.Addr().String())
+	}
+	for _, ln := range lns {
 		ln.Close() // nothing listens there any more
+	}
+	for i, addr := range addrs {
 		if err := f.Join(ctx(t), fmt.Sprintf("bogus%d", i+1), addr); err != nil {
 			t.Fatalf("join of bogus%d: %v", i+1, err)
 		}
