@@ -56,27 +56,21 @@ func (f *FSM) CheckIncoming(head []byte) error {
 // the snapshot (then ReleaseClaim ends the claim once the snapshot is
 // restored or dropped).
 func (f *FSM) ClaimIncoming(head []byte) (claimed bool, err error) {
-	if bytes.HasPrefix(head, birthMagic) {
+	h := readSnapshotHead(head, f.ks)
+	if h.birth {
 		if f.Initialized() {
 			return false, nil
 		}
 		return false, fmt.Errorf("%w: range %d's birth snapshot holds no data, and this replica holds none of the range yet", errNotYet, f.ks.id)
 	}
-	r := bufio.NewReader(bytes.NewReader(head))
-	magic := make([]byte, len(snapMagic))
-	if _, err := io.ReadFull(r, magic); err != nil || !bytes.Equal(magic, snapMagic) {
-		return false, nil // not ours to judge here: Restore reports what is wrong with it
+	if !h.ours || h.applied == 0 || h.applied <= f.applied.Load() {
+		return false, nil // Restore reports what is wrong with a foreign stream; an older one changes nothing here
 	}
-	applied, err := binary.ReadUvarint(r)
-	if err != nil || applied == 0 || applied <= f.applied.Load() {
-		return false, nil // a foreign restore (its own checks), or not newer than what this replica has
-	}
-	d, ok := firstRecordDescriptor(r, f.ks)
-	if !ok {
+	if !h.hasDescriptor {
 		return false, nil // range 0 before any split: it holds every key there is
 	}
-	if other, ok := f.store.claim(f.ks.id, d); !ok {
-		return false, fmt.Errorf("%w: a snapshot of %s, but this node's %s still holds keys of it (it has not applied the split yet)", errNotYet, d, other)
+	if other, ok := f.store.claim(f.ks.id, h.descriptor); !ok {
+		return false, fmt.Errorf("%w: a snapshot of %s, but this node's %s still holds keys of it (it has not applied the split yet)", errNotYet, h.descriptor, other)
 	}
 	return true, nil
 }
@@ -90,27 +84,49 @@ func (f *FSM) ReleaseClaim() { f.store.release(f.ks.id) }
 // not what a replica that lacks the range should get (it would refuse an
 // overlap, or hold keys the range gave away).
 func (f *FSM) Outdated(head []byte) bool {
-	if bytes.HasPrefix(head, birthMagic) {
+	h := readSnapshotHead(head, f.ks)
+	if h.birth {
 		return true
+	}
+	if !h.hasDescriptor {
+		return false // not a raftkv snapshot, or range 0 before any split
+	}
+	now := f.span.Load()
+	return h.descriptor.Start != now.Start || h.descriptor.End != now.End
+}
+
+// snapshotHead is what the first bytes of a snapshot stream say.
+type snapshotHead struct {
+	birth         bool   // a birth snapshot: no data
+	ours          bool   // a raftkv snapshot (magic and applied index read)
+	applied       uint64 // the raft index it was taken at
+	descriptor    rangemap.Descriptor
+	hasDescriptor bool // it starts with the range's descriptor (not range 0 before any split)
+}
+
+// readSnapshotHead parses what a snapshot stream starts with: the magic,
+// the applied index and, first of the records (writeSnapshot puts it
+// there), the range descriptor.
+func readSnapshotHead(head []byte, ks keyspace) snapshotHead {
+	if bytes.HasPrefix(head, birthMagic) {
+		return snapshotHead{birth: true}
 	}
 	r := bufio.NewReader(bytes.NewReader(head))
 	magic := make([]byte, len(snapMagic))
 	if _, err := io.ReadFull(r, magic); err != nil || !bytes.Equal(magic, snapMagic) {
-		return false
+		return snapshotHead{}
 	}
-	if _, err := binary.ReadUvarint(r); err != nil {
-		return false
+	applied, err := binary.ReadUvarint(r)
+	if err != nil {
+		return snapshotHead{}
 	}
-	d, ok := firstRecordDescriptor(r, f.ks)
-	if !ok {
-		return false // range 0 before any split
-	}
-	now := f.span.Load()
-	return d.Start != now.Start || d.End != now.End
+	h := snapshotHead{ours: true, applied: applied}
+	h.descriptor, h.hasDescriptor = firstRecordDescriptor(r, ks)
+	return h
 }
 
-// firstRecordDescriptor reads the range descriptor a snapshot starts with
-// (writeSnapshot puts it first).
+// firstRecordDescriptor reads the range descriptor a snapshot's records
+// start with.
 func firstRecordDescriptor(r *bufio.Reader, ks keyspace) (rangemap.Descriptor, bool) {
 	if tag, err := r.ReadByte(); err != nil || tag != 1 {
 		return rangemap.Descriptor{}, false

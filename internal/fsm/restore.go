@@ -1,9 +1,6 @@
 package fsm
 
 import (
-	"bufio"
-	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -114,14 +111,9 @@ func (f *FSM) CheckRestore(head []byte) error {
 // pieceDescriptor reads the descriptor a foreign snapshot starts with, if
 // it does (a piece of a backup cut along ranges).
 func pieceDescriptor(head []byte, ks keyspace) (rangemap.Descriptor, bool, error) {
-	r := bufio.NewReader(bytes.NewReader(head))
-	magic := make([]byte, len(snapMagic))
-	if _, err := io.ReadFull(r, magic); err != nil || !bytes.Equal(magic, snapMagic) {
+	h := readSnapshotHead(head, ks)
+	if !h.ours {
 		return rangemap.Descriptor{}, false, fmt.Errorf("%w: not a raftkv snapshot", kv.ErrInvalid)
 	}
-	if _, err := binary.ReadUvarint(r); err != nil {
-		return rangemap.Descriptor{}, false, fmt.Errorf("%w: not a raftkv snapshot", kv.ErrInvalid)
-	}
-	d, ok := firstRecordDescriptor(r, ks)
-	return d, ok, nil
+	return h.descriptor, h.hasDescriptor, nil
 }
