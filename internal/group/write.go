@@ -31,13 +31,8 @@ func (s *Group) Apply(ctx context.Context, cmd *kv.Command) (*kv.Result, error) 
 // applied), kv.ErrInvalid / kv.ErrTooLarge (rejected, nothing done).
 // A command whose checks fail is not an error: Result.OK is false.
 func (s *Group) Propose(ctx context.Context, e *fsm.Entry) (*kv.Result, error) {
-	if err := e.Validate(s.limits()); err != nil {
+	if err := s.checkEntry(ctx, e); err != nil {
 		return nil, err
-	}
-	if check := kv.CheckOf(ctx); check != nil && e.Kind == fsm.KindKV {
-		if err := check(e.KV.Ops); err != nil {
-			return nil, err
-		}
 	}
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
@@ -75,22 +70,45 @@ func (s *Group) limits() fsm.Limits {
 	return fsm.Limits{MaxValueBytes: s.cfg.MaxValueBytes, SessionTTLMin: s.cfg.SessionTTLMin}
 }
 
-// forward sends an entry to the leader at addr: on the forwarding stream,
-// or by HTTP when the leader cannot take one (nothing was sent then). It
-// travels in the legacy form, which leaders of every release read (a kind
-// without one, in the typed form: a leader that cannot read it refuses
-// it); the leader writes it to the log in the form its members read
-// (logForm).
-func (s *Group) forward(ctx context.Context, addr string, e *fsm.Entry) (*kv.Result, error) {
-	command := fsm.EncodeLegacyEntry(e)
-	if !e.Kind.HasLegacyForm() {
-		command = fsm.EncodeEntry(e)
+// checkEntry is the check at entry: the entry's own validity, then the
+// caller's check of a KV write (kv.WithCheck: the HTTP API's
+// authorization).
+func (s *Group) checkEntry(ctx context.Context, e *fsm.Entry) error {
+	if err := e.Validate(s.limits()); err != nil {
+		return err
 	}
-	generation := s.fsm.Descriptor().Generation // the route: the range as this replica has it
-	res, err := s.forwards.Apply(ctx, addr, s.cfg.ID, generation, command)
+	if check := kv.CheckOf(ctx); check != nil && e.Kind == fsm.KindKV {
+		return check(e.KV.Ops)
+	}
+	return nil
+}
+
+// forward sends an entry to this group's leader at addr, routed by the
+// range as this replica has it.
+func (s *Group) forward(ctx context.Context, addr string, e *fsm.Entry) (*kv.Result, error) {
+	return s.send(ctx, addr, s.cfg.ID, s.fsm.Descriptor().Generation, wireForm(e))
+}
+
+// wireForm encodes an entry to travel to a leader: in the legacy form,
+// which leaders of every release read (a kind without one, in the typed
+// form: a leader that cannot read it refuses it); the leader writes it to
+// the log in the form its members read (logForm).
+func wireForm(e *fsm.Entry) []byte {
+	if e.Kind.HasLegacyForm() {
+		return fsm.EncodeLegacyEntry(e)
+	}
+	return fsm.EncodeEntry(e)
+}
+
+// send hands a command for group to its leader at addr: on the forwarding
+// stream, or by HTTP when that peer cannot take one (nothing was sent
+// then). generation is the route: the range's generation as the sender
+// knows it.
+func (s *Group) send(ctx context.Context, addr string, group, generation uint64, command []byte) (*kv.Result, error) {
+	res, err := s.forwards.Apply(ctx, addr, group, generation, command)
 	if errors.Is(err, fwdstream.ErrUnavailable) {
 		s.metrics.forwarded.WithLabelValues("apply_http").Inc()
-		return s.peers.Apply(ctx, addr, generation, command)
+		return s.host.Peers(group).Apply(ctx, addr, generation, command)
 	}
 	return res, err
 }
@@ -104,28 +122,17 @@ func (s *Group) forward(ctx context.Context, addr string, e *fsm.Entry) (*kv.Res
 // next one is safe; any other answer, an unknown outcome included, is
 // returned as it is. All refusing: kv.ErrNoLeader.
 func (s *Group) ProposeElsewhere(ctx context.Context, group, generation uint64, addrs []string, e *fsm.Entry) (*kv.Result, error) {
-	if err := e.Validate(s.limits()); err != nil {
+	if err := s.checkEntry(ctx, e); err != nil {
 		return nil, err
 	}
-	if check := kv.CheckOf(ctx); check != nil && e.Kind == fsm.KindKV {
-		if err := check(e.KV.Ops); err != nil {
-			return nil, err
-		}
-	}
-	command := fsm.EncodeLegacyEntry(e)
-	if !e.Kind.HasLegacyForm() {
-		command = fsm.EncodeEntry(e)
-	}
+	command := wireForm(e)
 	err := fmt.Errorf("%w: range %d has no replica to ask", kv.ErrNoLeader, group)
 	ctx, cancel := context.WithTimeout(ctx, s.forwardTimeout()) // for all of them: a node cut off answers fast
 	defer cancel()
 	for _, addr := range addrs {
 		cctx, cancel := context.WithTimeout(ctx, s.forwardTimeout())
 		var res *kv.Result
-		res, err = s.forwards.Apply(cctx, addr, group, generation, command)
-		if errors.Is(err, fwdstream.ErrUnavailable) {
-			res, err = s.host.Peers(group).Apply(cctx, addr, generation, command)
-		}
+		res, err = s.send(cctx, addr, group, generation, command)
 		cancel()
 		if !errors.Is(err, kv.ErrNoLeader) {
 			if err == nil {
