@@ -35,6 +35,9 @@ var (
 	metaClock     = []byte("m:clock") // latest command time applied (unix ns)
 	metaRange     = []byte("m:range") // the range's descriptor (absent in range 0 before any split)
 	metaFloor     = []byte("m:floor") // the last index handed out (absent before the range's first split)
+	// metaLogVersion is the newest entry version the range's log has
+	// carried (absent: none but KV writes and the legacy forms).
+	metaLogVersion = []byte("m:logversion")
 )
 
 // These are part of the replicated state machine's behaviour: every node
@@ -95,6 +98,9 @@ type batchState struct {
 	splits [][2]rangemap.Descriptor
 	// entries applied in the batch.
 	entries int
+	// logVersion is the newest entry version seen in the log, this batch
+	// included (noteForm).
+	logVersion uint64
 	// pieces, set for a split applied on its own (applySplitInPieces),
 	// takes the bookkeeping it moves.
 	pieces *splitPieces
@@ -110,6 +116,17 @@ func (f *FSM) newBatch(txn *badger.Txn) *batchState {
 		next:  map[byte]int64{kindTomb: f.next[kindTomb], kindIdem: f.next[kindIdem], kindDelay: f.next[kindDelay], kindDead: f.next[kindDead]},
 		now:   f.lastTime,
 		floor: f.floor, clockMode: f.clockMode,
+		logVersion: f.logVersion.Load(),
+	}
+}
+
+// noteForm raises the log's entry version to what a typed entry (the v3
+// form) shows: its leader wrote it only once every server of the range
+// read its kind, so a later leader may write that kind too without asking
+// them again (see LogVersion). The legacy forms show nothing.
+func (b *batchState) noteForm(data []byte, e *Entry) {
+	if len(data) > 0 && data[0] == entryV3 {
+		b.logVersion = max(b.logVersion, uint64(e.Kind.MinVersion()))
 	}
 }
 
@@ -123,6 +140,7 @@ func (f *FSM) publish(b *batchState, applied uint64) {
 	f.next[kindTomb], f.next[kindIdem], f.next[kindDelay], f.next[kindDead] = b.next[kindTomb], b.next[kindIdem], b.next[kindDelay], b.next[kindDead]
 	f.metaMu.Unlock()
 	f.confIndex.Store(b.confIndex)
+	f.logVersion.Store(b.logVersion)
 	if b.aclChanged != 0 {
 		f.aclIndex.Store(b.aclChanged)
 	}
@@ -525,6 +543,11 @@ func (b *batchState) writeMeta(applied uint64) error {
 			return err
 		}
 	}
+	if b.logVersion > 0 {
+		if err := b.txn.Set(b.ks.local(metaLogVersion), uintBytes(b.logVersion)); err != nil {
+			return err
+		}
+	}
 	if b.clockMode {
 		return b.txn.Set(b.ks.local(metaFloor), uintBytes(b.floor))
 	}
@@ -533,8 +556,8 @@ func (b *batchState) writeMeta(applied uint64) error {
 
 // loadMeta reads the bookkeeping from Badger (at Open and after Restore).
 func (f *FSM) loadMeta(txn *badger.Txn) error {
-	vals := make([]uint64, 7)
-	for i, k := range [][]byte{metaApplied, metaConfIndex, metaReaped, metaIdemCount, metaClock, metaACL, metaFloor} {
+	vals := make([]uint64, 8)
+	for i, k := range [][]byte{metaApplied, metaConfIndex, metaReaped, metaIdemCount, metaClock, metaACL, metaFloor, metaLogVersion} {
 		v, err := readUint(txn, f.ks.local(k))
 		if err != nil {
 			return err
@@ -572,6 +595,7 @@ func (f *FSM) loadMeta(txn *badger.Txn) error {
 	f.span.Store(span)
 	f.confIndex.Store(vals[1])
 	f.aclIndex.Store(vals[5])
+	f.logVersion.Store(vals[7])
 	f.peerSecret.Store("") // a restore may bring another cluster's
 	f.applied.Store(vals[0])
 	return nil

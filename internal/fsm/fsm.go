@@ -69,6 +69,9 @@ type FSM struct {
 	entries   atomic.Uint64 // applied since open
 	confIndex atomic.Uint64
 	aclIndex  atomic.Uint64
+	// logVersion is the newest entry version the range's log has carried
+	// (see LogVersion).
+	logVersion atomic.Uint64
 	// peerSecret caches PeerSecret once chosen ("" : ask Badger).
 	peerSecret atomic.Value
 	resuming   atomic.Bool
@@ -159,6 +162,15 @@ func (f *FSM) ResumeFrom(snapshotIndex uint64) {
 	f.resuming.Store(true)
 }
 
+// LogVersion is the newest entry version (EntryVersion's scale) an entry
+// of this range's log has been written in. The leader that wrote it had
+// heard every server of the range report reading that version, and a
+// server never goes back to a release that reads less, so any later
+// leader may write entries of that version at once: it need not hear
+// every server again, which it cannot while one is down or cut off.
+// A backup restored from elsewhere does not bring its log's version.
+func (f *FSM) LogVersion() int { return int(f.logVersion.Load()) }
+
 // Apply implements raft.FSM.
 func (f *FSM) Apply(l *raft.Log) interface{} {
 	return f.ApplyBatch([]*raft.Log{l})[0]
@@ -221,6 +233,7 @@ func (f *FSM) applyRun(logs []*raft.Log, out []interface{}, limit int) int {
 			}
 			f.captureViews(next)
 		}
+		b.noteForm(l.Data, e)
 		res, err := b.apply(txn, l.Index, e, false)
 		if err == nil && e.Kind == KindClose {
 			// A close ends the run too: the reads waiting at its index see
@@ -311,6 +324,7 @@ func (f *FSM) applyOversized(l *raft.Log, e *Entry) interface{} {
 	}
 	// Writes go to a WriteBatch, which splits as needed.
 	b := f.newBatch(view)
+	b.noteForm(l.Data, e)
 	wb := f.db.NewWriteBatch()
 	res, err := b.apply(wb, l.Index, e, force)
 	if err == nil {

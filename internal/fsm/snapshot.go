@@ -183,8 +183,8 @@ func CopyForRestore(dst io.Writer, src io.Reader) error {
 		sw = newStreamWriter(dst, 0)
 		return true, nil
 	}, func(k, v []byte) error {
-		if bytes.Equal(k, metaOversized) || bytes.HasPrefix(k, rangeMetaPrefix) {
-			return nil // a crash marker of the source, its routing copy of its range map
+		if bytes.Equal(k, metaOversized) || bytes.HasPrefix(k, rangeMetaPrefix) || bytes.Equal(k, metaLogVersion) {
+			return nil // a crash marker of the source, its routing copy of its range map, what its servers read
 		}
 		sw.record(k, v)
 		return sw.err
@@ -222,7 +222,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	keepLive := !live.Empty() && (f.ks.id != 0 || live.Generation > 0)
 	_, isPiece, _ := pieceDescriptor(head, f.ks)
 	var wb *badger.WriteBatch
-	var prevApplied, prevFloor, prevRangeIDs uint64
+	var prevApplied, prevFloor, prevRangeIDs, prevLogVersion uint64
 	locked, foreignPiece := false, false
 	defer func() {
 		if wb != nil {
@@ -259,6 +259,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		f.mu.Lock()
 		locked = true
 		prevApplied = f.LastIndex() // in indexes handed out: the floor, once counted
+		prevLogVersion = f.logVersion.Load()
 		f.metaMu.Lock()
 		prevFloor = f.floor
 		f.metaMu.Unlock()
@@ -325,6 +326,11 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 				if err := txn.Set(f.ks.local(metaFloor), uintBytes(max(floor, prevFloor))); err != nil {
 					return err
 				}
+			}
+			// What this range's log showed its servers read stands; a
+			// backup's log says nothing about them.
+			if err := txn.Set(f.ks.local(metaLogVersion), uintBytes(prevLogVersion)); err != nil {
+				return err
 			}
 			// Range IDs this cluster handed out are never handed out again,
 			// whatever the backup's count.

@@ -63,6 +63,7 @@ func (f *FSM) applySplitInPieces(l *raft.Log, e *Entry) interface{} {
 	defer txn.Discard()
 	b := f.newBatch(txn)
 	b.pieces = &splitPieces{db: f.db}
+	b.noteForm(l.Data, e)
 	res, err := b.apply(txn, l.Index, e, false)
 	if err == nil && b.pieces.child != 0 {
 		err = txn.Set(f.ks.local(metaSplitClean), uintBytes(b.pieces.child))

@@ -133,7 +133,7 @@ func WriteMergedSnapshot(w io.Writer, views []*View, at uint64) error {
 	var clock, reaped, floor, idem uint64
 	floor = at
 	merged := map[string]*uint64{string(metaClock): &clock, string(metaReaped): &reaped, string(metaFloor): &floor}
-	dropped := map[string]bool{string(metaApplied): true, string(metaRange): true, string(metaOversized): true, string(metaIdemCount): true}
+	dropped := map[string]bool{string(metaApplied): true, string(metaRange): true, string(metaOversized): true, string(metaIdemCount): true, string(metaLogVersion): true}
 	for _, v := range views {
 		v.f.mu.RLock()
 		err := v.f.eachKey(v.txn, v.span, true, func(item *badger.Item) error {

@@ -15,14 +15,18 @@ import (
 // leader writes the typed form once every server of the configuration has
 // told it (in its autopilot stats) that it reads it, and the legacy form
 // until then, so that a rolling upgrade never puts an entry in the log
-// that a member cannot apply.
+// that a member cannot apply. Once the log carries an entry of a version,
+// every later leader writes that version at once (fsm.LogVersion): a new
+// leader cannot hear a server that is down or cut off, and must not wait
+// for it to write a split or a session's release.
 
 // encode is e as this leader writes it to the log. An entry with no
 // legacy form (a split) is refused until every server reads it. A group
 // other than 0 is a range a split made, which every server of range 0
 // read when it was made: it writes every kind in the typed form.
 func (g *Group) encode(e *fsm.Entry) ([]byte, error) {
-	if e.Kind == fsm.KindKV || g.cfg.ID != 0 || g.formats.allRead(g.Members(), g.id, e.Kind.MinVersion()) {
+	v := e.Kind.MinVersion()
+	if e.Kind == fsm.KindKV || g.cfg.ID != 0 || g.fsm.LogVersion() >= v || g.formats.allRead(g.Members(), g.id, v) {
 		return fsm.EncodeEntry(e), nil
 	}
 	if !e.Kind.HasLegacyForm() {

@@ -2,6 +2,7 @@ package group
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -70,5 +71,46 @@ func TestLeaderWritesTypedEntriesOnceAllRead(t *testing.T) {
 			}
 			return nil
 		})
+	}
+}
+
+// Once the log carries an entry of a version, a new leader writes entries
+// of that version at once, though it cannot hear every server: here one is
+// down. (Before, it refused them for as long as the server stayed away: a
+// split, or a session's release in the other ranges, waited for it; the
+// robustness scenario splits/during-faults found it.)
+func TestNewLeaderWritesTheLogsVersionWithAServerDown(t *testing.T) {
+	nodes := []*testNode{
+		startNode(t, "n1", []uint64{0}, map[uint64]bool{0: true}),
+		startNode(t, "n2", []uint64{0}, nil),
+		startNode(t, "n3", []uint64{0}, nil),
+	}
+	joinAll(t, nodes, 0)
+	waitFor(t, 20*time.Second, "a new range ID, once every server is heard", func() error {
+		_, err := nodes[leaderOf(t, nodes, 0)].groups[0].ProposeHere(ctx(t), fsm.NewRangeIDEntry())
+		return err
+	})
+	for _, n := range nodes {
+		waitFor(t, 10*time.Second, "the log's version on "+n.node.ID(), func() error {
+			if v := n.groups[0].fsm.LogVersion(); v < fsm.KindNewRangeID.MinVersion() {
+				return fmt.Errorf("version %d", v)
+			}
+			return nil
+		})
+	}
+	l := leaderOf(t, nodes, 0)
+	down, next := (l+1)%3, (l+2)%3
+	nodes[down].close()
+	if err := nodes[l].groups[0].Membership().TransferLeadership(ctx(t), nodes[next].node.ID()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "group 0 led by "+nodes[next].node.ID(), func() error {
+		if !nodes[next].groups[0].IsLeader() {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	if _, err := nodes[next].groups[0].ProposeHere(ctx(t), fsm.NewRangeIDEntry()); err != nil {
+		t.Fatalf("a new leader that cannot hear %s: %v", nodes[down].node.ID(), err)
 	}
 }
