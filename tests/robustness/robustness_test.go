@@ -74,6 +74,9 @@ func TestRobustness(t *testing.T) {
 	soak, _ := time.ParseDuration(os.Getenv("RAFTKV_SOAK"))
 	if soak == 0 {
 		runs, _ := strconv.Atoi(os.Getenv("RAFTKV_RUNS"))
+		if runs > 0 {
+			all = append(all, soakFaults()...) // measuring: -run picks them
+		}
 		for _, sc := range all {
 			t.Run(sc.name, func(t *testing.T) {
 				for i := range max(runs, 1) {
@@ -113,6 +116,12 @@ func run(t *testing.T, sc scenario, tm timing, isolated bool) {
 	// data dir) fails the run at once: every node must come back after
 	// every fault.
 	c.FailOnExit()
+	kept := false
+	defer func() { // a failed run keeps its logs too, whole: the tails printed do not reach back far
+		if t.Failed() && !kept {
+			keepLogs(t, sc.name+"-failed", c, "")
+		}
+	}()
 	clientHC := func() *http.Client { return c.HTTPClient(0) }
 	var intruderHC *http.Client
 	if sc.acls {
@@ -221,6 +230,7 @@ func run(t *testing.T, sc scenario, tm timing, isolated bool) {
 	results.add(sc.name, avail)
 	t.Logf("%s: %s", sc.name, avail)
 	keepLogs(t, sc.name, c, fmt.Sprintf("%s\ntraffic started %s\n", avail, rec.start.Format(time.RFC3339Nano)))
+	kept = true
 	if avail.gap > gapBound {
 		t.Errorf("n%d completed no request for %s from %s (bound %s)", avail.gapNode+1, avail.gap.Round(time.Millisecond), avail.gapAt.Round(time.Millisecond), gapBound)
 	}
