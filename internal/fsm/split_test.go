@@ -762,3 +762,34 @@ func TestSplitInPiecesFinishedAfterACrash(t *testing.T) {
 		t.Fatalf("a retried keyed write after the restart: answered %d, the key at %d", retry.Index, e.ModifyIndex)
 	}
 }
+
+// A split call's entries carry an idempotency key (package ranges), so
+// that one sent again after an unknown outcome is answered with the first
+// result: the same range ID, and the split that applied, not a second ID
+// or a refusal of a boundary already there.
+func TestKeyedSplitEntriesApplyOnce(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	r0 := openRange(t, s, 0)
+	keyed := func(i uint64, e *Entry, key string) *raft.Log {
+		e.IdempotencyKey, e.Time = key, t0.Add(time.Duration(i)*time.Second)
+		return &raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: EncodeEntry(e)}
+	}
+	first := mustResult(t, r0.ApplyBatch([]*raft.Log{keyed(1, NewRangeIDEntry(), "call/id")})[0])
+	again := mustResult(t, r0.ApplyBatch([]*raft.Log{keyed(2, NewRangeIDEntry(), "call/id")})[0])
+	if again.Index != first.Index {
+		t.Fatalf("the same call got range IDs %d and %d", first.Index, again.Index)
+	}
+	if other := mustResult(t, r0.ApplyBatch([]*raft.Log{keyed(3, NewRangeIDEntry(), "other/id")})[0]); other.Index == first.Index {
+		t.Fatalf("another call got the same range ID %d", other.Index)
+	}
+	sp := Split{Key: "m/", NewID: first.Index, Replicas: threeReplicas}
+	applied := mustResult(t, r0.ApplyBatch([]*raft.Log{keyed(4, SplitEntry(sp), "call")})[0])
+	gen := r0.Descriptor().Generation
+	repeat := r0.ApplyBatch([]*raft.Log{keyed(5, SplitEntry(sp), "call")})[0]
+	if res, ok := repeat.(*kv.Result); !ok || !res.OK || res.Index != applied.Index {
+		t.Fatalf("the split sent again: %+v, want the first answer %+v", repeat, applied)
+	}
+	if d := r0.Descriptor(); d.End != "m/" || d.Generation != gen {
+		t.Fatalf("range 0 after the repeat: %s (generation %d before)", d, gen)
+	}
+}

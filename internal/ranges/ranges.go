@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/raftkv/raftkv/internal/fsm"
 	"github.com/raftkv/raftkv/internal/group"
 	"github.com/raftkv/raftkv/internal/rangemap"
@@ -340,11 +342,20 @@ func (s *Set) Split(ctx context.Context, key string) (left, right rangemap.Descr
 	for _, srv := range conf.Servers {
 		replicas = append(replicas, rangemap.Replica{Node: srv.ID, Voter: srv.Voter})
 	}
-	idRes, err := s.meta.Propose(ctx, fsm.NewRangeIDEntry())
+	// Both entries carry an idempotency key: one sent to a leader that
+	// changed or went silent is sent again (group.Propose), and if the
+	// first went through, its result comes back instead of a second ID or
+	// a refusal of a boundary that is already there.
+	call := "raftkv-split/" + uuid.NewString()
+	idEntry := fsm.NewRangeIDEntry()
+	idEntry.IdempotencyKey = call + "/id"
+	idRes, err := s.meta.Propose(ctx, idEntry)
 	if err != nil {
 		return left, right, fmt.Errorf("ranges: a new range ID: %w", err)
 	}
-	res, err := parent.g.Propose(ctx, fsm.SplitEntry(fsm.Split{Key: key, NewID: idRes.Index, Replicas: replicas}))
+	splitEntry := fsm.SplitEntry(fsm.Split{Key: key, NewID: idRes.Index, Replicas: replicas})
+	splitEntry.IdempotencyKey = call
+	res, err := parent.g.Propose(ctx, splitEntry)
 	if err != nil {
 		return left, right, fmt.Errorf("ranges: split %s at %q: %w", parent.d, key, err)
 	}

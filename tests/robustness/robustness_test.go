@@ -74,9 +74,6 @@ func TestRobustness(t *testing.T) {
 	soak, _ := time.ParseDuration(os.Getenv("RAFTKV_SOAK"))
 	if soak == 0 {
 		runs, _ := strconv.Atoi(os.Getenv("RAFTKV_RUNS"))
-		if runs > 0 {
-			all = append(all, soakFaults()...) // measuring: -run picks them
-		}
 		for _, sc := range all {
 			t.Run(sc.name, func(t *testing.T) {
 				for i := range max(runs, 1) {
@@ -90,7 +87,6 @@ func TestRobustness(t *testing.T) {
 		return
 	}
 	deadline := time.Now().Add(soak)
-	all = append(all, soakFaults()...)
 	for round := 1; time.Now().Before(deadline); round++ {
 		for _, sc := range append(all, randomMix(seed+uint64(round))) {
 			t.Run(fmt.Sprintf("%s/round-%d", sc.name, round), func(t *testing.T) { run(t, sc, soakTiming, net) })
