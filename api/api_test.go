@@ -85,3 +85,28 @@ func TestRangeShapes(t *testing.T) {
 		t.Fatalf("%s → %+v, %v", b, out, err)
 	}
 }
+
+// A route survives its header form whatever its keys hold, and a header
+// that is not one (no leader, bounds the wrong way, not numbers) is
+// refused.
+func TestRouteHeaderRoundTrip(t *testing.T) {
+	for _, r := range []Route{
+		{Range: 7, Generation: 3, Start: "a b&c=d/", End: "ü/%2F", Leader: "10.0.0.1:7001"},
+		{Range: 0, Generation: 0, Leader: "[::1]:7001"},
+	} {
+		if got, ok := ParseRoute(r.Header()); !ok || got != r {
+			t.Errorf("%+v came back as %+v (%v)", r, got, ok)
+		}
+	}
+	for _, h := range []string{"", "range=1&gen=1&leader=", "range=x&gen=1&leader=a:1", "range=1&gen=1&start=b&end=a&leader=a:1", "%zz"} {
+		if r, ok := ParseRoute(h); ok {
+			t.Errorf("%q parsed as %+v", h, r)
+		}
+	}
+	r := Route{Start: "b/", End: "d/"}
+	for key, want := range map[string]bool{"a": false, "b/": true, "c": true, "d/": false, "e": false} {
+		if r.Contains(key) != want {
+			t.Errorf("[b/, d/) contains %q: %v", key, !want)
+		}
+	}
+}

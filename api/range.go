@@ -1,5 +1,10 @@
 package api
 
+import (
+	"net/url"
+	"strconv"
+)
+
 // Range is one range of the keyspace as the operator endpoints show it
 // (GET /v1/operator/ranges): its descriptor and what its leader last
 // reported of it. A range holds the keys in [Start, End); each range is
@@ -48,4 +53,48 @@ type RangeReplica struct {
 type RangeSplit struct {
 	Left  Range
 	Right Range
+}
+
+// RouteHeader is the header of a write's answer that says where writes of
+// its key go: the range holding the key and the address of that range's
+// leader, as the answering node knows them (Route.Header's form). A
+// client may send later writes of keys in [Start, End) to that address
+// itself, sparing the answering node the hop to the leader; any node
+// still takes any write.
+const RouteHeader = "X-Raftkv-Route"
+
+// Route is a range's span and its leader's address.
+type Route struct {
+	Range      uint64
+	Generation uint64
+	Start, End string // End "" : the end of the keyspace
+	Leader     string // host:port, the node's advertised address
+}
+
+// Contains says whether key falls in the route's span.
+func (r Route) Contains(key string) bool {
+	return key >= r.Start && (r.End == "" || key < r.End)
+}
+
+// Header is the route in RouteHeader's form, a URL query:
+// range=ID&gen=G&start=S&end=E&leader=ADDR.
+func (r Route) Header() string {
+	return url.Values{"range": {strconv.FormatUint(r.Range, 10)}, "gen": {strconv.FormatUint(r.Generation, 10)},
+		"start": {r.Start}, "end": {r.End}, "leader": {r.Leader}}.Encode()
+}
+
+// ParseRoute reads a RouteHeader value; false if it is not one, or names
+// no leader.
+func ParseRoute(h string) (Route, bool) {
+	q, err := url.ParseQuery(h)
+	if err != nil {
+		return Route{}, false
+	}
+	id, err1 := strconv.ParseUint(q.Get("range"), 10, 64)
+	gen, err2 := strconv.ParseUint(q.Get("gen"), 10, 64)
+	r := Route{Range: id, Generation: gen, Start: q.Get("start"), End: q.Get("end"), Leader: q.Get("leader")}
+	if err1 != nil || err2 != nil || r.Leader == "" || (r.End != "" && r.End <= r.Start) {
+		return Route{}, false
+	}
+	return r, true
 }

@@ -71,6 +71,8 @@ type Client struct {
 	mu        sync.Mutex
 	preferred int             // index of the endpoint that answered last
 	probed    map[string]bool // host → speaks TLS (see speaksTLS)
+
+	routes routeCache // where writes of which keys go (routes.go)
 }
 
 // New checks the configuration and returns a client.
@@ -136,6 +138,9 @@ type request struct {
 	// AttemptTimeout: a renew must leave a silent node in time to reach
 	// another before its holder's deadline.
 	attempt time.Duration
+	// routeKey, for a write of one key, lets the call go first to the
+	// leader of the key's range (routes.go).
+	routeKey string
 }
 
 // response is what a call produced.
@@ -173,10 +178,17 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 	permanent := make([]error, len(c.endpoints))
 	nPermanent := 0
 	began, reached := time.Now(), false
+	routed := -1 // the endpoint the key's route names, tried first once
+	if r.routeKey != "" {
+		routed = c.routedEndpoint(r.routeKey)
+	}
 	for attempt := 0; ; attempt++ {
 		c.mu.Lock()
 		start := c.preferred
 		c.mu.Unlock()
+		if attempt == 0 && routed >= 0 {
+			start = routed
+		}
 		for i := range c.endpoints {
 			ep := (start + i) % len(c.endpoints)
 			if permanent[ep] != nil {
@@ -190,10 +202,18 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 			resp, err := c.send(actx, c.endpoints[ep], r)
 			cancel()
 			if err == nil {
-				c.mu.Lock()
-				c.preferred = ep
-				c.mu.Unlock()
+				if attempt > 0 || i > 0 || routed < 0 { // a routed write says nothing of where the rest should go
+					c.mu.Lock()
+					c.preferred = ep
+					c.mu.Unlock()
+				}
+				if r.routeKey != "" {
+					c.learnRoute(resp)
+				}
 				return resp, nil
+			}
+			if ep == routed {
+				c.routes.forget(r.routeKey)
 			}
 			lastErr = at.add(ep, err)
 			if perm := c.permanent(ctx, c.endpoints[ep], err); perm != nil {
@@ -209,7 +229,7 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 				return nil, at.end(ctx, err)
 			}
 			c.mu.Lock()
-			if c.preferred == ep { // the next call starts with the next endpoint
+			if c.preferred == ep && ep != routed { // the next call starts with the next endpoint
 				c.preferred = (ep + 1) % len(c.endpoints)
 			}
 			c.mu.Unlock()

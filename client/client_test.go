@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftkv/raftkv/api"
 	"github.com/raftkv/raftkv/internal/wire"
 	"github.com/raftkv/raftkv/kv"
 )
@@ -21,12 +22,18 @@ type script struct {
 	statuses []int
 	bodies   []string
 	keys     []string
+	paths    []string
+	route    string // the api.RouteHeader its answers carry, if any
 }
 
 func (s *script) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.keys = append(s.keys, r.Header.Get("Idempotency-Key"))
+	s.paths = append(s.paths, r.Method+" "+r.URL.Path)
+	if s.route != "" {
+		w.Header().Set(api.RouteHeader, s.route)
+	}
 	status, body := http.StatusOK, "true"
 	if len(s.statuses) > 0 {
 		status, body = s.statuses[0], s.bodies[0]

@@ -9,6 +9,11 @@
 // once and answers the retry with the first result. Errors match the
 // store's sentinels (kv.ErrNotFound, kv.ErrCASMismatch, ...) with errors.Is.
 //
+// A write of one key goes first to the leader of the key's range when an
+// earlier answer named it (X-Raftkv-Route) and it is one of the endpoints:
+// a hop less than through a follower. The route is a hint, dropped when
+// its leader fails an attempt; see routes.go.
+//
 // What retrying cannot change (a TLS mismatch with a node, an answer that
 // is not raftkv's) ends a call at once with an error matching
 // ErrPermanent; see SetupError and UnexpectedAnswerError. A call that gives

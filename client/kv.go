@@ -184,7 +184,11 @@ func (c *Client) writeBool(ctx context.Context, method, key string, body []byte,
 	for _, o := range opts {
 		o(params)
 	}
-	resp, err := c.do(ctx, request{method: method, path: kvPath(key, params), body: body, write: true})
+	req := request{method: method, path: kvPath(key, params), body: body, write: true}
+	if _, recurse := params["recurse"]; !recurse {
+		req.routeKey = key
+	}
+	resp, err := c.do(ctx, req)
 	if err != nil {
 		return err
 	}

@@ -153,6 +153,15 @@ func (s *RaftStore) Ranges(ctx context.Context) ([]api.Range, error) {
 	return out, nil
 }
 
+// Route says where writes of key go, for the answer's api.RouteHeader.
+func (s *RaftStore) Route(key string) (api.Route, bool) {
+	d, leader, ok := s.ranges.Route(key)
+	if !ok {
+		return api.Route{}, false
+	}
+	return api.Route{Range: d.ID, Generation: d.Generation, Start: d.Start, End: d.End, Leader: leader}, true
+}
+
 func rangeOf(in ranges.Info) api.Range {
 	r := api.Range{ID: in.ID, Start: in.Start, End: in.End, Generation: in.Generation, Replicas: []api.RangeReplica{},
 		Leader: in.Leader, Keys: in.Keys, Bytes: in.Bytes, WritesPerSec: in.WritesPerSec, FromMeta: !in.Held}

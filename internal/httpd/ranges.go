@@ -27,6 +27,21 @@ type RangeStore interface {
 	// or, keep false, lets it go; kv.ErrInvalid if a boundary already
 	// falls inside it.
 	KeepWhole(ctx context.Context, prefix string, keep bool) error
+	// Route says where writes of key go: the range holding it here and
+	// that range's leader (api.RouteHeader); false if this node cannot
+	// say.
+	Route(key string) (api.Route, bool)
+}
+
+// setRoute names, in a write's answer, where writes of key go: a client
+// that knows may send the next ones there itself.
+func (h *handler) setRoute(w http.ResponseWriter, key string) {
+	if h.ranges == nil {
+		return
+	}
+	if route, ok := h.ranges.Route(key); ok {
+		w.Header().Set(api.RouteHeader, route.Header())
+	}
 }
 
 // rangeList answers GET /v1/operator/ranges. A node without a RangeStore

@@ -71,6 +71,18 @@ func (f *fakeRanges) SplitRange(_ context.Context, key string) (api.RangeSplit, 
 	return api.RangeSplit{}, kv.Errorf(kv.ErrInvalid, "split key %q is not inside a range", key)
 }
 
+// Route names the range holding key, its leader at "<node>:7000".
+func (f *fakeRanges) Route(key string) (api.Route, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, r := range f.ranges {
+		if key >= r.Start && (r.End == "" || key < r.End) && r.Leader != "" {
+			return api.Route{Range: r.ID, Generation: r.Generation, Start: r.Start, End: r.End, Leader: r.Leader + ":7000"}, true
+		}
+	}
+	return api.Route{}, false
+}
+
 func newFakeRanges() *fakeRanges {
 	return &fakeRanges{ranges: []api.Range{{ID: 0, Generation: 1,
 		Replicas: []api.RangeReplica{{Node: "n1", Voter: true}, {Node: "n2", Voter: true}, {Node: "n3"}},
@@ -236,5 +248,38 @@ func TestRangeKeepWhole(t *testing.T) {
 	}
 	if r := do(t, newRangeServer(t, nil), "PUT", "/v1/operator/range/keep-whole?prefix=a/", ""); r.status != 501 {
 		t.Fatalf("without ranges: %d %s", r.status, r.body)
+	}
+}
+
+// A write's answer names its key's range and that range's leader (the Go
+// client routes by it); a delete of a prefix, which may span ranges, and
+// a read name none.
+func TestWritesNameTheirRoute(t *testing.T) {
+	rs := newFakeRanges()
+	srv := newRangeServer(t, rs)
+	if r := do(t, srv, "POST", "/v1/operator/range/split?key=m/", ""); r.status != 200 {
+		t.Fatalf("split: %d %s", r.status, r.body)
+	}
+	rs.mu.Lock()
+	rs.ranges[1].Leader = "n2"
+	rs.mu.Unlock()
+	for _, c := range []struct {
+		method, path string
+		want         api.Route
+	}{
+		{"PUT", "/v1/kv/a", api.Route{Range: 0, Generation: 2, End: "m/", Leader: "n1:7000"}},
+		{"PUT", "/v1/kv/m/x?cas=0", api.Route{Range: 1, Generation: 2, Start: "m/", Leader: "n2:7000"}},
+		{"DELETE", "/v1/kv/z", api.Route{Range: 1, Generation: 2, Start: "m/", Leader: "n2:7000"}},
+	} {
+		r := do(t, srv, c.method, c.path, "v")
+		got, ok := api.ParseRoute(r.header.Get(api.RouteHeader))
+		if r.status != 200 || !ok || got != c.want {
+			t.Errorf("%s %s: %d, route %q (%+v), want %+v", c.method, c.path, r.status, r.header.Get(api.RouteHeader), got, c.want)
+		}
+	}
+	for _, c := range [][2]string{{"DELETE", "/v1/kv/?recurse"}, {"GET", "/v1/kv/a"}} {
+		if r := do(t, srv, c[0], c[1], ""); r.header.Get(api.RouteHeader) != "" {
+			t.Errorf("%s %s names a route: %q", c[0], c[1], r.header.Get(api.RouteHeader))
+		}
 	}
 }

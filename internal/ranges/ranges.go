@@ -321,6 +321,19 @@ func (s *Set) retry(ctx context.Context, attempt func(v []local, changed <-chan 
 	}
 }
 
+// Route is the range holding key on this node and the address of its
+// leader as this node knows it; false if no range of this node holds key
+// or it knows no leader of it.
+func (s *Set) Route(key string) (d rangemap.Descriptor, leader string, ok bool) {
+	v, _ := s.view()
+	l, ok := ofKey(v, key)
+	if !ok {
+		return d, "", false
+	}
+	leader, _ = l.g.Leader()
+	return l.d, leader, leader != ""
+}
+
 // Split cuts the range holding key at key (see rangemap.CheckSplitKey):
 // range 0 hands out the new range's ID, the parent range applies the
 // split in its own log, and the call returns once this node runs the new
