@@ -7,6 +7,8 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/raftkv/raftkv/api"
 )
 
 // gathered returns the value of every gauge series in a node's registry,
@@ -180,4 +182,25 @@ func TestRangeGauges(t *testing.T) {
 		}
 		return nil
 	})
+
+	// A node's other ranges add to its node-wide metrics: a write of range
+	// 1 forwarded to that range's leader counts on the node's /metrics.
+	var ranges []api.Range
+	waitFor(t, 10*time.Second, "range 1's leader known", func() error {
+		if ranges, err = c.nodes[0].Ranges(ctx(t)); err != nil || len(ranges) != 2 || ranges[1].Leader == "" {
+			return fmt.Errorf("%+v %v", ranges, err)
+		}
+		return nil
+	})
+	for _, s := range c.nodes {
+		if s.ID() == ranges[1].Leader {
+			continue
+		}
+		before := forwardedCount(t, s, "apply")
+		mustSet(t, s, "z/2", "v")
+		if after := forwardedCount(t, s, "apply"); after != before+1 {
+			t.Fatalf("%s forwarded a write of range %d: raftkv_forwarded_requests_total{kind=apply} %v → %v", s.ID(), ranges[1].ID, before, after)
+		}
+		break
+	}
 }

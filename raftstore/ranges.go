@@ -81,6 +81,7 @@ func (s *RaftStore) startRange(d rangemap.Descriptor) (*group.Group, error) {
 	gcfg := s.cfg.groupConfig(d.ID, filepath.Join(s.cfg.DataDir, "ranges", strconv.FormatUint(d.ID, 10)), s.disk)
 	gcfg.Bootstrap, gcfg.Join, gcfg.Recover = false, nil, false
 	gcfg.Birth, gcfg.Uninitialized = servers, d.Empty()
+	gcfg.MetricsOf = s.group // node-wide counters on /metrics; its raft gauges come per range (ranges.Set)
 	gcfg.Store = s.store
 	gcfg.ReadReplicaOf = s.group.FSM().ReadReplica
 	g, err := group.Open(*gcfg, s.node)

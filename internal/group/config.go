@@ -30,6 +30,12 @@ type Config struct {
 	// Uninitialized opens a replica of a range this node may not hold yet
 	// (raft traffic for it arrived): a snapshot brings its state.
 	Uninitialized bool
+	// MetricsOf, if set, is the node's first group: this group adds to its
+	// node-wide metrics (forwarded writes, latencies, failovers, leadership
+	// changes, blocking queries) instead of keeping a registry that no
+	// /metrics serves. Its raft position is the node's to report per
+	// range.
+	MetricsOf *Group
 	// ReadReplicaOf, if set, says which servers are read replicas (range
 	// 0's marks, for the other ranges); unset, the group's own marks.
 	ReadReplicaOf func(id string) (bool, error)

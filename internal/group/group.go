@@ -253,8 +253,14 @@ func Open(cfg Config, host Host) (_ *Group, err error) {
 	g.peers = host.Peers(cfg.ID)
 	g.forwards = host.Forwards()
 	g.host = host
-	g.metrics = newMetrics(g.watch.Len)
-	g.metrics.registry.MustRegister(newRaftGauges(g))
+	if cfg.MetricsOf != nil {
+		g.metrics = cfg.MetricsOf.metrics
+	} else {
+		g.metrics = newMetrics()
+		g.metrics.registry.MustRegister(newRaftGauges(g))
+	}
+	g.metrics.watchers.Store(g, g.watch.Len)
+	cleanup = append(cleanup, func() { g.metrics.watchers.Delete(g) })
 	g.pilot = autopilot.New(g.raft, (*pilotNode)(g), autopilot.Config{
 		StabilizationTime:    cfg.ServerStabilizationTime,
 		LastContactThreshold: cfg.HeartbeatTimeout,
@@ -362,6 +368,7 @@ func (g *Group) StepAside(handOver bool) {
 func (g *Group) Close() error {
 	g.StepAside(false)
 	g.closeOnce.Do(func() {
+		g.metrics.watchers.Delete(g)
 		var errs []error
 		if err := g.raft.Shutdown().Error(); err != nil {
 			errs = append(errs, fmt.Errorf("raft shutdown: %w", err))

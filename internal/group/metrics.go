@@ -40,8 +40,11 @@ func globalRaftSink() prometheus.Collector {
 	return raftSink
 }
 
+// metrics are a node's: its first group creates them, and the node's
+// other groups (its ranges) add to them (Config.MetricsOf).
 type metrics struct {
 	registry      *prometheus.Registry
+	watchers      sync.Map // *Group → its blocking queries' count (func() int)
 	leaderChanges prometheus.Counter
 	forwarded     *prometheus.CounterVec
 	applyLatency  prometheus.Histogram
@@ -54,12 +57,12 @@ type metrics struct {
 	confirmLatency, readIndexLatency, applyWaitLatency prometheus.Observer
 }
 
-func newMetrics(watchers func() int) *metrics {
+func newMetrics() *metrics {
 	m := &metrics{
 		registry: prometheus.NewRegistry(),
 		leaderChanges: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "raftkv_leadership_changes_total",
-			Help: "Times this node gained or lost leadership.",
+			Help: "Times this node gained or lost leadership (of any of its ranges).",
 		}),
 		forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "raftkv_forwarded_requests_total",
@@ -98,7 +101,11 @@ func newMetrics(watchers func() int) *metrics {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "raftkv_blocking_queries",
 			Help: "Blocking queries currently waiting for a change on this node.",
-		}, func() float64 { return float64(watchers()) }),
+		}, func() float64 {
+			n := 0
+			m.watchers.Range(func(_, count any) bool { n += count.(func() int)(); return true })
+			return float64(n)
+		}),
 	)
 	if sink := globalRaftSink(); sink != nil {
 		m.registry.MustRegister(sink)
