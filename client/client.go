@@ -212,7 +212,7 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 				}
 				return resp, nil
 			}
-			if ep == routed {
+			if ep == routed && retryable(err, true) { // the leader did not take it: a refusal of the write itself says nothing of the route
 				c.routes.forget(r.routeKey)
 			}
 			lastErr = at.add(ep, err)
@@ -229,7 +229,7 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 				return nil, at.end(ctx, err)
 			}
 			c.mu.Lock()
-			if c.preferred == ep && ep != routed { // the next call starts with the next endpoint
+			if c.preferred == ep { // the next call starts with the next endpoint
 				c.preferred = (ep + 1) % len(c.endpoints)
 			}
 			c.mu.Unlock()

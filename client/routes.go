@@ -28,7 +28,8 @@ type routeCache struct {
 
 // learn keeps r in place of the routes its span overlaps, unless one of
 // them is the same range at a newer generation (an answer from a node
-// behind the others).
+// behind the others). Across ranges it cannot tell which answer is newer
+// and takes the last: a route is only a hint.
 func (rc *routeCache) learn(r api.Route) {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()

@@ -102,3 +102,28 @@ func TestRouteCache(t *testing.T) {
 		t.Errorf("forgetting one route dropped another: %+v %v", r, ok)
 	}
 }
+
+// Writes from many goroutines learn and look up routes at once (run under
+// -race).
+func TestRouteCacheConcurrently(t *testing.T) {
+	var rc routeCache
+	done := make(chan struct{})
+	for g := range 4 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range 500 {
+				start := fmt.Sprintf("%c/", 'a'+(g+i)%20)
+				rc.learn(api.Route{Range: uint64(g), Generation: uint64(i), Start: start, End: start + "~", Leader: "n:1"})
+				if r, ok := rc.lookup(start + "x"); ok && !r.Contains(start+"x") {
+					t.Errorf("%q found %+v", start+"x", r)
+				}
+				if i%7 == 0 {
+					rc.forget(start)
+				}
+			}
+		}()
+	}
+	for range 4 {
+		<-done
+	}
+}

@@ -34,6 +34,15 @@ func TestClientWritesGoStraightToTheirRangesLeader(t *testing.T) {
 			f = i
 		}
 	}
+	// Node f knows both leaders (its answers name them) before the writes.
+	waitFor(t, 10*time.Second, c.nodes[f].ID()+" knowing both leaders", func() error {
+		for _, key := range []string{"a", "m/"} {
+			if _, _, ok := c.nodes[f].ranges.Route(key); !ok {
+				return fmt.Errorf("no leader of %q's range known", key)
+			}
+		}
+		return nil
+	})
 	endpoints := []string{c.nodes[f].Addr()}
 	for i, n := range c.nodes {
 		if i != f {

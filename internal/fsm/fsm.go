@@ -163,12 +163,16 @@ func (f *FSM) ResumeFrom(snapshotIndex uint64) {
 }
 
 // LogVersion is the newest entry version (EntryVersion's scale) an entry
-// of this range's log has been written in. The leader that wrote it had
-// heard every server of the range report reading that version, and a
-// server never goes back to a release that reads less, so any later
-// leader may write entries of that version at once: it need not hear
-// every server again, which it cannot while one is down or cut off.
-// A backup restored from elsewhere does not bring its log's version.
+// of this range's log, as this replica applied it, has been written in.
+// In range 0 the leader that wrote it had heard every server report
+// reading that version (the other ranges write every kind typed), and a
+// server does not go back to a release that reads less, so a later leader
+// may write entries of that version without hearing every server again,
+// which it cannot while one is down or cut off (package group). Replicas
+// that applied the same log agree; a backup restored from elsewhere does
+// not bring its log's version, so each replica keeps its own then, which
+// can only hold a leader back, never let it write what a server cannot
+// read.
 func (f *FSM) LogVersion() int { return int(f.logVersion.Load()) }
 
 // Apply implements raft.FSM.

@@ -329,7 +329,12 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 			}
 			// What this range's log showed its servers read stands; a
 			// backup's log says nothing about them.
-			if err := txn.Set(f.ks.local(metaLogVersion), uintBytes(prevLogVersion)); err != nil {
+			if prevLogVersion > 0 {
+				err = txn.Set(f.ks.local(metaLogVersion), uintBytes(prevLogVersion))
+			} else {
+				err = txn.Delete(f.ks.local(metaLogVersion))
+			}
+			if err != nil {
 				return err
 			}
 			// Range IDs this cluster handed out are never handed out again,

@@ -16,9 +16,11 @@ import (
 // told it (in its autopilot stats) that it reads it, and the legacy form
 // until then, so that a rolling upgrade never puts an entry in the log
 // that a member cannot apply. Once the log carries an entry of a version,
-// every later leader writes that version at once (fsm.LogVersion): a new
-// leader cannot hear a server that is down or cut off, and must not wait
-// for it to write a split or a session's release.
+// a later leader writes that version without waiting to hear every server
+// (fsm.LogVersion): a new leader cannot hear a server that is down or cut
+// off, and must not wait for it to write a split or a session's release.
+// A server it did hear report an older version still holds it back (an
+// old node brought back against the advice in docs/OPERATIONS.md).
 
 // encode is e as this leader writes it to the log. An entry with no
 // legacy form (a split) is refused until every server reads it. A group
@@ -26,7 +28,7 @@ import (
 // read when it was made: it writes every kind in the typed form.
 func (g *Group) encode(e *fsm.Entry) ([]byte, error) {
 	v := e.Kind.MinVersion()
-	if e.Kind == fsm.KindKV || g.cfg.ID != 0 || g.fsm.LogVersion() >= v || g.formats.allRead(g.Members(), g.id, v) {
+	if e.Kind == fsm.KindKV || g.cfg.ID != 0 || g.formats.mayWrite(g.Members(), g.id, v, g.fsm.LogVersion()) {
 		return fsm.EncodeEntry(e), nil
 	}
 	if !e.Kind.HasLegacyForm() {
@@ -55,6 +57,24 @@ func (f *entryFormats) allRead(servers []string, self string, version int) bool 
 		}
 		v, ok := f.m.Load(id)
 		if !ok || v.(int) < version {
+			return false
+		}
+	}
+	return true
+}
+
+// mayWrite says whether entries of version may go to the log: every
+// server but self reported reading it, or the log already holds that
+// version (logVersion) and no server reported reading less.
+func (f *entryFormats) mayWrite(servers []string, self string, version, logVersion int) bool {
+	if f.allRead(servers, self, version) {
+		return true
+	}
+	if logVersion < version {
+		return false
+	}
+	for _, id := range servers {
+		if v, ok := f.m.Load(id); ok && id != self && v.(int) < version {
 			return false
 		}
 	}

@@ -38,6 +38,20 @@ func TestTypedEntriesWaitForEveryServer(t *testing.T) {
 	if !f.unheard(append(servers, "n4"), "n1") {
 		t.Fatal("a server that never reported counts as heard")
 	}
+
+	// Once the log holds the version, a server not heard from (down, cut
+	// off) does not hold it back; one heard reading less does.
+	v := fsm.EntryVersion
+	if f.mayWrite(append(servers, "n4"), "n1", v, v-1) {
+		t.Fatal("typed entries with a server unheard and the log below the version")
+	}
+	if !f.mayWrite(append(servers, "n4"), "n1", v, v) {
+		t.Fatal("the log holds the version, yet a server unheard holds it back")
+	}
+	f.report("n4", v-1)
+	if f.mayWrite(append(servers, "n4"), "n1", v, v) {
+		t.Fatal("typed entries although a server reported reading less")
+	}
 }
 
 // In a cluster of this release, the leader soon writes the typed form (its

@@ -38,9 +38,21 @@ func (s *Group) Propose(ctx context.Context, e *fsm.Entry) (*kv.Result, error) {
 	defer cancel()
 	var res *kv.Result
 	var maybeApplied error // an attempt whose fate is unknown
+	// retryKeyed turns the unknown outcome of a keyed attempt (proposed
+	// here by a leader that lost its leadership, or sent to one that
+	// changed or went silent) into a retry: the key makes a second attempt
+	// safe, since if the first one applied, the state machine answers with
+	// its result and applies nothing.
+	retryKeyed := func(err error) error {
+		if errors.Is(err, kv.ErrUnknownOutcome) && e.IdempotencyKey != "" && ctx.Err() == nil {
+			maybeApplied = err
+			return fmt.Errorf("%w: retrying a keyed write: %v", kv.ErrNoLeader, err)
+		}
+		return err
+	}
 	err := s.onLeader(ctx, func() (err error) {
 		res, err = s.applyLocal(ctx, e)
-		return err
+		return retryKeyed(err)
 	}, func(ep leaderwatch.Epoch) (err error) {
 		s.metrics.forwarded.WithLabelValues("apply").Inc()
 		cctx, cancel := peerContext(ctx, ep, s.forwardTimeout())
@@ -48,14 +60,7 @@ func (s *Group) Propose(ctx context.Context, e *fsm.Entry) (*kv.Result, error) {
 		start := time.Now()
 		res, err = s.forward(cctx, ep.Leader, e)
 		s.metrics.forwardLatency.Observe(time.Since(start).Seconds())
-		if errors.Is(err, kv.ErrUnknownOutcome) && e.IdempotencyKey != "" && ctx.Err() == nil {
-			// Sent to a leader that changed or went silent. The key makes
-			// a second attempt safe: if the first one applied, the state
-			// machine answers with its result and applies nothing.
-			maybeApplied = err
-			return fmt.Errorf("%w: retrying a keyed write: %v", kv.ErrNoLeader, err)
-		}
-		return err
+		return retryKeyed(err)
 	})
 	if maybeApplied != nil && err != nil {
 		// Whatever the retry met (no leader, a full disk, a refusal), an

@@ -297,7 +297,7 @@ func (h *handler) applyBool(w http.ResponseWriter, r *http.Request, body []byte,
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Consul-Index", strconv.FormatUint(res.Index, 10))
 	if op.Verb != kv.VerbDeleteTree {
-		h.setRoute(w, op.Key)
+		h.setRoute(w, r, op.Key)
 	}
 	if res.OK {
 		_, _ = io.WriteString(w, "true\n")

@@ -34,9 +34,11 @@ type RangeStore interface {
 }
 
 // setRoute names, in a write's answer, where writes of key go: a client
-// that knows may send the next ones there itself.
-func (h *handler) setRoute(w http.ResponseWriter, key string) {
-	if h.ranges == nil {
+// that knows may send the next ones there itself. Only to a token that may
+// list the ranges (operator:read): the range's bounds are keys outside
+// what the token may see.
+func (h *handler) setRoute(w http.ResponseWriter, r *http.Request, key string) {
+	if h.ranges == nil || operatorRead(identity(r)) != nil {
 		return
 	}
 	if route, ok := h.ranges.Route(key); ok {
@@ -63,9 +65,10 @@ func (h *handler) rangeList(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// rangeSplit answers POST (or PUT) /v1/operator/range/split?key=K. A
-// split is not keyed (the operator endpoints take no Idempotency-Key):
-// sent twice, the second finds K already a boundary and is refused.
+// rangeSplit answers POST (or PUT) /v1/operator/range/split?key=K. The
+// request takes no Idempotency-Key (its entries carry one of their own
+// within the call): sent twice, the second finds K already a boundary and
+// is refused.
 func (h *handler) rangeSplit(w http.ResponseWriter, r *http.Request) error {
 	// Checked before the key: whatever the request, this node cannot
 	// split, and saying so first spares fixing a request for nothing.

@@ -283,3 +283,23 @@ func TestWritesNameTheirRoute(t *testing.T) {
 		}
 	}
 }
+
+// With ACLs, only a token that may list the ranges (operator:read) is told
+// a write's route: the range's bounds are keys outside what an app's token
+// may see.
+func TestRoutesOnlyForOperatorRead(t *testing.T) {
+	store := newACLStore(t, true)
+	stores := allOf(store)
+	stores.Ranges = newFakeRanges()
+	srv := httptest.NewServer(New(stores, Options{MaxValueBytes: testMaxValue}))
+	t.Cleanup(srv.Close)
+	for _, c := range []struct {
+		token string
+		want  bool
+	}{{rootSecret, true}, {appSecret, false}} {
+		r := do(t, srv, "PUT", "/v1/kv/app/x", "v", "X-Consul-Token", c.token)
+		if got := r.header.Get(api.RouteHeader) != ""; r.status != 200 || got != c.want {
+			t.Errorf("token %s: %d, route %q", c.token, r.status, r.header.Get(api.RouteHeader))
+		}
+	}
+}

@@ -112,9 +112,8 @@ func run(t *testing.T, sc scenario, tm timing, isolated bool) {
 	// data dir) fails the run at once: every node must come back after
 	// every fault.
 	c.FailOnExit()
-	kept := false
 	defer func() { // a failed run keeps its logs too, whole: the tails printed do not reach back far
-		if t.Failed() && !kept {
+		if t.Failed() {
 			keepLogs(t, sc.name+"-failed", c, "")
 		}
 	}()
@@ -226,7 +225,6 @@ func run(t *testing.T, sc scenario, tm timing, isolated bool) {
 	results.add(sc.name, avail)
 	t.Logf("%s: %s", sc.name, avail)
 	keepLogs(t, sc.name, c, fmt.Sprintf("%s\ntraffic started %s\n", avail, rec.start.Format(time.RFC3339Nano)))
-	kept = true
 	if avail.gap > gapBound {
 		t.Errorf("n%d completed no request for %s from %s (bound %s)", avail.gapNode+1, avail.gap.Round(time.Millisecond), avail.gapAt.Round(time.Millisecond), gapBound)
 	}
