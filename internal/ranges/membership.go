@@ -49,14 +49,34 @@ func (s *Set) mirrorMembership(ctx context.Context, every time.Duration) {
 }
 
 // mirror makes at most one change to g's configuration toward range 0's.
+// Range 0's configuration is this node's replica's, which may lag: before
+// a change, the replica catches up with range 0's leader (a read index),
+// so that a replica behind the cluster does not undo a change made since
+// (re-add a server just removed, remove one just added).
 func (s *Set) mirror(ctx context.Context, g *group.Group) error {
+	change, err := s.nextChange(ctx, g)
+	if err != nil || change == nil {
+		return err
+	}
+	if err := s.meta.Linearize(ctx); err != nil {
+		return err
+	}
+	if change, err = s.nextChange(ctx, g); err != nil || change == nil {
+		return err
+	}
+	return change()
+}
+
+// nextChange is the first change g's configuration needs toward range 0's
+// as this node's replica has it; nil if none.
+func (s *Set) nextChange(ctx context.Context, g *group.Group) (func() error, error) {
 	want, err := s.meta.Membership().Configuration(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	have, err := g.Membership().Configuration(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	haveAt := map[string]string{}
 	for _, srv := range have.Servers {
@@ -73,14 +93,14 @@ func (s *Set) mirror(ctx context.Context, g *group.Group) error {
 				continue // a joining server: it joins the ranges once range 0 has it as a voter
 			}
 		}
-		return g.Membership().Join(ctx, srv.ID, srv.Address)
+		return func() error { return g.Membership().Join(ctx, srv.ID, srv.Address) }, nil
 	}
 	for _, srv := range have.Servers {
 		if !wanted[srv.ID] {
-			return removeReplica(ctx, g, srv)
+			return func() error { return removeReplica(ctx, g, srv) }, nil
 		}
 	}
-	return nil
+	return nil, nil
 }
 
 // removeReplica removes srv from g; the leader removing itself hands the
