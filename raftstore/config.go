@@ -64,6 +64,10 @@ type Config struct {
 	SnapshotInterval   time.Duration
 	SnapshotThreshold  uint64
 	TrailingLogs       uint64
+	// RangeMembershipInterval is how often each range's leader brings the
+	// range's replicas in line with the cluster's membership, one change
+	// at a time (default 1s).
+	RangeMembershipInterval time.Duration
 	// ApplyTimeout bounds how long a write waits for a leader and for its
 	// commit when the caller's context has no deadline.
 	ApplyTimeout time.Duration
@@ -195,6 +199,7 @@ func (c *Config) setDefaults() error {
 	def(&c.ElectionTimeout, DefaultElectionTimeout)
 	def(&c.LeaderLeaseTimeout, c.HeartbeatTimeout/2)
 	def(&c.SnapshotInterval, 2*time.Minute)
+	def(&c.RangeMembershipInterval, time.Second)
 	def(&c.ApplyTimeout, 10*time.Second)
 	def(&c.ServerStabilizationTime, 10*time.Second)
 	def(&c.SessionTTLMin, kv.DefaultSessionTTLMin)

@@ -249,3 +249,44 @@ func TestWritesThroughANodeWithoutTheRange(t *testing.T) {
 		}
 	}
 }
+
+// A node that joined after a split holds a replica of the split's range
+// that the range has not taken in yet (here never: its leader does not
+// mirror the membership during the test). Its writes for the range's keys
+// go to the range's leader by the meta copy; the replica, which hears
+// from no leader, would fail them. (CI, under load: "no leader known"
+// when the write came before the range's leader had added the node.)
+func TestWritesThroughAReplicaItsRangeHasNotTakenIn(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *Config) { cfg.RangeMembershipInterval = time.Hour })
+	if _, err := c.nodes[0].SplitRange(ctx(t), "m/"); err != nil {
+		t.Fatal(err)
+	}
+	n4 := c.add()
+	c.waitVoters(4)
+	waitFor(t, 20*time.Second, "the new node's replica of the range from m/", func() error {
+		rs, err := c.nodes[n4].Ranges(ctx(t))
+		if err != nil {
+			return err
+		}
+		if len(rs) != 2 || rs[1].FromMeta {
+			return fmt.Errorf("ranges %+v", rs)
+		}
+		for _, r := range rs[1].Replicas {
+			if r.Node == c.nodes[n4].ID() {
+				t.Fatalf("the range took the new node in: %+v", rs[1])
+			}
+		}
+		return nil
+	})
+	for _, k := range []string{"a/1", "n/1"} {
+		wctx, cancel := context.WithTimeout(ctx(t), 10*time.Second)
+		_, err := c.nodes[n4].Set(wctx, k, []byte("via-n4"))
+		cancel()
+		if err != nil {
+			t.Fatalf("write %s through the new node: %v", k, err)
+		}
+		if got := mustGetValue(t, c.nodes[0], k); got != "via-n4" {
+			t.Fatalf("%s = %q", k, got)
+		}
+	}
+}

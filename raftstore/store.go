@@ -88,7 +88,8 @@ func Open(cfg Config) (_ *RaftStore, err error) {
 	}
 	n.SetPeerAuth(peerAuth{s.group, s.acls}) // before the group calls its peers
 	s.group.Start()
-	s.ranges = ranges.New(ranges.Config{Meta: s.group, Start: s.startRange, Failed: n.StartFailed, Dir: cfg.DataDir, Logger: n.Logger()})
+	s.ranges = ranges.New(ranges.Config{Meta: s.group, Start: s.startRange, Failed: n.StartFailed, Dir: cfg.DataDir, Logger: n.Logger(),
+		MembershipEvery: cfg.RangeMembershipInterval})
 	s.group.Registry().MustRegister(s.ranges) // every range's raft gauges on /metrics
 	if err := s.openRanges(); err != nil {
 		s.ranges.Close(false)

@@ -20,23 +20,25 @@ import (
 // read replica): by then its replica of range 0 has caught up, so the
 // range's snapshot no longer overlaps what its range 0 still holds.
 
-// mirrorMembership runs the mirror, and sends the meta range the
-// descriptors of the ranges this node leads (publish), every interval
-// until ctx ends.
-func (s *Set) mirrorMembership(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
+// mirrorMembership sends the meta range the descriptors of the ranges
+// this node leads (publish) every second, and runs the mirror every
+// mirrorEvery (at least a second), until ctx ends.
+func (s *Set) mirrorMembership(ctx context.Context, mirrorEvery time.Duration) {
+	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	for {
+	mirrorTicks := max(1, int(mirrorEvery/time.Second))
+	for tick := 1; ; tick++ {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+		mirror := tick%mirrorTicks == 0
 		for _, g := range append(s.Groups(), s.meta) {
 			if !g.IsLeader() || !g.FSM().Initialized() {
 				continue
 			}
-			if g != s.meta {
+			if g != s.meta && mirror {
 				if err := s.mirror(ctx, g); err != nil && ctx.Err() == nil {
 					s.logger.Warn("cannot bring the range's replicas in line with the cluster's members", "range", g.GroupID(), "err", err)
 				}

@@ -50,6 +50,9 @@ type Config struct {
 	// Dir holds the temporary files of restores.
 	Dir    string
 	Logger *slog.Logger
+	// MembershipEvery is how often each range's leader mirrors range 0's
+	// membership into its range (membership.go; default and least 1s).
+	MembershipEvery time.Duration
 }
 
 // New returns the set of a node's ranges.
@@ -61,7 +64,11 @@ func New(cfg Config) *Set {
 	s.wg.Add(3)
 	go func() { defer s.wg.Done(); s.sampleRates(s.ctx.Done()) }()
 	go func() { defer s.wg.Done(); s.releasePending(s.ctx) }()
-	go func() { defer s.wg.Done(); s.mirrorMembership(s.ctx, time.Second) }()
+	every := cfg.MembershipEvery
+	if every <= 0 {
+		every = time.Second
+	}
+	go func() { defer s.wg.Done(); s.mirrorMembership(s.ctx, every) }()
 	return s
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -68,7 +69,10 @@ func (s *Set) Apply(ctx context.Context, cmd *kv.Command) (res *kv.Result, err e
 			res = refusal
 			return true, nil
 		}
-		if !routed {
+		if !routed || !slices.Contains(at.g.Members(), at.g.ID()) {
+			// No replica here, or one its range has not taken in yet (a
+			// node that joined after the split, until the range's leader
+			// adds it): it would hear from no leader.
 			var elsewhere bool
 			res, elsewhere, err = s.applyElsewhere(ctx, cmd)
 			return elsewhere, err
