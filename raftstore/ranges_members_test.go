@@ -237,17 +237,7 @@ func TestWritesThroughANodeWithoutTheRange(t *testing.T) {
 		}
 		return nil
 	})
-	for _, k := range []string{"a/1", "n/1", "z/1"} {
-		wctx, cancel := context.WithTimeout(ctx(t), 10*time.Second)
-		_, err := c.nodes[n4].Set(wctx, k, []byte("via-n4"))
-		cancel()
-		if err != nil {
-			t.Fatalf("write %s through the node without its range: %v", k, err)
-		}
-		if got := mustGetValue(t, c.nodes[0], k); got != "via-n4" {
-			t.Fatalf("%s = %q", k, got)
-		}
-	}
+	writeThrough(t, c, n4, "the node without its range", "a/1", "n/1", "z/1")
 }
 
 // A node that joined after a split holds a replica of the split's range
@@ -278,14 +268,22 @@ func TestWritesThroughAReplicaItsRangeHasNotTakenIn(t *testing.T) {
 		}
 		return nil
 	})
-	for _, k := range []string{"a/1", "n/1"} {
+	writeThrough(t, c, n4, "the new node", "a/1", "n/1")
+}
+
+// writeThrough writes each key through node n (what names it in a
+// failure), within 10 s each, and reads it back from node 0.
+func writeThrough(t *testing.T, c *testCluster, n int, what string, keys ...string) {
+	t.Helper()
+	value := "via-" + c.nodes[n].ID()
+	for _, k := range keys {
 		wctx, cancel := context.WithTimeout(ctx(t), 10*time.Second)
-		_, err := c.nodes[n4].Set(wctx, k, []byte("via-n4"))
+		_, err := c.nodes[n].Set(wctx, k, []byte(value))
 		cancel()
 		if err != nil {
-			t.Fatalf("write %s through the new node: %v", k, err)
+			t.Fatalf("write %s through %s: %v", k, what, err)
 		}
-		if got := mustGetValue(t, c.nodes[0], k); got != "via-n4" {
+		if got := mustGetValue(t, c.nodes[0], k); got != value {
 			t.Fatalf("%s = %q", k, got)
 		}
 	}

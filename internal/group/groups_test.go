@@ -74,15 +74,7 @@ func TestTwoGroupsOnOneNode(t *testing.T) {
 
 	// Group 0's leadership moves; group 7's leader and term stay.
 	term7 := nodes[l7].groups[7].raft.CurrentTerm()
-	if err := nodes[l0].groups[0].Membership().TransferLeadership(ctx(t), nodes[f].node.ID()); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 10*time.Second, "group 0 led by "+nodes[f].node.ID(), func() error {
-		if !nodes[f].groups[0].IsLeader() {
-			return fmt.Errorf("not yet")
-		}
-		return nil
-	})
+	moveLeadership(t, nodes, 0, l0, f)
 	if !nodes[l7].groups[7].IsLeader() || nodes[l7].groups[7].raft.CurrentTerm() != term7 {
 		t.Fatalf("group 7 changed with group 0's leadership: leader %v, term %d → %d",
 			nodes[l7].groups[7].IsLeader(), term7, nodes[l7].groups[7].raft.CurrentTerm())

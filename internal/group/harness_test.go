@@ -152,6 +152,21 @@ func joinAll(t *testing.T, nodes []*testNode, group uint64) {
 	})
 }
 
+// moveLeadership has nodes[from] hand group's leadership to nodes[to],
+// and waits until nodes[to] leads it.
+func moveLeadership(t *testing.T, nodes []*testNode, group uint64, from, to int) {
+	t.Helper()
+	if err := nodes[from].groups[group].Membership().TransferLeadership(ctx(t), nodes[to].node.ID()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, fmt.Sprintf("group %d led by %s", group, nodes[to].node.ID()), func() error {
+		if !nodes[to].groups[group].IsLeader() {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+}
+
 // withoutSessions answers a group's peer calls; there are no sessions to
 // renew.
 type withoutSessions struct{ *PeerCalls }

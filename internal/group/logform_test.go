@@ -115,15 +115,7 @@ func TestNewLeaderWritesTheLogsVersionWithAServerDown(t *testing.T) {
 	l := leaderOf(t, nodes, 0)
 	down, next := (l+1)%3, (l+2)%3
 	nodes[down].close()
-	if err := nodes[l].groups[0].Membership().TransferLeadership(ctx(t), nodes[next].node.ID()); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 10*time.Second, "group 0 led by "+nodes[next].node.ID(), func() error {
-		if !nodes[next].groups[0].IsLeader() {
-			return errors.New("not yet")
-		}
-		return nil
-	})
+	moveLeadership(t, nodes, 0, l, next)
 	if _, err := nodes[next].groups[0].ProposeHere(ctx(t), fsm.NewRangeIDEntry()); err != nil {
 		t.Fatalf("a new leader that cannot hear %s: %v", nodes[down].node.ID(), err)
 	}
