@@ -64,11 +64,7 @@ func New(cfg Config) *Set {
 	s.wg.Add(3)
 	go func() { defer s.wg.Done(); s.sampleRates(s.ctx.Done()) }()
 	go func() { defer s.wg.Done(); s.releasePending(s.ctx) }()
-	every := cfg.MembershipEvery
-	if every <= 0 {
-		every = time.Second
-	}
-	go func() { defer s.wg.Done(); s.mirrorMembership(s.ctx, every) }()
+	go func() { defer s.wg.Done(); s.mirrorMembership(s.ctx, cfg.MembershipEvery) }()
 	return s
 }
 
